@@ -1,0 +1,206 @@
+"""`anchorlens` command line: a thin layer over the public API. Errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+
+from anchorlens.errors import AnchorlensError
+
+EXIT_USER_ERROR = 2
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from anchorlens.models import list_models
+
+    rows = list_models()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        default = "  [default]" if row["default"] else ""
+        print(f"{row['name']}{default}\n  {row['description']}\n  prepend BOS: {row['prepend_bos']}; "
+              f"installed: {row['installed']}; converted: {row['converted']}")
+    print("\nAny official TransformerLens name (gpt2-xl, EleutherAI/gpt-j-6B, ...) or a local Hugging Face folder also "
+          "works where the weights can be reached.")
+    return 0
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from anchorlens.tasks import get_task, list_tasks
+
+    rows = []
+    for name in list_tasks():
+        task = get_task(name)
+        rows.append(
+            {
+                "name": task.name,
+                "classes": list(task.class_names),
+                "label_words": list(task.label_words),
+                "template": task.template,
+                "demo_split": task.demo_split,
+                "test_split": task.test_split,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        words = ", ".join(f"{c}={w!r}" for c, w in zip(row["classes"], row["label_words"]))
+        print(f"{row['name']}: {len(row['classes'])} classes ({words})\n  template {row['template']!r}; "
+              f"demonstrations from {row['demo_split']!r}, test split {row['test_split']!r}")
+    return 0
+
+
+def _cmd_prompt(args: argparse.Namespace) -> int:
+    from anchorlens.models import load_tokenizer, prepend_bos_for
+    from anchorlens.prompts import build_prompt
+    from anchorlens.sampling import sample_demonstrations, sample_test_set
+    from anchorlens.tasks import get_task
+
+    task = get_task(args.task)
+    tokenizer = load_tokenizer(args.model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        demonstrations, _ = sample_demonstrations(task, args.seed, shots_per_class=args.shots)
+        query = sample_test_set(task, args.seed, n_test=args.index + 1)[args.index]
+        prompt = build_prompt(
+            tokenizer,
+            task,
+            demonstrations,
+            query.text,
+            query.label,
+            prepend_bos=prepend_bos_for(args.model, tokenizer),
+        )
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    view = prompt.to_dict(tokenizer, task.class_names)
+    view.update(
+        model=args.model,
+        seed=args.seed,
+        demonstration_rows=[d.index for d in demonstrations],
+        query_row=query.index,
+        warnings=notes,
+    )
+    if args.json:
+        print(json.dumps(view, indent=2, ensure_ascii=False))
+        return 0
+    print(f"task {task.name}, model {args.model}, seed {args.seed}: {prompt.length} tokens; demonstrations are "
+          f"{task.demo_split} rows {view['demonstration_rows']}, the query is {task.test_split} row {query.index}")
+    print("-" * 72)
+    print(prompt.text)
+    print("-" * 72)
+    for name, positions in view["label_positions"].items():
+        print(f"label positions {name:>12}: {positions}  (token {view['label_tokens'][name]!r})")
+    print(f"target position: {prompt.target_position}  (token {view['tokens'][prompt.target_position]!r})")
+    print(f"gold label: {view['query_label']}")
+    for note in notes:
+        print(f"warning: {note}")
+    if args.tokens:
+        print("\npos  role          token")
+        for position, (token, role) in enumerate(zip(view["tokens"], view["roles"])):
+            print(f"{position:>4} {role:<13} {token!r}")
+    return 0
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", nargs="+", required=True, help="one or more tasks (see `anchorlens tasks`)")
+    parser.add_argument("--model", default=None, help="model name (default: the default offline model)")
+    parser.add_argument("--n-test", type=int, default=200, help="test inputs per seed (default 200; paper 1000)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="seeds (paper: 42 43 44 45 46)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--shots", type=int, default=1, help="demonstrations per class")
+    parser.add_argument("--out", required=True, help="output folder; a rerun resumes what is finished there")
+    parser.add_argument("--device", default=None, help="torch device (default: TransformerLens's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
+    from pathlib import Path
+
+    from anchorlens.experiments import EXPERIMENTS
+    from anchorlens.models import load_model
+    from anchorlens.plots import save_figure
+    from anchorlens.tasks import get_task
+
+    spec = EXPERIMENTS[experiment]
+    tasks = [get_task(name) for name in args.task]  # unknown tasks fail before the model loads
+    extra = {field: getattr(args, field) for field in spec.cli_fields}
+    config = spec.config_class(model=args.model, seeds=tuple(args.seeds), n_test=args.n_test,
+                               batch_size=args.batch_size, shots_per_class=args.shots, **extra)
+    out = Path(args.out)
+    model = load_model(args.model, device=args.device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("once", message="label word")
+        for task in tasks:
+            spec.run(model, task, config, out=out, progress=not args.no_progress)
+    result = spec.result_class.from_folder(out, config)
+    csv_path = result.save(out)
+    figures = save_figure(spec.plot(result), out / experiment)
+    print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\nwrote {csv_path}, {', '.join(figures)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anchorlens",
+        description="Label words as anchors: information-flow analyses of in-context learning on TransformerLens.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    models = commands.add_parser("models", help="list the offline models and how to use others")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(run=_cmd_models)
+
+    tasks = commands.add_parser("tasks", help="list the tasks, templates and label words")
+    tasks.add_argument("--json", action="store_true", help="print JSON")
+    tasks.set_defaults(run=_cmd_tasks)
+
+    prompt = commands.add_parser("prompt", help="show a seeded k-shot-per-class prompt and its tracked positions")
+    prompt.add_argument("--task", required=True, help="task name (see `anchorlens tasks`)")
+    prompt.add_argument("--model", default=None, help="model whose tokenizer to use (default: the default model)")
+    prompt.add_argument("--seed", type=int, default=42)
+    prompt.add_argument("--shots", type=int, default=1, help="demonstrations per class")
+    prompt.add_argument("--index", type=int, default=0, help="which test input of the seeded test set is the query")
+    prompt.add_argument("--json", action="store_true", help="print JSON (tokens, label_positions, target_position, ...)")
+    prompt.add_argument("--tokens", action="store_true", help="also list every token with its role")
+    prompt.set_defaults(run=_cmd_prompt)
+
+    saliency = commands.add_parser("saliency", help="saliency information flow S_wp, S_pq, S_ww per layer (paper Fig. 3)")
+    _add_run_arguments(saliency)
+    saliency.add_argument("--abs-per-head", action="store_true", help="use sum_h |A*dL/dA| instead of |sum_h A*dL/dA|")
+    saliency.set_defaults(run=lambda args: _run_experiment(args, "saliency"))
+
+    isolation = commands.add_parser("isolation", help="isolate label words in the first/last k layers: loyalty (Fig. 4)")
+    _add_run_arguments(isolation)
+    isolation.add_argument("--k", type=int, nargs="+", default=[5], help="isolated layer counts (paper 1 3 5 7)")
+    isolation.add_argument("--word-top-k", type=int, default=5, help="top-k tokens compared by word loyalty")
+    isolation.set_defaults(run=lambda args: _run_experiment(args, "isolation"))
+
+    auroc = commands.add_parser("auroc", help="per-layer AUROC of target->label attention vs prediction, R_l (Fig. 5)")
+    _add_run_arguments(auroc)
+    auroc.set_defaults(run=lambda args: _run_experiment(args, "auroc"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "model", "unset") is None:
+        from anchorlens.models import DEFAULT_MODEL
+
+        args.model = DEFAULT_MODEL
+    try:
+        return args.run(args)
+    except AnchorlensError as error:
+        print(f"anchorlens: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("anchorlens: interrupted; finished results are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Hook recipes: plain TransformerLens hook functions ``fn(tensor, hook)`` built by small factories.
+
+Each factory closes over positions (from a `PromptBatch`) and parameters and returns ``(hook_name, fn)``
+pairs, so recipes compose in one ``model.run_with_hooks(tokens, fwd_hooks=a + b + c)`` or in the
+`hooked` context manager, which always removes them. Only the shared hook names
+``blocks.{l}.attn.hook_attn_scores`` (pre-softmax) and ``blocks.{l}.attn.hook_pattern`` (post-softmax)
+are used. Recorders reduce inside the hook, so a prompt leaves a few numbers per layer, never a full
+attention map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from anchorlens.errors import HookError
+from anchorlens.prompts import PromptBatch
+
+HookFn = Callable[[Tensor, object], Tensor | None]
+Hook = tuple[str, HookFn]
+
+
+def pattern_hook_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+def scores_hook_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_attn_scores"
+
+
+def _layers(model, layers: Iterable[int] | None) -> list[int]:
+    n_layers = model.cfg.n_layers
+    chosen = list(range(n_layers)) if layers is None else sorted(set(int(layer) for layer in layers))
+    bad = [layer for layer in chosen if not 0 <= layer < n_layers]
+    if bad:
+        raise ValueError(f"layers {bad} do not exist; the model has layers 0..{n_layers - 1}")
+    return chosen
+
+
+def require_attention_hooks(model) -> None:
+    """Fail loudly when the model lacks the attention hook points every recipe relies on."""
+    names = set(getattr(model, "hook_dict", {}))
+    missing = [
+        name
+        for layer in range(model.cfg.n_layers)
+        for name in (pattern_hook_name(layer), scores_hook_name(layer))
+        if name not in names
+    ]
+    if missing:
+        raise HookError(
+            f"this model's attention cannot be hooked: {len(missing)} hook points are missing (e.g. {missing[0]!r}). "
+            "anchorlens needs a TransformerLens model exposing hook_attn_scores and hook_pattern in every layer; "
+            "load it with anchorlens.load_model"
+        )
+
+
+@contextmanager
+def hooked(model, fwd_hooks: Sequence[Hook] = (), bwd_hooks: Sequence[Hook] = ()) -> Iterator[object]:
+    """Apply hooks for the block's duration; they are removed on exit, also on error."""
+    with model.hooks(fwd_hooks=list(fwd_hooks), bwd_hooks=list(bwd_hooks)) as hooked_model:
+        yield hooked_model
+
+
+@contextmanager
+def frozen_parameters(model) -> Iterator[None]:
+    """Turn off parameter gradients (restored on exit): saliency needs ∂L/∂A only, not weight gradients."""
+    previous = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    try:
+        for parameter, _ in previous:
+            parameter.requires_grad_(False)
+        yield
+    finally:
+        for parameter, flag in previous:
+            parameter.requires_grad_(flag)
+
+
+# ---------------------------------------------------------------------------------------------- isolation
+
+
+def block_earlier_mask(batch: PromptBatch, rows: Sequence[Sequence[int]]) -> Bool[Tensor, "batch query key"]:
+    """True at [b, p, j] for every given row position p of prompt b and every j < p (self kept)."""
+    seq = batch.seq_len
+    is_row = batch.position_mask(rows)  # [batch, query]
+    earlier = torch.ones(seq, seq, dtype=torch.bool, device=is_row.device).tril(-1)  # j < p
+    return is_row[:, :, None] & earlier[None]
+
+
+def isolate_hook(blocked: Bool[Tensor, "batch query key"]) -> HookFn:
+    """On hook_attn_scores: give blocked entries the most negative score, so softmax makes them exactly 0."""
+
+    def hook(scores: Float[Tensor, "batch head query key"], hook) -> Tensor:
+        mask = blocked.to(scores.device)[:, None]
+        return scores.masked_fill(mask, torch.finfo(scores.dtype).min)
+
+    return hook
+
+
+def isolation_hooks(blocked_by_layer: Mapping[int, Bool[Tensor, "batch query key"]]) -> list[Hook]:
+    """Isolation in chosen layers; each layer may have its own mask (random controls redraw per layer)."""
+    return [(scores_hook_name(layer), isolate_hook(mask)) for layer, mask in sorted(blocked_by_layer.items())]
+
+
+# --------------------------------------------------------------------------------------------- re-weighting
+
+
+def _target_rows(batch: PromptBatch, dtype: torch.dtype, device) -> Float[Tensor, "batch query"]:
+    return torch.nn.functional.one_hot(batch.target_positions.to(device), batch.seq_len).to(dtype)
+
+
+def reweight_hook(
+    beta: Float[Tensor, "head label"],
+    batch: PromptBatch,
+    variant: Literal["pattern", "scores"] = "pattern",
+) -> HookFn:
+    """Scale the target row's attention to each class's label positions by exp(β[h, c]).
+
+    ``variant="pattern"`` (the paper's form, on hook_pattern): Â(q, p_c) = exp(β) · A(q, p_c), all other entries
+    unchanged and no renormalisation. ``variant="scores"`` (on hook_attn_scores) adds β to those pre-softmax
+    scores instead, which renormalises the row: the same only when nothing else in the row matters.
+    The edit is a product with a tensor of ones except at the target rows, so β receives gradients.
+    """
+
+    def hook(tensor: Float[Tensor, "batch head query key"], hook) -> Tensor:
+        label_mask = batch.label_mask.to(device=tensor.device, dtype=tensor.dtype)  # [b, c, k]
+        per_key = torch.einsum("hc,bck->bhk", beta.to(device=tensor.device, dtype=tensor.dtype), label_mask)
+        at_target = _target_rows(batch, tensor.dtype, tensor.device)[:, None, :, None]  # [b, 1, q, 1]
+        if variant == "pattern":
+            return tensor * (1 + at_target * (per_key.exp()[:, :, None, :] - 1))
+        return tensor + at_target * per_key[:, :, None, :]
+
+    return hook
+
+
+def reweight_hooks(
+    beta: Float[Tensor, "layer head label"],
+    batch: PromptBatch,
+    variant: Literal["pattern", "scores"] = "pattern",
+    layers: Iterable[int] | None = None,
+) -> list[Hook]:
+    if variant not in ("pattern", "scores"):
+        raise ValueError(f"unknown re-weighting variant {variant!r}; use 'pattern' (paper) or 'scores'")
+    name = pattern_hook_name if variant == "pattern" else scores_hook_name
+    chosen = range(beta.shape[0]) if layers is None else layers
+    return [(name(layer), reweight_hook(beta[layer], batch, variant)) for layer in chosen]
+
+
+# ----------------------------------------------------------------------------------------------- recorders
+
+
+class LabelAttentionRecorder:
+    """Records A_l(q, p_c): the target's post-softmax attention to each class's label positions, summed over
+    that class's demonstrations, per head. ``values`` is [batch, layer, head, class]."""
+
+    def __init__(self, model, batch: PromptBatch, layers: Iterable[int] | None = None):
+        self.batch = batch
+        self.layers = _layers(model, layers)
+        self._by_layer: dict[int, Tensor] = {}
+
+    def _hook(self, layer: int) -> HookFn:
+        def hook(pattern: Float[Tensor, "batch head query key"], hook) -> None:
+            rows = torch.arange(pattern.shape[0], device=pattern.device)
+            target_row = pattern[rows, :, self.batch.target_positions.to(pattern.device)]  # [b, h, k]
+            label_mask = self.batch.label_mask.to(device=pattern.device, dtype=pattern.dtype)
+            self._by_layer[layer] = torch.einsum("bhk,bck->bhc", target_row, label_mask).detach()
+
+        return hook
+
+    def hooks(self) -> list[Hook]:
+        return [(pattern_hook_name(layer), self._hook(layer)) for layer in self.layers]
+
+    @property
+    def values(self) -> Float[Tensor, "batch layer head label"]:
+        if len(self._by_layer) != len(self.layers):
+            raise HookError("the label-attention hooks did not fire in every layer; run the model with recorder.hooks()")
+        return torch.stack([self._by_layer[layer] for layer in self.layers], dim=1)
+
+
+class SaliencyRecorder:
+    """Reduces the saliency I_l = |Σ_h A_{h,l} ⊙ ∂L/∂A_{h,l}| inside the backward pass.
+
+    ``region_weights[b, r]`` is a [query, key] weight map per region r (0/1 masks for S_wp, S_pq, S_ww); the
+    recorder keeps Σ_{i,j} I_l[i, j] · weight[b, r, i, j] per layer, [batch, layer, region]. With
+    ``abs_per_head`` it uses Σ_h |A ⊙ ∂L/∂A| instead. Under `frozen_parameters` no weight gradient is
+    computed: the graph starts at the first recorded pattern.
+    """
+
+    def __init__(
+        self,
+        model,
+        region_weights: Float[Tensor, "batch region query key"],
+        *,
+        abs_per_head: bool = False,
+        layers: Iterable[int] | None = None,
+    ):
+        self.region_weights = region_weights
+        self.abs_per_head = abs_per_head
+        self.layers = _layers(model, layers)
+        self._by_layer: dict[int, Tensor] = {}
+
+    def _reduce(self, layer: int, pattern: Tensor) -> Callable[[Tensor], None]:
+        def on_grad(grad: Tensor) -> None:
+            product = pattern.detach() * grad  # [b, h, q, k]
+            saliency = product.abs().sum(1) if self.abs_per_head else product.sum(1).abs()
+            weights = self.region_weights.to(device=saliency.device, dtype=saliency.dtype)
+            self._by_layer[layer] = torch.einsum("bqk,brqk->br", saliency, weights).detach()
+
+        return on_grad
+
+    def _hook(self, layer: int) -> HookFn:
+        def hook(pattern: Float[Tensor, "batch head query key"], hook) -> Tensor:
+            if not pattern.requires_grad:
+                # Frozen parameters: nothing upstream needs a gradient, so the first recorded pattern can be
+                # the graph's leaf. Later patterns depend on it and stay in the graph: ∂L/∂A of an early
+                # layer must also flow through the queries and keys of later layers.
+                pattern = pattern.detach().requires_grad_(True)
+            pattern.register_hook(self._reduce(layer, pattern))
+            return pattern
+
+        return hook
+
+    def hooks(self) -> list[Hook]:
+        return [(pattern_hook_name(layer), self._hook(layer)) for layer in self.layers]
+
+    @property
+    def values(self) -> Float[Tensor, "batch layer region"]:
+        if len(self._by_layer) != len(self.layers):
+            raise HookError(
+                "saliency gradients did not reach every attention pattern; call loss.backward() after a forward "
+                "pass run with recorder.hooks()"
+            )
+        return torch.stack([self._by_layer[layer] for layer in self.layers], dim=1)
+
+
+# ----------------------------------------------------------------------------------------------- canaries
+
+
+def verify_attention_hooks(model) -> None:
+    """Prove on a short input that an attention-score edit reaches the logits (cached on the model).
+
+    A model whose hook points exist but are bypassed (fused attention, a wrapper that ignores hooks) would
+    otherwise make every intervention a silent no-op.
+    """
+    if getattr(model, "_anchorlens_hooks_verified", False):
+        return
+    require_attention_hooks(model)
+    device = next(model.parameters()).device
+    tokens = torch.arange(1, 7, device=device)[None] % model.cfg.d_vocab
+    seq = tokens.shape[1]
+    blocked = torch.ones(1, seq, seq, dtype=torch.bool, device=device).tril(-1)
+    with torch.no_grad():
+        plain = model(tokens)
+        edited = model.run_with_hooks(
+            tokens, fwd_hooks=isolation_hooks({layer: blocked for layer in range(model.cfg.n_layers)})
+        )
+    if torch.allclose(plain, edited):
+        raise HookError(
+            "an edit of hook_attn_scores did not change the logits: this model's attention ignores TransformerLens "
+            "hooks (fused attention?). Load it with anchorlens.load_model, which uses TransformerLens attention"
+        )
+    model._anchorlens_hooks_verified = True

@@ -1,0 +1,95 @@
+"""Figures from results: each function takes a result and returns a plotly figure (nothing is computed here
+that the result does not hold, beyond seed means)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from anchorlens.experiments.auroc import AurocResult
+from anchorlens.experiments.isolation import CONDITIONS, IsolationResult
+from anchorlens.experiments.saliency import REGIONS, SaliencyResult
+
+COLORS = {"S_wp": "#1f77b4", "S_pq": "#d62728", "S_ww": "#2ca02c"}
+
+
+def _titles(frame) -> list[str]:
+    return [f"{task} ({model})" for task, model in frame[["task", "model"]].drop_duplicates().itertuples(index=False)]
+
+
+def plot_saliency(result: SaliencyResult) -> go.Figure:
+    """Paper Fig. 3: normalised S_wp, S_pq, S_ww per layer (seed mean, ±1 std band), one panel per task."""
+    summary = result.frame.groupby(["task", "model", "layer"])[list(REGIONS)].agg(["mean", "std"]).reset_index()
+    keys = summary[["task", "model"]].drop_duplicates().values.tolist()
+    figure = make_subplots(rows=1, cols=len(keys), subplot_titles=_titles(summary), shared_yaxes=True)
+    for column, (task, model) in enumerate(keys, start=1):
+        part = summary[(summary["task"] == task) & (summary["model"] == model)]
+        for region in REGIONS:
+            mean, std = part[(region, "mean")], part[(region, "std")].fillna(0)
+            layers = part["layer"]
+            figure.add_trace(go.Scatter(x=layers, y=mean, name=region, line={"color": COLORS[region]},
+                                        legendgroup=region, showlegend=column == 1), row=1, col=column)
+            figure.add_trace(go.Scatter(x=list(layers) + list(layers[::-1]), y=list(mean + std) + list((mean - std)[::-1]),
+                                        fill="toself", fillcolor=COLORS[region], opacity=0.15, line={"width": 0},
+                                        hoverinfo="skip", legendgroup=region, showlegend=False), row=1, col=column)
+        figure.update_xaxes(title_text="layer", row=1, col=column)
+    figure.update_yaxes(title_text="share of saliency (normalised per layer)", row=1, col=1)
+    figure.update_layout(title="Saliency information flow: text→label (S_wp), label→target (S_pq), other (S_ww)",
+                         template="plotly_white", height=380, width=max(500, 330 * len(keys)))
+    return figure
+
+
+def plot_isolation(result: IsolationResult, k: int | None = None) -> go.Figure:
+    """Paper Fig. 4: label and word loyalty per condition (seed mean ± std), one panel per task, for one k."""
+    frame = result.frame
+    k = k if k is not None else (5 if 5 in set(frame["k"]) else int(frame["k"].iloc[0]))
+    frame = frame[frame["k"] == k]
+    summary = frame.groupby(["task", "model", "condition"])[["label_loyalty", "word_loyalty"]].agg(["mean", "std"]).reset_index()
+    keys = summary[["task", "model"]].drop_duplicates().values.tolist()
+    figure = make_subplots(rows=1, cols=len(keys), subplot_titles=_titles(summary), shared_yaxes=True)
+    for column, (task, model) in enumerate(keys, start=1):
+        part = summary[(summary["task"] == task) & (summary["model"] == model)].set_index("condition").reindex(CONDITIONS)
+        for metric, color in (("label_loyalty", "#1f77b4"), ("word_loyalty", "#ff7f0e")):
+            figure.add_trace(go.Bar(x=list(CONDITIONS), y=part[(metric, "mean")] * 100,
+                                    error_y={"type": "data", "array": part[(metric, "std")].fillna(0) * 100},
+                                    name=metric.replace("_", " "), marker_color=color, legendgroup=metric,
+                                    showlegend=column == 1), row=1, col=column)
+    figure.update_yaxes(title_text="loyalty (%)", range=[0, 105], row=1, col=1)
+    figure.update_layout(title=f"Isolating label words vs random words in the first / last {k} layers",
+                         barmode="group", template="plotly_white", height=400, width=max(500, 360 * len(keys)))
+    return figure
+
+
+def plot_auroc(result: AurocResult) -> go.Figure:
+    """Paper Fig. 5: AUROC_l of target→label attention against the prediction, and R_l, per task."""
+    summary = result.summary()
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("AUROC_l", "R_l"))
+    for task, model in summary[["task", "model"]].drop_duplicates().itertuples(index=False):
+        part = summary[(summary["task"] == task) & (summary["model"] == model)]
+        name = f"{task} ({model})"
+        figure.add_trace(go.Scatter(x=part["layer"], y=part["auroc_mean"], name=name, legendgroup=name,
+                                    error_y={"type": "data", "array": part["auroc_std"].fillna(0), "thickness": 0.8}),
+                         row=1, col=1)
+        figure.add_trace(go.Scatter(x=part["layer"], y=part["R"], name=name, legendgroup=name, showlegend=False),
+                         row=1, col=2)
+    figure.add_hline(y=0.5, line_dash="dot", line_color="grey", row=1, col=1)
+    figure.update_xaxes(title_text="layer")
+    figure.update_layout(title="Target→label-word attention predicts the output in deep layers", template="plotly_white",
+                         height=400, width=1000)
+    return figure
+
+
+def save_figure(figure: go.Figure, path_without_suffix) -> list[str]:
+    """Write ``.html`` (always) and ``.png`` (when kaleido can render); returns the written paths."""
+    from pathlib import Path
+
+    base = Path(path_without_suffix)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    written = [str(base.with_suffix(".html"))]
+    figure.write_html(written[0], include_plotlyjs="cdn")
+    try:
+        figure.write_image(str(base.with_suffix(".png")), scale=2)
+        written.append(str(base.with_suffix(".png")))
+    except Exception:  # kaleido missing or without a browser: the HTML is still there
+        pass
+    return written

@@ -1,0 +1,422 @@
+"""The prompt object: text, token ids and every position an analysis needs, computed once while building.
+
+A prompt is demonstrations then the query, joined by single newlines (SPEC §0). While the text is put
+together the builder records which characters are demonstration text, template formatting, label words,
+separating newlines and query; after one tokenization of the whole string (so token ids equal what the
+model sees for that string) every token gets a role from the characters it covers. No analysis searches
+strings for positions afterwards: they read them from the `Prompt`.
+
+Batches are right-padded. With causal attention a token never sees later positions, so the padding after
+a prompt changes nothing at positions up to its target, and position ids stay 0..n-1 as in a batch of one.
+Left padding would shift rotary/learned position ids unless every model handled an attention mask the same.
+"""
+
+from __future__ import annotations
+
+import enum
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from anchorlens.errors import LabelWordError, PromptTooLongError, TokenizationError
+from anchorlens.tasks import Task, get_task
+
+
+class Role(enum.IntEnum):
+    """What a token is in the prompt. Ordered by precedence when one token covers characters of several."""
+
+    TEXT = 0  # demonstration text
+    QUERY_TEXT = 1  # the query's own text
+    FORMAT = 2  # template words of a demonstration ("Review:", "\nSentiment:")
+    QUERY_FORMAT = 3  # template words of the query, the target among them
+    SEPARATOR = 4  # the newline joining two parts of the prompt
+    LABEL_REST = 5  # later tokens of a multi-token label word
+    LABEL = 6  # the first token of a demonstration's label word: an anchor
+    BOS = 7
+
+
+@dataclass(frozen=True)
+class LabelTokens:
+    """First token id of each class's label word (class-id order), checked for collisions."""
+
+    words: tuple[str, ...]
+    token_ids: tuple[int, ...]
+    #: The full tokenization of each word, to report multi-token words.
+    pieces: tuple[tuple[str, ...], ...]
+
+    @property
+    def multi_token_words(self) -> dict[str, tuple[str, ...]]:
+        return {word: piece for word, piece in zip(self.words, self.pieces) if len(piece) > 1}
+
+
+def label_tokens(tokenizer, task: Task | str) -> LabelTokens:
+    """Tokenize each label word alone; warn for words of several tokens; refuse shared first tokens."""
+    task = get_task(task)
+    token_ids, pieces = [], []
+    for word in task.label_words:
+        ids = tokenizer(word, add_special_tokens=False).input_ids
+        if not ids:
+            raise LabelWordError(f"label word {word!r} of task {task.name!r} tokenizes to nothing; use a non-empty word")
+        token_ids.append(ids[0])
+        pieces.append(tuple(tokenizer.convert_ids_to_tokens(ids)))
+    result = LabelTokens(tuple(task.label_words), tuple(token_ids), tuple(pieces))
+    for word, piece in result.multi_token_words.items():
+        warnings.warn(
+            f"label word {word!r} of task {task.name!r} is {len(piece)} tokens {list(piece)}; anchorlens uses "
+            f"its first token {piece[0]!r} as the label token (as the paper does)",
+            stacklevel=2,
+        )
+    first_seen: dict[int, str] = {}
+    for word, token_id, piece in zip(task.label_words, token_ids, pieces):
+        if token_id in first_seen:
+            raise LabelWordError(
+                f"label words {first_seen[token_id]!r} and {word!r} of task {task.name!r} share their first token "
+                f"{piece[0]!r}, so their predictions cannot be told apart; choose label words whose first tokens "
+                "differ"
+            )
+        first_seen[token_id] = word
+    return result
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One ICL prompt with its tracked positions (0-indexed, BOS included when the model uses one)."""
+
+    task_name: str
+    text: str
+    token_ids: tuple[int, ...]
+    roles: tuple[Role, ...]
+    #: Which demonstration (0-based, prompt order) each token belongs to; -1 for the query and BOS.
+    demonstration_of_token: tuple[int, ...]
+    #: Class id of each demonstration, in prompt order.
+    demonstration_labels: tuple[int, ...]
+    #: Position of each demonstration's label token (p), in prompt order.
+    demonstration_label_positions: tuple[int, ...]
+    #: Position of the target (q): the last token of the query, the ':' that ends it.
+    target_position: int
+    #: First-token id of each class's label word, class-id order.
+    label_token_ids: tuple[int, ...]
+    #: Gold class of the query, or None when unknown.
+    query_label: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (len(self.token_ids) == len(self.roles) == len(self.demonstration_of_token)):
+            raise ValueError("token_ids, roles and demonstration_of_token must have one entry per token")
+        if self.target_position != len(self.token_ids) - 1:
+            raise ValueError("the target must be the last token of the prompt")
+
+    @property
+    def length(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_token_ids)
+
+    @cached_property
+    def label_positions(self) -> tuple[tuple[int, ...], ...]:
+        """Label-token positions grouped by class (class-id order); a class without demonstration is empty."""
+        grouped: list[list[int]] = [[] for _ in range(self.num_classes)]
+        for label, position in zip(self.demonstration_labels, self.demonstration_label_positions):
+            grouped[label].append(position)
+        return tuple(tuple(positions) for positions in grouped)
+
+    def positions_with(self, *roles: Role) -> tuple[int, ...]:
+        wanted = set(roles)
+        return tuple(position for position, role in enumerate(self.roles) if role in wanted)
+
+    @property
+    def text_positions(self) -> tuple[int, ...]:
+        """w of the paper: every position before the target that is not a label token."""
+        anchors = set(self.demonstration_label_positions)
+        return tuple(position for position in range(self.target_position) if position not in anchors)
+
+    @property
+    def formatting_positions(self) -> tuple[int, ...]:
+        """Template words and separating newlines of the demonstrations (BOS included): what compression keeps
+        besides the label words."""
+        return self.positions_with(Role.BOS, Role.FORMAT, Role.SEPARATOR, Role.LABEL_REST)
+
+    @property
+    def demonstration_text_positions(self) -> tuple[int, ...]:
+        return self.positions_with(Role.TEXT)
+
+    def tokens(self, tokenizer) -> list[str]:
+        return tokenizer.convert_ids_to_tokens(list(self.token_ids))
+
+    def to_dict(self, tokenizer=None, class_names: Sequence[str] | None = None) -> dict:
+        """A JSON-ready view: token strings (when a tokenizer is given), roles and positions."""
+        names = list(class_names) if class_names is not None else [str(c) for c in range(self.num_classes)]
+        out = {
+            "task": self.task_name,
+            "text": self.text,
+            "token_ids": list(self.token_ids),
+            "roles": [role.name.lower() for role in self.roles],
+            "label_positions": {names[c]: list(p) for c, p in enumerate(self.label_positions)},
+            "demonstration_labels": [names[c] for c in self.demonstration_labels],
+            "target_position": self.target_position,
+            "label_token_ids": dict(zip(names, self.label_token_ids)),
+            "text_positions": list(self.text_positions),
+            "formatting_positions": list(self.formatting_positions),
+            "query_label": None if self.query_label is None else names[self.query_label],
+        }
+        if tokenizer is not None:
+            out["tokens"] = self.tokens(tokenizer)
+            out["label_tokens"] = dict(zip(names, tokenizer.convert_ids_to_tokens(list(self.label_token_ids))))
+        return out
+
+
+@dataclass
+class _Segment:
+    text: str
+    role: Role
+    demonstration: int  # -1 for the query and separators outside demonstrations
+
+
+def _segments(task: Task, demonstrations: Sequence[tuple[str, int]], query_text: str) -> list[_Segment]:
+    prefix, middle = task.template_parts()[:2]
+    segments: list[_Segment] = []
+    for index, (text, label) in enumerate(demonstrations):
+        if not 0 <= label < task.num_classes:
+            raise ValueError(f"demonstration {index} has label {label}, outside 0..{task.num_classes - 1}")
+        segments += [
+            _Segment(prefix, Role.FORMAT, index),
+            _Segment(text, Role.TEXT, index),
+            _Segment(middle, Role.FORMAT, index),
+            _Segment(task.label_words[label], Role.LABEL, index),
+            _Segment("\n", Role.SEPARATOR, -1),
+        ]
+    segments += [
+        _Segment(prefix, Role.QUERY_FORMAT, -1),
+        _Segment(query_text, Role.QUERY_TEXT, -1),
+        _Segment(middle, Role.QUERY_FORMAT, -1),
+    ]
+    return [segment for segment in segments if segment.text]
+
+
+def build_prompt(
+    tokenizer,
+    task: Task | str,
+    demonstrations: Sequence[tuple[str, int]],
+    query_text: str,
+    query_label: int | None = None,
+    *,
+    prepend_bos: bool,
+    max_length: int | None = None,
+    labels: LabelTokens | None = None,
+) -> Prompt:
+    """Build a prompt and its positions from one tokenization of the whole text.
+
+    `demonstrations` are (text, class id) pairs in prompt order (anything with ``.text``/``.label`` works too).
+    `labels` may be passed to reuse the label-token check across many prompts.
+    """
+    task = get_task(task)
+    pairs = [(d.text, d.label) if hasattr(d, "text") else (d[0], d[1]) for d in demonstrations]
+    labels = labels if labels is not None else label_tokens(tokenizer, task)
+    segments = _segments(task, pairs, query_text)
+    text = "".join(segment.text for segment in segments)
+    char_role = [Role.TEXT] * len(text)
+    char_demo = [-1] * len(text)
+    label_spans: list[tuple[int, int, int]] = []  # (char start, char end, class id), prompt order
+    cursor = 0
+    for segment in segments:
+        end = cursor + len(segment.text)
+        char_role[cursor:end] = [segment.role] * len(segment.text)
+        char_demo[cursor:end] = [segment.demonstration] * len(segment.text)
+        if segment.role == Role.LABEL:
+            label_spans.append((cursor, end, pairs[segment.demonstration][1]))
+        cursor = end
+
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoding.input_ids)
+    offsets = [(start, max(end, start + 1)) for start, end in encoding.offset_mapping]
+    # A token covering characters of several roles takes the highest one (a " \n" token is formatting).
+    roles = [max(char_role[start:end]) for start, end in offsets]
+    token_demo = [max(char_demo[start:end]) for start, end in offsets]
+
+    demonstration_labels, demonstration_label_positions = [], []
+    for span_start, span_end, label in label_spans:
+        covering = [i for i, (start, end) in enumerate(offsets) if start < span_end and end > span_start]
+        first = covering[0] if covering else None
+        if first is None or ids[first] != labels.token_ids[label] or offsets[first][0] < span_start:
+            found = "nothing" if first is None else repr(tokenizer.convert_ids_to_tokens([ids[first]])[0])
+            raise TokenizationError(
+                f"in task {task.name!r} the label word {task.label_words[label]!r} does not start a token of its own "
+                f"in the prompt (found {found}, expected {labels.pieces[label][0]!r}): the template text before "
+                "'{label}' merges with it. End the template part before '{label}' with a character that ends a "
+                "token (such as ':') and start label words with a space"
+            )
+        for continuation in covering[1:]:
+            roles[continuation] = Role.LABEL_REST
+        demonstration_labels.append(label)
+        demonstration_label_positions.append(first)
+
+    if prepend_bos:
+        if tokenizer.bos_token_id is None:
+            raise TokenizationError("prepend_bos=True but the tokenizer has no BOS token; load the model with prepend_bos=False")
+        ids = [tokenizer.bos_token_id] + ids
+        roles = [Role.BOS] + roles
+        token_demo = [-1] + token_demo
+        demonstration_label_positions = [p + 1 for p in demonstration_label_positions]
+
+    if not ids or encoding.offset_mapping[-1][1] != len(text):
+        raise TokenizationError("the last token does not end the prompt text; the query template must end the prompt")
+    if max_length is not None and len(ids) > max_length:
+        raise PromptTooLongError(
+            f"a {task.name!r} prompt is {len(ids)} tokens, longer than the model's context of {max_length}; use "
+            "fewer demonstrations per class, shorter texts, or a model with a longer context"
+        )
+    return Prompt(
+        task_name=task.name,
+        text=text,
+        token_ids=tuple(ids),
+        roles=tuple(roles),
+        demonstration_of_token=tuple(token_demo),
+        demonstration_labels=tuple(demonstration_labels),
+        demonstration_label_positions=tuple(demonstration_label_positions),
+        target_position=len(ids) - 1,
+        label_token_ids=labels.token_ids,
+        query_label=query_label,
+    )
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """Right-padded prompts as tensors; positions stay those of each prompt alone."""
+
+    prompts: tuple[Prompt, ...]
+    tokens: Int[Tensor, "batch seq"]
+    lengths: Int[Tensor, " batch"]
+    target_positions: Int[Tensor, " batch"]
+    label_token_ids: Int[Tensor, " label"]
+    #: Gold class per prompt, -1 where unknown.
+    gold: Int[Tensor, " batch"]
+    #: True at each class's label positions: [batch, class, key position].
+    label_mask: Bool[Tensor, "batch label seq"] = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.tokens.shape[1])
+
+    def to(self, device: torch.device | str) -> PromptBatch:
+        return PromptBatch(
+            prompts=self.prompts,
+            tokens=self.tokens.to(device),
+            lengths=self.lengths.to(device),
+            target_positions=self.target_positions.to(device),
+            label_token_ids=self.label_token_ids.to(device),
+            gold=self.gold.to(device),
+            label_mask=self.label_mask.to(device),
+        )
+
+    def position_mask(self, positions: Sequence[Sequence[int]]) -> Bool[Tensor, "batch seq"]:
+        """A [batch, seq] mask that is True at the given positions of each prompt."""
+        mask = torch.zeros(self.tokens.shape, dtype=torch.bool, device=self.tokens.device)
+        for row, row_positions in enumerate(positions):
+            if len(row_positions):
+                mask[row, torch.as_tensor(list(row_positions), dtype=torch.long)] = True
+        return mask
+
+
+def make_batch(prompts: Sequence[Prompt], *, pad_token_id: int = 0, device: torch.device | str | None = None) -> PromptBatch:
+    """Stack prompts of one task into right-padded tensors."""
+    if not prompts:
+        raise ValueError("make_batch needs at least one prompt")
+    label_ids = prompts[0].label_token_ids
+    if any(p.label_token_ids != label_ids for p in prompts):
+        raise ValueError("all prompts in a batch must share their label tokens (one task, one tokenizer)")
+    seq_len = max(p.length for p in prompts)
+    tokens = torch.full((len(prompts), seq_len), pad_token_id, dtype=torch.long)
+    label_mask = torch.zeros((len(prompts), len(label_ids), seq_len), dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        tokens[row, : prompt.length] = torch.tensor(prompt.token_ids)
+        for label, position in zip(prompt.demonstration_labels, prompt.demonstration_label_positions):
+            label_mask[row, label, position] = True
+    batch = PromptBatch(
+        prompts=tuple(prompts),
+        tokens=tokens,
+        lengths=torch.tensor([p.length for p in prompts]),
+        target_positions=torch.tensor([p.target_position for p in prompts]),
+        label_token_ids=torch.tensor(label_ids),
+        gold=torch.tensor([-1 if p.query_label is None else p.query_label for p in prompts]),
+        label_mask=label_mask,
+    )
+    return batch.to(device) if device is not None else batch
+
+
+def iter_batches(prompts: Sequence[Prompt], batch_size: int, **kwargs) -> Iterator[PromptBatch]:
+    """Batches in order. Prompts are not re-sorted, so results line up with the input order."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    for start in range(0, len(prompts), batch_size):
+        yield make_batch(prompts[start : start + batch_size], **kwargs)
+
+
+def target_logits(logits: Float[Tensor, "batch seq vocab"], batch: PromptBatch) -> Float[Tensor, "batch vocab"]:
+    """Full-vocabulary logits at each prompt's target position."""
+    rows = torch.arange(batch.size, device=logits.device)
+    return logits[rows, batch.target_positions.to(logits.device)]
+
+
+def label_logits(logits: Float[Tensor, "batch seq vocab"], batch: PromptBatch) -> Float[Tensor, "batch label"]:
+    """The C label-token logits at the target: what predictions and losses are computed over (SPEC §0)."""
+    return target_logits(logits, batch)[:, batch.label_token_ids.to(logits.device)]
+
+
+def label_loss(logits: Float[Tensor, "batch seq vocab"], batch: PromptBatch, reduction: str = "sum") -> Tensor:
+    """Cross-entropy over the label logits against the gold class."""
+    if bool((batch.gold < 0).any()):
+        raise ValueError("label_loss needs a gold label for every prompt in the batch")
+    return torch.nn.functional.cross_entropy(
+        label_logits(logits, batch), batch.gold.to(logits.device), reduction=reduction
+    )
+
+
+def prompt_settings(model) -> dict:
+    """What the prompt builder needs from a loaded model: its BOS setting and context length."""
+    return {"prepend_bos": bool(model.cfg.default_prepend_bos), "max_length": int(model.cfg.n_ctx)}
+
+
+def task_prompts(
+    tokenizer,
+    task: Task | str,
+    seed: int,
+    *,
+    prepend_bos: bool,
+    max_length: int | None = None,
+    n_test: int | None = None,
+    shots_per_class: int = 1,
+    source: str = "local",
+):
+    """The seed's fixed demonstrations and one prompt per seeded test input (SPEC §0 sampling).
+
+    Returns ``(demonstrations, prompts)``; prompt i's query is test input i of the seeded shuffle.
+    """
+    from anchorlens.sampling import sample_demonstrations, sample_test_set
+
+    task = get_task(task)
+    demonstrations, _ = sample_demonstrations(task, seed, shots_per_class=shots_per_class, source=source)
+    labels = label_tokens(tokenizer, task)
+    prompts = [
+        build_prompt(
+            tokenizer,
+            task,
+            demonstrations,
+            example.text,
+            example.label,
+            prepend_bos=prepend_bos,
+            max_length=max_length,
+            labels=labels,
+        )
+        for example in sample_test_set(task, seed, n_test=n_test, source=source)
+    ]
+    return demonstrations, prompts

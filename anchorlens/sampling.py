@@ -1,0 +1,158 @@
+"""Seed-faithful sampling of demonstrations and test inputs, as the paper's reference code draws them.
+
+The paper's numbers depend on which rows a seed picks, so the random streams are reproduced exactly:
+
+* demonstrations: the train row indices are shuffled with numpy's legacy Mersenne-Twister shuffle
+  (``RandomState(seed).shuffle``, what ``np.random.seed(seed); np.random.shuffle(...)`` does) and walked
+  in that order; the first ``shots_per_class`` rows met of each class become the demonstrations, in the
+  order met (so classes interleave), the next ``extra_per_class`` of each class the disjoint "extra" set
+  that anchor re-weighting trains on;
+* test inputs: ``default_rng(seed).permutation(n)[:n_test]``, which is exactly what Hugging Face
+  ``Dataset.shuffle(seed=seed).select(range(n_test))`` picks.
+
+Private generators are used, so the global numpy state is never touched and sampling is pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from anchorlens.errors import EmptyClassError, InvalidConfigError
+from anchorlens.tasks import Source, Task, get_task, load_split
+
+if TYPE_CHECKING:
+    import datasets
+
+
+@dataclass(frozen=True)
+class Example:
+    """One row of a split: its text, class id, and row index in that split (to trace it back)."""
+
+    text: str
+    label: int
+    index: int
+
+
+def _check_count(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise InvalidConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    return int(seed)
+
+
+def demonstration_indices(
+    labels: Sequence[int],
+    num_classes: int,
+    seed: int,
+    shots_per_class: int = 1,
+    extra_per_class: int = 0,
+    *,
+    class_names: Sequence[str] | None = None,
+) -> tuple[list[int], list[int]]:
+    """Row indices of the demonstrations (prompt order) and of the disjoint extra set, for ``labels``.
+
+    Rows with a negative label (unlabelled) are skipped. `EmptyClassError` if a class has too few rows;
+    ``class_names`` only makes that message readable.
+    """
+    seed = _check_seed(seed)
+    num_classes = _check_count("num_classes", num_classes, 1)
+    shots_per_class = _check_count("shots_per_class", shots_per_class, 1)
+    extra_per_class = _check_count("extra_per_class", extra_per_class, 0)
+    indices = list(range(len(labels)))
+    np.random.RandomState(seed).shuffle(indices)
+
+    demonstrations: list[int] = []
+    extras: list[int] = []
+    demo_count = [0] * num_classes
+    extra_count = [0] * num_classes
+    wanted = num_classes * (shots_per_class + extra_per_class)
+    for index in indices:
+        if len(demonstrations) + len(extras) == wanted:
+            break
+        label = int(labels[index])
+        if label < 0:
+            continue
+        if label >= num_classes:
+            raise InvalidConfigError(f"row {index} has label {label}, outside 0..{num_classes - 1}")
+        if demo_count[label] < shots_per_class:
+            demo_count[label] += 1
+            demonstrations.append(index)
+        elif extra_count[label] < extra_per_class:
+            extra_count[label] += 1
+            extras.append(index)
+
+    for label in range(num_classes):
+        if demo_count[label] < shots_per_class or extra_count[label] < extra_per_class:
+            name = f"{class_names[label]!r} (id {label})" if class_names else f"id {label}"
+            available = demo_count[label] + extra_count[label]
+            raise EmptyClassError(
+                f"class {name} has {available} labelled row(s), but {shots_per_class} demonstration(s) + "
+                f"{extra_per_class} extra per class are needed; lower shots_per_class/extra_per_class or add rows"
+            )
+    return demonstrations, extras
+
+
+def test_indices(n_rows: int, seed: int, n_test: int | None = None) -> list[int]:
+    """The first ``n_test`` rows of the seeded shuffle of ``range(n_rows)`` (all rows if ``None``).
+
+    Equals ``Dataset.shuffle(seed=seed).select(range(n_test))``. Asking for more rows than exist gives
+    all of them, like the paper's "1000 test examples" on the 500-row TREC test set.
+    """
+    seed = _check_seed(seed)
+    n_rows = _check_count("n_rows", n_rows, 1)
+    n_test = n_rows if n_test is None else _check_count("n_test", n_test, 1)
+    return [int(i) for i in np.random.default_rng(seed).permutation(n_rows)[: min(n_test, n_rows)]]
+
+
+test_indices.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name
+
+
+def _examples(dataset: datasets.Dataset, indices: Sequence[int]) -> list[Example]:
+    """Rows read straight from the Arrow table (no per-row formatting through `datasets`)."""
+    texts = dataset.data.column("text")
+    labels = dataset.data.column("label")
+    return [Example(texts[i].as_py(), int(labels[i].as_py()), int(i)) for i in indices]
+
+
+def sample_demonstrations(
+    task: str | Task,
+    seed: int,
+    shots_per_class: int = 1,
+    extra_per_class: int = 0,
+    source: Source = "local",
+) -> tuple[list[Example], list[Example]]:
+    """The seed's demonstrations (prompt order) and extra examples, drawn from the task's demo split."""
+    task = get_task(task)
+    dataset = load_split(task, task.demo_split, source=source)
+    demonstrations, extras = demonstration_indices(
+        dataset.data.column("label").to_pylist(),
+        task.num_classes,
+        seed,
+        shots_per_class,
+        extra_per_class,
+        class_names=task.class_names,
+    )
+    return _examples(dataset, demonstrations), _examples(dataset, extras)
+
+
+def sample_test_set(
+    task: str | Task,
+    seed: int,
+    n_test: int | None = None,
+    source: Source = "local",
+) -> list[Example]:
+    """The seed's test inputs: ``n_test`` (default ``min(task.max_test, rows)``) rows of the shuffled test split."""
+    task = get_task(task)
+    dataset = load_split(task, task.test_split, source=source)
+    if n_test is None:
+        n_test = min(task.max_test, dataset.num_rows)
+    return _examples(dataset, test_indices(dataset.num_rows, seed, n_test))

@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny random models built from a config (fast) and the real offline models (integration)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from anchorlens.models import load_model, load_tokenizer
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    return load_tokenizer("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma_tokenizer():
+    return load_tokenizer("gemma-3-270m")
+
+
+def tiny_model(tokenizer, *, llama_like: bool = False, seed: int = 0):
+    """A 2-layer random HookedTransformer over a real tokenizer's vocabulary.
+
+    ``llama_like`` gives RMSNorm, rotary positions and grouped-query attention (like SmolLM2); otherwise a
+    GPT-2-like model with LayerNorm, learned positions and value biases.
+    """
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    common = dict(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=512, d_vocab=len(tokenizer), seed=seed)
+    if llama_like:
+        cfg = HookedTransformerConfig(
+            **common, act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary",
+            rotary_dim=8, n_key_value_heads=2, gated_mlp=True, final_rms=True, default_prepend_bos=False,
+        )
+    else:
+        cfg = HookedTransformerConfig(**common, act_fn="gelu", normalization_type="LN", default_prepend_bos=False)
+    model = HookedTransformer(cfg)
+    with torch.no_grad():  # value biases are zero at init; make them matter so folding traps would show
+        for block in model.blocks:
+            if hasattr(block.attn, "b_V") and block.attn.b_V is not None:
+                block.attn.b_V.normal_(0, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.set_tokenizer(tokenizer)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def gpt2_like(smol_tokenizer):
+    return tiny_model(smol_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def llama_like(smol_tokenizer):
+    return tiny_model(smol_tokenizer, llama_like=True)
+
+
+@pytest.fixture(scope="session")
+def smol_model():
+    return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma_model():
+    return load_model("gemma-3-270m")
