@@ -120,9 +120,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
     from pathlib import Path
 
-    from anchorlens.experiments import EXPERIMENTS
+    from anchorlens.experiments import EXPERIMENTS, run_experiment
     from anchorlens.models import load_model
-    from anchorlens.plots import save_figure
     from anchorlens.tasks import get_task
 
     spec = EXPERIMENTS[experiment]
@@ -130,17 +129,11 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
     extra = {field: getattr(args, field) for field in spec.cli_fields}
     config = spec.config_class(model=args.model, seeds=tuple(args.seeds), n_test=args.n_test,
                                batch_size=args.batch_size, shots_per_class=args.shots, **extra)
-    out = Path(args.out)
     model = load_model(args.model, device=args.device)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("once", message="label word")
-        for task in tasks:
-            spec.run(model, task, config, out=out, progress=not args.no_progress)
-    result = spec.result_class.from_folder(out, config)
-    csv_path = result.save(out)
-    figures = save_figure(spec.plot(result), out / experiment)
+    result = run_experiment(experiment, model, tasks, config, args.out, progress=not args.no_progress)
     print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"\nwrote {csv_path}, {', '.join(figures)}")
+    out = Path(args.out)
+    print(f"\nwrote {out / (experiment + '.csv')} (+ .parquet), {out / (experiment + '.html')}")
     return 0
 
 

@@ -367,18 +367,57 @@ def target_logits(logits: Float[Tensor, "batch seq vocab"], batch: PromptBatch) 
     return logits[rows, batch.target_positions.to(logits.device)]
 
 
-def label_logits(logits: Float[Tensor, "batch seq vocab"], batch: PromptBatch) -> Float[Tensor, "batch label"]:
-    """The C label-token logits at the target: what predictions and losses are computed over (SPEC §0)."""
-    return target_logits(logits, batch)[:, batch.label_token_ids.to(logits.device)]
+def label_logits(
+    logits: Float[Tensor, "batch seq vocab"] | Float[Tensor, "batch vocab"], batch: PromptBatch
+) -> Float[Tensor, "batch label"]:
+    """The C label-token logits at the target: what predictions and losses are computed over (SPEC §0).
+
+    Takes full logits, or logits already taken at the targets (`run_to_target`)."""
+    at_target = target_logits(logits, batch) if logits.ndim == 3 else logits
+    return at_target[:, batch.label_token_ids.to(logits.device)]
 
 
-def label_loss(logits: Float[Tensor, "batch seq vocab"], batch: PromptBatch, reduction: str = "sum") -> Tensor:
+def label_loss(
+    logits: Float[Tensor, "batch seq vocab"] | Float[Tensor, "batch vocab"], batch: PromptBatch, reduction: str = "sum"
+) -> Tensor:
     """Cross-entropy over the label logits against the gold class."""
     if bool((batch.gold < 0).any()):
         raise ValueError("label_loss needs a gold label for every prompt in the batch")
     return torch.nn.functional.cross_entropy(
         label_logits(logits, batch), batch.gold.to(logits.device), reduction=reduction
     )
+
+
+def run_to_target(
+    model,
+    batch: PromptBatch,
+    fwd_hooks: Sequence = (),
+    *,
+    start_at_layer: int | None = None,
+    residual: Float[Tensor, "batch seq d_model"] | None = None,
+) -> Float[Tensor, "batch vocab"]:
+    """Logits at each prompt's target only, with hooks applied.
+
+    The final norm and unembedding run on one row per prompt instead of every position: for a 262k-token
+    vocabulary (Gemma) that is most of a forward pass saved. Equal to full logits at the targets because both
+    act on each position alone. With `start_at_layer` the pass starts from `residual`, the stream before that
+    layer taken from an earlier run: edits confined to later layers need not recompute the earlier ones.
+    """
+    if (start_at_layer is None) != (residual is None):
+        raise ValueError("start_at_layer and residual go together")
+    source = batch.tokens if residual is None else residual
+    residual = model.run_with_hooks(
+        source, fwd_hooks=list(fwd_hooks), start_at_layer=start_at_layer, stop_at_layer=model.cfg.n_layers
+    )
+    rows = torch.arange(batch.size, device=residual.device)
+    final = residual[rows, batch.target_positions.to(residual.device)][:, None]  # [batch, 1, d_model]
+    if model.cfg.normalization_type is not None:
+        final = model.ln_final(final)
+    logits = model.unembed(final)[:, 0]
+    soft_cap = getattr(model.cfg, "output_logits_soft_cap", 0.0) or 0.0
+    if soft_cap > 0:
+        logits = soft_cap * torch.tanh(logits / soft_cap)
+    return logits
 
 
 def prompt_settings(model) -> dict:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from anchorlens.cli import main
@@ -42,3 +43,35 @@ def test_bad_input_exits_non_zero_with_one_line_and_no_traceback():
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "unknown task 'nope'" in result.stderr and "sst2" in result.stderr
+
+
+@pytest.mark.integration
+def test_auroc_command_writes_tables_and_resumes(tmp_path, capsys):
+    out = tmp_path / "not" / "there" / "yet"
+    args = ["auroc", "--task", "sst2", "--model", "smollm2-135m", "--n-test", "4", "--seeds", "42", "--out", str(out),
+            "--no-progress"]
+    assert main(args) == 0
+    frame = pd.read_csv(out / "auroc.csv")
+    assert {"task", "seed", "layer", "auroc", "R"} <= set(frame.columns) and len(frame) == 30
+    assert (out / "auroc.html").is_file() and (out / "auroc.parquet").is_file()
+    part = out / "parts" / "auroc" / "sst2-seed42.csv"
+    stamp = part.stat().st_mtime_ns
+    assert main(args) == 0  # resumes: the finished part is not recomputed
+    assert part.stat().st_mtime_ns == stamp
+    changed = [a if a != "4" else "5" for a in args]
+    assert main(changed) == 2
+    assert "other settings (n_test differ)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["saliency", "--task", "sst2", "--n-test", "0", "--out", "x"], "n_test must be at least 1"),
+        (["isolation", "--task", "nope", "--out", "x"], "unknown task 'nope'"),
+        (["auroc", "--task", "sst2", "--model", "not-a-model", "--out", "x"], "unknown model 'not-a-model'"),
+    ],
+)
+def test_experiment_commands_reject_bad_input(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert message in capsys.readouterr().err

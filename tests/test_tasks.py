@@ -338,7 +338,7 @@ def test_hub_columns_are_renamed(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     monkeypatch.setattr(tasks, "_SPLIT_CACHE", {})
     dataset = load_split("trec", "test", source="hub")
-    assert calls == [("trec", None, "test")]
+    assert calls == [("CogComp/trec", None, "test")]
     assert dataset.column_names == ["text", "label"]
     assert dataset[:] == {"text": ["q1 ?", "q2 ?"], "label": [5, 0]}
 

@@ -37,7 +37,45 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
     "auroc": ExperimentSpec(AurocConfig, AurocResult, run_auroc, _plot("auroc")),
 }
 
+def run_experiment(
+    name: str,
+    model,
+    tasks,
+    config: ExperimentConfig,
+    out,
+    *,
+    progress: bool = True,
+    figure: bool = True,
+) -> ExperimentResult:
+    """Run one experiment over several tasks into `out` (resuming), then save the combined table and figure.
+
+    `model` is a loaded model or a model name (loaded here). Returns the result of everything in `out`,
+    so several invocations into one folder (other tasks, more seeds) add up.
+    """
+    import warnings
+    from pathlib import Path
+
+    from anchorlens.models import load_model
+    from anchorlens.plots import save_figure
+    from anchorlens.tasks import get_task
+
+    spec = EXPERIMENTS[name]
+    tasks = [get_task(task) for task in tasks]  # unknown tasks fail before a model loads
+    if isinstance(model, str):
+        model = load_model(model)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("once", message="label word")
+        for task in tasks:
+            spec.run(model, task, config, out=out, progress=progress)
+    result = spec.result_class.from_folder(out, config)
+    result.save(out)
+    if figure:
+        save_figure(spec.plot(result), Path(out) / name)
+    return result
+
+
 __all__ = [
+    "run_experiment",
     "EXPERIMENTS",
     "AurocConfig",
     "AurocResult",

@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, batches, run_seeds
 from anchorlens.hooks import LabelAttentionRecorder
-from anchorlens.prompts import PromptBatch, label_logits, prompt_settings, task_prompts
+from anchorlens.prompts import PromptBatch, label_logits, prompt_settings, run_to_target, task_prompts
 from anchorlens.tasks import Task, get_task
 
 
@@ -35,7 +35,7 @@ def attention_and_prediction(model, batch: PromptBatch) -> tuple[torch.Tensor, t
     """([batch, layer, class] target→label attention summed over heads, [batch] predicted class)."""
     recorder = LabelAttentionRecorder(model, batch)
     with torch.no_grad():
-        logits = model.run_with_hooks(batch.tokens, fwd_hooks=recorder.hooks())
+        logits = run_to_target(model, batch, recorder.hooks())
     return recorder.values.sum(2).cpu(), label_logits(logits, batch).argmax(-1).cpu()
 
 

@@ -66,8 +66,12 @@ def device_of(model) -> torch.device:
 
 
 def batches(model, prompts: list[Prompt], batch_size: int) -> Iterator[PromptBatch]:
-    pad = model.tokenizer.pad_token_id if model.tokenizer is not None and model.tokenizer.pad_token_id is not None else 0
-    return iter_batches(prompts, batch_size, pad_token_id=pad, device=device_of(model))
+    """Batches of similar length (less padding), on the model's device. Experiments only aggregate over a
+    seed's prompts, so the order they are processed in does not change any result."""
+    tokenizer = model.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
+    by_length = sorted(prompts, key=lambda prompt: prompt.length)
+    return iter_batches(by_length, batch_size, pad_token_id=pad, device=device_of(model))
 
 
 def run_seeds(

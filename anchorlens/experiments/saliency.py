@@ -28,7 +28,15 @@ from torch import Tensor
 
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, batches, run_seeds
 from anchorlens.hooks import SaliencyRecorder, frozen_parameters
-from anchorlens.prompts import Prompt, PromptBatch, build_prompt, label_loss, label_tokens, prompt_settings
+from anchorlens.prompts import (
+    Prompt,
+    PromptBatch,
+    build_prompt,
+    label_loss,
+    label_tokens,
+    prompt_settings,
+    run_to_target,
+)
 from anchorlens.sampling import sample_test_set
 from anchorlens.tasks import Task, get_task, load_split
 
@@ -92,7 +100,7 @@ def saliency_of_batch(model, batch: PromptBatch, *, abs_per_head: bool = False) 
     """S_wp, S_pq, S_ww per prompt and layer: one forward and one backward pass for the whole batch."""
     recorder = SaliencyRecorder(model, region_weights(batch), abs_per_head=abs_per_head)
     with frozen_parameters(model):
-        logits = model.run_with_hooks(batch.tokens, fwd_hooks=recorder.hooks())
+        logits = run_to_target(model, batch, recorder.hooks())
         # Summed loss: each prompt's gradient is that of its own loss, as with batch size 1.
         label_loss(logits, batch, reduction="sum").backward()
     return recorder.values.cpu()

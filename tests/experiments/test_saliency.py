@@ -1,0 +1,105 @@
+"""Saliency flow: the index sets and normalisers of SPEC §1, and the fast path against plain autograd."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from anchorlens.experiments.saliency import (
+    SaliencyConfig,
+    fresh_demonstration_prompts,
+    region_weights,
+    run_saliency,
+    saliency_of_batch,
+)
+from anchorlens.hooks import pattern_hook_name
+from anchorlens.prompts import build_prompt, label_loss, make_batch
+from anchorlens.tasks import get_task, load_split
+
+
+@pytest.fixture
+def batch(smol_tokenizer):
+    demos = [("a dull , lifeless film ", 0), ("warm and funny ", 1), ("a mess ", 0)]
+    prompts = [build_prompt(smol_tokenizer, "sst2", demos, text, label, prepend_bos=False)
+               for text, label in [("the best film of the year ", 1), ("tedious ", 0)]]
+    return make_batch(prompts)
+
+
+def spec_formula(saliency: np.ndarray, label_positions: list[int], q: int) -> tuple[float, float, float]:
+    """SPEC §1 written out with loops, diagonal zeroed."""
+    saliency = saliency.copy()
+    np.fill_diagonal(saliency, 0)
+    wp = sum(saliency[p, j] for p in label_positions for j in range(p))
+    pq = sum(saliency[q, p] for p in label_positions)
+    below = sum(saliency[i, j] for i in range(q + 1) for j in range(i))
+    n_pairs = q * (q + 1) / 2
+    return (wp / sum(label_positions), pq / len(label_positions),
+            (below - wp - pq) / (n_pairs - sum(label_positions) - len(label_positions)))
+
+
+def test_region_weights_reproduce_the_spec_formula(batch):
+    weights = region_weights(batch)
+    generator = np.random.default_rng(0)
+    for row, prompt in enumerate(batch.prompts):
+        saliency = np.tril(generator.random((batch.seq_len, batch.seq_len)))  # causal: nothing above the diagonal
+        fast = (torch.from_numpy(saliency).float()[None] * weights[row]).sum((-1, -2)).double().numpy()
+        expected = spec_formula(saliency, list(prompt.demonstration_label_positions), prompt.target_position)
+        assert np.allclose(fast, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model_fixture", ["gpt2_like", "llama_like"])
+def test_fast_path_equals_autograd_reference(request, batch, model_fixture):
+    model = request.getfixturevalue(model_fixture)
+    fast = saliency_of_batch(model, batch)  # [b, layer, 3]
+    for row, prompt in enumerate(batch.prompts):
+        tokens = torch.tensor([prompt.token_ids])
+        patterns = {}
+
+        def keep(pattern, hook):
+            pattern.retain_grad()
+            patterns[hook.name] = pattern
+
+        model.zero_grad(set_to_none=True)
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(lambda name: name.endswith("hook_pattern"), keep)])
+        label_loss(logits, make_batch([prompt])).backward()
+        for layer in range(model.cfg.n_layers):
+            pattern = patterns[pattern_hook_name(layer)]
+            saliency = (pattern.detach() * pattern.grad)[0].sum(0).abs().numpy()
+            expected = spec_formula(saliency, list(prompt.demonstration_label_positions), prompt.target_position)
+            assert np.allclose(fast[row, layer].double().numpy(), expected, rtol=1e-4, atol=1e-10)
+    model.zero_grad(set_to_none=True)
+
+
+def test_fresh_demonstrations_follow_the_papers_draw(smol_tokenizer):
+    task = get_task("sst2")
+    prompts = fresh_demonstration_prompts(smol_tokenizer, task, 42, n_test=3, shots_per_class=1, prepend_bos=False)
+    labels = np.asarray(load_split(task, "train")["label"])
+    texts = load_split(task, "train")["text"]
+    generator = np.random.RandomState(42)
+    order = np.random.default_rng(42).permutation(2)
+    for prompt in prompts:
+        drawn = [int(generator.choice(np.flatnonzero(labels == c), 1)[0]) for c in range(2)]
+        expected = [drawn[i] for i in order]
+        assert list(prompt.demonstration_labels) == [int(labels[i]) for i in expected]
+        for row in expected:
+            assert texts[row] in prompt.text
+    assert len({p.text.split("\nReview:")[0] for p in prompts}) == 3  # fresh demonstrations per input
+
+
+def test_run_saves_each_seed_and_resumes(tmp_path, gpt2_like, monkeypatch):
+    config = SaliencyConfig(model="tiny", seeds=(1, 2), n_test=3, batch_size=2)
+    first = run_saliency(gpt2_like, "sst2", config, out=tmp_path, progress=False)
+    frame = first.to_frame()
+    assert sorted(frame["seed"].unique()) == [1, 2] and len(frame) == 2 * gpt2_like.cfg.n_layers
+    assert np.allclose(frame[["S_wp", "S_pq", "S_ww"]].sum(1), 1)
+    raw = frame[["S_wp_raw", "S_pq_raw", "S_ww_raw"]].to_numpy()
+    assert np.allclose(frame[["S_wp", "S_pq", "S_ww"]].to_numpy(), raw / raw.sum(1, keepdims=True))
+    assert (tmp_path / "parts" / "saliency" / "sst2-seed1.csv").is_file()
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished seed was computed again")
+
+    monkeypatch.setattr("anchorlens.experiments.saliency.saliency_of_batch", must_not_run)
+    again = run_saliency(gpt2_like, "sst2", config, out=tmp_path, progress=False)
+    assert again.to_frame().equals(frame)
