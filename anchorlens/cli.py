@@ -137,6 +137,18 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from anchorlens.reproduce import ReproduceConfig, reproduce
+
+    fields = {"model": args.model, "tasks": tuple(args.tasks), "seeds": tuple(args.seeds), "n_test": args.n_test,
+              "batch_size": args.batch_size}
+    if args.experiments:
+        fields["experiments"] = tuple(args.experiments)
+    report = reproduce(ReproduceConfig(**fields), args.out, progress=not args.no_progress)
+    print(f"wrote {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anchorlens",
@@ -176,6 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
     auroc = commands.add_parser("auroc", help="per-layer AUROC of target->label attention vs prediction, R_l (Fig. 5)")
     _add_run_arguments(auroc)
     auroc.set_defaults(run=lambda args: _run_experiment(args, "auroc"))
+
+    diagnose = commands.add_parser("diagnose", help="predicted vs true confusion from label-word key geometry (Fig. 6)")
+    _add_run_arguments(diagnose)
+    diagnose.add_argument("--layer", type=int, default=None, help="layer (default: two thirds of the depth)")
+    diagnose.set_defaults(run=lambda args: _run_experiment(args, "diagnose"))
+
+    reproduce = commands.add_parser(
+        "reproduce", help="run every analysis and method on one model, resumably, and write report.md (main job)"
+    )
+    reproduce.add_argument("--model", default=None, help="model name (default: the default offline model)")
+    reproduce.add_argument("--tasks", nargs="+", default=["sst2", "agnews", "trec", "emoc"])
+    reproduce.add_argument("--seeds", type=int, nargs="+", default=[42], help="seeds (paper: 42 43 44 45 46)")
+    reproduce.add_argument("--n-test", type=int, default=20, help="test inputs per task and seed (paper: 1000)")
+    reproduce.add_argument("--batch-size", type=int, default=8)
+    reproduce.add_argument("--experiments", nargs="+", default=None, help="a subset of the experiments")
+    reproduce.add_argument("--out", default="results/reproduce", help="output folder (a rerun resumes)")
+    reproduce.add_argument("--no-progress", action="store_true")
+    reproduce.set_defaults(run=_cmd_reproduce)
     return parser
 
 

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from anchorlens.experiments.auroc import AurocResult
+from anchorlens.experiments.diagnose import DiagnoseResult
 from anchorlens.experiments.isolation import CONDITIONS, IsolationResult
 from anchorlens.experiments.saliency import REGIONS, SaliencyResult
 
@@ -76,6 +77,23 @@ def plot_auroc(result: AurocResult) -> go.Figure:
     figure.update_xaxes(title_text="layer")
     figure.update_layout(title="Target→label-word attention predicts the output in deep layers", template="plotly_white",
                          height=400, width=1000)
+    return figure
+
+
+def plot_diagnose(result: DiagnoseResult) -> go.Figure:
+    """Paper Fig. 6: predicted confusion (label-key distances) beside true confusion (AUROC), one row per task."""
+    keys = result.frame[["task", "model"]].drop_duplicates().values.tolist()
+    titles = [f"{kind}: {task} ({model})" for task, model in keys for kind in ("predicted (key distance)", "true (AUROC)")]
+    figure = make_subplots(rows=len(keys), cols=2, subplot_titles=titles, horizontal_spacing=0.18,
+                           vertical_spacing=0.3 / max(1, len(keys)))
+    for row, (task, model) in enumerate(keys, start=1):
+        for column, matrix in enumerate(result.matrices(task, model), start=1):
+            figure.add_trace(go.Heatmap(z=matrix.values, x=list(matrix.columns), y=list(matrix.index), zmin=0, zmax=1,
+                                        colorscale="YlGnBu", text=matrix.round(2).values, texttemplate="%{text}",
+                                        showscale=row == 1 and column == 2), row=row, col=column)
+            figure.update_yaxes(autorange="reversed", row=row, col=column)
+    figure.update_layout(title="Error diagnosis: near 1 = well separated, small = confused", template="plotly_white",
+                         height=380 * len(keys), width=950)
     return figure
 
 

@@ -54,6 +54,9 @@ class LabelTokens:
         return {word: piece for word, piece in zip(self.words, self.pieces) if len(piece) > 1}
 
 
+_WARNED_MULTI_TOKEN: set[tuple[str, str, tuple[str, ...]]] = set()
+
+
 def label_tokens(tokenizer, task: Task | str) -> LabelTokens:
     """Tokenize each label word alone; warn for words of several tokens; refuse shared first tokens."""
     task = get_task(task)
@@ -66,6 +69,9 @@ def label_tokens(tokenizer, task: Task | str) -> LabelTokens:
         pieces.append(tuple(tokenizer.convert_ids_to_tokens(ids)))
     result = LabelTokens(tuple(task.label_words), tuple(token_ids), tuple(pieces))
     for word, piece in result.multi_token_words.items():
+        if (task.name, word, piece) in _WARNED_MULTI_TOKEN:
+            continue  # once per process: long runs build labels for every seed
+        _WARNED_MULTI_TOKEN.add((task.name, word, piece))
         warnings.warn(
             f"label word {word!r} of task {task.name!r} is {len(piece)} tokens {list(piece)}; anchorlens uses "
             f"its first token {piece[0]!r} as the label token (as the paper does)",

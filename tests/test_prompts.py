@@ -64,7 +64,8 @@ def test_sst2_prompt_reads_like_the_paper(smol_tokenizer):
     assert prompt.query_label is None
 
 
-def test_multi_token_label_word_warns_naming_the_word(smol_tokenizer):
+def test_multi_token_label_word_warns_naming_the_word(smol_tokenizer, monkeypatch):
+    monkeypatch.setattr("anchorlens.prompts._WARNED_MULTI_TOKEN", set())
     with pytest.warns(UserWarning, match=r"' Abbreviation'.*3 tokens.*'ĠAb', 'brev', 'iation'"):
         labels = label_tokens(smol_tokenizer, "trec")
     prompt = build_prompt(smol_tokenizer, "trec", [("What does CPR stand for ?", 0)], "Who is he ?", prepend_bos=False,

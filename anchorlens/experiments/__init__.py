@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from anchorlens.experiments.auroc import AurocConfig, AurocResult, run_auroc
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult
+from anchorlens.experiments.diagnose import DiagnoseConfig, DiagnoseResult, run_diagnose
 from anchorlens.experiments.isolation import IsolationConfig, IsolationResult, run_isolation
 from anchorlens.experiments.saliency import SaliencyConfig, SaliencyResult, run_saliency
 
@@ -35,6 +36,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
     "saliency": ExperimentSpec(SaliencyConfig, SaliencyResult, run_saliency, _plot("saliency"), ("abs_per_head",)),
     "isolation": ExperimentSpec(IsolationConfig, IsolationResult, run_isolation, _plot("isolation"), ("k", "word_top_k")),
     "auroc": ExperimentSpec(AurocConfig, AurocResult, run_auroc, _plot("auroc")),
+    "diagnose": ExperimentSpec(DiagnoseConfig, DiagnoseResult, run_diagnose, _plot("diagnose"), ("layer",)),
 }
 
 def run_experiment(
@@ -79,6 +81,9 @@ __all__ = [
     "EXPERIMENTS",
     "AurocConfig",
     "AurocResult",
+    "DiagnoseConfig",
+    "DiagnoseResult",
+    "run_diagnose",
     "IsolationConfig",
     "IsolationResult",
     "SaliencyConfig",

@@ -71,11 +71,31 @@ class AurocResult(ExperimentResult):
     def derive(cls, frame: pd.DataFrame) -> pd.DataFrame:
         return with_r(frame)
 
+    def report_table(self) -> pd.DataFrame:
+        return compact(self.summary())
+
     def summary(self) -> pd.DataFrame:
         """Seed mean and std of AUROC per task and layer, with R_l."""
         grouped = self.frame.groupby(["task", "model", "layer"])
         return grouped.agg(auroc_mean=("auroc", "mean"), auroc_std=("auroc", "std"), R=("R", "first")).reset_index()
 
+
+
+def compact(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per task: AUROC of the first and last layer, the best layer, and the first layer where R_l passes 0.5."""
+    rows = []
+    for (task, model), part in summary.groupby(["task", "model"]):
+        part = part.sort_values("layer")
+        curve = part["auroc_mean"].to_numpy()
+        passed = part.loc[part["R"] >= 0.5, "layer"]
+        rows.append({
+            "task": task, "model": model, "layers": len(part),
+            "auroc_first": curve[0], "auroc_last": curve[-1],
+            "auroc_max": float(np.nanmax(curve)) if np.isfinite(curve).any() else float("nan"),
+            "best_layer": int(part["layer"].iloc[int(np.nanargmax(curve))]) if np.isfinite(curve).any() else -1,
+            "layer_R_half": int(passed.iloc[0]) if len(passed) else -1,
+        })
+    return pd.DataFrame(rows)
 
 
 def with_r(frame: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +116,7 @@ def run_auroc(
     def one_seed(seed: int) -> pd.DataFrame:
         _, prompts = task_prompts(model.tokenizer, task, seed, n_test=config.n_test,
                                   shots_per_class=config.shots_per_class, **prompt_settings(model))
-        pairs = [attention_and_prediction(model, batch) for batch in batches(model, prompts, config.batch_size)]
+        pairs = [attention_and_prediction(model, batch) for batch in batches(model, prompts, config.batch_size, progress=progress)]
         attention = torch.cat([a for a, _ in pairs]).double().numpy()  # [n, layer, class]
         predicted = torch.cat([p for _, p in pairs]).numpy()
         return pd.DataFrame(

@@ -65,13 +65,17 @@ def device_of(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def batches(model, prompts: list[Prompt], batch_size: int) -> Iterator[PromptBatch]:
-    """Batches of similar length (less padding), on the model's device. Experiments only aggregate over a
-    seed's prompts, so the order they are processed in does not change any result."""
+def batches(model, prompts: list[Prompt], batch_size: int, *, progress: bool = False) -> Iterator[PromptBatch]:
+    """Batches of similar length (less padding), on the model's device, with an optional progress bar.
+
+    Experiments only aggregate over a seed's prompts, so the order they are processed in changes no result.
+    """
     tokenizer = model.tokenizer
     pad = tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
     by_length = sorted(prompts, key=lambda prompt: prompt.length)
-    return iter_batches(by_length, batch_size, pad_token_id=pad, device=device_of(model))
+    total = -(-len(by_length) // batch_size)
+    return iter(tqdm(iter_batches(by_length, batch_size, pad_token_id=pad, device=device_of(model)), total=total,
+                     desc="batches", unit="batch", disable=not progress, leave=False))
 
 
 def run_seeds(
@@ -142,6 +146,13 @@ class ExperimentResult:
 
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
+
+    def summary(self) -> pd.DataFrame:
+        return self.to_frame()
+
+    def report_table(self) -> pd.DataFrame:
+        """The short table a report shows; experiments override it with their paper-style view."""
+        return self.summary()
 
     def save(self, directory: str | Path) -> Path:
         """Write ``<experiment>.csv`` and ``<experiment>.parquet`` into `directory`; returns the CSV path."""

@@ -138,7 +138,7 @@ def run_isolation(
                                   shots_per_class=config.shots_per_class, **prompt_settings(model))
         generator = np.random.default_rng(seed)  # random controls: reproducible per seed
         collected: dict[tuple[int, str], list[tuple[torch.Tensor, torch.Tensor]]] = {}
-        for batch in batches(model, prompts, config.batch_size):
+        for batch in batches(model, prompts, config.batch_size, progress=progress):
             for key, values in loyalty_of_batch(model, batch, config, generator).items():
                 collected.setdefault(key, []).append(values)
         rows = []

@@ -118,6 +118,9 @@ class SaliencyResult(ExperimentResult):
         grouped = self.frame.groupby(["task", "model", "layer"])[list(REGIONS)]
         return grouped.agg(["mean", "std"]).reset_index()
 
+    def report_table(self) -> pd.DataFrame:
+        return self.depth_summary()
+
     def depth_summary(self) -> pd.DataFrame:
         """Mean of the normalised S over the shallow and the deep third of the layers, per task."""
         frame = self.frame.copy()
@@ -143,7 +146,7 @@ def run_saliency(
         )
         per_prompt = torch.cat(
             [saliency_of_batch(model, batch, abs_per_head=config.abs_per_head)
-             for batch in batches(model, prompts, config.batch_size)]
+             for batch in batches(model, prompts, config.batch_size, progress=progress)]
         )  # [n, layer, 3]
         raw = per_prompt.double().mean(0)  # [layer, 3]
         normalised = raw / raw.sum(-1, keepdim=True)

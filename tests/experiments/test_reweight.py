@@ -1,0 +1,238 @@
+"""Anchor re-weighting (SPEC §4): β = 0 is vanilla ICL, fitting, saving β, calibration, the 5-shot baseline, runs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from anchorlens.errors import InvalidConfigError
+from anchorlens.experiments.reweight import (
+    METHODS,
+    ReweightConfig,
+    ReweightResult,
+    calibrated_predictions,
+    content_free_probabilities,
+    fit_beta,
+    five_shot_demonstrations,
+    label_probabilities,
+    load_beta,
+    mean_label_loss,
+    plot_reweight,
+    query_prompts,
+    reweighted,
+    run_reweight,
+    save_beta,
+)
+from anchorlens.hooks import reweight_hooks
+from anchorlens.prompts import build_prompt, label_logits, make_batch
+from anchorlens.sampling import sample_demonstrations, sample_test_set
+from anchorlens.tasks import get_task, load_split
+
+SST2 = get_task("sst2")
+TINY = dict(model="tiny", seeds=(1,), n_test=6, batch_size=4, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def sst2_setup(gpt2_like):
+    demonstrations, extra = sample_demonstrations(SST2, 1, extra_per_class=4)
+    tests = sample_test_set(SST2, 1, n_test=6)
+    prompts = query_prompts(gpt2_like.tokenizer, SST2, demonstrations, tests, prepend_bos=False)
+    return demonstrations, extra, prompts
+
+
+def random_beta(model, classes: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(model.cfg.n_layers, model.cfg.n_heads, classes, generator=generator)
+
+
+@pytest.mark.parametrize("variant", ["pattern", "scores"])
+def test_zero_beta_is_exactly_vanilla_icl(gpt2_like, sst2_setup, variant):
+    _, _, prompts = sst2_setup
+    plain, gold = label_probabilities(gpt2_like, prompts, 4)
+    zero = torch.zeros(gpt2_like.cfg.n_layers, gpt2_like.cfg.n_heads, 2)
+    hooked, gold_hooked = label_probabilities(gpt2_like, prompts, 4, reweighted(zero, variant))
+    assert torch.equal(plain, hooked) and torch.equal(gold, gold_hooked)
+    nonzero, _ = label_probabilities(gpt2_like, prompts, 4, reweighted(random_beta(gpt2_like, 2), variant))
+    assert not torch.allclose(plain, nonzero)  # the hook does act, so the equality above means something
+
+
+def test_gold_labels_stay_with_their_prompts_although_batches_sort_by_length(gpt2_like, sst2_setup):
+    _, _, prompts = sst2_setup
+    probabilities, gold = label_probabilities(gpt2_like, prompts, 4)
+    for prompt in prompts:  # each prompt alone must find its row (same probabilities, same gold)
+        alone, _ = label_probabilities(gpt2_like, [prompt], 1)
+        rows = [i for i in range(len(prompts)) if torch.allclose(probabilities[i], alone[0], atol=1e-5)]
+        assert rows and all(gold[i] == prompt.query_label for i in rows)
+
+
+def test_fitting_lowers_the_training_loss_and_moves_beta(llama_like):
+    demonstrations, extra = sample_demonstrations(SST2, 3, extra_per_class=4)
+    config = ReweightConfig(model="tiny", learning_rate=0.1, epochs=5)
+    prompts = query_prompts(llama_like.tokenizer, SST2, demonstrations, extra, prepend_bos=False)
+    zero = torch.zeros(llama_like.cfg.n_layers, llama_like.cfg.n_heads, 2)
+    before = mean_label_loss(llama_like, prompts, zero)
+    beta = fit_beta(llama_like, SST2, demonstrations, extra, config, seed=3)
+    assert beta.shape == (llama_like.cfg.n_layers, llama_like.cfg.n_heads, 2)
+    assert (beta != 0).all()  # every entry received a gradient
+    assert mean_label_loss(llama_like, prompts, beta) < before - 1e-3
+    assert not any(p.requires_grad is False for p in llama_like.parameters())  # frozen only while fitting
+
+
+def test_fitting_is_reproducible_per_seed(gpt2_like):
+    demonstrations, extra = sample_demonstrations(SST2, 2, extra_per_class=2)
+    config = ReweightConfig(model="tiny", extra_per_class=2, epochs=2, learning_rate=0.1)
+    first = fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=5)
+    assert torch.equal(first, fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=5))
+    assert not torch.equal(first, fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=6))  # shuffle order
+
+
+def test_saved_beta_round_trips_and_applies_as_a_plain_hook(tmp_path, gpt2_like, sst2_setup):
+    _, _, prompts = sst2_setup
+    beta = random_beta(gpt2_like, 2, seed=1)
+    path = save_beta(tmp_path / "b" / "beta.safetensors", beta, task="sst2", model_name="tiny",
+                     label_words=SST2.label_words, variant="scores")
+    loaded, metadata = load_beta(path)
+    assert torch.equal(loaded, beta)
+    assert metadata["task"] == "sst2" and metadata["model_name"] == "tiny" and metadata["variant"] == "scores"
+    assert metadata["label_words"] == (" Negative", " Positive")
+    assert b"pickle" not in path.read_bytes()[:200] and path.read_bytes()[8:9] == b"{"  # safetensors JSON header
+
+    batch = make_batch(prompts[:3])
+    with torch.no_grad():
+        in_memory = gpt2_like.run_with_hooks(batch.tokens, fwd_hooks=reweight_hooks(beta, batch, "scores"))
+        applied = gpt2_like.run_with_hooks(batch.tokens, fwd_hooks=reweight_hooks(loaded, batch, metadata["variant"]))
+        plain = gpt2_like(batch.tokens)
+    assert torch.equal(in_memory, applied)
+    assert not torch.allclose(label_logits(plain, batch), label_logits(applied, batch))
+
+
+def test_a_file_that_is_not_a_beta_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"weights": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(InvalidConfigError, match="not a re-weighting"):
+        load_beta(tmp_path / "other.safetensors")
+
+
+def test_content_free_probabilities_by_hand(gpt2_like, sst2_setup):
+    demonstrations, _, _ = sst2_setup
+    inputs = ("N/A", "", "[MASK]")
+    by_hand = []
+    for text in inputs:
+        prompt = build_prompt(gpt2_like.tokenizer, SST2, demonstrations, text, prepend_bos=False)
+        assert prompt.text.endswith(f"Review: {text}\nSentiment:")
+        with torch.no_grad():
+            logits = gpt2_like(torch.tensor([prompt.token_ids]))[0, -1]
+        by_hand.append(logits[list(prompt.label_token_ids)].softmax(-1))
+    expected = torch.stack(by_hand).mean(0)
+    assert torch.allclose(content_free_probabilities(gpt2_like, SST2, demonstrations, inputs), expected, atol=1e-5)
+
+
+def test_calibration_divides_by_the_content_free_probabilities():
+    probabilities = torch.tensor([[0.6, 0.4], [0.8, 0.2], [0.3, 0.7]])
+    p_cf = torch.tensor([0.7, 0.3])
+    # p / p_cf: [0.857, 1.333], [1.143, 0.667], [0.429, 2.333]
+    assert calibrated_predictions(probabilities, p_cf).tolist() == [1, 0, 1]
+    assert probabilities.argmax(-1).tolist() == [0, 0, 1]  # calibration changed the first prediction
+
+
+def walk_positions(task, seed: int) -> dict[int, int]:
+    """Row index -> position in the seeded walk (the paper's np.random.seed(seed); shuffle)."""
+    rows = list(range(load_split(task, task.demo_split).num_rows))
+    np.random.RandomState(seed).shuffle(rows)
+    return {row: position for position, row in enumerate(rows)}
+
+
+@pytest.mark.parametrize(("task_name", "per_class"), [("sst2", 5), ("trec", 5), ("agnews", 3)])
+def test_five_shot_uses_the_demonstrations_and_extras_in_walk_order(smol_tokenizer, task_name, per_class):
+    task, seed = get_task(task_name), 43
+    config = ReweightConfig()
+    demonstrations, extra = sample_demonstrations(task, seed, extra_per_class=config.extra_per_class)
+    five = five_shot_demonstrations(task, seed, config)
+
+    first_extras = [e for e in extra if sum(x.label == e.label for x in extra[: extra.index(e)]) < per_class - 1]
+    assert {e.index for e in five} == {e.index for e in demonstrations + first_extras}
+    positions = walk_positions(task, seed)
+    assert [positions[e.index] for e in five] == sorted(positions[e.index] for e in five)
+
+    prompt = build_prompt(smol_tokenizer, task, five, "a query", prepend_bos=False)
+    assert Counter(prompt.demonstration_labels) == {label: per_class for label in range(task.num_classes)}
+
+
+def test_config_is_validated():
+    with pytest.raises(InvalidConfigError, match="variant"):
+        ReweightConfig(variant="logits")
+    with pytest.raises(InvalidConfigError, match="five_shot_agnews"):
+        ReweightConfig(five_shot_agnews=6)
+    with pytest.raises(InvalidConfigError, match="extra_per_class"):
+        ReweightConfig(extra_per_class=0)
+    with pytest.raises(InvalidConfigError, match="learning_rate"):
+        ReweightConfig(learning_rate=0)
+    with pytest.raises(InvalidConfigError, match="calibration_inputs"):
+        ReweightConfig(calibration_inputs=())
+    assert ReweightConfig(calibration_inputs=["N/A"]).calibration_inputs == ("N/A",)
+
+
+def test_same_seed_gives_the_same_table_and_reruns_resume(tmp_path, gpt2_like, monkeypatch):
+    config = ReweightConfig(**TINY)
+    first = run_reweight(gpt2_like, "sst2", config, out=tmp_path, progress=False).to_frame()
+    assert list(first.columns) == ["task", "model", "seed", "method", "accuracy", "n"]
+    assert list(first["method"]) == list(METHODS) and (first["n"] == 6).all()
+    assert first["accuracy"].between(0, 1).all()
+    assert (tmp_path / "parts" / "reweight" / "sst2-seed1.csv").is_file()
+    beta, metadata = load_beta(tmp_path / "beta" / "sst2-seed1.safetensors")
+    assert beta.shape == (gpt2_like.cfg.n_layers, gpt2_like.cfg.n_heads, 2) and metadata["model_name"] == "tiny"
+
+    fresh = run_reweight(gpt2_like, "sst2", config, progress=False).to_frame()
+    pd.testing.assert_frame_equal(fresh, first)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished seed was computed again")
+
+    monkeypatch.setattr("anchorlens.experiments.reweight.evaluate_seed", must_not_run)
+    again = run_reweight(gpt2_like, "sst2", config, out=tmp_path, progress=False).to_frame()
+    pd.testing.assert_frame_equal(again, first, check_dtype=False)
+
+
+def test_vanilla_row_matches_a_direct_evaluation(gpt2_like):
+    """The vanilla 1-shot accuracy is the plain model's, and re-weighting is evaluated on the same inputs."""
+    result = run_reweight(gpt2_like, "sst2", ReweightConfig(**TINY), progress=False).to_frame().set_index("method")
+    demonstrations, _ = sample_demonstrations(SST2, 1)
+    tests = sample_test_set(SST2, 1, n_test=6)
+    prompts = query_prompts(gpt2_like.tokenizer, SST2, demonstrations, tests, prepend_bos=False)
+    with torch.no_grad():
+        predicted = [label_logits(gpt2_like(torch.tensor([p.token_ids])), make_batch([p]))[0].argmax().item()
+                     for p in prompts]
+    expected = np.mean([p == t.label for p, t in zip(predicted, tests)])
+    assert result.loc["vanilla_1shot", "accuracy"] == pytest.approx(expected)
+
+
+def test_summary_paper_table_and_plot():
+    frame = pd.DataFrame(
+        [("sst2", "m", seed, method, accuracy, 10) for seed, shift in ((1, 0.0), (2, 0.2))
+         for method, accuracy in zip(METHODS, (0.5 + shift, 0.4 + shift, 0.7 + shift, 0.6 + shift))]
+        + [("trec", "m", 1, method, accuracy, 10) for method, accuracy in zip(METHODS, (0.2, 0.3, 0.4, 0.1))],
+        columns=["task", "model", "seed", "method", "accuracy", "n"],
+    )
+    result = ReweightResult.from_frame(frame)
+    summary = result.summary().set_index(["task", "method"])
+    assert summary.loc[("sst2", "reweight"), "accuracy_mean"] == pytest.approx(0.8)
+    assert summary.loc[("sst2", "reweight"), "accuracy_std"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
+
+    table = result.paper_table()
+    assert list(table.columns) == ["SST-2", "TREC", "Avg"]
+    assert table.index[0].startswith("Vanilla ICL (1-shot") and table.index[2].startswith("Anchor re-weighting")
+    assert table.loc[table.index[2]].tolist() == pytest.approx([80.0, 40.0, 60.0])
+
+    figure = plot_reweight(result)
+    assert [trace.name for trace in figure.data] == [table.index[i] for i in range(4)]
+    assert list(figure.data[2].y) == pytest.approx([80.0, 40.0])
+
+    two_models = ReweightResult.from_frame(pd.concat([frame, frame.assign(model="other")]))
+    with pytest.raises(InvalidConfigError, match="several models"):
+        two_models.paper_table()
+    assert two_models.paper_table("other").equals(table)
