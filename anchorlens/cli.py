@@ -194,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--layer", type=int, default=None, help="layer (default: two thirds of the depth)")
     diagnose.set_defaults(run=lambda args: _run_experiment(args, "diagnose"))
 
+    reweight = commands.add_parser("reweight", help="anchor re-weighting vs vanilla ICL and contextual calibration (Table 1)")
+    _add_run_arguments(reweight)
+    reweight.add_argument("--extra-per-class", type=int, default=4, help="training examples per class for beta")
+    reweight.add_argument("--learning-rate", type=float, default=0.01)
+    reweight.add_argument("--epochs", type=int, default=10)
+    reweight.add_argument("--variant", choices=["pattern", "scores"], default="pattern",
+                          help="pattern: exp(beta) times the attention (paper); scores: beta added before softmax")
+    reweight.set_defaults(run=lambda args: _run_experiment(args, "reweight"))
+
     reproduce = commands.add_parser(
         "reproduce", help="run every analysis and method on one model, resumably, and write report.md (main job)"
     )

@@ -126,6 +126,11 @@ def reweight_hook(
     """
 
     def hook(tensor: Float[Tensor, "batch head query key"], hook) -> Tensor:
+        if tensor.shape[-2] != batch.seq_len or tensor.shape[-1] != batch.seq_len:
+            raise HookError(
+                f"reweight_hook expects full-sequence attention [.., {batch.seq_len}, {batch.seq_len}], got "
+                f"{tuple(tensor.shape)}; run the batch's full tokens (no KV cache) with this hook"
+            )
         label_mask = batch.label_mask.to(device=tensor.device, dtype=tensor.dtype)  # [b, c, k]
         per_key = torch.einsum("hc,bck->bhk", beta.to(device=tensor.device, dtype=tensor.dtype), label_mask)
         at_target = _target_rows(batch, tensor.dtype, tensor.device)[:, None, :, None]  # [b, 1, q, 1]

@@ -10,6 +10,8 @@ from anchorlens.experiments.auroc import AurocConfig, AurocResult, run_auroc
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult
 from anchorlens.experiments.diagnose import DiagnoseConfig, DiagnoseResult, run_diagnose
 from anchorlens.experiments.isolation import IsolationConfig, IsolationResult, run_isolation
+from anchorlens.experiments.reweight import CLI_FIELDS as REWEIGHT_CLI_FIELDS
+from anchorlens.experiments.reweight import ReweightConfig, ReweightResult, run_reweight
 from anchorlens.experiments.saliency import SaliencyConfig, SaliencyResult, run_saliency
 
 
@@ -37,6 +39,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
     "isolation": ExperimentSpec(IsolationConfig, IsolationResult, run_isolation, _plot("isolation"), ("k", "word_top_k")),
     "auroc": ExperimentSpec(AurocConfig, AurocResult, run_auroc, _plot("auroc")),
     "diagnose": ExperimentSpec(DiagnoseConfig, DiagnoseResult, run_diagnose, _plot("diagnose"), ("layer",)),
+    "reweight": ExperimentSpec(ReweightConfig, ReweightResult, run_reweight, _plot("reweight"), REWEIGHT_CLI_FIELDS),
 }
 
 def run_experiment(
@@ -86,6 +89,9 @@ __all__ = [
     "run_diagnose",
     "IsolationConfig",
     "IsolationResult",
+    "ReweightConfig",
+    "ReweightResult",
+    "run_reweight",
     "SaliencyConfig",
     "SaliencyResult",
     "run_auroc",

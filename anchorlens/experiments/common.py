@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from anchorlens.errors import InvalidConfigError
 from anchorlens.hooks import verify_attention_hooks
 from anchorlens.models import DEFAULT_MODEL
-from anchorlens.prompts import Prompt, PromptBatch, iter_batches
+from anchorlens.prompts import Prompt, PromptBatch, make_batch
 from anchorlens.runs import ResultStore, write_frame
 from anchorlens.tasks import Task, get_task
 
@@ -65,17 +65,40 @@ def device_of(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def batches(model, prompts: list[Prompt], batch_size: int, *, progress: bool = False) -> Iterator[PromptBatch]:
+def pad_token_id(model) -> int:
+    """The tokenizer's pad id, else 0: right padding is never attended to, so any id works."""
+    tokenizer = model.tokenizer
+    return tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
+
+
+def _groups(prompts: list[Prompt], batch_size: int, max_tokens: int | None) -> list[list[Prompt]]:
+    """Consecutive groups of at most `batch_size` prompts and, if given, at most `max_tokens` padded tokens."""
+    groups: list[list[Prompt]] = []
+    for prompt in prompts:
+        current = groups[-1] if groups else None
+        fits = current is not None and len(current) < batch_size and (
+            max_tokens is None or (len(current) + 1) * max(prompt.length, current[-1].length) <= max_tokens
+        )
+        if fits:
+            current.append(prompt)
+        else:
+            groups.append([prompt])
+    return groups
+
+
+def batches(
+    model, prompts: list[Prompt], batch_size: int, *, progress: bool = False, max_tokens: int | None = None
+) -> Iterator[PromptBatch]:
     """Batches of similar length (less padding), on the model's device, with an optional progress bar.
 
-    Experiments only aggregate over a seed's prompts, so the order they are processed in changes no result.
+    `max_tokens` caps batch size × padded length: the backward pass of saliency keeps every layer's attention
+    maps, whose memory grows with the square of the length. Experiments only aggregate over a seed's prompts,
+    so the order they are processed in changes no result.
     """
-    tokenizer = model.tokenizer
-    pad = tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
-    by_length = sorted(prompts, key=lambda prompt: prompt.length)
-    total = -(-len(by_length) // batch_size)
-    return iter(tqdm(iter_batches(by_length, batch_size, pad_token_id=pad, device=device_of(model)), total=total,
-                     desc="batches", unit="batch", disable=not progress, leave=False))
+    pad = pad_token_id(model)
+    groups = _groups(sorted(prompts, key=lambda prompt: prompt.length), batch_size, max_tokens)
+    made = (make_batch(group, pad_token_id=pad, device=device_of(model)) for group in groups)
+    return iter(tqdm(made, total=len(groups), desc="batches", unit="batch", disable=not progress, leave=False))
 
 
 def run_seeds(

@@ -174,8 +174,9 @@ class AnchorCache:
 
     def key_value_cache(self, batch_size: int) -> TransformerLensKeyValueCache:
         """A frozen TransformerLens cache for a batch (expanded views: all queries share the demonstrations)."""
+        shape = (batch_size, -1, -1, -1)
         entries = [
-            TransformerLensKeyValueCacheEntry(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1), frozen=True)
+            TransformerLensKeyValueCacheEntry(k.expand(shape), v.expand(shape), frozen=True)
             for k, v in zip(self.keys, self.values)
         ]
         mask = self.position_gaps()[None].expand(batch_size, -1)

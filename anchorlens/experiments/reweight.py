@@ -29,7 +29,14 @@ import pandas as pd
 import torch
 
 from anchorlens.errors import InvalidConfigError
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, batches, device_of, run_seeds
+from anchorlens.experiments.common import (
+    ExperimentConfig,
+    ExperimentResult,
+    batches,
+    device_of,
+    pad_token_id,
+    run_seeds,
+)
 from anchorlens.hooks import Hook, frozen_parameters, reweight_hooks
 from anchorlens.prompts import (
     LabelTokens,
@@ -83,7 +90,9 @@ class ReweightConfig(ExperimentConfig):
         super().__post_init__()
         object.__setattr__(self, "calibration_inputs", tuple(self.calibration_inputs))
         if self.extra_per_class < 1:
-            raise InvalidConfigError(f"extra_per_class must be at least 1 (β is fitted on them), got {self.extra_per_class}")
+            raise InvalidConfigError(
+                f"extra_per_class must be at least 1 (β is fitted on them), got {self.extra_per_class}"
+            )
         if not self.learning_rate > 0:
             raise InvalidConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.epochs < 1:
@@ -149,7 +158,7 @@ def reweighted(beta: torch.Tensor, variant: str) -> Callable[[PromptBatch], list
 
 def mean_label_loss(model, prompts: Sequence[Prompt], beta: torch.Tensor, variant: str = "pattern") -> float:
     """Mean cross-entropy over the label logits of `prompts` under β (one prompt at a time, as in training)."""
-    pad = _pad_id(model)
+    pad = pad_token_id(model)
     with torch.no_grad():
         losses = [
             label_loss(run_to_target(model, batch, reweight_hooks(beta, batch, variant)), batch).item()
@@ -169,7 +178,7 @@ def fit_beta_on_prompts(
     beta = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, prompts[0].num_classes, device=device, requires_grad=True)
     optimizer = torch.optim.Adam([beta], lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    single = [make_batch([prompt], pad_token_id=_pad_id(model), device=device) for prompt in prompts]
+    single = [make_batch([prompt], pad_token_id=pad_token_id(model), device=device) for prompt in prompts]
     with frozen_parameters(model):
         for _ in range(epochs):
             for index in torch.randperm(len(single), generator=generator).tolist():
@@ -231,11 +240,6 @@ def beta_path(out: str | Path, task: str, seed: int) -> Path:
 # --------------------------------------------------------------------------------------------- evaluation
 
 
-def _pad_id(model) -> int:
-    tokenizer = model.tokenizer
-    return tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
-
-
 def label_probabilities(
     model, prompts: Sequence[Prompt], batch_size: int, hooks_for: Callable[[PromptBatch], list[Hook]] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,10 +284,20 @@ class ReweightResult(ExperimentResult):
     config_class: ClassVar[type[ExperimentConfig]] = ReweightConfig
 
     def summary(self) -> pd.DataFrame:
-        """Seed mean and std of accuracy per task, model and method (one row each)."""
+        """Seed mean and std of accuracy per task, model and method (one row each); n = test inputs over all seeds."""
         grouped = self.frame.groupby(["task", "model", "method"])
         return grouped.agg(accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
                            seeds=("seed", "nunique"), n=("n", "sum")).reset_index()
+
+    def report_table(self) -> pd.DataFrame:
+        """Our Table 1 per model, with the paper's GPT2-XL rows below it."""
+        from anchorlens import paper
+
+        ours = [self.paper_table(model).reset_index().assign(source=model) for model in self.frame["model"].unique()]
+        theirs = pd.DataFrame([{"method": METHOD_LABELS[method], **{PAPER_TASKS.get(t, t): v for t, v in row.items()},
+                                "source": "paper, GPT2-XL"} for method, row in paper.REWEIGHT_TABLE.items()])
+        table = pd.concat(ours + [theirs], ignore_index=True)
+        return table[["source"] + [c for c in table.columns if c != "source"]]
 
     def paper_table(self, model: str | None = None) -> pd.DataFrame:
         """Paper Table 1: mean accuracy (%) per method (rows) and task (columns), plus the mean over tasks."""
@@ -294,7 +308,7 @@ class ReweightResult(ExperimentResult):
         if model is not None:
             frame = frame[frame["model"] == model]
         table = frame.pivot_table(index="method", columns="task", values="accuracy", aggfunc="mean") * 100
-        tasks = [t for t in PAPER_TASKS if t in table.columns] + sorted(t for t in table.columns if t not in PAPER_TASKS)
+        tasks = sorted(table.columns, key=lambda task: (_task_rank(task), task))
         methods = [m for m in METHODS if m in table.index] + sorted(m for m in table.index if m not in METHODS)
         table = table.reindex(index=methods, columns=tasks)
         table["Avg"] = table.mean(axis=1)
@@ -310,7 +324,8 @@ def plot_reweight(result: ReweightResult) -> go.Figure:
     summary = result.summary()
     several_models = summary["model"].nunique() > 1
     summary["where"] = summary["task"] + (" (" + summary["model"] + ")" if several_models else "")
-    places = list(dict.fromkeys(summary.sort_values("task", key=lambda t: t.map(_task_rank))["where"]))
+    in_paper_order = summary.sort_values("task", key=lambda tasks: tasks.map(_task_rank), kind="stable")
+    places = list(dict.fromkeys(in_paper_order["where"]))
     figure = go.Figure()
     for method in [m for m in METHODS if m in set(summary["method"])]:
         part = summary[summary["method"] == method].set_index("where").reindex(places)
@@ -348,7 +363,8 @@ def evaluate_seed(model, task: Task, seed: int, config: ReweightConfig, out: str
 
     p_one, gold = label_probabilities(model, one_shot, config.batch_size)
     p_five, gold_five = label_probabilities(model, five_shot, config.batch_size)
-    p_reweight, gold_reweight = label_probabilities(model, one_shot, config.batch_size, reweighted(beta, config.variant))
+    p_reweight, gold_reweight = label_probabilities(model, one_shot, config.batch_size,
+                                                    reweighted(beta, config.variant))
     p_cf = content_free_probabilities(model, task, demonstrations, config.calibration_inputs)
     accuracies = {
         "vanilla_1shot": accuracy(p_one.argmax(-1), gold),

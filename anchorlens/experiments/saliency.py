@@ -47,6 +47,10 @@ REGIONS = ("S_wp", "S_pq", "S_ww")
 class SaliencyConfig(ExperimentConfig):
     #: False: |Σ_h A ⊙ ∂L/∂A| (paper, default); True: Σ_h |A ⊙ ∂L/∂A|.
     abs_per_head: bool = False
+    #: Cap on batch size × padded length: the backward pass holds every layer's attention maps.
+    max_batch_tokens: int = 1536
+
+    RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("seeds", "batch_size", "max_batch_tokens")
 
 
 def fresh_demonstration_prompts(
@@ -146,7 +150,7 @@ def run_saliency(
         )
         per_prompt = torch.cat(
             [saliency_of_batch(model, batch, abs_per_head=config.abs_per_head)
-             for batch in batches(model, prompts, config.batch_size, progress=progress)]
+             for batch in batches(model, prompts, config.batch_size, progress=progress, max_tokens=config.max_batch_tokens)]
         )  # [n, layer, 3]
         raw = per_prompt.double().mean(0)  # [layer, 3]
         normalised = raw / raw.sum(-1, keepdim=True)
@@ -158,4 +162,5 @@ def run_saliency(
         frame["n"] = len(prompts)
         return frame
 
-    return SaliencyResult(run_seeds("saliency", model, task, config, one_seed, out=out, progress=progress), config)
+    return SaliencyResult.from_frame(run_seeds("saliency", model, task, config, one_seed, out=out, progress=progress),
+                                     config)

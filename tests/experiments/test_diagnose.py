@@ -59,3 +59,10 @@ def test_run_diagnose_rows_and_summary(gpt2_like):
     assert np.allclose(np.diag(predicted.values), 1)
     summary = result.summary()
     assert set(summary.columns) >= {"pearson", "spearman", "most_confused_predicted", "most_confused_true"}
+
+
+def test_layer_out_of_range(gpt2_like):
+    from anchorlens.errors import InvalidConfigError
+
+    with pytest.raises(InvalidConfigError, match="layer 99 does not exist; the model has layers 0..1"):
+        run_diagnose(gpt2_like, "sst2", DiagnoseConfig(model="tiny", seeds=(1,), n_test=2, layer=99), progress=False)

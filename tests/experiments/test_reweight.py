@@ -33,7 +33,13 @@ from anchorlens.sampling import sample_demonstrations, sample_test_set
 from anchorlens.tasks import get_task, load_split
 
 SST2 = get_task("sst2")
-TINY = dict(model="tiny", seeds=(1,), n_test=6, batch_size=4, epochs=2)
+TINY = dict(model="tiny", seeds=(1,), n_test=6, batch_size=4, epochs=2, extra_per_class=2, five_shot_agnews=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_table(gpt2_like) -> pd.DataFrame:
+    """One run without an output folder: what a resumed or repeated run must reproduce."""
+    return run_reweight(gpt2_like, "sst2", ReweightConfig(**TINY), progress=False).to_frame()
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +76,8 @@ def test_gold_labels_stay_with_their_prompts_although_batches_sort_by_length(gpt
 
 
 def test_fitting_lowers_the_training_loss_and_moves_beta(llama_like):
-    demonstrations, extra = sample_demonstrations(SST2, 3, extra_per_class=4)
-    config = ReweightConfig(model="tiny", learning_rate=0.1, epochs=5)
+    demonstrations, extra = sample_demonstrations(SST2, 3, extra_per_class=3)
+    config = ReweightConfig(model="tiny", extra_per_class=3, learning_rate=0.1, epochs=4)
     prompts = query_prompts(llama_like.tokenizer, SST2, demonstrations, extra, prepend_bos=False)
     zero = torch.zeros(llama_like.cfg.n_layers, llama_like.cfg.n_heads, 2)
     before = mean_label_loss(llama_like, prompts, zero)
@@ -177,18 +183,16 @@ def test_config_is_validated():
     assert ReweightConfig(calibration_inputs=["N/A"]).calibration_inputs == ("N/A",)
 
 
-def test_same_seed_gives_the_same_table_and_reruns_resume(tmp_path, gpt2_like, monkeypatch):
+def test_same_seed_gives_the_same_table_and_reruns_resume(tmp_path, gpt2_like, tiny_table, monkeypatch):
     config = ReweightConfig(**TINY)
     first = run_reweight(gpt2_like, "sst2", config, out=tmp_path, progress=False).to_frame()
+    pd.testing.assert_frame_equal(first, tiny_table)
     assert list(first.columns) == ["task", "model", "seed", "method", "accuracy", "n"]
     assert list(first["method"]) == list(METHODS) and (first["n"] == 6).all()
     assert first["accuracy"].between(0, 1).all()
     assert (tmp_path / "parts" / "reweight" / "sst2-seed1.csv").is_file()
     beta, metadata = load_beta(tmp_path / "beta" / "sst2-seed1.safetensors")
     assert beta.shape == (gpt2_like.cfg.n_layers, gpt2_like.cfg.n_heads, 2) and metadata["model_name"] == "tiny"
-
-    fresh = run_reweight(gpt2_like, "sst2", config, progress=False).to_frame()
-    pd.testing.assert_frame_equal(fresh, first)
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished seed was computed again")
@@ -198,9 +202,9 @@ def test_same_seed_gives_the_same_table_and_reruns_resume(tmp_path, gpt2_like, m
     pd.testing.assert_frame_equal(again, first, check_dtype=False)
 
 
-def test_vanilla_row_matches_a_direct_evaluation(gpt2_like):
-    """The vanilla 1-shot accuracy is the plain model's, and re-weighting is evaluated on the same inputs."""
-    result = run_reweight(gpt2_like, "sst2", ReweightConfig(**TINY), progress=False).to_frame().set_index("method")
+def test_vanilla_row_matches_a_direct_evaluation(gpt2_like, tiny_table):
+    """The vanilla 1-shot accuracy is the plain model's, one prompt at a time."""
+    result = tiny_table.set_index("method")
     demonstrations, _ = sample_demonstrations(SST2, 1)
     tests = sample_test_set(SST2, 1, n_test=6)
     prompts = query_prompts(gpt2_like.tokenizer, SST2, demonstrations, tests, prepend_bos=False)

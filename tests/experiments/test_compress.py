@@ -1,0 +1,297 @@
+"""Anchor-only compression (SPEC §5): the pruned cache reproduces the full prompt exactly where it should, keeps
+original positions, and the experiment's baselines, rows, resuming and determinism."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from anchorlens.errors import InvalidConfigError
+from anchorlens.experiments.compress import (
+    METHODS,
+    CompressConfig,
+    CompressResult,
+    anchor_positions,
+    build_anchor_cache,
+    cache_demonstrations,
+    demonstration_length,
+    pad_queries,
+    plot_compress,
+    query_tokens,
+    random_positions,
+    run_compress,
+    run_query_with_cache,
+    text_anchor_prompt,
+)
+from anchorlens.hooks import scores_hook_name
+from anchorlens.prompts import Role, build_prompt, make_batch, run_to_target
+
+DEMOS = [("a dull , lifeless film ", 0), ("warm and funny , with a big heart ", 1), ("tedious ", 0)]
+QUERIES = ("fine ", "a long and tedious exercise in style over substance ", "yes ")
+TINY = dict(model="tiny", seeds=(3,), n_test=5, batch_size=2, random_draws=3)
+
+
+def gemma_like(tokenizer):
+    """Rotary with a local layer (own rotary base, a window shorter than the prompts) and a global one."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=512, d_vocab=len(tokenizer), seed=1,
+        act_fn="gelu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8,
+        rotary_base=1_000_000, rotary_base_local=10_000, use_local_attn=True, attn_types=["local", "global"],
+        window_size=12, n_key_value_heads=2, default_prepend_bos=True,
+    )
+    model = HookedTransformer(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.set_tokenizer(tokenizer)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def gemma_model_tiny(smol_tokenizer):
+    return gemma_like(smol_tokenizer)
+
+
+def prompts_for(model, queries=QUERIES):
+    bos = bool(model.cfg.default_prepend_bos)
+    return [build_prompt(model.tokenizer, "sst2", DEMOS, q, prepend_bos=bos) for q in queries]
+
+
+def full_logits(model, prompts, fwd_hooks=()):
+    with torch.no_grad():
+        return run_to_target(model, make_batch(prompts, pad_token_id=model.tokenizer.pad_token_id), fwd_hooks)
+
+
+def compressed_logits(model, prompts, keep=None):
+    """All queries in one right-padded batch against one cache."""
+    cache = build_anchor_cache(model, prompts[0], keep)
+    tokens, lengths = pad_queries([query_tokens(p, cache) for p in prompts], pad_token_id=model.tokenizer.pad_token_id,
+                                  device="cpu")
+    with torch.no_grad():
+        return run_query_with_cache(model, cache, tokens, lengths), cache
+
+
+def query_blocked_from_dropped(prompts, kept):
+    """The reference: the full prompt where query rows may not attend to the dropped demonstration positions."""
+    end = demonstration_length(prompts[0])
+    dropped = torch.tensor([p not in set(kept) for p in range(end)])
+    seq = max(p.length for p in prompts)
+    blocked = torch.zeros(seq, seq, dtype=torch.bool)
+    blocked[end:, :end] = dropped[None]
+
+    def hook(scores, hook):
+        return scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
+
+    return hook
+
+
+# ------------------------------------------------------------------------------------------------ the key test
+
+
+@pytest.mark.parametrize("name", ["gpt2_like", "llama_like", "gemma_model_tiny"])
+def test_keeping_every_position_equals_the_full_prompt(name, request):
+    model = request.getfixturevalue(name)
+    prompts = prompts_for(model)
+    everything = range(demonstration_length(prompts[0]))
+    compressed, cache = compressed_logits(model, prompts, everything)
+    assert cache.n_kept == cache.demonstration_length
+    torch.testing.assert_close(compressed, full_logits(model, prompts), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gpt2_like", "llama_like", "gemma_model_tiny"])
+def test_keeping_anchors_equals_masking_the_dropped_positions_at_original_positions(name, request):
+    model = request.getfixturevalue(name)
+    prompts = prompts_for(model)
+    compressed, cache = compressed_logits(model, prompts)
+    assert cache.positions == anchor_positions(prompts[0]) and cache.n_kept < cache.demonstration_length
+    hook = query_blocked_from_dropped(prompts, cache.positions)
+    reference = full_logits(model, prompts, [(scores_hook_name(layer), hook) for layer in range(model.cfg.n_layers)])
+    assert not torch.allclose(compressed, full_logits(model, prompts), atol=1e-3)  # dropping text matters
+    torch.testing.assert_close(compressed, reference, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gpt2_like", "llama_like"])
+def test_keeping_only_label_words_keeps_the_query_at_its_original_positions(name, request):
+    """With the last demonstration token dropped, the query's first position is several steps after the last
+    kept one: the query must still start at the demonstration length."""
+    model = request.getfixturevalue(name)
+    prompts = prompts_for(model)
+    labels = prompts[0].demonstration_label_positions
+    compressed, cache = compressed_logits(model, prompts, labels)
+    assert cache.query_start_gap() > 1
+    hook = query_blocked_from_dropped(prompts, labels)
+    reference = full_logits(model, prompts, [(scores_hook_name(layer), hook) for layer in range(model.cfg.n_layers)])
+    torch.testing.assert_close(compressed, reference, atol=1e-4, rtol=0)
+
+
+def test_renumbered_positions_would_be_caught(llama_like, gpt2_like):
+    """The reference above can fail: the same cache with the query placed right after the kept positions (the
+    positions a naive pruned cache gives) differs from it."""
+    for model in (llama_like, gpt2_like):
+        prompts = prompts_for(model)
+        cache = build_anchor_cache(model, prompts[0])
+        renumbered = type(cache)(cache.keys, cache.values, tuple(range(cache.n_kept)),
+                                 cache.demonstration_tokens[: cache.n_kept])
+        tokens = torch.tensor([query_tokens(prompts[0], cache)])
+        with torch.no_grad():
+            naive = run_query_with_cache(model, renumbered, tokens)
+            kept = run_query_with_cache(model, cache, tokens)
+        hook = query_blocked_from_dropped(prompts[:1], cache.positions)
+        reference = full_logits(model, prompts[:1], [(scores_hook_name(l), hook) for l in range(model.cfg.n_layers)])
+        torch.testing.assert_close(kept, reference, atol=1e-4, rtol=0)
+        assert (naive - reference).abs().max() > 1e-3
+
+
+def test_on_the_real_model(smol_model):
+    prompts = prompts_for(smol_model, QUERIES[:2])
+    compressed, _ = compressed_logits(smol_model, prompts, range(demonstration_length(prompts[0])))
+    torch.testing.assert_close(compressed, full_logits(smol_model, prompts), atol=1e-4, rtol=0)
+    anchors, cache = compressed_logits(smol_model, prompts)
+    hook = query_blocked_from_dropped(prompts, cache.positions)
+    reference = full_logits(smol_model, prompts, [(scores_hook_name(l), hook) for l in range(smol_model.cfg.n_layers)])
+    torch.testing.assert_close(anchors, reference, atol=1e-4, rtol=0)
+
+
+def test_batched_queries_equal_one_at_a_time(llama_like):
+    prompts = prompts_for(llama_like)
+    batched, cache = compressed_logits(llama_like, prompts)
+    with torch.no_grad():
+        alone = torch.cat([run_query_with_cache(llama_like, cache, torch.tensor([query_tokens(p, cache)]))
+                           for p in prompts])
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=0)
+
+
+def test_cache_is_reused_unchanged(gpt2_like):
+    prompts = prompts_for(gpt2_like)
+    cache = build_anchor_cache(gpt2_like, prompts[0])
+    before = [k.clone() for k in cache.keys]
+    tokens = torch.tensor([query_tokens(prompts[1], cache)])
+    with torch.no_grad():
+        first = run_query_with_cache(gpt2_like, cache, tokens)
+        second = run_query_with_cache(gpt2_like, cache, tokens)
+    assert torch.equal(first, second) and all(torch.equal(a, b) for a, b in zip(before, cache.keys))
+
+
+def test_other_demonstrations_are_refused(gpt2_like):
+    cache = build_anchor_cache(gpt2_like, prompts_for(gpt2_like)[0])
+    other = build_prompt(gpt2_like.tokenizer, "sst2", DEMOS[:2], "fine ", prepend_bos=False)
+    with pytest.raises(ValueError, match="cached demonstrations"):
+        query_tokens(other, cache)
+
+
+# ------------------------------------------------------------------------------------------- kept positions
+
+
+def test_anchor_positions_are_formatting_labels_and_separators(smol_tokenizer):
+    prompt = build_prompt(smol_tokenizer, "sst2", DEMOS, "fine ", prepend_bos=False)
+    end = demonstration_length(prompt)
+    kept = anchor_positions(prompt)
+    assert prompt.roles[end] == Role.QUERY_FORMAT and prompt.roles[end - 1] == Role.SEPARATOR
+    assert set(prompt.demonstration_label_positions) <= set(kept)
+    assert {prompt.roles[p] for p in kept} == {Role.FORMAT, Role.LABEL, Role.SEPARATOR}
+    assert set(range(end)) - set(kept) == {p for p in range(end) if prompt.roles[p] == Role.TEXT}
+
+
+def test_hidden_random_replaces_exactly_the_label_positions(smol_tokenizer):
+    prompt = build_prompt(smol_tokenizer, "sst2", DEMOS, "fine ", prepend_bos=False)
+    anchors = set(anchor_positions(prompt))
+    generator = np.random.default_rng(0)
+    seen = set()
+    for _ in range(20):
+        drawn = set(random_positions(prompt, generator))
+        assert anchors - drawn == set(prompt.demonstration_label_positions)
+        added = sorted(drawn - anchors)
+        assert len(added) == len(DEMOS)
+        for label_position, text_position in zip(prompt.demonstration_label_positions, added):
+            assert prompt.roles[text_position] == Role.TEXT
+            assert prompt.demonstration_of_token[text_position] == prompt.demonstration_of_token[label_position]
+        seen.add(tuple(added))
+    assert len(seen) > 1  # draws differ
+
+
+def test_text_anchor_prompt_text_is_the_papers(smol_tokenizer):
+    demos = [("a dull film ", 0), ("warm and funny ", 1)]
+    prompt = text_anchor_prompt(smol_tokenizer, "sst2", demos, "x", prepend_bos=False)
+    assert prompt.text == "Review:\nSentiment: Negative\nReview:\nSentiment: Positive\nReview: x\nSentiment:"
+    full = build_prompt(smol_tokenizer, "sst2", demos, "x", prepend_bos=False)
+    assert prompt.token_ids[-len(query_tokens(full, cache_of_ids(full))):] == query_tokens(full, cache_of_ids(full))
+    assert [prompt.token_ids[p] for p in prompt.demonstration_label_positions] == [
+        full.token_ids[p] for p in full.demonstration_label_positions]
+
+
+def cache_of_ids(prompt):
+    """A stand-in cache holding only the demonstration tokens (enough for `query_tokens`)."""
+    from anchorlens.experiments.compress import AnchorCache
+
+    end = demonstration_length(prompt)
+    return AnchorCache((), (), (), prompt.token_ids[:end])
+
+
+# ----------------------------------------------------------------------------------------------- experiment
+
+
+def test_config_is_validated():
+    for field in ("word_top_k", "random_draws", "timing_repeats"):
+        with pytest.raises(InvalidConfigError, match=field):
+            CompressConfig(**{field: 0})
+    assert "timing_repeats" not in CompressConfig().signature()
+
+
+def test_run_rows_resume_and_determinism(tmp_path, gpt2_like, monkeypatch):
+    config = CompressConfig(**TINY)
+    first = run_compress(gpt2_like, "sst2", config, out=tmp_path, progress=False)
+    frame = first.to_frame()
+    assert list(frame.columns) == ["task", "model", "seed", "method", "label_loyalty", "word_loyalty", "accuracy",
+                                   "seconds_per_input", "speedup", "n", "demo_tokens", "kept_tokens"]
+    assert list(frame["method"]) == list(METHODS) and (frame["n"] == 5).all()
+    icl = frame.set_index("method").loc["icl"]
+    assert icl["label_loyalty"] == 1 and icl["word_loyalty"] == 1 and icl["speedup"] == 1
+    assert frame[["label_loyalty", "word_loyalty", "accuracy"]].stack().between(0, 1).all()
+    assert (frame["seconds_per_input"] > 0).all()
+    rows = frame.set_index("method")
+    assert rows.loc["hidden_random_top", "label_loyalty"] >= rows.loc["hidden_random", "label_loyalty"]
+    assert rows.loc["hidden_anchor", "kept_tokens"] == rows.loc["hidden_random", "kept_tokens"] < icl["demo_tokens"]
+    assert rows.loc["text_anchor", "kept_tokens"] < icl["demo_tokens"]
+    assert (tmp_path / "parts" / "compress" / "sst2-seed3.csv").is_file()
+
+    timing = ["seconds_per_input", "speedup"]
+    fresh = run_compress(gpt2_like, "sst2", config, progress=False).to_frame()
+    pd.testing.assert_frame_equal(fresh.drop(columns=timing), frame.drop(columns=timing))
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished seed was computed again")
+
+    monkeypatch.setattr("anchorlens.experiments.compress.evaluate_seed", must_not_run)
+    again = run_compress(gpt2_like, "sst2", config, out=tmp_path, progress=False).to_frame()
+    pd.testing.assert_frame_equal(again, frame, check_dtype=False)
+
+    result = CompressResult.from_folder(tmp_path)
+    table = result.paper_table()
+    assert list(table.index) == ["ICL", "Text_anchor", "Hidden_random", "Hidden_random-top", "Hidden_anchor"]
+    assert table.loc["ICL", "label_loyalty"] == 100
+    assert plot_compress(result).data
+
+
+def test_hidden_anchor_row_matches_a_direct_evaluation(llama_like):
+    """The run's Hidden_anchor loyalty equals what the public building blocks give on the same inputs."""
+    from anchorlens.sampling import sample_demonstrations, sample_test_set
+
+    config = CompressConfig(**TINY)
+    frame = run_compress(llama_like, "sst2", config, progress=False).to_frame().set_index("method")
+    demos, _ = sample_demonstrations("sst2", 3)
+    prompts = [build_prompt(llama_like.tokenizer, "sst2", demos, e.text, e.label, prepend_bos=False)
+               for e in sample_test_set("sst2", 3, n_test=5)]
+    cache = build_anchor_cache(llama_like, prompts[0])
+    with torch.no_grad():
+        hidden = torch.cat([run_query_with_cache(llama_like, cache, torch.tensor([query_tokens(p, cache)]))
+                            for p in prompts])
+    icl = full_logits(llama_like, prompts)
+    label_ids = list(prompts[0].label_token_ids)
+    loyalty = (hidden[:, label_ids].argmax(-1) == icl[:, label_ids].argmax(-1)).double().mean().item()
+    assert frame.loc["hidden_anchor", "label_loyalty"] == pytest.approx(loyalty)
+    assert frame.loc["hidden_anchor", "kept_tokens"] == cache.n_kept
