@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="pattern: exp(beta) times the attention (paper); scores: beta added before softmax")
     reweight.set_defaults(run=lambda args: _run_experiment(args, "reweight"))
 
+    compress = commands.add_parser("compress", help="anchor-only context compression: loyalty, accuracy, speed-up (Tables 2-3)")
+    _add_run_arguments(compress)
+    compress.add_argument("--word-top-k", type=int, default=5, help="top-k tokens compared by word loyalty")
+    compress.add_argument("--random-draws", type=int, default=20, help="Hidden_random draws for Hidden_random-top")
+    compress.set_defaults(run=lambda args: _run_experiment(args, "compress"))
+
     reproduce = commands.add_parser(
         "reproduce", help="run every analysis and method on one model, resumably, and write report.md (main job)"
     )

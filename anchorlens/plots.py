@@ -7,12 +7,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from anchorlens.experiments.auroc import AurocResult
+from anchorlens.experiments.compress import plot_compress
 from anchorlens.experiments.diagnose import DiagnoseResult
 from anchorlens.experiments.isolation import CONDITIONS, IsolationResult
 from anchorlens.experiments.reweight import plot_reweight
 from anchorlens.experiments.saliency import REGIONS, SaliencyResult
 
-__all__ = ["plot_auroc", "plot_diagnose", "plot_isolation", "plot_reweight", "plot_saliency", "save_figure"]
+__all__ = ["plot_auroc", "plot_compress", "plot_diagnose", "plot_isolation", "plot_reweight", "plot_saliency", "save_figure"]
 
 COLORS = {"S_wp": "#1f77b4", "S_pq": "#d62728", "S_ww": "#2ca02c"}
 

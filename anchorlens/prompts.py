@@ -416,7 +416,12 @@ def run_to_target(
         source, fwd_hooks=list(fwd_hooks), start_at_layer=start_at_layer, stop_at_layer=model.cfg.n_layers
     )
     rows = torch.arange(batch.size, device=residual.device)
-    final = residual[rows, batch.target_positions.to(residual.device)][:, None]  # [batch, 1, d_model]
+    return final_logits(model, residual[rows, batch.target_positions.to(residual.device)])
+
+
+def final_logits(model, residual: Float[Tensor, "batch d_model"]) -> Float[Tensor, "batch vocab"]:
+    """Final norm, unembedding and logit soft-cap of one residual-stream row per prompt."""
+    final = residual[:, None]
     if model.cfg.normalization_type is not None:
         final = model.ln_final(final)
     logits = model.unembed(final)[:, 0]

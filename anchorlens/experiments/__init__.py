@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from anchorlens.experiments.auroc import AurocConfig, AurocResult, run_auroc
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult
+from anchorlens.experiments.compress import CLI_FIELDS as COMPRESS_CLI_FIELDS
+from anchorlens.experiments.compress import CompressConfig, CompressResult, run_compress
 from anchorlens.experiments.diagnose import DiagnoseConfig, DiagnoseResult, run_diagnose
 from anchorlens.experiments.isolation import IsolationConfig, IsolationResult, run_isolation
 from anchorlens.experiments.reweight import CLI_FIELDS as REWEIGHT_CLI_FIELDS
@@ -40,6 +42,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
     "auroc": ExperimentSpec(AurocConfig, AurocResult, run_auroc, _plot("auroc")),
     "diagnose": ExperimentSpec(DiagnoseConfig, DiagnoseResult, run_diagnose, _plot("diagnose"), ("layer",)),
     "reweight": ExperimentSpec(ReweightConfig, ReweightResult, run_reweight, _plot("reweight"), REWEIGHT_CLI_FIELDS),
+    "compress": ExperimentSpec(CompressConfig, CompressResult, run_compress, _plot("compress"), COMPRESS_CLI_FIELDS),
 }
 
 def run_experiment(
@@ -84,6 +87,9 @@ __all__ = [
     "EXPERIMENTS",
     "AurocConfig",
     "AurocResult",
+    "CompressConfig",
+    "CompressResult",
+    "run_compress",
     "DiagnoseConfig",
     "DiagnoseResult",
     "run_diagnose",

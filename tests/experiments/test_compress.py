@@ -214,6 +214,18 @@ def test_hidden_random_replaces_exactly_the_label_positions(smol_tokenizer):
     assert len(seen) > 1  # draws differ
 
 
+def test_hidden_random_drops_the_rest_of_multi_token_label_words(smol_tokenizer):
+    """' Abbreviation' is 3 SmolLM2 tokens: its later pieces would leak the label if a random draw kept them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prompt = build_prompt(smol_tokenizer, "trec", [("What does CPR stand for ?", 0), ("Who is he ?", 3)],
+                              "Where is it ?", prepend_bos=False)
+    rest = set(prompt.positions_with(Role.LABEL_REST))
+    assert len(rest) == 2 and rest <= set(anchor_positions(prompt))
+    drawn = set(random_positions(prompt, np.random.default_rng(0)))
+    assert not drawn & rest and not drawn & set(prompt.demonstration_label_positions)
+
+
 def test_text_anchor_prompt_text_is_the_papers(smol_tokenizer):
     demos = [("a dull film ", 0), ("warm and funny ", 1)]
     prompt = text_anchor_prompt(smol_tokenizer, "sst2", demos, "x", prepend_bos=False)
