@@ -50,8 +50,8 @@ class ReproduceConfig:
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub markdown table (no extra dependency)."""
-    frame = frame.copy()
+    """A GitHub markdown table (no extra dependency); a meaningful index becomes leading columns."""
+    frame = frame.copy() if isinstance(frame.index, pd.RangeIndex) else frame.reset_index()
     frame.columns = [" ".join(str(p) for p in c if str(p)) if isinstance(c, tuple) else str(c) for c in frame.columns]
 
     def cell(value) -> str:

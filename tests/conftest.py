@@ -65,3 +65,17 @@ def smol_model():
 @pytest.fixture(scope="session")
 def gemma_model():
     return load_model("gemma-3-270m")
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory, smol_tokenizer):
+    """A tiny random GPT-NeoX saved as a local Hugging Face folder: loadable by path, like any user model."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-neox")
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=6,
+                           num_attention_heads=4, max_position_embeddings=512)
+    GPTNeoXForCausalLM(config).save_pretrained(folder)
+    smol_tokenizer.save_pretrained(folder)
+    return folder

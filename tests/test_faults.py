@@ -10,23 +10,8 @@ import time
 
 import pandas as pd
 import pytest
-import torch
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory, smol_tokenizer):
-    """A tiny random GPT-NeoX saved as a local Hugging Face folder: loadable by path, like any user model."""
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-    folder = tmp_path_factory.mktemp("tiny-neox")
-    torch.manual_seed(0)
-    config = GPTNeoXConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                           num_attention_heads=4, max_position_embeddings=512)
-    GPTNeoXForCausalLM(config).save_pretrained(folder)
-    smol_tokenizer.save_pretrained(folder)
-    return folder
 
 
 def _command(folder, out):
@@ -60,5 +45,5 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, tiny_folder):
 
     subprocess.run(_command(tiny_folder, killed), check=True, env=env, capture_output=True)
     resumed, expected = _table(killed), _table(reference)
-    assert len(resumed) == len(expected) == 2 * 3 * 3  # tasks x seeds x layers, no duplicates
+    assert len(resumed) == len(expected) == 2 * 3 * 6  # tasks x seeds x layers, no duplicates
     pd.testing.assert_frame_equal(resumed, expected)

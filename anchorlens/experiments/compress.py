@@ -514,7 +514,19 @@ class CompressResult(ExperimentResult):
         return table.set_index(index).drop(columns=[c for c in ["model"] if c not in index])
 
     def report_table(self) -> pd.DataFrame:
-        return self.paper_table()
+        """Our Table 2 (with the mean speed-up), then the paper's GPT2-XL and GPT-J rows."""
+        from anchorlens import paper
+
+        ours = self.paper_table().reset_index()
+        if "model" not in ours.columns:
+            ours.insert(0, "model", self.frame["model"].iloc[0])
+        theirs = pd.DataFrame([
+            {"model": f"paper, {name}", "method": METHOD_LABELS.get(method, method), "label_loyalty": values[0],
+             "word_loyalty": values[1], "accuracy": values[2]}
+            for name, rows in paper.COMPRESS_TABLE.items() for method, values in rows.items()
+        ])
+        return pd.concat([ours.rename(columns={"model": "source"}), theirs.rename(columns={"model": "source"})],
+                         ignore_index=True)
 
 
 def _order_key(column: pd.Series) -> pd.Series:

@@ -297,7 +297,9 @@ class ReweightResult(ExperimentResult):
         theirs = pd.DataFrame([{"method": METHOD_LABELS[method], **{PAPER_TASKS.get(t, t): v for t, v in row.items()},
                                 "source": "paper, GPT2-XL"} for method, row in paper.REWEIGHT_TABLE.items()])
         table = pd.concat(ours + [theirs], ignore_index=True)
-        return table[["source"] + [c for c in table.columns if c != "source"]]
+        tasks = [c for c in table.columns if c not in ("source", "method", "Avg")]
+        tasks = sorted(tasks, key=lambda name: list(PAPER_TASKS.values()).index(name) if name in PAPER_TASKS.values() else 99)
+        return table[["source", "method", *tasks, "Avg"]]
 
     def paper_table(self, model: str | None = None) -> pd.DataFrame:
         """Paper Table 1: mean accuracy (%) per method (rows) and task (columns), plus the mean over tasks."""

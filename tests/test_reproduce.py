@@ -1,0 +1,36 @@
+"""`reproduce`: every experiment into one folder, a report with the paper beside it, a manifest; reruns resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from anchorlens.errors import InvalidConfigError
+from anchorlens.experiments import EXPERIMENTS
+from anchorlens.reproduce import ReproduceConfig, markdown_table, reproduce
+
+
+def test_reproduce_writes_report_manifest_and_tables(tmp_path, tiny_folder):
+    config = ReproduceConfig(model=str(tiny_folder), tasks=("sst2",), n_test=2, batch_size=2)
+    report = reproduce(config, tmp_path, progress=False)
+    text = report.read_text()
+    for name in EXPERIMENTS:
+        assert f"## {name}" in text and (tmp_path / name / f"{name}.csv").is_file()
+    assert "paper, GPT2-XL" in text  # the paper's numbers stand beside ours
+    manifest = json.loads((tmp_path / "reproduce-manifest.json").read_text())
+    assert manifest["config"]["n_test"] == 2 and "torch" in manifest["versions"]
+    parts = sorted(p.stat().st_mtime_ns for p in tmp_path.glob("*/parts/*/*.csv"))
+    reproduce(config, tmp_path, progress=False)  # resumes: nothing finished is recomputed
+    assert sorted(p.stat().st_mtime_ns for p in tmp_path.glob("*/parts/*/*.csv")) == parts
+
+
+def test_unknown_experiment_is_refused():
+    with pytest.raises(InvalidConfigError, match="unknown experiments"):
+        ReproduceConfig(experiments=("nope",))
+
+
+def test_markdown_table():
+    import pandas as pd
+
+    assert markdown_table(pd.DataFrame({"a": [1.0], "b": ["x"]})) == "| a | b |\n|---|---|\n| 1.000 | x |"
