@@ -17,7 +17,7 @@ from anchorlens.experiments.compress import (
     CompressResult,
     anchor_positions,
     build_anchor_cache,
-    cache_demonstrations,
+
     demonstration_length,
     pad_queries,
     plot_compress,
