@@ -19,7 +19,6 @@ from anchorlens.prompts import Prompt, PromptBatch, make_batch
 from anchorlens.runs import ResultStore, write_frame
 from anchorlens.tasks import Task, get_task
 
-PAPER_SEEDS = (42, 43, 44, 45, 46)
 
 
 @dataclass(frozen=True)
