@@ -108,18 +108,28 @@ def _cmd_prompt(args: argparse.Namespace) -> int:
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", nargs="+", required=True, help="one or more tasks (see `anchorlens tasks`)")
     parser.add_argument("--model", default=None, help="model name (default: the default offline model)")
+    parser.add_argument("--model-class", choices=["hooked", "bridge"], default="hooked",
+                        help="TransformerLens class: HookedTransformer (default) or TransformerBridge; bridge results "
+                             "are recorded under the model name MODEL:bridge")
     parser.add_argument("--n-test", type=int, default=200, help="test inputs per seed (default 200; paper 1000)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="seeds (paper: 42 43 44 45 46)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--shots", type=int, default=1, help="demonstrations per class")
     parser.add_argument("--out", required=True, help="output folder; a rerun resumes what is finished there")
     parser.add_argument("--device", default=None, help="torch device (default: TransformerLens's choice)")
+    _add_device_split_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_device_split_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n-devices", type=int, default=1,
+                        help="split a model too big for one GPU over this many GPUs (docs/scaling.md)")
 
 
 def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
     from pathlib import Path
 
+    from anchorlens.distributed import init_distributed, place_rank
     from anchorlens.experiments import EXPERIMENTS, run_experiment
     from anchorlens.models import load_model
     from anchorlens.tasks import get_task
@@ -127,10 +137,15 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
     spec = EXPERIMENTS[experiment]
     tasks = [get_task(name) for name in args.task]  # unknown tasks fail before the model loads
     extra = {field: getattr(args, field) for field in spec.cli_fields}
-    config = spec.config_class(model=args.model, seeds=tuple(args.seeds), n_test=args.n_test,
+    recorded = args.model if args.model_class == "hooked" else f"{args.model}:{args.model_class}"
+    config = spec.config_class(model=recorded, seeds=tuple(args.seeds), n_test=args.n_test,
                                batch_size=args.batch_size, shots_per_class=args.shots, **extra)
-    model = load_model(args.model, device=args.device)
+    process = init_distributed()  # a no-op unless launched by torchrun / accelerate launch
+    device = place_rank(process, args.device, n_devices=args.n_devices)
+    model = load_model(args.model, device=device, n_devices=args.n_devices, model_class=args.model_class)
     result = run_experiment(experiment, model, tasks, config, args.out, progress=not args.no_progress)
+    if not process.is_main:
+        return 0  # rank 0 prints the merged table once
     print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     out = Path(args.out)
     print(f"\nwrote {out / (experiment + '.csv')} (+ .parquet), {out / (experiment + '.html')}")
@@ -144,9 +159,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
               "batch_size": args.batch_size}
     if args.experiments:
         fields["experiments"] = tuple(args.experiments)
-    report = reproduce(ReproduceConfig(**fields), args.out, progress=not args.no_progress)
-    print(f"wrote {report}")
+    report = reproduce(ReproduceConfig(**fields), args.out, progress=not args.no_progress, device=args.device,
+                       n_devices=args.n_devices)
+    if _is_main_rank():
+        print(f"wrote {report}")
     return 0
+
+
+def _is_main_rank() -> bool:
+    from anchorlens.distributed import process_from_env
+
+    return process_from_env().is_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--batch-size", type=int, default=8)
     reproduce.add_argument("--experiments", nargs="+", default=None, help="a subset of the experiments")
     reproduce.add_argument("--out", default="results/reproduce", help="output folder (a rerun resumes)")
+    reproduce.add_argument("--device", default=None, help="torch device (default: TransformerLens's choice)")
+    _add_device_split_argument(reproduce)
     reproduce.add_argument("--no-progress", action="store_true")
     reproduce.set_defaults(run=_cmd_reproduce)
     return parser
@@ -238,6 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("anchorlens: interrupted; finished results are kept", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # a process group needs torch; commands without it stay fast
+            from anchorlens.distributed import shutdown_distributed
+
+            shutdown_distributed()
 
 
 if __name__ == "__main__":

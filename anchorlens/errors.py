@@ -50,3 +50,12 @@ class HookError(AnchorlensError, RuntimeError):
 
 class InvalidConfigError(AnchorlensError, ValueError):
     """A setting is outside what the method allows (a count, seed or source name)."""
+
+
+class DistributedRunError(AnchorlensError, RuntimeError):
+    """A data-parallel run cannot start or its ranks disagree (launcher variables, a shared folder)."""
+
+
+class UnsupportedModelError(InvalidConfigError):
+    """The loaded model's class cannot run this step (e.g. a TransformerBridge where TransformerLens's own
+    key/value cache is needed); the message names the model class to load instead."""

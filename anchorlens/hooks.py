@@ -4,8 +4,9 @@ Each factory closes over positions (from a `PromptBatch`) and parameters and ret
 pairs, so recipes compose in one ``model.run_with_hooks(tokens, fwd_hooks=a + b + c)`` or in the
 `hooked` context manager, which always removes them. Only the shared hook names
 ``blocks.{l}.attn.hook_attn_scores`` (pre-softmax) and ``blocks.{l}.attn.hook_pattern`` (post-softmax)
-are used. Recorders reduce inside the hook, so a prompt leaves a few numbers per layer, never a full
-attention map.
+are used, so every recipe runs on a `HookedTransformer` and on a `TransformerBridge` alike
+(`anchorlens.model_classes`; `verify_attention_hooks` proves on each model that the hooks act). Recorders
+reduce inside the hook, so a prompt leaves a few numbers per layer, never a full attention map.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from anchorlens.errors import HookError
+from anchorlens.model_classes import check_hook_names, describe
 from anchorlens.prompts import PromptBatch
 
 HookFn = Callable[[Tensor, object], Tensor | None]
@@ -42,9 +44,20 @@ def _layers(model, layers: Iterable[int] | None) -> list[int]:
     return chosen
 
 
+_LOAD_HINT = (
+    "load the model with anchorlens.load_model(name, model_class='hooked') (a HookedTransformer) or "
+    "model_class='bridge' (a TransformerBridge, eager attention)"
+)
+
+
 def require_attention_hooks(model) -> None:
     """Fail loudly when the model lacks the attention hook points every recipe relies on."""
-    names = set(getattr(model, "hook_dict", {}))
+    if not hasattr(model, "hook_dict") or not hasattr(getattr(model, "cfg", None), "n_layers"):
+        raise HookError(
+            f"this model's attention cannot be hooked: a {describe(model)} is not a TransformerLens model (it has "
+            f"no hook points); {_LOAD_HINT}"
+        )
+    names = set(model.hook_dict)
     missing = [
         name
         for layer in range(model.cfg.n_layers)
@@ -53,15 +66,17 @@ def require_attention_hooks(model) -> None:
     ]
     if missing:
         raise HookError(
-            f"this model's attention cannot be hooked: {len(missing)} hook points are missing (e.g. {missing[0]!r}). "
-            "anchorlens needs a TransformerLens model exposing hook_attn_scores and hook_pattern in every layer; "
-            "load it with anchorlens.load_model"
+            f"this {describe(model)}'s attention cannot be hooked: {len(missing)} hook points are missing (e.g. "
+            f"{missing[0]!r}). anchorlens needs hook_attn_scores and hook_pattern in every layer; {_LOAD_HINT}"
         )
 
 
 @contextmanager
 def hooked(model, fwd_hooks: Sequence[Hook] = (), bwd_hooks: Sequence[Hook] = ()) -> Iterator[object]:
-    """Apply hooks for the block's duration; they are removed on exit, also on error."""
+    """Apply hooks for the block's duration; they are removed on exit, also on error.
+
+    A hook name the model lacks is an error (a TransformerBridge would otherwise skip it silently)."""
+    check_hook_names(model, list(fwd_hooks) + list(bwd_hooks))
     with model.hooks(fwd_hooks=list(fwd_hooks), bwd_hooks=list(bwd_hooks)) as hooked_model:
         yield hooked_model
 
@@ -141,6 +156,30 @@ def reweight_hook(
     return hook
 
 
+def target_row_reweight_hook(
+    beta: Float[Tensor, "head label"],
+    label_mask: Bool[Tensor, "batch label key"],
+    variant: Literal["pattern", "scores"] = "pattern",
+) -> HookFn:
+    """`reweight_hook` for a run whose only query row is the target: the prompt before it comes from a key/value
+    cache (β fitting reuses one frozen cache of each training prompt's prefix for every step).
+
+    β touches only the target row, so the cached rows are exactly those of a full run under the same β.
+    """
+
+    def hook(tensor: Float[Tensor, "batch head query key"], hook) -> Tensor:
+        if tensor.shape[-2] != 1 or tensor.shape[-1] != label_mask.shape[-1]:
+            raise HookError(
+                f"target_row_reweight_hook expects one query row over {label_mask.shape[-1]} keys, got "
+                f"{tuple(tensor.shape)}; run only the target token against the cached prefix"
+            )
+        mask = label_mask.to(device=tensor.device, dtype=tensor.dtype)
+        per_key = torch.einsum("hc,bck->bhk", beta.to(device=tensor.device, dtype=tensor.dtype), mask)[:, :, None, :]
+        return tensor * per_key.exp() if variant == "pattern" else tensor + per_key
+
+    return hook
+
+
 def reweight_hooks(
     beta: Float[Tensor, "layer head label"],
     batch: PromptBatch,
@@ -152,6 +191,18 @@ def reweight_hooks(
     name = pattern_hook_name if variant == "pattern" else scores_hook_name
     chosen = range(beta.shape[0]) if layers is None else layers
     return [(name(layer), reweight_hook(beta[layer], batch, variant)) for layer in chosen]
+
+
+def target_row_reweight_hooks(
+    beta: Float[Tensor, "layer head label"],
+    label_mask: Bool[Tensor, "batch label key"],
+    variant: Literal["pattern", "scores"] = "pattern",
+) -> list[Hook]:
+    """Every layer's `target_row_reweight_hook` (see there: the target row alone, prefix cached)."""
+    if variant not in ("pattern", "scores"):
+        raise ValueError(f"unknown re-weighting variant {variant!r}; use 'pattern' (paper) or 'scores'")
+    name = pattern_hook_name if variant == "pattern" else scores_hook_name
+    return [(name(layer), target_row_reweight_hook(beta[layer], label_mask, variant)) for layer in range(beta.shape[0])]
 
 
 # ----------------------------------------------------------------------------------------------- recorders
@@ -245,26 +296,79 @@ class SaliencyRecorder:
 
 
 def verify_attention_hooks(model) -> None:
-    """Prove on a short input that an attention-score edit reaches the logits (cached on the model).
+    """Prove on a short input that the attention hooks act, in every layer (cached on the model).
 
-    A model whose hook points exist but are bypassed (fused attention, a wrapper that ignores hooks) would
-    otherwise make every intervention a silent no-op.
+    Three checks, each a `HookError` naming the model class and the fix when it fails:
+
+    1. every layer's ``hook_attn_scores`` and ``hook_pattern`` exist and run in a forward pass, on
+       ``[batch, head, query, key]`` tensors;
+    2. isolating every row from earlier tokens on ``hook_attn_scores`` changes the logits;
+    3. a gradient from the logits reaches an edit made in each layer's ``hook_attn_scores`` and in each layer's
+       ``hook_pattern`` (so what a hook returns is what the layer uses, and saliency's ∂L/∂A arrives).
+
+    A model whose hook points exist but are bypassed (fused attention, a wrapper that ignores hooks, a hook
+    point run on a copy) would otherwise make every intervention a silent no-op.
     """
     if getattr(model, "_anchorlens_hooks_verified", False):
         return
     require_attention_hooks(model)
+    kind = describe(model)
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     device = next(model.parameters()).device
     tokens = torch.arange(1, 7, device=device)[None] % model.cfg.d_vocab
     seq = tokens.shape[1]
+    names = [name for layer in range(n_layers) for name in (scores_hook_name(layer), pattern_hook_name(layer))]
+
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(tensor: Tensor, hook) -> None:
+        shapes[hook.name] = tuple(tensor.shape)
+
+    with torch.no_grad():
+        plain = model.run_with_hooks(tokens, fwd_hooks=[(name, record) for name in names])
+    silent = [name for name in names if name not in shapes]
+    if silent:
+        raise HookError(
+            f"the hook point {silent[0]!r} of this {kind} exists but did not run in a forward pass"
+            + (f" ({len(silent)} such hook points)" if len(silent) > 1 else "")
+            + f": its attention bypasses the TransformerLens hooks (fused or replaced attention?); {_LOAD_HINT}"
+        )
+    wrong = {name: shape for name, shape in shapes.items() if shape != (1, n_heads, seq, seq)}
+    if wrong:
+        name, shape = next(iter(wrong.items()))
+        raise HookError(
+            f"{name!r} of this {kind} carries a tensor of shape {shape}, not [batch, head, query, key] = "
+            f"{(1, n_heads, seq, seq)}; the anchorlens recipes would index it wrongly. {_LOAD_HINT}"
+        )
+
     blocked = torch.ones(1, seq, seq, dtype=torch.bool, device=device).tril(-1)
     with torch.no_grad():
-        plain = model(tokens)
-        edited = model.run_with_hooks(
-            tokens, fwd_hooks=isolation_hooks({layer: blocked for layer in range(model.cfg.n_layers)})
-        )
+        edited = model.run_with_hooks(tokens, fwd_hooks=isolation_hooks({layer: blocked for layer in range(n_layers)}))
     if torch.allclose(plain, edited):
         raise HookError(
-            "an edit of hook_attn_scores did not change the logits: this model's attention ignores TransformerLens "
-            "hooks (fused attention?). Load it with anchorlens.load_model, which uses TransformerLens attention"
+            f"an edit of hook_attn_scores did not change the logits: this {kind}'s attention ignores what the "
+            f"TransformerLens hooks return (fused attention?); {_LOAD_HINT}"
+        )
+
+    generator = torch.Generator().manual_seed(0)
+    direction = torch.randn(seq, seq, generator=generator).to(device)  # not constant along rows: softmax would drop it
+    probes = {name: torch.zeros((), device=device, requires_grad=True) for name in names}
+
+    def probe(tensor: Tensor, hook) -> Tensor:
+        nudge = probes[hook.name] * direction.to(tensor.dtype)
+        return tensor + nudge if hook.name.endswith("hook_attn_scores") else tensor * (1 + nudge)
+
+    readout = torch.randn(model.cfg.d_vocab, generator=generator).to(device)
+    with frozen_parameters(model), torch.enable_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(name, probe) for name in names])
+        (logits[0, -1].float() @ readout[: logits.shape[-1]].float()).backward()
+    unused = [name for name, value in probes.items()
+              if value.grad is None or not bool(torch.isfinite(value.grad) & (value.grad != 0))]
+    if unused:
+        raise HookError(
+            f"an edit of {unused[0]!r} did not reach the logits of this {kind}"
+            + (f" ({len(unused)} hook points like it)" if len(unused) > 1 else "")
+            + ": the layer computes on without what the hook returned, so edits there would be silent no-ops "
+            f"and saliency gradients would not arrive; {_LOAD_HINT}"
         )
     model._anchorlens_hooks_verified = True

@@ -82,8 +82,15 @@ def _report_section(name: str, result, folder: str) -> list[str]:
     return lines
 
 
-def reproduce(config: ReproduceConfig, out: str | Path, *, progress: bool = True) -> Path:
-    """Run every experiment of `config` into `out` and write the report; returns the report's path."""
+def reproduce(
+    config: ReproduceConfig, out: str | Path, *, progress: bool = True, device: str | None = None, n_devices: int = 1
+) -> Path:
+    """Run every experiment of `config` into `out` and write the report; returns the report's path.
+
+    `device` and `n_devices` place the model (see `load_model`). Under torchrun or accelerate launch the ranks
+    share each experiment's parts and rank 0 alone writes the report and manifest (docs/scaling.md).
+    """
+    from anchorlens.distributed import init_distributed, place_rank
     from anchorlens.experiments import EXPERIMENTS, run_experiment
     from anchorlens.models import load_model
     from anchorlens.tasks import get_task
@@ -91,7 +98,8 @@ def reproduce(config: ReproduceConfig, out: str | Path, *, progress: bool = True
     out = Path(out)
     tasks = [get_task(task) for task in config.tasks]
     started = time.perf_counter()
-    model = load_model(config.model)
+    process = init_distributed()
+    model = load_model(config.model, device=place_rank(process, device, n_devices=n_devices), n_devices=n_devices)
     timings, sections = {}, []
     for name in config.experiments:
         spec = EXPERIMENTS[name]
@@ -101,12 +109,16 @@ def reproduce(config: ReproduceConfig, out: str | Path, *, progress: bool = True
         result = run_experiment(name, model, tasks, experiment_config, out / name, progress=progress)
         timings[name] = round(time.perf_counter() - began, 1)
         sections += _report_section(name, result, name)
+    report = out / "report.md"
+    if not process.is_main:
+        return report
     wall = round(time.perf_counter() - started, 1)
     manifest = {
         "config": asdict(config),
         "versions": _versions(),
         "model": config.model,
         "weights": weights_fingerprint(config.model) if config.model in OFFLINE_MODELS else {},
+        "processes": process.world_size,
         "wall_seconds_this_run": wall,
         "seconds_per_experiment_this_run": timings,
     }
@@ -120,6 +132,5 @@ def reproduce(config: ReproduceConfig, out: str | Path, *, progress: bool = True
         "Versions and weight hashes: [reproduce-manifest.json](reproduce-manifest.json).",
         "",
     ]
-    report = out / "report.md"
     report.write_text("\n".join(header + sections))
     return report

@@ -53,6 +53,11 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
     _atomic_write_text(path, frame.to_csv(index=False))
 
 
+def part_path(out_dir: str | Path, experiment: str, task: str, seed: int) -> Path:
+    """Where one (task, seed) part of an experiment lives; reading it needs no store (which writes the manifest)."""
+    return Path(out_dir) / "parts" / experiment / f"{task}-seed{seed}.csv"
+
+
 class ResultStore:
     """Part files of one experiment in one output folder; see the module docstring."""
 
@@ -93,7 +98,7 @@ class ResultStore:
         _atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
 
     def part_path(self, task: str, seed: int) -> Path:
-        return self.out_dir / "parts" / self.experiment / f"{task}-seed{seed}.csv"
+        return part_path(self.out_dir, self.experiment, task, seed)
 
     def done(self, task: str, seed: int) -> bool:
         return self.part_path(task, seed).is_file()

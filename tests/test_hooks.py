@@ -211,6 +211,7 @@ class _BypassedAttention(torch.nn.Module):
 
     class cfg:  # noqa: N801 - mimics model.cfg
         n_layers = 1
+        n_heads = 1
         d_vocab = 10
 
     def __init__(self):
@@ -226,7 +227,7 @@ class _BypassedAttention(torch.nn.Module):
 
 
 def test_unhookable_models_get_a_clear_error():
-    with pytest.raises(HookError, match="did not change the logits"):
+    with pytest.raises(HookError, match="exists but did not run"):
         verify_attention_hooks(_BypassedAttention())
     plain = _BypassedAttention()
     plain.hook_dict = {}

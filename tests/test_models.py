@@ -137,3 +137,24 @@ def test_canaries_on_smollm2(smol_model):
         logits = smol_model.run_with_hooks(batch.tokens, fwd_hooks=recorder.hooks())
         label_loss(logits, batch).backward()
     assert (recorder.values > 0).all()  # a gradient reached every layer's pattern for every prompt
+
+
+@pytest.mark.parametrize("model_name", ["gpt2_like", "llama_like"])
+def test_transposed_weight_storage_changes_no_number(request, model_name):
+    """The loader's weight layout (no per-forward weight copies) gives bit-identical logits and gradients."""
+    import copy
+
+    from anchorlens.models import lay_out_weights_for_linear
+
+    model = request.getfixturevalue(model_name)
+    relaid = lay_out_weights_for_linear(copy.deepcopy(model))
+    assert not relaid.blocks[0].mlp.W_in.is_contiguous() and relaid.blocks[0].mlp.W_in.T.is_contiguous()
+    tokens = torch.arange(3, 40)[None]
+    assert torch.equal(model(tokens), relaid(tokens))
+    gradients = []
+    for each in (model, relaid):
+        each.zero_grad()
+        each(tokens)[0, -1].logsumexp(-1).backward()
+        gradients.append(each.blocks[0].attn.W_Q.grad.clone())
+        each.zero_grad()
+    assert torch.equal(*gradients)

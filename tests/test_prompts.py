@@ -118,3 +118,23 @@ def test_batch_is_right_padded_and_keeps_positions(smol_tokenizer):
         assert batch.tokens[row, : prompt.length].tolist() == list(prompt.token_ids)
         for label, positions in enumerate(prompt.label_positions):
             assert torch.nonzero(batch.label_mask[row, label]).flatten().tolist() == list(positions)
+
+
+@pytest.mark.parametrize("model_name", ["gpt2_like", "llama_like"])
+def test_target_logits_equal_the_full_forward_at_the_targets(request, model_name):
+    """run_to_target's own unembedding (no weight copy) and the label-only readout give the model's numbers."""
+    from anchorlens.prompts import final_label_logits, final_logits, run_to_target, task_prompts
+
+    model = request.getfixturevalue(model_name)
+    _, prompts = task_prompts(model.tokenizer, "trec", 1, n_test=3, prepend_bos=False)
+    batch = make_batch(prompts)
+    fired = []
+    with torch.no_grad():
+        full = model(batch.tokens)[torch.arange(batch.size), batch.target_positions]
+        with model.hooks(fwd_hooks=[("unembed.hook_out", lambda tensor, hook: fired.append(tensor.shape))]):
+            fast = run_to_target(model, batch)
+        residual = model(batch.tokens, stop_at_layer=model.cfg.n_layers)[torch.arange(batch.size), batch.target_positions]
+        labels_only = final_label_logits(model, residual, batch.label_token_ids)
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(labels_only, final_logits(model, residual)[:, batch.label_token_ids], rtol=1e-5, atol=1e-5)
+    assert fired  # the unembedding's hook point still runs

@@ -59,26 +59,41 @@ def run_experiment(
 
     `model` is a loaded model or a model name (loaded here). Returns the result of everything in `out`,
     so several invocations into one folder (other tasks, more seeds) add up.
+
+    Under torchrun or accelerate launch each rank computes its share of the (task, seed) parts and rank 0
+    alone writes the combined table and figure; every rank returns the combined result (docs/scaling.md).
     """
+    import dataclasses
     import warnings
     from pathlib import Path
 
+    from anchorlens.distributed import init_distributed, place_rank, run_shard
     from anchorlens.models import load_model
     from anchorlens.plots import save_figure
     from anchorlens.tasks import get_task
 
     spec = EXPERIMENTS[name]
     tasks = [get_task(task) for task in tasks]  # unknown tasks fail before a model loads
+    process = init_distributed()
     if isinstance(model, str):
-        model = load_model(model)
+        model = load_model(model, device=place_rank(process, None))
+    progress = progress and process.is_main  # one set of progress bars, not one per rank
     with warnings.catch_warnings():
         warnings.filterwarnings("once", message="label word")
-        for task in tasks:
-            spec.run(model, task, config, out=out, progress=progress)
+        if process.is_distributed:
+            def run_part(task, seed: int) -> None:
+                # One seed through the ordinary path: the part is computed exactly as in a single process.
+                spec.run(model, task, dataclasses.replace(config, seeds=(seed,)), out=out, progress=progress)
+
+            run_shard(name, run_part, tasks, config, out, process, progress=progress)
+        else:
+            for task in tasks:
+                spec.run(model, task, config, out=out, progress=progress)
     result = spec.result_class.from_folder(out, config)
-    result.save(out)
-    if figure:
-        save_figure(spec.plot(result), Path(out) / name)
+    if process.is_main:
+        result.save(out)
+        if figure:
+            save_figure(spec.plot(result), Path(out) / name)
     return result
 
 

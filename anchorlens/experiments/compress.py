@@ -70,6 +70,7 @@ from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, device_of, pad_token_id, run_seeds
 from anchorlens.experiments.isolation import _jaccard
 from anchorlens.hooks import Hook, scores_hook_name
+from anchorlens.model_classes import require_hooked_transformer
 from anchorlens.prompts import (
     LabelTokens,
     Prompt,
@@ -186,7 +187,13 @@ class AnchorCache:
 
 
 def check_supported(model) -> None:
-    """Refuse models whose positions TransformerLens computes from cache indices (wrong after pruning)."""
+    """Refuse models whose positions TransformerLens computes from cache indices (wrong after pruning), and
+    models that are not a HookedTransformer (a TransformerBridge does not use TransformerLens's cache)."""
+    require_hooked_transformer(
+        model, "anchor-only compression (and re-weighting's prefix cache)",
+        "it runs queries against TransformerLens's own key/value cache (TransformerLensKeyValueCache), which a "
+        "TransformerBridge does not use",
+    )
     cfg = model.cfg
     if cfg.positional_embedding_type not in ("standard", "rotary"):
         raise InvalidConfigError(
@@ -308,11 +315,13 @@ def run_query_with_cache(
     tokens: Int[Tensor, "batch pos"],
     lengths: Int[Tensor, " batch"] | None = None,
     fwd_hooks: Sequence[Hook] = (),
+    readout: Callable[[object, Tensor], Tensor] = final_logits,
 ) -> Float[Tensor, "batch vocab"]:
     """Logits at each query's last token, the query attending to the cached positions only.
 
     `tokens` are right-padded queries (the prompt tokens after the demonstrations) with their `lengths`
     (default: all full); each query runs at its original positions, ``demonstration_length + i``.
+    `readout` maps the last token's residual stream to what is returned (default the full logits).
     """
     batch_size, width = tokens.shape
     device = tokens.device
@@ -328,7 +337,7 @@ def run_query_with_cache(
         stop_at_layer=model.cfg.n_layers,
     )
     rows = torch.arange(batch_size, device=residual.device)
-    return final_logits(model, residual[rows, lengths.to(residual.device) - 1])
+    return readout(model, residual[rows, lengths.to(residual.device) - 1])
 
 
 # --------------------------------------------------------------------------------------------- text anchor

@@ -30,7 +30,7 @@ from scipy.spatial.distance import pdist, squareform
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
-from anchorlens.errors import InvalidConfigError
+from anchorlens.errors import HookError, InvalidConfigError
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, batches, run_seeds
 from anchorlens.prompts import PromptBatch, label_logits, prompt_settings, run_to_target, task_prompts
 from anchorlens.tasks import Task, get_task
@@ -55,7 +55,17 @@ def default_layer(n_layers: int) -> int:
 def _hook_names(model, layer: int) -> tuple[str, str]:
     rotated = model.cfg.positional_embedding_type == "rotary"
     key, query = ("hook_rot_k", "hook_rot_q") if rotated else ("hook_k", "hook_q")
-    return f"blocks.{layer}.attn.{key}", f"blocks.{layer}.attn.{query}"
+    names = f"blocks.{layer}.attn.{key}", f"blocks.{layer}.attn.{query}"
+    missing = [name for name in names if name not in model.hook_dict]
+    if missing:  # e.g. a TransformerBridge of GPT-NeoX exposes no post-rotary keys and queries
+        from anchorlens.model_classes import describe
+
+        raise HookError(
+            f"diagnose compares the keys and queries that meet in the attention score, and this {describe(model)} has "
+            f"no hook point {missing[0]!r} for them; load the model with anchorlens.load_model(name, "
+            "model_class='hooked') (CLI: --model-class hooked)"
+        )
+    return names
 
 
 def keys_and_queries(model, batch: PromptBatch, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -67,6 +77,9 @@ def keys_and_queries(model, batch: PromptBatch, layer: int) -> tuple[torch.Tenso
     store: dict[str, torch.Tensor] = {}
 
     def keep_keys(keys: torch.Tensor, hook) -> None:  # [b, pos, kv_heads, d]
+        if keys.ndim != 4 or keys.shape[1] != batch.seq_len:
+            raise HookError(f"{hook.name} carries a tensor of shape {tuple(keys.shape)}, not [batch, position, head, "
+                            "d_head]; diagnose cannot read keys from this model")
         repeat = model.cfg.n_heads // keys.shape[2]
         keys = keys.repeat_interleave(repeat, dim=2).flatten(2)  # [b, pos, H*d]
         store["keys"] = (torch.einsum("bcp,bpd->bcd", label_mask.to(keys.device), keys) / counts.to(keys.device)).detach()
@@ -78,6 +91,14 @@ def keys_and_queries(model, batch: PromptBatch, layer: int) -> tuple[torch.Tenso
     with torch.no_grad():
         logits = run_to_target(model, batch, [(key_name, keep_keys), (query_name, keep_queries)])
     probabilities = label_logits(logits, batch).softmax(-1)
+    if set(store) != {"keys", "queries"}:  # e.g. a TransformerBridge of GPT-NeoX has hook_rot_k but never runs it
+        from anchorlens.model_classes import describe
+
+        raise HookError(
+            f"{key_name} / {query_name} exist on this {describe(model)} but did not run, so diagnose has no post-rotary "
+            "keys and queries to compare; load the model with anchorlens.load_model(name, model_class='hooked') "
+            "(CLI: --model-class hooked)"
+        )
     return store["keys"].cpu(), store["queries"].cpu(), probabilities.cpu()
 
 

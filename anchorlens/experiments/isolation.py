@@ -24,6 +24,7 @@ import torch
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, batches, run_seeds
 from anchorlens.hooks import block_earlier_mask, isolation_hooks
+from anchorlens.model_classes import supports_start_at_layer
 from anchorlens.prompts import PromptBatch, Role, label_logits, prompt_settings, run_to_target, task_prompts
 from anchorlens.tasks import Task, get_task
 
@@ -77,11 +78,13 @@ def loyalty_of_batch(
     """(k, condition) -> (label loyalty per prompt, word loyalty per prompt) for one batch.
 
     The conditions on the last k layers restart from the un-isolated run's residual stream before layer
-    L - k, since nothing earlier differs: about half the forward passes of this experiment are saved.
+    L - k, since nothing earlier differs: about half the forward passes of this experiment are saved. A
+    TransformerBridge cannot start at a layer, so there they run from the tokens (the same numbers).
     """
     n_layers = model.cfg.n_layers
     label_blocked = block_earlier_mask(batch, [p.demonstration_label_positions for p in batch.prompts])
-    restart_layers = sorted({n_layers - k for k in config.k})
+    restarts = supports_start_at_layer(model)
+    restart_layers = sorted({n_layers - k for k in config.k}) if restarts else []
     saved: dict[int, torch.Tensor] = {}
 
     def keep(layer: int):
@@ -103,7 +106,7 @@ def loyalty_of_batch(
                     masks = {layer: label_blocked for layer in layers}
                 else:
                     masks = {layer: block_earlier_mask(batch, random_rows(batch, generator)) for layer in layers}
-                restart = {} if where == "first" else {"start_at_layer": layers[0], "residual": saved[layers[0]]}
+                restart = {"start_at_layer": layers[0], "residual": saved[layers[0]]} if where == "last" and restarts else {}
                 edited = run_to_target(model, batch, isolation_hooks(masks), **restart)
                 prediction = label_logits(edited, batch).argmax(-1)
                 top = edited.topk(config.word_top_k, dim=-1).indices

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pandas as pd
 import torch
 
-from anchorlens.errors import InvalidConfigError
+from anchorlens.errors import HookError, InvalidConfigError
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
@@ -37,12 +37,13 @@ from anchorlens.experiments.common import (
     pad_token_id,
     run_seeds,
 )
-from anchorlens.hooks import Hook, frozen_parameters, reweight_hooks
+from anchorlens.hooks import Hook, frozen_parameters, reweight_hooks, target_row_reweight_hooks
 from anchorlens.prompts import (
     LabelTokens,
     Prompt,
     PromptBatch,
     build_prompt,
+    final_label_logits,
     label_logits,
     label_loss,
     label_tokens,
@@ -85,6 +86,10 @@ class ReweightConfig(ExperimentConfig):
     five_shot_agnews: int = 3
     #: Content-free queries whose label probabilities calibrate the 1-shot prompts (Zhao et al. 2021).
     calibration_inputs: tuple[str, ...] = ("N/A", "", "[MASK]")
+    #: Fit β with each training prompt's prefix run once into a frozen key/value cache, so a training step
+    #: runs only the target token: β edits only the target row, so loss and gradient are the full prompt's
+    #: (equal within float rounding; tests/experiments/test_reweight.py). False runs the full prompt per step.
+    prefix_cache: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -167,24 +172,73 @@ def mean_label_loss(model, prompts: Sequence[Prompt], beta: torch.Tensor, varian
     return sum(losses) / len(losses)
 
 
+LossOfBeta = Callable[[torch.Tensor], torch.Tensor]
+
+
+def full_prompt_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
+    """β ↦ the prompt's label cross-entropy, running the whole prompt each time."""
+    batch = make_batch([prompt], pad_token_id=pad_token_id(model), device=device_of(model))
+    return lambda beta: label_loss(run_to_target(model, batch, reweight_hooks(beta, batch, variant)), batch)
+
+
+def cached_prefix_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
+    """β ↦ the same loss as `full_prompt_loss`, running only the target token against a frozen key/value cache
+    of the rest of the prompt (built here once, without gradients).
+
+    Exact because β edits only the target row: every other position's keys and values are those of the
+    unhooked prompt. Only the C label columns of the unembedding are computed.
+    """
+    from anchorlens.experiments.compress import cache_demonstrations, run_query_with_cache
+
+    batch = make_batch([prompt], pad_token_id=pad_token_id(model), device=device_of(model))
+    prefix = cache_demonstrations(model, prompt.token_ids[: prompt.target_position])
+    target = batch.tokens[:, prompt.target_position : prompt.target_position + 1]
+    label_ids = batch.label_token_ids
+
+    def loss(beta: torch.Tensor) -> torch.Tensor:
+        logits = run_query_with_cache(
+            model, prefix, target, fwd_hooks=target_row_reweight_hooks(beta, batch.label_mask, variant),
+            readout=lambda model, residual: final_label_logits(model, residual, label_ids),
+        )
+        return torch.nn.functional.cross_entropy(logits, batch.gold.to(logits.device), reduction="sum")
+
+    return loss
+
+
+def supports_prefix_cache(model) -> bool:
+    """Whether `cached_prefix_loss` keeps positions exact on this model (the compression cache's conditions)."""
+    from anchorlens.experiments.compress import check_supported
+
+    try:
+        check_supported(model)
+    except (InvalidConfigError, HookError):
+        return False
+    return True
+
+
 def fit_beta_on_prompts(
-    model, prompts: Sequence[Prompt], *, learning_rate: float, epochs: int, variant: str, seed: int
+    model, prompts: Sequence[Prompt], *, learning_rate: float, epochs: int, variant: str, seed: int,
+    prefix_cache: bool = True,
 ) -> torch.Tensor:
     """Adam on β alone (model frozen), batch size 1, prompts reshuffled every epoch by a private generator
-    seeded with `seed`: the same seed gives the same β, and global random state is left alone."""
+    seeded with `seed`: the same seed gives the same β, and global random state is left alone.
+
+    With `prefix_cache` (and a model the cache supports) each step runs only the target token against its
+    prompt's cached prefix (`cached_prefix_loss`); otherwise the whole prompt (`full_prompt_loss`).
+    """
     if not prompts:
         raise InvalidConfigError("re-weighting needs at least one training prompt")
     device = device_of(model)
     beta = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, prompts[0].num_classes, device=device, requires_grad=True)
     optimizer = torch.optim.Adam([beta], lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    single = [make_batch([prompt], pad_token_id=pad_token_id(model), device=device) for prompt in prompts]
+    loss_of = cached_prefix_loss if prefix_cache and supports_prefix_cache(model) else full_prompt_loss
     with frozen_parameters(model):
+        losses = [loss_of(model, prompt, variant) for prompt in prompts]
         for _ in range(epochs):
-            for index in torch.randperm(len(single), generator=generator).tolist():
-                batch = single[index]
+            for index in torch.randperm(len(losses), generator=generator).tolist():
                 optimizer.zero_grad()
-                label_loss(run_to_target(model, batch, reweight_hooks(beta, batch, variant)), batch).backward()
+                losses[index](beta).backward()
                 optimizer.step()
     return beta.detach()
 
@@ -197,7 +251,7 @@ def fit_beta(
     task = get_task(task)
     prompts = query_prompts(model.tokenizer, task, demonstrations, training_examples, **prompt_settings(model))
     return fit_beta_on_prompts(model, prompts, learning_rate=config.learning_rate, epochs=config.epochs,
-                               variant=config.variant, seed=seed)
+                               variant=config.variant, seed=seed, prefix_cache=config.prefix_cache)
 
 
 # ------------------------------------------------------------------------------------------------ saving β

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -14,10 +15,12 @@ from anchorlens.experiments.reweight import (
     METHODS,
     ReweightConfig,
     ReweightResult,
+    cached_prefix_loss,
     calibrated_predictions,
     content_free_probabilities,
     fit_beta,
     five_shot_demonstrations,
+    full_prompt_loss,
     label_probabilities,
     load_beta,
     mean_label_loss,
@@ -86,6 +89,33 @@ def test_fitting_lowers_the_training_loss_and_moves_beta(llama_like):
     assert (beta != 0).all()  # every entry received a gradient
     assert mean_label_loss(llama_like, prompts, beta) < before - 1e-3
     assert not any(p.requires_grad is False for p in llama_like.parameters())  # frozen only while fitting
+
+
+@pytest.mark.parametrize("variant", ["pattern", "scores"])
+@pytest.mark.parametrize("model_name", ["gpt2_like", "llama_like"])
+def test_cached_prefix_step_equals_the_full_prompt_step(request, sst2_setup, model_name, variant):
+    """The fast training step (target token against the cached prefix, label columns only) gives the full
+    prompt's loss and β-gradient: learned positions (GPT-2-like) and rotary + grouped-query (Llama-like)."""
+    model = request.getfixturevalue(model_name)
+    _, _, prompts = sst2_setup
+    for index, prompt in enumerate(prompts[:3]):
+        beta = random_beta(model, 2, seed=index).mul(0.5).requires_grad_(True)
+        full = full_prompt_loss(model, prompt, variant)(beta)
+        (full_grad,) = torch.autograd.grad(full, beta)
+        cached = cached_prefix_loss(model, prompt, variant)(beta)
+        (cached_grad,) = torch.autograd.grad(cached, beta)
+        torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(cached_grad, full_grad, rtol=1e-4, atol=1e-6)
+        assert cached_grad.abs().sum() > 0  # β does reach the loss through the cached path
+
+
+def test_fitting_with_and_without_the_prefix_cache_agrees(llama_like):
+    demonstrations, extra = sample_demonstrations(SST2, 3, extra_per_class=2)
+    config = ReweightConfig(model="tiny", extra_per_class=2, learning_rate=0.05, epochs=2)
+    fast = fit_beta(llama_like, SST2, demonstrations, extra, config, seed=0)
+    slow = fit_beta(llama_like, SST2, demonstrations, extra, dataclasses.replace(config, prefix_cache=False), seed=0)
+    assert fast.abs().sum() > 0
+    torch.testing.assert_close(fast, slow, rtol=1e-3, atol=1e-5)
 
 
 def test_fitting_is_reproducible_per_seed(gpt2_like):

@@ -1,0 +1,130 @@
+"""Which TransformerLens model class a loaded model is, and what only one of the classes can do.
+
+anchorlens runs on two classes through the same API:
+
+* ``"hooked"`` -- `transformer_lens.HookedTransformer` (TransformerLens's own re-implementation; weights
+  converted and processed at load);
+* ``"bridge"`` -- `transformer_lens.model_bridge.TransformerBridge` (present in transformer-lens 3.x, the only
+  class in 4.x): the Hugging Face model itself with TransformerLens hook points, its attention computed
+  step by step so that ``hook_attn_scores`` and ``hook_pattern`` fire with HookedTransformer's shapes.
+
+The hook recipes use only the hook names both share. Three things differ and are handled here:
+a bridge cannot start a forward pass at a layer (``start_at_layer``), does not use TransformerLens's
+key/value cache, and silently skips a hook whose name it does not have (a HookedTransformer raises).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from anchorlens.errors import HookError, UnsupportedModelError
+
+#: The ``model_class`` values `anchorlens.load_model` accepts.
+MODEL_CLASSES = ("hooked", "bridge")
+
+
+def _hooked_transformer_class():
+    try:
+        from transformer_lens import HookedTransformer
+    except ImportError:  # transformer-lens 4.x has no HookedTransformer
+        return None
+    return HookedTransformer
+
+
+def _bridge_class():
+    try:
+        from transformer_lens.model_bridge import TransformerBridge
+    except ImportError:  # transformer-lens 2.x has no bridge
+        return None
+    return TransformerBridge
+
+
+def is_hooked_transformer(model) -> bool:
+    cls = _hooked_transformer_class()
+    return cls is not None and isinstance(model, cls)
+
+
+def is_bridge(model) -> bool:
+    cls = _bridge_class()
+    return cls is not None and isinstance(model, cls)
+
+
+def model_class_of(model) -> str:
+    """``"hooked"``, ``"bridge"``, or the class name of anything else."""
+    if is_hooked_transformer(model):
+        return "hooked"
+    if is_bridge(model):
+        return "bridge"
+    return type(model).__name__
+
+
+def describe(model) -> str:
+    """The class as a user reads it in an error message."""
+    kind = model_class_of(model)
+    return {"hooked": "HookedTransformer", "bridge": "TransformerBridge"}.get(kind, kind)
+
+
+def require_hooked_transformer(model, what: str, why: str) -> None:
+    """Refuse, with the fix, an analysis step that only a HookedTransformer supports."""
+    if not is_hooked_transformer(model):
+        raise UnsupportedModelError(
+            f"{what} needs a HookedTransformer, and this model is a {describe(model)}: {why}. "
+            "Load the model with anchorlens.load_model(name, model_class='hooked') (CLI: --model-class hooked)"
+        )
+
+
+def supports_start_at_layer(model) -> bool:
+    """Whether a forward pass can start from a saved residual stream (a bridge lets Hugging Face run the layers)."""
+    return is_hooked_transformer(model)
+
+
+def check_hook_names(model, hooks: Sequence[tuple[object, object]]) -> None:
+    """Fail on a hook name the model does not have: a TransformerBridge would skip it without a word."""
+    names = [name for name, _ in hooks if isinstance(name, str)]
+    if not names:
+        return
+    known = model.hook_dict
+    missing = [name for name in names if name not in known]
+    if missing:
+        raise HookError(
+            f"this {describe(model)} has no hook point {missing[0]!r}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            + "; anchorlens recipes use only names both TransformerLens model classes share "
+            "(blocks.{l}.attn.hook_attn_scores, blocks.{l}.attn.hook_pattern)"
+        )
+
+
+def _keeps_logits_of_positions(model) -> bool:
+    """Whether the wrapped Hugging Face model takes ``logits_to_keep`` (unembed only the positions asked for)."""
+    cached = model.__dict__.get("_anchorlens_logits_to_keep")
+    if cached is None:
+        forward = getattr(getattr(model, "original_model", None), "forward", None)
+        cached = forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
+        model.__dict__["_anchorlens_logits_to_keep"] = cached
+    return cached
+
+
+def bridge_logits_at(model, tokens: Tensor, positions: Tensor, fwd_hooks: Sequence = ()) -> Tensor:
+    """A TransformerBridge's full-vocabulary logits at one position per row, ``[batch, vocab]``, hooks applied.
+
+    Hugging Face unembeds only the requested positions (``logits_to_keep``), so a 262k-token vocabulary
+    (Gemma) is not multiplied out at every position; the numbers are those of the full logits.
+    """
+    check_hook_names(model, fwd_hooks)
+    positions = positions.to(tokens.device)
+    wanted = torch.unique(positions)  # sorted
+    kwargs = {"logits_to_keep": wanted} if _keeps_logits_of_positions(model) else {}
+    logits = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), **kwargs)
+    rows = torch.arange(tokens.shape[0], device=logits.device)
+    if kwargs and logits.shape[1] == wanted.numel():
+        return logits[rows, torch.searchsorted(wanted, positions).to(logits.device)]
+    if logits.shape[1] == tokens.shape[1]:
+        return logits[rows, positions.to(logits.device)]
+    raise HookError(
+        f"the TransformerBridge returned logits of shape {tuple(logits.shape)} for {tuple(tokens.shape)} tokens; "
+        "expected one row per token or per requested position"
+    )

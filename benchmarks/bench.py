@@ -1,0 +1,282 @@
+"""Speed and memory of anchorlens against the bare model, measured side by side in one run (issue 5).
+
+    python benchmarks/bench.py [--model gemma-3-270m] [--n-prompts 32] [--repeats 3] [--out benchmarks/results]
+
+Four measurements, all on the same prompts and batches as the experiments use:
+
+1. saliency throughput: the batched gradient × attention pass (`saliency_of_batch`) against (a) the same
+   prompts one at a time and (b) the floor, a bare forward and backward of the same batches without hooks
+   (the same label loss, back-propagated through every layer to the embeddings; parameters frozen in both);
+2. forward-only analyses: AUROC's label-attention recorder, one label-isolated forward (first 5 layers) and
+   the whole isolation experiment of a batch, against a bare forward of the same batches;
+3. compression: Hidden_anchor's query-against-cache time against the full prompt per task, beside the ideal
+   (the token-count ratio, full prompt tokens / query tokens) and the paper's Table 3 speed-ups;
+4. peak memory of saliency on the task's longest prompt against the bare forward + backward (CUDA: allocator
+   peak; CPU: resident-set peak sampled every millisecond above the level before the call).
+
+Times are the best of `--repeats` passes after a warm-up (another job only slows a pass down). Results are
+printed as a markdown table and written to ``OUT/bench-<model>.json``. Targets (issue 5): saliency within
+1.25x of the floor, forward-only within 1.1x of a bare forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anchorlens import paper
+from anchorlens.experiments.auroc import attention_and_prediction
+from anchorlens.experiments.common import batches, device_of, pad_token_id
+from anchorlens.experiments.compress import build_anchor_cache, pad_queries, query_tokens, run_query_with_cache
+from anchorlens.experiments.isolation import IsolationConfig, loyalty_of_batch
+from anchorlens.experiments.saliency import SaliencyConfig, fresh_demonstration_prompts, saliency_of_batch
+from anchorlens.hooks import block_earlier_mask, frozen_parameters, isolation_hooks
+from anchorlens.models import DEFAULT_MODEL, load_model
+from anchorlens.prompts import Prompt, PromptBatch, iter_batches, label_loss, prompt_settings, run_to_target, task_prompts
+
+TASKS = ("sst2", "trec", "emoc", "agnews")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_time(work: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Fastest of `repeats` timed calls after one warm-up call."""
+    work()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        work()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# -------------------------------------------------------------------------------------------------- floors
+
+
+def bare_forward(model, batch: PromptBatch) -> torch.Tensor:
+    """The cheapest forward an analysis could make: every layer, the unembedding at the targets only."""
+    with torch.no_grad():
+        return run_to_target(model, batch)
+
+
+def bare_forward_backward(model, batch: PromptBatch) -> None:
+    """The label loss back-propagated through every layer to the embeddings, no hooks, parameters frozen."""
+    with frozen_parameters(model):
+        with torch.no_grad():
+            embedded = model(batch.tokens, stop_at_layer=0)
+        embedded.requires_grad_(True)
+        label_loss(run_to_target(model, batch, start_at_layer=0, residual=embedded), batch).backward()
+
+
+# --------------------------------------------------------------------------------------------- measurements
+
+
+def saliency_throughput(model, prompts: list[Prompt], batch_size: int, repeats: int) -> dict:
+    device = device_of(model)
+    max_tokens = SaliencyConfig().max_batch_tokens
+    batched = list(batches(model, prompts, batch_size, max_tokens=max_tokens))
+    single = list(batches(model, prompts, 1))
+    seconds = {
+        "anchorlens_batched": best_time(lambda: [saliency_of_batch(model, b) for b in batched], repeats, device),
+        "one_prompt_at_a_time": best_time(lambda: [saliency_of_batch(model, b) for b in single], repeats, device),
+        "floor_forward_backward": best_time(lambda: [bare_forward_backward(model, b) for b in batched], repeats, device),
+    }
+    n = len(prompts)
+    return {
+        "prompts": n,
+        "prompts_per_second": {name: n / value for name, value in seconds.items()},
+        "ratio_batched_to_floor": seconds["anchorlens_batched"] / seconds["floor_forward_backward"],
+        "speedup_batched_over_one_at_a_time": seconds["one_prompt_at_a_time"] / seconds["anchorlens_batched"],
+        "target_ratio_to_floor": 1.25,
+    }
+
+
+def forward_only(model, prompts: list[Prompt], batch_size: int, repeats: int) -> dict:
+    device = device_of(model)
+    batched = list(batches(model, prompts, batch_size))
+    first_five = range(min(5, model.cfg.n_layers))
+
+    def isolated(batch: PromptBatch) -> torch.Tensor:
+        blocked = block_earlier_mask(batch, [p.demonstration_label_positions for p in batch.prompts])
+        with torch.no_grad():
+            return run_to_target(model, batch, isolation_hooks({layer: blocked for layer in first_five}))
+
+    config = IsolationConfig(k=(5,))
+    seconds = {
+        "bare_forward": best_time(lambda: [bare_forward(model, b) for b in batched], repeats, device),
+        "auroc_recorder": best_time(lambda: [attention_and_prediction(model, b) for b in batched], repeats, device),
+        "one_isolated_forward": best_time(lambda: [isolated(b) for b in batched], repeats, device),
+        "isolation_experiment": best_time(
+            lambda: [loyalty_of_batch(model, b, config, np.random.default_rng(0)) for b in batched], repeats, device),
+    }
+    n = len(prompts)
+    return {
+        "prompts": n,
+        "prompts_per_second": {name: n / value for name, value in seconds.items()},
+        "ratio_auroc_to_bare_forward": seconds["auroc_recorder"] / seconds["bare_forward"],
+        "ratio_isolated_forward_to_bare_forward": seconds["one_isolated_forward"] / seconds["bare_forward"],
+        # The isolation experiment runs the plain prompt and four conditions per k (the last-k ones from a
+        # saved residual stream), so its cost is best read in bare-forward equivalents.
+        "isolation_experiment_in_bare_forwards": seconds["isolation_experiment"] / seconds["bare_forward"],
+        "target_ratio_to_bare_forward": 1.1,
+    }
+
+
+def compression(model, task: str, n_prompts: int, batch_size: int, repeats: int) -> dict:
+    device, pad = device_of(model), pad_token_id(model)
+    _, prompts = task_prompts(model.tokenizer, task, 42, n_test=n_prompts, **prompt_settings(model))
+    cache = build_anchor_cache(model, prompts[0])
+    chunks = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+    full = [list(iter_batches(chunk, batch_size, pad_token_id=pad, device=device))[0] for chunk in chunks]
+    queries = [pad_queries([query_tokens(p, cache) for p in chunk], pad_token_id=pad, device=device) for chunk in chunks]
+    with torch.no_grad():
+        full_seconds = best_time(lambda: [run_to_target(model, b) for b in full], repeats, device)
+        cached_seconds = best_time(lambda: [run_query_with_cache(model, cache, *q) for q in queries], repeats, device)
+    full_tokens = float(np.mean([p.length for p in prompts]))
+    query_length = float(np.mean([len(query_tokens(p, cache)) for p in prompts]))
+    return {
+        "prompts": len(prompts),
+        "mean_prompt_tokens": full_tokens,
+        "mean_query_tokens": query_length,
+        "cached_positions": cache.n_kept,
+        "speedup_hidden_anchor": full_seconds / cached_seconds,
+        "ideal_token_ratio": full_tokens / query_length,
+        "paper_speedup": {name: table[task] for name, table in paper.COMPRESS_SPEEDUP.items()},
+    }
+
+
+class PeakResidentMemory:
+    """Peak resident set size above the level at entry, sampled every millisecond (CPU memory)."""
+
+    def __enter__(self) -> PeakResidentMemory:
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self.start = self._rss()
+        self.peak = self.start
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * self._page
+
+    def _sample(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc) -> None:
+        self._running = False
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def above_start(self) -> int:
+        return self.peak - self.start
+
+
+def peak_bytes(work: Callable[[], object], device: torch.device) -> int:
+    work()  # warm-up: one-off allocations (kernels, caches) are not what is compared
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        work()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    with PeakResidentMemory() as memory:
+        work()
+    return memory.above_start
+
+
+def saliency_memory(model, prompts: Sequence[Prompt]) -> dict:
+    longest = max(prompts, key=lambda prompt: prompt.length)
+    (batch,) = batches(model, [longest], 1)
+    device = device_of(model)
+    saliency = peak_bytes(lambda: saliency_of_batch(model, batch), device)
+    floor = peak_bytes(lambda: bare_forward_backward(model, batch), device)
+    return {
+        "prompt_tokens": longest.length,
+        "saliency_peak_mib": saliency / 2**20,
+        "floor_peak_mib": floor / 2**20,
+        "ratio_saliency_to_floor": saliency / floor if floor else float("nan"),
+        "method": "cuda allocator peak" if device.type == "cuda" else "resident-set peak above start, 1 ms sampling",
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def run(model_name: str, n_prompts: int, batch_size: int, repeats: int, tasks: Sequence[str]) -> dict:
+    model = load_model(model_name)
+    settings = prompt_settings(model)
+    report: dict = {
+        "model": model_name, "n_prompts": n_prompts, "batch_size": batch_size, "repeats": repeats,
+        "device": str(device_of(model)), "torch_threads": torch.get_num_threads(), "machine": platform.platform(),
+        "saliency": {}, "forward_only": {}, "compression": {}, "memory": {},
+    }
+    for task in tasks:
+        prompts = fresh_demonstration_prompts(model.tokenizer, task, 42, n_test=n_prompts, shots_per_class=1, **settings)
+        report["saliency"][task] = saliency_throughput(model, prompts, batch_size, repeats)
+        report["forward_only"][task] = forward_only(model, prompts, batch_size, repeats)
+        report["compression"][task] = compression(model, task, n_prompts, batch_size, repeats)
+        report["memory"][task] = saliency_memory(model, prompts)
+        print(f"{task}: done", flush=True)
+    return report
+
+
+def markdown(report: dict) -> str:
+    rows = ["| task | saliency prompts/s (batched / one at a time / floor) | saliency ÷ floor | AUROC ÷ fwd | "
+            "isolated fwd ÷ fwd | isolation exp. in fwds | Hidden_anchor speed-up (ideal; paper GPT2-XL, GPT-J) | "
+            "saliency peak MiB (floor) |", "|" + "---|" * 8]
+    for task in report["saliency"]:
+        s, f, c, m = (report[k][task] for k in ("saliency", "forward_only", "compression", "memory"))
+        pps = s["prompts_per_second"]
+        rows.append(
+            f"| {task} | {pps['anchorlens_batched']:.1f} / {pps['one_prompt_at_a_time']:.1f} / "
+            f"{pps['floor_forward_backward']:.1f} | {s['ratio_batched_to_floor']:.2f} | "
+            f"{f['ratio_auroc_to_bare_forward']:.2f} | {f['ratio_isolated_forward_to_bare_forward']:.2f} | "
+            f"{f['isolation_experiment_in_bare_forwards']:.1f} | {c['speedup_hidden_anchor']:.2f} "
+            f"({c['ideal_token_ratio']:.2f}; {c['paper_speedup']['GPT2-XL']}, {c['paper_speedup']['GPT-J']}) | "
+            f"{m['saliency_peak_mib']:.0f} ({m['floor_peak_mib']:.0f}) |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--n-prompts", type=int, default=32, help="prompts per task")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    report = run(args.model, args.n_prompts, args.batch_size, args.repeats, args.tasks)
+    table = markdown(report)
+    print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{Path(args.model).name}.json"
+    path.write_text(json.dumps({**report, "table": table}, indent=2))
+    print(f"written: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""The benchmark script runs end to end (on a tiny local model) and reports every ratio it promises."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+BENCH = Path(__file__).parents[1] / "benchmarks" / "bench.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("anchorlens_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_reports_every_ratio(tiny_folder, tmp_path, capsys):
+    bench = load_bench()
+    assert bench.main(["--model", str(tiny_folder), "--tasks", "sst2", "--n-prompts", "4", "--repeats", "1",
+                       "--batch-size", "2", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / f"bench-{Path(tiny_folder).name}.json").read_text())
+    saliency, forward, compression, memory = (report[key]["sst2"] for key in
+                                              ("saliency", "forward_only", "compression", "memory"))
+    ratios = [saliency["ratio_batched_to_floor"], saliency["speedup_batched_over_one_at_a_time"],
+              forward["ratio_auroc_to_bare_forward"], forward["ratio_isolated_forward_to_bare_forward"],
+              forward["isolation_experiment_in_bare_forwards"], compression["speedup_hidden_anchor"],
+              compression["ideal_token_ratio"]]
+    assert all(math.isfinite(r) and r > 0 for r in ratios)
+    assert compression["mean_prompt_tokens"] > compression["mean_query_tokens"]
+    assert compression["paper_speedup"] == {"GPT2-XL": 1.1, "GPT-J": 1.5}
+    assert memory["saliency_peak_mib"] >= 0 and memory["prompt_tokens"] > 0
+    assert "| sst2 |" in capsys.readouterr().out
