@@ -12,7 +12,9 @@ Four measurements, all on the same prompts and batches as the experiments use:
 3. compression: Hidden_anchor's query-against-cache time against the full prompt per task, beside the ideal
    (the token-count ratio, full prompt tokens / query tokens) and the paper's Table 3 speed-ups;
 4. peak memory of saliency on the task's longest prompt against the bare forward + backward (CUDA: allocator
-   peak; CPU: resident-set peak sampled every millisecond above the level before the call).
+   peak; CPU: resident-set peak sampled every millisecond above the level before the call, with glibc told
+   to return every freed block over 128 KiB to the system (``MALLOC_MMAP_THRESHOLD_``, set by re-executing
+   the script) so the resident set follows the live tensors instead of the allocator's high-water mark).
 
 Times are the best of `--repeats` passes after a warm-up (another job only slows a pass down). Results are
 printed as a markdown table and written to ``OUT/bench-<model>.json``. Targets (issue 5): saliency within
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -222,7 +225,11 @@ def saliency_memory(model, prompts: Sequence[Prompt]) -> dict:
 # ---------------------------------------------------------------------------------------------------- main
 
 
-def run(model_name: str, n_prompts: int, batch_size: int, repeats: int, tasks: Sequence[str]) -> dict:
+SECTIONS = ("saliency", "forward_only", "compression", "memory")
+
+
+def run(model_name: str, n_prompts: int, batch_size: int, repeats: int, tasks: Sequence[str],
+        sections: Sequence[str] = SECTIONS) -> dict:
     model = load_model(model_name)
     settings = prompt_settings(model)
     report: dict = {
@@ -232,15 +239,21 @@ def run(model_name: str, n_prompts: int, batch_size: int, repeats: int, tasks: S
     }
     for task in tasks:
         prompts = fresh_demonstration_prompts(model.tokenizer, task, 42, n_test=n_prompts, shots_per_class=1, **settings)
-        report["saliency"][task] = saliency_throughput(model, prompts, batch_size, repeats)
-        report["forward_only"][task] = forward_only(model, prompts, batch_size, repeats)
-        report["compression"][task] = compression(model, task, n_prompts, batch_size, repeats)
-        report["memory"][task] = saliency_memory(model, prompts)
+        if "saliency" in sections:
+            report["saliency"][task] = saliency_throughput(model, prompts, batch_size, repeats)
+        if "forward_only" in sections:
+            report["forward_only"][task] = forward_only(model, prompts, batch_size, repeats)
+        if "compression" in sections:
+            report["compression"][task] = compression(model, task, n_prompts, batch_size, repeats)
+        if "memory" in sections:
+            report["memory"][task] = saliency_memory(model, prompts)
         print(f"{task}: done", flush=True)
     return report
 
 
 def markdown(report: dict) -> str:
+    if not all(report[section] for section in SECTIONS):
+        return json.dumps({section: report[section] for section in SECTIONS if report[section]}, indent=2)
     rows = ["| task | saliency prompts/s (batched / one at a time / floor) | saliency ÷ floor | AUROC ÷ fwd | "
             "isolated fwd ÷ fwd | isolation exp. in fwds | Hidden_anchor speed-up (ideal; paper GPT2-XL, GPT-J) | "
             "saliency peak MiB (floor) |", "|" + "---|" * 8]
@@ -266,13 +279,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     args = parser.parse_args(argv)
-    report = run(args.model, args.n_prompts, args.batch_size, args.repeats, args.tasks)
+    if argv is None and sys.platform == "linux" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        # Before any tensor exists: glibc reads this once at start-up (see the module docstring, item 4).
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"})
+    report = run(args.model, args.n_prompts, args.batch_size, args.repeats, args.tasks, args.sections)
     table = markdown(report)
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench-{Path(args.model).name}.json"
+    suffix = "" if list(args.sections) == list(SECTIONS) else "-" + "-".join(args.sections)
+    path = out / f"bench-{Path(args.model).name}{suffix}.json"
     path.write_text(json.dumps({**report, "table": table}, indent=2))
     print(f"written: {path}")
     return 0
