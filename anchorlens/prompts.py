@@ -427,16 +427,28 @@ def run_to_target(
     return final_logits(model, residual[rows, batch.target_positions.to(residual.device)])
 
 
-def final_logits(model, residual: Float[Tensor, "batch d_model"]) -> Float[Tensor, "batch vocab"]:
-    """Final norm, unembedding and logit soft-cap of one residual-stream row per prompt."""
+def final_logits(
+    model, residual: Float[Tensor, "batch d_model"], label_token_ids: Int[Tensor, " label"] | None = None
+) -> Float[Tensor, "batch vocab"] | Float[Tensor, "batch label"]:
+    """Final norm, unembedding and logit soft-cap of one residual-stream row per prompt.
+
+    With `label_token_ids`, only those columns of the unembedding (the same numbers as indexing the full
+    logits, without the full-vocabulary product, which for one token of Gemma's 262k-token vocabulary costs
+    more than all the layers; ``unembed.hook_out`` then does not run).
+    """
     final = residual[:, None]
     if model.cfg.normalization_type is not None:
         final = model.ln_final(final)
+    final = final[:, 0]
     unembed = model.unembed
-    # The product with W_U as stored, then the module's own hook point: TransformerLens's forward would copy
-    # the transposed W_U into a contiguous tensor on every call (670 MB for Gemma's 262k-token vocabulary,
-    # three times the product's own time on a CPU). Same numbers, same hook.
-    logits = unembed.hook_out(final @ unembed.W_U + unembed.b_U)[:, 0]
+    if label_token_ids is None:
+        # The product with W_U as stored, then the module's own hook point: TransformerLens's forward would
+        # copy the transposed W_U into a contiguous tensor on every call (670 MB for Gemma), three times the
+        # product's own time on a CPU. Same numbers, same hook.
+        logits = unembed.hook_out(final @ unembed.W_U + unembed.b_U)
+    else:
+        ids = label_token_ids.to(unembed.W_U.device)
+        logits = final @ unembed.W_U[:, ids] + unembed.b_U[ids]
     soft_cap = getattr(model.cfg, "output_logits_soft_cap", 0.0) or 0.0
     if soft_cap > 0:
         logits = soft_cap * torch.tanh(logits / soft_cap)
@@ -446,17 +458,8 @@ def final_logits(model, residual: Float[Tensor, "batch d_model"]) -> Float[Tenso
 def final_label_logits(
     model, residual: Float[Tensor, "batch d_model"], label_token_ids: Int[Tensor, " label"]
 ) -> Float[Tensor, "batch label"]:
-    """`final_logits` at the label tokens only: the same numbers without the full-vocabulary product, which for
-    one token of a 262k-token vocabulary (Gemma) costs more than all the layers. Skips ``unembed.hook_out``."""
-    final = residual[:, None]
-    if model.cfg.normalization_type is not None:
-        final = model.ln_final(final)
-    ids = label_token_ids.to(model.unembed.W_U.device)
-    logits = final[:, 0] @ model.unembed.W_U[:, ids] + model.unembed.b_U[ids]
-    soft_cap = getattr(model.cfg, "output_logits_soft_cap", 0.0) or 0.0
-    if soft_cap > 0:
-        logits = soft_cap * torch.tanh(logits / soft_cap)
-    return logits
+    """`final_logits` at the label tokens only (see there)."""
+    return final_logits(model, residual, label_token_ids)
 
 
 def prompt_settings(model) -> dict:
