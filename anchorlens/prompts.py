@@ -443,8 +443,8 @@ def final_logits(
     unembed = model.unembed
     if label_token_ids is None:
         # The product with W_U as stored, then the module's own hook point: TransformerLens's forward would
-        # copy the transposed W_U into a contiguous tensor on every call (670 MB for Gemma), three times the
-        # product's own time on a CPU. Same numbers, same hook.
+        # copy the transposed W_U into a contiguous tensor on every call (670 MB for Gemma; one CPU thread, batch
+        # 8: 0.65 s a call with the copy, 0.22 s without). Same numbers, same hook.
         logits = unembed.hook_out(final @ unembed.W_U + unembed.b_U)
     else:
         ids = label_token_ids.to(unembed.W_U.device)
