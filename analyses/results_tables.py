@@ -1,25 +1,90 @@
-"""Print the README's result tables (markdown) from a results folder written by the fig* scripts."""
+"""Print the README's result tables (markdown) from one or more results folders written by the analyses
+scripts or the CLI, e.g. `python analyses/results_tables.py docs/results/smollm2-135m docs/results/gemma-3-270m`.
+
+Each table says which seeds and how many test inputs per (task, seed) it averages; experiments a folder has
+no finished parts of are skipped. Methods tables put the paper's GPT2-XL (and GPT-J) numbers beside ours."""
 
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
+from anchorlens import paper
 from anchorlens.errors import InvalidConfigError
-from anchorlens.experiments import AurocResult, IsolationResult, SaliencyResult
+from anchorlens.experiments import (
+    AurocResult,
+    CompressResult,
+    DiagnoseResult,
+    IsolationResult,
+    ReweightResult,
+    SaliencyResult,
+)
+from anchorlens.experiments.compress import PAPER_TASKS
 from anchorlens.reproduce import markdown_table
 
-parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("folder", help="e.g. results/smollm2-135m")
-folder = Path(parser.parse_args().folder)
-for title, result_class in (("Saliency (Fig. 3)", SaliencyResult), ("Isolation, k = 5 (Fig. 4)", IsolationResult),
-                            ("AUROC and R_l (Fig. 5)", AurocResult)):
-    try:
-        result = result_class.from_folder(folder)
-    except InvalidConfigError:
-        continue
-    frame = result.report_table()
-    if result_class is IsolationResult:
-        frame = result.frame.groupby(["task", "k", "condition"])[["label_loyalty", "word_loyalty"]].mean().reset_index()
-    seeds = sorted(int(seed) for seed in result.frame["seed"].unique())
-    print(f"### {title}: seeds {seeds}, n = {int(result.frame['n'].iloc[0])} per task and seed\n")
-    print(markdown_table(frame))
-    print()
+
+def isolation_table(result: IsolationResult) -> pd.DataFrame:
+    """Seed mean and std of both loyalties per task, k and condition (paper Fig. 4 at k = 5)."""
+    grouped = result.frame.groupby(["task", "k", "condition"])[["label_loyalty", "word_loyalty"]]
+    table = grouped.agg(["mean", "std"])
+    table.columns = [name if stat == "mean" else f"{name}_std" for name, stat in table.columns]
+    return table.reset_index()
+
+
+def speedup_table(result: CompressResult) -> pd.DataFrame:
+    """Paper Table 3: Hidden_anchor speed-up per task (seed mean), with the paper's GPT2-XL and GPT-J rows."""
+    anchor = result.frame[result.frame["method"] == "hidden_anchor"]
+    rows = [{"source": model, **{PAPER_TASKS.get(t, t): v for t, v in part.groupby("task")["speedup"].mean().items()}}
+            for model, part in anchor.groupby("model")]
+    rows += [{"source": f"paper, {name}", **{PAPER_TASKS[t]: v for t, v in values.items()}}
+             for name, values in paper.COMPRESS_SPEEDUP.items()]
+    return pd.DataFrame(rows)[["source", *[name for name in PAPER_TASKS.values()]]]
+
+
+def diagnose_table(result: DiagnoseResult) -> pd.DataFrame:
+    table = result.summary()
+    table.insert(2, "layer", [int(result.frame[result.frame["task"] == task]["layer"].iloc[0]) for task in table["task"]])
+    return table
+
+
+def sizes(frame: pd.DataFrame) -> str:
+    """", n = 200 per task and seed" (a range where tasks differ); results written before `n` was recorded have
+    none to show."""
+    if "n" not in frame.columns:
+        return ""
+    per_part = frame.groupby(["task", "seed"])["n"].first()
+    low, high = int(per_part.min()), int(per_part.max())
+    return f", n = {low} per task and seed" if low == high else f", n = {low}-{high} per task and seed"
+
+
+TABLES = (
+    # (title, result class, table of a result, decimals shown)
+    ("Saliency (Fig. 3), shallow third vs deep third of the layers", SaliencyResult, lambda r: r.report_table(), 3),
+    ("Isolation (Fig. 4)", IsolationResult, isolation_table, 3),
+    ("AUROC and R_l (Fig. 5), seed-averaged curve", AurocResult, lambda r: r.report_table(), 3),
+    ("Error diagnosis (Fig. 6): correlation of predicted and true confusion, off-diagonal pairs", DiagnoseResult,
+     diagnose_table, 3),
+    ("Anchor re-weighting (Table 1), accuracy %", ReweightResult, lambda r: r.report_table(), 1),
+    ("Context compression (Table 2), % (mean over seeds, then tasks)", CompressResult, lambda r: r.report_table(), 1),
+    ("Hidden_anchor speed-up (Table 3)", CompressResult, speedup_table, 2),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("folders", nargs="+", help="results folders, e.g. docs/results/smollm2-135m")
+    for folder in map(Path, parser.parse_args().folders):
+        print(f"## {folder}\n")
+        for title, result_class, table, digits in TABLES:
+            try:
+                result = result_class.from_folder(folder)
+            except InvalidConfigError:
+                continue
+            seeds = sorted(int(seed) for seed in result.frame["seed"].unique())
+            print(f"#### {title}: seeds {seeds}{sizes(result.frame)}\n")
+            print(markdown_table(table(result), digits=digits))
+            print()
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Literal
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from anchorlens.errors import HookError
@@ -160,22 +160,33 @@ def target_row_reweight_hook(
     beta: Float[Tensor, "head label"],
     label_mask: Bool[Tensor, "batch label key"],
     variant: Literal["pattern", "scores"] = "pattern",
+    target_rows: Int[Tensor, " batch"] | None = None,
 ) -> HookFn:
-    """`reweight_hook` for a run whose only query row is the target: the prompt before it comes from a key/value
-    cache (β fitting reuses one frozen cache of each training prompt's prefix for every step).
+    """`reweight_hook` for a run whose earlier positions come from a key/value cache, so that query rows and key
+    columns no longer share indices: `label_mask` covers the keys (cached positions, then the query's own), and
+    the target is query row `target_rows[b]`, or the only query row when `target_rows` is None (β fitting
+    reuses one frozen cache of each training prompt's prefix for every step; evaluation caches the
+    demonstrations all test inputs share).
 
     β touches only the target row, so the cached rows are exactly those of a full run under the same β.
     """
 
     def hook(tensor: Float[Tensor, "batch head query key"], hook) -> Tensor:
-        if tensor.shape[-2] != 1 or tensor.shape[-1] != label_mask.shape[-1]:
+        if tensor.shape[-1] != label_mask.shape[-1] or (target_rows is None and tensor.shape[-2] != 1):
+            expected = "one query row" if target_rows is None else "query rows"
             raise HookError(
-                f"target_row_reweight_hook expects one query row over {label_mask.shape[-1]} keys, got "
-                f"{tuple(tensor.shape)}; run only the target token against the cached prefix"
+                f"target_row_reweight_hook expects {expected} over {label_mask.shape[-1]} keys, got "
+                f"{tuple(tensor.shape)}; run the query against the cached prefix the label mask was made for"
             )
         mask = label_mask.to(device=tensor.device, dtype=tensor.dtype)
         per_key = torch.einsum("hc,bck->bhk", beta.to(device=tensor.device, dtype=tensor.dtype), mask)[:, :, None, :]
-        return tensor * per_key.exp() if variant == "pattern" else tensor + per_key
+        if target_rows is None:
+            return tensor * per_key.exp() if variant == "pattern" else tensor + per_key
+        rows = torch.arange(tensor.shape[-2], device=tensor.device)
+        at_target = (rows[None, :] == target_rows.to(tensor.device)[:, None]).to(tensor.dtype)[:, None, :, None]
+        if variant == "pattern":
+            return tensor * (1 + at_target * (per_key.exp() - 1))
+        return tensor + at_target * per_key
 
     return hook
 
@@ -197,12 +208,14 @@ def target_row_reweight_hooks(
     beta: Float[Tensor, "layer head label"],
     label_mask: Bool[Tensor, "batch label key"],
     variant: Literal["pattern", "scores"] = "pattern",
+    target_rows: Int[Tensor, " batch"] | None = None,
 ) -> list[Hook]:
-    """Every layer's `target_row_reweight_hook` (see there: the target row alone, prefix cached)."""
+    """Every layer's `target_row_reweight_hook` (see there: queries run against a cached prefix)."""
     if variant not in ("pattern", "scores"):
         raise ValueError(f"unknown re-weighting variant {variant!r}; use 'pattern' (paper) or 'scores'")
     name = pattern_hook_name if variant == "pattern" else scores_hook_name
-    return [(name(layer), target_row_reweight_hook(beta[layer], label_mask, variant)) for layer in range(beta.shape[0])]
+    return [(name(layer), target_row_reweight_hook(beta[layer], label_mask, variant, target_rows))
+            for layer in range(beta.shape[0])]
 
 
 # ----------------------------------------------------------------------------------------------- recorders

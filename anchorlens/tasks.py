@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import string
 import tempfile
 import warnings
@@ -372,10 +373,15 @@ def task_from_files(
     task.data_dir.mkdir(parents=True, exist_ok=True)
     for key in [key for key in _SPLIT_CACHE if key[3] == str(task.data_dir)]:
         del _SPLIT_CACHE[key]  # the files there are about to be replaced
-    for split, path in (("train", Path(train_path)), ("test", Path(test_path))):
-        table = _read_user_file(path, task.class_names)
-        pq.write_table(validated_table(table, task.num_classes, str(path)), task.data_dir / f"{split}.parquet",
-                       compression="zstd")
+    try:
+        for split, path in (("train", Path(train_path)), ("test", Path(test_path))):
+            table = _read_user_file(path, task.class_names)
+            pq.write_table(validated_table(table, task.num_classes, str(path)), task.data_dir / f"{split}.parquet",
+                           compression="zstd")
+    except Exception:
+        if data_dir is None:  # a refused file leaves no temporary folder of ours behind
+            shutil.rmtree(task.data_dir, ignore_errors=True)
+        raise
     if register:
         register_task(task, overwrite=overwrite)
     return task

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 import warnings
 
 import datasets
@@ -371,13 +372,16 @@ def test_task_from_files_jsonl_parquet_class_names_and_register(tmp_path, regist
     jsonl.write_text("\n".join(json.dumps({"text": t, "label": l}) for t, l in [("x", "good"), ("y", "bad")]) + "\n")
     parquet = tmp_path / "test.parquet"
     pq.write_table(pa.table({"text": ["z"], "label": ["good"]}), parquet)
-    task = task_from_files("mine2", "{text} ->{label}", (" bad", " good"), ("bad", "good"), jsonl, parquet, register=True)
+    task = task_from_files("mine2", "{text} ->{label}", (" bad", " good"), ("bad", "good"), jsonl, parquet, register=True,
+                           data_dir=tmp_path / "built")
     assert get_task("mine2") is task
     assert load_split("mine2", "train")[:] == {"text": ["x", "y"], "label": [1, 0]}
     assert load_split("mine2", "test")[:] == {"text": ["z"], "label": [1]}
 
 
-def test_task_from_files_refuses_bad_files(tmp_path):
+def test_task_from_files_refuses_bad_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where a refused file's folder would be left
+    (tmp_path / "tmp").mkdir()
     args = ("bad", "{text}:{label}", (" a", " b"), ("a", "b"))
     missing_column = tmp_path / "train.csv"
     missing_column.write_text("sentence,label\nx,0\n")
@@ -402,3 +406,4 @@ def test_task_from_files_refuses_bad_files(tmp_path):
         task_from_files(*args, good, tmp_path / "x.xlsx")
     with pytest.raises(DataFileError, match="does not exist"):
         task_from_files(*args, good, tmp_path / "nowhere.csv")
+    assert list((tmp_path / "tmp").iterdir()) == []  # no temporary task folder outlives a refusal

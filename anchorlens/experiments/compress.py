@@ -299,11 +299,16 @@ def _local_window_hooks(model, cache: AnchorCache, query_length: int) -> list[Ho
     return [(scores_hook_name(layer), hook) for layer in local]
 
 
+def rotary_table_size(model) -> int | float:
+    """Positions the model's rotary tables cover (infinite for other position types)."""
+    if model.cfg.positional_embedding_type != "rotary":
+        return float("inf")
+    return min(int(block.attn.rotary_cos.shape[0]) for block in model.blocks)
+
+
 def _check_rotary_table(model, last_position: int) -> None:
     """TransformerLens grows its rotary table by cache index; original positions may lie beyond it."""
-    if model.cfg.positional_embedding_type != "rotary":
-        return
-    size = min(int(block.attn.rotary_cos.shape[0]) for block in model.blocks)
+    size = rotary_table_size(model)
     if last_position >= size:
         raise ValueError(f"original position {last_position} is beyond the model's rotary table ({size} rows); run "
                          "one full prompt of that length through the model first, which extends it")

@@ -133,7 +133,7 @@ def true_confusion(probabilities: np.ndarray, gold: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DiagnoseResult(ExperimentResult):
-    """Rows: task, model, seed, layer, class_a, class_b, predicted, true (one row per ordered class pair)."""
+    """Rows: task, model, seed, layer, class_a, class_b, predicted, true, n (one row per ordered class pair; n = test inputs)."""
 
     experiment: ClassVar[str] = "diagnose"
     config_class: ClassVar[type[ExperimentConfig]] = DiagnoseConfig
@@ -196,7 +196,8 @@ def run_diagnose(
         true = true_confusion(torch.cat(probabilities).double().numpy(), torch.cat(gold).numpy())
         names = task.class_names
         return pd.DataFrame([
-            {"layer": layer, "class_a": names[a], "class_b": names[b], "predicted": predicted[a, b], "true": true[a, b]}
+            {"layer": layer, "class_a": names[a], "class_b": names[b], "predicted": predicted[a, b], "true": true[a, b],
+             "n": len(prompts)}
             for a in range(task.num_classes) for b in range(task.num_classes)
         ])
 

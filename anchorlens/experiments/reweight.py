@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from anchorlens.errors import HookError, InvalidConfigError
 from anchorlens.experiments.common import (
@@ -36,6 +38,15 @@ from anchorlens.experiments.common import (
     device_of,
     pad_token_id,
     run_seeds,
+)
+from anchorlens.experiments.compress import (
+    AnchorCache,
+    cache_demonstrations,
+    check_supported,
+    demonstration_length,
+    pad_queries,
+    rotary_table_size,
+    run_query_with_cache,
 )
 from anchorlens.hooks import Hook, frozen_parameters, reweight_hooks, target_row_reweight_hooks
 from anchorlens.prompts import (
@@ -86,9 +97,10 @@ class ReweightConfig(ExperimentConfig):
     five_shot_agnews: int = 3
     #: Content-free queries whose label probabilities calibrate the 1-shot prompts (Zhao et al. 2021).
     calibration_inputs: tuple[str, ...] = ("N/A", "", "[MASK]")
-    #: Fit β with each training prompt's prefix run once into a frozen key/value cache, so a training step
-    #: runs only the target token: β edits only the target row, so loss and gradient are the full prompt's
-    #: (equal within float rounding; tests/experiments/test_reweight.py). False runs the full prompt per step.
+    #: Run what does not change from a frozen key/value cache: a β training step runs only the target token
+    #: against its prompt's cached prefix (β edits only the target row), and evaluation runs each test query
+    #: against the cached demonstrations its seed shares. Loss, β-gradient and probabilities equal the full
+    #: prompt's within float rounding (tests/experiments/test_reweight.py). False runs every prompt whole.
     prefix_cache: bool = True
 
     def __post_init__(self) -> None:
@@ -156,11 +168,6 @@ def five_shot_demonstrations(task: Task, seed: int, config: ReweightConfig) -> l
 # ------------------------------------------------------------------------------------------------- fitting
 
 
-def reweighted(beta: torch.Tensor, variant: str) -> Callable[[PromptBatch], list[Hook]]:
-    """Per-batch hook factory: re-weighting needs each batch's label and target positions."""
-    return lambda batch: reweight_hooks(beta, batch, variant)
-
-
 def mean_label_loss(model, prompts: Sequence[Prompt], beta: torch.Tensor, variant: str = "pattern") -> float:
     """Mean cross-entropy over the label logits of `prompts` under β (one prompt at a time, as in training)."""
     pad = pad_token_id(model)
@@ -188,8 +195,6 @@ def cached_prefix_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
     Exact because β edits only the target row: every other position's keys and values are those of the
     unhooked prompt. Only the C label columns of the unembedding are computed.
     """
-    from anchorlens.experiments.compress import cache_demonstrations, run_query_with_cache
-
     batch = make_batch([prompt], pad_token_id=pad_token_id(model), device=device_of(model))
     prefix = cache_demonstrations(model, prompt.token_ids[: prompt.target_position])
     target = batch.tokens[:, prompt.target_position : prompt.target_position + 1]
@@ -207,8 +212,6 @@ def cached_prefix_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
 
 def supports_prefix_cache(model) -> bool:
     """Whether `cached_prefix_loss` keeps positions exact on this model (the compression cache's conditions)."""
-    from anchorlens.experiments.compress import check_supported
-
     try:
         check_supported(model)
     except (InvalidConfigError, HookError):
@@ -295,26 +298,75 @@ def beta_path(out: str | Path, task: str, seed: int) -> Path:
 
 
 def label_probabilities(
-    model, prompts: Sequence[Prompt], batch_size: int, hooks_for: Callable[[PromptBatch], list[Hook]] | None = None
+    model, prompts: Sequence[Prompt], batch_size: int, beta: torch.Tensor | None = None, variant: str = "pattern",
+    *, prefix_cache: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(softmax over the C label logits [n, C], gold [n]) in the order `batches` processes the prompts, which
-    sorts by length: the gold labels come from the same batches so the two stay aligned."""
+    sorts by length: the gold labels come from the same batches so the two stay aligned. With `beta`, under
+    re-weighting.
+
+    With `prefix_cache`, when every prompt starts with the same demonstrations (one seed's test inputs do) and
+    the model supports the cache, the demonstrations run once into a frozen key/value cache and each batch runs
+    only its queries against it (`shared_demonstrations`); otherwise every prompt runs whole.
+    """
+    cache = shared_demonstrations(model, prompts) if prefix_cache else None
     probabilities, gold = [], []
     with torch.no_grad():
         for batch in batches(model, list(prompts), batch_size):
-            hooks = hooks_for(batch) if hooks_for is not None else []
-            probabilities.append(label_logits(run_to_target(model, batch, hooks), batch).float().softmax(-1).cpu())
+            if cache is None:
+                hooks = reweight_hooks(beta, batch, variant) if beta is not None else []
+                logits = label_logits(run_to_target(model, batch, hooks), batch)
+            else:
+                logits = cached_label_logits(model, cache, batch, beta, variant)
+            probabilities.append(logits.float().softmax(-1).cpu())
             gold.append(batch.gold.cpu())
     return torch.cat(probabilities), torch.cat(gold)
 
 
+def shared_demonstrations(model, prompts: Sequence[Prompt]) -> AnchorCache | None:
+    """The key/value cache of the demonstrations all `prompts` start with, or None where it cannot stand in for
+    the full prompts: a model the cache does not support, prompts with different demonstrations (or a
+    tokenization that merges them into the query), or positions beyond the model's rotary table."""
+    if not prompts or not supports_prefix_cache(model):
+        return None
+    length = demonstration_length(prompts[0])
+    demonstrations = prompts[0].token_ids[:length]
+    if any(p.token_ids[:length] != demonstrations or p.target_position < length for p in prompts):
+        return None
+    if max(p.length for p in prompts) > rotary_table_size(model):
+        return None
+    return cache_demonstrations(model, demonstrations)
+
+
+def cached_label_logits(
+    model, cache: AnchorCache, batch: PromptBatch, beta: torch.Tensor | None, variant: str
+) -> Float[Tensor, "batch label"]:
+    """The label logits of `batch` with its shared demonstrations taken from `cache` (every position kept), so
+    only the query tokens run. β, when given, edits each prompt's target row among the query rows; its label
+    columns are the cached demonstration positions, whose indices are their original positions."""
+    start = cache.demonstration_length
+    queries = [prompt.token_ids[start : prompt.target_position + 1] for prompt in batch.prompts]
+    tokens, lengths = pad_queries(queries, pad_token_id=pad_token_id(model), device=batch.tokens.device)
+    hooks: list[Hook] = []
+    if beta is not None:
+        keys = start + tokens.shape[1]
+        label_mask = torch.zeros(*batch.label_mask.shape[:2], keys, dtype=torch.bool)
+        label_mask[..., :start] = batch.label_mask[..., :start].cpu()  # every label word lies in the demonstrations
+        hooks = target_row_reweight_hooks(beta, label_mask, variant, target_rows=lengths - 1)
+    return run_query_with_cache(
+        model, cache, tokens, lengths, fwd_hooks=hooks,
+        readout=lambda model, residual: final_label_logits(model, residual, batch.label_token_ids),
+    )
+
+
 def content_free_probabilities(
-    model, task: Task | str, demonstrations: Sequence[Example], calibration_inputs: Sequence[str]
+    model, task: Task | str, demonstrations: Sequence[Example], calibration_inputs: Sequence[str],
+    *, prefix_cache: bool = False,
 ) -> torch.Tensor:
     """p_cf [C]: the label probabilities of the content-free queries (same demonstrations), averaged."""
     task = get_task(task)
     prompts = query_prompts(model.tokenizer, task, demonstrations, list(calibration_inputs), **prompt_settings(model))
-    probabilities, _ = label_probabilities(model, prompts, batch_size=len(prompts))
+    probabilities, _ = label_probabilities(model, prompts, batch_size=len(prompts), prefix_cache=prefix_cache)
     return probabilities.mean(0)
 
 
@@ -417,11 +469,11 @@ def evaluate_seed(model, task: Task, seed: int, config: ReweightConfig, out: str
         save_beta(beta_path(out, task.name, seed), beta, task=task.name, model_name=config.model,
                   label_words=task.label_words, variant=config.variant)
 
-    p_one, gold = label_probabilities(model, one_shot, config.batch_size)
-    p_five, gold_five = label_probabilities(model, five_shot, config.batch_size)
-    p_reweight, gold_reweight = label_probabilities(model, one_shot, config.batch_size,
-                                                    reweighted(beta, config.variant))
-    p_cf = content_free_probabilities(model, task, demonstrations, config.calibration_inputs)
+    cached = {"prefix_cache": config.prefix_cache}
+    p_one, gold = label_probabilities(model, one_shot, config.batch_size, **cached)
+    p_five, gold_five = label_probabilities(model, five_shot, config.batch_size, **cached)
+    p_reweight, gold_reweight = label_probabilities(model, one_shot, config.batch_size, beta, config.variant, **cached)
+    p_cf = content_free_probabilities(model, task, demonstrations, config.calibration_inputs, **cached)
     accuracies = {
         "vanilla_1shot": accuracy(p_one.argmax(-1), gold),
         "vanilla_5shot": accuracy(p_five.argmax(-1), gold_five),

@@ -26,12 +26,12 @@ from anchorlens.experiments.reweight import (
     mean_label_loss,
     plot_reweight,
     query_prompts,
-    reweighted,
     run_reweight,
     save_beta,
+    shared_demonstrations,
 )
 from anchorlens.hooks import reweight_hooks
-from anchorlens.prompts import build_prompt, label_logits, make_batch
+from anchorlens.prompts import build_prompt, label_logits, make_batch, prompt_settings
 from anchorlens.sampling import sample_demonstrations, sample_test_set
 from anchorlens.tasks import get_task, load_split
 
@@ -63,10 +63,39 @@ def test_zero_beta_is_exactly_vanilla_icl(gpt2_like, sst2_setup, variant):
     _, _, prompts = sst2_setup
     plain, gold = label_probabilities(gpt2_like, prompts, 4)
     zero = torch.zeros(gpt2_like.cfg.n_layers, gpt2_like.cfg.n_heads, 2)
-    hooked, gold_hooked = label_probabilities(gpt2_like, prompts, 4, reweighted(zero, variant))
+    hooked, gold_hooked = label_probabilities(gpt2_like, prompts, 4, zero, variant)
     assert torch.equal(plain, hooked) and torch.equal(gold, gold_hooked)
-    nonzero, _ = label_probabilities(gpt2_like, prompts, 4, reweighted(random_beta(gpt2_like, 2), variant))
+    nonzero, _ = label_probabilities(gpt2_like, prompts, 4, random_beta(gpt2_like, 2), variant)
     assert not torch.allclose(plain, nonzero)  # the hook does act, so the equality above means something
+
+
+@pytest.mark.parametrize("variant", ["pattern", "scores"])
+@pytest.mark.parametrize("model_name", ["gpt2_like", "llama_like"])
+def test_evaluation_against_the_cached_demonstrations_equals_full_prompts(request, model_name, variant):
+    """Vanilla and re-weighted label probabilities with the shared demonstrations cached (queries of several
+    lengths, right-padded, so each prompt's target is a different query row) equal the whole prompts'."""
+    model = request.getfixturevalue(model_name)
+    demonstrations, _ = sample_demonstrations(SST2, 1)
+    prompts = query_prompts(model.tokenizer, SST2, demonstrations, sample_test_set(SST2, 1, n_test=7), prepend_bos=False)
+    assert len({p.length for p in prompts}) > 1
+    assert shared_demonstrations(model, prompts) is not None
+    beta = random_beta(model, 2, seed=3)
+    for chosen in (None, beta):
+        full, gold = label_probabilities(model, prompts, 3, chosen, variant)
+        cached, gold_cached = label_probabilities(model, prompts, 3, chosen, variant, prefix_cache=True)
+        torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-5)
+        assert torch.equal(gold, gold_cached)
+    vanilla, _ = label_probabilities(model, prompts, 3, prefix_cache=True)
+    assert (vanilla - cached).abs().max() > 1e-3  # β acts through the cached path too
+
+
+def test_prompts_with_other_demonstrations_run_whole(gpt2_like):
+    tests = sample_test_set(SST2, 1, n_test=2)
+    prompts = [query_prompts(gpt2_like.tokenizer, SST2, sample_demonstrations(SST2, seed)[0], tests[:1],
+                             prepend_bos=False)[0] for seed in (1, 2)]
+    assert shared_demonstrations(gpt2_like, prompts) is None  # no common cache: the full-prompt path is taken
+    full, _ = label_probabilities(gpt2_like, prompts, 2)
+    torch.testing.assert_close(label_probabilities(gpt2_like, prompts, 2, prefix_cache=True)[0], full)
 
 
 def test_gold_labels_stay_with_their_prompts_although_batches_sort_by_length(gpt2_like, sst2_setup):
@@ -270,3 +299,20 @@ def test_summary_paper_table_and_plot():
     with pytest.raises(InvalidConfigError, match="several models"):
         two_models.paper_table()
     assert two_models.paper_table("other").equals(table)
+
+
+@pytest.mark.integration
+def test_cached_evaluation_on_gemma_beyond_its_sliding_window(gemma_model):
+    """Gemma-3's local layers attend 512 tokens back; AGNews 5-shot prompts are longer, so the cached path
+    must apply the window to original positions to equal the full prompts (vanilla and under β)."""
+    task = get_task("agnews")
+    config = ReweightConfig(model="gemma-3-270m")
+    prompts = query_prompts(gemma_model.tokenizer, task, five_shot_demonstrations(task, 42, config),
+                            sample_test_set(task, 42, n_test=2), **prompt_settings(gemma_model))
+    assert min(p.length for p in prompts) > gemma_model.cfg.window_size
+    assert shared_demonstrations(gemma_model, prompts) is not None
+    beta = random_beta(gemma_model, task.num_classes, seed=0).mul(0.5)
+    for chosen in (None, beta):
+        full, _ = label_probabilities(gemma_model, prompts, 2, chosen)
+        cached, _ = label_probabilities(gemma_model, prompts, 2, chosen, prefix_cache=True)
+        torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4)
