@@ -272,8 +272,13 @@ class SaliencyRecorder:
         self._by_layer: dict[int, Tensor] = {}
 
     def _reduce(self, layer: int, pattern: Tensor) -> Callable[[Tensor], None]:
+        # The closure must hold the values without the graph: holding `pattern` itself makes a cycle through
+        # its gradient hook that Python's collector cannot see, and every batch's autograd graph leaked (RSS
+        # grew by about 200 MB a batch on SmolLM2 and 200 TREC prompts reached 16.8 GB).
+        values = pattern.detach()
+
         def on_grad(grad: Tensor) -> None:
-            product = pattern.detach() * grad  # [b, h, q, k]
+            product = values * grad  # [b, h, q, k]
             saliency = product.abs().sum(1) if self.abs_per_head else product.sum(1).abs()
             weights = self.region_weights.to(device=saliency.device, dtype=saliency.dtype)
             self._by_layer[layer] = torch.einsum("bqk,brqk->br", saliency, weights).detach()

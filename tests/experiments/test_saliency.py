@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +16,8 @@ from anchorlens.experiments.saliency import (
     run_saliency,
     saliency_of_batch,
 )
-from anchorlens.hooks import pattern_hook_name
-from anchorlens.prompts import build_prompt, label_loss, make_batch
+from anchorlens.hooks import SaliencyRecorder, frozen_parameters, pattern_hook_name
+from anchorlens.prompts import build_prompt, label_loss, make_batch, run_to_target
 from anchorlens.tasks import get_task, load_split
 
 
@@ -69,6 +72,25 @@ def test_fast_path_equals_autograd_reference(request, batch, model_fixture):
             expected = spec_formula(saliency, list(prompt.demonstration_label_positions), prompt.target_position)
             assert np.allclose(fast[row, layer].double().numpy(), expected, rtol=1e-4, atol=1e-10)
     model.zero_grad(set_to_none=True)
+
+
+def test_a_batch_leaves_no_attention_pattern_alive(gpt2_like, batch):
+    """Everything a batch's saliency pass builds is freed when it returns: a gradient hook closing over its own
+    pattern made a cycle the collector cannot see, and each batch's whole graph leaked (16.8 GB on 200 TREC
+    prompts with SmolLM2)."""
+    patterns = []
+
+    def watch(pattern, hook):
+        patterns.append(weakref.ref(pattern))
+
+    recorder = SaliencyRecorder(gpt2_like, region_weights(batch))
+    hooks = recorder.hooks() + [(pattern_hook_name(layer), watch) for layer in range(gpt2_like.cfg.n_layers)]
+    with frozen_parameters(gpt2_like):
+        label_loss(run_to_target(gpt2_like, batch, hooks), batch, reduction="sum").backward()
+    assert recorder.values.shape == (batch.size, gpt2_like.cfg.n_layers, 3)
+    del recorder, hooks
+    gc.collect()
+    assert len(patterns) == gpt2_like.cfg.n_layers and all(ref() is None for ref in patterns)
 
 
 def test_fresh_demonstrations_follow_the_papers_draw(smol_tokenizer):
