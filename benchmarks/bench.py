@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py [--model gemma-3-270m] [--n-prompts 32] [--repeats 3] [--out benchmarks/results]
 
-Four measurements, all on the same prompts and batches as the experiments use:
+Five measurements, all on the same prompts and batches as the experiments use:
 
 1. saliency throughput: the batched gradient × attention pass (`saliency_of_batch`) against (a) the same
    prompts one at a time and (b) the floor, a bare forward and backward of the same batches without hooks
@@ -11,7 +11,9 @@ Four measurements, all on the same prompts and batches as the experiments use:
    the whole isolation experiment of a batch, against a bare forward of the same batches;
 3. compression: Hidden_anchor's query-against-cache time against the full prompt per task, beside the ideal
    (the token-count ratio, full prompt tokens / query tokens) and the paper's Table 3 speed-ups;
-4. peak memory of saliency on the task's longest prompt against the bare forward + backward (CUDA: allocator
+4. re-weighting's evaluation: the label probabilities of one seed's 1-shot and 5-shot prompts run whole
+   against running only the queries on the cached shared demonstrations (cache building timed with it);
+5. peak memory of saliency on the task's longest prompt against the bare forward + backward (CUDA: allocator
    peak; CPU: resident-set peak sampled every millisecond above the level before the call, with glibc told
    to return every freed block over 128 KiB to the system (``MALLOC_MMAP_THRESHOLD_``, set by re-executing
    the script) so the resident set follows the live tensors instead of the allocator's high-water mark).
@@ -41,10 +43,13 @@ from anchorlens.experiments.auroc import attention_and_prediction
 from anchorlens.experiments.common import batches, device_of, pad_token_id
 from anchorlens.experiments.compress import build_anchor_cache, pad_queries, query_tokens, run_query_with_cache
 from anchorlens.experiments.isolation import IsolationConfig, loyalty_of_batch
+from anchorlens.experiments.reweight import ReweightConfig, five_shot_demonstrations, label_probabilities, query_prompts
 from anchorlens.experiments.saliency import SaliencyConfig, fresh_demonstration_prompts, saliency_of_batch
 from anchorlens.hooks import block_earlier_mask, frozen_parameters, isolation_hooks
 from anchorlens.models import DEFAULT_MODEL, load_model
 from anchorlens.prompts import Prompt, PromptBatch, iter_batches, label_loss, prompt_settings, run_to_target, task_prompts
+from anchorlens.sampling import sample_demonstrations, sample_test_set
+from anchorlens.tasks import get_task
 
 TASKS = ("sst2", "trec", "emoc", "agnews")
 
@@ -162,6 +167,22 @@ def compression(model, task: str, n_prompts: int, batch_size: int, repeats: int)
     }
 
 
+def reweight_evaluation(model, task: str, n_prompts: int, batch_size: int, repeats: int) -> dict:
+    device = device_of(model)
+    task_object = get_task(task)
+    config = ReweightConfig(model=str(model.cfg.model_name))
+    tests = sample_test_set(task_object, 42, n_test=n_prompts)
+    out = {"prompts": len(tests)}
+    for shots, demonstrations in (("1shot", sample_demonstrations(task_object, 42)[0]),
+                                  ("5shot", five_shot_demonstrations(task_object, 42, config))):
+        prompts = query_prompts(model.tokenizer, task_object, demonstrations, tests, **prompt_settings(model))
+        full = best_time(lambda: label_probabilities(model, prompts, batch_size), repeats, device)
+        cached = best_time(lambda: label_probabilities(model, prompts, batch_size, prefix_cache=True), repeats, device)
+        out[f"mean_prompt_tokens_{shots}"] = float(np.mean([p.length for p in prompts]))
+        out[f"speedup_cached_demonstrations_{shots}"] = full / cached
+    return out
+
+
 class PeakResidentMemory:
     """Peak resident set size above the level at entry, sampled every millisecond (CPU memory)."""
 
@@ -225,7 +246,9 @@ def saliency_memory(model, prompts: Sequence[Prompt]) -> dict:
 # ---------------------------------------------------------------------------------------------------- main
 
 
-SECTIONS = ("saliency", "forward_only", "compression", "memory")
+SECTIONS = ("saliency", "forward_only", "compression", "memory", "reweight_eval")
+#: The sections of the main table; re-weighting's evaluation has a table of its own.
+MAIN_SECTIONS = SECTIONS[:4]
 
 
 def run(model_name: str, n_prompts: int, batch_size: int, repeats: int, tasks: Sequence[str],
@@ -235,7 +258,7 @@ def run(model_name: str, n_prompts: int, batch_size: int, repeats: int, tasks: S
     report: dict = {
         "model": model_name, "n_prompts": n_prompts, "batch_size": batch_size, "repeats": repeats,
         "device": str(device_of(model)), "torch_threads": torch.get_num_threads(), "machine": platform.platform(),
-        "saliency": {}, "forward_only": {}, "compression": {}, "memory": {},
+        **{section: {} for section in SECTIONS},
     }
     for task in tasks:
         prompts = fresh_demonstration_prompts(model.tokenizer, task, 42, n_test=n_prompts, shots_per_class=1, **settings)
@@ -247,13 +270,29 @@ def run(model_name: str, n_prompts: int, batch_size: int, repeats: int, tasks: S
             report["compression"][task] = compression(model, task, n_prompts, batch_size, repeats)
         if "memory" in sections:
             report["memory"][task] = saliency_memory(model, prompts)
+        if "reweight_eval" in sections:
+            report["reweight_eval"][task] = reweight_evaluation(model, task, n_prompts, batch_size, repeats)
         print(f"{task}: done", flush=True)
     return report
 
 
 def markdown(report: dict) -> str:
-    if not all(report[section] for section in SECTIONS):
-        return json.dumps({section: report[section] for section in SECTIONS if report[section]}, indent=2)
+    tables = []
+    if all(report[section] for section in MAIN_SECTIONS):
+        tables.append(main_table(report))
+    elif any(report[section] for section in MAIN_SECTIONS):
+        tables.append(json.dumps({s: report[s] for s in MAIN_SECTIONS if report[s]}, indent=2))
+    if report["reweight_eval"]:
+        rows = ["| task | prompt tokens 1-shot / 5-shot | re-weighting evaluation speed-up with cached demonstrations "
+                "1-shot / 5-shot |", "|---|---|---|"]
+        for task, r in report["reweight_eval"].items():
+            rows.append(f"| {task} | {r['mean_prompt_tokens_1shot']:.0f} / {r['mean_prompt_tokens_5shot']:.0f} | "
+                        f"{r['speedup_cached_demonstrations_1shot']:.2f} / {r['speedup_cached_demonstrations_5shot']:.2f} |")
+        tables.append("\n".join(rows))
+    return "\n\n".join(tables)
+
+
+def main_table(report: dict) -> str:
     rows = ["| task | saliency prompts/s (batched / one at a time / floor) | saliency ÷ floor | AUROC ÷ fwd | "
             "isolated fwd ÷ fwd | isolation exp. in fwds | Hidden_anchor speed-up (ideal; paper GPT2-XL, GPT-J) | "
             "saliency peak MiB (floor) |", "|" + "---|" * 8]
@@ -282,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     args = parser.parse_args(argv)
     if argv is None and sys.platform == "linux" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        # Before any tensor exists: glibc reads this once at start-up (see the module docstring, item 4).
+        # Before any tensor exists: glibc reads this once at start-up (see the module docstring, item 5).
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"})
     report = run(args.model, args.n_prompts, args.batch_size, args.repeats, args.tasks, args.sections)
     table = markdown(report)

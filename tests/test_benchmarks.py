@@ -32,4 +32,8 @@ def test_benchmark_reports_every_ratio(tiny_folder, tmp_path, capsys):
     assert compression["mean_prompt_tokens"] > compression["mean_query_tokens"]
     assert compression["paper_speedup"] == {"GPT2-XL": 1.1, "GPT-J": 1.5}
     assert memory["saliency_peak_mib"] >= 0 and memory["prompt_tokens"] > 0
-    assert "| sst2 |" in capsys.readouterr().out
+    reweight = report["reweight_eval"]["sst2"]
+    assert reweight["mean_prompt_tokens_5shot"] > reweight["mean_prompt_tokens_1shot"]
+    assert all(math.isfinite(reweight[f"speedup_cached_demonstrations_{k}"]) for k in ("1shot", "5shot"))
+    printed = capsys.readouterr().out
+    assert "| sst2 |" in printed and "re-weighting evaluation speed-up" in printed
