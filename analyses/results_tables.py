@@ -1,8 +1,9 @@
 """Print the README's result tables (markdown) from one or more results folders written by the analyses
 scripts or the CLI, e.g. `python analyses/results_tables.py docs/results/smollm2-135m docs/results/gemma-3-270m`.
 
-Each table says which seeds and how many test inputs per (task, seed) it averages; experiments a folder has
-no finished parts of are skipped. Methods tables put the paper's GPT2-XL (and GPT-J) numbers beside ours."""
+One table per experiment over all the folders (a model column or row group tells them apart), saying which
+seeds and how many test inputs per (task, seed) it averages; experiments no folder has finished parts of are
+skipped. Methods tables put the paper's GPT2-XL (and GPT-J) numbers beside ours."""
 
 import argparse
 from pathlib import Path
@@ -25,7 +26,7 @@ from anchorlens.reproduce import markdown_table
 
 def isolation_table(result: IsolationResult) -> pd.DataFrame:
     """Seed mean and std of both loyalties per task, k and condition (paper Fig. 4 at k = 5)."""
-    grouped = result.frame.groupby(["task", "k", "condition"])[["label_loyalty", "word_loyalty"]]
+    grouped = result.frame.groupby(["task", "model", "k", "condition"])[["label_loyalty", "word_loyalty"]]
     table = grouped.agg(["mean", "std"])
     table.columns = [name if stat == "mean" else f"{name}_std" for name, stat in table.columns]
     return table.reset_index()
@@ -70,20 +71,29 @@ TABLES = (
 )
 
 
+def combined(result_class, folders: list[Path]):
+    """One result over every folder that holds finished parts of the experiment (None if none does)."""
+    frames = []
+    for folder in folders:
+        try:
+            frames.append(result_class.from_folder(folder).frame)
+        except InvalidConfigError:
+            continue
+    return result_class.from_frame(pd.concat(frames, ignore_index=True)) if frames else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folders", nargs="+", help="results folders, e.g. docs/results/smollm2-135m")
-    for folder in map(Path, parser.parse_args().folders):
-        print(f"## {folder}\n")
-        for title, result_class, table, digits in TABLES:
-            try:
-                result = result_class.from_folder(folder)
-            except InvalidConfigError:
-                continue
-            seeds = sorted(int(seed) for seed in result.frame["seed"].unique())
-            print(f"#### {title}: seeds {seeds}{sizes(result.frame)}\n")
-            print(markdown_table(table(result), digits=digits))
-            print()
+    folders = [Path(folder) for folder in parser.parse_args().folders]
+    for title, result_class, table, digits in TABLES:
+        result = combined(result_class, folders)
+        if result is None:
+            continue
+        seeds = sorted(int(seed) for seed in result.frame["seed"].unique())
+        print(f"#### {title}: seeds {seeds}{sizes(result.frame)}\n")
+        print(markdown_table(table(result), digits=digits))
+        print()
 
 
 if __name__ == "__main__":

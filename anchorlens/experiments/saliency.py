@@ -128,8 +128,9 @@ class SaliencyResult(ExperimentResult):
     def depth_summary(self) -> pd.DataFrame:
         """Mean of the normalised S over the shallow and the deep third of the layers, per task."""
         frame = self.frame.copy()
-        n_layers = int(frame["layer"].max()) + 1
-        third = max(1, n_layers // 3)
+        # Thirds of each model's own depth: results of several models share one frame.
+        n_layers = frame.groupby("model")["layer"].transform("max") + 1
+        third = (n_layers // 3).clip(lower=1)
         frame["depth"] = np.where(frame["layer"] < third, "shallow", np.where(frame["layer"] >= n_layers - third, "deep", "middle"))
         frame = frame[frame["depth"] != "middle"]
         return frame.groupby(["task", "model", "depth"])[list(REGIONS)].mean().reset_index()

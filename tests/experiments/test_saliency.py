@@ -6,11 +6,13 @@ import gc
 import weakref
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from anchorlens.experiments.saliency import (
     SaliencyConfig,
+    SaliencyResult,
     fresh_demonstration_prompts,
     region_weights,
     run_saliency,
@@ -125,3 +127,13 @@ def test_run_saves_each_seed_and_resumes(tmp_path, gpt2_like, monkeypatch):
     monkeypatch.setattr("anchorlens.experiments.saliency.saliency_of_batch", must_not_run)
     again = run_saliency(gpt2_like, "sst2", config, out=tmp_path, progress=False)
     assert again.to_frame().equals(frame)
+
+
+def test_depth_summary_takes_thirds_of_each_models_own_depth():
+    """Shallow = first third, deep = last third of each model's layers, also when models of different depth
+    share one result (a 6-layer and a 3-layer model here; S_wp is the layer index, so means are checkable)."""
+    rows = [{"task": "sst2", "model": model, "seed": 1, "layer": layer, "S_wp": float(layer), "S_pq": 0.0,
+             "S_ww": 0.0, "n": 4} for model, layers in (("deep6", 6), ("short3", 3)) for layer in range(layers)]
+    table = SaliencyResult.from_frame(pd.DataFrame(rows)).depth_summary().set_index(["model", "depth"])["S_wp"]
+    assert table.to_dict() == {("deep6", "deep"): 4.5, ("deep6", "shallow"): 0.5,
+                               ("short3", "deep"): 2.0, ("short3", "shallow"): 0.0}
