@@ -116,7 +116,7 @@ def test_run_saves_each_seed_and_resumes(tmp_path, gpt2_like, monkeypatch):
     first = run_saliency(gpt2_like, "sst2", config, out=tmp_path, progress=False)
     frame = first.to_frame()
     assert sorted(frame["seed"].unique()) == [1, 2] and len(frame) == 2 * gpt2_like.cfg.n_layers
-    assert np.allclose(frame[["S_wp", "S_pq", "S_ww"]].sum(1), 1)
+    assert np.allclose(frame[["S_wp", "S_pq", "S_ww"]].sum(axis=1), 1)
     raw = frame[["S_wp_raw", "S_pq_raw", "S_ww_raw"]].to_numpy()
     assert np.allclose(frame[["S_wp", "S_pq", "S_ww"]].to_numpy(), raw / raw.sum(1, keepdims=True))
     assert (tmp_path / "parts" / "saliency" / "sst2-seed1.csv").is_file()
