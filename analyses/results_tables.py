@@ -24,12 +24,30 @@ from anchorlens.experiments.compress import PAPER_TASKS
 from anchorlens.reproduce import markdown_table
 
 
+def saliency_table(result: SaliencyResult) -> pd.DataFrame:
+    """Per task and model: seed-mean normalised S_wp, S_pq, S_ww over the shallow and the deep third."""
+    table = result.depth_summary().pivot_table(index=["task", "model"], columns="depth", values=["S_wp", "S_pq", "S_ww"])
+    table.columns = [f"{depth} {name}" for name, depth in table.columns]
+    order = [f"{depth} {name}" for depth in ("shallow", "deep") for name in ("S_wp", "S_pq", "S_ww")]
+    return table[order].reset_index()
+
+
 def isolation_table(result: IsolationResult) -> pd.DataFrame:
-    """Seed mean and std of both loyalties per task, k and condition (paper Fig. 4 at k = 5)."""
+    """Per task, model and k: label / word loyalty of each condition, seed mean ± std (paper Fig. 4)."""
     grouped = result.frame.groupby(["task", "model", "k", "condition"])[["label_loyalty", "word_loyalty"]]
-    table = grouped.agg(["mean", "std"])
-    table.columns = [name if stat == "mean" else f"{name}_std" for name, stat in table.columns]
-    return table.reset_index()
+    mean, std = grouped.mean(), grouped.std()
+
+    def cell(index) -> str:
+        return " / ".join(f"{mean.loc[index, m]:.2f} ± {std.loc[index, m]:.2f}" if pd.notna(std.loc[index, m])
+                          else f"{mean.loc[index, m]:.2f}" for m in ("label_loyalty", "word_loyalty"))
+
+    rows = {}
+    for index in mean.index:
+        task, model, k, condition = index
+        rows.setdefault((task, model, k), {})[condition] = cell(index)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = table.index.set_names(["task", "model", "k"])
+    return table[[c for c in ("label_first", "random_first", "label_last", "random_last") if c in table.columns]].reset_index()
 
 
 def speedup_table(result: CompressResult) -> pd.DataFrame:
@@ -60,8 +78,9 @@ def sizes(frame: pd.DataFrame) -> str:
 
 TABLES = (
     # (title, result class, table of a result, decimals shown)
-    ("Saliency (Fig. 3), shallow third vs deep third of the layers", SaliencyResult, lambda r: r.report_table(), 3),
-    ("Isolation (Fig. 4)", IsolationResult, isolation_table, 3),
+    ("Saliency (Fig. 3), normalised, mean over the shallow and the deep third of the layers", SaliencyResult,
+     saliency_table, 3),
+    ("Isolation (Fig. 4), label loyalty / word loyalty, seed mean ± std", IsolationResult, isolation_table, 3),
     ("AUROC and R_l (Fig. 5), seed-averaged curve", AurocResult, lambda r: r.report_table(), 3),
     ("Error diagnosis (Fig. 6): correlation of predicted and true confusion, off-diagonal pairs", DiagnoseResult,
      diagnose_table, 3),
