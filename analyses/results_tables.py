@@ -104,7 +104,10 @@ def combined(result_class, folders: list[Path]):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folders", nargs="+", help="results folders, e.g. docs/results/smollm2-135m")
-    folders = [Path(folder) for folder in parser.parse_args().folders]
+    parser.add_argument("--matrices", nargs="*", default=[], metavar="TASK",
+                        help="also print the seed-mean predicted and true confusion matrices of these tasks (Fig. 6)")
+    args = parser.parse_args()
+    folders = [Path(folder) for folder in args.folders]
     for title, result_class, table, digits in TABLES:
         result = combined(result_class, folders)
         if result is None:
@@ -113,6 +116,16 @@ def main() -> None:
         print(f"#### {title}: seeds {seeds}{sizes(result.frame)}\n")
         print(markdown_table(table(result), digits=digits))
         print()
+    diagnosis = combined(DiagnoseResult, folders) if args.matrices else None
+    for task in args.matrices if diagnosis is not None else []:
+        for model in sorted(diagnosis.frame.loc[diagnosis.frame["task"] == task, "model"].unique()):
+            predicted, true = diagnosis.matrices(task, model)
+            side_by_side = pd.concat({"predicted": predicted, "true": true}, axis=1)
+            side_by_side.columns = [f"{kind}: {name}" for kind, name in side_by_side.columns]
+            print(f"#### Confusion matrices (Fig. 6), {task}, {model}: predicted from label-key distances, true from "
+                  "AUROCs; near 1 = well separated, small = confused\n")
+            print(markdown_table(side_by_side.rename_axis("class"), digits=2))
+            print()
 
 
 if __name__ == "__main__":
