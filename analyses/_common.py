@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from anchorlens.models import OFFLINE_MODELS
 from anchorlens.tasks import list_tasks
@@ -15,5 +16,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--n-test", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--out", default="results", help="results go to OUT/<model>/ (resumable)")
+    parser.add_argument("--out", default="results", help="results go to OUT/<model name>/ (resumable)")
     return parser
+
+
+def model_folder(out: str | Path, model: str) -> Path:
+    """Where a model's results go: OUT/<last part of the model name>, also for a local folder or an org/name."""
+    return Path(out) / Path(model).name

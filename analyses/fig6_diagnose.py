@@ -1,9 +1,7 @@
 """Paper Fig. 6: predicted confusion from label-word key distances beside the true confusion (AUROC), on each
 offline model."""
 
-from pathlib import Path
-
-from _common import parser
+from _common import model_folder, parser
 
 from anchorlens.experiments import DiagnoseConfig, run_experiment
 
@@ -13,5 +11,5 @@ args = cli.parse_args()
 for model in args.models:
     config = DiagnoseConfig(model=model, seeds=tuple(args.seeds), n_test=args.n_test, batch_size=args.batch_size,
                             layer=args.layer)
-    result = run_experiment("diagnose", model, args.tasks, config, Path(args.out) / model)
+    result = run_experiment("diagnose", model, args.tasks, config, model_folder(args.out, model))
     print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
