@@ -62,7 +62,8 @@ def speedup_table(result: CompressResult) -> pd.DataFrame:
 
 def diagnose_table(result: DiagnoseResult) -> pd.DataFrame:
     table = result.summary()
-    table.insert(2, "layer", [int(result.frame[result.frame["task"] == task]["layer"].iloc[0]) for task in table["task"]])
+    layers = result.frame.groupby(["task", "model"])["layer"].first()
+    table.insert(2, "layer", [int(layers[(task, model)]) for task, model in zip(table["task"], table["model"])])
     return table
 
 
