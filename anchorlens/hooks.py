@@ -123,10 +123,6 @@ def isolation_hooks(blocked_by_layer: Mapping[int, Bool[Tensor, "batch query key
 # --------------------------------------------------------------------------------------------- re-weighting
 
 
-def _target_rows(batch: PromptBatch, dtype: torch.dtype, device) -> Float[Tensor, "batch query"]:
-    return torch.nn.functional.one_hot(batch.target_positions.to(device), batch.seq_len).to(dtype)
-
-
 def reweight_hook(
     beta: Float[Tensor, "head label"],
     batch: PromptBatch,
@@ -138,7 +134,9 @@ def reweight_hook(
     unchanged and no renormalisation. ``variant="scores"`` (on hook_attn_scores) adds β to those pre-softmax
     scores instead, which renormalises the row: the same only when nothing else in the row matters.
     The edit is a product with a tensor of ones except at the target rows, so β receives gradients.
+    A full-sequence run is the case of `target_row_reweight_hook` where rows and keys are the prompt positions.
     """
+    edit = target_row_reweight_hook(beta, batch.label_mask, variant, target_rows=batch.target_positions)
 
     def hook(tensor: Float[Tensor, "batch head query key"], hook) -> Tensor:
         if tensor.shape[-2] != batch.seq_len or tensor.shape[-1] != batch.seq_len:
@@ -146,12 +144,7 @@ def reweight_hook(
                 f"reweight_hook expects full-sequence attention [.., {batch.seq_len}, {batch.seq_len}], got "
                 f"{tuple(tensor.shape)}; run the batch's full tokens (no KV cache) with this hook"
             )
-        label_mask = batch.label_mask.to(device=tensor.device, dtype=tensor.dtype)  # [b, c, k]
-        per_key = torch.einsum("hc,bck->bhk", beta.to(device=tensor.device, dtype=tensor.dtype), label_mask)
-        at_target = _target_rows(batch, tensor.dtype, tensor.device)[:, None, :, None]  # [b, 1, q, 1]
-        if variant == "pattern":
-            return tensor * (1 + at_target * (per_key.exp()[:, :, None, :] - 1))
-        return tensor + at_target * per_key[:, :, None, :]
+        return edit(tensor, hook)
 
     return hook
 
