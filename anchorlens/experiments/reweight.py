@@ -405,6 +405,9 @@ class ReweightResult(ExperimentResult):
         table = pd.concat(ours + [theirs], ignore_index=True)
         tasks = [c for c in table.columns if c not in ("source", "method", "Avg")]
         tasks = sorted(tasks, key=lambda name: list(PAPER_TASKS.values()).index(name) if name in PAPER_TASKS.values() else 99)
+        # A row missing one of the table's tasks averages fewer tasks than the rows it stands beside (the paper's
+        # Avg is over all four): leave its Avg blank rather than print a mean that is not comparable.
+        table.loc[table[tasks].isna().any(axis=1), "Avg"] = float("nan")
         return table[["source", "method", *tasks, "Avg"]]
 
     def paper_table(self, model: str | None = None) -> pd.DataFrame:
@@ -419,7 +422,7 @@ class ReweightResult(ExperimentResult):
         tasks = sorted(table.columns, key=lambda task: (_task_rank(task), task))
         methods = [m for m in METHODS if m in table.index] + sorted(m for m in table.index if m not in METHODS)
         table = table.reindex(index=methods, columns=tasks)
-        table["Avg"] = table.mean(axis=1)
+        table["Avg"] = table.mean(axis=1, skipna=False)  # a method missing on a task has no mean over tasks
         table = table.rename(index=METHOD_LABELS, columns=PAPER_TASKS)
         table.index.name, table.columns.name = "method", None
         return table

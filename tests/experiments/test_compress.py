@@ -286,6 +286,9 @@ def test_run_rows_resume_and_determinism(tmp_path, gpt2_like, monkeypatch):
     table = result.paper_table()
     assert list(table.index) == ["ICL", "Text_anchor", "Hidden_random", "Hidden_random-top", "Hidden_anchor"]
     assert table.loc["ICL", "label_loyalty"] == 100
+    assert (table["tasks"] == 1).all()
+    report = result.report_table().set_index("source")
+    assert (report.loc["paper, GPT2-XL", "tasks"] == 4).all()  # so the one-task mean is not read as the paper's
     assert plot_compress(result).data
 
 

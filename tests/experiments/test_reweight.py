@@ -12,6 +12,7 @@ import torch
 
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.reweight import (
+    METHOD_LABELS,
     METHODS,
     ReweightConfig,
     ReweightResult,
@@ -299,6 +300,25 @@ def test_summary_paper_table_and_plot():
     with pytest.raises(InvalidConfigError, match="several models"):
         two_models.paper_table()
     assert two_models.paper_table("other").equals(table)
+
+
+def test_an_average_over_fewer_tasks_than_its_neighbours_is_left_blank():
+    rows = [(task, "full", 1, method, 0.5, 10) for task in ("sst2", "trec") for method in METHODS]
+    rows += [("sst2", "part", 1, method, 0.9, 10) for method in METHODS]
+    rows += [("trec", "part", 1, method, 0.1, 10) for method in METHODS if method != "reweight"]
+    result = ReweightResult.from_frame(pd.DataFrame(rows, columns=["task", "model", "seed", "method", "accuracy", "n"]))
+
+    part = result.paper_table("part")
+    assert np.isnan(part.loc[METHOD_LABELS["reweight"], "Avg"])  # re-weighting ran on SST-2 only
+    assert part.loc[METHOD_LABELS["vanilla_1shot"], "Avg"] == pytest.approx(50.0)
+
+    report = result.report_table().set_index(["source", "method"])
+    # The paper's rows have AGNews and EmoC, which these results lack: a model's mean over two tasks would
+    # stand beside means over four, so ours are left blank and the paper's kept.
+    assert report.loc[("full", METHOD_LABELS["reweight"]), "SST-2"] == pytest.approx(50.0)
+    assert report.loc[["full", "part"], "Avg"].isna().all()
+    paper_rows = report.loc[["paper, GPT2-XL"]].reset_index()
+    assert not paper_rows["Avg"].isna().any()
 
 
 @pytest.mark.integration
