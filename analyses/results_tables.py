@@ -60,6 +60,26 @@ def speedup_table(result: CompressResult) -> pd.DataFrame:
     return pd.DataFrame(rows)[["source", *[name for name in PAPER_TASKS.values()]]]
 
 
+def compress_by_task_table(result: CompressResult) -> pd.DataFrame:
+    """Per task and model: label loyalty / word loyalty / accuracy (%) of each method, seed mean; the kept
+    demonstration tokens of Hidden_anchor out of all of them."""
+    from anchorlens.experiments.compress import METHOD_LABELS, METHODS
+
+    mean = result.frame.groupby(["task", "model", "method"])[["label_loyalty", "word_loyalty", "accuracy",
+                                                             "kept_tokens", "demo_tokens"]].mean()
+    rows = {}
+    for (task, model, method), values in mean.iterrows():
+        row = rows.setdefault((task, model), {})
+        row[METHOD_LABELS[method]] = " / ".join(f"{100 * values[m]:.1f}" for m in ("label_loyalty", "word_loyalty",
+                                                                                     "accuracy"))
+        if method == "hidden_anchor":
+            row["kept / demo tokens"] = f"{values['kept_tokens']:.0f} / {values['demo_tokens']:.0f}"
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = table.index.set_names(["task", "model"])
+    columns = [METHOD_LABELS[m] for m in METHODS if METHOD_LABELS[m] in table.columns] + ["kept / demo tokens"]
+    return table[[c for c in columns if c in table.columns]].reset_index()
+
+
 def diagnose_table(result: DiagnoseResult) -> pd.DataFrame:
     table = result.summary()
     layers = result.frame.groupby(["task", "model"])["layer"].first()
@@ -87,6 +107,8 @@ TABLES = (
      diagnose_table, 3),
     ("Anchor re-weighting (Table 1), accuracy %", ReweightResult, lambda r: r.report_table(), 1),
     ("Context compression (Table 2), % (mean over seeds, then tasks)", CompressResult, lambda r: r.report_table(), 1),
+    ("Context compression per task, label loyalty / word loyalty / accuracy %, seed mean", CompressResult,
+     compress_by_task_table, 1),
     ("Hidden_anchor speed-up (Table 3)", CompressResult, speedup_table, 2),
 )
 
