@@ -41,14 +41,16 @@ def test_every_script_writes_its_table_beside_the_others(analyses_out, tiny_fold
         assert sorted(frame["task"].unique()) == tasks and set(frame["seed"]) == {1}
 
 
-def test_results_tables_prints_all_seven_tables_and_the_matrices(analyses_out, monkeypatch, capsys):
+def test_results_tables_prints_all_eight_tables_and_the_matrices(analyses_out, monkeypatch, capsys):
     run_script("results_tables", [str(analyses_out), "--matrices", "trec"], monkeypatch)
     printed = capsys.readouterr().out
     titles = [line for line in printed.splitlines() if line.startswith("#### ")]
-    assert [t.split(" (")[0] for t in titles] == [
+    assert [t.split(" (")[0].split(",")[0] for t in titles] == [
         "#### Saliency", "#### Isolation", "#### AUROC and R_l", "#### Error diagnosis", "#### Anchor re-weighting",
-        "#### Context compression", "#### Hidden_anchor speed-up", "#### Confusion matrices",
+        "#### Context compression", "#### Context compression per task", "#### Hidden_anchor speed-up",
+        "#### Confusion matrices",
     ]
-    assert all("seeds [1], n = 4 per task and seed" in t for t in titles[:7])
+    assert all("seeds [1], n = 4 per task and seed" in t for t in titles[:8])
     assert "| paper, GPT2-XL | Anchor re-weighting (1-shot per class) | 90.1 |" in printed
+    assert "| task | model | ICL | Text_anchor | Hidden_random | Hidden_random-top | Hidden_anchor | kept / demo tokens |" in printed
     assert "| class | predicted: ABBR |" in printed
