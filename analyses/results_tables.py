@@ -21,6 +21,7 @@ from anchorlens.experiments import (
     SaliencyResult,
 )
 from anchorlens.experiments.compress import PAPER_TASKS
+from anchorlens.plots import diagnose_svg
 from anchorlens.reproduce import markdown_table
 
 
@@ -129,6 +130,9 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", help="results folders, e.g. docs/results/smollm2-135m")
     parser.add_argument("--matrices", nargs="*", default=[], metavar="TASK",
                         help="also print the seed-mean predicted and true confusion matrices of these tasks (Fig. 6)")
+    parser.add_argument("--heatmaps", action="store_true",
+                        help="with --matrices: also write them as FOLDER/diagnose-TASK.svg (static heatmaps that "
+                             "render in a README) and print a markdown image link to each")
     args = parser.parse_args()
     folders = [Path(folder) for folder in args.folders]
     for title, result_class, table, digits in TABLES:
@@ -149,6 +153,15 @@ def main() -> None:
                   "AUROCs; near 1 = well separated, small = confused\n")
             print(markdown_table(side_by_side.rename_axis("class"), digits=2))
             print()
+    for task in args.matrices if args.heatmaps else []:
+        for folder in folders:
+            result = combined(DiagnoseResult, [folder])
+            models = [] if result is None else sorted(result.frame.loc[result.frame["task"] == task, "model"].unique())
+            for model in models:
+                # one model per folder is the layout the CLI writes; name the model only when a folder mixes them
+                path = folder / (f"diagnose-{task}.svg" if len(models) == 1 else f"diagnose-{task}-{model}.svg")
+                path.write_text(diagnose_svg(result, task, model))
+                print(f"![Fig. 6, {task}, {model}: predicted and true confusion]({path.as_posix()})\n")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from anchorlens.experiments.isolation import CONDITIONS, IsolationResult
 from anchorlens.experiments.reweight import plot_reweight
 from anchorlens.experiments.saliency import REGIONS, SaliencyResult
 
-__all__ = ["plot_auroc", "plot_compress", "plot_diagnose", "plot_isolation", "plot_reweight", "plot_saliency", "save_figure"]
+__all__ = ["diagnose_svg", "plot_auroc", "plot_compress", "plot_diagnose", "plot_isolation", "plot_reweight", "plot_saliency",
+           "save_figure"]
 
 COLORS = {"S_wp": "#1f77b4", "S_pq": "#d62728", "S_ww": "#2ca02c"}
 
@@ -99,6 +100,59 @@ def plot_diagnose(result: DiagnoseResult) -> go.Figure:
     figure.update_layout(title="Error diagnosis: near 1 = well separated, small = confused", template="plotly_white",
                          height=380 * len(keys), width=950)
     return figure
+
+
+# YlGnBu anchors, the colour scale plot_diagnose uses, so the static picture reads like the interactive one.
+_YLGNBU = ((1.0, 1.0, 0.851), (0.78, 0.914, 0.706), (0.498, 0.804, 0.733), (0.255, 0.714, 0.769),
+           (0.114, 0.569, 0.753), (0.133, 0.369, 0.659), (0.031, 0.114, 0.345))
+
+
+def _ylgnbu(value: float) -> str:
+    position = min(max(float(value), 0.0), 1.0) * (len(_YLGNBU) - 1)
+    low = min(int(position), len(_YLGNBU) - 2)
+    weight = position - low
+    channels = [a + (b - a) * weight for a, b in zip(_YLGNBU[low], _YLGNBU[low + 1])]
+    return "#" + "".join(f"{round(255 * c):02x}" for c in channels)
+
+
+def diagnose_svg(result: DiagnoseResult, task: str, model: str | None = None, cell: int = 52) -> str:
+    """Paper Fig. 6 as a static SVG: predicted beside true confusion of one task, seed means, values printed in
+    the cells. It needs no browser (plotly's PNG export needs kaleido and Chrome), so it renders where HTML does
+    not, e.g. in a README on GitHub."""
+    from html import escape
+
+    matrices = result.matrices(task, model)
+    names = [str(name) for name in matrices[0].index]
+    if matrices[0].isna().all().all():
+        raise ValueError(f"no diagnosis rows for task {task!r}" + (f" and model {model!r}" if model else "") +
+                         "; pass a task and model the result holds")
+    margin, top, gap, size = 70, 84, 40, cell * len(names)
+    heading = f"Fig. 6, {task}" + (f" ({model})" if model else "") + ": near 1 = well separated, small = confused"
+    # about 7 px a character at 13 px: a two-class task still fits its heading
+    width, height = max(2 * (margin + size) + gap, 7 * len(heading) + 20), top + size + 16
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="13">{escape(heading)}</text>']
+    for panel, (kind, matrix) in enumerate(zip(("predicted (label-key distance)", "true (AUROC)"), matrices)):
+        left = margin + panel * (margin + size + gap)
+        parts.append(f'<text x="{left + size / 2}" y="{top - 30}" text-anchor="middle" font-size="12">{kind}</text>')
+        for i, name in enumerate(names):
+            parts.append(f'<text x="{left + (i + 0.5) * cell}" y="{top - 8}" text-anchor="middle">{escape(name)}</text>')
+            parts.append(f'<text x="{left - 6}" y="{top + (i + 0.5) * cell + 4}" text-anchor="end">{escape(name)}</text>')
+            for j in range(len(names)):
+                value = float(matrix.iloc[i, j])
+                x, y = left + j * cell, top + i * cell
+                missing = value != value  # NaN: a class pair without inputs stays grey and blank, not coloured as 0
+                fill = "#d9d9d9" if missing else _ylgnbu(value)
+                label = "" if missing else f"{value:.2f}"
+                ink = "white" if value > 0.6 else "black"  # dark cells get light text
+                parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="white">'
+                             f'<title>{escape(name)} / {escape(names[j])}: {label or "no inputs"}</title></rect>')
+                parts.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 + 4}" text-anchor="middle" fill="{ink}">'
+                             f'{label}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
 
 
 def save_figure(figure: go.Figure, path_without_suffix) -> list[str]:

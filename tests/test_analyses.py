@@ -42,7 +42,7 @@ def test_every_script_writes_its_table_beside_the_others(analyses_out, tiny_fold
 
 
 def test_results_tables_prints_all_eight_tables_and_the_matrices(analyses_out, monkeypatch, capsys):
-    run_script("results_tables", [str(analyses_out), "--matrices", "trec"], monkeypatch)
+    run_script("results_tables", [str(analyses_out), "--matrices", "trec", "--heatmaps"], monkeypatch)
     printed = capsys.readouterr().out
     titles = [line for line in printed.splitlines() if line.startswith("#### ")]
     assert [t.split(" (")[0].split(",")[0] for t in titles] == [
@@ -54,3 +54,6 @@ def test_results_tables_prints_all_eight_tables_and_the_matrices(analyses_out, m
     assert "| paper, GPT2-XL | Anchor re-weighting (1-shot per class) | 90.1 |" in printed
     assert "| task | model | ICL | Text_anchor | Hidden_random | Hidden_random-top | Hidden_anchor | kept / demo tokens |" in printed
     assert "| class | predicted: ABBR |" in printed
+    heatmaps = list(analyses_out.rglob("diagnose-trec.svg"))
+    assert len(heatmaps) == 1 and f"]({heatmaps[0].as_posix()})" in printed
+    assert heatmaps[0].read_text().count("<rect") == 1 + 2 * 6 * 6  # background and two 6-class matrices
