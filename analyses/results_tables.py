@@ -134,6 +134,8 @@ def main() -> None:
                         help="with --matrices: also write them as FOLDER/diagnose-TASK.svg (static heatmaps that "
                              "render in a README) and print a markdown image link to each")
     args = parser.parse_args()
+    if args.heatmaps and not args.matrices:
+        parser.error("--heatmaps draws the tasks named by --matrices; add e.g. --matrices trec")
     folders = [Path(folder) for folder in args.folders]
     for title, result_class, table, digits in TABLES:
         result = combined(result_class, folders)

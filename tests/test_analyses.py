@@ -57,3 +57,9 @@ def test_results_tables_prints_all_eight_tables_and_the_matrices(analyses_out, m
     heatmaps = list(analyses_out.rglob("diagnose-trec.svg"))
     assert len(heatmaps) == 1 and f"]({heatmaps[0].as_posix()})" in printed
     assert heatmaps[0].read_text().count("<rect") == 1 + 2 * 6 * 6  # background and two 6-class matrices
+
+
+def test_heatmaps_without_matrices_is_refused(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_script("results_tables", [str(tmp_path), "--heatmaps"], monkeypatch)
+    assert exit_info.value.code == 2 and "add e.g. --matrices trec" in capsys.readouterr().err
