@@ -155,10 +155,10 @@ def main() -> None:
                   "AUROCs; near 1 = well separated, small = confused\n")
             print(markdown_table(side_by_side.rename_axis("class"), digits=2))
             print()
-    for task in args.matrices if args.heatmaps else []:
-        for folder in folders:
-            result = combined(DiagnoseResult, [folder])
-            models = [] if result is None else sorted(result.frame.loc[result.frame["task"] == task, "model"].unique())
+    for folder in folders if args.heatmaps else []:
+        result = combined(DiagnoseResult, [folder])  # per folder: each heatmap is written beside its parts
+        for task in args.matrices if result is not None else []:
+            models = sorted(result.frame.loc[result.frame["task"] == task, "model"].unique())
             for model in models:
                 # one model per folder is the layout the CLI writes; name the model only when a folder mixes them
                 path = folder / (f"diagnose-{task}.svg" if len(models) == 1 else f"diagnose-{task}-{model}.svg")

@@ -17,6 +17,9 @@ __all__ = ["diagnose_svg", "plot_auroc", "plot_compress", "plot_diagnose", "plot
            "save_figure"]
 
 COLORS = {"S_wp": "#1f77b4", "S_pq": "#d62728", "S_ww": "#2ca02c"}
+# Fig. 6 in both forms, the plotly figure and the static SVG
+DIAGNOSE_COLORSCALE = "YlGnBu"
+DIAGNOSE_PANELS = ("predicted (label-key distance)", "true (AUROC)")
 
 
 def _titles(frame) -> list[str]:
@@ -88,13 +91,13 @@ def plot_auroc(result: AurocResult) -> go.Figure:
 def plot_diagnose(result: DiagnoseResult) -> go.Figure:
     """Paper Fig. 6: predicted confusion (label-key distances) beside true confusion (AUROC), one row per task."""
     keys = result.frame[["task", "model"]].drop_duplicates().values.tolist()
-    titles = [f"{kind}: {task} ({model})" for task, model in keys for kind in ("predicted (key distance)", "true (AUROC)")]
+    titles = [f"{kind}: {task} ({model})" for task, model in keys for kind in DIAGNOSE_PANELS]
     figure = make_subplots(rows=len(keys), cols=2, subplot_titles=titles, horizontal_spacing=0.18,
                            vertical_spacing=0.3 / max(1, len(keys)))
     for row, (task, model) in enumerate(keys, start=1):
         for column, matrix in enumerate(result.matrices(task, model), start=1):
             figure.add_trace(go.Heatmap(z=matrix.values, x=list(matrix.columns), y=list(matrix.index), zmin=0, zmax=1,
-                                        colorscale="YlGnBu", text=matrix.round(2).values, texttemplate="%{text}",
+                                        colorscale=DIAGNOSE_COLORSCALE, text=matrix.round(2).values, texttemplate="%{text}",
                                         showscale=row == 1 and column == 2), row=row, col=column)
             figure.update_yaxes(autorange="reversed", row=row, col=column)
     figure.update_layout(title="Error diagnosis: near 1 = well separated, small = confused", template="plotly_white",
@@ -102,17 +105,12 @@ def plot_diagnose(result: DiagnoseResult) -> go.Figure:
     return figure
 
 
-# YlGnBu anchors, the colour scale plot_diagnose uses, so the static picture reads like the interactive one.
-_YLGNBU = ((1.0, 1.0, 0.851), (0.78, 0.914, 0.706), (0.498, 0.804, 0.733), (0.255, 0.714, 0.769),
-           (0.114, 0.569, 0.753), (0.133, 0.369, 0.659), (0.031, 0.114, 0.345))
-
-
 def _ylgnbu(value: float) -> str:
-    position = min(max(float(value), 0.0), 1.0) * (len(_YLGNBU) - 1)
-    low = min(int(position), len(_YLGNBU) - 2)
-    weight = position - low
-    channels = [a + (b - a) * weight for a, b in zip(_YLGNBU[low], _YLGNBU[low + 1])]
-    return "#" + "".join(f"{round(255 * c):02x}" for c in channels)
+    """Hex colour of a value in [0, 1] on plotly's own scale, so the SVG and the plotly figure colour alike."""
+    from plotly.colors import sample_colorscale, unlabel_rgb
+
+    rgb = unlabel_rgb(sample_colorscale(DIAGNOSE_COLORSCALE, [min(max(float(value), 0.0), 1.0)])[0])
+    return "#" + "".join(f"{round(channel):02x}" for channel in rgb)
 
 
 def diagnose_svg(result: DiagnoseResult, task: str, model: str | None = None, cell: int = 52) -> str:
@@ -134,7 +132,7 @@ def diagnose_svg(result: DiagnoseResult, task: str, model: str | None = None, ce
              f'font-family="sans-serif" font-size="11">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
              f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="13">{escape(heading)}</text>']
-    for panel, (kind, matrix) in enumerate(zip(("predicted (label-key distance)", "true (AUROC)"), matrices)):
+    for panel, (kind, matrix) in enumerate(zip(DIAGNOSE_PANELS, matrices)):
         left = margin + panel * (margin + size + gap)
         parts.append(f'<text x="{left + size / 2}" y="{top - 30}" text-anchor="middle" font-size="12">{kind}</text>')
         for i, name in enumerate(names):
