@@ -131,15 +131,17 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
 
     from anchorlens.distributed import init_distributed, place_rank
     from anchorlens.experiments import EXPERIMENTS, run_experiment
-    from anchorlens.models import load_model
+    from anchorlens.models import DEFAULT_MODEL, expected_recorded_name, load_model
+    from anchorlens.runs import check_folder
     from anchorlens.tasks import get_task
 
     spec = EXPERIMENTS[experiment]
     tasks = [get_task(name) for name in args.task]  # unknown tasks fail before the model loads
     extra = {field: getattr(args, field) for field in spec.cli_fields}
-    recorded = args.model if args.model_class == "hooked" else f"{args.model}:{args.model_class}"
+    recorded = expected_recorded_name(args.model or DEFAULT_MODEL, args.model_class)
     config = spec.config_class(model=recorded, seeds=tuple(args.seeds), n_test=args.n_test,
                                batch_size=args.batch_size, shots_per_class=args.shots, **extra)
+    check_folder(args.out, experiment, config.signature())  # before the model loads (seconds), not after
     process = init_distributed()  # a no-op unless launched by torchrun / accelerate launch
     device = place_rank(process, args.device, n_devices=args.n_devices)
     model = load_model(args.model, device=device, n_devices=args.n_devices, model_class=args.model_class)

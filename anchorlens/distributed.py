@@ -240,7 +240,7 @@ def rank_record_path(out: str | Path, experiment: str, process: Process) -> Path
 
 def write_rank_record(out: str | Path, experiment: str, process: Process, parts: list[dict[str, object]]) -> Path:
     """Record which parts this rank computed in this run, where and how long (provenance on a cluster)."""
-    from anchorlens.runs import _atomic_write_text
+    from anchorlens.runs import atomic_write_text
 
     record = {
         "experiment": experiment,
@@ -252,7 +252,7 @@ def write_rank_record(out: str | Path, experiment: str, process: Process, parts:
         "parts": parts,
     }
     path = rank_record_path(out, experiment, process)
-    _atomic_write_text(path, json.dumps(record, indent=2))
+    atomic_write_text(path, json.dumps(record, indent=2))
     return path
 
 

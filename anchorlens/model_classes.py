@@ -128,3 +128,58 @@ def bridge_logits_at(model, tokens: Tensor, positions: Tensor, fwd_hooks: Sequen
         f"the TransformerBridge returned logits of shape {tuple(logits.shape)} for {tuple(tokens.shape)} tokens; "
         "expected one row per token or per requested position"
     )
+
+
+#: What a model built from a config (no name) is recorded as: never the name of an offline or hub model.
+UNNAMED_MODEL = "unnamed-model"
+
+
+def recorded_model_name(model) -> str:
+    """The name results of `model` are recorded under: ``model.cfg.model_name``, ``NAME:bridge`` for a
+    TransformerBridge.
+
+    A model built from a config without a name (TransformerLens calls it ``"custom"``) is recorded as
+    ``unnamed-model(<layers>L,<d_model>d,<heads>h)``, which no loadable model is called.
+    """
+    cfg = model.cfg
+    name = getattr(cfg, "model_name", None)
+    if not name or name == "custom":
+        name = f"{UNNAMED_MODEL}({cfg.n_layers}L,{cfg.d_model}d,{cfg.n_heads}h)"
+    return f"{name}:bridge" if is_bridge(model) and not str(name).endswith(":bridge") else str(name)
+
+
+#: Hugging Face architectures whose attention has value biases: TransformerLens's default loading folds them
+#: into the output bias, which changes ∂L/∂A and un-normalised re-weighting (SPEC §8).
+VALUE_BIAS_ARCHITECTURES = frozenset({
+    "GPT2LMHeadModel", "GPTNeoXForCausalLM", "OPTForCausalLM", "BloomForCausalLM", "Qwen2ForCausalLM",
+    "PhiForCausalLM", "BertForMaskedLM", "GPTBigCodeForCausalLM",
+})
+
+_WARNED_FOLDED: set[int] = set()
+
+
+def value_biases_folded(model) -> bool:
+    """Whether `model` looks loaded with its value biases folded: an architecture that has value biases
+    whose ``b_V`` are all zero (a HookedTransformer only; a bridge keeps the Hugging Face weights)."""
+    if not is_hooked_transformer(model):
+        return False
+    if getattr(model.cfg, "original_architecture", None) not in VALUE_BIAS_ARCHITECTURES:
+        return False
+    biases = [getattr(block.attn, "b_V", None) for block in model.blocks]
+    return all(bias is not None and not bool(bias.detach().any()) for bias in biases)
+
+
+def warn_if_value_biases_folded(model) -> None:
+    """Warn once per model when its value biases look folded (see `value_biases_folded`)."""
+    import warnings
+
+    if id(model) in _WARNED_FOLDED or not value_biases_folded(model):
+        return
+    _WARNED_FOLDED.add(id(model))
+    warnings.warn(
+        f"{recorded_model_name(model)} has value biases in its architecture but every b_V is zero: it looks "
+        "loaded the TransformerLens default way, which folds value biases into the output bias and changes "
+        "saliency and re-weighting (SPEC §8). Load it with anchorlens.load_model(name) or "
+        "HookedTransformer.from_pretrained(name, fold_value_biases=False)",
+        stacklevel=3,
+    )

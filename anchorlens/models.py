@@ -533,8 +533,25 @@ def _load_bridge(name: str, *, prepend_bos: bool | None, device: str | None, dty
         model.cfg.model_name = name
         return model
     if Path(name).expanduser().is_dir():
-        return _bridge_from_hf_folder(Path(name).expanduser(), prepend_bos=prepend_bos, device=device, dtype=dtype)
-    return _bridge_from_hub(name, prepend_bos=prepend_bos, device=device, dtype=dtype, **kwargs)
+        model = _bridge_from_hf_folder(Path(name).expanduser(), prepend_bos=prepend_bos, device=device, dtype=dtype)
+    else:
+        model = _bridge_from_hub(name, prepend_bos=prepend_bos, device=device, dtype=dtype, **kwargs)
+    model.cfg.model_name = recorded_name_for(name)
+    return model
+
+
+def recorded_name_for(name: str) -> str:
+    """The name `load_model(name)` records results under (without the ``:bridge`` suffix): the name as given,
+    a local folder as its absolute path (so two folders called alike never share results)."""
+    if name not in OFFLINE_MODELS and Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    return name
+
+
+def expected_recorded_name(name: str, model_class: str = "hooked") -> str:
+    """What `recorded_model_name` will say of ``load_model(name, model_class=...)``, known before loading."""
+    base = recorded_name_for(name)
+    return f"{base}:bridge" if model_class == "bridge" else base
 
 
 def load_model(
@@ -587,10 +604,12 @@ def load_model(
         model.cfg.model_name = name
         return model
     if Path(name).expanduser().is_dir():
-        return _from_hf_folder(
+        model = _from_hf_folder(
             Path(name).expanduser(), None, prepend_bos=prepend_bos, device=device, dtype=dtype, processing=processing,
             n_devices=n_devices,
         )
+        model.cfg.model_name = recorded_name_for(name)
+        return model
     import transformer_lens.loading_from_pretrained as loading
 
     try:
@@ -610,6 +629,7 @@ def load_model(
     model.cfg.default_prepend_bos = (
         prepend_bos_for(name, model.tokenizer) if prepend_bos is None else prepend_bos
     )
+    model.cfg.model_name = name
     return lay_out_weights_for_linear(model).eval()
 
 

@@ -109,6 +109,9 @@ class Prompt:
     label_token_ids: tuple[int, ...]
     #: Gold class of the query, or None when unknown.
     query_label: int | None = None
+    #: Row index of the query in its split (the test row), or None for a prompt not drawn from a task's data.
+    #: Random controls are keyed by it, so they do not depend on how prompts are batched.
+    example_index: int | None = None
 
     def __post_init__(self) -> None:
         if not (len(self.token_ids) == len(self.roles) == len(self.demonstration_of_token)):
@@ -170,6 +173,7 @@ class Prompt:
             "text_positions": list(self.text_positions),
             "formatting_positions": list(self.formatting_positions),
             "query_label": None if self.query_label is None else names[self.query_label],
+            "example_index": self.example_index,
         }
         if tokenizer is not None:
             out["tokens"] = self.tokens(tokenizer)
@@ -205,6 +209,23 @@ def _segments(task: Task, demonstrations: Sequence[tuple[str, int]], query_text:
     return [segment for segment in segments if segment.text]
 
 
+_TEXT_ROLES = (Role.TEXT, Role.QUERY_TEXT)
+
+
+def _token_role(char_roles: Sequence[Role]) -> Role:
+    """The role of a token from the roles of the characters it covers.
+
+    A token that covers any character of a demonstration's (or the query's) text is text: the template's
+    trailing space merges into the first word (``"Review: it"`` gives ``" it"``), and that word is content
+    the paper's compression drops (SPEC §8). Otherwise the highest role wins (a ``"\n"`` that merges with
+    the next template word is a separator).
+    """
+    text_roles = [role for role in char_roles if role in _TEXT_ROLES]
+    if text_roles and Role.LABEL not in char_roles:
+        return max(text_roles)
+    return max(char_roles)
+
+
 def build_prompt(
     tokenizer,
     task: Task | str,
@@ -215,6 +236,7 @@ def build_prompt(
     prepend_bos: bool,
     max_length: int | None = None,
     labels: LabelTokens | None = None,
+    example_index: int | None = None,
 ) -> Prompt:
     """Build a prompt and its positions from one tokenization of the whole text.
 
@@ -241,8 +263,7 @@ def build_prompt(
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(encoding.input_ids)
     offsets = [(start, max(end, start + 1)) for start, end in encoding.offset_mapping]
-    # A token covering characters of several roles takes the highest one (a " \n" token is formatting).
-    roles = [max(char_role[start:end]) for start, end in offsets]
+    roles = [_token_role(char_role[start:end]) for start, end in offsets]
     token_demo = [max(char_demo[start:end]) for start, end in offsets]
 
     demonstration_labels, demonstration_label_positions = [], []
@@ -288,6 +309,7 @@ def build_prompt(
         target_position=len(ids) - 1,
         label_token_ids=labels.token_ids,
         query_label=query_label,
+        example_index=example_index,
     )
 
 
@@ -497,6 +519,7 @@ def task_prompts(
             prepend_bos=prepend_bos,
             max_length=max_length,
             labels=labels,
+            example_index=example.index,
         )
         for example in sample_test_set(task, seed, n_test=n_test, source=source)
     ]

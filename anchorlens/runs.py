@@ -1,22 +1,35 @@
-"""Writing results as they finish and resuming: one part file per (experiment, task, seed).
+"""Writing results as they finish and resuming: one verified part per (experiment, task, seed).
 
 Layout of an output folder::
 
-    DIR/manifest.json                      anchorlens version, format version, one entry per experiment
-    DIR/parts/<experiment>/<task>-seed<seed>.csv
-    DIR/<experiment>.csv (+ .parquet)      all finished parts with derived columns, written by the caller
+    DIR/manifest.json                                   format, anchorlens version, model, one entry per experiment
+    DIR/parts/<experiment>/<task>-seed<seed>.csv        the seed's rows (what the seed-level tables average)
+    DIR/parts/<experiment>/<task>-seed<seed>.examples.parquet   one row per test input (× layer, condition, ...)
+    DIR/parts/<experiment>/<task>-seed<seed>.json       the part's record: settings signature, row counts, hashes
+    DIR/<experiment>.csv, _examples.parquet, _summary.csv, .html   all finished parts, written by the caller
 
-A part is written to a temporary file and renamed, so a killed run leaves whole parts only; a rerun with the
-same configuration skips every part already there. A rerun with a different configuration, or a folder
-written by another results format, is refused with a message instead of mixing incompatible rows.
+A part is finished only when its record exists, its files hash to what the record says, its row counts match
+and it was made with the same settings (the signature, which names the model). The record is written last,
+so a killed run never leaves a part that reads as finished. A damaged part (cut, emptied, edited, or missing
+a file) is reported by path and recomputed; a part made with other settings is refused with the fix, never
+mixed in. Every file is written to a temporary file in its folder and renamed over the target: a symlink
+planted in the folder is replaced, never followed, and no reader sees half a file. A lock per part lets two
+runs on one folder share the work: the second waits for a part the first is computing, then reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +37,15 @@ import pandas as pd
 
 from anchorlens.errors import InvalidConfigError
 
-#: Bumped when the meaning or layout of saved results changes.
-RESULTS_FORMAT_VERSION = 1
+#: Bumped when the meaning or layout of saved results changes (2: verified parts with per-example rows).
+RESULTS_FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+PART_RECORD_SUFFIX = ".json"
+EXAMPLES_SUFFIX = ".examples.parquet"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone who may read them
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+class DamagedPartWarning(UserWarning):
+    """A part file failed its check and is recomputed."""
 
 
 def _umask() -> int:
@@ -48,68 +54,309 @@ def _umask() -> int:
     return current
 
 
-def write_frame(frame: pd.DataFrame, path: Path) -> None:
+def _unwritable(path: Path, error: OSError) -> InvalidConfigError:
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return InvalidConfigError(
+        f"cannot write {path} ({reason.lower()}); choose a writable --out folder (results already there can still "
+        "be read)"
+    )
+
+
+def ensure_folder(folder: Path) -> None:
+    """Create `folder` (and parents), with a one-line error when a file is in the way or it cannot be made."""
+    for parent in [folder, *folder.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise InvalidConfigError(f"output path {folder} lies below {parent}, which is a file; choose a folder")
+        if parent.is_dir():
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InvalidConfigError(f"output path {folder} exists and is not a folder; choose a folder") from None
+    except OSError as error:
+        raise _unwritable(folder, error) from None
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path`.
+
+    A symlink at `path` is replaced by the file, never followed; a reader sees the old or the new file whole.
+    """
+    path = Path(path)
+    ensure_folder(path.parent)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _unwritable(path, error) from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone who may read them
+        os.replace(temporary, path)
+    except OSError as error:
+        raise _unwritable(path, error) from None
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
     """Write a CSV atomically (temporary file, then rename)."""
-    _atomic_write_text(path, frame.to_csv(index=False))
+    atomic_write_text(path, frame.to_csv(index=False))
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, compression="zstd")
+    return buffer.getvalue()
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a parquet file atomically (zstd-compressed)."""
+    atomic_write_bytes(path, parquet_bytes(frame))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path`, created if missing, opened without following a symlink and never truncated."""
+    ensure_folder(path.parent)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise InvalidConfigError(
+                f"{path} is a symbolic link; anchorlens does not follow links in its output folders. Remove it"
+            ) from None
+        raise _unwritable(path, error) from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
+def part_stem(out_dir: str | Path, experiment: str, task: str, seed: int) -> Path:
+    return Path(out_dir) / "parts" / experiment / f"{task}-seed{seed}"
 
 
 def part_path(out_dir: str | Path, experiment: str, task: str, seed: int) -> Path:
-    """Where one (task, seed) part of an experiment lives; reading it needs no store (which writes the manifest)."""
-    return Path(out_dir) / "parts" / experiment / f"{task}-seed{seed}.csv"
+    """The record of one (task, seed) part: it exists once the part is whole (written last)."""
+    return part_stem(out_dir, experiment, task, seed).with_suffix(PART_RECORD_SUFFIX)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One finished (task, seed) part: the seed's rows and its per-example rows."""
+
+    rows: pd.DataFrame
+    examples: pd.DataFrame
+
+
+def _normalised(config: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(config), default=str))  # as it will read back
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    return sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidConfigError(f"{path} is not valid JSON; move the folder away or choose another --out") from None
+    return manifest
+
+
+def check_folder(out_dir: str | Path, experiment: str, signature: Mapping[str, Any]) -> None:
+    """Refuse, before any model loads or file is written, a folder whose results cannot be mixed with these
+    settings: another results format, another model, or this experiment made with other settings."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidConfigError(f"output path {out_dir} exists and is not a folder; choose a folder")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InvalidConfigError(f"output path {out_dir} lies below {parent}, which is a file; choose a folder")
+            break
+    if not out_dir.is_dir():
+        return
+    manifest = read_manifest(out_dir)
+    if not manifest:
+        return
+    signature = _normalised(signature)
+    if manifest.get("results_format") != RESULTS_FORMAT_VERSION:
+        raise InvalidConfigError(
+            f"{out_dir} holds results of format {manifest.get('results_format')!r} "
+            f"(anchorlens {manifest.get('anchorlens_version', '?')}), this is format {RESULTS_FORMAT_VERSION}; "
+            "choose another --out folder so old results are neither mixed in nor overwritten"
+        )
+    folder_model = manifest.get("model")
+    if folder_model is not None and "model" in signature and folder_model != signature["model"]:
+        raise InvalidConfigError(
+            f"{out_dir} holds results of model {folder_model!r}, and this run is of {signature['model']!r}; results "
+            "of two models are never mixed in one folder: choose another --out (e.g. OUT/<model name>)"
+        )
+    previous = manifest.get("experiments", {}).get(experiment)
+    if previous is not None and previous != signature:
+        raise InvalidConfigError(
+            f"{out_dir} already holds {experiment} results made with other settings "
+            f"({', '.join(_changed(previous, signature))} differ); rerun with the same settings to resume, or "
+            "choose another --out folder"
+        )
 
 
 class ResultStore:
-    """Part files of one experiment in one output folder; see the module docstring."""
+    """Verified part files of one experiment in one output folder; see the module docstring.
+
+    Building a store checks the folder (`check_folder`) and writes nothing: the manifest is written with the
+    first part, so a run refused later leaves no trace.
+    """
 
     def __init__(self, out_dir: str | Path, experiment: str, config: Mapping[str, Any]):
-        from anchorlens import __version__
-
         self.out_dir = Path(out_dir)
         self.experiment = experiment
-        self.config = json.loads(json.dumps(dict(config), default=str))  # as it will read back
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise InvalidConfigError(f"output path {self.out_dir} exists and is not a folder; choose a folder")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        manifest_path = self.out_dir / MANIFEST
-        manifest: dict[str, Any] = {}
-        if manifest_path.exists():
-            try:
-                manifest = json.loads(manifest_path.read_text())
-            except ValueError:
-                raise InvalidConfigError(
-                    f"{manifest_path} is not valid JSON; move the folder away or choose another --out"
-                ) from None
-            if manifest.get("results_format") != RESULTS_FORMAT_VERSION:
-                raise InvalidConfigError(
-                    f"{self.out_dir} holds results of format {manifest.get('results_format')!r} "
-                    f"(anchorlens {manifest.get('anchorlens_version', '?')}), this is format {RESULTS_FORMAT_VERSION}; "
-                    "choose another --out folder so old results are neither mixed in nor overwritten"
-                )
-            previous = manifest.get("experiments", {}).get(experiment)
-            if previous is not None and previous != self.config:
-                changed = sorted(k for k in set(previous) | set(self.config) if previous.get(k) != self.config.get(k))
-                raise InvalidConfigError(
-                    f"{self.out_dir} already holds {experiment} results made with other settings ({', '.join(changed)} "
-                    "differ); rerun with the same settings to resume, or choose another --out folder"
-                )
-        manifest.setdefault("results_format", RESULTS_FORMAT_VERSION)
-        manifest["anchorlens_version"] = __version__
-        manifest.setdefault("experiments", {})[experiment] = self.config
-        _atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+        self.config = _normalised(config)
+        check_folder(self.out_dir, experiment, self.config)
 
     def part_path(self, task: str, seed: int) -> Path:
         return part_path(self.out_dir, self.experiment, task, seed)
 
+    def _files(self, task: str, seed: int) -> tuple[Path, Path, Path]:
+        stem = part_stem(self.out_dir, self.experiment, task, seed)
+        return stem.with_suffix(".csv"), Path(f"{stem}{EXAMPLES_SUFFIX}"), stem.with_suffix(PART_RECORD_SUFFIX)
+
+    def _read(self, task: str, seed: int) -> Part | None:
+        """The part if it is whole and made with these settings; None if absent or damaged (warned)."""
+        rows_path, examples_path, record_path = self._files(task, seed)
+        if not record_path.is_file() and not record_path.is_symlink():
+            return None
+        try:
+            problem = None
+            record = json.loads(record_path.read_text())
+            if not isinstance(record, dict) or record.get("results_format") != RESULTS_FORMAT_VERSION:
+                problem = "its record is of another results format"
+            elif record.get("signature") != self.config:
+                raise InvalidConfigError(
+                    f"{record_path} was made with other settings ({', '.join(_changed(record.get('signature') or {}, self.config))} "
+                    "differ); rerun with the same settings to resume, or choose another --out folder"
+                )
+            else:
+                rows_data, examples_data = rows_path.read_bytes(), examples_path.read_bytes()
+                if _sha256(rows_data) != record.get("rows_sha256"):
+                    problem = f"{rows_path.name} does not match its recorded hash"
+                elif _sha256(examples_data) != record.get("examples_sha256"):
+                    problem = f"{examples_path.name} does not match its recorded hash"
+                else:
+                    rows = pd.read_csv(io.BytesIO(rows_data)) if rows_data.strip() else pd.DataFrame()
+                    examples = pd.read_parquet(io.BytesIO(examples_data))
+                    if len(rows) != record.get("rows") or len(examples) != record.get("example_rows"):
+                        problem = "its row counts differ from its record"
+                    else:
+                        return Part(rows, examples)
+        except InvalidConfigError:
+            raise
+        except (OSError, ValueError, UnicodeDecodeError) as error:
+            problem = f"it cannot be read ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        except Exception as error:  # pyarrow / pandas parser errors of a garbled file
+            problem = f"it cannot be read ({type(error).__name__})"
+        warnings.warn(
+            f"part {record_path.with_suffix('')} is damaged: {problem}; recomputing it", DamagedPartWarning, stacklevel=3
+        )
+        return None
+
     def done(self, task: str, seed: int) -> bool:
-        return self.part_path(task, seed).is_file()
+        """Whether the part is whole and made with these settings (a damaged part is warned about)."""
+        return self._read(task, seed) is not None
 
-    def load_part(self, task: str, seed: int) -> pd.DataFrame:
-        return pd.read_csv(self.part_path(task, seed))
+    def load_part(self, task: str, seed: int) -> Part:
+        part = self._read(task, seed)
+        if part is None:
+            raise InvalidConfigError(f"part {self.part_path(task, seed)} is missing or damaged; rerun to recompute it")
+        return part
 
-    def write_part(self, task: str, seed: int, frame: pd.DataFrame) -> None:
-        write_frame(frame, self.part_path(task, seed))
+    @contextlib.contextmanager
+    def lock(self, task: str, seed: int) -> Iterator[None]:
+        """Hold the part's lock: a second run on the folder waits here while the first computes the part."""
+        stem = part_stem(self.out_dir, self.experiment, task, seed)
+        with file_lock(Path(f"{stem}.lock")):
+            yield
 
-    def combined(self) -> pd.DataFrame:
-        parts = sorted((self.out_dir / "parts" / self.experiment).glob("*.csv"))
-        frames = [pd.read_csv(path) for path in parts]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    def _write_manifest(self) -> None:
+        from anchorlens import __version__
+
+        manifest = read_manifest(self.out_dir)
+        manifest.setdefault("results_format", RESULTS_FORMAT_VERSION)
+        manifest["anchorlens_version"] = __version__
+        if "model" in self.config:
+            manifest["model"] = self.config["model"]
+        experiments = manifest.setdefault("experiments", {})
+        if experiments.get(self.experiment) != self.config:
+            experiments[self.experiment] = self.config
+        atomic_write_text(self.out_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+
+    def write_part(self, task: str, seed: int, rows: pd.DataFrame, examples: pd.DataFrame) -> None:
+        """Write the part's two files, then its record (which makes it finished)."""
+        from anchorlens import __version__
+
+        check_folder(self.out_dir, self.experiment, self.config)  # another run may have claimed the folder
+        self._write_manifest()
+        rows_path, examples_path, record_path = self._files(task, seed)
+        rows_data = rows.to_csv(index=False).encode("utf-8")
+        examples_data = parquet_bytes(examples)
+        atomic_write_bytes(rows_path, rows_data)
+        atomic_write_bytes(examples_path, examples_data)
+        record = {
+            "results_format": RESULTS_FORMAT_VERSION,
+            "anchorlens_version": __version__,
+            "experiment": self.experiment,
+            "task": task,
+            "seed": seed,
+            "signature": self.config,
+            "rows": len(rows),
+            "example_rows": len(examples),
+            "rows_sha256": _sha256(rows_data),
+            "examples_sha256": _sha256(examples_data),
+        }
+        atomic_write_text(record_path, json.dumps(record, indent=2, sort_keys=True))
+
+    def finished_parts(self) -> list[tuple[str, int]]:
+        """(task, seed) of every part record in the folder (whole or not: reading verifies)."""
+        folder = self.out_dir / "parts" / self.experiment
+        found = []
+        for record in sorted(folder.glob(f"*-seed*{PART_RECORD_SUFFIX}")):
+            task, _, seed = record.name[: -len(PART_RECORD_SUFFIX)].rpartition("-seed")
+            if seed.lstrip("-").isdigit():
+                found.append((task, int(seed)))
+        return found
+
+
+def read_parts(out_dir: str | Path, experiment: str) -> Part:
+    """Every whole part of `experiment` in a folder, verified (a damaged part is left out with a warning;
+    parts made with settings other than the manifest's are refused)."""
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    signature = manifest.get("experiments", {}).get(experiment)
+    if signature is None:
+        raise InvalidConfigError(f"{out_dir} holds no finished {experiment} results")
+    store = ResultStore(out_dir, experiment, signature)
+    parts = [part for part in (store._read(task, seed) for task, seed in store.finished_parts()) if part is not None]
+    if not parts:
+        raise InvalidConfigError(f"{out_dir} holds no finished {experiment} results")
+    return Part(
+        pd.concat([part.rows for part in parts], ignore_index=True),
+        pd.concat([part.examples for part in parts], ignore_index=True),
+    )

@@ -286,9 +286,9 @@ def test_isolation_auroc_and_saliency_experiments_agree_across_classes(tiny_mode
     )
 
     runs = [
-        (run_isolation, IsolationConfig(model="tiny", seeds=(42,), n_test=4, k=(1, 2)), ["label_loyalty", "word_loyalty"]),
-        (run_auroc, AurocConfig(model="tiny", seeds=(42,), n_test=6), ["auroc"]),
-        (run_saliency, SaliencyConfig(model="tiny", seeds=(42,), n_test=3), ["S_wp", "S_pq", "S_ww"]),
+        (run_isolation, IsolationConfig(seeds=(42,), n_test=4, k=(1, 2)), ["label_loyalty", "word_loyalty"]),
+        (run_auroc, AurocConfig(seeds=(42,), n_test=6), ["auroc"]),
+        (run_saliency, SaliencyConfig(seeds=(42,), n_test=3), ["S_wp", "S_pq", "S_ww"]),
     ]
     for run, config, columns in runs:
         frames = {
@@ -325,7 +325,7 @@ def test_compress_on_a_bridge_names_the_limitation_and_the_fix(tiny_models):
     from anchorlens.experiments import CompressConfig, run_compress
 
     with pytest.raises(UnsupportedModelError, match="compression.*TransformerBridge.*model_class='hooked'"):
-        run_compress(tiny_models["bridge"], "sst2", CompressConfig(model="tiny", seeds=(42,), n_test=2), progress=False)
+        run_compress(tiny_models["bridge"], "sst2", CompressConfig(seeds=(42,), n_test=2), progress=False)
 
 
 def test_diagnose_refuses_a_bridge_without_post_rotary_keys(tiny_models):
@@ -333,14 +333,14 @@ def test_diagnose_refuses_a_bridge_without_post_rotary_keys(tiny_models):
     from anchorlens.experiments import DiagnoseConfig, run_diagnose
 
     with pytest.raises(HookError, match="hook_rot_k.*model_class='hooked'"):
-        run_diagnose(tiny_models["bridge"], "sst2", DiagnoseConfig(model="tiny", seeds=(42,), n_test=4), progress=False)
+        run_diagnose(tiny_models["bridge"], "sst2", DiagnoseConfig(seeds=(42,), n_test=4), progress=False)
 
 
 @pytest.mark.integration
 def test_diagnose_agrees_across_classes_on_smollm2(request):
     from anchorlens.experiments import DiagnoseConfig, run_diagnose
 
-    config = DiagnoseConfig(model="smollm2-135m", seeds=(42,), n_test=4, batch_size=4)
+    config = DiagnoseConfig(seeds=(42,), n_test=4, batch_size=4)
     frames = [run_diagnose(_get(request, "smollm2-135m", c), "sst2", config, progress=False).to_frame() for c in CLASSES]
     torch.testing.assert_close(torch.tensor(frames[1]["predicted"].to_numpy()),
                                torch.tensor(frames[0]["predicted"].to_numpy()), rtol=1e-3, atol=1e-4)

@@ -68,15 +68,20 @@ def run_experiment(
     from pathlib import Path
 
     from anchorlens.distributed import init_distributed, place_rank, run_shard
-    from anchorlens.models import load_model
+    from anchorlens.models import expected_recorded_name, load_model
     from anchorlens.plots import save_figure
+    from anchorlens.runs import check_folder
     from anchorlens.tasks import get_task
 
     spec = EXPERIMENTS[name]
     tasks = [get_task(task) for task in tasks]  # unknown tasks fail before a model loads
     process = init_distributed()
     if isinstance(model, str):
+        expected = dataclasses.replace(config, model=config.model or expected_recorded_name(model))
+        check_folder(out, name, expected.signature())  # settings are checked before the model loads
         model = load_model(model, device=place_rank(process, None))
+    config = config.for_model(model)
+    check_folder(out, name, config.signature())
     progress = progress and process.is_main  # one set of progress bars, not one per rank
     with warnings.catch_warnings():
         warnings.filterwarnings("once", message="label word")

@@ -128,4 +128,4 @@ def run_auroc(
             }
         )
 
-    return AurocResult.from_frame(run_seeds("auroc", model, task, config, one_seed, out=out, progress=progress), config)
+    return AurocResult.from_run(run_seeds("auroc", model, task, config, one_seed, out=out, progress=progress))

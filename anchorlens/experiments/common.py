@@ -14,23 +14,24 @@ from tqdm.auto import tqdm
 
 from anchorlens.errors import InvalidConfigError
 from anchorlens.hooks import verify_attention_hooks
-from anchorlens.models import DEFAULT_MODEL
+from anchorlens.model_classes import recorded_model_name, warn_if_value_biases_folded
 from anchorlens.prompts import Prompt, PromptBatch, make_batch
-from anchorlens.runs import ResultStore, write_frame
+from anchorlens.runs import ResultStore, read_manifest, read_parts, write_frame, write_parquet
+from anchorlens.stats import bootstrap_means
 from anchorlens.tasks import Task, get_task
-
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
     """Fields every experiment has. Subclasses add their own; all are validated on construction.
 
-    ``model`` is the name recorded in the results (the run function takes the loaded model itself).
-    ``n_test`` is the number of test inputs per seed (capped at the split size and the task's 1000);
-    None takes them all.
+    ``model`` is the name results are recorded under. Leave it None: the run function takes it from the loaded
+    model (`anchorlens.model_classes.recorded_model_name`); a name given here must be that model's, or the run
+    is refused. ``n_test`` is the number of test inputs per seed (capped at the split size and the task's
+    1000); None takes them all.
     """
 
-    model: str = DEFAULT_MODEL
+    model: str | None = None
     seeds: tuple[int, ...] = (42, 43, 44)
     n_test: int | None = 200
     batch_size: int = 8
@@ -43,6 +44,8 @@ class ExperimentConfig:
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
         if not self.seeds:
             raise InvalidConfigError("give at least one seed (the paper uses 42 43 44 45 46)")
+        if min(self.seeds) < 0:
+            raise InvalidConfigError(f"seeds must be 0 or more, got {min(self.seeds)} (the paper uses 42 43 44 45 46)")
         if len(set(self.seeds)) != len(self.seeds):
             raise InvalidConfigError(f"seeds repeat: {self.seeds}; give each seed once")
         if self.n_test is not None and self.n_test < 1:
@@ -58,6 +61,25 @@ class ExperimentConfig:
     def signature(self) -> dict[str, Any]:
         """The settings that decide the numbers: results made with another signature are not mixed in."""
         return {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE_FIELDS}
+
+    def for_model(self, model) -> ExperimentConfig:
+        """This config with ``model`` set to the loaded model's recorded name; refused if it names another."""
+        name = recorded_model_name(model)
+        if self.model is not None and self.model != name:
+            raise InvalidConfigError(
+                f"the config names model {self.model!r}, but the model passed is {name!r}; results are recorded "
+                "under the model that made them: leave config.model unset (None) or load the model it names"
+            )
+        return self if self.model == name else dataclasses.replace(self, model=name)
+
+    @classmethod
+    def from_signature(cls, signature: dict[str, Any], seeds: tuple[int, ...] | None = None) -> ExperimentConfig:
+        """The config a saved signature describes (lists read back from JSON become tuples)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in signature.items() if k in names}
+        if seeds:
+            values["seeds"] = tuple(seeds)
+        return cls(**values)
 
 
 def device_of(model) -> torch.device:
@@ -100,49 +122,98 @@ def batches(
     return iter(tqdm(made, total=len(groups), desc="batches", unit="batch", disable=not progress, leave=False))
 
 
+@dataclass(frozen=True)
+class SeedOutput:
+    """What one seed of an experiment leaves: the seed's rows (one per layer / condition / method) and the
+    per-example rows they summarise (one per test input × layer / condition / method, with at least
+    ``example`` (the test row index), ``gold`` and the prediction). `run_seeds` adds task, model and seed."""
+
+    rows: pd.DataFrame
+    examples: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class SeedRuns:
+    """The rows and per-example rows of every requested seed, and the config (model name resolved)."""
+
+    rows: pd.DataFrame
+    examples: pd.DataFrame
+    config: ExperimentConfig
+
+
+def _tagged(frame: pd.DataFrame, task: str, model: str, seed: int) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True).copy()
+    for column, value in (("seed", seed), ("model", model), ("task", task)):
+        if column in frame.columns:
+            frame = frame.drop(columns=column)
+        frame.insert(0, column, value)
+    return frame
+
+
 def run_seeds(
     experiment: str,
     model,
     task: Task | str,
     config: ExperimentConfig,
-    one_seed: Callable[[int], pd.DataFrame],
+    one_seed: Callable[[int], SeedOutput],
     *,
     out: str | Path | None,
     progress: bool,
-) -> pd.DataFrame:
+) -> SeedRuns:
     """Run `one_seed` for each seed not yet saved under `out`, writing each part as soon as it is done.
 
-    Returns the rows of all requested seeds (saved ones read back), with ``task``, ``model`` and ``seed``
-    columns first.
+    Returns the rows and per-example rows of all requested seeds (saved ones read back and verified), with
+    ``task``, ``model`` and ``seed`` columns first, and the config with the model's recorded name.
     """
     task = get_task(task)
+    config = config.for_model(model)
     verify_attention_hooks(model)
+    warn_if_value_biases_folded(model)
     store = ResultStore(out, experiment, config.signature()) if out is not None else None
-    frames = []
+    rows, examples = [], []
+
+    def compute(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        output = one_seed(seed)
+        if isinstance(output, pd.DataFrame):  # TRANSITION: experiments not yet returning SeedOutput
+            output = SeedOutput(output, pd.DataFrame({"example": []}))
+        return (_tagged(output.rows, task.name, config.model, seed),
+                _tagged(output.examples, task.name, config.model, seed))
+
     seeds = tqdm(config.seeds, desc=f"{experiment} {task.name}", disable=not progress, leave=False)
     for seed in seeds:
-        if store is not None and store.done(task.name, seed):
-            frames.append(store.load_part(task.name, seed))
-            continue
-        frame = one_seed(seed)
-        frame.insert(0, "seed", seed)
-        frame.insert(0, "model", config.model)
-        frame.insert(0, "task", task.name)
-        if store is not None:
-            store.write_part(task.name, seed, frame)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+        if store is None:
+            seed_rows, seed_examples = compute(seed)
+        elif store.done(task.name, seed):
+            part = store.load_part(task.name, seed)
+            seed_rows, seed_examples = part.rows, part.examples
+        else:
+            with store.lock(task.name, seed):
+                if store.done(task.name, seed):  # another run on this folder finished it while we waited
+                    part = store.load_part(task.name, seed)
+                    seed_rows, seed_examples = part.rows, part.examples
+                else:
+                    seed_rows, seed_examples = compute(seed)
+                    store.write_part(task.name, seed, seed_rows, seed_examples)
+        rows.append(seed_rows)
+        examples.append(seed_examples)
+    return SeedRuns(pd.concat(rows, ignore_index=True), pd.concat(examples, ignore_index=True), config)
 
 
 @dataclass(frozen=True)
 class ExperimentResult:
-    """A tidy table plus the config that made it. Subclasses name the experiment and add derived views."""
+    """A tidy table, the per-example rows it summarises, and the config that made them. Subclasses name the
+    experiment and add derived views."""
 
     frame: pd.DataFrame
     config: ExperimentConfig
+    #: One row per test input (× layer / condition / method): task, model, seed, example, gold, prediction, ...
+    examples: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame, repr=False)
 
     experiment: ClassVar[str] = "experiment"
     config_class: ClassVar[type[ExperimentConfig]] = ExperimentConfig
+    #: The per-example columns the summary averages, and the columns (besides task and model) it groups by.
+    example_values: ClassVar[tuple[str, ...]] = ()
+    example_keys: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def derive(cls, frame: pd.DataFrame) -> pd.DataFrame:
@@ -150,21 +221,33 @@ class ExperimentResult:
         return frame
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, config: ExperimentConfig | None = None) -> ExperimentResult:
-        return cls(cls.derive(frame), config if config is not None else cls.config_class())
+    def from_frame(
+        cls, frame: pd.DataFrame, config: ExperimentConfig | None = None, examples: pd.DataFrame | None = None
+    ) -> ExperimentResult:
+        return cls(cls.derive(frame), config if config is not None else cls.config_class(),
+                   examples if examples is not None else pd.DataFrame())
+
+    @classmethod
+    def from_run(cls, run: SeedRuns) -> ExperimentResult:
+        return cls.from_frame(run.rows, run.config, run.examples)
 
     @classmethod
     def from_folder(cls, directory: str | Path, config: ExperimentConfig | None = None) -> ExperimentResult:
-        """Every finished (task, seed) part in an output folder, as one result."""
-        store_parts = sorted((Path(directory) / "parts" / cls.experiment).glob("*.csv"))
-        if not store_parts:
-            raise InvalidConfigError(f"{directory} holds no finished {cls.experiment} results")
-        return cls.from_frame(pd.concat([pd.read_csv(p) for p in store_parts], ignore_index=True), config)
+        """Every finished, verified (task, seed) part in an output folder, as one result (config from the
+        folder's manifest unless given)."""
+        part = read_parts(directory, cls.experiment)
+        if config is None:
+            signature = read_manifest(Path(directory))["experiments"][cls.experiment]
+            config = cls.config_class.from_signature(signature, tuple(sorted(part.rows["seed"].unique().tolist())))
+        return cls.from_frame(part.rows, config, part.examples)
 
     @classmethod
     def load(cls, directory: str | Path, config: ExperimentConfig | None = None) -> ExperimentResult:
         """Read back what `save` wrote."""
-        return cls(pd.read_csv(Path(directory) / f"{cls.experiment}.csv"), config or cls.config_class())
+        directory = Path(directory)
+        examples_path = directory / f"{cls.experiment}_examples.parquet"
+        examples = pd.read_parquet(examples_path) if examples_path.is_file() else pd.DataFrame()
+        return cls(pd.read_csv(directory / f"{cls.experiment}.csv"), config or cls.config_class(), examples)
 
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
@@ -176,12 +259,22 @@ class ExperimentResult:
         """The short table a report shows; experiments override it with their paper-style view."""
         return self.summary()
 
+    def summary_with_ci(self) -> pd.DataFrame:
+        """The summary means with 95% bootstrap intervals over seeds and test inputs (`anchorlens.stats`):
+        long form, ``task, model, <keys>, metric, mean, ci_low, ci_high, n_seeds, n_examples``."""
+        if self.examples.empty or not self.example_values:
+            return pd.DataFrame()
+        return bootstrap_means(self.examples, ["task", "model", *self.example_keys], self.example_values)
+
     def save(self, directory: str | Path) -> Path:
-        """Write ``<experiment>.csv`` and ``<experiment>.parquet`` into `directory`; returns the CSV path."""
+        """Write ``<experiment>.csv`` (+ ``.parquet``), ``<experiment>_examples.parquet`` and
+        ``<experiment>_summary.csv`` into `directory`, each atomically; returns the CSV path."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{self.experiment}.csv"
         frame = self.to_frame()
         write_frame(frame, path)
-        frame.to_parquet(directory / f"{self.experiment}.parquet", index=False)
+        write_parquet(frame, directory / f"{self.experiment}.parquet")
+        if not self.examples.empty:
+            write_parquet(self.examples, directory / f"{self.experiment}_examples.parquet")
+            write_frame(self.summary_with_ci(), directory / f"{self.experiment}_summary.csv")
         return path

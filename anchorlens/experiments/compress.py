@@ -592,6 +592,7 @@ def run_compress(
     """Table 2 (and Table 3's speed-up) for one task: every method per seed, each seed saved when done."""
     task = get_task(task)
     check_supported(model)
-    frame = run_seeds("compress", model, task, config, lambda seed: evaluate_seed(model, task, seed, config),
-                      out=out, progress=progress)
-    return CompressResult.from_frame(frame, config)
+    config = config.for_model(model)
+    run = run_seeds("compress", model, task, config, lambda seed: evaluate_seed(model, task, seed, config),
+                    out=out, progress=progress)
+    return CompressResult.from_run(run)

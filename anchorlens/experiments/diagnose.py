@@ -201,5 +201,4 @@ def run_diagnose(
             for a in range(task.num_classes) for b in range(task.num_classes)
         ])
 
-    return DiagnoseResult.from_frame(run_seeds("diagnose", model, task, config, one_seed, out=out, progress=progress),
-                                     config)
+    return DiagnoseResult.from_run(run_seeds("diagnose", model, task, config, one_seed, out=out, progress=progress))

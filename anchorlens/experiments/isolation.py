@@ -152,5 +152,4 @@ def run_isolation(
                          "word_loyalty": word.mean().item(), "n": len(label)})
         return pd.DataFrame(rows)
 
-    return IsolationResult.from_frame(run_seeds("isolation", model, task, config, one_seed, out=out, progress=progress),
-                                      config)
+    return IsolationResult.from_run(run_seeds("isolation", model, task, config, one_seed, out=out, progress=progress))

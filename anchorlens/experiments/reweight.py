@@ -492,6 +492,7 @@ def run_reweight(
 ) -> ReweightResult:
     """Table 1 for one task: the four methods' accuracy per seed, each seed saved as soon as it is done."""
     task = get_task(task)
-    frame = run_seeds("reweight", model, task, config, lambda seed: evaluate_seed(model, task, seed, config, out),
-                      out=out, progress=progress)
-    return ReweightResult.from_frame(frame, config)
+    config = config.for_model(model)  # the β files record the model that fitted them
+    run = run_seeds("reweight", model, task, config, lambda seed: evaluate_seed(model, task, seed, config, out),
+                    out=out, progress=progress)
+    return ReweightResult.from_run(run)

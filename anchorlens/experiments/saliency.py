@@ -163,5 +163,4 @@ def run_saliency(
         frame["n"] = len(prompts)
         return frame
 
-    return SaliencyResult.from_frame(run_seeds("saliency", model, task, config, one_seed, out=out, progress=progress),
-                                     config)
+    return SaliencyResult.from_run(run_seeds("saliency", model, task, config, one_seed, out=out, progress=progress))

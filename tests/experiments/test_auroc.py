@@ -45,7 +45,7 @@ def test_r_comes_from_the_seed_averaged_curve():
 
 
 def test_run_auroc_on_a_tiny_model(llama_like):
-    result = run_auroc(llama_like, "trec", AurocConfig(model="tiny", seeds=(1, 2), n_test=12, batch_size=4),
+    result = run_auroc(llama_like, "trec", AurocConfig(seeds=(1, 2), n_test=12, batch_size=4),
                        progress=False)
     frame = result.to_frame()
     assert list(frame.columns[:4]) == ["task", "model", "seed", "layer"]

@@ -32,7 +32,7 @@ from anchorlens.prompts import Role, build_prompt, make_batch, run_to_target
 
 DEMOS = [("a dull , lifeless film ", 0), ("warm and funny , with a big heart ", 1), ("tedious ", 0)]
 QUERIES = ("fine ", "a long and tedious exercise in style over substance ", "yes ")
-TINY = dict(model="tiny", seeds=(3,), n_test=5, batch_size=2, random_draws=3)
+TINY = dict(seeds=(3,), n_test=5, batch_size=2, random_draws=3)
 
 
 def gemma_like(tokenizer):

@@ -50,7 +50,7 @@ def test_keys_are_the_same_in_every_prompt_and_queries_differ(llama_like):
 
 
 def test_run_diagnose_rows_and_summary(gpt2_like):
-    result = run_diagnose(gpt2_like, "trec", DiagnoseConfig(model="tiny", seeds=(1,), n_test=40, batch_size=8, layer=1),
+    result = run_diagnose(gpt2_like, "trec", DiagnoseConfig(seeds=(1,), n_test=40, batch_size=8, layer=1),
                           progress=False)
     frame = result.to_frame()
     assert len(frame) == 36 and set(frame["layer"]) == {1}
@@ -65,4 +65,4 @@ def test_layer_out_of_range(gpt2_like):
     from anchorlens.errors import InvalidConfigError
 
     with pytest.raises(InvalidConfigError, match="layer 99 does not exist; the model has layers 0..1"):
-        run_diagnose(gpt2_like, "sst2", DiagnoseConfig(model="tiny", seeds=(1,), n_test=2, layer=99), progress=False)
+        run_diagnose(gpt2_like, "sst2", DiagnoseConfig(seeds=(1,), n_test=2, layer=99), progress=False)

@@ -65,7 +65,7 @@ def test_restarting_from_the_saved_residual_equals_the_full_run(llama_like, batc
 
 
 def test_run_isolation_rows_and_ranges(gpt2_like):
-    config = IsolationConfig(model="tiny", seeds=(3,), n_test=4, batch_size=2, k=(1, 2))
+    config = IsolationConfig(seeds=(3,), n_test=4, batch_size=2, k=(1, 2))
     frame = run_isolation(gpt2_like, "sst2", config, progress=False).to_frame()
     assert sorted(map(tuple, frame[["k", "condition"]].values.tolist())) == sorted(
         (k, c) for k in (1, 2) for c in CONDITIONS

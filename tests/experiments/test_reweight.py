@@ -37,7 +37,7 @@ from anchorlens.sampling import sample_demonstrations, sample_test_set
 from anchorlens.tasks import get_task, load_split
 
 SST2 = get_task("sst2")
-TINY = dict(model="tiny", seeds=(1,), n_test=6, batch_size=4, epochs=2, extra_per_class=2, five_shot_agnews=3)
+TINY = dict(seeds=(1,), n_test=6, batch_size=4, epochs=2, extra_per_class=2, five_shot_agnews=3)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_gold_labels_stay_with_their_prompts_although_batches_sort_by_length(gpt
 
 def test_fitting_lowers_the_training_loss_and_moves_beta(llama_like):
     demonstrations, extra = sample_demonstrations(SST2, 3, extra_per_class=3)
-    config = ReweightConfig(model="tiny", extra_per_class=3, learning_rate=0.1, epochs=4)
+    config = ReweightConfig(extra_per_class=3, learning_rate=0.1, epochs=4)
     prompts = query_prompts(llama_like.tokenizer, SST2, demonstrations, extra, prepend_bos=False)
     zero = torch.zeros(llama_like.cfg.n_layers, llama_like.cfg.n_heads, 2)
     before = mean_label_loss(llama_like, prompts, zero)
@@ -141,7 +141,7 @@ def test_cached_prefix_step_equals_the_full_prompt_step(request, sst2_setup, mod
 
 def test_fitting_with_and_without_the_prefix_cache_agrees(llama_like):
     demonstrations, extra = sample_demonstrations(SST2, 3, extra_per_class=2)
-    config = ReweightConfig(model="tiny", extra_per_class=2, learning_rate=0.05, epochs=2)
+    config = ReweightConfig(extra_per_class=2, learning_rate=0.05, epochs=2)
     fast = fit_beta(llama_like, SST2, demonstrations, extra, config, seed=0)
     slow = fit_beta(llama_like, SST2, demonstrations, extra, dataclasses.replace(config, prefix_cache=False), seed=0)
     assert fast.abs().sum() > 0
@@ -150,7 +150,7 @@ def test_fitting_with_and_without_the_prefix_cache_agrees(llama_like):
 
 def test_fitting_is_reproducible_per_seed(gpt2_like):
     demonstrations, extra = sample_demonstrations(SST2, 2, extra_per_class=2)
-    config = ReweightConfig(model="tiny", extra_per_class=2, epochs=2, learning_rate=0.1)
+    config = ReweightConfig(extra_per_class=2, epochs=2, learning_rate=0.1)
     first = fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=5)
     assert torch.equal(first, fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=5))
     assert not torch.equal(first, fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=6))  # shuffle order

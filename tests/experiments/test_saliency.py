@@ -112,7 +112,7 @@ def test_fresh_demonstrations_follow_the_papers_draw(smol_tokenizer):
 
 
 def test_run_saves_each_seed_and_resumes(tmp_path, gpt2_like, monkeypatch):
-    config = SaliencyConfig(model="tiny", seeds=(1, 2), n_test=3, batch_size=2)
+    config = SaliencyConfig(seeds=(1, 2), n_test=3, batch_size=2)
     first = run_saliency(gpt2_like, "sst2", config, out=tmp_path, progress=False)
     frame = first.to_frame()
     assert sorted(frame["seed"].unique()) == [1, 2] and len(frame) == 2 * gpt2_like.cfg.n_layers
