@@ -154,16 +154,19 @@ def diagnose_svg(result: DiagnoseResult, task: str, model: str | None = None, ce
 
 
 def save_figure(figure: go.Figure, path_without_suffix) -> list[str]:
-    """Write ``.html`` (always) and ``.png`` (when kaleido can render); returns the written paths."""
+    """Write ``.html`` (always; self-contained, plotly.js inlined so it opens offline) and ``.png`` (when
+    kaleido can render), each atomically; returns the written paths."""
     from pathlib import Path
 
+    from anchorlens.runs import atomic_write_bytes, atomic_write_text
+
     base = Path(path_without_suffix)
-    base.parent.mkdir(parents=True, exist_ok=True)
     written = [str(base.with_suffix(".html"))]
-    figure.write_html(written[0], include_plotlyjs="cdn")
+    atomic_write_text(written[0], figure.to_html(include_plotlyjs=True, full_html=True))
     try:
-        figure.write_image(str(base.with_suffix(".png")), scale=2)
-        written.append(str(base.with_suffix(".png")))
+        image = figure.to_image(format="png", scale=2)
     except Exception:  # kaleido missing or without a browser: the HTML is still there
-        pass
+        return written
+    atomic_write_bytes(base.with_suffix(".png"), image)
+    written.append(str(base.with_suffix(".png")))
     return written

@@ -93,6 +93,7 @@ def reproduce(
     from anchorlens.distributed import init_distributed, place_rank
     from anchorlens.experiments import EXPERIMENTS, run_experiment
     from anchorlens.models import load_model
+    from anchorlens.runs import atomic_write_text
     from anchorlens.tasks import get_task
 
     out = Path(out)
@@ -122,8 +123,7 @@ def reproduce(
         "wall_seconds_this_run": wall,
         "seconds_per_experiment_this_run": timings,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "reproduce-manifest.json").write_text(json.dumps(manifest, indent=2))
+    atomic_write_text(out / "reproduce-manifest.json", json.dumps(manifest, indent=2))
     header = [
         f"# anchorlens reproduction: {config.model}",
         "",
@@ -132,5 +132,5 @@ def reproduce(
         "Versions and weight hashes: [reproduce-manifest.json](reproduce-manifest.json).",
         "",
     ]
-    report.write_text("\n".join(header + sections))
+    atomic_write_text(report, "\n".join(header + sections))
     return report

@@ -1,40 +1,187 @@
-"""Result folders: settings mismatches and foreign formats are refused, parts are whole files."""
+"""Result folders: a part is finished only when whole and made with the same settings; writes are atomic and
+never follow links; foreign formats, other models and other settings are refused."""
 
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 
 import pandas as pd
 import pytest
 
 from anchorlens.errors import InvalidConfigError
-from anchorlens.runs import MANIFEST, ResultStore
+from anchorlens.runs import MANIFEST, DamagedPartWarning, ResultStore, atomic_write_text, file_lock, read_parts
+
+ROWS = pd.DataFrame({"layer": [0, 1], "auroc": [0.5, 0.75]})
+EXAMPLES = pd.DataFrame({"example": [3, 9, 3, 9], "layer": [0, 0, 1, 1], "gold": [1, 0, 1, 0]})
+SETTINGS = {"n_test": 2, "model": "m"}
 
 
-def test_parts_round_trip_and_done(tmp_path):
-    store = ResultStore(tmp_path / "new" / "folder", "auroc", {"n_test": 5})
+def _store(folder, settings=SETTINGS, experiment="auroc"):
+    return ResultStore(folder, experiment, settings)
+
+
+def _written(folder):
+    store = _store(folder)
+    store.write_part("sst2", 42, ROWS, EXAMPLES)
+    return store
+
+
+def test_parts_round_trip_with_their_examples(tmp_path):
+    store = _store(tmp_path / "new" / "folder")
     assert not store.done("sst2", 42)
-    store.write_part("sst2", 42, pd.DataFrame({"layer": [0, 1], "auroc": [0.5, 0.75]}))
+    store.write_part("sst2", 42, ROWS, EXAMPLES)
     assert store.done("sst2", 42)
-    assert store.load_part("sst2", 42)["auroc"].tolist() == [0.5, 0.75]
+    part = store.load_part("sst2", 42)
+    pd.testing.assert_frame_equal(part.rows, ROWS)
+    pd.testing.assert_frame_equal(part.examples, EXAMPLES)
     assert not list(store.part_path("sst2", 42).parent.glob("*.tmp"))
-    assert len(store.combined()) == 2
+    record = json.loads(store.part_path("sst2", 42).read_text())
+    assert record["signature"] == SETTINGS and record["rows"] == 2 and record["example_rows"] == 4
+
+
+def test_building_a_store_writes_nothing(tmp_path):
+    """A run refused after the store is built (bad seeds, a model mismatch) leaves no manifest behind."""
+    _store(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda csv: csv.write_text(csv.read_text()[:-7]),  # cut mid-line
+        lambda csv: csv.write_text(""),  # emptied
+        lambda csv: csv.write_bytes(b"\x00\xff garbage"),  # garbled
+        lambda csv: csv.unlink(),  # missing
+        lambda csv: csv.write_text(csv.read_text().replace("0.75", "0.25")),  # edited, same length
+    ],
+    ids=["cut", "empty", "garbage", "missing", "edited"],
+)
+def test_a_damaged_part_is_reported_by_path_and_recomputed(tmp_path, damage):
+    store = _written(tmp_path)
+    csv = store.part_path("sst2", 42).with_suffix(".csv")
+    damage(csv)
+    with pytest.warns(DamagedPartWarning, match=r"sst2-seed42 is damaged"):
+        assert not store.done("sst2", 42)
+    with pytest.warns(DamagedPartWarning):
+        with pytest.raises(InvalidConfigError, match="rerun to recompute"):
+            store.load_part("sst2", 42)
+    store.write_part("sst2", 42, ROWS, EXAMPLES)  # recomputed
+    assert store.done("sst2", 42)
+
+
+def test_damaged_examples_or_record_are_not_read_as_data(tmp_path):
+    store = _written(tmp_path)
+    examples = tmp_path / "parts" / "auroc" / "sst2-seed42.examples.parquet"
+    examples.write_bytes(examples.read_bytes()[:-10])
+    with pytest.warns(DamagedPartWarning, match="examples.parquet"):
+        assert not store.done("sst2", 42)
+    store = _written(tmp_path)
+    store.part_path("sst2", 42).write_text("{not json")
+    with pytest.warns(DamagedPartWarning, match="cannot be read"):
+        assert not store.done("sst2", 42)
+
+
+def test_a_part_made_with_other_settings_is_refused_even_without_the_manifest(tmp_path):
+    """With manifest.json deleted, a rerun with --n-test 2 reused an n_test 4 part: the part's own record
+    now carries its settings."""
+    _written(tmp_path)
+    (tmp_path / MANIFEST).unlink()
+    other = _store(tmp_path, {"n_test": 4, "model": "m"})
+    with pytest.raises(InvalidConfigError, match=r"sst2-seed42.json was made with other settings \(n_test differ\)"):
+        other.done("sst2", 42)
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
-    ResultStore(tmp_path, "auroc", {"n_test": 5, "model": "a"})
-    ResultStore(tmp_path, "saliency", {"n_test": 9})  # another experiment may sit beside it
+    _written(tmp_path)
+    _store(tmp_path, {"n_test": 9, "model": "m"}, experiment="saliency")  # another experiment may sit beside it
     with pytest.raises(InvalidConfigError, match=r"other settings \(n_test differ\)"):
-        ResultStore(tmp_path, "auroc", {"n_test": 6, "model": "a"})
+        _store(tmp_path, {"n_test": 6, "model": "m"})
+
+
+def test_a_folder_of_another_model_is_refused(tmp_path):
+    _written(tmp_path)
+    with pytest.raises(InvalidConfigError, match=r"holds results of model 'm', and this run is of 'other'"):
+        _store(tmp_path, {"n_test": 2, "model": "other"}, experiment="saliency")
 
 
 def test_a_folder_of_another_results_format_is_refused(tmp_path):
-    (tmp_path / MANIFEST).write_text(json.dumps({"results_format": 999, "anchorlens_version": "9.9"}))
-    with pytest.raises(InvalidConfigError, match="format 999"):
-        ResultStore(tmp_path, "auroc", {})
+    (tmp_path / MANIFEST).write_text(json.dumps({"results_format": 1, "anchorlens_version": "0.0"}))
+    with pytest.raises(InvalidConfigError, match="format 1"):
+        _store(tmp_path)
 
 
-def test_a_file_where_the_folder_should_be_is_refused(tmp_path):
+@pytest.mark.parametrize("below", [False, True])
+def test_a_file_where_the_folder_should_be_is_refused(tmp_path, below):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(InvalidConfigError, match="not a folder"):
-        ResultStore(tmp_path / "file", "auroc", {})
+    folder = tmp_path / "file" / "out" if below else tmp_path / "file"
+    with pytest.raises(InvalidConfigError, match="a file|not a folder"):
+        _store(folder)
+
+
+def test_writes_replace_a_planted_symlink_instead_of_following_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").symlink_to(victim)
+    atomic_write_text(out / "report.md", "report")
+    assert victim.read_text() == "precious"
+    assert (out / "report.md").read_text() == "report" and not (out / "report.md").is_symlink()
+
+
+def test_a_lock_never_follows_a_symlink(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "part.lock").symlink_to(victim)
+    with pytest.raises(InvalidConfigError, match="symbolic link"):
+        with file_lock(tmp_path / "part.lock"):
+            pass
+    assert victim.read_text() == "precious"
+
+
+def test_a_second_run_waits_for_the_part_the_first_is_computing(tmp_path):
+    store = _store(tmp_path)
+    order = []
+
+    def first():
+        with store.lock("sst2", 42):
+            order.append("first computes")
+            time.sleep(0.3)
+            store.write_part("sst2", 42, ROWS, EXAMPLES)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    time.sleep(0.1)
+    with store.lock("sst2", 42):
+        order.append("second sees done" if store.done("sst2", 42) else "second computes")
+    thread.join()
+    assert order == ["first computes", "second sees done"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_gives_one_line_and_can_still_be_read(tmp_path):
+    _written(tmp_path)
+    os.chmod(tmp_path, 0o555)
+    try:
+        store = _store(tmp_path)
+        assert store.done("sst2", 42)
+        assert len(read_parts(tmp_path, "auroc").examples) == 4
+        with pytest.raises(InvalidConfigError, match="cannot write"):
+            store.write_part("trec", 42, ROWS, EXAMPLES)
+    finally:
+        os.chmod(tmp_path, 0o755)
+
+
+def test_unwritable_folder_is_one_line_error(tmp_path, monkeypatch):
+    """Root ignores permissions, so the unwritable case is simulated where the temporary file is made."""
+    import tempfile as tempfile_module
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile_module, "mkstemp", refuse)
+    with pytest.raises(InvalidConfigError, match=r"cannot write .*permission denied.*writable --out"):
+        atomic_write_text(tmp_path / "x.txt", "x")

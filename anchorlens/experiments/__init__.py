@@ -64,8 +64,11 @@ def run_experiment(
     alone writes the combined table and figure; every rank returns the combined result (docs/scaling.md).
     """
     import dataclasses
+    import os
     import warnings
     from pathlib import Path
+
+    from anchorlens.errors import InvalidConfigError
 
     from anchorlens.distributed import init_distributed, place_rank, run_shard
     from anchorlens.models import expected_recorded_name, load_model
@@ -96,9 +99,15 @@ def run_experiment(
                 spec.run(model, task, config, out=out, progress=progress)
     result = spec.result_class.from_folder(out, config)
     if process.is_main:
-        result.save(out)
-        if figure:
-            save_figure(spec.plot(result), Path(out) / name)
+        try:
+            result.save(out)
+            if figure:
+                save_figure(spec.plot(result), Path(out) / name)
+        except InvalidConfigError as error:  # a finished, read-only folder can still be read and summarised
+            if not os.access(out, os.W_OK):
+                warnings.warn(f"{error}; the combined tables and figure were not written", stacklevel=2)
+            else:
+                raise
     return result
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import torch
 
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.common import ExperimentConfig, _groups
@@ -29,3 +32,70 @@ def test_groups_respect_batch_size_and_token_budget():
 def test_config_validation(fields, problem):
     with pytest.raises(InvalidConfigError, match=problem):
         ExperimentConfig(**fields)
+
+
+# ------------------------------------------------------------------------------------------------ provenance
+
+
+def test_negative_seeds_are_refused_before_any_work():
+    with pytest.raises(InvalidConfigError, match="seeds must be 0 or more"):
+        ExperimentConfig(seeds=(-1,))
+
+
+def test_rows_carry_the_name_of_the_model_that_made_them(llama_like, tmp_path):
+    """The config's model used to default to "gemma-3-270m" and label every row with it."""
+    from anchorlens.experiments import AurocConfig, run_auroc
+    from anchorlens.model_classes import recorded_model_name
+
+    result = run_auroc(llama_like, "sst2", AurocConfig(seeds=(42,), n_test=4), out=tmp_path, progress=False)
+    name = recorded_model_name(llama_like)
+    assert name.startswith("unnamed-model(") and name not in ("gemma-3-270m", "smollm2-135m")
+    assert set(result.frame["model"]) == {name} and set(result.examples["model"]) == {name}
+    assert result.config.model == name
+    assert json.loads((tmp_path / "manifest.json").read_text())["model"] == name
+
+
+def test_a_config_naming_another_model_is_refused(llama_like):
+    from anchorlens.experiments import AurocConfig, run_auroc
+
+    with pytest.raises(InvalidConfigError, match=r"names model 'gemma-3-270m', but the model passed is 'unnamed"):
+        run_auroc(llama_like, "sst2", AurocConfig(model="gemma-3-270m", seeds=(42,), n_test=2), progress=False)
+
+
+def test_a_second_model_into_the_same_folder_is_refused(llama_like, gpt2_like, tmp_path):
+    from anchorlens.experiments import AurocConfig, run_auroc
+
+    run_auroc(llama_like, "sst2", AurocConfig(seeds=(42,), n_test=2), out=tmp_path, progress=False)
+    gpt2_like.cfg.model_name = "another-model"
+    try:
+        with pytest.raises(InvalidConfigError, match=r"of model 'unnamed.*this run is of 'another-model'"):
+            run_auroc(gpt2_like, "sst2", AurocConfig(seeds=(42,), n_test=2), out=tmp_path, progress=False)
+    finally:
+        gpt2_like.cfg.model_name = "custom"
+
+
+def test_bridge_names_carry_their_suffix(llama_like):
+    from anchorlens.model_classes import recorded_model_name
+
+    assert not recorded_model_name(llama_like).endswith(":bridge")
+
+
+def test_folded_value_biases_are_warned_about_once(smol_tokenizer):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from anchorlens.model_classes import value_biases_folded, warn_if_value_biases_folded
+
+    cfg = HookedTransformerConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, n_ctx=32, d_vocab=100,
+                                  act_fn="gelu", normalization_type="LN", original_architecture="GPT2LMHeadModel")
+    model = HookedTransformer(cfg)
+    assert value_biases_folded(model)  # GPT-2 has value biases; all zero means they were folded away
+    with pytest.warns(UserWarning, match="fold_value_biases=False"):
+        warn_if_value_biases_folded(model)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_value_biases_folded(model)  # once per model
+    with torch.no_grad():
+        model.blocks[0].attn.b_V.normal_()
+    assert not value_biases_folded(model)
