@@ -76,10 +76,70 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _pending_parts(folder: Path, experiment: str, config, tasks) -> int:
+    """How many (task, seed) parts of `experiment` are not yet finished in `folder`."""
+    from anchorlens.runs import part_path
+
+    return sum(not part_path(folder, experiment, task.name, seed).is_file() for task in tasks for seed in config.seeds)
+
+
 def _report_section(name: str, result, folder: str) -> list[str]:
     lines = [f"## {name}", "", f"Paper: {paper.EXPECTED.get(name, '')}", "", markdown_table(result.report_table()), ""]
     lines += [f"Figure: [{folder}/{name}.html]({folder}/{name}.html); table: [{folder}/{name}.csv]({folder}/{name}.csv)", ""]
     return lines
+
+
+#: Seconds per (task, seed) part at the default sizes (n_test 20, batch 8) on the default model, one CPU
+#: thread: the estimate before a part of an experiment has been measured in the output folder. Measured by
+#: `anchorlens reproduce` from a fresh clone (README, "Main job"); scaled linearly with n_test.
+REFERENCE_PART_SECONDS: dict[str, float] = {}
+REFERENCE_N_TEST = 20
+
+
+class RemainingTime:
+    """Expected remaining time of a reproduction from measured per-part costs.
+
+    A part's cost is the mean recorded compute time of that experiment's parts in the output folder (this
+    run's and earlier runs'); before any is measured, `REFERENCE_PART_SECONDS` scaled by n_test.
+    """
+
+    def __init__(self, config: ReproduceConfig, out: Path, pending: dict[str, int]):
+        self.config, self.out, self.pending = config, out, dict(pending)
+
+    def _cost(self, experiment: str) -> float | None:
+        from anchorlens.runs import part_seconds
+
+        measured = part_seconds(self.out / experiment, experiment)
+        if measured:
+            return sum(measured) / len(measured)
+        reference = REFERENCE_PART_SECONDS.get(experiment)
+        return None if reference is None else reference * self.config.n_test / REFERENCE_N_TEST
+
+    def seconds_left(self) -> tuple[float, list[str]]:
+        """(seconds, experiments whose cost is not known yet)."""
+        total, unknown = 0.0, []
+        for experiment, count in self.pending.items():
+            if count == 0:
+                continue
+            cost = self._cost(experiment)
+            if cost is None:
+                unknown.append(experiment)
+            else:
+                total += count * cost
+        return total, unknown
+
+    def part_written(self, experiment: str, task: str, seed: int, seconds: float | None) -> None:
+        self.pending[experiment] = max(0, self.pending.get(experiment, 0) - 1)
+        left, unknown = self.seconds_left()
+        took = "" if seconds is None else f" in {seconds:.1f} s"
+        more = f" (+ {', '.join(unknown)}, not yet measured)" if unknown else ""
+        print(f"[reproduce] {experiment} {task} seed {seed} done{took}; about {_duration(left)} left{more}",
+              flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
 
 
 def reproduce(
@@ -92,24 +152,35 @@ def reproduce(
     """
     from anchorlens.distributed import init_distributed, place_rank
     from anchorlens.experiments import EXPERIMENTS, run_experiment
-    from anchorlens.models import load_model
-    from anchorlens.runs import atomic_write_text
+    from anchorlens.models import expected_recorded_name, load_model
+    from anchorlens.runs import atomic_write_text, check_folder, on_part_written
     from anchorlens.tasks import get_task
 
     out = Path(out)
     tasks = [get_task(task) for task in config.tasks]
     started = time.perf_counter()
     process = init_distributed()
+    for name in config.experiments:  # settings are checked before the model loads
+        expected = EXPERIMENTS[name].config_class(model=expected_recorded_name(config.model), seeds=config.seeds,
+                                                  n_test=config.n_test, batch_size=config.batch_size)
+        check_folder(out / name, name, expected.signature())
     model = load_model(config.model, device=place_rank(process, device, n_devices=n_devices), n_devices=n_devices)
     timings, sections = {}, []
-    for name in config.experiments:
-        spec = EXPERIMENTS[name]
-        experiment_config = spec.config_class(model=config.model, seeds=config.seeds, n_test=config.n_test,
-                                              batch_size=config.batch_size)
-        began = time.perf_counter()
-        result = run_experiment(name, model, tasks, experiment_config, out / name, progress=progress)
-        timings[name] = round(time.perf_counter() - began, 1)
-        sections += _report_section(name, result, name)
+    configs = {name: EXPERIMENTS[name].config_class(seeds=config.seeds, n_test=config.n_test,
+                                                    batch_size=config.batch_size) for name in config.experiments}
+    pending = {name: _pending_parts(out / name, name, configs[name], tasks) for name in config.experiments}
+    estimate = RemainingTime(config, out, pending)
+    if process.is_main:
+        left, unknown = estimate.seconds_left()
+        more = f" + {', '.join(unknown)} (not yet measured)" if unknown else ""
+        print(f"[reproduce] {sum(pending.values())} parts to compute; expected about {_duration(left)}{more}",
+              flush=True)
+    with on_part_written(estimate.part_written if process.is_main else lambda *args: None):
+        for name in config.experiments:
+            began = time.perf_counter()
+            result = run_experiment(name, model, tasks, configs[name], out / name, progress=progress)
+            timings[name] = round(time.perf_counter() - began, 1)
+            sections += _report_section(name, result, name)
     report = out / "report.md"
     if not process.is_main:
         return report

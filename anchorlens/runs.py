@@ -28,7 +28,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,20 @@ EXAMPLES_SUFFIX = ".examples.parquet"
 
 class DamagedPartWarning(UserWarning):
     """A part file failed its check and is recomputed."""
+
+
+#: Called as ``listener(experiment, task, seed, seconds)`` after each part is written (progress estimates).
+_PART_LISTENERS: list[Callable[[str, str, int, float | None], None]] = []
+
+
+@contextlib.contextmanager
+def on_part_written(listener: Callable[[str, str, int, float | None], None]) -> Iterator[None]:
+    """Call `listener` after every part written inside the block (in this process)."""
+    _PART_LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _PART_LISTENERS.remove(listener)
 
 
 def _umask() -> int:
@@ -308,8 +322,11 @@ class ResultStore:
             experiments[self.experiment] = self.config
         atomic_write_text(self.out_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
 
-    def write_part(self, task: str, seed: int, rows: pd.DataFrame, examples: pd.DataFrame) -> None:
-        """Write the part's two files, then its record (which makes it finished)."""
+    def write_part(
+        self, task: str, seed: int, rows: pd.DataFrame, examples: pd.DataFrame, *, seconds: float | None = None
+    ) -> None:
+        """Write the part's two files, then its record (which makes it finished). `seconds`: what computing it
+        took, kept in the record for progress estimates."""
         from anchorlens import __version__
 
         check_folder(self.out_dir, self.experiment, self.config)  # another run may have claimed the folder
@@ -328,10 +345,15 @@ class ResultStore:
             "signature": self.config,
             "rows": len(rows),
             "example_rows": len(examples),
+            # What was used, which may be fewer than n_test asked for (capped at the split and 1000).
+            "test_inputs": int(examples["example"].nunique()) if "example" in examples.columns else None,
             "rows_sha256": _sha256(rows_data),
             "examples_sha256": _sha256(examples_data),
+            "seconds": None if seconds is None else round(seconds, 3),
         }
         atomic_write_text(record_path, json.dumps(record, indent=2, sort_keys=True))
+        for listener in list(_PART_LISTENERS):
+            listener(self.experiment, task, seed, seconds)
 
     def finished_parts(self) -> list[tuple[str, int]]:
         """(task, seed) of every part record in the folder (whole or not: reading verifies)."""
@@ -342,6 +364,19 @@ class ResultStore:
             if seed.lstrip("-").isdigit():
                 found.append((task, int(seed)))
         return found
+
+
+def part_seconds(out_dir: str | Path, experiment: str) -> list[float]:
+    """The recorded compute time of every part of `experiment` in a folder (records without one left out)."""
+    seconds = []
+    for record in sorted((Path(out_dir) / "parts" / experiment).glob(f"*-seed*{PART_RECORD_SUFFIX}")):
+        try:
+            value = json.loads(record.read_text()).get("seconds")
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, (int, float)):
+            seconds.append(float(value))
+    return seconds
 
 
 def read_parts(out_dir: str | Path, experiment: str) -> Part:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,8 +193,10 @@ def run_seeds(
                     part = store.load_part(task.name, seed)
                     seed_rows, seed_examples = part.rows, part.examples
                 else:
+                    began = time.perf_counter()
                     seed_rows, seed_examples = compute(seed)
-                    store.write_part(task.name, seed, seed_rows, seed_examples)
+                    store.write_part(task.name, seed, seed_rows, seed_examples,
+                                     seconds=time.perf_counter() - began)
         rows.append(seed_rows)
         examples.append(seed_examples)
     return SeedRuns(pd.concat(rows, ignore_index=True), pd.concat(examples, ignore_index=True), config)
