@@ -63,3 +63,21 @@ def test_heatmaps_without_matrices_is_refused(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_script("results_tables", [str(tmp_path), "--heatmaps"], monkeypatch)
     assert exit_info.value.code == 2 and "add e.g. --matrices trec" in capsys.readouterr().err
+
+
+def test_claims_judges_what_the_scripts_wrote(analyses_out, monkeypatch, capsys):
+    # The summaries the experiments save are what analyses/claims.py reads: every experiment with a summary
+    # gets verdicts, not "undefined" (a renamed column, key or metric would make it undefined).
+    with pytest.raises(SystemExit) as exit_info:  # claims.py exits with its status (1 when a README is stale)
+        run_script("claims", [str(analyses_out)], monkeypatch)
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in printed.splitlines() if line.startswith("| ")}
+    by_experiment = {"saliency": ("1a", "1b", "1c"), "isolation": ("2 (k=5)",), "auroc": ("3a", "3b"),
+                     "reweight": ("4a", "4b"), "compress": ("5a", "5b", "5c")}
+    judged = [experiment for experiment in by_experiment if (analyses_out / f"{experiment}_summary.csv").is_file()]
+    assert {"saliency", "isolation", "auroc", "reweight"} <= set(judged)
+    for experiment in judged:
+        for number in by_experiment[experiment]:
+            assert "**undefined**" not in rows[number], rows[number]
+    assert "**undefined**" not in rows["5d"]  # the speed-up comes from compress.csv's seed rows

@@ -1,0 +1,742 @@
+"""Judge the paper's findings on our results: one row per finding and model, with the paper's number, ours with
+its 95% interval, and a verdict decided by the rules below, never by hand.
+
+    python analyses/claims.py docs/results/smollm2-135m docs/results/gemma-3-270m
+    python analyses/claims.py docs/results/smollm2-135m docs/results/gemma-3-270m --check README.md
+    python analyses/claims.py docs/results/smollm2-135m docs/results/gemma-3-270m --write README.md
+
+Input: each folder's ``<experiment>_summary.csv`` (long form: ``task, model, <keys>, metric, mean, ci_low,
+ci_high, n_seeds, n_examples``, written by ``ExperimentResult.save``) and the seed rows of ``compress.csv`` (the
+speed-up) and ``diagnose.csv`` (the correlation, while the diagnose summary does not hold it). The README embeds the printed text between ``<!-- claims:start -->`` and
+``<!-- claims:end -->``; ``--check`` exits 1 with a diff when that block differs from what is printed now,
+``--write`` replaces it.
+
+How one check is judged. "A > B" holds when A's interval lies wholly above B's (``A.ci_low > B.ci_high``),
+fails when it lies wholly below (``A.ci_high < B.ci_low``), and is unclear when the intervals overlap. A
+threshold t is an interval of width 0. Shallow layers are the first third of a model's layers, deep layers
+the last third (``n_layers // 3`` each, at least 1), as in ``SaliencyResult.depth_summary``. "Avg" is the mean
+of the per-task means; its interval adds the tasks' half-widths (each side apart) as independent errors,
+``sqrt(sum h_t**2) / T`` (tasks are independent data sets).
+
+Verdict of a finding, from its checks: **reproduced** when every check holds; **partly** when at least half
+hold; **not reproduced** when fewer than half hold (a check that fails or is unclear does not hold, so a
+finding whose interval straddles its threshold is never "reproduced"); **undefined** when there is nothing to
+check (experiment, metric or method missing; the reason is given). Every check that does not hold is listed
+under the table.
+
+| # | finding (paper) | checks (each task; each layer where one is named) |
+|---|---|---|
+| 1a | S_wp dominates shallow layers (§2.1, Fig. 3) | each shallow layer: S_wp > S_pq and S_wp > S_ww |
+| 1b | S_pq dominates deep layers (Fig. 3) | each deep layer: S_pq > S_wp and S_pq > S_ww |
+| 1c | S_wp and S_pq mostly above S_ww (Fig. 3) | each layer: S_wp > S_ww and S_pq > S_ww |
+| 2 | isolating label words in the first k layers costs most loyalty (§2.2, Fig. 4; one row per k, k = 5 first) | label and word loyalty: label_first < label_last and label_first < random_first |
+| 3a | AUROC ≈ 0.5 in shallow layers (§2.3, Fig. 5) | each shallow layer: AUROC < 0.6 |
+| 3b | AUROC up to ≈ 0.8 in deep layers (Fig. 5) | each deep layer: AUROC > 0.7 |
+| 3c | R_l rises mainly in middle and deep layers (Fig. 5) | R at the last shallow layer < 0.5 (R from the summary's interval if it has one, else from the mean AUROC curve, judged on its value) |
+| 4a | re-weighting beats vanilla 1-shot ICL (§3.1, Table 1) | each task and Avg: accuracy reweight > vanilla_1shot |
+| 4b | re-weighting beats vanilla 5-shot ICL (Table 1) | each task and Avg: accuracy reweight > vanilla_5shot |
+| 5a | Hidden_anchor is the most loyal compressed context (§3.2, Table 2) | each task and Avg: label loyalty hidden_anchor > text_anchor, hidden_random, hidden_random_top |
+| 5b | Hidden_anchor beats Hidden_random(-top) on word loyalty (Table 2) | each task and Avg: word loyalty hidden_anchor > hidden_random, hidden_random_top |
+| 5c | Hidden_anchor loses little accuracy against ICL (Table 2) | each task and Avg: accuracy hidden_anchor + the paper's GPT2-XL drop (ICL − Hidden_anchor) > icl |
+| 5d | Hidden_anchor speeds inference up (Table 3) | each task: speed-up > 1 (seed rows of compress.csv: mean ± t-interval over seeds; unclear with one seed) |
+| 6 | predicted confusion matches the true one (§3.3, Fig. 6) | each task: correlation > 0 and its permutation p-value < 0.05 (pearson and p_pearson of the diagnose summary, else of `DiagnoseResult.summary` of diagnose.csv; a p-value is judged on its value; a task with fewer than 3 class pairs is listed as not judged) |
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from anchorlens import paper
+from anchorlens.errors import AnchorlensError, DataFileError
+
+HOLDS, FAILS, UNCLEAR = "holds", "fails", "unclear"
+REPRODUCED, PARTLY, NOT_REPRODUCED, UNDEFINED = "reproduced", "partly", "not reproduced", "undefined"
+
+#: "≈ 0.5" and "≈ 0.8" of Fig. 5, read as within 0.1.
+AUROC_SHALLOW_BELOW = 0.6
+AUROC_DEEP_ABOVE = 0.7
+#: R_l at the end of the shallow third: below this, most of the rise comes later.
+R_SHALLOW_BELOW = 0.5
+#: Significance level of the diagnosis correlation's permutation test.
+P_VALUE_BELOW = 0.05
+MAIN_K = 5
+LEVEL = 0.95
+
+START, END = "<!-- claims:start -->", "<!-- claims:end -->"
+SUMMARY_COLUMNS = ("task", "model", "metric", "mean", "ci_low", "ci_high")
+EXPERIMENTS = ("saliency", "isolation", "auroc", "reweight", "compress", "diagnose")
+#: Tasks in the paper's column order; others follow alphabetically.
+TASK_ORDER = ("sst2", "trec", "agnews", "emoc")
+#: The diagnosis correlation and its permutation p-value, as `DiagnoseResult.summary` names them (first pair
+#: present is used): a metric pair of diagnose_summary.csv, else columns of the summary of diagnose.csv.
+CORRELATIONS = (("pearson", "p_pearson"), ("spearman", "p_spearman"))
+#: Columns read as text (a metric named "true" would otherwise become a boolean).
+TEXT_COLUMNS = ("task", "model", "metric", "condition", "method", "class_a", "class_b")
+#: Accuracy is `correct` (per-example 0/1) in the summaries; older tables call it `accuracy`.
+ACCURACY_METRICS = ("correct", "accuracy")
+COMPRESSED = ("text_anchor", "hidden_random", "hidden_random_top", "hidden_anchor")
+
+
+# ------------------------------------------------------------------------------------------------ estimates
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A summary mean and its interval (NaN bounds: no interval)."""
+
+    mean: float
+    low: float
+    high: float
+
+    @classmethod
+    def exact(cls, value: float) -> Estimate:
+        """A value judged as it is (a threshold, or a statistic reported without an interval)."""
+        return cls(value, value, value)
+
+    @property
+    def has_interval(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    def shifted(self, by: float) -> Estimate:
+        return Estimate(self.mean + by, self.low + by, self.high + by)
+
+    def text(self, scale: float = 1.0, digits: int = 2) -> str:
+        if not math.isfinite(self.mean):
+            return "n/a"
+        mean = f"{self.mean * scale:.{digits}f}"
+        if self.low == self.high == self.mean:
+            return mean
+        if not self.has_interval:
+            return f"{mean} (no interval)"
+        return f"{mean} [{self.low * scale:.{digits}f}, {self.high * scale:.{digits}f}]"
+
+
+def average(estimates: Sequence[Estimate]) -> Estimate:
+    """Mean of per-task means; each side of its interval adds the tasks' half-widths as independent errors."""
+    mean = float(np.mean([e.mean for e in estimates]))
+    below = math.sqrt(sum((e.mean - e.low) ** 2 for e in estimates)) / len(estimates)
+    above = math.sqrt(sum((e.high - e.mean) ** 2 for e in estimates)) / len(estimates)
+    return Estimate(mean, mean - below, mean + above)
+
+
+def seed_interval(values: Sequence[float], level: float = LEVEL) -> Estimate:
+    """Mean over seeds with a t-interval (no interval from a single seed)."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return Estimate(mean, float("nan"), float("nan"))
+    half = scipy_stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return Estimate(mean, mean - half, mean + half)
+
+
+# --------------------------------------------------------------------------------------------------- checks
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison: `test` (e.g. "S_pq > S_ww") on one task (and layer), and how it came out."""
+
+    test: str
+    task: str
+    outcome: str
+    #: a.ci_low - b.ci_high: > 0 holds; the smallest one is the finding's weakest case.
+    margin: float
+    detail: str
+    layer: int | None = None
+
+    @property
+    def where(self) -> str:
+        return self.task if self.layer is None else f"{self.task} layer {self.layer}"
+
+
+def greater(test: str, task: str, a: Estimate, b: Estimate, a_name: str, b_name: str, *,
+            layer: int | None = None, scale: float = 1.0, digits: int = 2, b_first: bool = False) -> Check:
+    """Does `a` lie above `b`? Holds / fails only when the intervals are apart (module docstring).
+    `b_first` shows b first in the detail (a threshold reads best second)."""
+    a_text = f"{a_name} {a.text(scale, digits)}".strip()
+    b_text = f"{b_name} {b.text(scale, digits)}".strip()
+    detail = f"{b_text} vs {a_text}" if b_first else f"{a_text} vs {b_text}"
+    if not (a.has_interval and b.has_interval and math.isfinite(a.mean) and math.isfinite(b.mean)):
+        return Check(test, task, UNCLEAR, -math.inf, detail, layer)
+    margin = a.low - b.high
+    outcome = HOLDS if margin > 0 else FAILS if a.high < b.low else UNCLEAR
+    return Check(test, task, outcome, margin, detail, layer)
+
+
+def verdict(checks: Sequence[Check]) -> str:
+    if not checks:
+        return UNDEFINED
+    holding = sum(check.outcome == HOLDS for check in checks)
+    if holding == len(checks):
+        return REPRODUCED
+    return PARTLY if 2 * holding >= len(checks) else NOT_REPRODUCED
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A finding judged on one model."""
+
+    number: str
+    finding: str
+    model: str
+    paper: str
+    checks: tuple[Check, ...] = ()
+    #: why there is nothing to check (for an undefined verdict)
+    reason: str = ""
+    #: the check whose numbers stand for ours (e.g. the Avg); the weakest check when None
+    headline: Check | None = None
+    #: tasks that could not be judged at all, with why (listed under the table, not counted)
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.checks)
+
+    @property
+    def ours(self) -> str:
+        if not self.checks:
+            return f"undefined: {self.reason}"
+        if self.headline is not None:
+            return f"{self.headline.where}: {self.headline.detail}"
+        weakest = min(self.checks, key=lambda check: check.margin)
+        return f"weakest, {weakest.where}: {weakest.detail}"
+
+    @property
+    def holds(self) -> str:
+        if not self.checks:
+            return "-"
+        tasks = {check.task for check in self.checks} - {"Avg"}
+        holding = sum(check.outcome == HOLDS for check in self.checks)
+        return f"{holding}/{len(self.checks)} ({len(tasks)} task{'s' if len(tasks) != 1 else ''})"
+
+
+# ---------------------------------------------------------------------------------------------------- input
+
+
+def task_key(task: str) -> tuple[int, str]:
+    return (TASK_ORDER.index(task), task) if task in TASK_ORDER else (len(TASK_ORDER), task)
+
+
+@dataclass
+class Results:
+    """The summaries of every folder, by experiment, and which folder each model came from."""
+
+    folders: list[Path]
+    summaries: dict[str, pd.DataFrame] = field(default_factory=dict)
+    seed_rows: dict[str, pd.DataFrame] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
+    folders_of: dict[str, list[Path]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, folders: Iterable[str | Path]) -> Results:
+        results = cls([Path(folder) for folder in folders])
+        for folder in results.folders:
+            if not folder.is_dir():
+                raise DataFileError(f"no results folder {folder}; pass folders written by `anchorlens <experiment> "
+                                    "--out DIR` or the analyses scripts, e.g. docs/results/smollm2-135m")
+            found_model = False
+            for experiment in EXPERIMENTS:
+                summary = read_summary(folder / f"{experiment}_summary.csv")
+                if summary is not None and not summary.empty:
+                    results.add(experiment, summary, folder)
+                    found_model = True
+            seed_models = []
+            for experiment in ("compress", "diagnose"):  # seed rows: the speed-up; the diagnosis correlation
+                rows = folder / f"{experiment}.csv"
+                if rows.is_file():
+                    frame = pd.read_csv(rows, dtype={column: str for column in TEXT_COLUMNS})
+                    results.seed_rows[experiment] = pd.concat(
+                        [results.seed_rows.get(experiment, pd.DataFrame()), frame], ignore_index=True)
+                    seed_models += list(frame["model"].unique()) if "model" in frame.columns else []
+            if not found_model:  # no summary names the model: the seed rows do, else the folder stands for it
+                for model in dict.fromkeys(seed_models or [folder.name]):
+                    results.note_model(model, folder)
+        return results
+
+    def add(self, experiment: str, summary: pd.DataFrame, folder: Path) -> None:
+        for model in summary["model"].astype(str).unique():
+            self.note_model(model, folder)
+        combined = pd.concat([self.summaries.get(experiment, pd.DataFrame()), summary], ignore_index=True)
+        keys = [c for c in combined.columns if c not in ("mean", "ci_low", "ci_high", "n_seeds", "n_examples")]
+        duplicated = combined.duplicated(subset=keys)
+        if duplicated.any():
+            row = combined[duplicated].iloc[0]
+            raise DataFileError(f"two folders hold {experiment} results of model {row['model']}, task {row['task']} "
+                                f"(the second is {folder}); pass each model's folder once")
+        self.summaries[experiment] = combined
+
+    def note_model(self, model: str, folder: Path) -> None:
+        if model not in self.models:
+            self.models.append(model)
+        if folder not in self.folders_of.setdefault(model, []):
+            self.folders_of[model].append(folder)
+
+    def of(self, experiment: str, model: str) -> tuple[pd.DataFrame, str]:
+        """The model's summary of `experiment`, or an empty frame and why it is missing."""
+        summary = self.summaries.get(experiment)
+        part = summary[summary["model"].astype(str) == model] if summary is not None else pd.DataFrame()
+        if part.empty:
+            where = " or ".join(str(folder) for folder in self.folders_of.get(model, self.folders))
+            return part, f"no {experiment}_summary.csv for {model} in {where}"
+        return part, ""
+
+
+def read_summary(path: Path) -> pd.DataFrame | None:
+    """A summary CSV, or None when the folder has none; a malformed one is an error."""
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataFileError(f"{path} is not a readable CSV ({error}); rerun the experiment into that folder to "
+                            "rewrite it") from error
+    missing = [column for column in SUMMARY_COLUMNS if column not in frame.columns]
+    if missing and not frame.empty:
+        raise DataFileError(f"{path} lacks the summary columns {missing}; rerun the experiment into that folder "
+                            "(ExperimentResult.save writes the long summary)")
+    return frame if not missing else None
+
+
+def estimates(part: pd.DataFrame, keys: Sequence[str]) -> dict:
+    """{(*keys, metric): Estimate} of a summary part."""
+    out = {}
+    for values in part.to_dict("records"):
+        key = tuple(_plain(values[k]) for k in keys) + (values["metric"],)
+        out[key] = Estimate(float(values["mean"]), float(values["ci_low"]), float(values["ci_high"]))
+    return out
+
+
+def _plain(value):
+    """Numbers read from CSV as floats (a layer of 3.0) become ints, so keys compare as written."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def first_present(metrics: Iterable[str], names: Sequence[str]) -> str | None:
+    available = set(metrics)
+    return next((name for name in names if name in available), None)
+
+
+def tasks_of(part: pd.DataFrame) -> list[str]:
+    return sorted(part["task"].astype(str).unique(), key=task_key)
+
+
+def depth_layers(layers: Iterable[int]) -> tuple[list[int], list[int]]:
+    """(shallow, deep) layers: the first and the last third of the model's layers (at least one each)."""
+    layers = sorted(set(int(layer) for layer in layers))
+    n_layers = max(layers) + 1
+    third = max(n_layers // 3, 1)
+    return [l for l in layers if l < third], [l for l in layers if l >= n_layers - third]
+
+
+# ------------------------------------------------------------------------------------------------- findings
+
+
+def saliency_claims(results: Results, model: str) -> list[Claim]:
+    findings = [
+        ("1a", "Saliency: S_wp dominates shallow layers", "S_wp largest in shallow layers (Fig. 3)"),
+        ("1b", "Saliency: S_pq dominates deep layers", "S_pq largest in deep layers (Fig. 3)"),
+        ("1c", "Saliency: S_wp and S_pq above S_ww", "both mostly above S_ww (Fig. 3)"),
+    ]
+    part, reason = results.of("saliency", model)
+    if part.empty or "layer" not in part.columns:
+        reason = reason or "the saliency summary has no layer column"
+        return [Claim(n, f, model, p, reason=reason) for n, f, p in findings]
+    values = estimates(part, ["task", "layer"])
+    shallow, deep = depth_layers(part["layer"])
+    comparisons = {
+        "1a": [(layer, "S_wp", other) for layer in shallow for other in ("S_pq", "S_ww")],
+        "1b": [(layer, "S_pq", other) for layer in deep for other in ("S_wp", "S_ww")],
+        "1c": [(layer, flow, "S_ww") for layer in sorted(set(part["layer"].astype(int))) for flow in ("S_wp", "S_pq")],
+    }
+    judged = []
+    for number, finding, paper_text in findings:
+        checks = []
+        for task in tasks_of(part):
+            for layer, a, b in comparisons[number]:
+                if (task, layer, a) in values and (task, layer, b) in values:
+                    checks.append(greater(f"{a} > {b}", task, values[(task, layer, a)], values[(task, layer, b)],
+                                          a, b, layer=layer, digits=3))
+        judged.append(Claim(number, finding, model, paper_text, tuple(checks),
+                            reason="" if checks else "the saliency summary lacks S_wp, S_pq or S_ww"))
+    return judged
+
+
+def isolation_claims(results: Results, model: str) -> list[Claim]:
+    finding, paper_text = "Isolation: label words matter most in the first k={k} layers", \
+        "first-k isolation cuts loyalty; last-k or random words barely (Fig. 4)"
+    part, reason = results.of("isolation", model)
+    if part.empty or not {"k", "condition"} <= set(part.columns):
+        reason = reason or "the isolation summary has no k or condition column"
+        return [Claim(f"2 (k={MAIN_K})", finding.format(k=MAIN_K), model, paper_text, reason=reason)]
+    values = estimates(part, ["task", "k", "condition"])
+    ks = sorted({int(k) for k in part["k"]}, key=lambda k: (k != MAIN_K, k))
+    judged = []
+    for k in ks:
+        checks = []
+        for task in tasks_of(part):
+            for metric, short in (("label_loyalty", "label loyalty"), ("word_loyalty", "word loyalty")):
+                first = values.get((task, k, "label_first", metric))
+                for other in ("label_last", "random_first"):
+                    compared = values.get((task, k, other, metric))
+                    if first is not None and compared is not None:
+                        checks.append(greater(f"{short}: {other} > label_first", task, compared, first,
+                                              other, "label_first"))
+        judged.append(Claim(f"2 (k={k})", finding.format(k=k), model, paper_text, tuple(checks),
+                            reason="" if checks else f"no label_first with label_last or random_first at k={k}"))
+    return judged
+
+
+def auroc_claims(results: Results, model: str) -> list[Claim]:
+    findings = [
+        ("3a", "AUROC ≈ 0.5 in shallow layers", "≈ 0.5 in shallow layers (Fig. 5)"),
+        ("3b", "AUROC high in deep layers", "up to ≈ 0.8 in deep layers (Fig. 5)"),
+        ("3c", "R_l rises mainly after the shallow layers", "R_l rises in middle and deep layers (Fig. 5)"),
+    ]
+    part, reason = results.of("auroc", model)
+    if part.empty or "layer" not in part.columns or "auroc" not in set(part["metric"]):
+        reason = reason or "the auroc summary has no layer column or no auroc metric"
+        return [Claim(n, f, model, p, reason=reason) for n, f, p in findings]
+    values = estimates(part, ["task", "layer"])
+    # R may come as a column beside the auroc rows (one value per task and layer, no interval).
+    r_column = ({(str(t), int(l)): float(r) for t, l, r in part.loc[part["metric"] == "auroc", ["task", "layer", "R"]]
+                 .itertuples(index=False) if pd.notna(r)} if "R" in part.columns else {})
+    shallow, deep = depth_layers(part["layer"])
+    checks, skipped = {"3a": [], "3b": [], "3c": []}, []
+    for task in tasks_of(part):
+        for layer in shallow:
+            if (task, layer, "auroc") in values:
+                checks["3a"].append(greater(f"AUROC < {AUROC_SHALLOW_BELOW}", task, Estimate.exact(AUROC_SHALLOW_BELOW),
+                                            values[(task, layer, "auroc")], "", "AUROC", layer=layer, b_first=True))
+        for layer in deep:
+            if (task, layer, "auroc") in values:
+                checks["3b"].append(greater(f"AUROC > {AUROC_DEEP_ABOVE}", task, values[(task, layer, "auroc")],
+                                            Estimate.exact(AUROC_DEEP_ABOVE), "AUROC", "", layer=layer))
+        r = r_at(values, r_column, task, sorted({l for t, l, _ in values if t == task}), shallow[-1])
+        if r is None:
+            skipped.append(f"{task} (no R_l: the AUROC curve's excess over 0.5 sums to 0)")
+        else:
+            checks["3c"].append(greater(f"R < {R_SHALLOW_BELOW} at the last shallow layer", task,
+                                        Estimate.exact(R_SHALLOW_BELOW), r, "", "R", layer=shallow[-1], b_first=True))
+    return [Claim(n, f, model, p, tuple(checks[n]), reason="" if checks[n] else "no AUROC in these layers",
+                  skipped=tuple(skipped) if n == "3c" else ()) for n, f, p in findings]
+
+
+def r_at(values: dict, r_column: dict, task: str, layers: list[int], layer: int) -> Estimate | None:
+    """R_l at `layer`: the summary's R metric with its interval if it has one, else its R column, else R from
+    the mean AUROC curve."""
+    if (task, layer, "R") in values and math.isfinite(values[(task, layer, "R")].mean):
+        return values[(task, layer, "R")]
+    if (task, layer) in r_column:
+        return Estimate.exact(r_column[(task, layer)])
+    curve = np.array([values[(task, l, "auroc")].mean if (task, l, "auroc") in values else np.nan for l in layers])
+    excess = np.nan_to_num(curve - 0.5, nan=0.0)  # as anchorlens.experiments.auroc.cumulative_r
+    if excess.sum() == 0 or layer not in layers:
+        return None
+    return Estimate.exact(float(excess[: layers.index(layer) + 1].sum() / excess.sum()))
+
+
+def method_checks(values: dict, tasks: list[str], metric: str, better: str, others: Sequence[str], *,
+                  shift: float = 0.0, scale: float = 100.0, digits: int = 1) -> tuple[list[Check], Check | None]:
+    """`better` > each of `others` on `metric`, per task and on the Avg of the tasks that have them all.
+    Returns the checks and the Avg check against the strongest other method (the headline)."""
+    checks, averages = [], {}
+    methods = [better, *others]
+    complete = [t for t in tasks if all((t, m, metric) in values for m in methods)]
+    test = lambda other: f"{better} + {shift * scale:.2f} > {other}" if shift else f"{better} > {other}"
+
+    def compare(task: str, ours: Estimate, other: str, theirs: Estimate) -> Check:
+        # With a shift, show our own value and the shifted one, so no number appears that was not measured.
+        name = f"{better} {ours.text(scale, digits)} + {shift * scale:.2f} =" if shift else better
+        return greater(test(other), task, ours.shifted(shift), theirs, name, other, scale=scale, digits=digits)
+
+    for task in complete:
+        for other in others:
+            checks.append(compare(task, values[(task, better, metric)], other, values[(task, other, metric)]))
+    if len(complete) >= 2:
+        averages = {m: average([values[(t, m, metric)] for t in complete]) for m in methods}
+        for other in others:
+            checks.append(compare("Avg", averages[better], other, averages[other]))
+    headline = None
+    if averages:
+        strongest = max(others, key=lambda m: averages[m].mean)
+        headline = next(c for c in checks if c.task == "Avg" and c.test == test(strongest))
+    return checks, headline
+
+
+def reweight_claims(results: Results, model: str) -> list[Claim]:
+    table = paper.REWEIGHT_TABLE
+    findings = [
+        ("4a", "Re-weighting beats vanilla 1-shot ICL", "vanilla_1shot"),
+        ("4b", "Re-weighting beats vanilla 5-shot ICL", "vanilla_5shot"),
+    ]
+    part, reason = results.of("reweight", model)
+    judged = []
+    for number, finding, baseline in findings:
+        paper_text = f"{table['reweight']['Avg']:.2f} vs {table[baseline]['Avg']:.2f} % (Avg, Table 1)"
+        metric = first_present(part["metric"], ACCURACY_METRICS) if not part.empty else None
+        if part.empty or "method" not in part.columns or metric is None:
+            judged.append(Claim(number, finding, model, paper_text,
+                                reason=reason or "the reweight summary has no method column or no accuracy"))
+            continue
+        values = estimates(part, ["task", "method"])
+        checks, headline = method_checks(values, tasks_of(part), metric, "reweight", [baseline])
+        judged.append(Claim(number, finding, model, paper_text, tuple(checks), headline=headline,
+                            reason="" if checks else f"no task has both reweight and {baseline}"))
+    return judged
+
+
+def compress_claims(results: Results, model: str) -> list[Claim]:
+    gpt2 = paper.COMPRESS_TABLE["GPT2-XL"]
+    label, word, accuracy = 0, 1, 2  # positions in the paper's (label loyalty, word loyalty, accuracy)
+    best_other_label = max(gpt2[m][label] for m in COMPRESSED if m != "hidden_anchor")
+    paper_drop = gpt2["icl"][accuracy] - gpt2["hidden_anchor"][accuracy]
+    speedups = [v for values in paper.COMPRESS_SPEEDUP.values() for v in values.values()]
+    findings = [
+        ("5a", "Compression: Hidden_anchor most loyal (label loyalty)",
+         f"{gpt2['hidden_anchor'][label]:.2f} vs {best_other_label:.2f} % (best other, GPT2-XL, Table 2)",
+         "label_loyalty", ["text_anchor", "hidden_random", "hidden_random_top"], 0.0),
+        ("5b", "Compression: Hidden_anchor beats Hidden_random(-top) on word loyalty",
+         f"{gpt2['hidden_anchor'][word]:.2f} vs {gpt2['hidden_random'][word]:.2f} / "
+         f"{gpt2['hidden_random_top'][word]:.2f} % (GPT2-XL)",
+         "word_loyalty", ["hidden_random", "hidden_random_top"], 0.0),
+        ("5c", f"Compression: Hidden_anchor within {paper_drop:.2f} points of ICL accuracy",
+         f"{gpt2['hidden_anchor'][accuracy]:.2f} vs ICL {gpt2['icl'][accuracy]:.2f} % (GPT2-XL)",
+         None, ["icl"], paper_drop / 100),
+    ]
+    part, reason = results.of("compress", model)
+    judged = []
+    for number, finding, paper_text, metric, others, shift in findings:
+        if metric is None:
+            metric = first_present(part["metric"], ACCURACY_METRICS) if not part.empty else None
+        if part.empty or "method" not in part.columns or metric is None or metric not in set(part["metric"]):
+            missing = metric or "accuracy"
+            judged.append(Claim(number, finding, model, paper_text,
+                                reason=reason or f"the compress summary has no method column or no {missing}"))
+            continue
+        values = estimates(part, ["task", "method"])
+        checks, headline = method_checks(values, tasks_of(part), metric, "hidden_anchor", others, shift=shift)
+        judged.append(Claim(number, finding, model, paper_text, tuple(checks), headline=headline,
+                            reason="" if checks else f"no task has hidden_anchor and {', '.join(others)}"))
+    judged.append(speedup_claim(results, model, f"{min(speedups):.1f}-{max(speedups):.1f}x (GPT2-XL, GPT-J; Table 3)"))
+    return judged
+
+
+def speedup_claim(results: Results, model: str, paper_text: str) -> Claim:
+    number, finding = "5d", "Compression: Hidden_anchor speeds inference up"
+    rows = results.seed_rows.get("compress")
+    needed = {"task", "model", "method", "seed", "speedup"}
+    if rows is None or not needed <= set(rows.columns):
+        return Claim(number, finding, model, paper_text,
+                     reason="no compress.csv with a speedup column" if rows is None or "speedup" not in rows.columns
+                     else f"compress.csv lacks {sorted(needed - set(rows.columns))}")
+    anchor = rows[(rows["model"].astype(str) == model) & (rows["method"] == "hidden_anchor")]
+    checks = []
+    for task in sorted(anchor["task"].astype(str).unique(), key=task_key):
+        per_seed = anchor[anchor["task"] == task].groupby("seed")["speedup"].mean()
+        checks.append(greater("speed-up > 1", task, seed_interval(per_seed.to_numpy()), Estimate.exact(1.0),
+                              "speed-up", ""))
+    return Claim(number, finding, model, paper_text, tuple(checks),
+                 reason="" if checks else f"compress.csv has no hidden_anchor rows of {model}")
+
+
+def diagnose_claims(results: Results, model: str) -> list[Claim]:
+    number, finding, paper_text = "6", "Diagnosis: predicted confusion matches the true one", \
+        "predicted ≈ true confusion (Fig. 6)"
+    found, reason = diagnosis_correlations(results, model)
+    if found is None:
+        return [Claim(number, finding, model, paper_text, reason=reason)]
+    name, per_task = found
+    checks, skipped = [], []
+    for task in sorted(per_task, key=task_key):
+        r, p = per_task[task]
+        if not (math.isfinite(r.mean) and math.isfinite(p)):
+            skipped.append(f"{task} (no correlation: fewer than 3 class pairs, or a constant matrix)")
+            continue
+        # A p-value is a statement about the value, not an interval: significant = positive and p < the level.
+        significant = r.mean > 0 and p < P_VALUE_BELOW
+        checks.append(Check(f"{name} > 0 with permutation p < {P_VALUE_BELOW}", task, HOLDS if significant else FAILS,
+                            (P_VALUE_BELOW - p) if r.mean > 0 else -1.0, f"{name} {r.text()}, p = {p:.3f}"))
+    return [Claim(number, finding, model, paper_text, tuple(checks), skipped=tuple(skipped),
+                  reason="" if checks else "no task has a correlation")]
+
+
+def diagnosis_correlations(results: Results, model: str) -> tuple[tuple[str, dict] | None, str]:
+    """((correlation name, {task: (correlation, p-value)}), "") from the diagnose summary's metrics, else from the
+    summary of the seed rows (`DiagnoseResult.summary`: correlation of the seed-mean matrices, no interval);
+    (None, why) when neither has them."""
+    part, reason = results.of("diagnose", model)
+    metrics = set(part["metric"]) if not part.empty else set()
+    for name, p_name in CORRELATIONS:
+        if {name, p_name} <= metrics:
+            values = estimates(part, ["task"])
+            return (name, {task: (values[(task, name)], values[(task, p_name)].mean) for task in tasks_of(part)
+                           if (task, name) in values and (task, p_name) in values}), ""
+    rows = results.seed_rows.get("diagnose")
+    rows = rows[rows["model"].astype(str) == model] if rows is not None and "model" in rows.columns else None
+    if rows is None or rows.empty:
+        return None, reason or f"no diagnose results for {model}"
+    from anchorlens.experiments import DiagnoseResult
+
+    try:
+        summary = DiagnoseResult.from_frame(rows).summary()
+    except (AnchorlensError, KeyError, ValueError) as error:
+        return None, f"the diagnose rows of {model} cannot be summarised ({error})"
+    for name, p_name in CORRELATIONS:
+        if {name, p_name} <= set(summary.columns):
+            no_interval = float("nan")
+            return (name, {str(row["task"]): (Estimate(float(row[name]), no_interval, no_interval), float(row[p_name]))
+                           for row in summary.to_dict("records")}), ""
+    wanted = " or ".join(f"{name} with {p_name}" for name, p_name in CORRELATIONS)
+    return None, f"neither the diagnose summary nor the summary of diagnose.csv has {wanted}"
+
+
+FINDINGS = (saliency_claims, isolation_claims, auroc_claims, reweight_claims, compress_claims, diagnose_claims)
+
+
+def all_claims(results: Results) -> list[Claim]:
+    """Every finding for every model, finding by finding (models in folder order)."""
+    per_model = {model: [claim for judge in FINDINGS for claim in judge(results, model)] for model in results.models}
+    numbers = list(dict.fromkeys(claim.number for claims in per_model.values() for claim in claims))
+    return [claim for number in numbers for model in results.models for claim in per_model[model]
+            if claim.number == number]
+
+
+# --------------------------------------------------------------------------------------------------- output
+
+
+def exceptions(claim: Claim) -> list[str]:
+    """The checks that do not hold, grouped by test, outcome and task, layers as ranges with the worst shown."""
+    groups: dict[tuple[str, str, str], list[Check]] = {}
+    for check in claim.checks:
+        if check.outcome != HOLDS:
+            groups.setdefault((check.test, check.outcome, check.task), []).append(check)
+    lines = []
+    for (test, outcome, task), checks in groups.items():
+        worst = min(checks, key=lambda check: check.margin)
+        layers = [check.layer for check in checks if check.layer is not None]
+        if layers:
+            where = f"{task} layer{'s' if len(layers) > 1 else ''} {ranges(layers)}"
+            shown = f"worst layer {worst.layer}: {worst.detail}" if len(layers) > 1 else worst.detail
+        else:
+            where, shown = task, worst.detail
+        state = "fails" if outcome == FAILS else "unclear (intervals overlap)"
+        lines.append(f"{test} {state}: {where} ({shown})")
+    return lines + [f"not judged: {reason}" for reason in claim.skipped]
+
+
+def ranges(numbers: Iterable[int]) -> str:
+    """[0, 1, 2, 4] -> "0-2, 4"."""
+    numbers = sorted(set(numbers))
+    spans, start = [], numbers[0]
+    for previous, current in zip(numbers, numbers[1:] + [None]):
+        if current != previous + 1:
+            spans.append(f"{start}" if start == previous else f"{start}-{previous}")
+            start = current
+    return ", ".join(spans)
+
+
+def render(claims: Sequence[Claim], command: str) -> str:
+    """The markdown the README embeds: a note on where it comes from, the table, then each claim's exceptions."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [
+        f"Generated by `{command}` from the results' 95% intervals; the rules are the table at the top of "
+        "`analyses/claims.py`. Do not edit by hand: `--write README.md` regenerates this block.",
+        "",
+        "| # | finding | model | paper | ours, 95% CI | checks holding | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for claim in claims:
+        lines.append("| " + " | ".join(cell(text) for text in (
+            claim.number, claim.finding, claim.model, claim.paper, claim.ours, claim.holds, f"**{claim.verdict}**"
+        )) + " |")
+    listed = [(claim, exceptions(claim)) for claim in claims]
+    listed = [(claim, found) for claim, found in listed if found]
+    if listed:
+        lines += ["", "Checks that do not hold (the verdict counts them):", ""]
+        for claim, found in listed:
+            lines.append(f"- **{claim.number}, {claim.model}** ({claim.verdict}):")
+            lines += [f"  - {line}" for line in found]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- README block
+
+
+def split_block(text: str, path: Path) -> tuple[str, str, str]:
+    """(before and the start marker, the block, the end marker and after) of a README."""
+    if text.count(START) != 1 or text.count(END) != 1:
+        raise DataFileError(f"{path} needs exactly one '{START}' line and one '{END}' line around the claims "
+                            f"(found {text.count(START)} and {text.count(END)}); add them where the claims go")
+    start = text.index(START) + len(START)
+    end = text.index(END)
+    if end < start:
+        raise DataFileError(f"{path} has '{END}' before '{START}'; put the start marker first")
+    return text[:start], text[start:end], text[end:]
+
+
+def check_block(path: Path, printed: str) -> int:
+    """0 when the README's block is what is printed now, else 1 with a unified diff on stdout."""
+    _, block, _ = split_block(read_text(path), path)
+    if block.strip("\n") == printed.strip("\n"):
+        print(f"{path}: the claims block is up to date")
+        return 0
+    diff = difflib.unified_diff(block.strip("\n").splitlines(), printed.strip("\n").splitlines(),
+                                f"{path} (claims block)", "analyses/claims.py (now)", lineterm="")
+    print("\n".join(diff))
+    print(f"{path}: the claims block differs from the results; run the same command with --write {path}")
+    return 1
+
+
+def write_block(path: Path, printed: str) -> None:
+    before, _, after = split_block(read_text(path), path)
+    path.write_text(before + "\n" + printed.strip("\n") + "\n" + after)
+
+
+def read_text(path: Path) -> str:
+    if not path.is_file():
+        raise DataFileError(f"no file {path}; pass the README that holds the claims block, e.g. README.md")
+    return path.read_text()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", help="results folders, e.g. docs/results/smollm2-135m")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", metavar="README", help="exit 1 (with a diff) when README's claims block is stale")
+    mode.add_argument("--write", metavar="README", help="replace README's claims block with the claims printed now")
+    args = parser.parse_args(argv)
+    command = " ".join(["python analyses/claims.py", *args.folders])
+    try:
+        printed = render(all_claims(Results.read(args.folders)), command)
+        if args.check:
+            return check_block(Path(args.check), printed)
+        if args.write:
+            write_block(Path(args.write), printed)
+            print(f"{args.write}: claims block written")
+            return 0
+    except AnchorlensError as error:
+        print(f"claims.py: error: {error}", file=sys.stderr)
+        return 2
+    print(printed, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
