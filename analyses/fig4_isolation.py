@@ -6,7 +6,7 @@ from _common import model_folder, parser
 from anchorlens.experiments import IsolationConfig, run_experiment
 
 cli = parser(__doc__)
-cli.add_argument("--k", type=int, nargs="+", default=[5])
+cli.add_argument("--k", type=int, nargs="+", default=[1, 3, 5, 7])
 args = cli.parse_args()
 for model in args.models:
     config = IsolationConfig(model=model, seeds=tuple(args.seeds), n_test=args.n_test, batch_size=args.batch_size,

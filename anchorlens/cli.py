@@ -56,12 +56,19 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def _cmd_prompt(args: argparse.Namespace) -> int:
-    from anchorlens.models import load_tokenizer, prepend_bos_for
+    from anchorlens.errors import InvalidConfigError
+    from anchorlens.models import context_length, load_tokenizer, prepend_bos_for
     from anchorlens.prompts import build_prompt
     from anchorlens.sampling import sample_demonstrations, sample_test_set
-    from anchorlens.tasks import get_task
+    from anchorlens.tasks import get_task, load_split
 
     task = get_task(args.task)
+    rows = load_split(task, task.test_split).num_rows
+    if not 0 <= args.index < rows:
+        raise InvalidConfigError(
+            f"--index {args.index} is out of range: task {task.name!r} has {rows} test inputs (its "
+            f"{task.test_split!r} split); use --index 0..{rows - 1}"
+        )
     tokenizer = load_tokenizer(args.model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -76,6 +83,13 @@ def _cmd_prompt(args: argparse.Namespace) -> int:
             prepend_bos=prepend_bos_for(args.model, tokenizer),
         )
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    context = context_length(args.model)
+    if context is not None and prompt.length > context:
+        # Shown, not refused: looking at an over-long prompt is how one finds out how many shots fit.
+        notes.append(
+            f"this prompt is {prompt.length} tokens, longer than the {context}-token context of {args.model}: the "
+            f"model cannot read it and every experiment refuses it; use fewer --shots (now {args.shots})"
+        )
     view = prompt.to_dict(tokenizer, task.class_names)
     view.update(
         model=args.model,
@@ -84,6 +98,8 @@ def _cmd_prompt(args: argparse.Namespace) -> int:
         query_row=query.index,
         warnings=notes,
     )
+    for note in notes:  # on stderr, before the prompt: after a long prompt a note at the end is easy to miss
+        print(f"anchorlens: warning: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(view, indent=2, ensure_ascii=False))
         return 0
@@ -96,8 +112,6 @@ def _cmd_prompt(args: argparse.Namespace) -> int:
         print(f"label positions {name:>12}: {positions}  (token {view['label_tokens'][name]!r})")
     print(f"target position: {prompt.target_position}  (token {view['tokens'][prompt.target_position]!r})")
     print(f"gold label: {view['query_label']}")
-    for note in notes:
-        print(f"warning: {note}")
     if args.tokens:
         print("\npos  role          token")
         for position, (token, role) in enumerate(zip(view["tokens"], view["roles"])):
@@ -206,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     isolation = commands.add_parser("isolation", help="isolate label words in the first/last k layers: loyalty (Fig. 4)")
     _add_run_arguments(isolation)
-    isolation.add_argument("--k", type=int, nargs="+", default=[5], help="isolated layer counts (paper 1 3 5 7)")
+    isolation.add_argument("--k", type=int, nargs="+", default=[1, 3, 5, 7], help="isolated layer counts (default: the paper's 1 3 5 7; main result 5)")
     isolation.add_argument("--word-top-k", type=int, default=5, help="top-k tokens compared by word loyalty")
     isolation.set_defaults(run=lambda args: _run_experiment(args, "isolation"))
 
@@ -251,6 +265,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse settings that would otherwise fail with a traceback after the model has loaded (minutes later)."""
+    from anchorlens.errors import InvalidConfigError
+
+    device = getattr(args, "device", None)
+    if device is not None:
+        from anchorlens.models import check_device
+
+        check_device(device)
+    word_top_k = getattr(args, "word_top_k", None)
+    if word_top_k is not None:
+        if word_top_k < 1:
+            raise InvalidConfigError(f"--word-top-k must be at least 1, got {word_top_k} (default 5)")
+        from anchorlens.models import vocabulary_size
+
+        vocabulary = vocabulary_size(args.model)
+        if vocabulary is not None and word_top_k > vocabulary:
+            raise InvalidConfigError(
+                f"--word-top-k {word_top_k} is more than the {vocabulary} tokens of {args.model}'s vocabulary; use "
+                f"at most {vocabulary} (default 5)"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "model", "unset") is None:
@@ -258,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args.model = DEFAULT_MODEL
     try:
+        _check_arguments(args)
         return args.run(args)
     except AnchorlensError as error:
         print(f"anchorlens: error: {error}", file=sys.stderr)

@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from anchorlens.errors import HookError
+from anchorlens.errors import HookError, InvalidConfigError
 from anchorlens.model_classes import check_hook_names, describe
 from anchorlens.prompts import PromptBatch
 
@@ -122,11 +122,96 @@ def isolation_hooks(blocked_by_layer: Mapping[int, Bool[Tensor, "batch query key
 
 # --------------------------------------------------------------------------------------------- re-weighting
 
+ReweightVariant = Literal["pattern", "scores"]
+REWEIGHT_VARIANTS = ("pattern", "scores")
+
+
+def _shape_text(shape: Sequence[int | None]) -> str:
+    return "(" + ", ".join("?" if size is None else str(size) for size in shape) + ")"
+
+
+def check_beta(
+    beta: object,
+    *,
+    n_layers: int | None = None,
+    n_heads: int | None = None,
+    n_classes: int | None = None,
+    source: str = "β",
+) -> None:
+    """Refuse a β that cannot mean what re-weighting applies it as: not a floating tensor, not exactly
+    (layers, heads, classes) of the model and task (where they are known; torch broadcasting would otherwise
+    re-weight only the first layers, or spread one head's values over all heads, without a word), or with a
+    NaN or infinite entry. `source` names where β came from in the message (a file, "the fitted β")."""
+    expected = _shape_text((n_layers, n_heads, n_classes))
+    fix = ("a β fits only the model and task it was fitted on: fit one for this model and task "
+           "(`anchorlens reweight`, or fit_beta) or load the β file made for them")
+    if not isinstance(beta, Tensor):
+        raise InvalidConfigError(
+            f"{source} must be a torch tensor of shape (layers, heads, classes) = {expected}, got a "
+            f"{type(beta).__name__}; load a saved β with anchorlens.experiments.reweight.load_beta"
+        )
+    if not beta.is_floating_point():
+        raise InvalidConfigError(
+            f"{source} has dtype {beta.dtype}, but β is a floating-point tensor (save_beta writes float32): "
+            "convert it with beta.float()"
+        )
+    got = tuple(beta.shape)
+    wanted = (n_layers, n_heads, n_classes)
+    if len(got) != 3 or any(want is not None and size != want for size, want in zip(got, wanted)):
+        raise InvalidConfigError(
+            f"{source} has shape {_shape_text(got)}, expected (layers, heads, classes) = {expected}; {fix}"
+        )
+    finite = torch.isfinite(beta.detach())
+    if not bool(finite.all()):
+        bad = (~finite).nonzero()
+        raise InvalidConfigError(
+            f"{source} has {len(bad)} non-finite {'entry' if len(bad) == 1 else 'entries'} (NaN or ±inf), the first "
+            f"at (layer, head, class) = {tuple(bad[0].tolist())}; refit β (a lower --learning-rate keeps the "
+            "training finite)"
+        )
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in REWEIGHT_VARIANTS:
+        raise InvalidConfigError(f"unknown re-weighting variant {variant!r}; use 'pattern' (paper) or 'scores'")
+
+
+def _check_beta_for(beta: object, model, n_classes: int) -> None:
+    """`check_beta` against `model` when given (layers and heads) and the prompts' class count."""
+    cfg = getattr(model, "cfg", None)
+    check_beta(beta, n_layers=getattr(cfg, "n_layers", None), n_heads=getattr(cfg, "n_heads", None),
+               n_classes=n_classes)
+
+
+def _reweighted(
+    tensor: Float[Tensor, "batch head query key"],
+    beta: Float[Tensor, "head label"],
+    label_mask: Bool[Tensor, "batch label key"] | Float[Tensor, "batch label key"],
+    at_target: Bool[Tensor, "batch query"] | None,
+    variant: str,
+) -> Float[Tensor, "batch head query key"]:
+    """`tensor` with the rows marked in `at_target` (every row when None) re-weighted towards the label keys."""
+    if tensor.shape[1] != beta.shape[0]:
+        raise HookError(
+            f"β has {beta.shape[0]} head{'' if beta.shape[0] == 1 else 's'} per layer but this layer's attention "
+            f"has {tensor.shape[1]}; a β fits only the model it was fitted on: fit one for this model or pass "
+            "model= to reweight_hooks to check it"
+        )
+    mask = label_mask.to(device=tensor.device, dtype=tensor.dtype)
+    per_key = torch.einsum("hc,bck->bhk", beta.to(device=tensor.device, dtype=tensor.dtype), mask)[:, :, None, :]
+    if at_target is None:
+        return tensor * per_key.exp() if variant == "pattern" else tensor + per_key
+    # `where`, not a 0/1 product: an overflowing exp(β) must not turn the untouched rows into 0 · inf = NaN.
+    at = at_target.to(device=tensor.device, dtype=torch.bool)[:, None, :, None]
+    if variant == "pattern":
+        return tensor * torch.where(at, per_key.exp(), torch.ones((), dtype=tensor.dtype, device=tensor.device))
+    return tensor + torch.where(at, per_key, torch.zeros((), dtype=tensor.dtype, device=tensor.device))
+
 
 def reweight_hook(
     beta: Float[Tensor, "head label"],
     batch: PromptBatch,
-    variant: Literal["pattern", "scores"] = "pattern",
+    variant: ReweightVariant = "pattern",
 ) -> HookFn:
     """Scale the target row's attention to each class's label positions by exp(β[h, c]).
 
@@ -134,17 +219,39 @@ def reweight_hook(
     unchanged and no renormalisation. ``variant="scores"`` (on hook_attn_scores) adds β to those pre-softmax
     scores instead, which renormalises the row: the same only when nothing else in the row matters.
     The edit is a product with a tensor of ones except at the target rows, so β receives gradients.
-    A full-sequence run is the case of `target_row_reweight_hook` where rows and keys are the prompt positions.
+
+    Generation: keys beyond the batch's positions are tokens generated after the prompt. Every row from the
+    target on predicts a next token, so each is re-weighted like the target (towards the same label keys):
+    with a key/value cache a step has one query row (the newest token) over all earlier keys, without one the
+    whole sequence is recomputed, and both give the same logits. Generation needs each prompt's target to be
+    its last token (no right padding), else the generated tokens would follow the padding.
     """
-    edit = target_row_reweight_hook(beta, batch.label_mask, variant, target_rows=batch.target_positions)
+    seq = batch.seq_len
+    targets = batch.target_positions.cpu()
+    ends_at_target = bool((targets == seq - 1).all())
 
     def hook(tensor: Float[Tensor, "batch head query key"], hook) -> Tensor:
-        if tensor.shape[-2] != batch.seq_len or tensor.shape[-1] != batch.seq_len:
+        rows, keys = tensor.shape[-2], tensor.shape[-1]
+        if tensor.shape[0] != batch.size or keys < seq or rows > keys:
             raise HookError(
-                f"reweight_hook expects full-sequence attention [.., {batch.seq_len}, {batch.seq_len}], got "
-                f"{tuple(tensor.shape)}; run the batch's full tokens (no KV cache) with this hook"
+                f"reweight_hook was made for a batch of {batch.size} prompts of {seq} tokens, but the attention is "
+                f"{tuple(tensor.shape)} [batch, head, query, key]; run the batch's tokens (optionally followed by "
+                "generated tokens) with this hook"
             )
-        return edit(tensor, hook)
+        if keys > seq and not ends_at_target:
+            padded = int((targets != seq - 1).nonzero()[0, 0])
+            raise HookError(
+                f"generating after a right-padded batch: prompt {padded}'s target is position "
+                f"{int(targets[padded])}, not the last of {seq}, so generated tokens would follow padding; "
+                "generate one prompt at a time (or from prompts of equal length)"
+            )
+        # Query row i sits at position keys - rows + i (a cached step's rows come after the cached keys).
+        positions = torch.arange(keys - rows, keys, device=tensor.device)
+        at_target = (positions[None, :] == targets.to(tensor.device)[:, None]) | (positions[None, :] >= seq)
+        mask = batch.label_mask
+        if keys > seq:  # generated tokens are never label words
+            mask = torch.nn.functional.pad(mask.to(tensor.dtype), (0, keys - seq))
+        return _reweighted(tensor, beta, mask, at_target, variant)
 
     return hook
 
@@ -152,7 +259,7 @@ def reweight_hook(
 def target_row_reweight_hook(
     beta: Float[Tensor, "head label"],
     label_mask: Bool[Tensor, "batch label key"],
-    variant: Literal["pattern", "scores"] = "pattern",
+    variant: ReweightVariant = "pattern",
     target_rows: Int[Tensor, " batch"] | None = None,
 ) -> HookFn:
     """`reweight_hook` for a run whose earlier positions come from a key/value cache, so that query rows and key
@@ -171,15 +278,11 @@ def target_row_reweight_hook(
                 f"target_row_reweight_hook expects {expected} over {label_mask.shape[-1]} keys, got "
                 f"{tuple(tensor.shape)}; run the query against the cached prefix the label mask was made for"
             )
-        mask = label_mask.to(device=tensor.device, dtype=tensor.dtype)
-        per_key = torch.einsum("hc,bck->bhk", beta.to(device=tensor.device, dtype=tensor.dtype), mask)[:, :, None, :]
         if target_rows is None:
-            return tensor * per_key.exp() if variant == "pattern" else tensor + per_key
+            return _reweighted(tensor, beta, label_mask, None, variant)
         rows = torch.arange(tensor.shape[-2], device=tensor.device)
-        at_target = (rows[None, :] == target_rows.to(tensor.device)[:, None]).to(tensor.dtype)[:, None, :, None]
-        if variant == "pattern":
-            return tensor * (1 + at_target * (per_key.exp() - 1))
-        return tensor + at_target * per_key
+        at_target = rows[None, :] == target_rows.to(tensor.device)[:, None]
+        return _reweighted(tensor, beta, label_mask, at_target, variant)
 
     return hook
 
@@ -187,25 +290,46 @@ def target_row_reweight_hook(
 def reweight_hooks(
     beta: Float[Tensor, "layer head label"],
     batch: PromptBatch,
-    variant: Literal["pattern", "scores"] = "pattern",
+    variant: ReweightVariant = "pattern",
     layers: Iterable[int] | None = None,
+    *,
+    model=None,
 ) -> list[Hook]:
-    if variant not in ("pattern", "scores"):
-        raise ValueError(f"unknown re-weighting variant {variant!r}; use 'pattern' (paper) or 'scores'")
+    """Every layer's `reweight_hook` (or those in `layers`), β indexed by layer.
+
+    β is checked here: floating, finite, and exactly (layers, heads, classes) of `model` and the batch's
+    classes. Pass `model`: without it only the classes are checked here and the heads when the hooks run,
+    so a β with too few layers would re-weight only those.
+    """
+    _check_variant(variant)
+    _check_beta_for(beta, model, batch.label_mask.shape[1])
     name = pattern_hook_name if variant == "pattern" else scores_hook_name
-    chosen = range(beta.shape[0]) if layers is None else layers
+    chosen = _beta_layers(beta, model, layers)
     return [(name(layer), reweight_hook(beta[layer], batch, variant)) for layer in chosen]
+
+
+def _beta_layers(beta: Tensor, model, layers: Iterable[int] | None) -> list[int]:
+    if model is not None:
+        return _layers(model, layers)
+    chosen = list(range(beta.shape[0])) if layers is None else sorted(set(int(layer) for layer in layers))
+    bad = [layer for layer in chosen if not 0 <= layer < beta.shape[0]]
+    if bad:
+        raise InvalidConfigError(f"layers {bad} are not in β, which has layers 0..{beta.shape[0] - 1}")
+    return chosen
 
 
 def target_row_reweight_hooks(
     beta: Float[Tensor, "layer head label"],
     label_mask: Bool[Tensor, "batch label key"],
-    variant: Literal["pattern", "scores"] = "pattern",
+    variant: ReweightVariant = "pattern",
     target_rows: Int[Tensor, " batch"] | None = None,
+    *,
+    model=None,
 ) -> list[Hook]:
-    """Every layer's `target_row_reweight_hook` (see there: queries run against a cached prefix)."""
-    if variant not in ("pattern", "scores"):
-        raise ValueError(f"unknown re-weighting variant {variant!r}; use 'pattern' (paper) or 'scores'")
+    """Every layer's `target_row_reweight_hook` (see there: queries run against a cached prefix); β checked as
+    in `reweight_hooks`."""
+    _check_variant(variant)
+    _check_beta_for(beta, model, label_mask.shape[1])
     name = pattern_hook_name if variant == "pattern" else scores_hook_name
     return [(name(layer), target_row_reweight_hook(beta[layer], label_mask, variant, target_rows))
             for layer in range(beta.shape[0])]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
-from anchorlens.errors import HookError
+from anchorlens.errors import HookError, InvalidConfigError
 from anchorlens.hooks import (
     LabelAttentionRecorder,
     SaliencyRecorder,
@@ -16,6 +18,7 @@ from anchorlens.hooks import (
     pattern_hook_name,
     require_attention_hooks,
     reweight_hooks,
+    target_row_reweight_hooks,
     verify_attention_hooks,
 )
 from anchorlens.prompts import build_prompt, label_loss, make_batch
@@ -101,6 +104,116 @@ def test_reweight_beta_receives_gradients(model, batch):
         label_loss(logits, batch).backward()
     assert beta.grad is not None and beta.grad.abs().sum() > 0
     assert all(p.requires_grad for p in model.parameters())  # restored
+
+
+def test_reweight_hooks_refuse_a_beta_that_does_not_fit_the_model_or_the_prompts(model, batch):
+    """Broadcasting would apply a β of too few layers to those layers only, or one head's values to every head:
+    β must be exactly (layers, heads, classes), floating and finite."""
+    layers, heads = model.cfg.n_layers, model.cfg.n_heads
+    expected = f"expected (layers, heads, classes) = ({layers}, {heads}, 2)"
+    for shape in [(layers - 1, heads, 2), (layers, 1, 2), (layers, heads, 1), (layers + 1, heads, 2), (heads, 2)]:
+        with pytest.raises(InvalidConfigError, match=re.escape(expected)):
+            reweight_hooks(torch.zeros(shape), batch, model=model)
+        with pytest.raises(InvalidConfigError, match=re.escape(expected)):
+            target_row_reweight_hooks(torch.zeros(shape), batch.label_mask, model=model)
+    # The batch alone knows the class count: SST-2 prompts have 2 classes, whatever model runs them.
+    with pytest.raises(InvalidConfigError, match=re.escape("expected (layers, heads, classes) = (?, ?, 2)")):
+        reweight_hooks(torch.zeros(layers, heads, 4), batch)
+    # Without the model, the heads are checked when the hooks run (a head-broadcast β would act silently).
+    hooks = reweight_hooks(torch.ones(layers, 1, 2), batch)
+    with pytest.raises(HookError, match=f"β has 1 head per layer but this layer's attention has {heads}"):
+        with torch.no_grad():
+            model.run_with_hooks(batch.tokens, fwd_hooks=hooks)
+    with pytest.raises(InvalidConfigError, match="dtype torch.int64.*beta.float"):
+        reweight_hooks(torch.zeros(layers, heads, 2, dtype=torch.long), batch, model=model)
+    nan_beta = torch.zeros(layers, heads, 2)
+    nan_beta[1, 2, 1] = float("nan")
+    with pytest.raises(InvalidConfigError, match=re.escape("the first at (layer, head, class) = (1, 2, 1)")):
+        reweight_hooks(nan_beta, batch, model=model)
+    with pytest.raises(InvalidConfigError, match="unknown re-weighting variant"):
+        reweight_hooks(torch.zeros(layers, heads, 2), batch, "logits")
+    assert len(reweight_hooks(torch.zeros(layers, heads, 2), batch, model=model)) == layers
+
+
+def _greedy_steps(model, tokens, hooks, steps: int, *, use_cache: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Greedy generation by hand: each step's last-position logits, with or without a key/value cache."""
+    from transformer_lens import TransformerLensKeyValueCache
+
+    logits_per_step = []
+    with torch.no_grad():
+        if use_cache:
+            cache = TransformerLensKeyValueCache.init_cache(model.cfg, tokens.device, batch_size=tokens.shape[0])
+            step_input = tokens
+            for _ in range(steps):
+                logits = model.run_with_hooks(step_input, fwd_hooks=hooks, past_kv_cache=cache)[:, -1]
+                logits_per_step.append(logits)
+                step_input = logits.argmax(-1, keepdim=True)
+                tokens = torch.cat([tokens, step_input], dim=1)
+        else:
+            for _ in range(steps):
+                logits = model.run_with_hooks(tokens, fwd_hooks=hooks)[:, -1]
+                logits_per_step.append(logits)
+                tokens = torch.cat([tokens, logits.argmax(-1, keepdim=True)], dim=1)
+    return tokens, logits_per_step
+
+
+@pytest.mark.parametrize("variant", ["pattern", "scores"])
+def test_reweighted_generation_with_a_kv_cache_equals_the_full_recompute(model, batch, variant):
+    """Generating with β: each cached step (one query row over all earlier keys) is re-weighted like its row in
+    a full recompute of the prompt and the generated tokens, so both give the same logits and tokens."""
+    single = make_batch(batch.prompts[:1])
+    beta = torch.randn(model.cfg.n_layers, model.cfg.n_heads, 2, generator=torch.Generator().manual_seed(0))
+    hooks = reweight_hooks(beta, single, variant)
+    full_tokens, full_logits = _greedy_steps(model, single.tokens, hooks, 3, use_cache=False)
+    cached_tokens, cached_logits = _greedy_steps(model, single.tokens, hooks, 3, use_cache=True)
+    assert torch.equal(cached_tokens, full_tokens)
+    for step, (cached, full) in enumerate(zip(cached_logits, full_logits)):
+        torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4, msg=f"step {step}")
+
+    # TransformerLens's own generate, with and without its cache, makes the same tokens under the hooks, which
+    # see the cached steps as one query row each.
+    length = single.seq_len
+    for use_cache, query_rows in ((True, [length, 1, 1]), (False, [length, length + 1, length + 2])):
+        seen: list[int] = []
+        with model.hooks(fwd_hooks=_recording_query_rows(hooks, seen)):
+            generated = model.generate(single.tokens, max_new_tokens=3, do_sample=False, stop_at_eos=False,
+                                       use_past_kv_cache=use_cache, verbose=False)
+        assert torch.equal(generated, full_tokens), use_cache
+        assert seen == query_rows, use_cache
+
+    # The generated rows are re-weighted too: editing only the prompt's target row gives other later logits.
+    target_only = [(name, _first_pass_only(fn, single.seq_len)) for name, fn in hooks]
+    _, target_only_logits = _greedy_steps(model, single.tokens, target_only, 3, use_cache=True)
+    torch.testing.assert_close(target_only_logits[0], full_logits[0])
+    assert (target_only_logits[1] - full_logits[1]).abs().max() > 1e-4
+
+
+def _recording_query_rows(hooks, seen: list[int]):
+    """`hooks` with layer 0's hook also noting how many query rows each forward pass had."""
+    name, fn = hooks[0]
+
+    def hook(tensor, hook):
+        seen.append(tensor.shape[-2])
+        return fn(tensor, hook)
+
+    return [(name, hook), *hooks[1:]]
+
+
+def _first_pass_only(fn, prompt_length: int):
+    def hook(tensor, hook):
+        return fn(tensor, hook) if tensor.shape[-1] == prompt_length else tensor
+
+    return hook
+
+
+def test_generation_after_a_right_padded_batch_is_refused(model, batch):
+    assert len({p.length for p in batch.prompts}) > 1  # the shorter prompts are right-padded
+    beta = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, 2)
+    longer = torch.cat([batch.tokens, batch.tokens[:, -1:]], dim=1)
+    with pytest.raises(HookError, match="right-padded batch"), torch.no_grad():
+        model.run_with_hooks(longer, fwd_hooks=reweight_hooks(beta, batch, model=model))
+    with pytest.raises(HookError, match="was made for a batch of 3 prompts"), torch.no_grad():
+        model.run_with_hooks(batch.tokens[:, :-1], fwd_hooks=reweight_hooks(beta, batch, model=model))
 
 
 def test_label_attention_recorder_matches_cache(model, batch):

@@ -2,52 +2,38 @@
 
 The demonstrations are run once per seed; of what they leave in every layer only the kept positions stay
 (formatting tokens, label words, the newlines between demonstrations, BOS when the model uses one); every
-test input then runs only its query against that cache.
+test input then runs only its query against that cache. The cache is a pruned key/value cache queried at
+original positions: `anchorlens.kv_cache` says why and how (its names are re-exported here).
 
-Design: a pruned key/value cache, not cached residual streams
-------------------------------------------------------------
-Attention is the only way earlier positions reach the query, and it reads them only through their keys and
-values, so keeping a position's per-layer key and value keeps everything it contributes. Caching residual
-streams instead would make the query run recompute keys and values (and the MLPs) of the kept positions in
-every layer for every test input; a key/value cache makes the query side cost only the query's own tokens.
-It is TransformerLens's own `TransformerLensKeyValueCache`: one plain forward of the demonstration tokens
-fills it (`cache_demonstrations`), `AnchorCache.keep` selects the kept positions (index selection on the
-per-layer tensors), and the query runs through `model.run_with_hooks(..., past_kv_cache=...)` with the cache
-frozen, so it is reused unchanged for every test input (`run_query_with_cache`). Batches of queries share one
-cache, expanded (a view, no copy) to the batch size; queries are right-padded.
-
-Original positions
-------------------
-With a cache TransformerLens always derives position ids from an attention mask, ``cumsum(mask) - 1`` over
-the cached positions followed by the new ones (`utilities.get_offset_position_ids`): rotary models rotate
-the cached keys (stored before rotary) and the new queries with those ids in every layer, and learned
-positional embeddings (GPT-2) are read at those ids by ``PosEmbed``. The cache's mask therefore holds the
-*gaps* between consecutive kept positions instead of ones (kept positions 0, 1, 5 give the mask 1, 1, 4), and
-the query's mask starts with the gap from the last kept position to the query's first original position.
-So every cached key is rotated with its own original position and the query with its original positions,
-with each layer's own rotary table (Gemma's local layers have their own base, ``cfg.rotary_base_local``),
-and a GPT-2-like query gets ``W_pos`` at its original positions; the cached keys and values of a learned-
-position model already hold their positions from the demonstration run. No position is renumbered and no
-model code is replaced; attention masking only asks the mask to be non-zero where attended. Padding is 0.
-
-Two things TransformerLens computes from cache *indices* rather than position ids are handled or refused:
-a sliding window (local layers) gets a score hook that applies the window to the original positions,
-needed only when the prompt is longer than the window; dynamic NTK rotary scaling and log-n attention
-scaling (Qwen-1), ALiBi and shortformer positions are refused. The key test
-(`tests/experiments/test_compress.py`) checks that keeping every position reproduces the full prompt's
-logits and that keeping the anchors equals the full prompt with the query's attention to the dropped
-positions masked out, on rotary and learned-position models.
+What is kept
+------------
+A token is kept only if it is made entirely of the template's fixed pieces (``Review``, ``:``, the ``\n``
+before ``Sentiment``...), a label word (all its tokens) or a separating newline (`Prompt.formatting_positions`
+and `Prompt.demonstration_label_positions`). A token that covers any character of a demonstration's text is
+text and is dropped, including the first word that absorbs the template's space (``" What"`` on TREC, a class
+cue) and the lone space token an SST-2 sentence ends with (SPEC §8).
 
 Methods and metrics
 -------------------
 ``icl`` (the full prompt), ``text_anchor`` (a new plain-text prompt with each demonstration's text removed),
 ``hidden_anchor`` (the cache at formatting, label and separator positions), ``hidden_random`` (the same, but
-each label position replaced by one random text token of its demonstration; one draw) and
+each label position replaced by one random text token of its demonstration; draw 0) and
 ``hidden_random_top`` (the best of ``random_draws`` such draws by label loyalty on the same test inputs, as
-the paper does). Versus ICL: label loyalty, word loyalty (Jaccard of the top-k vocabulary tokens at the
-target), accuracy against gold, and the wall time per test input of the query side (cache building not
-timed) with the speed-up over ICL. Later tokens of a multi-token label word (``Role.LABEL_REST``) count as
-formatting, as in `Prompt.formatting_positions`, and stay in every hidden method.
+the paper does; ties go to the lower draw). Draw ``d`` of seed ``s`` comes from its own generator,
+``np.random.default_rng([s, d, DRAW_STREAM])``, so no draw depends on how many draws or inputs there are or
+how they are batched (SPEC §8). Versus ICL, per test input: label loyalty (the predicted label equals ICL's), word loyalty
+(Jaccard of the top-k vocabulary tokens at the target) and correctness against gold; the seed rows are their
+means. Later tokens of a multi-token label word (``Role.LABEL_REST``) count as formatting, as in
+`Prompt.formatting_positions`, and stay in Hidden_anchor; a random draw drops them with the label.
+
+Speed
+-----
+``seconds_per_input`` is the query-side wall time per test input (cache building not timed) of the fastest of
+``timing_repeats`` passes after a warm-up batch, for ``icl``, ``text_anchor`` and ``hidden_anchor``;
+``speedup`` is ICL's time over the method's. The random draws are not timed: all draws of a seed run
+together, each draw's cache a block of batch rows holding the same query batch (`run_queries_with_caches`),
+so one pass serves every draw; their rows leave ``seconds_per_input`` and ``speedup`` empty (NaN). A draw
+keeps as many positions as Hidden_anchor, so its query costs what Hidden_anchor's does.
 """
 
 from __future__ import annotations
@@ -64,18 +50,35 @@ import pandas as pd
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import TransformerLensKeyValueCache, TransformerLensKeyValueCacheEntry
 
 from anchorlens.errors import InvalidConfigError
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, device_of, pad_token_id, run_seeds
-from anchorlens.experiments.isolation import _jaccard
-from anchorlens.hooks import Hook, scores_hook_name
-from anchorlens.model_classes import require_hooked_transformer
+from anchorlens.experiments.common import (
+    ExperimentConfig,
+    ExperimentResult,
+    SeedOutput,
+    device_of,
+    pad_token_id,
+    run_seeds,
+)
+from anchorlens.kv_cache import (  # re-exported: re-weighting, the benchmarks and notebooks import them from here
+    AnchorCache,
+    CacheStack,
+    cache_demonstrations,
+    check_supported,
+    demonstration_length,
+    pad_queries,
+    query_tokens,
+    rotary_table_size,
+    run_queries_with_caches,
+    run_query_with_cache,
+)
+from anchorlens.metrics import correct, jaccard, label_agreement
 from anchorlens.prompts import (
     LabelTokens,
     Prompt,
     Role,
     build_prompt,
+    final_label_logits,
     final_logits,
     iter_batches,
     label_tokens,
@@ -125,93 +128,7 @@ class CompressConfig(ExperimentConfig):
                 raise InvalidConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
-# ------------------------------------------------------------------------------------ the compressed cache
-
-
-@dataclass(frozen=True)
-class AnchorCache:
-    """Per-layer keys (before rotary) and values of the demonstrations at the kept positions only.
-
-    ``positions`` are the kept positions' original position ids (increasing); the query starts at position
-    ``demonstration_length``, right after the demonstrations, whatever was dropped.
-    """
-
-    keys: tuple[Float[Tensor, "1 kept kv_head d_head"], ...]
-    values: tuple[Float[Tensor, "1 kept kv_head d_head"], ...]
-    positions: tuple[int, ...]
-    demonstration_tokens: tuple[int, ...]
-
-    @property
-    def demonstration_length(self) -> int:
-        return len(self.demonstration_tokens)
-
-    @property
-    def n_kept(self) -> int:
-        return len(self.positions)
-
-    def keep(self, positions: Sequence[int]) -> AnchorCache:
-        """The same cache restricted to `positions` (original ids, each already in this cache)."""
-        wanted = sorted(set(int(p) for p in positions))
-        index_of = {position: index for index, position in enumerate(self.positions)}
-        missing = [p for p in wanted if p not in index_of]
-        if missing:
-            raise ValueError(f"positions {missing[:5]} are not in this cache (it holds {self.n_kept} positions "
-                             f"of a {self.demonstration_length}-token demonstration part)")
-        index = torch.tensor([index_of[p] for p in wanted], dtype=torch.long, device=self.keys[0].device)
-        return AnchorCache(
-            keys=tuple(k.index_select(1, index) for k in self.keys),
-            values=tuple(v.index_select(1, index) for v in self.values),
-            positions=tuple(wanted),
-            demonstration_tokens=self.demonstration_tokens,
-        )
-
-    def position_gaps(self) -> Int[Tensor, " kept"]:
-        """The mask whose ``cumsum - 1`` is the kept positions: how TransformerLens is told original ids."""
-        positions = torch.tensor((-1,) + self.positions, dtype=torch.long, device=self.keys[0].device)
-        return positions.diff()
-
-    def query_start_gap(self) -> int:
-        """Mask value of the query's first token: the step from the last kept position to the query start."""
-        last = self.positions[-1] if self.positions else -1
-        return self.demonstration_length - last
-
-    def key_value_cache(self, batch_size: int) -> TransformerLensKeyValueCache:
-        """A frozen TransformerLens cache for a batch (expanded views: all queries share the demonstrations)."""
-        shape = (batch_size, -1, -1, -1)
-        entries = [
-            TransformerLensKeyValueCacheEntry(k.expand(shape), v.expand(shape), frozen=True)
-            for k, v in zip(self.keys, self.values)
-        ]
-        mask = self.position_gaps()[None].expand(batch_size, -1)
-        return TransformerLensKeyValueCache(entries=entries, previous_attention_mask=mask, frozen=True)
-
-
-def check_supported(model) -> None:
-    """Refuse models whose positions TransformerLens computes from cache indices (wrong after pruning), and
-    models that are not a HookedTransformer (a TransformerBridge does not use TransformerLens's cache)."""
-    require_hooked_transformer(
-        model, "anchor-only compression (and re-weighting's prefix cache)",
-        "it runs queries against TransformerLens's own key/value cache (TransformerLensKeyValueCache), which a "
-        "TransformerBridge does not use",
-    )
-    cfg = model.cfg
-    if cfg.positional_embedding_type not in ("standard", "rotary"):
-        raise InvalidConfigError(
-            f"compression supports learned ('standard') and rotary positions; this model uses "
-            f"{cfg.positional_embedding_type!r}, whose positions could not be kept original"
-        )
-    for flag in ("use_dynamic_ntk_rope", "use_logn_attn"):
-        if getattr(cfg, flag, False):
-            raise InvalidConfigError(f"compression does not support models with {flag}: TransformerLens scales "
-                                     "them by the cache length, which pruning changes")
-
-
-def demonstration_length(prompt: Prompt) -> int:
-    """Tokens before the query: the demonstrations and the newline after the last one."""
-    for position, role in enumerate(prompt.roles):
-        if role in (Role.QUERY_FORMAT, Role.QUERY_TEXT):
-            return position
-    raise ValueError("the prompt has no query tokens")
+# ------------------------------------------------------------------------------------------ kept positions
 
 
 def anchor_positions(prompt: Prompt) -> tuple[int, ...]:
@@ -236,21 +153,15 @@ def random_positions(prompt: Prompt, generator: np.random.Generator) -> tuple[in
     return tuple(sorted(kept))
 
 
-def cache_demonstrations(model, demonstration_tokens: Sequence[int]) -> AnchorCache:
-    """One forward pass of the demonstration tokens, keeping every position's keys and values in every layer."""
-    check_supported(model)
-    device = device_of(model)
-    tokens = torch.tensor([list(demonstration_tokens)], dtype=torch.long, device=device)
-    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size=1)
-    with torch.no_grad():
-        # An explicit all-ones mask: TransformerLens would otherwise treat pad-id tokens at the end as padding.
-        model(tokens, past_kv_cache=cache, attention_mask=torch.ones_like(tokens), stop_at_layer=model.cfg.n_layers)
-    return AnchorCache(
-        keys=tuple(entry.past_keys for entry in cache.entries),
-        values=tuple(entry.past_values for entry in cache.entries),
-        positions=tuple(range(len(demonstration_tokens))),
-        demonstration_tokens=tuple(int(t) for t in demonstration_tokens),
-    )
+#: Last entry of every draw's generator key. Non-zero because numpy's SeedSequence ignores trailing zeros:
+#: ``default_rng([seed, 0])`` is ``default_rng(seed)``, the generator that shuffles the seed's test set.
+DRAW_STREAM = 5
+
+
+def draw_positions(prompt: Prompt, seed: int, draw: int) -> tuple[int, ...]:
+    """Hidden_random draw `draw` of seed `seed`: its own generator keyed by (seed, draw), so a draw is the same
+    however many draws are made, in whatever order or batches (SPEC §8)."""
+    return random_positions(prompt, np.random.default_rng([seed, draw, DRAW_STREAM]))
 
 
 def build_anchor_cache(model, prompt: Prompt, keep_positions: Sequence[int] | None = None) -> AnchorCache:
@@ -258,91 +169,6 @@ def build_anchor_cache(model, prompt: Prompt, keep_positions: Sequence[int] | No
     Hidden_anchor) of the demonstration part. Reuse it for every query with the same demonstrations."""
     full = cache_demonstrations(model, prompt.token_ids[: demonstration_length(prompt)])
     return full.keep(anchor_positions(prompt) if keep_positions is None else keep_positions)
-
-
-def query_tokens(prompt: Prompt, cache: AnchorCache) -> tuple[int, ...]:
-    """The prompt's tokens after the demonstrations, checked to follow exactly the cached demonstrations."""
-    if prompt.token_ids[: cache.demonstration_length] != cache.demonstration_tokens:
-        raise ValueError("this prompt does not start with the cached demonstrations (other demonstrations, or a "
-                         "tokenization that merges the last demonstration into the query)")
-    if prompt.length <= cache.demonstration_length:
-        raise ValueError("this prompt has no tokens after the cached demonstrations")
-    return prompt.token_ids[cache.demonstration_length :]
-
-
-def pad_queries(queries: Sequence[Sequence[int]], *, pad_token_id: int, device) -> tuple[Tensor, Tensor]:
-    """Right-padded query tokens [batch, pos] and their lengths."""
-    lengths = torch.tensor([len(q) for q in queries], dtype=torch.long)
-    tokens = torch.full((len(queries), int(lengths.max())), pad_token_id, dtype=torch.long)
-    for row, query in enumerate(queries):
-        tokens[row, : len(query)] = torch.tensor(list(query))
-    return tokens.to(device), lengths.to(device)
-
-
-def _local_window_hooks(model, cache: AnchorCache, query_length: int) -> list[Hook]:
-    """Sliding-window layers: block keys whose ORIGINAL distance from the query reaches the window.
-
-    TransformerLens applies the window to cache indices, which pruning brings closer; the window only bites
-    once the prompt is longer than it, and then this hook restores the original reach."""
-    local = [i for i, block in enumerate(model.blocks) if getattr(block.attn, "attn_type", "global") == "local"]
-    window = model.cfg.window_size
-    if not local or cache.demonstration_length + query_length <= (window or 0):
-        return []
-    device = cache.keys[0].device
-    query_positions = cache.demonstration_length + torch.arange(query_length, device=device)
-    key_positions = torch.cat([torch.tensor(cache.positions, dtype=torch.long, device=device), query_positions])
-    blocked = (query_positions[:, None] - key_positions[None, :]) >= window  # [query, key]
-
-    def hook(scores: Float[Tensor, "batch head query key"], hook) -> Tensor:
-        return scores.masked_fill(blocked.to(scores.device), torch.finfo(scores.dtype).min)
-
-    return [(scores_hook_name(layer), hook) for layer in local]
-
-
-def rotary_table_size(model) -> int | float:
-    """Positions the model's rotary tables cover (infinite for other position types)."""
-    if model.cfg.positional_embedding_type != "rotary":
-        return float("inf")
-    return min(int(block.attn.rotary_cos.shape[0]) for block in model.blocks)
-
-
-def _check_rotary_table(model, last_position: int) -> None:
-    """TransformerLens grows its rotary table by cache index; original positions may lie beyond it."""
-    size = rotary_table_size(model)
-    if last_position >= size:
-        raise ValueError(f"original position {last_position} is beyond the model's rotary table ({size} rows); run "
-                         "one full prompt of that length through the model first, which extends it")
-
-
-def run_query_with_cache(
-    model,
-    cache: AnchorCache,
-    tokens: Int[Tensor, "batch pos"],
-    lengths: Int[Tensor, " batch"] | None = None,
-    fwd_hooks: Sequence[Hook] = (),
-    readout: Callable[[object, Tensor], Tensor] = final_logits,
-) -> Float[Tensor, "batch vocab"]:
-    """Logits at each query's last token, the query attending to the cached positions only.
-
-    `tokens` are right-padded queries (the prompt tokens after the demonstrations) with their `lengths`
-    (default: all full); each query runs at its original positions, ``demonstration_length + i``.
-    `readout` maps the last token's residual stream to what is returned (default the full logits).
-    """
-    batch_size, width = tokens.shape
-    device = tokens.device
-    lengths = torch.full((batch_size,), width, device=device) if lengths is None else lengths.to(device)
-    _check_rotary_table(model, cache.demonstration_length + width - 1)
-    mask = (torch.arange(width, device=device)[None] < lengths[:, None]).long()
-    mask[:, 0] = cache.query_start_gap()
-    residual = model.run_with_hooks(
-        tokens,
-        fwd_hooks=list(fwd_hooks) + _local_window_hooks(model, cache, width),
-        past_kv_cache=cache.key_value_cache(batch_size),
-        attention_mask=mask,
-        stop_at_layer=model.cfg.n_layers,
-    )
-    rows = torch.arange(batch_size, device=residual.device)
-    return readout(model, residual[rows, lengths.to(residual.device) - 1])
 
 
 # --------------------------------------------------------------------------------------------- text anchor
@@ -366,6 +192,7 @@ def text_anchor_task(task: Task) -> Task:
 def text_anchor_prompt(
     tokenizer, task: Task | str, demonstrations: Sequence, query_text: str, query_label: int | None = None, *,
     prepend_bos: bool, max_length: int | None = None, labels: LabelTokens | None = None,
+    example_index: int | None = None,
 ) -> Prompt:
     """Text_anchor: the plain-text prompt with each demonstration's text removed, the query unchanged.
 
@@ -375,7 +202,8 @@ def text_anchor_prompt(
     moved = prefix[len(prefix.rstrip()):]
     pairs = [(d.text, d.label) if hasattr(d, "text") else (d[0], d[1]) for d in demonstrations]
     return build_prompt(tokenizer, text_anchor_task(task), [("", label) for _, label in pairs], moved + query_text,
-                        query_label, prepend_bos=prepend_bos, max_length=max_length, labels=labels)
+                        query_label, prepend_bos=prepend_bos, max_length=max_length, labels=labels,
+                        example_index=example_index)
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -383,11 +211,12 @@ def text_anchor_prompt(
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one method leaves per test input (in the seed's processing order), and its query-side time."""
+    """What one method leaves per test input (in the seed's processing order), and its query-side time per
+    input (NaN for a method that is not timed)."""
 
-    predictions: Tensor
-    top_tokens: Tensor
-    seconds_per_input: float
+    predictions: Int[Tensor, " input"]
+    top_tokens: Int[Tensor, "input top_k"]
+    seconds_per_input: float = float("nan")
 
 
 def _synchronize(device: torch.device) -> None:
@@ -423,15 +252,77 @@ def evaluate(
     )
 
 
-def loyalty_row(method: str, outcome: Outcome, reference: Outcome, gold: Tensor) -> dict:
+#: Batch rows (draws x queries) of one pass over the random draws; draws beyond it go to further passes.
+DRAW_ROWS_PER_PASS = 256
+
+
+def _residual_stream(model, residual: Tensor) -> Tensor:
+    return residual
+
+
+def final_residuals_of_draws(
+    model, caches: Sequence[AnchorCache], queries: Sequence[tuple[Tensor, Tensor]]
+) -> Float[Tensor, "draw input d_model"]:
+    """The final residual stream at each query's last token against each cache (one per random draw).
+
+    `queries` are the seed's (right-padded tokens, lengths) batches. All draws run together: per query batch,
+    one pass whose rows are the draws' caches, each with the whole query batch (at most `DRAW_ROWS_PER_PASS`
+    rows a pass), instead of one pass per draw. Rows do not interact, so the numbers are those of running
+    each draw alone (`tests/experiments/test_compress.py` checks it to 1e-5)."""
+    widest = max(int(tokens.shape[0]) for tokens, _ in queries)
+    per_pass = max(1, DRAW_ROWS_PER_PASS // widest)
+    stacks = [CacheStack.of(caches[i : i + per_pass]) for i in range(0, len(caches), per_pass)]
+    with torch.no_grad():
+        per_batch = [
+            torch.cat([run_queries_with_caches(model, stack, tokens, lengths, readout=_residual_stream)
+                       for stack in stacks])
+            for tokens, lengths in queries
+        ]
+    return torch.cat(per_batch, dim=1)
+
+
+def draw_predictions(
+    model, residuals: Float[Tensor, "draw input d_model"], label_token_ids: Tensor
+) -> Int[Tensor, "draw input"]:
+    """Each draw's predicted class per input, from the label-token columns of the unembedding only."""
+    with torch.no_grad():
+        logits = final_label_logits(model, residuals.flatten(0, 1), label_token_ids)
+    return logits.argmax(-1).reshape(residuals.shape[:2]).cpu()
+
+
+def best_draw(predictions: Int[Tensor, "draw input"], reference: Int[Tensor, " input"]) -> int:
+    """Hidden_random-top's draw: the most label-loyal one on these inputs, the lowest draw on a tie."""
+    loyal = (predictions == reference[None]).sum(dim=1).tolist()
+    return loyal.index(max(loyal))
+
+
+def _example_rows(method: str, outcome: Outcome, reference: Outcome, gold: Tensor, examples: Sequence[int]
+                  ) -> pd.DataFrame:
+    """One row per test input: its prediction and its loyalty and correctness (`anchorlens.metrics`)."""
+    return pd.DataFrame({
+        "method": method,
+        "example": list(examples),
+        "gold": gold.tolist(),
+        "prediction": outcome.predictions.tolist(),
+        "label_loyalty": label_agreement(outcome.predictions, reference.predictions).tolist(),
+        "word_loyalty": jaccard(outcome.top_tokens, reference.top_tokens).tolist(),
+        "correct": correct(outcome.predictions, gold).tolist(),
+    })
+
+
+def _seed_row(method: str, examples: pd.DataFrame, outcome: Outcome, reference: Outcome, demo_tokens: int,
+              kept_tokens: int) -> dict:
+    """The seed row of a method: the means of its per-example values, and its timing."""
     return {
         "method": method,
-        "label_loyalty": (outcome.predictions == reference.predictions).double().mean().item(),
-        "word_loyalty": _jaccard(outcome.top_tokens, reference.top_tokens).mean().item(),
-        "accuracy": (outcome.predictions == gold).double().mean().item(),
+        "label_loyalty": float(examples["label_loyalty"].mean()),
+        "word_loyalty": float(examples["word_loyalty"].mean()),
+        "accuracy": float(examples["correct"].mean()),
         "seconds_per_input": outcome.seconds_per_input,
         "speedup": reference.seconds_per_input / outcome.seconds_per_input,
-        "n": len(gold),
+        "n": len(examples),
+        "demo_tokens": demo_tokens,
+        "kept_tokens": kept_tokens,
     }
 
 
@@ -442,16 +333,19 @@ def seed_prompts(model, task: Task, seed: int, config: CompressConfig) -> list[t
     labels = label_tokens(model.tokenizer, task)
     demonstrations, _ = sample_demonstrations(task, seed, shots_per_class=config.shots_per_class)
     pairs = [
-        (build_prompt(model.tokenizer, task, demonstrations, example.text, example.label, labels=labels, **settings),
+        (build_prompt(model.tokenizer, task, demonstrations, example.text, example.label, labels=labels,
+                      example_index=example.index, **settings),
          text_anchor_prompt(model.tokenizer, task, demonstrations, example.text, example.label, labels=labels,
-                            **settings))
+                            example_index=example.index, **settings))
         for example in sample_test_set(task, seed, n_test=config.n_test)
     ]
     return sorted(pairs, key=lambda pair: pair[0].length)
 
 
-def evaluate_seed(model, task: Task, seed: int, config: CompressConfig) -> pd.DataFrame:
-    """Every method on one seed's test inputs; one demonstration cache serves all hidden methods."""
+def evaluate_seed(model, task: Task, seed: int, config: CompressConfig) -> SeedOutput:
+    """Every method on one seed's test inputs; one demonstration cache serves all hidden methods.
+
+    Returns the seed rows (one per method) and the per-example rows (one per test input and method)."""
     pairs = seed_prompts(model, task, seed, config)
     prompts, text_prompts = [p for p, _ in pairs], [t for _, t in pairs]
     device, pad = device_of(model), pad_token_id(model)
@@ -470,28 +364,36 @@ def evaluate_seed(model, task: Task, seed: int, config: CompressConfig) -> pd.Da
     def cached(cache: AnchorCache) -> Callable[[int], Tensor]:
         return lambda i: run_query_with_cache(model, cache, *queries[i])
 
-    def run(runner: Callable[[int], Tensor], **kwargs) -> Outcome:
-        return evaluate(runner, n_batches, label_ids, config, device=device, **kwargs)
+    def run(runner: Callable[[int], Tensor]) -> Outcome:
+        return evaluate(runner, n_batches, label_ids, config, device=device)
 
     icl = run(full_prompts(prompts))
     anchors = full.keep(anchor_positions(prompts[0]))
-    generator = np.random.default_rng(seed)
-    draws = [full.keep(random_positions(prompts[0], generator)) for _ in range(config.random_draws)]
+    draws = [full.keep(draw_positions(prompts[0], seed, draw)) for draw in range(config.random_draws)]
+    residuals = final_residuals_of_draws(model, draws, queries)
+    predictions = draw_predictions(model, residuals, label_ids)
+
+    def draw_outcome(draw: int) -> Outcome:  # untimed: the draws ran together (module docstring, Speed)
+        with torch.no_grad():
+            top = final_logits(model, residuals[draw]).topk(config.word_top_k, dim=-1).indices.cpu()
+        return Outcome(predictions[draw], top)
+
+    best = best_draw(predictions, icl.predictions)
     outcomes = {
         "icl": (icl, full.demonstration_length),
         "text_anchor": (run(full_prompts(text_prompts)), demonstration_length(text_prompts[0])),
-        "hidden_random": (run(cached(draws[0])), draws[0].n_kept),
+        "hidden_random": (draw_outcome(0), draws[0].n_kept),
+        "hidden_random_top": (draw_outcome(best), draws[best].n_kept),
         "hidden_anchor": (run(cached(anchors)), anchors.n_kept),
     }
-    # The other draws only compete on label loyalty; the model is warm, so one timed pass each suffices.
-    tried = [outcomes["hidden_random"]] + [(run(cached(d), repeats=1, warm_up=False), d.n_kept) for d in draws[1:]]
-    outcomes["hidden_random_top"] = max(tried, key=lambda o: (o[0].predictions == icl.predictions).sum().item())
-    rows = []
+    examples = [p.example_index for p in prompts]
+    rows, example_rows = [], []
     for method in METHODS:
         outcome, kept = outcomes[method]
-        rows.append(loyalty_row(method, outcome, icl, gold) | {"demo_tokens": full.demonstration_length,
-                                                                "kept_tokens": kept})
-    return pd.DataFrame(rows)
+        per_example = _example_rows(method, outcome, icl, gold, examples)
+        rows.append(_seed_row(method, per_example, outcome, icl, full.demonstration_length, kept))
+        example_rows.append(per_example.sort_values("example", kind="stable"))
+    return SeedOutput(pd.DataFrame(rows), pd.concat(example_rows, ignore_index=True))
 
 
 # --------------------------------------------------------------------------------------------------- result
@@ -500,10 +402,13 @@ def evaluate_seed(model, task: Task, seed: int, config: CompressConfig) -> pd.Da
 @dataclass(frozen=True)
 class CompressResult(ExperimentResult):
     """Rows: task, model, seed, method, label_loyalty, word_loyalty, accuracy, seconds_per_input, speedup, n,
-    demo_tokens, kept_tokens."""
+    demo_tokens, kept_tokens (timing NaN for the random draws). Per-example rows (`examples`): task, model,
+    seed, method, example, gold, prediction, label_loyalty, word_loyalty, correct."""
 
     experiment: ClassVar[str] = "compress"
     config_class: ClassVar[type[ExperimentConfig]] = CompressConfig
+    example_values: ClassVar[tuple[str, ...]] = ("label_loyalty", "word_loyalty", "correct")
+    example_keys: ClassVar[tuple[str, ...]] = ("method",)
 
     def summary(self) -> pd.DataFrame:
         """Seed mean and std of every metric per task, model and method, methods in the paper's order."""

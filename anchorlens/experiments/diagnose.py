@@ -14,12 +14,38 @@ values near 1, so the off-diagonal entries should correlate.
 Keys and queries are those that meet in the attention score: after rotary embedding for rotary models
 (``hook_rot_k``/``hook_rot_q``), else ``hook_k``/``hook_q``. With grouped-query attention each key head is
 repeated for the query heads that read it, so key and query vectors line up head by head.
+
+Inputs (`diagnosis_inputs`): the true confusion of a pair is an AUROC over the inputs of its two classes, so
+every class needs enough of them; anchorlens requires ``min_per_class`` (default 30) per class and seed. The
+seed's ``n_test`` test inputs (the same ones every experiment uses) come first; a class still short gets more
+of its rows further down the seed's shuffle of the test split, and, only where the test split itself holds too
+few, rows of the demonstration split (a seeded shuffle of that class's rows, never the seed's demonstrations),
+marked ``split`` in the per-example rows. On SST-2, AG News and EmoC this needs the test split only (EmoC tops
+up Happy, Sad and Angry); TREC's test split holds 9 ABBR questions, so 21 more come from its train split. A
+class that cannot reach ``min_per_class`` even then is refused (`EmptyClassError`), naming the class and count.
+
+Why this and not the alternatives: pooling the AUROC over seeds (5 × 9 = 45 ABBR prompts) or prompting each
+input with several demonstration sets multiplies prompts, not inputs: the same 9 questions answered 5 times
+rank alike, so the AUROC would still measure 9 inputs while looking like 45. The paper's reference code fitted
+on 500 prompts with demonstration sets rotating across them; on TREC (500 test rows) that is at most its 9 ABBR
+questions. anchorlens keeps one demonstration set per seed (SPEC §0), so the label keys are those of the
+demonstrations the inputs were answered with, and averages the matrices over seeds. The PCA is fitted on the
+queries of all the seed's inputs. At n_test=200 and seeds 42 / 43 the top-up added 31 / 34 inputs on TREC (21 ABBR
+from the train split each; HUM, LOC from the test split) and 70 / 47 on EmoC; none on SST-2 and AG News.
+
+Significance (`DiagnoseResult.summary`): a one-sided Mantel permutation test of the correlation across class
+pairs. The class labels of the predicted matrix are permuted (rows and columns together) and the correlation
+recomputed; permuting the pair values one by one instead would ignore that pairs sharing a class are not
+independent (a class far from all others raises all of its pairs) and give too small p-values. With C classes
+there are C! relabellings: up to 8 classes all are enumerated (exact p, at least 1/C!, e.g. 1/24 for 4 classes,
+1/720 for TREC); beyond, `N_PERMUTATIONS` seeded random ones (p = (1 + hits) / (1 + draws)).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import combinations, permutations
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,11 +55,23 @@ import torch
 from scipy.spatial.distance import pdist, squareform
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
+from threadpoolctl import threadpool_limits
 
-from anchorlens.errors import HookError, InvalidConfigError
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, batches, run_seeds
-from anchorlens.prompts import PromptBatch, label_logits, prompt_settings, run_to_target, task_prompts
-from anchorlens.tasks import Task, get_task
+from anchorlens.errors import EmptyClassError, HookError, InvalidConfigError
+from anchorlens.experiments.auroc import weighted_auc
+from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds
+from anchorlens.prompts import PromptBatch, build_prompt, label_logits, label_tokens, prompt_settings, run_to_target
+from anchorlens.sampling import Example, sample_demonstrations, test_indices
+from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata
+from anchorlens.tasks import Task, get_task, load_split
+
+#: Inputs every class needs per seed for its true-confusion AUROCs (module docstring).
+MIN_PER_CLASS = 30
+#: Largest class count whose relabellings are all enumerated (8! = 40320); random relabellings beyond.
+EXACT_UP_TO = 8
+#: Random relabellings (and their generator's seed) when there are more than `EXACT_UP_TO` classes.
+N_PERMUTATIONS = 9999
+PERMUTATION_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -41,11 +79,72 @@ class DiagnoseConfig(ExperimentConfig):
     #: Layer whose keys and queries are compared; None: two thirds of the depth (GPT2-XL: 32 of 48).
     layer: int | None = None
     n_components: int = 10
+    #: Inputs each class needs per seed; classes short in the seed's test inputs are topped up (module docstring).
+    min_per_class: int = MIN_PER_CLASS
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_components < 1:
             raise InvalidConfigError(f"n_components must be at least 1, got {self.n_components}")
+        if self.min_per_class < 2:
+            raise InvalidConfigError(
+                f"min_per_class must be at least 2, got {self.min_per_class} (default {MIN_PER_CLASS}: an AUROC over "
+                "fewer inputs of a class says little)"
+            )
+
+
+@dataclass(frozen=True)
+class DiagnosisInput:
+    """One query of the diagnosis: the example and the split it comes from (its index is a row of that split)."""
+
+    example: Example
+    split: str
+
+
+def diagnosis_inputs(
+    task: Task | str, seed: int, *, n_test: int | None, min_per_class: int = MIN_PER_CLASS,
+    demonstration_rows: Sequence[int] = (), source: str = "local",
+) -> list[DiagnosisInput]:
+    """The seed's diagnosis queries: its first `n_test` test inputs, then, for each class with fewer than
+    `min_per_class` of them, more of that class's rows further down the seed's test shuffle and, if the test split
+    runs out, from a seeded shuffle of the demonstration split (skipping `demonstration_rows`). `EmptyClassError`
+    if a class cannot reach `min_per_class` (module docstring)."""
+    task = get_task(task)
+    test = load_split(task, task.test_split, source=source)
+    test_labels = np.asarray(test.data.column("label").to_pylist())
+    test_texts = test.data.column("text")
+    base = min(task.max_test, test.num_rows) if n_test is None else min(n_test, test.num_rows)
+    order = test_indices(test.num_rows, seed)  # the whole shuffle: its first `base` rows are the test inputs
+    chosen = [DiagnosisInput(Example(test_texts[i].as_py(), int(test_labels[i]), i), task.test_split)
+              for i in order[:base]]
+    counts = np.bincount([item.example.label for item in chosen if item.example.label >= 0],
+                         minlength=task.num_classes)
+    for i in order[base:]:
+        label = int(test_labels[i])
+        if 0 <= label and counts[label] < min_per_class:
+            chosen.append(DiagnosisInput(Example(test_texts[i].as_py(), label, i), task.test_split))
+            counts[label] += 1
+    if (counts < min_per_class).any():
+        demo = load_split(task, task.demo_split, source=source)
+        demo_labels = np.asarray(demo.data.column("label").to_pylist())
+        demo_texts = demo.data.column("text")
+        excluded = set(int(row) for row in demonstration_rows)
+        # Its own stream (not the one the demonstrations were drawn with), keyed by the seed.
+        for i in np.random.default_rng([seed, 1]).permutation(demo.num_rows):
+            label = int(demo_labels[i])
+            if 0 <= label and counts[label] < min_per_class and int(i) not in excluded:
+                chosen.append(DiagnosisInput(Example(demo_texts[int(i)].as_py(), label, int(i)), task.demo_split))
+                counts[label] += 1
+    short = np.flatnonzero(counts < min_per_class)
+    if len(short):
+        label = int(short[0])
+        raise EmptyClassError(
+            f"diagnose needs {min_per_class} inputs of every class for its true-confusion AUROCs, but class "
+            f"{task.class_names[label]!r} (id {label}) of task {task.name!r} has only {counts[label]} rows in its "
+            f"{task.test_split!r} and {task.demo_split!r} splits (demonstrations excluded); add rows of that class, "
+            f"or accept a noisier matrix with DiagnoseConfig(min_per_class={max(int(counts[label]), 2)})"
+        )
+    return chosen
 
 
 def default_layer(n_layers: int) -> int:
@@ -126,14 +225,79 @@ def true_confusion(probabilities: np.ndarray, gold: np.ndarray) -> np.ndarray:
             if not (gold == a).any() or not (gold == b).any():
                 matrix[a, b] = np.nan
                 continue
-            ratio = probabilities[chosen, a] / np.clip(probabilities[chosen, b], 1e-30, None)
-            matrix[a, b] = roc_auc_score(gold[chosen] == a, ratio)
+            matrix[a, b] = roc_auc_score(gold[chosen] == a, pair_score(probabilities[chosen], a, b))
     return matrix
+
+
+def pair_score(probabilities: np.ndarray, a: int, b: int) -> np.ndarray:
+    """p_a / p_b of each input: the score whose AUROC is true confusion(a, b)."""
+    return probabilities[:, a] / np.clip(probabilities[:, b], 1e-30, None)
+
+
+def probability_columns(examples: pd.DataFrame) -> list[str]:
+    """The ``p_c`` columns of `examples` that hold values (a task's own classes), in class-id order."""
+    present = [column for column in examples.columns if column.startswith("p_") and column[2:].isdigit()]
+    present = [column for column in present if examples[column].notna().any()]
+    return sorted(present, key=lambda column: int(column[2:]))
+
+
+def _pair_correlations(predicted_pairs: np.ndarray, true_pairs: np.ndarray) -> dict[str, np.ndarray]:
+    """Pearson and Spearman correlation of each row of `predicted_pairs` [draw, pair] with `true_pairs` [pair]."""
+    from scipy.stats import rankdata
+
+    def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x = x - x.mean(-1, keepdims=True)
+        y = y - y.mean()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (x @ y) / np.sqrt((x * x).sum(-1) * (y @ y))
+
+    return {"pearson": pearson(predicted_pairs, true_pairs),
+            "spearman": pearson(rankdata(predicted_pairs, axis=-1), rankdata(true_pairs))}
+
+
+def mantel_test(
+    predicted: np.ndarray, true: np.ndarray, *, n_permutations: int = N_PERMUTATIONS, seed: int = PERMUTATION_SEED,
+) -> dict[str, float]:
+    """One-sided permutation p-values of the Pearson and Spearman correlation of the off-diagonal pairs (i < j)
+    of two C × C matrices, relabelling the classes of `predicted` (module docstring). Pairs whose true value is
+    NaN are left out. Returns ``pearson``, ``spearman``, ``p_pearson``, ``p_spearman``, ``n_permutations`` (the
+    relabellings compared, identity included); NaN where fewer than 3 pairs are usable."""
+    n_classes = len(predicted)
+    first, second = np.triu_indices(n_classes, k=1)
+    true_pairs = true[first, second]
+    usable = np.isfinite(true_pairs)
+    nothing = {"pearson": np.nan, "spearman": np.nan, "p_pearson": np.nan, "p_spearman": np.nan, "n_permutations": 0}
+    if usable.sum() < 3 or not np.isfinite(predicted[first, second]).all():
+        return nothing
+    if n_classes <= EXACT_UP_TO:
+        relabellings = np.array(list(permutations(range(n_classes))))  # the identity is the first
+    else:  # the identity, then random relabellings: p = (1 + hits among them) / (1 + n_permutations)
+        generator = np.random.default_rng(seed)
+        drawn = [generator.permutation(n_classes) for _ in range(n_permutations)]
+        relabellings = np.vstack([np.arange(n_classes), *drawn])
+    permuted = predicted[relabellings[:, first], relabellings[:, second]][:, usable]  # [relabelling, pair]
+    correlations = _pair_correlations(permuted, true_pairs[usable])
+    result = {"n_permutations": len(relabellings)}
+    for name, values in correlations.items():
+        observed = values[0]
+        result[name] = float(observed)
+        if not np.isfinite(observed):
+            result[f"p_{name}"] = np.nan
+            continue
+        # As large or larger (rounding aside); an undefined correlation (a constant relabelled row) counts as not.
+        hits = int((np.nan_to_num(values, nan=-np.inf) >= observed - 1e-12).sum())
+        result[f"p_{name}"] = hits / len(values)
+    return result
 
 
 @dataclass(frozen=True)
 class DiagnoseResult(ExperimentResult):
-    """Rows: task, model, seed, layer, class_a, class_b, predicted, true, n (one row per ordered class pair; n = test inputs)."""
+    """Rows: task, model, seed, layer, class_a, class_b, predicted, true, n (the seed's inputs), n_a, n_b (its
+    inputs of gold class_a and class_b), one row per ordered class pair.
+
+    Examples: task, model, seed, example, split, gold, prediction, p_0 … p_{C-1} (label probabilities at the
+    target), one row per input; ``example`` is a row index of ``split``.
+    """
 
     experiment: ClassVar[str] = "diagnose"
     config_class: ClassVar[type[ExperimentConfig]] = DiagnoseConfig
@@ -150,24 +314,83 @@ class DiagnoseResult(ExperimentResult):
         return predicted, true
 
     def summary(self) -> pd.DataFrame:
-        """Per task: Pearson and Spearman correlation of the off-diagonal pairs (i < j) of the seed-mean matrices,
-        and the most confused pair by each matrix."""
+        """Per task: Pearson and Spearman correlation of the off-diagonal pairs (i < j) of the seed-mean matrices
+        with their one-sided permutation p-values (`mantel_test`: class labels permuted), the most confused pair
+        by each matrix, and the fewest inputs any class had in a seed (``min_class_inputs``)."""
         rows = []
-        for (task, model), _ in self.frame.groupby(["task", "model"]):
+        for (task, model), part in self.frame.groupby(["task", "model"]):
             predicted, true = self.matrices(task, model)
             pairs = [(a, b) for a, b in combinations(predicted.index, 2)]
             x = np.array([predicted.loc[a, b] for a, b in pairs])
             y = np.array([true.loc[a, b] for a, b in pairs])
             valid = ~(np.isnan(x) | np.isnan(y))
-            enough = valid.sum() >= 3
+            test = mantel_test(predicted.to_numpy(float), true.to_numpy(float))
+            fewest = pd.concat([part["n_a"], part["n_b"]]).min() if {"n_a", "n_b"} <= set(part.columns) else np.nan
             rows.append({
                 "task": task, "model": model, "pairs": int(valid.sum()),
-                "pearson": float(np.corrcoef(x[valid], y[valid])[0, 1]) if enough else float("nan"),
-                "spearman": float(pd.Series(x[valid]).corr(pd.Series(y[valid]), method="spearman")) if enough else float("nan"),
+                "pearson": test["pearson"], "p_pearson": test["p_pearson"],
+                "spearman": test["spearman"], "p_spearman": test["p_spearman"],
+                "n_permutations": test["n_permutations"],
                 "most_confused_predicted": "-".join(pairs[int(np.nanargmin(x))]) if valid.any() else "",
                 "most_confused_true": "-".join(pairs[int(np.nanargmin(y))]) if valid.any() else "",
+                "min_class_inputs": fewest,
             })
         return pd.DataFrame(rows)
+
+    def summary_with_ci(self, *, n_resamples: int = N_RESAMPLES, level: float = LEVEL,
+                        seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+        """The true confusion of each ordered class pair (seed mean, as `matrices`) with a two-level bootstrap
+        interval: seeds and their inputs redrawn, each drawn seed's AUROC of p_a / p_b recomputed on the drawn
+        inputs of gold a or b (count-weighted, `anchorlens.experiments.auroc.weighted_auc`), averaged over the drawn
+        seeds. The predicted confusion has no interval: it comes from the keys and a PCA of all the seed's
+        queries, which the per-example rows do not hold. Long form: ``task, model, class_a, class_b, metric,
+        mean, ci_low, ci_high, n_seeds, n_examples`` (n_examples: inputs of gold a or b over the seeds)."""
+        # Single-threaded BLAS: the products are small, and threads fighting over shared cores made them 18 times
+        # slower (measured); one thread also makes the numbers independent of the machine's core count.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._bootstrap_summary(n_resamples, level, seed)
+
+    def _bootstrap_summary(self, n_resamples: int, level: float, seed: int) -> pd.DataFrame:
+        columns = ["task", "model", "class_a", "class_b", *SUMMARY_COLUMNS]
+        if self.examples.empty:
+            return pd.DataFrame(columns=columns)
+        examples = self.examples.copy()
+        # The bootstrap unit is the input: the row index within its split (top-up rows come from another split).
+        split = examples["split"].astype(str) if "split" in examples.columns else ""
+        examples["unit"] = split + ":" + examples["example"].astype(str)
+        rows = []
+        for stratum_key, stratum in strata(examples, ["task", "model"]):
+            task, model = stratum_key
+            names = list(get_task(task).class_names)
+            resamples, _ = resamples_for(stratum_key, stratum, unit="unit", n_resamples=n_resamples, seed=seed)
+            stratum = stratum.sort_values(["seed", "unit"])
+            if len(stratum) != len(resamples.seed_of_unit):
+                raise ValueError(f"the diagnose examples of {stratum_key} hold an input twice in a seed")
+            probabilities = stratum[probability_columns(stratum)].to_numpy(float)
+            gold = stratum["gold"].to_numpy().astype(int)
+            members = [np.flatnonzero(resamples.seed_of_unit == s) for s in range(len(resamples.seeds))]
+            for a in range(probabilities.shape[1]):
+                for b in range(probabilities.shape[1]):
+                    if a == b:
+                        continue
+                    total = np.zeros(n_resamples)
+                    weight = np.zeros(n_resamples)
+                    point = []
+                    for position, rows_of_seed in enumerate(members):
+                        chosen = rows_of_seed[(gold[rows_of_seed] == a) | (gold[rows_of_seed] == b)]
+                        score, positive = pair_score(probabilities[chosen], a, b), gold[chosen] == a
+                        point.append(weighted_auc(score, positive, np.ones((1, len(chosen))))[0])
+                        boot = weighted_auc(score, positive, resamples.counts[:, chosen])
+                        drawn = resamples.seed_draws[:, position].astype(float)
+                        use = (drawn > 0) & np.isfinite(boot)
+                        total[use] += drawn[use] * boot[use]
+                        weight[use] += drawn[use]
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        low, high = interval(total / weight, level)
+                    n_examples = int(((gold == a) | (gold == b)).sum())
+                    mean = float(pd.Series(point, dtype=float).mean())  # over seeds where it is defined, as `matrices`
+                    rows.append((task, model, names[a], names[b], "true", mean, low, high, len(members), n_examples))
+        return pd.DataFrame(rows, columns=columns)
 
 
 def run_diagnose(
@@ -180,25 +403,42 @@ def run_diagnose(
     if not 0 <= layer < model.cfg.n_layers:
         raise InvalidConfigError(f"layer {layer} does not exist; the model has layers 0..{model.cfg.n_layers - 1}")
 
-    def one_seed(seed: int) -> pd.DataFrame:
-        _, prompts = task_prompts(model.tokenizer, task, seed, n_test=config.n_test,
-                                  shots_per_class=config.shots_per_class, **prompt_settings(model))
-        keys, queries, probabilities, gold = [], [], [], []
+    def one_seed(seed: int) -> SeedOutput:
+        demonstrations, _ = sample_demonstrations(task, seed, shots_per_class=config.shots_per_class)
+        inputs = diagnosis_inputs(task, seed, n_test=config.n_test, min_per_class=config.min_per_class,
+                                  demonstration_rows=[example.index for example in demonstrations])
+        labels = label_tokens(model.tokenizer, task)
+        prompts = [build_prompt(model.tokenizer, task, demonstrations, item.example.text, item.example.label,
+                                labels=labels, example_index=item.example.index, **prompt_settings(model))
+                   for item in inputs]
+        split_of = {id(prompt): item.split for prompt, item in zip(prompts, inputs)}
+        keys, queries, probabilities, gold, examples, splits = [], [], [], [], [], []
         for batch in batches(model, prompts, config.batch_size, progress=progress):
             batch_keys, batch_queries, batch_probabilities = keys_and_queries(model, batch, layer)
             keys.append(batch_keys)
             queries.append(batch_queries)
             probabilities.append(batch_probabilities)
             gold.append(batch.gold.cpu())
+            # Batches are sorted by length: each value is matched to its prompt through the batch itself.
+            examples.extend(prompt.example_index for prompt in batch.prompts)
+            splits.extend(split_of[id(prompt)] for prompt in batch.prompts)
         # The label keys depend only on the demonstrations (causal attention), the same in every prompt.
         label_keys = torch.cat(keys).double().mean(0).numpy()
         predicted = predicted_confusion(label_keys, torch.cat(queries).double().numpy(), config.n_components)
-        true = true_confusion(torch.cat(probabilities).double().numpy(), torch.cat(gold).numpy())
+        probabilities = torch.cat(probabilities).double().numpy()
+        gold = torch.cat(gold).numpy()
+        true = true_confusion(probabilities, gold)
+        per_class = np.bincount(gold, minlength=task.num_classes)
         names = task.class_names
-        return pd.DataFrame([
+        rows = pd.DataFrame([
             {"layer": layer, "class_a": names[a], "class_b": names[b], "predicted": predicted[a, b], "true": true[a, b],
-             "n": len(prompts)}
+             "n": len(prompts), "n_a": int(per_class[a]), "n_b": int(per_class[b])}
             for a in range(task.num_classes) for b in range(task.num_classes)
         ])
+        per_example = pd.DataFrame({"example": np.asarray(examples, dtype=np.int64), "split": splits, "gold": gold,
+                                    "prediction": probabilities.argmax(1)})
+        for label in range(task.num_classes):
+            per_example[f"p_{label}"] = probabilities[:, label]
+        return SeedOutput(rows, per_example)
 
     return DiagnoseResult.from_run(run_seeds("diagnose", model, task, config, one_seed, out=out, progress=progress))

@@ -14,32 +14,41 @@ inputs. Per seed, on the same test inputs:
   inputs (Zhao et al. 2021, "Calibrate Before Use": W = diag(p_cf)⁻¹, b = 0) — a training-free baseline that
   also only rescales the C label scores.
 
-A fitted β is saved (safetensors, no pickle) so it can be applied later without training.
+Each seed also leaves one row per test input and method (gold, prediction, correct): the accuracies are their
+means and the summary's bootstrap intervals are drawn from them.
+
+A fitted β is saved (safetensors, no pickle) so it can be applied later without training. β is checked wherever
+it enters (fitted, saved, loaded, hooked): floating, finite, exactly (layers, heads, classes) of the model and
+task, and on loading recorded for the same model and label words; training stops where it diverges.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from anchorlens.errors import HookError, InvalidConfigError
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
+    SeedOutput,
     batches,
     device_of,
     pad_token_id,
     run_seeds,
 )
-from anchorlens.experiments.compress import (
+from anchorlens.hooks import Hook, check_beta, frozen_parameters, reweight_hooks, target_row_reweight_hooks
+from anchorlens.kv_cache import (
     AnchorCache,
     cache_demonstrations,
     check_supported,
@@ -48,7 +57,8 @@ from anchorlens.experiments.compress import (
     rotary_table_size,
     run_query_with_cache,
 )
-from anchorlens.hooks import Hook, frozen_parameters, reweight_hooks, target_row_reweight_hooks
+from anchorlens.metrics import correct
+from anchorlens.model_classes import recorded_model_name
 from anchorlens.prompts import (
     LabelTokens,
     Prompt,
@@ -83,6 +93,16 @@ BETA_FORMAT = "anchorlens-reweight-beta-1"
 
 #: argparse dests the CLI maps one-to-one onto config fields.
 CLI_FIELDS = ("extra_per_class", "learning_rate", "epochs", "variant")
+#: How a CLI user sets each field the config validates (errors name both, since users of the CLI never see
+#: the field names); fields without a flag are set in Python only.
+CLI_FLAGS = {
+    "extra_per_class": "--extra-per-class",
+    "learning_rate": "--learning-rate",
+    "epochs": "--epochs",
+    "variant": "--variant",
+    "five_shot_agnews": "a ReweightConfig field, no CLI flag",
+    "calibration_inputs": "a ReweightConfig field, no CLI flag",
+}
 
 
 @dataclass(frozen=True)
@@ -106,25 +126,56 @@ class ReweightConfig(ExperimentConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "calibration_inputs", tuple(self.calibration_inputs))
-        if self.extra_per_class < 1:
-            raise InvalidConfigError(
-                f"extra_per_class must be at least 1 (β is fitted on them), got {self.extra_per_class}"
-            )
-        if not self.learning_rate > 0:
-            raise InvalidConfigError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.epochs < 1:
-            raise InvalidConfigError(f"epochs must be at least 1, got {self.epochs}")
+        # Messages name each field with its CLI flag: `anchorlens reweight` users never see the field names.
+        for name, minimum in (("extra_per_class", 1), ("epochs", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+                raise InvalidConfigError(
+                    f"{name} ({CLI_FLAGS[name]}) must be an integer of at least {minimum}, got {value!r}"
+                )
+        check_learning_rate(self.learning_rate)
         if self.variant not in VARIANTS:
-            raise InvalidConfigError(f"unknown variant {self.variant!r}; use 'pattern' (paper) or 'scores'")
-        most = self.shots_per_class + self.extra_per_class
-        if not self.shots_per_class <= self.five_shot_agnews <= most:
             raise InvalidConfigError(
-                f"five_shot_agnews must lie between shots_per_class ({self.shots_per_class}) and shots_per_class + "
-                f"extra_per_class ({most}): the 5-shot baseline uses the demonstrations and extra examples, got "
-                f"{self.five_shot_agnews}"
+                f"unknown variant ({CLI_FLAGS['variant']}) {self.variant!r}; use 'pattern' (paper) or 'scores'"
+            )
+        five = self.five_shot_agnews
+        if isinstance(five, bool) or not isinstance(five, numbers.Integral):
+            raise InvalidConfigError(
+                f"five_shot_agnews ({CLI_FLAGS['five_shot_agnews']}) must be an integer, got {five!r}"
+            )
+        most = self.shots_per_class + self.extra_per_class
+        if five > most:
+            raise InvalidConfigError(
+                f"the AGNews 5-shot baseline takes five_shot_agnews = {five} examples per class "
+                f"({CLI_FLAGS['five_shot_agnews']}) from the demonstrations and extra examples, but shots_per_class "
+                f"(--shots) + extra_per_class (--extra-per-class) = {self.shots_per_class} + {self.extra_per_class} "
+                f"= {most}: raise --extra-per-class to at least {five - self.shots_per_class}, or set "
+                f"ReweightConfig(five_shot_agnews={most})"
+            )
+        if five < self.shots_per_class:
+            raise InvalidConfigError(
+                f"the AGNews 5-shot baseline takes five_shot_agnews = {five} examples per class "
+                f"({CLI_FLAGS['five_shot_agnews']}), fewer than its own demonstrations, shots_per_class (--shots) = "
+                f"{self.shots_per_class}: lower --shots to at most {five}, or set "
+                f"ReweightConfig(five_shot_agnews={self.shots_per_class})"
             )
         if not self.calibration_inputs or not all(isinstance(text, str) for text in self.calibration_inputs):
-            raise InvalidConfigError(f"calibration_inputs must be one or more strings, got {self.calibration_inputs!r}")
+            raise InvalidConfigError(
+                f"calibration_inputs ({CLI_FLAGS['calibration_inputs']}) must be one or more strings, got "
+                f"{self.calibration_inputs!r}"
+            )
+
+
+def check_learning_rate(learning_rate: object) -> float:
+    """A finite positive number: Adam with an infinite or NaN step size writes NaN into β at the first step."""
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not (
+        math.isfinite(learning_rate) and learning_rate > 0
+    ):
+        raise InvalidConfigError(
+            f"learning_rate ({CLI_FLAGS['learning_rate']}) must be a finite number above 0 (paper 0.01), got "
+            f"{learning_rate!r}"
+        )
+    return float(learning_rate)
 
 
 # ------------------------------------------------------------------------------------------------- prompts
@@ -134,14 +185,15 @@ def query_prompts(
     tokenizer, task: Task, demonstrations: Sequence[Example], queries: Sequence[Example | str], *,
     prepend_bos: bool, max_length: int | None = None, labels: LabelTokens | None = None,
 ) -> list[Prompt]:
-    """One prompt per query (an example with its gold label, or a bare text without one), same demonstrations."""
+    """One prompt per query (an example with its gold label and row index, or a bare text without either), all
+    with the same demonstrations."""
     labels = labels if labels is not None else label_tokens(tokenizer, task)
     return [
         build_prompt(tokenizer, task, demonstrations, query, None, prepend_bos=prepend_bos, max_length=max_length,
                      labels=labels)
         if isinstance(query, str)
         else build_prompt(tokenizer, task, demonstrations, query.text, query.label, prepend_bos=prepend_bos,
-                          max_length=max_length, labels=labels)
+                          max_length=max_length, labels=labels, example_index=query.index)
         for query in queries
     ]
 
@@ -173,7 +225,7 @@ def mean_label_loss(model, prompts: Sequence[Prompt], beta: torch.Tensor, varian
     pad = pad_token_id(model)
     with torch.no_grad():
         losses = [
-            label_loss(run_to_target(model, batch, reweight_hooks(beta, batch, variant)), batch).item()
+            label_loss(run_to_target(model, batch, reweight_hooks(beta, batch, variant, model=model)), batch).item()
             for batch in (make_batch([prompt], pad_token_id=pad, device=device_of(model)) for prompt in prompts)
         ]
     return sum(losses) / len(losses)
@@ -185,7 +237,8 @@ LossOfBeta = Callable[[torch.Tensor], torch.Tensor]
 def full_prompt_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
     """β ↦ the prompt's label cross-entropy, running the whole prompt each time."""
     batch = make_batch([prompt], pad_token_id=pad_token_id(model), device=device_of(model))
-    return lambda beta: label_loss(run_to_target(model, batch, reweight_hooks(beta, batch, variant)), batch)
+    return lambda beta: label_loss(run_to_target(model, batch, reweight_hooks(beta, batch, variant, model=model)),
+                                   batch)
 
 
 def cached_prefix_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
@@ -202,7 +255,7 @@ def cached_prefix_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
 
     def loss(beta: torch.Tensor) -> torch.Tensor:
         logits = run_query_with_cache(
-            model, prefix, target, fwd_hooks=target_row_reweight_hooks(beta, batch.label_mask, variant),
+            model, prefix, target, fwd_hooks=target_row_reweight_hooks(beta, batch.label_mask, variant, model=model),
             readout=lambda model, residual: final_label_logits(model, residual, label_ids),
         )
         return torch.nn.functional.cross_entropy(logits, batch.gold.to(logits.device), reduction="sum")
@@ -219,6 +272,10 @@ def supports_prefix_cache(model) -> bool:
     return True
 
 
+#: Adam's first step is up to lr / (1 - beta1) = 10 lr (default beta1 = 0.9), computed in β's dtype.
+ADAM_FIRST_STEP_GAIN = 10.0
+
+
 def fit_beta_on_prompts(
     model, prompts: Sequence[Prompt], *, learning_rate: float, epochs: int, variant: str, seed: int,
     prefix_cache: bool = True,
@@ -228,22 +285,52 @@ def fit_beta_on_prompts(
 
     With `prefix_cache` (and a model the cache supports) each step runs only the target token against its
     prompt's cached prefix (`cached_prefix_loss`); otherwise the whole prompt (`full_prompt_loss`).
+
+    Training stops with an `InvalidConfigError` naming the epoch and step where the loss or β stops being
+    finite, so a diverged β is never returned (nor saved).
     """
+    learning_rate = check_learning_rate(learning_rate)
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
+        raise InvalidConfigError(f"epochs ({CLI_FLAGS['epochs']}) must be an integer of at least 1, got {epochs!r}")
     if not prompts:
         raise InvalidConfigError("re-weighting needs at least one training prompt")
     device = device_of(model)
     beta = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, prompts[0].num_classes, device=device, requires_grad=True)
+    if learning_rate * ADAM_FIRST_STEP_GAIN > torch.finfo(beta.dtype).max:
+        raise InvalidConfigError(
+            f"learning_rate ({CLI_FLAGS['learning_rate']}) {learning_rate:g} is so large that Adam's first step "
+            f"overflows {beta.dtype}; use a learning rate below 1 (paper 0.01)"
+        )
     optimizer = torch.optim.Adam([beta], lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     loss_of = cached_prefix_loss if prefix_cache and supports_prefix_cache(model) else full_prompt_loss
     with frozen_parameters(model):
         losses = [loss_of(model, prompt, variant) for prompt in prompts]
-        for _ in range(epochs):
-            for index in torch.randperm(len(losses), generator=generator).tolist():
+        for epoch in range(1, epochs + 1):
+            order = torch.randperm(len(losses), generator=generator).tolist()
+            for step, index in enumerate(order, start=1):
                 optimizer.zero_grad()
-                losses[index](beta).backward()
+                loss = losses[index](beta)
+                if not bool(torch.isfinite(loss.detach())):
+                    _diverged(f"the loss is {loss.item()}", epoch, epochs, step, len(order), prompts[index],
+                              learning_rate)
+                loss.backward()
                 optimizer.step()
+                if not bool(torch.isfinite(beta.detach()).all()):
+                    _diverged("β has non-finite entries after the update", epoch, epochs, step, len(order),
+                              prompts[index], learning_rate)
     return beta.detach()
+
+
+def _diverged(
+    what: str, epoch: int, epochs: int, step: int, steps: int, prompt: Prompt, learning_rate: float
+) -> NoReturn:
+    example = "" if prompt.example_index is None else f", training example row {prompt.example_index}"
+    raise InvalidConfigError(
+        f"re-weighting training diverged at epoch {epoch} of {epochs}, step {step} of {steps}{example}: {what}, so "
+        f"no β is kept; lower --learning-rate (now {learning_rate:g}; paper 0.01), or load the model in float32 "
+        "if its own logits overflow"
+    )
 
 
 def fit_beta(
@@ -263,30 +350,87 @@ def fit_beta(
 def save_beta(
     path: str | Path, beta: torch.Tensor, *, task: str, model_name: str, label_words: Sequence[str], variant: str
 ) -> Path:
-    """Write β with what is needed to apply it again (task, model, label words in class order, variant)."""
-    from safetensors.torch import save_file
+    """Write β with what is needed to apply it again (task, model, label words in class order, variant).
+
+    `model_name` is the recorded name of the model that fitted β (`recorded_model_name(model)`): `load_beta`
+    refuses to apply β to another model. A β that is not (layers, heads, len(label_words)), not floating or
+    not finite is refused: a file holds only a β that can be applied.
+    """
+    from safetensors.torch import save
+
+    from anchorlens.runs import atomic_write_bytes
 
     if variant not in VARIANTS:
-        raise InvalidConfigError(f"unknown variant {variant!r}; use 'pattern' (paper) or 'scores'")
+        raise InvalidConfigError(
+            f"unknown variant ({CLI_FLAGS['variant']}) {variant!r}; use 'pattern' (paper) or 'scores'"
+        )
+    if not isinstance(model_name, str) or not model_name:
+        raise InvalidConfigError(
+            f"model_name must name the model that fitted β, got {model_name!r}; pass recorded_model_name(model)"
+        )
+    check_beta(beta, n_classes=len(label_words), source="the β to save")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": BETA_FORMAT, "task": task, "model_name": model_name,
                 "label_words": json.dumps(list(label_words)), "variant": variant}
-    save_file({"beta": beta.detach().to("cpu", torch.float32).contiguous()}, str(path), metadata=metadata)
+    tensors = {"beta": beta.detach().to("cpu", torch.float32).contiguous()}
+    atomic_write_bytes(path, save(tensors, metadata=metadata))  # a crash never leaves half a β behind
     return path
 
 
-def load_beta(path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
-    """(β on the CPU, metadata with ``label_words`` as a tuple). Apply it with
-    ``model.run_with_hooks(tokens, fwd_hooks=reweight_hooks(beta, batch, metadata["variant"]))``."""
-    from safetensors import safe_open
+def load_beta(
+    path: str | Path, *, model=None, task: Task | str | None = None
+) -> tuple[Float[Tensor, "layer head label"], dict[str, Any]]:
+    """(β on the CPU, metadata with ``label_words`` as a tuple), checked before it is returned.
 
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = dict(handle.metadata() or {})
-        if metadata.get("format") != BETA_FORMAT or "beta" not in handle.keys():
-            raise InvalidConfigError(f"{path} is not a re-weighting β saved by anchorlens (format {BETA_FORMAT})")
-        beta = handle.get_tensor("beta")
-    metadata["label_words"] = tuple(json.loads(metadata["label_words"]))
+    Always: the file is a β saved by anchorlens, floating, finite, (layers, heads, classes) with one class per
+    recorded label word. With `model`: β was fitted on that model (its recorded name) and has its layers and
+    heads. With `task`: the recorded label words are the task's, in class order. Pass both for the model and
+    task β is about to be applied to, then apply it with
+    ``model.run_with_hooks(tokens, fwd_hooks=reweight_hooks(beta, batch, metadata["variant"], model=model))``.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidConfigError(f"no β file at {path}; `anchorlens reweight --out DIR` writes them to DIR/beta/")
+    refused = f"{path} is not a re-weighting β saved by anchorlens (format {BETA_FORMAT})"
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            if metadata.get("format") != BETA_FORMAT or "beta" not in handle.keys():
+                raise InvalidConfigError(refused)
+            beta = handle.get_tensor("beta")
+    except SafetensorError as error:
+        raise InvalidConfigError(f"{refused}: {error}") from None
+    missing = [key for key in ("task", "model_name", "label_words", "variant") if key not in metadata]
+    if missing:
+        raise InvalidConfigError(f"{refused}: its metadata lacks {', '.join(missing)}; refit β with anchorlens")
+    try:
+        label_words = json.loads(metadata["label_words"])
+    except json.JSONDecodeError:
+        label_words = None
+    if not isinstance(label_words, list) or not all(isinstance(word, str) for word in label_words):
+        raise InvalidConfigError(f"{refused}: its label_words metadata is not a JSON list of strings")
+    metadata["label_words"] = tuple(label_words)
+    if metadata["variant"] not in VARIANTS:
+        raise InvalidConfigError(f"{refused}: unknown variant {metadata['variant']!r} (known: {', '.join(VARIANTS)})")
+    cfg = getattr(model, "cfg", None)
+    check_beta(beta, n_layers=getattr(cfg, "n_layers", None), n_heads=getattr(cfg, "n_heads", None),
+               n_classes=len(label_words), source=f"the β in {path}")
+    if model is not None and metadata["model_name"] != recorded_model_name(model):
+        raise InvalidConfigError(
+            f"the β in {path} was fitted on model {metadata['model_name']!r}, not on {recorded_model_name(model)!r} "
+            "(the model it is applied to); fit β on this model (`anchorlens reweight`) or load the model it names"
+        )
+    if task is not None:
+        task = get_task(task)
+        if tuple(task.label_words) != metadata["label_words"]:
+            raise InvalidConfigError(
+                f"the β in {path} was fitted for the label words {list(metadata['label_words'])} (task "
+                f"{metadata['task']!r}), not for those of task {task.name!r}, {list(task.label_words)}: its classes "
+                f"would re-weight the wrong label words; fit β for task {task.name!r} as it is now, or apply this β "
+                "to the task whose label words it records"
+            )
     return beta, metadata
 
 
@@ -300,27 +444,34 @@ def beta_path(out: str | Path, task: str, seed: int) -> Path:
 def label_probabilities(
     model, prompts: Sequence[Prompt], batch_size: int, beta: torch.Tensor | None = None, variant: str = "pattern",
     *, prefix_cache: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(softmax over the C label logits [n, C], gold [n]) in the order `batches` processes the prompts, which
-    sorts by length: the gold labels come from the same batches so the two stay aligned. With `beta`, under
-    re-weighting.
+) -> tuple[Float[Tensor, "prompt label"], Int[Tensor, " prompt"]]:
+    """(softmax over the C label logits [n, C], gold [n]), row i for `prompts[i]` whatever order the length-
+    sorted batches ran in. With `beta`, under re-weighting.
 
     With `prefix_cache`, when every prompt starts with the same demonstrations (one seed's test inputs do) and
     the model supports the cache, the demonstrations run once into a frozen key/value cache and each batch runs
     only its queries against it (`shared_demonstrations`); otherwise every prompt runs whole.
     """
+    prompts = list(prompts)
     cache = shared_demonstrations(model, prompts) if prefix_cache else None
-    probabilities, gold = [], []
+    # Batches hold the prompt objects themselves: map each back to its place (a prompt given twice fills both).
+    places: dict[int, list[int]] = {}
+    for place, prompt in enumerate(prompts):
+        places.setdefault(id(prompt), []).append(place)
+    order, probabilities, gold = [], [], []
     with torch.no_grad():
-        for batch in batches(model, list(prompts), batch_size):
+        for batch in batches(model, prompts, batch_size):
             if cache is None:
-                hooks = reweight_hooks(beta, batch, variant) if beta is not None else []
+                hooks = reweight_hooks(beta, batch, variant, model=model) if beta is not None else []
                 logits = label_logits(run_to_target(model, batch, hooks), batch)
             else:
                 logits = cached_label_logits(model, cache, batch, beta, variant)
             probabilities.append(logits.float().softmax(-1).cpu())
             gold.append(batch.gold.cpu())
-    return torch.cat(probabilities), torch.cat(gold)
+            order.extend(places[id(prompt)].pop(0) for prompt in batch.prompts)
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+    return torch.cat(probabilities)[inverse], torch.cat(gold)[inverse]
 
 
 def shared_demonstrations(model, prompts: Sequence[Prompt]) -> AnchorCache | None:
@@ -352,7 +503,7 @@ def cached_label_logits(
         keys = start + tokens.shape[1]
         label_mask = torch.zeros(*batch.label_mask.shape[:2], keys, dtype=torch.bool)
         label_mask[..., :start] = batch.label_mask[..., :start].cpu()  # every label word lies in the demonstrations
-        hooks = target_row_reweight_hooks(beta, label_mask, variant, target_rows=lengths - 1)
+        hooks = target_row_reweight_hooks(beta, label_mask, variant, target_rows=lengths - 1, model=model)
     return run_query_with_cache(
         model, cache, tokens, lengths, fwd_hooks=hooks,
         readout=lambda model, residual: final_label_logits(model, residual, batch.label_token_ids),
@@ -375,19 +526,18 @@ def calibrated_predictions(probabilities: torch.Tensor, p_cf: torch.Tensor) -> t
     return (probabilities / p_cf.to(probabilities)).argmax(-1)
 
 
-def accuracy(predicted: torch.Tensor, gold: torch.Tensor) -> float:
-    return (predicted == gold).double().mean().item()
-
-
 # -------------------------------------------------------------------------------------------------- result
 
 
 @dataclass(frozen=True)
 class ReweightResult(ExperimentResult):
-    """Rows: task, model, seed, method, accuracy, n."""
+    """Rows: task, model, seed, method, accuracy, n. Examples: task, model, seed, method, example, gold,
+    prediction, correct (one per test input and method)."""
 
     experiment: ClassVar[str] = "reweight"
     config_class: ClassVar[type[ExperimentConfig]] = ReweightConfig
+    example_values: ClassVar[tuple[str, ...]] = ("correct",)
+    example_keys: ClassVar[tuple[str, ...]] = ("method",)
 
     def summary(self) -> pd.DataFrame:
         """Seed mean and std of accuracy per task, model and method (one row each); n = test inputs over all seeds."""
@@ -456,8 +606,11 @@ def _task_rank(task: str) -> int:
 # --------------------------------------------------------------------------------------------------- run
 
 
-def evaluate_seed(model, task: Task, seed: int, config: ReweightConfig, out: str | Path | None) -> pd.DataFrame:
-    """Accuracy of every method on one seed's test inputs; β is saved under `out` when given."""
+def evaluate_seed(model, task: Task, seed: int, config: ReweightConfig, out: str | Path | None) -> SeedOutput:
+    """Every method on one seed's test inputs: the seed's rows (accuracy per method) and one row per test input
+    and method (``method, example, gold, prediction, correct``). β is saved under `out` when given, recorded
+    under the name of `model`, the model that fitted it."""
+    config = config.for_model(model)
     demonstrations, extra = sample_demonstrations(task, seed, shots_per_class=config.shots_per_class,
                                                   extra_per_class=config.extra_per_class)
     test_set = sample_test_set(task, seed, n_test=config.n_test)
@@ -474,16 +627,24 @@ def evaluate_seed(model, task: Task, seed: int, config: ReweightConfig, out: str
 
     cached = {"prefix_cache": config.prefix_cache}
     p_one, gold = label_probabilities(model, one_shot, config.batch_size, **cached)
-    p_five, gold_five = label_probabilities(model, five_shot, config.batch_size, **cached)
-    p_reweight, gold_reweight = label_probabilities(model, one_shot, config.batch_size, beta, config.variant, **cached)
+    p_five, _ = label_probabilities(model, five_shot, config.batch_size, **cached)
+    p_reweight, _ = label_probabilities(model, one_shot, config.batch_size, beta, config.variant, **cached)
     p_cf = content_free_probabilities(model, task, demonstrations, config.calibration_inputs, **cached)
-    accuracies = {
-        "vanilla_1shot": accuracy(p_one.argmax(-1), gold),
-        "vanilla_5shot": accuracy(p_five.argmax(-1), gold_five),
-        "reweight": accuracy(p_reweight.argmax(-1), gold_reweight),
-        "contextual_calibration": accuracy(calibrated_predictions(p_one, p_cf), gold),
+    # Every method's rows follow the test set's order (label_probabilities keeps the prompts' order).
+    predictions = {
+        "vanilla_1shot": p_one.argmax(-1),
+        "vanilla_5shot": p_five.argmax(-1),
+        "reweight": p_reweight.argmax(-1),
+        "contextual_calibration": calibrated_predictions(p_one, p_cf),
     }
-    return pd.DataFrame({"method": list(accuracies), "accuracy": list(accuracies.values()), "n": len(test_set)})
+    examples = pd.concat([
+        pd.DataFrame({"method": method, "example": [example.index for example in test_set],
+                      "gold": gold.numpy(), "prediction": predicted.numpy(),
+                      "correct": correct(predicted, gold).numpy()})
+        for method, predicted in predictions.items()
+    ], ignore_index=True)
+    rows = examples.groupby("method", sort=False).agg(accuracy=("correct", "mean"), n=("correct", "size")).reset_index()
+    return SeedOutput(rows, examples)
 
 
 def run_reweight(

@@ -12,6 +12,11 @@ and the `SaliencyRecorder` reduces I_l inside the backward pass: one forward and
 attention map kept. Aggregation: mean over test inputs, then per layer normalise so the three sum to 1
 (what the paper plots; raw values kept), then mean over seeds in `summary`.
 Demonstrations are drawn afresh for every test input, as in the paper's code.
+
+Per-example rows (`SaliencyResult.examples`): one per test input and layer with that prompt's un-normalised
+S_wp, S_pq, S_ww, the gold class and the model's prediction; the seed rows are their means, normalised.
+`SaliencyResult.summary_with_ci` bootstraps that exact statistic (mean over inputs → normalise → mean over
+seeds), so its intervals are of the numbers the paper plots.
 """
 
 from __future__ import annotations
@@ -23,21 +28,24 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
+from threadpoolctl import threadpool_limits
 
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, batches, run_seeds
+from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds
 from anchorlens.hooks import SaliencyRecorder, frozen_parameters
 from anchorlens.prompts import (
     Prompt,
     PromptBatch,
     build_prompt,
+    label_logits,
     label_loss,
     label_tokens,
     prompt_settings,
     run_to_target,
 )
 from anchorlens.sampling import sample_test_set
+from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata
 from anchorlens.tasks import Task, get_task, load_split
 
 REGIONS = ("S_wp", "S_pq", "S_ww")
@@ -76,7 +84,7 @@ def fresh_demonstration_prompts(
         demonstrations = [(train_texts[drawn[i]], int(train_labels[drawn[i]])) for i in order]
         prompts.append(
             build_prompt(tokenizer, task, demonstrations, example.text, example.label, prepend_bos=prepend_bos,
-                         max_length=max_length, labels=labels)
+                         max_length=max_length, labels=labels, example_index=example.index)
         )
     return prompts
 
@@ -100,22 +108,110 @@ def region_weights(batch: PromptBatch) -> Float[Tensor, "batch 3 query key"]:
     return weights.to(batch.tokens.device)
 
 
-def saliency_of_batch(model, batch: PromptBatch, *, abs_per_head: bool = False) -> Float[Tensor, "batch layer 3"]:
-    """S_wp, S_pq, S_ww per prompt and layer: one forward and one backward pass for the whole batch."""
+def saliency_and_prediction(
+    model, batch: PromptBatch, *, abs_per_head: bool = False
+) -> tuple[Float[Tensor, "batch layer 3"], Int[Tensor, " batch"]]:
+    """S_wp, S_pq, S_ww per prompt and layer, and each prompt's predicted class: one forward and one backward
+    pass for the whole batch."""
     recorder = SaliencyRecorder(model, region_weights(batch), abs_per_head=abs_per_head)
     with frozen_parameters(model):
         logits = run_to_target(model, batch, recorder.hooks())
         # Summed loss: each prompt's gradient is that of its own loss, as with batch size 1.
         label_loss(logits, batch, reduction="sum").backward()
-    return recorder.values.cpu()
+    return recorder.values.cpu(), label_logits(logits.detach(), batch).argmax(-1).cpu()
+
+
+def saliency_of_batch(model, batch: PromptBatch, *, abs_per_head: bool = False) -> Float[Tensor, "batch layer 3"]:
+    """S_wp, S_pq, S_ww per prompt and layer (`saliency_and_prediction` without the predictions)."""
+    return saliency_and_prediction(model, batch, abs_per_head=abs_per_head)[0]
+
+
+def normalised_seed_means(
+    counts: list[Float[np.ndarray, "resample input"]], seed_draws: Int[np.ndarray, "resample seed"],
+    values: list[Float[np.ndarray, "input layer 3"]],
+) -> Float[np.ndarray, "resample layer 3"]:
+    """The paper's saliency statistic under bootstrap weights, for all resamples at once.
+
+    `values[s]` is seed s's [input, layer, 3] array of un-normalised S; `counts[s]` its [resample, input] draw
+    counts and `seed_draws[:, s]` how often the seed is drawn. Per resample: the count-weighted mean over each
+    drawn seed's inputs, normalised per layer to sum to 1, then the draw-weighted mean over seeds.
+    Returns [resample, layer, 3] (NaN where no seed with inputs is drawn).
+    """
+    n_resamples = seed_draws.shape[0]
+    n_layers = values[0].shape[1]
+    total = np.zeros((n_resamples, n_layers, 3))
+    weight = np.zeros(n_resamples)
+    for s, (seed_counts, seed_values) in enumerate(zip(counts, values)):
+        drawn = seed_counts.sum(1)
+        use = (seed_draws[:, s] > 0) & (drawn > 0)
+        if not use.any():
+            continue
+        # [resample, input] @ [input, layer*3]: the weighted means of every layer and region in one product.
+        means = (seed_counts[use] @ seed_values.reshape(len(seed_values), -1)).reshape(-1, n_layers, 3)
+        means /= drawn[use, None, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            normalised = means / means.sum(-1, keepdims=True)
+        total[use] += seed_draws[use, s, None, None] * normalised
+        weight[use] += seed_draws[use, s]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / weight[:, None, None]
 
 
 @dataclass(frozen=True)
 class SaliencyResult(ExperimentResult):
-    """Rows: task, model, seed, layer, S_wp, S_pq, S_ww (normalised per layer), their *_raw values, n."""
+    """Rows: task, model, seed, layer, S_wp, S_pq, S_ww (normalised per layer), their *_raw values, n.
+
+    Examples: task, model, seed, example, gold, layer, prediction, S_wp, S_pq, S_ww (un-normalised, one prompt).
+    """
 
     experiment: ClassVar[str] = "saliency"
     config_class: ClassVar[type[ExperimentConfig]] = SaliencyConfig
+    example_values: ClassVar[tuple[str, ...]] = REGIONS
+    example_keys: ClassVar[tuple[str, ...]] = ("layer",)
+
+    def summary_with_ci(self, *, n_resamples: int = N_RESAMPLES, level: float = LEVEL,
+                        seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+        """Per task, model and layer, the paper's statistic with a 95% two-level bootstrap interval.
+
+        The statistic is that of Fig. 3: per seed the mean over its test inputs of the un-normalised S, normalised
+        per layer so S_wp + S_pq + S_ww = 1, then the mean over seeds (equal to the seed rows' mean). Each
+        resample redraws seeds and, within them, test inputs (`anchorlens.stats.TwoLevelResamples`; a seed
+        drawn c times contributes one pooled draw of c × n inputs, as everywhere in `anchorlens.stats`) and
+        recomputes the weighted means, the normalisation and the seed mean, all layers at once. Long form:
+        ``task, model, layer, metric, mean, ci_low, ci_high, n_seeds, n_examples``.
+        """
+        # Single-threaded BLAS: the products are small, and threads fighting over shared cores made them 18 times
+        # slower (measured); one thread also makes the numbers independent of the machine's core count.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._bootstrap_summary(n_resamples, level, seed)
+
+    def _bootstrap_summary(self, n_resamples: int, level: float, seed: int) -> pd.DataFrame:
+        columns = ["task", "model", "layer", *SUMMARY_COLUMNS]
+        if self.examples.empty:
+            return pd.DataFrame(columns=columns)
+        rows = []
+        for stratum_key, stratum in strata(self.examples, ["task", "model"]):
+            layers = np.sort(stratum["layer"].unique())
+            # [unit, layer, region], units sorted by (seed, example): the unit order of `resamples_for`.
+            cube = stratum.set_index(["seed", "example", "layer"])[list(REGIONS)].unstack("layer").sort_index()
+            cube = cube.reorder_levels([1, 0], axis=1).reindex(columns=pd.MultiIndex.from_product([layers, REGIONS]))
+            values = cube.to_numpy(dtype=float).reshape(len(cube), len(layers), 3)
+            resamples, _ = resamples_for(stratum_key, stratum, n_resamples=n_resamples, seed=seed)
+            members = [np.flatnonzero(resamples.seed_of_unit == s) for s in range(len(resamples.seeds))]
+            point = []
+            for rows_of_seed in members:
+                mean = values[rows_of_seed].mean(0)
+                point.append(mean / mean.sum(-1, keepdims=True))
+            estimate = np.mean(point, axis=0)  # [layer, 3], the mean of the seed rows
+            boot = normalised_seed_means([resamples.counts[:, m] for m in members], resamples.seed_draws,
+                                         [values[m] for m in members])
+            for index, layer in enumerate(layers):
+                n_examples = int(np.isfinite(values[:, index]).all(-1).sum())
+                for region, metric in enumerate(REGIONS):
+                    low, high = interval(boot[:, index, region], level)
+                    rows.append((*stratum_key, int(layer), metric, float(estimate[index, region]), low, high,
+                                 len(members), n_examples))
+        return pd.DataFrame(rows, columns=columns)
 
     def summary(self) -> pd.DataFrame:
         """Mean and std over seeds per task and layer of the normalised values."""
@@ -144,16 +240,21 @@ def run_saliency(
     """Saliency flow for each seed of `config`; with `out`, each (task, seed) is saved as it finishes."""
     task = get_task(task)
 
-    def one_seed(seed: int) -> pd.DataFrame:
+    def one_seed(seed: int) -> SeedOutput:
         prompts = fresh_demonstration_prompts(
             model.tokenizer, task, seed, n_test=config.n_test, shots_per_class=config.shots_per_class,
             **prompt_settings(model),
         )
-        per_prompt = torch.cat(
-            [saliency_of_batch(model, batch, abs_per_head=config.abs_per_head)
-             for batch in batches(model, prompts, config.batch_size, progress=progress, max_tokens=config.max_batch_tokens)]
-        )  # [n, layer, 3]
-        raw = per_prompt.double().mean(0)  # [layer, 3]
+        values, predictions, examples, gold = [], [], [], []
+        for batch in batches(model, prompts, config.batch_size, progress=progress, max_tokens=config.max_batch_tokens):
+            batch_values, batch_predictions = saliency_and_prediction(model, batch, abs_per_head=config.abs_per_head)
+            values.append(batch_values)
+            predictions.append(batch_predictions)
+            # Batches are sorted by length: each value is matched to its prompt through the batch itself.
+            examples.extend(prompt.example_index for prompt in batch.prompts)
+            gold.append(batch.gold.cpu())
+        per_prompt = torch.cat(values).double()  # [n, layer, 3]
+        raw = per_prompt.mean(0)  # [layer, 3]
         normalised = raw / raw.sum(-1, keepdim=True)
         frame = pd.DataFrame({"layer": np.arange(raw.shape[0])})
         for index, name in enumerate(REGIONS):
@@ -161,6 +262,15 @@ def run_saliency(
         for index, name in enumerate(REGIONS):
             frame[f"{name}_raw"] = raw[:, index].numpy()
         frame["n"] = len(prompts)
-        return frame
+        n_layers = raw.shape[0]
+        per_example = pd.DataFrame({
+            "example": np.repeat(np.asarray(examples, dtype=np.int64), n_layers),
+            "gold": np.repeat(torch.cat(gold).numpy(), n_layers),
+            "layer": np.tile(np.arange(n_layers), len(examples)),
+            "prediction": np.repeat(torch.cat(predictions).numpy(), n_layers),
+        })
+        for index, name in enumerate(REGIONS):
+            per_example[name] = per_prompt[:, :, index].reshape(-1).numpy()
+        return SeedOutput(frame, per_example)
 
     return SaliencyResult.from_run(run_seeds("saliency", model, task, config, one_seed, out=out, progress=progress))

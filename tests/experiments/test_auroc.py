@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from anchorlens.experiments.auroc import AurocConfig, cumulative_r, layer_auroc, run_auroc, with_r
+from anchorlens.experiments.auroc import (
+    AurocConfig,
+    AurocResult,
+    auroc_from_examples,
+    cumulative_r,
+    layer_auroc,
+    resampled_layer_auroc,
+    run_auroc,
+    weighted_auc,
+    with_r,
+)
+from anchorlens.stats import resamples_for
 
 
 def test_binary_auroc_scores_attention_to_the_second_class():
@@ -53,3 +66,128 @@ def test_run_auroc_on_a_tiny_model(llama_like):
     valid = frame["auroc"].dropna()
     assert valid.between(0, 1).all()
     assert set(result.summary().columns) >= {"auroc_mean", "auroc_std", "R"}
+
+
+def _repeated(counts):
+    return np.repeat(np.arange(len(counts)), counts.astype(int))
+
+
+def test_weighted_auc_equals_sklearn_on_repeated_rows():
+    generator = np.random.default_rng(0)
+    scores = generator.integers(0, 5, 40).astype(float)  # many ties
+    positive = generator.random(40) < 0.4
+    weights = generator.integers(0, 3, (25, 40)).astype(float)
+    weights[0, positive] = 0  # no positive row drawn: undefined
+    values = weighted_auc(scores, positive, weights)
+    assert np.isnan(values[0])
+    for row in range(1, 25):
+        rows = _repeated(weights[row])
+        assert values[row] == pytest.approx(roc_auc_score(positive[rows], scores[rows]), abs=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 6])
+def test_resampled_auroc_equals_layer_auroc_on_the_drawn_rows(n_classes):
+    """Kept classes, renormalisation and the one-vs-one average follow each resample's drawn inputs."""
+    generator = np.random.default_rng(n_classes)
+    attention = generator.random((60, n_classes))
+    predicted = generator.integers(0, n_classes, 60)
+    counts = generator.multinomial(60, np.full(60, 1 / 60), size=30).astype(float)
+    counts[1, predicted == 1] = 0  # a class drops out of one resample
+    counts[2, predicted != 0] = 0  # one class left: undefined
+    values = resampled_layer_auroc(attention, predicted, counts)
+    assert np.isnan(values[2])
+    for row in range(30):
+        rows = _repeated(counts[row])
+        assert values[row] == pytest.approx(layer_auroc(attention[rows], predicted[rows]), abs=1e-12, nan_ok=True)
+
+
+def test_per_example_rows_recompute_every_seed_auroc(llama_like):
+    result = run_auroc(llama_like, "trec", AurocConfig(seeds=(1, 2), n_test=16, batch_size=4), progress=False)
+    examples, layers = result.examples, llama_like.cfg.n_layers
+    assert list(examples.columns) == ["task", "model", "seed", "example", "gold", "layer", "prediction",
+                                      *[f"att_{c}" for c in range(6)]]
+    assert len(examples) == 2 * 16 * layers
+    assert examples.groupby(["seed", "layer"])["example"].nunique().eq(16).all()
+    assert (examples.groupby(["seed", "example"])["prediction"].nunique() == 1).all()
+    recomputed = auroc_from_examples(examples).merge(result.frame, on=["task", "model", "seed", "layer"])
+    assert len(recomputed) == 2 * layers
+    assert np.allclose(recomputed["auroc_x"], recomputed["auroc_y"], equal_nan=True)
+    classes_kept = examples.groupby("seed")["prediction"].nunique()
+    assert (result.frame.set_index("seed")["classes_kept"].groupby("seed").first() == classes_kept).all()
+
+
+def _examples(tasks=(("sst2", 2), ("trec", 6)), n_seeds=3, n_inputs=40, n_layers=5, seed=0, seed_rows=True):
+    """Attention that tracks the prediction more with depth; sst2's rows leave att_2..att_5 empty."""
+    generator = np.random.default_rng(seed)
+    frames = []
+    for task, n_classes in tasks:
+        for s in range(n_seeds):
+            predicted = generator.integers(0, n_classes, n_inputs)
+            for layer in range(n_layers):
+                attention = generator.random((n_inputs, n_classes)) + 0.4 * layer * np.eye(n_classes)[predicted]
+                frame = pd.DataFrame({"task": task, "model": "m", "seed": 10 + s, "example": np.arange(n_inputs) * 3,
+                                      "gold": predicted, "layer": layer, "prediction": predicted})
+                for c in range(n_classes):
+                    frame[f"att_{c}"] = attention[:, c]
+                frames.append(frame)
+    examples = pd.concat(frames, ignore_index=True)
+    if not seed_rows:  # the summary needs only the examples
+        return AurocResult(pd.DataFrame(), AurocConfig(), examples)
+    return AurocResult.from_frame(auroc_from_examples(examples), AurocConfig(), examples)
+
+
+def test_summary_with_ci_means_are_the_seed_rows_and_r_their_curve():
+    result = _examples()
+    summary = result.summary_with_ci()
+    assert list(summary.columns) == ["task", "model", "layer", "metric", "mean", "ci_low", "ci_high", "n_seeds",
+                                     "n_examples"]
+    assert len(summary) == 2 * 5 * 2
+    assert (summary["n_seeds"] == 3).all() and (summary["n_examples"] == 120).all()
+    expected = result.summary().set_index(["task", "layer"])
+    for row in summary.itertuples():
+        wanted = expected.loc[(row.task, row.layer), "auroc_mean" if row.metric == "auroc" else "R"]
+        assert row.mean == pytest.approx(wanted, abs=1e-12)
+        assert row.ci_low <= row.mean + 1e-12 and row.mean <= row.ci_high + 1e-12
+    deep = summary[(summary["metric"] == "auroc") & (summary["layer"] == 4)]
+    assert (deep["ci_low"] > 0.5).all()  # planted: deep attention predicts the output
+    assert summary.equals(result.summary_with_ci())  # seeded: identical on rerun
+
+
+def test_summary_intervals_equal_a_loop_over_resamples():
+    """The vectorised bootstrap against layer_auroc (sklearn) on each resample's repeated rows."""
+    result = _examples(tasks=(("agnews", 4),), n_seeds=2, n_inputs=20, n_layers=2, seed=3)
+    n_resamples = 30
+    summary = result.summary_with_ci(n_resamples=n_resamples).set_index(["layer", "metric"])
+    examples = result.examples
+    resamples, index_of = resamples_for(("agnews", "m"), examples, n_resamples=n_resamples)
+    curves = np.zeros((n_resamples, 2))
+    for r in range(n_resamples):
+        for layer in range(2):
+            total = weight = 0.0
+            for position, seed in enumerate(resamples.seeds):
+                times = resamples.seed_draws[r, position]
+                mine = examples[(examples["seed"] == seed) & (examples["layer"] == layer)]
+                counts = np.array([resamples.counts[r, index_of[(seed, e)]] for e in mine["example"]])
+                rows = _repeated(counts)
+                attention = mine[[f"att_{c}" for c in range(4)]].to_numpy()
+                value = layer_auroc(attention[rows], mine["prediction"].to_numpy()[rows])
+                if times and np.isfinite(value):
+                    total += times * value
+                    weight += times
+            curves[r, layer] = total / weight
+    r_curves = cumulative_r(curves)
+    for layer in range(2):
+        for metric, values in (("auroc", curves[:, layer]), ("R", r_curves[:, layer])):
+            row = summary.loc[(layer, metric)]
+            assert row["ci_low"] == pytest.approx(np.percentile(values, 2.5), abs=1e-12)
+            assert row["ci_high"] == pytest.approx(np.percentile(values, 97.5), abs=1e-12)
+
+
+def test_summary_of_four_tasks_30_layers_5_seeds_200_inputs_is_affordable():
+    """The size of a paper run: under a minute of CPU time on one core (BLAS single-threaded in the summary)."""
+    result = _examples(tasks=(("sst2", 2), ("agnews", 4), ("trec", 6), ("emoc", 4)), n_seeds=5, n_inputs=200,
+                       n_layers=30, seed=4, seed_rows=False)
+    start = time.process_time()
+    summary = result.summary_with_ci()
+    assert time.process_time() - start < 60
+    assert len(summary) == 4 * 30 * 2 and summary["mean"].notna().all()

@@ -1,8 +1,12 @@
-"""Isolation and loyalty (SPEC §2): random controls, Jaccard, the restart shortcut, the run."""
+"""Isolation and loyalty (SPEC §2): random controls, the restart shortcut, per-example rows, the run."""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -10,41 +14,78 @@ from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.isolation import (
     CONDITIONS,
     IsolationConfig,
-    _jaccard,
+    IsolationResult,
     isolation_layers,
+    random_candidates,
+    random_positions,
     random_rows,
     run_isolation,
 )
 from anchorlens.hooks import block_earlier_mask, isolation_hooks
-from anchorlens.prompts import Role, build_prompt, make_batch, run_to_target
+from anchorlens.prompts import Role, build_prompt, label_logits, make_batch, prompt_settings, run_to_target, task_prompts
+
+DEMOS = [("a dull , lifeless film ", 0), ("warm and funny ", 1), ("flat and slow ", 0), ("a joy to watch ", 1)]
+QUERIES = ("fine ", "a long and tedious exercise ", "moving , if uneven ")
 
 
 @pytest.fixture
 def batch(smol_tokenizer):
-    demos = [("a dull , lifeless film ", 0), ("warm and funny ", 1)]
-    return make_batch([build_prompt(smol_tokenizer, "sst2", demos, text, prepend_bos=False)
-                       for text in ("fine ", "a long and tedious exercise ")])
+    return make_batch([build_prompt(smol_tokenizer, "sst2", DEMOS[:2], text, prepend_bos=False, example_index=i)
+                       for i, text in enumerate(QUERIES[:2])])
 
 
-def test_random_rows_avoid_labels_bos_and_target(batch):
-    generator = np.random.default_rng(0)
-    for _ in range(20):
-        for prompt, rows in zip(batch.prompts, random_rows(batch, generator)):
-            assert len(rows) == len(prompt.demonstration_label_positions)
-            assert not set(rows) & set(prompt.demonstration_label_positions)
-            assert all(0 <= r < prompt.target_position and prompt.roles[r] != Role.BOS for r in rows)
+@pytest.fixture
+def prompts_with_bos(smol_tokenizer):
+    return [build_prompt(smol_tokenizer, "sst2", DEMOS, text, prepend_bos=True, example_index=10 + i)
+            for i, text in enumerate(QUERIES)]
 
 
-def test_jaccard_by_hand():
-    a = torch.tensor([[1, 2, 3], [1, 2, 3]])
-    b = torch.tensor([[3, 2, 1], [3, 4, 5]])
-    assert _jaccard(a, b).tolist() == [1.0, 1 / 5]
+def test_random_rows_avoid_labels_bos_target_and_the_token_before_it(prompts_with_bos):
+    batch = make_batch(prompts_with_bos)
+    drawn_anywhere = set()
+    for seed in range(5):
+        for layer in range(8):
+            for prompt, rows in zip(batch.prompts, random_rows(batch, seed, layer)):
+                q = prompt.target_position
+                assert prompt.roles[0] == Role.BOS
+                assert len(rows) == len(set(rows)) == len(prompt.demonstration_label_positions)
+                assert not set(rows) & set(prompt.demonstration_label_positions)
+                assert all(0 < r < q - 1 and prompt.roles[r] != Role.BOS for r in rows)
+                drawn_anywhere.update((prompt.example_index, r) for r in rows)
+    # The draws spread over the allowed positions rather than sticking to a few.
+    for prompt in batch.prompts:
+        allowed = set(random_candidates(prompt))
+        assert allowed == {p for p in range(1, prompt.target_position - 1)} - set(prompt.demonstration_label_positions)
+        assert len({r for e, r in drawn_anywhere if e == prompt.example_index}) > len(allowed) // 2
+
+
+def test_draws_are_keyed_by_seed_example_and_layer_not_by_the_batch(prompts_with_bos):
+    together = random_rows(make_batch(prompts_with_bos), seed=7, layer=3)
+    alone = [random_rows(make_batch([p]), seed=7, layer=3)[0] for p in reversed(prompts_with_bos)][::-1]
+    assert together == alone
+    prompt = prompts_with_bos[0]
+    assert random_positions(prompt, 7, 3) == random_positions(prompt, 7, 3)
+    by_layer = {random_positions(prompt, 7, layer) for layer in range(12)}
+    by_seed = {random_positions(prompt, seed, 3) for seed in range(12)}
+    assert len(by_layer) > 1 and len(by_seed) > 1
+
+
+def test_prompts_without_an_example_index_are_keyed_by_their_tokens(prompts_with_bos):
+    unindexed = [replace(p, example_index=None) for p in prompts_with_bos]
+    assert random_rows(make_batch(unindexed), 0, 1) == [random_rows(make_batch([p]), 0, 1)[0] for p in unindexed]
+    assert len({random_positions(unindexed[0], 0, layer) for layer in range(12)}) > 1
+
+
+def test_default_k_is_the_papers_1_3_5_7():
+    assert IsolationConfig().k == (1, 3, 5, 7)
+    with pytest.raises(InvalidConfigError, match="k repeats"):
+        IsolationConfig(k=(1, 1))
 
 
 def test_isolation_layers():
     assert isolation_layers(30, 5, "first") == [0, 1, 2, 3, 4]
     assert isolation_layers(30, 5, "last") == [25, 26, 27, 28, 29]
-    with pytest.raises(InvalidConfigError, match="more than the model's 2 layers"):
+    with pytest.raises(InvalidConfigError, match="more than the model's 2 layers; give layer counts of at most 2"):
         isolation_layers(2, 5, "first")
     with pytest.raises(InvalidConfigError):
         IsolationConfig(k=(0,))
@@ -75,3 +116,79 @@ def test_run_isolation_rows_and_ranges(gpt2_like):
     # Same seed, same tables.
     again = run_isolation(gpt2_like, "sst2", config, progress=False).to_frame()
     assert again.equals(frame)
+
+
+def test_per_example_rows_and_their_means_are_the_seed_rows(gpt2_like):
+    config = IsolationConfig(seeds=(3, 4), n_test=5, batch_size=2, k=(1, 2))
+    result = run_isolation(gpt2_like, "sst2", config, progress=False)
+    examples = result.examples
+    assert list(examples.columns) == ["task", "model", "seed", "example", "gold", "k", "condition",
+                                      "base_prediction", "prediction", "label_loyalty", "word_loyalty"]
+    assert len(examples) == 2 * 5 * 2 * len(CONDITIONS)
+    assert (examples.groupby(["seed", "k", "condition"]).size() == 5).all()
+    assert examples.groupby(["seed", "k", "condition"])["example"].nunique().eq(5).all()
+    assert set(examples["label_loyalty"]) <= {0.0, 1.0}
+    assert examples["word_loyalty"].between(0, 1).all()
+    assert (examples["label_loyalty"] == (examples["prediction"] == examples["base_prediction"])).all()
+    # The un-isolated prediction and gold do not depend on the condition.
+    per_input = examples.groupby(["seed", "example"])[["gold", "base_prediction"]].nunique()
+    assert (per_input == 1).all().all()
+    means = examples.groupby(["task", "model", "seed", "k", "condition"], as_index=False)[
+        ["label_loyalty", "word_loyalty"]].mean()
+    merged = result.frame.merge(means, on=["task", "model", "seed", "k", "condition"], suffixes=("", "_examples"))
+    assert len(merged) == len(result.frame) == 2 * 2 * len(CONDITIONS)
+    for column in ("label_loyalty", "word_loyalty"):
+        assert np.allclose(merged[column], merged[f"{column}_examples"], rtol=0, atol=1e-12)
+    assert IsolationResult.example_keys == ("k", "condition")
+    assert IsolationResult.example_values == ("label_loyalty", "word_loyalty")
+    summary = result.summary_with_ci()
+    assert set(summary["metric"]) == {"label_loyalty", "word_loyalty"}
+    assert len(summary) == 2 * 2 * len(CONDITIONS)
+
+
+@pytest.fixture(scope="module")
+def attentive(smol_tokenizer):
+    """A 3-layer random GPT-2-like model whose attention weights are scaled up (x4), so that blocking a few rows
+    moves its top tokens and predictions: on the conftest models isolation hardly changes anything, and a
+    batch-dependent random control would go unnoticed."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=3, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=512,
+                                  d_vocab=len(smol_tokenizer), seed=0, act_fn="gelu", normalization_type="LN",
+                                  default_prepend_bos=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HookedTransformer(cfg)
+        model.set_tokenizer(smol_tokenizer)
+    with torch.no_grad():
+        for block in model.blocks:
+            for weight in (block.attn.W_Q, block.attn.W_K, block.attn.W_V, block.attn.W_O):
+                weight.mul_(4)
+    return model.eval()
+
+
+def test_batch_size_changes_no_table_random_controls_included(attentive):
+    one, eight = (run_isolation(attentive, "sst2", IsolationConfig(seeds=(5,), n_test=6, batch_size=size, k=(1, 2)),
+                                progress=False) for size in (1, 8))
+    pd.testing.assert_frame_equal(one.frame, eight.frame, rtol=1e-4, atol=1e-5)
+    pd.testing.assert_frame_equal(one.examples, eight.examples, rtol=1e-4, atol=1e-5)
+    random = one.examples[one.examples["condition"].str.startswith("random")]
+    assert len(random) == 6 * 2 * 2
+    # The random control moves this model, so a draw that depended on the batching would show.
+    assert random.query("condition == 'random_first'")["word_loyalty"].min() < 0.5
+
+
+def test_the_run_blocks_exactly_the_keyed_random_rows(gpt2_like):
+    """Recompute one example's random_first prediction by hand from `random_rows`: the run uses those draws."""
+    seed, k = 6, 2
+    result = run_isolation(gpt2_like, "sst2", IsolationConfig(seeds=(seed,), n_test=3, batch_size=3, k=(k,)),
+                           progress=False)
+    _, prompts = task_prompts(gpt2_like.tokenizer, "sst2", seed, n_test=3, **prompt_settings(gpt2_like))
+    for prompt in prompts:
+        alone = make_batch([prompt])
+        masks = {layer: block_earlier_mask(alone, random_rows(alone, seed, layer)) for layer in range(k)}
+        with torch.no_grad():
+            edited = run_to_target(gpt2_like, alone, isolation_hooks(masks))
+        expected = int(label_logits(edited, alone).argmax(-1))
+        row = result.examples.query("example == @prompt.example_index and condition == 'random_first'")
+        assert row["prediction"].tolist() == [expected]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -16,10 +19,13 @@ from anchorlens.experiments.reweight import (
     METHODS,
     ReweightConfig,
     ReweightResult,
+    beta_path,
     cached_prefix_loss,
     calibrated_predictions,
     content_free_probabilities,
+    evaluate_seed,
     fit_beta,
+    fit_beta_on_prompts,
     five_shot_demonstrations,
     full_prompt_loss,
     label_probabilities,
@@ -31,7 +37,9 @@ from anchorlens.experiments.reweight import (
     save_beta,
     shared_demonstrations,
 )
+from anchorlens.cli import main
 from anchorlens.hooks import reweight_hooks
+from anchorlens.model_classes import recorded_model_name
 from anchorlens.prompts import build_prompt, label_logits, make_batch, prompt_settings
 from anchorlens.sampling import sample_demonstrations, sample_test_set
 from anchorlens.tasks import get_task, load_split
@@ -41,9 +49,14 @@ TINY = dict(seeds=(1,), n_test=6, batch_size=4, epochs=2, extra_per_class=2, fiv
 
 
 @pytest.fixture(scope="module")
-def tiny_table(gpt2_like) -> pd.DataFrame:
+def tiny_result(gpt2_like) -> ReweightResult:
     """One run without an output folder: what a resumed or repeated run must reproduce."""
-    return run_reweight(gpt2_like, "sst2", ReweightConfig(**TINY), progress=False).to_frame()
+    return run_reweight(gpt2_like, "sst2", ReweightConfig(**TINY), progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_table(tiny_result) -> pd.DataFrame:
+    return tiny_result.to_frame()
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +112,16 @@ def test_prompts_with_other_demonstrations_run_whole(gpt2_like):
     torch.testing.assert_close(label_probabilities(gpt2_like, prompts, 2, prefix_cache=True)[0], full)
 
 
-def test_gold_labels_stay_with_their_prompts_although_batches_sort_by_length(gpt2_like, sst2_setup):
+def test_probabilities_come_back_in_prompt_order_although_batches_sort_by_length(gpt2_like, sst2_setup):
     _, _, prompts = sst2_setup
+    assert [p.length for p in prompts] != sorted(p.length for p in prompts)  # the batches do reorder them
     probabilities, gold = label_probabilities(gpt2_like, prompts, 4)
-    for prompt in prompts:  # each prompt alone must find its row (same probabilities, same gold)
+    for row, prompt in enumerate(prompts):  # each prompt alone gives its own row
         alone, _ = label_probabilities(gpt2_like, [prompt], 1)
-        rows = [i for i in range(len(prompts)) if torch.allclose(probabilities[i], alone[0], atol=1e-5)]
-        assert rows and all(gold[i] == prompt.query_label for i in rows)
+        torch.testing.assert_close(probabilities[row], alone[0], rtol=1e-4, atol=1e-5)
+        assert gold[row] == prompt.query_label
+    twice, _ = label_probabilities(gpt2_like, [prompts[0], prompts[1], prompts[0]], 2)
+    torch.testing.assert_close(twice[2], twice[0])
 
 
 def test_fitting_lowers_the_training_loss_and_moves_beta(llama_like):
@@ -161,7 +177,7 @@ def test_saved_beta_round_trips_and_applies_as_a_plain_hook(tmp_path, gpt2_like,
     beta = random_beta(gpt2_like, 2, seed=1)
     path = save_beta(tmp_path / "b" / "beta.safetensors", beta, task="sst2", model_name="tiny",
                      label_words=SST2.label_words, variant="scores")
-    loaded, metadata = load_beta(path)
+    loaded, metadata = load_beta(path, task="sst2")
     assert torch.equal(loaded, beta)
     assert metadata["task"] == "sst2" and metadata["model_name"] == "tiny" and metadata["variant"] == "scores"
     assert metadata["label_words"] == (" Negative", " Positive")
@@ -182,6 +198,72 @@ def test_a_file_that_is_not_a_beta_is_refused(tmp_path):
     save_file({"weights": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(InvalidConfigError, match="not a re-weighting"):
         load_beta(tmp_path / "other.safetensors")
+    (tmp_path / "garbage.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(InvalidConfigError, match="not a re-weighting"):
+        load_beta(tmp_path / "garbage.safetensors")
+    with pytest.raises(InvalidConfigError, match="no β file at"):
+        load_beta(tmp_path / "missing.safetensors")
+
+
+def write_raw_beta(path, beta: torch.Tensor, *, model_name: str = "tiny", label_words=SST2.label_words) -> None:
+    """A β file as anchorlens writes it, but without save_beta's checks (what another tool or a bug could leave)."""
+    from safetensors.torch import save_file
+
+    metadata = {"format": "anchorlens-reweight-beta-1", "task": "sst2", "model_name": model_name,
+                "label_words": json.dumps(list(label_words)), "variant": "pattern"}
+    save_file({"beta": beta}, str(path), metadata=metadata)
+
+
+def test_a_loaded_beta_must_fit_the_model_and_task_it_is_applied_to(tmp_path, gpt2_like):
+    """A β of (5, 9, 2) loaded for a 30-layer model re-weighted 5 layers; (30, 1, 2) spread over all heads."""
+    layers, heads = gpt2_like.cfg.n_layers, gpt2_like.cfg.n_heads
+    name = recorded_model_name(gpt2_like)
+    path = tmp_path / "beta.safetensors"
+    expected = re.escape(f"expected (layers, heads, classes) = ({layers}, {heads}, 2)")
+    for shape in [(layers - 1, heads, 2), (layers, 1, 2), (1, 1, 2)]:
+        write_raw_beta(path, torch.zeros(shape), model_name=name)
+        load_beta(path)  # consistent in itself
+        with pytest.raises(InvalidConfigError, match=f"has shape \\{re.escape(str(shape))[1:]}.*{expected}"):
+            load_beta(path, model=gpt2_like)
+
+    write_raw_beta(path, torch.zeros(layers, heads, 3), model_name=name)  # 3 classes, 2 label words recorded
+    with pytest.raises(InvalidConfigError, match=re.escape("expected (layers, heads, classes) = (?, ?, 2)")):
+        load_beta(path)
+    nan_beta = torch.zeros(layers, heads, 2)
+    nan_beta[0, 0, 0] = float("nan")
+    write_raw_beta(path, nan_beta, model_name=name)
+    with pytest.raises(InvalidConfigError, match="non-finite"):
+        load_beta(path)
+    write_raw_beta(path, torch.zeros(layers, heads, 2, dtype=torch.int32), model_name=name)
+    with pytest.raises(InvalidConfigError, match="dtype torch.int32"):
+        load_beta(path)
+
+    write_raw_beta(path, torch.zeros(layers, heads, 2), model_name="gemma-3-270m")
+    with pytest.raises(InvalidConfigError, match=re.escape(f"fitted on model 'gemma-3-270m', not on '{name}'")):
+        load_beta(path, model=gpt2_like)
+    write_raw_beta(path, torch.zeros(layers, heads, 2), model_name=name, label_words=[" Bad", " Good"])
+    with pytest.raises(InvalidConfigError, match=re.escape("label words [' Bad', ' Good'] (task 'sst2'), not for "
+                                                           "those of task 'sst2', [' Negative', ' Positive']")):
+        load_beta(path, model=gpt2_like, task="sst2")
+    with pytest.raises(InvalidConfigError, match="not for those of task 'agnews'"):
+        load_beta(path, task="agnews")
+    write_raw_beta(path, torch.zeros(layers, heads, 2), model_name=name)
+    beta, metadata = load_beta(path, model=gpt2_like, task="sst2")
+    assert beta.shape == (layers, heads, 2) and metadata["model_name"] == name
+
+
+def test_save_beta_refuses_what_could_not_be_applied(tmp_path):
+    layers_heads = (2, 4)
+    good = dict(task="sst2", model_name="tiny", label_words=SST2.label_words, variant="pattern")
+    nan_beta = torch.zeros(*layers_heads, 2)
+    nan_beta[1, 3, 0] = float("inf")
+    with pytest.raises(InvalidConfigError, match="non-finite"):
+        save_beta(tmp_path / "b.safetensors", nan_beta, **good)
+    with pytest.raises(InvalidConfigError, match=re.escape("(?, ?, 2)")):
+        save_beta(tmp_path / "b.safetensors", torch.zeros(*layers_heads, 3), **good)
+    with pytest.raises(InvalidConfigError, match="model_name must name the model"):
+        save_beta(tmp_path / "b.safetensors", torch.zeros(*layers_heads, 2), **{**good, "model_name": None})
+    assert not (tmp_path / "b.safetensors").exists()
 
 
 def test_content_free_probabilities_by_hand(gpt2_like, sst2_setup):
@@ -229,6 +311,76 @@ def test_five_shot_uses_the_demonstrations_and_extras_in_walk_order(smol_tokeniz
     assert Counter(prompt.demonstration_labels) == {label: per_class for label in range(task.num_classes)}
 
 
+@pytest.mark.parametrize("learning_rate", [math.inf, -math.inf, math.nan, 0.0, -0.01, 1e38, True])
+def test_learning_rate_must_be_finite_and_positive(gpt2_like, sst2_setup, learning_rate):
+    """An infinite step size passed `not lr > 0` and wrote NaN into β at the first step."""
+    _, extra, _ = sst2_setup
+    if learning_rate != 1e38:  # 1e38 is a finite rate: only training can tell it overflows
+        with pytest.raises(InvalidConfigError, match="learning_rate \\(--learning-rate\\)"):
+            ReweightConfig(learning_rate=learning_rate)
+    prompts = query_prompts(gpt2_like.tokenizer, SST2, sst2_setup[0], extra[:2], prepend_bos=False)
+    with pytest.raises(InvalidConfigError, match="learning_rate \\(--learning-rate\\)"):
+        fit_beta_on_prompts(gpt2_like, prompts, learning_rate=learning_rate, epochs=1, variant="pattern", seed=0)
+
+
+@pytest.mark.parametrize("prefix_cache", [True, False])
+def test_diverging_training_stops_naming_the_epoch_and_step(gpt2_like, prefix_cache):
+    """A step size of 1e30 pushes β to ±1e30; exp(β) then overflows and the loss of the next step is NaN.
+    Training stops there and names where, instead of returning (and saving) a NaN β."""
+    demonstrations, extra = sample_demonstrations(SST2, 3, extra_per_class=2)
+    config = ReweightConfig(extra_per_class=2, learning_rate=1e30, epochs=2, prefix_cache=prefix_cache)
+    with pytest.raises(InvalidConfigError, match="diverged at epoch 1 of 2, step 2 of 4, training example row "
+                                                 "\\d+: the loss is nan.*lower --learning-rate"):
+        fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=0)
+
+
+def test_training_stops_when_beta_itself_becomes_non_finite(gpt2_like, monkeypatch):
+    demonstrations, extra = sample_demonstrations(SST2, 3, extra_per_class=2)
+    real_step = torch.optim.Adam.step
+    steps = []
+
+    def step_that_overflows_at_the_fifth(self, *args, **kwargs):
+        result = real_step(self, *args, **kwargs)
+        steps.append(1)
+        if len(steps) == 5:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0][0, 1, 0] = float("inf")
+        return result
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_that_overflows_at_the_fifth)
+    config = ReweightConfig(extra_per_class=2, epochs=2)
+    with pytest.raises(InvalidConfigError, match="epoch 2 of 2, step 1 of 4.*β has non-finite entries"):
+        fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=0)
+
+
+def test_config_errors_name_the_cli_flags():
+    """A CLI user never sees the field names: `reweight --extra-per-class 1` failed naming `five_shot_agnews`."""
+    with pytest.raises(InvalidConfigError, match=re.escape("shots_per_class (--shots) + extra_per_class "
+                                                           "(--extra-per-class) = 1 + 1 = 2: raise --extra-per-class "
+                                                           "to at least 2")):
+        ReweightConfig(extra_per_class=1)
+    with pytest.raises(InvalidConfigError, match=re.escape("five_shot_agnews = 3 examples per class (a ReweightConfig "
+                                                           "field, no CLI flag)")):
+        ReweightConfig(extra_per_class=1)
+    with pytest.raises(InvalidConfigError, match=re.escape("lower --shots to at most 3")):
+        ReweightConfig(shots_per_class=4)
+    with pytest.raises(InvalidConfigError, match=re.escape("epochs (--epochs) must be an integer of at least 1")):
+        ReweightConfig(epochs=0)
+    with pytest.raises(InvalidConfigError, match=re.escape("extra_per_class (--extra-per-class)")):
+        ReweightConfig(extra_per_class=0)
+    with pytest.raises(InvalidConfigError, match=re.escape("(--variant)")):
+        ReweightConfig(variant="logits")
+    assert ReweightConfig(extra_per_class=1, five_shot_agnews=2).five_shot_agnews == 2
+
+
+def test_cli_reweight_with_one_extra_per_class_names_the_flag(tmp_path, capsys):
+    assert main(["reweight", "--task", "sst2", "--extra-per-class", "1", "--out", str(tmp_path)]) != 0
+    error = capsys.readouterr().err
+    assert "--extra-per-class" in error and "Traceback" not in error
+    assert main(["reweight", "--task", "sst2", "--learning-rate", "inf", "--out", str(tmp_path)]) != 0
+    assert "--learning-rate" in capsys.readouterr().err
+
+
 def test_config_is_validated():
     with pytest.raises(InvalidConfigError, match="variant"):
         ReweightConfig(variant="logits")
@@ -243,23 +395,61 @@ def test_config_is_validated():
     assert ReweightConfig(calibration_inputs=["N/A"]).calibration_inputs == ("N/A",)
 
 
-def test_same_seed_gives_the_same_table_and_reruns_resume(tmp_path, gpt2_like, tiny_table, monkeypatch):
+def test_same_seed_gives_the_same_table_and_reruns_resume(tmp_path, gpt2_like, tiny_result, monkeypatch):
     config = ReweightConfig(**TINY)
-    first = run_reweight(gpt2_like, "sst2", config, out=tmp_path, progress=False).to_frame()
-    pd.testing.assert_frame_equal(first, tiny_table)
+    run = run_reweight(gpt2_like, "sst2", config, out=tmp_path, progress=False)
+    first = run.to_frame()
+    pd.testing.assert_frame_equal(first, tiny_result.to_frame())
+    pd.testing.assert_frame_equal(run.examples, tiny_result.examples)
     assert list(first.columns) == ["task", "model", "seed", "method", "accuracy", "n"]
     assert list(first["method"]) == list(METHODS) and (first["n"] == 6).all()
     assert first["accuracy"].between(0, 1).all()
     assert (tmp_path / "parts" / "reweight" / "sst2-seed1.csv").is_file()
-    beta, metadata = load_beta(tmp_path / "beta" / "sst2-seed1.safetensors")
-    assert beta.shape == (gpt2_like.cfg.n_layers, gpt2_like.cfg.n_heads, 2) and metadata["model_name"] == "tiny"
+    beta, metadata = load_beta(beta_path(tmp_path, "sst2", 1), model=gpt2_like, task="sst2")
+    assert beta.shape == (gpt2_like.cfg.n_layers, gpt2_like.cfg.n_heads, 2)
+    # The β file records the model that fitted it (this unnamed tiny model), never a default model's name.
+    assert metadata["model_name"] == recorded_model_name(gpt2_like) != "gemma-3-270m"
+    assert metadata["model_name"].startswith("unnamed-model(")
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished seed was computed again")
 
     monkeypatch.setattr("anchorlens.experiments.reweight.evaluate_seed", must_not_run)
-    again = run_reweight(gpt2_like, "sst2", config, out=tmp_path, progress=False).to_frame()
-    pd.testing.assert_frame_equal(again, first, check_dtype=False)
+    again = run_reweight(gpt2_like, "sst2", config, out=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(again.to_frame(), first, check_dtype=False)
+    pd.testing.assert_frame_equal(again.examples, run.examples, check_dtype=False)
+
+
+def test_one_row_per_test_input_and_method(gpt2_like, tiny_result):
+    """Per-example rows: the seed's accuracies are their means, and the summary's intervals are built on them."""
+    examples = tiny_result.examples
+    assert list(examples.columns) == ["task", "model", "seed", "method", "example", "gold", "prediction", "correct"]
+    tests = sample_test_set(SST2, 1, n_test=6)
+    for method in METHODS:
+        rows = examples[examples["method"] == method]
+        assert rows["example"].tolist() == [t.index for t in tests]  # the test set's order, each input once
+        assert rows["gold"].tolist() == [t.label for t in tests]
+        assert rows["correct"].tolist() == (rows["prediction"] == rows["gold"]).astype(float).tolist()
+        seed_row = tiny_result.frame[tiny_result.frame["method"] == method].iloc[0]
+        assert seed_row["accuracy"] == pytest.approx(rows["correct"].mean()) and seed_row["n"] == len(rows)
+    assert (examples["model"] == recorded_model_name(gpt2_like)).all()
+
+    summary = tiny_result.summary_with_ci().set_index("method")
+    assert set(summary.index) == set(METHODS) and (summary["metric"] == "correct").all()
+    for method in METHODS:
+        assert summary.loc[method, "mean"] == pytest.approx(examples[examples["method"] == method]["correct"].mean())
+        assert summary.loc[method, "n_examples"] == 6
+        assert summary.loc[method, "ci_low"] <= summary.loc[method, "mean"] <= summary.loc[method, "ci_high"]
+
+
+def test_evaluate_seed_records_the_model_it_ran(tmp_path, gpt2_like):
+    """Called directly with a config that names no model, the β still records the model that fitted it."""
+    output = evaluate_seed(gpt2_like, SST2, 1, ReweightConfig(**TINY), tmp_path)
+    _, metadata = load_beta(beta_path(tmp_path, "sst2", 1), model=gpt2_like)
+    assert metadata["model_name"] == recorded_model_name(gpt2_like)
+    assert len(output.examples) == len(METHODS) * 6 and list(output.rows["method"]) == list(METHODS)
+    with pytest.raises(InvalidConfigError, match="names model 'gemma-3-270m'"):
+        evaluate_seed(gpt2_like, SST2, 1, ReweightConfig(**TINY, model="gemma-3-270m"), tmp_path)
 
 
 def test_vanilla_row_matches_a_direct_evaluation(gpt2_like, tiny_table):
@@ -326,7 +516,7 @@ def test_cached_evaluation_on_gemma_beyond_its_sliding_window(gemma_model):
     """Gemma-3's local layers attend 512 tokens back; AGNews 5-shot prompts are longer, so the cached path
     must apply the window to original positions to equal the full prompts (vanilla and under β)."""
     task = get_task("agnews")
-    config = ReweightConfig(model="gemma-3-270m")
+    config = ReweightConfig()
     prompts = query_prompts(gemma_model.tokenizer, task, five_shot_demonstrations(task, 42, config),
                             sample_test_set(task, 42, n_test=2), **prompt_settings(gemma_model))
     assert min(p.length for p in prompts) > gemma_model.cfg.window_size

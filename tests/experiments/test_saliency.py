@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from anchorlens.experiments.saliency import (
+    REGIONS,
     SaliencyConfig,
     SaliencyResult,
     fresh_demonstration_prompts,
@@ -19,7 +20,9 @@ from anchorlens.experiments.saliency import (
     saliency_of_batch,
 )
 from anchorlens.hooks import SaliencyRecorder, frozen_parameters, pattern_hook_name
-from anchorlens.prompts import build_prompt, label_loss, make_batch, run_to_target
+from anchorlens.prompts import build_prompt, label_logits, label_loss, make_batch, prompt_settings, run_to_target
+from anchorlens.sampling import sample_test_set
+from anchorlens.stats import resamples_for
 from anchorlens.tasks import get_task, load_split
 
 
@@ -124,9 +127,11 @@ def test_run_saves_each_seed_and_resumes(tmp_path, gpt2_like, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished seed was computed again")
 
-    monkeypatch.setattr("anchorlens.experiments.saliency.saliency_of_batch", must_not_run)
+    monkeypatch.setattr("anchorlens.experiments.saliency.saliency_and_prediction", must_not_run)
     again = run_saliency(gpt2_like, "sst2", config, out=tmp_path, progress=False)
     assert again.to_frame().equals(frame)
+    assert len(first.examples) == 2 * 3 * gpt2_like.cfg.n_layers
+    pd.testing.assert_frame_equal(again.examples, first.examples)  # the per-example rows are saved with each part
 
 
 def test_depth_summary_takes_thirds_of_each_models_own_depth():
@@ -137,3 +142,109 @@ def test_depth_summary_takes_thirds_of_each_models_own_depth():
     table = SaliencyResult.from_frame(pd.DataFrame(rows)).depth_summary().set_index(["model", "depth"])["S_wp"]
     assert table.to_dict() == {("deep6", "deep"): 4.5, ("deep6", "shallow"): 0.5,
                                ("short3", "deep"): 2.0, ("short3", "shallow"): 0.0}
+
+
+def test_fresh_demonstration_prompts_know_their_test_row(smol_tokenizer):
+    """Each prompt carries its query's test row index: per-example rows and keyed draws need it (was None)."""
+    prompts = fresh_demonstration_prompts(smol_tokenizer, "sst2", 7, n_test=4, shots_per_class=1, prepend_bos=False)
+    expected = sample_test_set("sst2", 7, n_test=4)
+    assert [prompt.example_index for prompt in prompts] == [example.index for example in expected]
+    assert [prompt.query_label for prompt in prompts] == [example.label for example in expected]
+
+
+def test_per_example_rows_and_their_means_are_the_seed_rows(gpt2_like):
+    config = SaliencyConfig(seeds=(3, 4), n_test=5, batch_size=2)
+    result = run_saliency(gpt2_like, "sst2", config, progress=False)
+    examples, layers = result.examples, gpt2_like.cfg.n_layers
+    assert list(examples.columns) == ["task", "model", "seed", "example", "gold", "layer", "prediction", *REGIONS]
+    assert len(examples) == 2 * 5 * layers
+    assert examples.groupby(["seed", "layer"])["example"].nunique().eq(5).all()
+    for seed in (3, 4):
+        tested = {example.index: example.label for example in sample_test_set("sst2", seed, n_test=5)}
+        mine = examples[examples["seed"] == seed]
+        assert set(mine["example"]) == set(tested)
+        assert (mine["gold"] == mine["example"].map(tested)).all()
+    # The un-normalised per-prompt values average to the seed rows' raw values, which normalise to the S columns.
+    raw = examples.groupby(["task", "model", "seed", "layer"], as_index=False)[list(REGIONS)].mean()
+    merged = result.frame.merge(raw, on=["task", "model", "seed", "layer"], suffixes=("", "_mean"))
+    assert len(merged) == len(result.frame) == 2 * layers
+    for region in REGIONS:
+        assert np.allclose(merged[f"{region}_raw"], merged[f"{region}_mean"], rtol=1e-9, atol=0)
+    # The prediction is the model's own argmax over the label logits of that prompt alone.
+    prompts = fresh_demonstration_prompts(gpt2_like.tokenizer, "sst2", 3, n_test=5, shots_per_class=1,
+                                          **prompt_settings(gpt2_like))
+    with torch.no_grad():
+        alone = {p.example_index: int(label_logits(run_to_target(gpt2_like, make_batch([p])), make_batch([p])).argmax())
+                 for p in prompts}
+    first_layer = examples[(examples["seed"] == 3) & (examples["layer"] == 0)]
+    assert dict(zip(first_layer["example"], first_layer["prediction"])) == alone
+    assert (examples.groupby(["seed", "example"])["prediction"].nunique() == 1).all()
+
+
+def _examples(n_seeds=3, n_inputs=12, n_layers=4, seed=0):
+    """Per-example rows whose shares differ between inputs, so normalising before or after the mean differs."""
+    generator = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_seeds):
+        for example in range(n_inputs):
+            scale = generator.choice([0.1, 10.0])
+            for layer in range(n_layers):
+                values = generator.gamma(2.0, size=3) * scale * np.array([1 + layer, 1, 3 - 0.5 * layer])
+                rows.append({"task": "sst2", "model": "m", "seed": 40 + s, "example": 100 + example, "gold": 0,
+                             "layer": layer, "prediction": 0, **dict(zip(REGIONS, values))})
+    return pd.DataFrame(rows)
+
+
+def _seed_rows(examples):
+    raw = examples.groupby(["task", "model", "seed", "layer"], as_index=False)[list(REGIONS)].mean()
+    total = raw[list(REGIONS)].sum(axis=1)
+    for region in REGIONS:
+        raw[region] = raw[region] / total
+    return raw
+
+
+def test_summary_with_ci_is_mean_then_normalise_then_seed_mean():
+    examples = _examples()
+    result = SaliencyResult(_seed_rows(examples), SaliencyConfig(), examples)
+    summary = result.summary_with_ci()
+    assert list(summary.columns) == ["task", "model", "layer", "metric", "mean", "ci_low", "ci_high", "n_seeds",
+                                     "n_examples"]
+    assert len(summary) == 4 * 3 and set(summary["metric"]) == set(REGIONS)
+    assert (summary["n_seeds"] == 3).all() and (summary["n_examples"] == 36).all()
+    expected = result.frame.groupby(["layer"])[list(REGIONS)].mean()
+    for row in summary.itertuples():
+        assert row.mean == pytest.approx(expected.loc[row.layer, row.metric], rel=1e-12)
+        assert row.ci_low <= row.mean <= row.ci_high
+    # Per layer the three means sum to 1, and they are not the mean of per-input shares.
+    assert np.allclose(summary.groupby("layer")["mean"].sum(), 1)
+    per_input = examples[list(REGIONS)].div(examples[list(REGIONS)].sum(axis=1), axis=0)
+    naive = per_input.assign(layer=examples["layer"]).groupby("layer").mean()
+    assert not np.allclose(naive.to_numpy(), expected.to_numpy(), atol=1e-3)
+    assert summary.equals(result.summary_with_ci())  # seeded: identical on rerun
+
+
+def test_summary_intervals_equal_a_loop_over_resamples():
+    """The vectorised bootstrap against the statistic recomputed resample by resample on the same draws."""
+    examples = _examples(n_seeds=2, n_inputs=6, n_layers=2, seed=1)
+    result = SaliencyResult(_seed_rows(examples), SaliencyConfig(), examples)
+    n_resamples = 40
+    summary = result.summary_with_ci(n_resamples=n_resamples)
+    resamples, index_of = resamples_for(("sst2", "m"), examples, n_resamples=n_resamples)
+    boot = np.zeros((n_resamples, 2, 3))
+    for r in range(n_resamples):
+        total, weight = np.zeros((2, 3)), 0
+        for position, seed in enumerate(resamples.seeds):
+            times = resamples.seed_draws[r, position]
+            if not times:
+                continue
+            mine = examples[examples["seed"] == seed]
+            counts = np.array([resamples.counts[r, index_of[(seed, e)]] for e in mine["example"]])
+            means = (mine[list(REGIONS)].mul(counts, axis=0).groupby(mine["layer"]).sum()
+                     / mine.assign(c=counts).groupby("layer")["c"].sum().to_numpy()[:, None]).to_numpy()
+            total += times * means / means.sum(1, keepdims=True)
+            weight += times
+        boot[r] = total / weight
+    for row in summary.itertuples():
+        values = boot[:, row.layer, REGIONS.index(row.metric)]
+        assert row.ci_low == pytest.approx(np.percentile(values, 2.5), rel=1e-9)
+        assert row.ci_high == pytest.approx(np.percentile(values, 97.5), rel=1e-9)
