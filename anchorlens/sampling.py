@@ -15,6 +15,7 @@ Private generators are used, so the global numpy state is never touched and samp
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,6 +27,13 @@ from anchorlens.tasks import Source, Task, get_task, load_split
 
 if TYPE_CHECKING:
     import datasets
+
+
+class TestSetCapWarning(UserWarning):
+    """More test inputs were asked for than the test split has; all of its rows are used."""
+
+
+TestSetCapWarning.__test__ = False  # type: ignore[attr-defined]  # not a pytest test class despite its name
 
 
 @dataclass(frozen=True)
@@ -150,9 +158,21 @@ def sample_test_set(
     n_test: int | None = None,
     source: Source = "local",
 ) -> list[Example]:
-    """The seed's test inputs: ``n_test`` (default ``min(task.max_test, rows)``) rows of the shuffled test split."""
+    """The seed's test inputs: ``n_test`` (default ``min(task.max_test, rows)``) rows of the shuffled test split.
+
+    Asking for more than the split has gives all its rows, with a `TestSetCapWarning` saying how many: a
+    result made with ``n_test=1000`` on TREC's 500 test rows averages 500 inputs, not 1000.
+    """
     task = get_task(task)
     dataset = load_split(task, task.test_split, source=source)
     if n_test is None:
         n_test = min(task.max_test, dataset.num_rows)
+    n_test = _check_count("n_test", n_test, 1)
+    if n_test > dataset.num_rows:
+        warnings.warn(
+            f"task {task.name!r}: n_test={n_test} asks for more test inputs than its {task.test_split!r} split has; "
+            f"all {dataset.num_rows} are used",
+            TestSetCapWarning,
+            stacklevel=2,
+        )
     return _examples(dataset, test_indices(dataset.num_rows, seed, n_test))

@@ -13,7 +13,11 @@ naming the file, instead of as a wrong number later.
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
+import os
+import re
 import shutil
 import string
 import tempfile
@@ -285,9 +289,11 @@ def _read_local(task: Task, split: str) -> pa.Table:
             f"task {task.name!r} has no split {split!r}: {path} does not exist (splits found: {available or 'none'})"
         )
     try:
+        _refuse_repeated_columns(pq.read_schema(path).names, str(path))  # read_table fails on them, over many lines
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
-        raise DataFileError(f"{path} is not a readable parquet file ({error}); rebuild it") from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataFileError(f"{path} is not a readable parquet file ({reason}); rebuild it") from None
     return validated_table(table, task.num_classes, str(path))
 
 
@@ -319,6 +325,7 @@ def validated_table(table: pa.Table, num_classes: int, where: str) -> pa.Table:
         raise DataFileError(
             f"{where} lacks column(s) {missing} (has {table.column_names}); it needs 'text' and 'label'"
         )
+    _refuse_repeated_columns(table.column_names, where)
     text, label = table.column("text"), table.column("label")
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
         raise DataFileError(f"{where}: column 'text' has type {text.type}, expected strings")
@@ -328,7 +335,7 @@ def validated_table(table: pa.Table, num_classes: int, where: str) -> pa.Table:
         raise DataFileError(f"{where} has no rows")
     if text.null_count or label.null_count:
         raise DataFileError(f"{where} has empty (null) values in 'text' or 'label'; every row needs both")
-    labels = label.cast(pa.int64()).to_pylist()
+    labels = label.to_pylist()  # Python ints, before any cast: a uint64 above 2**63 must not overflow
     outside = sorted({value for value in labels if not 0 <= value < num_classes})
     if outside:
         raise DataFileError(
@@ -337,7 +344,20 @@ def validated_table(table: pa.Table, num_classes: int, where: str) -> pa.Table:
     return pa.table({"text": text.cast(pa.string()), "label": label.cast(pa.int64())})
 
 
+def _refuse_repeated_columns(names: Sequence[str], where: str) -> None:
+    repeated = sorted({name for name in names if name in ("text", "label") and list(names).count(name) > 1})
+    if repeated:
+        raise DataFileError(
+            f"{where} has column(s) {repeated} more than once (columns: {list(names)}); keep one of each, rename or "
+            "remove the others"
+        )
+
+
 # ---------------------------------------------------------------- custom tasks
+
+#: Written by `task_from_files` into its data folder: the sha256 of each split file it wrote there. A split file
+#: in that folder is replaced only when this record says anchorlens wrote it and it is unchanged since.
+TASK_RECORD = "anchorlens-task.json"
 
 
 def task_from_files(
@@ -356,8 +376,11 @@ def task_from_files(
     """A task from your own files (``.csv``, ``.tsv``, ``.jsonl``, ``.parquet``) with ``text`` and ``label`` columns.
 
     ``label`` holds class ids ``0..C-1`` or the class names. The files are checked and written as
-    ``train.parquet``/``test.parquet`` to ``data_dir`` (a new temporary folder if not given), so the task
-    then loads exactly like the built-in ones. ``register=True`` also makes it reachable by name.
+    ``train.parquet``/``test.parquet`` (columns ``text`` and ``label`` only) to ``data_dir`` (a new temporary
+    folder if not given), so the task then loads exactly like the built-in ones. A file already in
+    ``data_dir`` is replaced only if ``task_from_files`` wrote it there (its record, ``anchorlens-task.json``,
+    says so and the file is unchanged): your own files, inputs included, are never written over.
+    ``register=True`` also makes it reachable by name.
     """
     task = Task(
         name=name,
@@ -370,14 +393,15 @@ def task_from_files(
         max_test=max_test,
     )
     assert task.data_dir is not None
-    task.data_dir.mkdir(parents=True, exist_ok=True)
-    for key in [key for key in _SPLIT_CACHE if key[3] == str(task.data_dir)]:
-        del _SPLIT_CACHE[key]  # the files there are about to be replaced
     try:
-        for split, path in (("train", Path(train_path)), ("test", Path(test_path))):
-            table = _read_user_file(path, task.class_names)
-            pq.write_table(validated_table(table, task.num_classes, str(path)), task.data_dir / f"{split}.parquet",
-                           compression="zstd")
+        # Every input is read and checked before anything is written: a refused file leaves the folder as it was.
+        tables = {
+            split: validated_table(_read_user_file(Path(path), task.class_names), task.num_classes, str(path))
+            for split, path in (("train", train_path), ("test", test_path))
+        }
+        for key in [key for key in _SPLIT_CACHE if key[3] == str(task.data_dir)]:
+            del _SPLIT_CACHE[key]  # the files there are about to be replaced
+        _write_task_files(task.data_dir, tables, sources=[Path(train_path), Path(test_path)])
     except Exception:
         if data_dir is None:  # a refused file leaves no temporary folder of ours behind
             shutil.rmtree(task.data_dir, ignore_errors=True)
@@ -387,33 +411,117 @@ def task_from_files(
     return task
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _written_by_us(data_dir: Path) -> dict[str, str]:
+    """{file name: sha256} of the split files `task_from_files` wrote in `data_dir` (empty if none)."""
+    record_path = data_dir / TASK_RECORD
+    if not record_path.exists() and not record_path.is_symlink():
+        return {}
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8")) if not record_path.is_symlink() else None
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), dict):
+        raise DataFileError(
+            f"{record_path} is not a record written by task_from_files; anchorlens will not write over it: pass "
+            "another data_dir (or leave data_dir out)"
+        )
+    return record["sha256"]
+
+
+def _write_task_files(data_dir: Path, tables: Mapping[str, pa.Table], sources: Sequence[Path]) -> None:
+    """Write each split as ``<split>.parquet`` in `data_dir`, refusing, before writing anything, to replace a file
+    that anchorlens did not write there (a user's own data, perhaps the very input) or that changed since."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataFileError(f"data_dir {data_dir} is a file; pass a folder (or leave data_dir out)")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataFileError(f"cannot create data_dir {data_dir} ({os.strerror(error.errno or 0).lower()}); "
+                            "choose a writable folder (or leave data_dir out)") from None
+    ours = _written_by_us(data_dir)
+    for split in tables:
+        target = data_dir / f"{split}.parquet"
+        if not target.exists() and not target.is_symlink():
+            continue
+        if target.is_symlink() or not target.is_file() or ours.get(target.name) != _file_sha256(target):
+            is_input = any(source.exists() and os.path.samefile(source, target) for source in sources if target.exists())
+            what = "it is one of your input files" if is_input else "anchorlens did not write it (or it changed since)"
+            raise DataFileError(
+                f"{target} already exists and {what}; task_from_files never writes over a file it did not make: "
+                "pass a data_dir that holds no train.parquet or test.parquet (or leave data_dir out for a new "
+                "temporary folder)"
+            )
+    written = dict(ours)
+    for split, table in tables.items():
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        target = data_dir / f"{split}.parquet"
+        _replace_file(target, buffer.getvalue())
+        written[target.name] = hashlib.sha256(buffer.getvalue()).hexdigest()
+        # Recorded after each file, so a failure between the two splits still leaves every file of ours known.
+        record = {"written_by": "anchorlens.task_from_files", "sha256": written}
+        _replace_file(data_dir / TASK_RECORD, json.dumps(record, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def _replace_file(target: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `target`, then rename it over `target` (a link is replaced)."""
+    temporary = None
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, target)
+        temporary = None
+    except OSError as error:
+        raise DataFileError(f"cannot write {target} ({os.strerror(error.errno or 0).lower()}); choose a writable "
+                            "data_dir (or leave data_dir out)") from None
+    finally:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+
+
 def _read_user_file(path: Path, class_names: Sequence[str]) -> pa.Table:
-    """Read a user file into a ``text``/``label`` table, mapping class names to ids."""
+    """Read a user file into a ``text``/``label`` table, mapping class names to ids.
+
+    Anything that would be read other than as written is refused, naming the line: a row with more or fewer
+    fields than the header (in a TSV, a text holding a tab), a header naming a column twice, a JSON object
+    with a key twice, a label that is neither a class name nor a plain ASCII class id. Columns besides
+    ``text`` and ``label`` are allowed; the task's splits hold only those two (your file is left as it is).
+    """
+    if path.is_dir():
+        raise DataFileError(f"{path} is a folder, not a data file; pass the .csv, .tsv, .jsonl or .parquet file itself")
     if not path.is_file():
-        raise DataFileError(f"{path} does not exist")
+        raise DataFileError(f"{path} does not exist" if not path.exists() else f"{path} is not a regular file")
     suffix = path.suffix.lower()
     records: list[dict] | None = None
     columns: list[str] = []
     try:
         if suffix == ".parquet":
+            _refuse_repeated_columns(pq.read_schema(path).names, str(path))
             table = pq.read_table(path)
         elif suffix in (".csv", ".tsv"):
-            with path.open(newline="", encoding="utf-8") as handle:
-                # TSV: no quote handling, sentences may contain quotes (as in SST-2)
-                reader = (csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if suffix == ".tsv"
-                          else csv.DictReader(handle))
-                records = list(reader)
-                columns = list(reader.fieldnames or [])
+            columns, records = _read_delimited(path, tab=suffix == ".tsv")
         elif suffix == ".jsonl":
-            with path.open(encoding="utf-8") as handle:
-                records = [json.loads(line) for line in handle if line.strip()]
-            if any(not isinstance(record, dict) for record in records):
-                raise DataFileError(f"{path}: every line must be a JSON object like {{\"text\": ..., \"label\": ...}}")
+            records = []
+            with path.open(encoding="utf-8-sig") as handle:
+                for line_number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        records.append(_json_object(line, path, line_number))
             columns = sorted({key for record in records for key in record})
         else:
             raise DataFileError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv, .jsonl or .parquet")
-    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error, pa.ArrowException, OSError) as error:
-        raise DataFileError(f"{path} cannot be read ({type(error).__name__}: {error})") from None
+    except (UnicodeDecodeError, csv.Error, pa.ArrowException, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise DataFileError(f"{path} cannot be read ({type(error).__name__}: {reason})") from None
+    num_classes = len(class_names)
     if records is not None:
         missing = [column for column in ("text", "label") if column not in columns]
         if missing:
@@ -422,11 +530,81 @@ def _read_user_file(path: Path, class_names: Sequence[str]) -> pa.Table:
         labels = [_label_id(record.get("label"), class_names, path, row) for row, record in enumerate(records)]
         if any(not isinstance(text, str) for text in texts):
             raise DataFileError(f"{path}: every 'text' value must be a string")
+        _refuse_outside(labels, num_classes, path)
         return pa.table({"text": pa.array(texts, pa.string()), "label": pa.array(labels, pa.int64())})
     if "label" in table.column_names and pa.types.is_string(table.column("label").type):
         labels = [_label_id(value, class_names, path, row) for row, value in enumerate(table.column("label").to_pylist())]
+        _refuse_outside(labels, num_classes, path)
         table = table.set_column(table.column_names.index("label"), "label", pa.array(labels, pa.int64()))
     return table
+
+
+def _read_delimited(path: Path, *, tab: bool) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows of a CSV (quoted fields allowed) or TSV (no quoting: sentences keep their quotes)."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if tab else csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise DataFileError(f"{path} is empty; it needs a header line naming the 'text' and 'label' columns")
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise DataFileError(
+                f"{path}: the header names column(s) {repeated} more than once; keep one of each, rename or remove "
+                "the others"
+            )
+        rows = []
+        for fields in reader:
+            if not fields:
+                continue  # a blank line
+            if len(fields) != len(header):
+                if tab and len(fields) > len(header):
+                    fix = ("a text holding a tab splits into several fields in a TSV, which has no quoting; write the "
+                           "file as .csv (quoted) or .jsonl, or replace the tabs")
+                elif len(fields) > len(header):
+                    fix = 'quote a text that holds a comma ("like, this"), or name the extra column in the header'
+                else:
+                    fix = "every line needs a value for each column of the header"
+                raise DataFileError(
+                    f"{path}, line {reader.line_num}: {len(fields)} field{'s' if len(fields) != 1 else ''} but the "
+                    f"header has {len(header)} "
+                    f"({', '.join(header)}); {fix}"
+                )
+            rows.append(dict(zip(header, fields)))
+    return header, rows
+
+
+def _json_object(line: str, path: Path, line_number: int) -> dict:
+    def no_repeats(pairs: list[tuple[str, object]]) -> dict:
+        keys = [key for key, _ in pairs]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise DataFileError(f"{path}, line {line_number}: key(s) {repeated} appear more than once in one object; "
+                                "keep one of each")
+        return dict(pairs)
+
+    try:
+        record = json.loads(line, object_pairs_hook=no_repeats)
+    except json.JSONDecodeError as error:
+        raise DataFileError(
+            f"{path}, line {line_number} is not valid JSON ({error.msg} at column {error.colno})"
+        ) from None
+    if not isinstance(record, dict):
+        raise DataFileError(f"{path}, line {line_number}: every line must be a JSON object like "
+                            f"{{\"text\": ..., \"label\": ...}}")
+    return record
+
+
+def _refuse_outside(labels: Sequence[int], num_classes: int, path: Path) -> None:
+    """Class ids outside the task's range, refused before they reach a 64-bit column (10**23 would overflow)."""
+    outside = sorted({value for value in labels if not 0 <= value < num_classes})
+    if outside:
+        raise DataFileError(
+            f"{path}: labels {outside[:10]} are outside 0..{num_classes - 1} for a {num_classes}-class task"
+        )
+
+
+#: A class id written as text: ASCII digits only (str.isdigit would take '²', which int() then refuses).
+_CLASS_ID = re.compile(r"\s*-?[0-9]+\s*")
 
 
 def _label_id(value: object, class_names: Sequence[str], path: Path, row: int) -> int:
@@ -438,7 +616,7 @@ def _label_id(value: object, class_names: Sequence[str], path: Path, row: int) -
     if isinstance(value, str):
         if value in class_names:
             return list(class_names).index(value)
-        if value.strip().lstrip("-").isdigit():
+        if _CLASS_ID.fullmatch(value):
             return int(value)
     raise DataFileError(
         f"{path}, row {row}: label {value!r} is neither a class id nor one of the class names {list(class_names)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -75,3 +76,92 @@ def test_experiment_commands_reject_bad_input(tmp_path, capsys, monkeypatch, arg
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ bad input caught before (or instead of) a traceback
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("anchorlens: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("index", ["872", "-1"])
+def test_prompt_index_out_of_range_is_one_line(capsys, index):
+    """Issue 17.6: --index 872 on SST-2's 872 test rows was an IndexError traceback."""
+    assert main(["prompt", "--task", "sst2", "--index", index]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert (f"--index {index} is out of range: task 'sst2' has 872 test inputs (its 'validation' split); "
+            "use --index 0..871") in line
+
+
+@pytest.fixture
+def short_context_folder(tmp_path, smol_tokenizer):
+    """A local model folder whose config.json states a 128-token context (only its tokenizer is ever loaded)."""
+    smol_tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 128,
+                                                      "vocab_size": len(smol_tokenizer)}))
+    return tmp_path
+
+
+def test_prompt_longer_than_the_context_warns(capsys, short_context_folder):
+    """Issue 17.6: `prompt --shots 400` printed a prompt twice the model's context without a word."""
+    assert main(["prompt", "--task", "sst2", "--model", str(short_context_folder), "--shots", "4", "--json"]) == 0
+    captured = capsys.readouterr()
+    view = json.loads(captured.out)
+    assert len(view["tokens"]) > 128
+    expected = f"this prompt is {len(view['tokens'])} tokens, longer than the 128-token context of {short_context_folder}"
+    assert any(note.startswith(expected) and note.endswith("use fewer --shots (now 4)") for note in view["warnings"])
+    assert f"anchorlens: warning: {expected}" in captured.err
+    assert main(["prompt", "--task", "sst2", "--model", str(short_context_folder), "--shots", "1", "--json"]) == 0
+    assert "context" not in capsys.readouterr().err  # a prompt that fits: no warning
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # Issue 17.6: each was a traceback, most after the model had loaded
+        (["auroc", "--device", "cuda"], "device 'cuda' needs a CUDA GPU and torch finds none"),
+        (["auroc", "--device", "gpu"], "unknown device 'gpu'; name a torch device such as 'cpu', 'cuda'"),
+        (["reproduce", "--device", "cuda:1"], "device 'cuda:1' needs a CUDA GPU"),
+        (["isolation", "--model", "smollm2-135m", "--word-top-k", "1000000"],
+         "--word-top-k 1000000 is more than the 49152 tokens of smollm2-135m's vocabulary; use at most 49152"),
+        (["compress", "--word-top-k", "300000"], "--word-top-k 300000 is more than the 262144 tokens of gemma-3-270m's"),
+        (["compress", "--word-top-k", "0"], "--word-top-k must be at least 1"),
+    ],
+)
+def test_settings_the_machine_or_model_cannot_run_are_one_line(tmp_path, capsys, no_cuda, args, message):
+    tasks = [] if args[0] == "reproduce" else ["--task", "sst2"]
+    assert main([*args, *tasks, "--n-test", "1", "--seeds", "42", "--out", str(tmp_path / "out")]) == 2
+    assert message in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_a_folder_that_is_not_a_model_is_one_line(tmp_path, capsys):
+    """Issue 17.6: a local folder that is not a model was a ValueError traceback from transformers."""
+    (tmp_path / "notes.txt").write_text("not a model")
+    assert main(["auroc", "--task", "sst2", "--model", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"{tmp_path} is a folder but holds no Hugging Face model (no config.json)" in line
+    assert main(["prompt", "--task", "sst2", "--model", str(tmp_path)]) == 2
+    assert f"{tmp_path} is a folder but no tokenizer loads from it" in _one_error_line(capsys.readouterr().err)
+
+
+def test_an_unusable_model_cache_is_one_line(tmp_path):
+    """Issue 17.3: a cache that cannot be written was a NotADirectoryError / PermissionError traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {**os.environ, "ANCHORLENS_CACHE": str(blocker / "cache")}
+    result = subprocess.run([sys.executable, "-m", "anchorlens.cli", "prompt", "--task", "sst2"], capture_output=True,
+                            text=True, env=env)
+    assert result.returncode == 2
+    assert "it lies below a file; set ANCHORLENS_CACHE to a writable folder" in _one_error_line(result.stderr)

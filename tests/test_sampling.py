@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import warnings
 
 import datasets
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from anchorlens.errors import EmptyClassError, InvalidConfigError
 from anchorlens.sampling import (
     Example,
+    TestSetCapWarning,
     demonstration_indices,
     sample_demonstrations,
     sample_test_set,
@@ -175,7 +177,20 @@ def test_default_test_size_is_min_of_max_test_and_rows():
     agnews = sample_test_set("agnews", 42)
     assert len(agnews) == 1000 and len({e.index for e in agnews}) == 1000
     assert [e.index for e in sample_test_set("trec", 42, n_test=10)] == test_indices(500, 42, 10)
-    assert len(sample_test_set("trec", 42, n_test=5000)) == 500  # "1000 examples" on a 500-row split
+    with pytest.warns(TestSetCapWarning):
+        assert len(sample_test_set("trec", 42, n_test=5000)) == 500  # "1000 examples" on a 500-row split
+
+
+def test_asking_for_more_test_inputs_than_exist_says_how_many_are_used():
+    """Issue 17.6: --n-test 1000000000 was capped without a word (and recorded as asked)."""
+    with pytest.warns(TestSetCapWarning, match=r"task 'trec': n_test=1000000000 asks for more test inputs than its "
+                                               r"'test' split has; all 500 are used"):
+        capped = sample_test_set("trec", 42, n_test=1_000_000_000)
+    assert [e.index for e in capped] == test_indices(500, 42)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # what fits, and the default, say nothing
+        sample_test_set("trec", 42, n_test=500)
+        sample_test_set("sst2", 42)
 
 
 def test_test_subset_is_a_prefix_of_the_shuffle():

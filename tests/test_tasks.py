@@ -276,6 +276,10 @@ def test_private_registry_copy_leaves_the_real_one_untouched():
         (pa.table({"text": ["a", "b"], "label": [0, 2]}), r"labels \[2\] are outside 0..1"),
         (pa.table({"text": ["a", "b"], "label": [-1, 0]}), r"labels \[-1\] are outside"),
         (pa.table({"text": ["a", None], "label": [0, 1]}), "null"),
+        (pa.table({"text": ["a"], "label": pa.array([2**64 - 1], pa.uint64())}),
+         r"labels \[18446744073709551615\] are outside"),
+        (pa.Table.from_arrays([pa.array(["a"]), pa.array([0]), pa.array([1])], names=["text", "label", "label"]),
+         r"column\(s\) \['label'\] more than once"),
     ],
 )
 def test_malformed_local_files_are_refused(tmp_path, table, problem):
@@ -407,3 +411,96 @@ def test_task_from_files_refuses_bad_files(tmp_path, monkeypatch):
     with pytest.raises(DataFileError, match="does not exist"):
         task_from_files(*args, good, tmp_path / "nowhere.csv")
     assert list((tmp_path / "tmp").iterdir()) == []  # no temporary task folder outlives a refusal
+
+
+# ---------------------------------------------------------------- custom files read exactly as written (issue 17)
+
+
+def test_task_from_files_never_writes_over_the_users_files(tmp_path):
+    """Issue 17.3: data_dir pointed at the folder of the inputs overwrote them (extra columns, string labels lost)."""
+    args = ("mine", "{text}:{label}", (" a", " b"), ("a", "b"))
+    own = tmp_path / "own"
+    own.mkdir()
+    pq.write_table(pa.table({"text": ["x", "y"], "label": ["a", "b"], "id": [1, 2]}), own / "train.parquet")
+    pq.write_table(pa.table({"text": ["z"], "label": ["b"], "id": [3]}), own / "test.parquet")
+    before = {path.name: path.read_bytes() for path in own.iterdir()}
+    with pytest.raises(DataFileError, match=r"own/train\.parquet already exists and it is one of your input files.*"
+                                            r"never writes over"):
+        task_from_files(*args, own / "train.parquet", own / "test.parquet", data_dir=own)
+    # A split file there that is not an input is the user's too.
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text("text,label\nx,a\ny,b\n")
+    with pytest.raises(DataFileError, match=r"own/train\.parquet already exists and anchorlens did not write it"):
+        task_from_files(*args, elsewhere, elsewhere, data_dir=own)
+    assert {path.name: path.read_bytes() for path in own.iterdir()} == before
+
+    # Its own files it replaces (a rerun of the same script), and a file edited since is the user's again.
+    built = tmp_path / "built"
+    task_from_files(*args, own / "train.parquet", own / "test.parquet", data_dir=built)
+    task = task_from_files(*args, elsewhere, own / "test.parquet", data_dir=built)
+    assert load_split(task, "train")[:] == {"text": ["x", "y"], "label": [0, 1]}
+    pq.write_table(pa.table({"text": ["edited"], "label": [1]}), built / "test.parquet")
+    with pytest.raises(DataFileError, match=r"built/test\.parquet already exists and anchorlens did not write it"):
+        task_from_files(*args, elsewhere, elsewhere, data_dir=built)
+    assert pq.read_table(built / "test.parquet").column("text").to_pylist() == ["edited"]
+
+
+def _write(path, content) -> None:
+    if isinstance(content, pa.Table):
+        pq.write_table(content, path)
+    else:
+        path.write_text(content, encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        # a tab inside a TSV text used to cut the text (or shift the label) silently
+        ("tab.tsv", "label\ttext\n1\thello\tworld\n0\tfine\n", r"line 2: 3 fields but the header has 2 \(label, text\); "
+         r"a text holding a tab"),
+        ("tab_first.tsv", "text\tlabel\nhello\tworld\t1\n", "line 2: 3 fields.*a text holding a tab"),
+        # the last of two 'text' columns used to win
+        ("two.csv", "text,label,text\nfirst,0,second\n", r"the header names column\(s\) \['text'\] more than once"),
+        # a field beyond the header used to be dropped
+        ("extra.csv", "text,label\nx,0,surprise\ny,1\n", "line 2: 3 fields but the header has 2.*quote a text"),
+        ("short.csv", "text,label\nx\n", "line 2: 1 field but the header has 2"),
+        ("dup.jsonl", '{"text": "a", "text": "b", "label": 0}\n', r"line 1: key\(s\) \['text'\] appear more than once"),
+        ("bad.jsonl", '{"text": "a", "label": 0}\n{"text": \n', "line 2 is not valid JSON"),
+        ("dup.parquet",
+         pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"]), pa.array([0])], names=["text", "text", "label"]),
+         r"has column\(s\) \['text'\] more than once"),
+        # labels that crashed with ValueError / OverflowError / ArrowInvalid
+        ("superscript.csv", "text,label\nx,\u00b2\n", "label '\u00b2' is neither a class id nor one of the class names"),
+        ("huge.csv", "text,label\nx,100000000000000000000000\n", r"labels \[100000000000000000000000\] are outside 0..1"),
+        ("huge.jsonl", '{"text": "x", "label": 100000000000000000000000}\n',
+         r"labels \[100000000000000000000000\] are outside"),
+        ("uint64.parquet", pa.table({"text": ["x", "y"], "label": pa.array([0, 2**64 - 1], pa.uint64())}),
+         r"labels \[18446744073709551615\] are outside 0..1"),
+    ],
+)
+def test_custom_files_that_would_be_read_other_than_written_are_refused(tmp_path, name, content, problem):
+    good = tmp_path / "good.csv"
+    good.write_text("text,label\nx,0\ny,1\n")
+    _write(tmp_path / name, content)
+    with pytest.raises(DataFileError, match=problem) as caught:
+        task_from_files("t", "{text}:{label}", (" a", " b"), ("a", "b"), good, tmp_path / name, data_dir=tmp_path / "out")
+    assert name in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "out" / "train.parquet").exists()  # nothing is written when an input is refused
+
+
+def test_a_folder_passed_as_a_data_file_is_named_as_a_folder(tmp_path):
+    (tmp_path / "train.csv").mkdir()
+    with pytest.raises(DataFileError, match=r"train\.csv is a folder, not a data file; pass the \.csv, .* file itself"):
+        task_from_files("t", "{text}:{label}", (" a", " b"), ("a", "b"), tmp_path / "train.csv", tmp_path / "train.csv")
+
+
+def test_custom_files_keep_what_they_can(tmp_path):
+    """What is read as written still loads: a byte-order mark, quoted commas and tabs in a CSV, extra named
+    columns (the task's splits hold text and label only; the file itself is untouched), in-range uint64 labels."""
+    csv_path = tmp_path / "train.csv"
+    csv_path.write_text('\ufefftext,label,source\n"a, with\ttab",1,web\nplain,0,web\n', encoding="utf-8")
+    parquet = tmp_path / "test.parquet"
+    pq.write_table(pa.table({"text": ["z", "w"], "label": pa.array([1, 0], pa.uint64())}), parquet)
+    task = task_from_files("t", "{text}:{label}", (" a", " b"), ("a", "b"), csv_path, parquet, data_dir=tmp_path / "out")
+    assert load_split(task, "train")[:] == {"text": ["a, with\ttab", "plain"], "label": [1, 0]}
+    assert load_split(task, "test")[:] == {"text": ["z", "w"], "label": [1, 0]}
