@@ -156,7 +156,9 @@ def test_two_processes_merge_to_the_single_process_tables(tmp_path, tiny_folder)
     kept = dist / "saliency" / "parts" / "saliency" / "sst2-seed42.csv"
     kept.parent.mkdir(parents=True)
     shutil.copy2(single / "saliency" / "manifest.json", dist / "saliency" / "manifest.json")
-    shutil.copy2(single / "saliency" / "parts" / "saliency" / "sst2-seed42.csv", kept)
+    for suffix in (".csv", ".examples.parquet", ".json"):  # a part: seed rows, per-example rows, its record
+        shutil.copy2(single / "saliency" / "parts" / "saliency" / f"sst2-seed42{suffix}",
+                     kept.parent / f"sst2-seed42{suffix}")
     stamp = kept.stat().st_mtime_ns
 
     result = _torchrun(["-m", "anchorlens.cli", *run, "--out", str(dist)])
