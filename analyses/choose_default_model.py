@@ -35,13 +35,27 @@ for model_name in args.models:
                 correct = 0
                 for start in range(0, len(tests), 8):
                     chunk = tests[start : start + 8]
-                    batch = make_batch([build_prompt(model.tokenizer, task, demos, e.text, e.label, labels=labels,
-                                                     **prompt_settings(model)) for e in chunk])
+                    batch = make_batch(
+                        [
+                            build_prompt(
+                                model.tokenizer, task, demos, e.text, e.label, labels=labels, **prompt_settings(model)
+                            )
+                            for e in chunk
+                        ]
+                    )
                     with torch.no_grad():
                         predicted = label_logits(run_to_target(model, batch), batch).argmax(-1)
                     correct += int((predicted == batch.gold).sum())
-                rows.append({"model": model_name, "task": task, "seed": seed, "setting": shots,
-                             "accuracy": correct / len(tests), "n": len(tests)})
+                rows.append(
+                    {
+                        "model": model_name,
+                        "task": task,
+                        "seed": seed,
+                        "setting": shots,
+                        "accuracy": correct / len(tests),
+                        "n": len(tests),
+                    }
+                )
 frame = pd.DataFrame(rows)
 Path(args.out).mkdir(parents=True, exist_ok=True)
 frame.to_csv(Path(args.out) / "icl_vs_zero_shot.csv", index=False)

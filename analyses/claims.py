@@ -159,8 +159,19 @@ class Check:
         return self.task if self.layer is None else f"{self.task} layer {self.layer}"
 
 
-def greater(test: str, task: str, a: Estimate, b: Estimate, a_name: str, b_name: str, *,
-            layer: int | None = None, scale: float = 1.0, digits: int = 2, b_first: bool = False) -> Check:
+def greater(
+    test: str,
+    task: str,
+    a: Estimate,
+    b: Estimate,
+    a_name: str,
+    b_name: str,
+    *,
+    layer: int | None = None,
+    scale: float = 1.0,
+    digits: int = 2,
+    b_first: bool = False,
+) -> Check:
     """Does `a` lie above `b`? Holds / fails only when the intervals are apart (module docstring).
     `b_first` shows b first in the detail (a threshold reads best second)."""
     a_text = f"{a_name} {a.text(scale, digits)}".strip()
@@ -242,8 +253,10 @@ class Results:
         results = cls([Path(folder) for folder in folders])
         for folder in results.folders:
             if not folder.is_dir():
-                raise DataFileError(f"no results folder {folder}; pass folders written by `anchorlens <experiment> "
-                                    "--out DIR` or the analyses scripts, e.g. docs/results/smollm2-135m")
+                raise DataFileError(
+                    f"no results folder {folder}; pass folders written by `anchorlens <experiment> "
+                    "--out DIR` or the analyses scripts, e.g. docs/results/smollm2-135m"
+                )
             found_model = False
             for experiment in EXPERIMENTS:
                 summary = read_summary(folder / f"{experiment}_summary.csv")
@@ -256,7 +269,8 @@ class Results:
                 if rows.is_file():
                     frame = pd.read_csv(rows, dtype={column: str for column in TEXT_COLUMNS})
                     results.seed_rows[experiment] = pd.concat(
-                        [results.seed_rows.get(experiment, pd.DataFrame()), frame], ignore_index=True)
+                        [results.seed_rows.get(experiment, pd.DataFrame()), frame], ignore_index=True
+                    )
                     seed_models += list(frame["model"].unique()) if "model" in frame.columns else []
             if not found_model:  # no summary names the model: the seed rows do, else the folder stands for it
                 for model in dict.fromkeys(seed_models or [folder.name]):
@@ -271,8 +285,10 @@ class Results:
         duplicated = combined.duplicated(subset=keys)
         if duplicated.any():
             row = combined[duplicated].iloc[0]
-            raise DataFileError(f"two folders hold {experiment} results of model {row['model']}, task {row['task']} "
-                                f"(the second is {folder}); pass each model's folder once")
+            raise DataFileError(
+                f"two folders hold {experiment} results of model {row['model']}, task {row['task']} "
+                f"(the second is {folder}); pass each model's folder once"
+            )
         self.summaries[experiment] = combined
 
     def note_model(self, model: str, folder: Path) -> None:
@@ -298,12 +314,15 @@ def read_summary(path: Path) -> pd.DataFrame | None:
     try:
         frame = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataFileError(f"{path} is not a readable CSV ({error}); rerun the experiment into that folder to "
-                            "rewrite it") from error
+        raise DataFileError(
+            f"{path} is not a readable CSV ({error}); rerun the experiment into that folder to rewrite it"
+        ) from error
     missing = [column for column in SUMMARY_COLUMNS if column not in frame.columns]
     if missing and not frame.empty:
-        raise DataFileError(f"{path} lacks the summary columns {missing}; rerun the experiment into that folder "
-                            "(ExperimentResult.save writes the long summary)")
+        raise DataFileError(
+            f"{path} lacks the summary columns {missing}; rerun the experiment into that folder "
+            "(ExperimentResult.save writes the long summary)"
+        )
     return frame if not missing else None
 
 
@@ -368,16 +387,36 @@ def saliency_claims(results: Results, model: str) -> list[Claim]:
         for task in tasks_of(part):
             for layer, a, b in comparisons[number]:
                 if (task, layer, a) in values and (task, layer, b) in values:
-                    checks.append(greater(f"{a} > {b}", task, values[(task, layer, a)], values[(task, layer, b)],
-                                          a, b, layer=layer, digits=3))
-        judged.append(Claim(number, finding, model, paper_text, tuple(checks),
-                            reason="" if checks else "the saliency summary lacks S_wp, S_pq or S_ww"))
+                    checks.append(
+                        greater(
+                            f"{a} > {b}",
+                            task,
+                            values[(task, layer, a)],
+                            values[(task, layer, b)],
+                            a,
+                            b,
+                            layer=layer,
+                            digits=3,
+                        )
+                    )
+        judged.append(
+            Claim(
+                number,
+                finding,
+                model,
+                paper_text,
+                tuple(checks),
+                reason="" if checks else "the saliency summary lacks S_wp, S_pq or S_ww",
+            )
+        )
     return judged
 
 
 def isolation_claims(results: Results, model: str) -> list[Claim]:
-    finding, paper_text = "Isolation: label words matter most in the first k={k} layers", \
-        "first-k isolation cuts loyalty; last-k or random words barely (Fig. 4)"
+    finding, paper_text = (
+        "Isolation: label words matter most in the first k={k} layers",
+        "first-k isolation cuts loyalty; last-k or random words barely (Fig. 4)",
+    )
     part, reason = results.of("isolation", model)
     if part.empty or not {"k", "condition"} <= set(part.columns):
         reason = reason or "the isolation summary has no k or condition column"
@@ -393,10 +432,19 @@ def isolation_claims(results: Results, model: str) -> list[Claim]:
                 for other in ("label_last", "random_first"):
                     compared = values.get((task, k, other, metric))
                     if first is not None and compared is not None:
-                        checks.append(greater(f"{short}: {other} > label_first", task, compared, first,
-                                              other, "label_first"))
-        judged.append(Claim(f"2 (k={k})", finding.format(k=k), model, paper_text, tuple(checks),
-                            reason="" if checks else f"no label_first with label_last or random_first at k={k}"))
+                        checks.append(
+                            greater(f"{short}: {other} > label_first", task, compared, first, other, "label_first")
+                        )
+        judged.append(
+            Claim(
+                f"2 (k={k})",
+                finding.format(k=k),
+                model,
+                paper_text,
+                tuple(checks),
+                reason="" if checks else f"no label_first with label_last or random_first at k={k}",
+            )
+        )
     return judged
 
 
@@ -412,27 +460,73 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
         return [Claim(n, f, model, p, reason=reason) for n, f, p in findings]
     values = estimates(part, ["task", "layer"])
     # R may come as a column beside the auroc rows (one value per task and layer, no interval).
-    r_column = ({(str(t), int(l)): float(r) for t, l, r in part.loc[part["metric"] == "auroc", ["task", "layer", "R"]]
-                 .itertuples(index=False) if pd.notna(r)} if "R" in part.columns else {})
+    r_column = (
+        {
+            (str(t), int(l)): float(r)
+            for t, l, r in part.loc[part["metric"] == "auroc", ["task", "layer", "R"]].itertuples(index=False)
+            if pd.notna(r)
+        }
+        if "R" in part.columns
+        else {}
+    )
     shallow, deep = depth_layers(part["layer"])
     checks, skipped = {"3a": [], "3b": [], "3c": []}, []
     for task in tasks_of(part):
         for layer in shallow:
             if (task, layer, "auroc") in values:
-                checks["3a"].append(greater(f"AUROC < {AUROC_SHALLOW_BELOW}", task, Estimate.exact(AUROC_SHALLOW_BELOW),
-                                            values[(task, layer, "auroc")], "", "AUROC", layer=layer, b_first=True))
+                checks["3a"].append(
+                    greater(
+                        f"AUROC < {AUROC_SHALLOW_BELOW}",
+                        task,
+                        Estimate.exact(AUROC_SHALLOW_BELOW),
+                        values[(task, layer, "auroc")],
+                        "",
+                        "AUROC",
+                        layer=layer,
+                        b_first=True,
+                    )
+                )
         for layer in deep:
             if (task, layer, "auroc") in values:
-                checks["3b"].append(greater(f"AUROC > {AUROC_DEEP_ABOVE}", task, values[(task, layer, "auroc")],
-                                            Estimate.exact(AUROC_DEEP_ABOVE), "AUROC", "", layer=layer))
+                checks["3b"].append(
+                    greater(
+                        f"AUROC > {AUROC_DEEP_ABOVE}",
+                        task,
+                        values[(task, layer, "auroc")],
+                        Estimate.exact(AUROC_DEEP_ABOVE),
+                        "AUROC",
+                        "",
+                        layer=layer,
+                    )
+                )
         r = r_at(values, r_column, task, sorted({l for t, l, _ in values if t == task}), shallow[-1])
         if r is None:
             skipped.append(f"{task} (no R_l: the AUROC curve's excess over 0.5 sums to 0)")
         else:
-            checks["3c"].append(greater(f"R < {R_SHALLOW_BELOW} at the last shallow layer", task,
-                                        Estimate.exact(R_SHALLOW_BELOW), r, "", "R", layer=shallow[-1], b_first=True))
-    return [Claim(n, f, model, p, tuple(checks[n]), reason="" if checks[n] else "no AUROC in these layers",
-                  skipped=tuple(skipped) if n == "3c" else ()) for n, f, p in findings]
+            checks["3c"].append(
+                greater(
+                    f"R < {R_SHALLOW_BELOW} at the last shallow layer",
+                    task,
+                    Estimate.exact(R_SHALLOW_BELOW),
+                    r,
+                    "",
+                    "R",
+                    layer=shallow[-1],
+                    b_first=True,
+                )
+            )
+    return [
+        Claim(
+            n,
+            f,
+            model,
+            p,
+            tuple(checks[n]),
+            reason="" if checks[n] else "no AUROC in these layers",
+            skipped=tuple(skipped) if n == "3c" else (),
+        )
+        for n, f, p in findings
+    ]
 
 
 def r_at(values: dict, r_column: dict, task: str, layers: list[int], layer: int) -> Estimate | None:
@@ -449,8 +543,17 @@ def r_at(values: dict, r_column: dict, task: str, layers: list[int], layer: int)
     return Estimate.exact(float(excess[: layers.index(layer) + 1].sum() / excess.sum()))
 
 
-def method_checks(values: dict, tasks: list[str], metric: str, better: str, others: Sequence[str], *,
-                  shift: float = 0.0, scale: float = 100.0, digits: int = 1) -> tuple[list[Check], Check | None]:
+def method_checks(
+    values: dict,
+    tasks: list[str],
+    metric: str,
+    better: str,
+    others: Sequence[str],
+    *,
+    shift: float = 0.0,
+    scale: float = 100.0,
+    digits: int = 1,
+) -> tuple[list[Check], Check | None]:
     """`better` > each of `others` on `metric`, per task and on the Avg of the tasks that have them all.
     Returns the checks and the Avg check against the strongest other method (the headline)."""
     checks, averages = [], {}
@@ -489,13 +592,29 @@ def reweight_claims(results: Results, model: str) -> list[Claim]:
         paper_text = f"{table['reweight']['Avg']:.2f} vs {table[baseline]['Avg']:.2f} % (Avg, Table 1)"
         metric = first_present(part["metric"], ACCURACY_METRICS) if not part.empty else None
         if part.empty or "method" not in part.columns or metric is None:
-            judged.append(Claim(number, finding, model, paper_text,
-                                reason=reason or "the reweight summary has no method column or no accuracy"))
+            judged.append(
+                Claim(
+                    number,
+                    finding,
+                    model,
+                    paper_text,
+                    reason=reason or "the reweight summary has no method column or no accuracy",
+                )
+            )
             continue
         values = estimates(part, ["task", "method"])
         checks, headline = method_checks(values, tasks_of(part), metric, "reweight", [baseline])
-        judged.append(Claim(number, finding, model, paper_text, tuple(checks), headline=headline,
-                            reason="" if checks else f"no task has both reweight and {baseline}"))
+        judged.append(
+            Claim(
+                number,
+                finding,
+                model,
+                paper_text,
+                tuple(checks),
+                headline=headline,
+                reason="" if checks else f"no task has both reweight and {baseline}",
+            )
+        )
     return judged
 
 
@@ -506,16 +625,31 @@ def compress_claims(results: Results, model: str) -> list[Claim]:
     paper_drop = gpt2["icl"][accuracy] - gpt2["hidden_anchor"][accuracy]
     speedups = [v for values in paper.COMPRESS_SPEEDUP.values() for v in values.values()]
     findings = [
-        ("5a", "Compression: Hidden_anchor most loyal (label loyalty)",
-         f"{gpt2['hidden_anchor'][label]:.2f} vs {best_other_label:.2f} % (best other, GPT2-XL, Table 2)",
-         "label_loyalty", ["text_anchor", "hidden_random", "hidden_random_top"], 0.0),
-        ("5b", "Compression: Hidden_anchor beats Hidden_random(-top) on word loyalty",
-         f"{gpt2['hidden_anchor'][word]:.2f} vs {gpt2['hidden_random'][word]:.2f} / "
-         f"{gpt2['hidden_random_top'][word]:.2f} % (GPT2-XL)",
-         "word_loyalty", ["hidden_random", "hidden_random_top"], 0.0),
-        ("5c", f"Compression: Hidden_anchor within {paper_drop:.2f} points of ICL accuracy",
-         f"{gpt2['hidden_anchor'][accuracy]:.2f} vs ICL {gpt2['icl'][accuracy]:.2f} % (GPT2-XL)",
-         None, ["icl"], paper_drop / 100),
+        (
+            "5a",
+            "Compression: Hidden_anchor most loyal (label loyalty)",
+            f"{gpt2['hidden_anchor'][label]:.2f} vs {best_other_label:.2f} % (best other, GPT2-XL, Table 2)",
+            "label_loyalty",
+            ["text_anchor", "hidden_random", "hidden_random_top"],
+            0.0,
+        ),
+        (
+            "5b",
+            "Compression: Hidden_anchor beats Hidden_random(-top) on word loyalty",
+            f"{gpt2['hidden_anchor'][word]:.2f} vs {gpt2['hidden_random'][word]:.2f} / "
+            f"{gpt2['hidden_random_top'][word]:.2f} % (GPT2-XL)",
+            "word_loyalty",
+            ["hidden_random", "hidden_random_top"],
+            0.0,
+        ),
+        (
+            "5c",
+            f"Compression: Hidden_anchor within {paper_drop:.2f} points of ICL accuracy",
+            f"{gpt2['hidden_anchor'][accuracy]:.2f} vs ICL {gpt2['icl'][accuracy]:.2f} % (GPT2-XL)",
+            None,
+            ["icl"],
+            paper_drop / 100,
+        ),
     ]
     part, reason = results.of("compress", model)
     judged = []
@@ -524,13 +658,29 @@ def compress_claims(results: Results, model: str) -> list[Claim]:
             metric = first_present(part["metric"], ACCURACY_METRICS) if not part.empty else None
         if part.empty or "method" not in part.columns or metric is None or metric not in set(part["metric"]):
             missing = metric or "accuracy"
-            judged.append(Claim(number, finding, model, paper_text,
-                                reason=reason or f"the compress summary has no method column or no {missing}"))
+            judged.append(
+                Claim(
+                    number,
+                    finding,
+                    model,
+                    paper_text,
+                    reason=reason or f"the compress summary has no method column or no {missing}",
+                )
+            )
             continue
         values = estimates(part, ["task", "method"])
         checks, headline = method_checks(values, tasks_of(part), metric, "hidden_anchor", others, shift=shift)
-        judged.append(Claim(number, finding, model, paper_text, tuple(checks), headline=headline,
-                            reason="" if checks else f"no task has hidden_anchor and {', '.join(others)}"))
+        judged.append(
+            Claim(
+                number,
+                finding,
+                model,
+                paper_text,
+                tuple(checks),
+                headline=headline,
+                reason="" if checks else f"no task has hidden_anchor and {', '.join(others)}",
+            )
+        )
     judged.append(speedup_claim(results, model, f"{min(speedups):.1f}-{max(speedups):.1f}x (GPT2-XL, GPT-J; Table 3)"))
     return judged
 
@@ -540,22 +690,38 @@ def speedup_claim(results: Results, model: str, paper_text: str) -> Claim:
     rows = results.seed_rows.get("compress")
     needed = {"task", "model", "method", "seed", "speedup"}
     if rows is None or not needed <= set(rows.columns):
-        return Claim(number, finding, model, paper_text,
-                     reason="no compress.csv with a speedup column" if rows is None or "speedup" not in rows.columns
-                     else f"compress.csv lacks {sorted(needed - set(rows.columns))}")
+        return Claim(
+            number,
+            finding,
+            model,
+            paper_text,
+            reason="no compress.csv with a speedup column"
+            if rows is None or "speedup" not in rows.columns
+            else f"compress.csv lacks {sorted(needed - set(rows.columns))}",
+        )
     anchor = rows[(rows["model"].astype(str) == model) & (rows["method"] == "hidden_anchor")]
     checks = []
     for task in sorted(anchor["task"].astype(str).unique(), key=task_key):
         per_seed = anchor[anchor["task"] == task].groupby("seed")["speedup"].mean()
-        checks.append(greater("speed-up > 1", task, seed_interval(per_seed.to_numpy()), Estimate.exact(1.0),
-                              "speed-up", ""))
-    return Claim(number, finding, model, paper_text, tuple(checks),
-                 reason="" if checks else f"compress.csv has no hidden_anchor rows of {model}")
+        checks.append(
+            greater("speed-up > 1", task, seed_interval(per_seed.to_numpy()), Estimate.exact(1.0), "speed-up", "")
+        )
+    return Claim(
+        number,
+        finding,
+        model,
+        paper_text,
+        tuple(checks),
+        reason="" if checks else f"compress.csv has no hidden_anchor rows of {model}",
+    )
 
 
 def diagnose_claims(results: Results, model: str) -> list[Claim]:
-    number, finding, paper_text = "6", "Diagnosis: predicted confusion matches the true one", \
-        "predicted ≈ true confusion (Fig. 6)"
+    number, finding, paper_text = (
+        "6",
+        "Diagnosis: predicted confusion matches the true one",
+        "predicted ≈ true confusion (Fig. 6)",
+    )
     found, reason = diagnosis_correlations(results, model)
     if found is None:
         return [Claim(number, finding, model, paper_text, reason=reason)]
@@ -568,10 +734,26 @@ def diagnose_claims(results: Results, model: str) -> list[Claim]:
             continue
         # A p-value is a statement about the value, not an interval: significant = positive and p < the level.
         significant = r.mean > 0 and p < P_VALUE_BELOW
-        checks.append(Check(f"{name} > 0 with permutation p < {P_VALUE_BELOW}", task, HOLDS if significant else FAILS,
-                            (P_VALUE_BELOW - p) if r.mean > 0 else -1.0, f"{name} {r.text()}, p = {p:.3f}"))
-    return [Claim(number, finding, model, paper_text, tuple(checks), skipped=tuple(skipped),
-                  reason="" if checks else "no task has a correlation")]
+        checks.append(
+            Check(
+                f"{name} > 0 with permutation p < {P_VALUE_BELOW}",
+                task,
+                HOLDS if significant else FAILS,
+                (P_VALUE_BELOW - p) if r.mean > 0 else -1.0,
+                f"{name} {r.text()}, p = {p:.3f}",
+            )
+        )
+    return [
+        Claim(
+            number,
+            finding,
+            model,
+            paper_text,
+            tuple(checks),
+            skipped=tuple(skipped),
+            reason="" if checks else "no task has a correlation",
+        )
+    ]
 
 
 def diagnosis_correlations(results: Results, model: str) -> tuple[tuple[str, dict] | None, str]:
@@ -583,8 +765,14 @@ def diagnosis_correlations(results: Results, model: str) -> tuple[tuple[str, dic
     for name, p_name in CORRELATIONS:
         if {name, p_name} <= metrics:
             values = estimates(part, ["task"])
-            return (name, {task: (values[(task, name)], values[(task, p_name)].mean) for task in tasks_of(part)
-                           if (task, name) in values and (task, p_name) in values}), ""
+            return (
+                name,
+                {
+                    task: (values[(task, name)], values[(task, p_name)].mean)
+                    for task in tasks_of(part)
+                    if (task, name) in values and (task, p_name) in values
+                },
+            ), ""
     rows = results.seed_rows.get("diagnose")
     rows = rows[rows["model"].astype(str) == model] if rows is not None and "model" in rows.columns else None
     if rows is None or rows.empty:
@@ -598,8 +786,13 @@ def diagnosis_correlations(results: Results, model: str) -> tuple[tuple[str, dic
     for name, p_name in CORRELATIONS:
         if {name, p_name} <= set(summary.columns):
             no_interval = float("nan")
-            return (name, {str(row["task"]): (Estimate(float(row[name]), no_interval, no_interval), float(row[p_name]))
-                           for row in summary.to_dict("records")}), ""
+            return (
+                name,
+                {
+                    str(row["task"]): (Estimate(float(row[name]), no_interval, no_interval), float(row[p_name]))
+                    for row in summary.to_dict("records")
+                },
+            ), ""
     wanted = " or ".join(f"{name} with {p_name}" for name, p_name in CORRELATIONS)
     return None, f"neither the diagnose summary nor the summary of diagnose.csv has {wanted}"
 
@@ -611,8 +804,9 @@ def all_claims(results: Results) -> list[Claim]:
     """Every finding for every model, finding by finding (models in folder order)."""
     per_model = {model: [claim for judge in FINDINGS for claim in judge(results, model)] for model in results.models}
     numbers = list(dict.fromkeys(claim.number for claims in per_model.values() for claim in claims))
-    return [claim for number in numbers for model in results.models for claim in per_model[model]
-            if claim.number == number]
+    return [
+        claim for number in numbers for model in results.models for claim in per_model[model] if claim.number == number
+    ]
 
 
 # --------------------------------------------------------------------------------------------------- output
@@ -651,6 +845,7 @@ def ranges(numbers: Iterable[int]) -> str:
 
 def render(claims: Sequence[Claim], command: str) -> str:
     """The markdown the README embeds: a note on where it comes from, the table, then each claim's exceptions."""
+
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
@@ -662,9 +857,22 @@ def render(claims: Sequence[Claim], command: str) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for claim in claims:
-        lines.append("| " + " | ".join(cell(text) for text in (
-            claim.number, claim.finding, claim.model, claim.paper, claim.ours, claim.holds, f"**{claim.verdict}**"
-        )) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                cell(text)
+                for text in (
+                    claim.number,
+                    claim.finding,
+                    claim.model,
+                    claim.paper,
+                    claim.ours,
+                    claim.holds,
+                    f"**{claim.verdict}**",
+                )
+            )
+            + " |"
+        )
     listed = [(claim, exceptions(claim)) for claim in claims]
     listed = [(claim, found) for claim, found in listed if found]
     if listed:
@@ -681,8 +889,10 @@ def render(claims: Sequence[Claim], command: str) -> str:
 def split_block(text: str, path: Path) -> tuple[str, str, str]:
     """(before and the start marker, the block, the end marker and after) of a README."""
     if text.count(START) != 1 or text.count(END) != 1:
-        raise DataFileError(f"{path} needs exactly one '{START}' line and one '{END}' line around the claims "
-                            f"(found {text.count(START)} and {text.count(END)}); add them where the claims go")
+        raise DataFileError(
+            f"{path} needs exactly one '{START}' line and one '{END}' line around the claims "
+            f"(found {text.count(START)} and {text.count(END)}); add them where the claims go"
+        )
     start = text.index(START) + len(START)
     end = text.index(END)
     if end < start:
@@ -696,8 +906,13 @@ def check_block(path: Path, printed: str) -> int:
     if block.strip("\n") == printed.strip("\n"):
         print(f"{path}: the claims block is up to date")
         return 0
-    diff = difflib.unified_diff(block.strip("\n").splitlines(), printed.strip("\n").splitlines(),
-                                f"{path} (claims block)", "analyses/claims.py (now)", lineterm="")
+    diff = difflib.unified_diff(
+        block.strip("\n").splitlines(),
+        printed.strip("\n").splitlines(),
+        f"{path} (claims block)",
+        "analyses/claims.py (now)",
+        lineterm="",
+    )
     print("\n".join(diff))
     print(f"{path}: the claims block differs from the results; run the same command with --write {path}")
     return 1
@@ -715,8 +930,9 @@ def read_text(path: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("folders", nargs="+", help="results folders, e.g. docs/results/smollm2-135m")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", metavar="README", help="exit 1 (with a diff) when README's claims block is stale")

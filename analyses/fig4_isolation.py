@@ -9,7 +9,8 @@ cli = parser(__doc__)
 cli.add_argument("--k", type=int, nargs="+", default=[1, 3, 5, 7])
 args = cli.parse_args()
 for model in args.models:
-    config = IsolationConfig(model=model, seeds=tuple(args.seeds), n_test=args.n_test, batch_size=args.batch_size,
-                             k=tuple(args.k))
+    config = IsolationConfig(
+        model=model, seeds=tuple(args.seeds), n_test=args.n_test, batch_size=args.batch_size, k=tuple(args.k)
+    )
     result = run_experiment("isolation", model, args.tasks, config, model_folder(args.out, model))
     print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -27,7 +27,9 @@ from anchorlens.reproduce import markdown_table
 
 def saliency_table(result: SaliencyResult) -> pd.DataFrame:
     """Per task and model: seed-mean normalised S_wp, S_pq, S_ww over the shallow and the deep third."""
-    table = result.depth_summary().pivot_table(index=["task", "model"], columns="depth", values=["S_wp", "S_pq", "S_ww"])
+    table = result.depth_summary().pivot_table(
+        index=["task", "model"], columns="depth", values=["S_wp", "S_pq", "S_ww"]
+    )
     table.columns = [f"{depth} {name}" for name, depth in table.columns]
     order = [f"{depth} {name}" for depth in ("shallow", "deep") for name in ("S_wp", "S_pq", "S_ww")]
     return table[order].reset_index()
@@ -39,8 +41,12 @@ def isolation_table(result: IsolationResult) -> pd.DataFrame:
     mean, std = grouped.mean(), grouped.std()
 
     def cell(index) -> str:
-        return " / ".join(f"{mean.loc[index, m]:.2f} ± {std.loc[index, m]:.2f}" if pd.notna(std.loc[index, m])
-                          else f"{mean.loc[index, m]:.2f}" for m in ("label_loyalty", "word_loyalty"))
+        return " / ".join(
+            f"{mean.loc[index, m]:.2f} ± {std.loc[index, m]:.2f}"
+            if pd.notna(std.loc[index, m])
+            else f"{mean.loc[index, m]:.2f}"
+            for m in ("label_loyalty", "word_loyalty")
+        )
 
     rows = {}
     for index in mean.index:
@@ -48,16 +54,22 @@ def isolation_table(result: IsolationResult) -> pd.DataFrame:
         rows.setdefault((task, model, k), {})[condition] = cell(index)
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = table.index.set_names(["task", "model", "k"])
-    return table[[c for c in ("label_first", "random_first", "label_last", "random_last") if c in table.columns]].reset_index()
+    return table[
+        [c for c in ("label_first", "random_first", "label_last", "random_last") if c in table.columns]
+    ].reset_index()
 
 
 def speedup_table(result: CompressResult) -> pd.DataFrame:
     """Paper Table 3: Hidden_anchor speed-up per task (seed mean), with the paper's GPT2-XL and GPT-J rows."""
     anchor = result.frame[result.frame["method"] == "hidden_anchor"]
-    rows = [{"source": model, **{PAPER_TASKS.get(t, t): v for t, v in part.groupby("task")["speedup"].mean().items()}}
-            for model, part in anchor.groupby("model")]
-    rows += [{"source": f"paper, {name}", **{PAPER_TASKS[t]: v for t, v in values.items()}}
-             for name, values in paper.COMPRESS_SPEEDUP.items()]
+    rows = [
+        {"source": model, **{PAPER_TASKS.get(t, t): v for t, v in part.groupby("task")["speedup"].mean().items()}}
+        for model, part in anchor.groupby("model")
+    ]
+    rows += [
+        {"source": f"paper, {name}", **{PAPER_TASKS[t]: v for t, v in values.items()}}
+        for name, values in paper.COMPRESS_SPEEDUP.items()
+    ]
     return pd.DataFrame(rows)[["source", *[name for name in PAPER_TASKS.values()]]]
 
 
@@ -66,13 +78,15 @@ def compress_by_task_table(result: CompressResult) -> pd.DataFrame:
     demonstration tokens of Hidden_anchor out of all of them."""
     from anchorlens.experiments.compress import METHOD_LABELS, METHODS
 
-    mean = result.frame.groupby(["task", "model", "method"])[["label_loyalty", "word_loyalty", "accuracy",
-                                                             "kept_tokens", "demo_tokens"]].mean()
+    mean = result.frame.groupby(["task", "model", "method"])[
+        ["label_loyalty", "word_loyalty", "accuracy", "kept_tokens", "demo_tokens"]
+    ].mean()
     rows = {}
     for (task, model, method), values in mean.iterrows():
         row = rows.setdefault((task, model), {})
-        row[METHOD_LABELS[method]] = " / ".join(f"{100 * values[m]:.1f}" for m in ("label_loyalty", "word_loyalty",
-                                                                                     "accuracy"))
+        row[METHOD_LABELS[method]] = " / ".join(
+            f"{100 * values[m]:.1f}" for m in ("label_loyalty", "word_loyalty", "accuracy")
+        )
         if method == "hidden_anchor":
             row["kept / demo tokens"] = f"{values['kept_tokens']:.0f} / {values['demo_tokens']:.0f}"
     table = pd.DataFrame.from_dict(rows, orient="index")
@@ -89,7 +103,7 @@ def diagnose_table(result: DiagnoseResult) -> pd.DataFrame:
 
 
 def sizes(frame: pd.DataFrame) -> str:
-    """", n = 200 per task and seed" (a range where tasks differ); results written before `n` was recorded have
+    """ ", n = 200 per task and seed" (a range where tasks differ); results written before `n` was recorded have
     none to show."""
     if "n" not in frame.columns:
         return ""
@@ -100,16 +114,28 @@ def sizes(frame: pd.DataFrame) -> str:
 
 TABLES = (
     # (title, result class, table of a result, decimals shown)
-    ("Saliency (Fig. 3), normalised, mean over the shallow and the deep third of the layers", SaliencyResult,
-     saliency_table, 3),
+    (
+        "Saliency (Fig. 3), normalised, mean over the shallow and the deep third of the layers",
+        SaliencyResult,
+        saliency_table,
+        3,
+    ),
     ("Isolation (Fig. 4), label loyalty / word loyalty, seed mean ± std", IsolationResult, isolation_table, 3),
     ("AUROC and R_l (Fig. 5), seed-averaged curve", AurocResult, lambda r: r.report_table(), 3),
-    ("Error diagnosis (Fig. 6): correlation of predicted and true confusion, off-diagonal pairs", DiagnoseResult,
-     diagnose_table, 3),
+    (
+        "Error diagnosis (Fig. 6): correlation of predicted and true confusion, off-diagonal pairs",
+        DiagnoseResult,
+        diagnose_table,
+        3,
+    ),
     ("Anchor re-weighting (Table 1), accuracy %", ReweightResult, lambda r: r.report_table(), 1),
     ("Context compression (Table 2), % (mean over seeds, then tasks)", CompressResult, lambda r: r.report_table(), 1),
-    ("Context compression per task, label loyalty / word loyalty / accuracy %, seed mean", CompressResult,
-     compress_by_task_table, 1),
+    (
+        "Context compression per task, label loyalty / word loyalty / accuracy %, seed mean",
+        CompressResult,
+        compress_by_task_table,
+        1,
+    ),
     ("Hidden_anchor speed-up (Table 3)", CompressResult, speedup_table, 2),
 )
 
@@ -128,11 +154,19 @@ def combined(result_class, folders: list[Path]):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folders", nargs="+", help="results folders, e.g. docs/results/smollm2-135m")
-    parser.add_argument("--matrices", nargs="*", default=[], metavar="TASK",
-                        help="also print the seed-mean predicted and true confusion matrices of these tasks (Fig. 6)")
-    parser.add_argument("--heatmaps", action="store_true",
-                        help="with --matrices: also write them as FOLDER/diagnose-TASK.svg (static heatmaps that "
-                             "render in a README) and print a markdown image link to each")
+    parser.add_argument(
+        "--matrices",
+        nargs="*",
+        default=[],
+        metavar="TASK",
+        help="also print the seed-mean predicted and true confusion matrices of these tasks (Fig. 6)",
+    )
+    parser.add_argument(
+        "--heatmaps",
+        action="store_true",
+        help="with --matrices: also write them as FOLDER/diagnose-TASK.svg (static heatmaps that "
+        "render in a README) and print a markdown image link to each",
+    )
     args = parser.parse_args()
     if args.heatmaps and not args.matrices:
         parser.error("--heatmaps draws the tasks named by --matrices; add e.g. --matrices trec")
@@ -151,8 +185,10 @@ def main() -> None:
             predicted, true = diagnosis.matrices(task, model)
             side_by_side = pd.concat({"predicted": predicted, "true": true}, axis=1)
             side_by_side.columns = [f"{kind}: {name}" for kind, name in side_by_side.columns]
-            print(f"#### Confusion matrices (Fig. 6), {task}, {model}: predicted from label-key distances, true from "
-                  "AUROCs; near 1 = well separated, small = confused\n")
+            print(
+                f"#### Confusion matrices (Fig. 6), {task}, {model}: predicted from label-key distances, true from "
+                "AUROCs; near 1 = well separated, small = confused\n"
+            )
             print(markdown_table(side_by_side.rename_axis("class"), digits=2))
             print()
     for folder in folders if args.heatmaps else []:

@@ -22,10 +22,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         default = "  [default]" if row["default"] else ""
-        print(f"{row['name']}{default}\n  {row['description']}\n  prepend BOS: {row['prepend_bos']}; "
-              f"installed: {row['installed']}; converted: {row['converted']}")
-    print("\nAny official TransformerLens name (gpt2-xl, EleutherAI/gpt-j-6B, ...) or a local Hugging Face folder also "
-          "works where the weights can be reached.")
+        print(
+            f"{row['name']}{default}\n  {row['description']}\n  prepend BOS: {row['prepend_bos']}; "
+            f"installed: {row['installed']}; converted: {row['converted']}"
+        )
+    print(
+        "\nAny official TransformerLens name (gpt2-xl, EleutherAI/gpt-j-6B, ...) or a local Hugging Face folder also "
+        "works where the weights can be reached."
+    )
     return 0
 
 
@@ -50,8 +54,10 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         words = ", ".join(f"{c}={w!r}" for c, w in zip(row["classes"], row["label_words"]))
-        print(f"{row['name']}: {len(row['classes'])} classes ({words})\n  template {row['template']!r}; "
-              f"demonstrations from {row['demo_split']!r}, test split {row['test_split']!r}")
+        print(
+            f"{row['name']}: {len(row['classes'])} classes ({words})\n  template {row['template']!r}; "
+            f"demonstrations from {row['demo_split']!r}, test split {row['test_split']!r}"
+        )
     return 0
 
 
@@ -103,8 +109,10 @@ def _cmd_prompt(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view, indent=2, ensure_ascii=False))
         return 0
-    print(f"task {task.name}, model {args.model}, seed {args.seed}: {prompt.length} tokens; demonstrations are "
-          f"{task.demo_split} rows {view['demonstration_rows']}, the query is {task.test_split} row {query.index}")
+    print(
+        f"task {task.name}, model {args.model}, seed {args.seed}: {prompt.length} tokens; demonstrations are "
+        f"{task.demo_split} rows {view['demonstration_rows']}, the query is {task.test_split} row {query.index}"
+    )
     print("-" * 72)
     print(prompt.text)
     print("-" * 72)
@@ -122,9 +130,13 @@ def _cmd_prompt(args: argparse.Namespace) -> int:
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", nargs="+", required=True, help="one or more tasks (see `anchorlens tasks`)")
     parser.add_argument("--model", default=None, help="model name (default: the default offline model)")
-    parser.add_argument("--model-class", choices=["hooked", "bridge"], default="hooked",
-                        help="TransformerLens class: HookedTransformer (default) or TransformerBridge; bridge results "
-                             "are recorded under the model name MODEL:bridge")
+    parser.add_argument(
+        "--model-class",
+        choices=["hooked", "bridge"],
+        default="hooked",
+        help="TransformerLens class: HookedTransformer (default) or TransformerBridge; bridge results "
+        "are recorded under the model name MODEL:bridge",
+    )
     parser.add_argument("--n-test", type=int, default=200, help="test inputs per seed (default 200; paper 1000)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="seeds (paper: 42 43 44 45 46)")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -136,8 +148,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_device_split_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n-devices", type=int, default=1,
-                        help="split a model too big for one GPU over this many GPUs (docs/scaling.md)")
+    parser.add_argument(
+        "--n-devices",
+        type=int,
+        default=1,
+        help="split a model too big for one GPU over this many GPUs (docs/scaling.md)",
+    )
 
 
 def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
@@ -153,8 +169,14 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
     tasks = [get_task(name) for name in args.task]  # unknown tasks fail before the model loads
     extra = {field: getattr(args, field) for field in spec.cli_fields}
     recorded = expected_recorded_name(args.model or DEFAULT_MODEL, args.model_class)
-    config = spec.config_class(model=recorded, seeds=tuple(args.seeds), n_test=args.n_test,
-                               batch_size=args.batch_size, shots_per_class=args.shots, **extra)
+    config = spec.config_class(
+        model=recorded,
+        seeds=tuple(args.seeds),
+        n_test=args.n_test,
+        batch_size=args.batch_size,
+        shots_per_class=args.shots,
+        **extra,
+    )
     check_folder(args.out, experiment, config.signature())  # before the model loads (seconds), not after
     process = init_distributed()  # a no-op unless launched by torchrun / accelerate launch
     device = place_rank(process, args.device, n_devices=args.n_devices)
@@ -171,12 +193,18 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from anchorlens.reproduce import ReproduceConfig, reproduce
 
-    fields = {"model": args.model, "tasks": tuple(args.tasks), "seeds": tuple(args.seeds), "n_test": args.n_test,
-              "batch_size": args.batch_size}
+    fields = {
+        "model": args.model,
+        "tasks": tuple(args.tasks),
+        "seeds": tuple(args.seeds),
+        "n_test": args.n_test,
+        "batch_size": args.batch_size,
+    }
     if args.experiments:
         fields["experiments"] = tuple(args.experiments)
-    report = reproduce(ReproduceConfig(**fields), args.out, progress=not args.no_progress, device=args.device,
-                       n_devices=args.n_devices)
+    report = reproduce(
+        ReproduceConfig(**fields), args.out, progress=not args.no_progress, device=args.device, n_devices=args.n_devices
+    )
     if _is_main_rank():
         print(f"wrote {report}")
     return 0
@@ -209,18 +237,30 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument("--seed", type=int, default=42)
     prompt.add_argument("--shots", type=int, default=1, help="demonstrations per class")
     prompt.add_argument("--index", type=int, default=0, help="which test input of the seeded test set is the query")
-    prompt.add_argument("--json", action="store_true", help="print JSON (tokens, label_positions, target_position, ...)")
+    prompt.add_argument(
+        "--json", action="store_true", help="print JSON (tokens, label_positions, target_position, ...)"
+    )
     prompt.add_argument("--tokens", action="store_true", help="also list every token with its role")
     prompt.set_defaults(run=_cmd_prompt)
 
-    saliency = commands.add_parser("saliency", help="saliency information flow S_wp, S_pq, S_ww per layer (paper Fig. 3)")
+    saliency = commands.add_parser(
+        "saliency", help="saliency information flow S_wp, S_pq, S_ww per layer (paper Fig. 3)"
+    )
     _add_run_arguments(saliency)
     saliency.add_argument("--abs-per-head", action="store_true", help="use sum_h |A*dL/dA| instead of |sum_h A*dL/dA|")
     saliency.set_defaults(run=lambda args: _run_experiment(args, "saliency"))
 
-    isolation = commands.add_parser("isolation", help="isolate label words in the first/last k layers: loyalty (Fig. 4)")
+    isolation = commands.add_parser(
+        "isolation", help="isolate label words in the first/last k layers: loyalty (Fig. 4)"
+    )
     _add_run_arguments(isolation)
-    isolation.add_argument("--k", type=int, nargs="+", default=[1, 3, 5, 7], help="isolated layer counts (default: the paper's 1 3 5 7; main result 5)")
+    isolation.add_argument(
+        "--k",
+        type=int,
+        nargs="+",
+        default=[1, 3, 5, 7],
+        help="isolated layer counts (default: the paper's 1 3 5 7; main result 5)",
+    )
     isolation.add_argument("--word-top-k", type=int, default=5, help="top-k tokens compared by word loyalty")
     isolation.set_defaults(run=lambda args: _run_experiment(args, "isolation"))
 
@@ -233,16 +273,24 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--layer", type=int, default=None, help="layer (default: two thirds of the depth)")
     diagnose.set_defaults(run=lambda args: _run_experiment(args, "diagnose"))
 
-    reweight = commands.add_parser("reweight", help="anchor re-weighting vs vanilla ICL and contextual calibration (Table 1)")
+    reweight = commands.add_parser(
+        "reweight", help="anchor re-weighting vs vanilla ICL and contextual calibration (Table 1)"
+    )
     _add_run_arguments(reweight)
     reweight.add_argument("--extra-per-class", type=int, default=4, help="training examples per class for beta")
     reweight.add_argument("--learning-rate", type=float, default=0.01)
     reweight.add_argument("--epochs", type=int, default=10)
-    reweight.add_argument("--variant", choices=["pattern", "scores"], default="pattern",
-                          help="pattern: exp(beta) times the attention (paper); scores: beta added before softmax")
+    reweight.add_argument(
+        "--variant",
+        choices=["pattern", "scores"],
+        default="pattern",
+        help="pattern: exp(beta) times the attention (paper); scores: beta added before softmax",
+    )
     reweight.set_defaults(run=lambda args: _run_experiment(args, "reweight"))
 
-    compress = commands.add_parser("compress", help="anchor-only context compression: loyalty, accuracy, speed-up (Tables 2-3)")
+    compress = commands.add_parser(
+        "compress", help="anchor-only context compression: loyalty, accuracy, speed-up (Tables 2-3)"
+    )
     _add_run_arguments(compress)
     compress.add_argument("--word-top-k", type=int, default=5, help="top-k tokens compared by word loyalty")
     compress.add_argument("--random-draws", type=int, default=20, help="Hidden_random draws for Hidden_random-top")

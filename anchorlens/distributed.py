@@ -85,7 +85,9 @@ def _int_from(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise InvalidConfigError(f"environment variable {name}={value!r} is not an integer; unset it or fix it") from None
+        raise InvalidConfigError(
+            f"environment variable {name}={value!r} is not an integer; unset it or fix it"
+        ) from None
 
 
 def process_from_env(env: Mapping[str, str] | None = None) -> Process:
@@ -305,7 +307,9 @@ def run_shard(
         )
 
 
-def _wait_until_visible(paths: list[Path], *, wait_s: float = PART_VISIBILITY_WAIT_S, poll_s: float = 2.0) -> list[Path]:
+def _wait_until_visible(
+    paths: list[Path], *, wait_s: float = PART_VISIBILITY_WAIT_S, poll_s: float = 2.0
+) -> list[Path]:
     """The paths still missing after up to `wait_s` seconds: a network filesystem may show another machine's
     new file only once its cached view of the folder expires (NFS: up to a minute)."""
     deadline = time.monotonic() + wait_s

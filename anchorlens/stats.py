@@ -92,8 +92,14 @@ def strata(examples: pd.DataFrame, by: Sequence[str]):
         yield (key if isinstance(key, tuple) else (key,)), frame
 
 
-def resamples_for(stratum_key: tuple, frame: pd.DataFrame, *, unit: str = "example",
-                  n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[TwoLevelResamples, dict]:
+def resamples_for(
+    stratum_key: tuple,
+    frame: pd.DataFrame,
+    *,
+    unit: str = "example",
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[TwoLevelResamples, dict]:
     """The resamples of one stratum and the column index of each (seed, unit)."""
     units = frame[["seed", unit]].drop_duplicates().sort_values(["seed", unit]).reset_index(drop=True)
     index_of = {(s, u): i for i, (s, u) in enumerate(zip(units["seed"], units[unit]))}
@@ -132,7 +138,9 @@ def bootstrap_means(
                     continue
                 per_seed = pd.Series(x[keep]).groupby(group["seed"].to_numpy()[keep]).mean()
                 low, high = interval(resamples.mean_of_seed_means(units[keep], x[keep]), level)
-                rows.append((*group_key, metric, float(per_seed.mean()), low, high, int(per_seed.size), int(keep.sum())))
+                rows.append(
+                    (*group_key, metric, float(per_seed.mean()), low, high, int(per_seed.size), int(keep.sum()))
+                )
     return pd.DataFrame(rows, columns=[*by, *SUMMARY_COLUMNS])
 
 

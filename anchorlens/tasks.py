@@ -90,7 +90,9 @@ class Task:
         try:
             parsed = list(string.Formatter().parse(self.template))
         except (ValueError, TypeError) as error:
-            raise TaskDefinitionError(f"task {self.name!r}: template {self.template!r} is malformed ({error}); {fix}") from None
+            raise TaskDefinitionError(
+                f"task {self.name!r}: template {self.template!r} is malformed ({error}); {fix}"
+            ) from None
         fields = [(name, spec, conversion) for _, name, spec, conversion in parsed if name is not None]
         names = [name for name, _, _ in fields]
         if names.count("text") != 1 or names.count("label") != 1:
@@ -209,46 +211,54 @@ def list_tasks() -> list[str]:
     return list(_REGISTRY)
 
 
-register_task(Task(
-    name="sst2",
-    template="Review: {text}\nSentiment:{label}",
-    label_words=(" Negative", " Positive"),
-    class_names=("negative", "positive"),
-    demo_split="train",
-    test_split="validation",  # the paper's test set is GLUE validation (872 rows)
-    data_dir=PACKAGE_DATA / "sst2",
-    hub=HubSource("nyu-mll/glue", "sst2", {"train": "train", "validation": "validation"}, "sentence", "label"),
-))
-register_task(Task(
-    name="agnews",
-    template="Article: {text}\nAnswer:{label}",
-    label_words=(" World", " Sports", " Business", " Technology"),
-    class_names=("World", "Sports", "Business", "Sci/Tech"),
-    demo_split="train",  # locally a 638-row pool of the train split, see data/agnews/PROVENANCE.md
-    test_split="test",
-    data_dir=PACKAGE_DATA / "agnews",
-    hub=HubSource("fancyzhx/ag_news", None, {"train": "train", "test": "test"}, "text", "label"),
-))
-register_task(Task(
-    name="trec",
-    template="Question: {text}\nAnswer Type:{label}",
-    label_words=(" Abbreviation", " Entity", " Description", " Person", " Location", " Number"),
-    class_names=("ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"),
-    demo_split="train",
-    test_split="test",
-    data_dir=PACKAGE_DATA / "trec",
-    hub=HubSource("CogComp/trec", None, {"train": "train", "test": "test"}, "text", "coarse_label"),
-))
-register_task(Task(
-    name="emoc",
-    template="Dialogue: {text}\nEmotion:{label}",
-    label_words=(" Others", " Happy", " Sad", " Angry"),
-    class_names=("others", "happy", "sad", "angry"),
-    demo_split="train",
-    test_split="test",
-    data_dir=PACKAGE_DATA / "emoc",
-    hub=HubSource("SemEvalWorkshop/emo", None, {"train": "train", "test": "test"}, "text", "label"),
-))
+register_task(
+    Task(
+        name="sst2",
+        template="Review: {text}\nSentiment:{label}",
+        label_words=(" Negative", " Positive"),
+        class_names=("negative", "positive"),
+        demo_split="train",
+        test_split="validation",  # the paper's test set is GLUE validation (872 rows)
+        data_dir=PACKAGE_DATA / "sst2",
+        hub=HubSource("nyu-mll/glue", "sst2", {"train": "train", "validation": "validation"}, "sentence", "label"),
+    )
+)
+register_task(
+    Task(
+        name="agnews",
+        template="Article: {text}\nAnswer:{label}",
+        label_words=(" World", " Sports", " Business", " Technology"),
+        class_names=("World", "Sports", "Business", "Sci/Tech"),
+        demo_split="train",  # locally a 638-row pool of the train split, see data/agnews/PROVENANCE.md
+        test_split="test",
+        data_dir=PACKAGE_DATA / "agnews",
+        hub=HubSource("fancyzhx/ag_news", None, {"train": "train", "test": "test"}, "text", "label"),
+    )
+)
+register_task(
+    Task(
+        name="trec",
+        template="Question: {text}\nAnswer Type:{label}",
+        label_words=(" Abbreviation", " Entity", " Description", " Person", " Location", " Number"),
+        class_names=("ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"),
+        demo_split="train",
+        test_split="test",
+        data_dir=PACKAGE_DATA / "trec",
+        hub=HubSource("CogComp/trec", None, {"train": "train", "test": "test"}, "text", "coarse_label"),
+    )
+)
+register_task(
+    Task(
+        name="emoc",
+        template="Dialogue: {text}\nEmotion:{label}",
+        label_words=(" Others", " Happy", " Sad", " Angry"),
+        class_names=("others", "happy", "sad", "angry"),
+        demo_split="train",
+        test_split="test",
+        data_dir=PACKAGE_DATA / "emoc",
+        hub=HubSource("SemEvalWorkshop/emo", None, {"train": "train", "test": "test"}, "text", "label"),
+    )
+)
 
 
 # ---------------------------------------------------------------- loading
@@ -301,9 +311,7 @@ def _read_hub(task: Task, split: str) -> pa.Table:
     if task.hub is None:
         raise DataFileError(f"task {task.name!r} has no hub source; use source='local'")
     if split not in task.hub.splits:
-        raise DataFileError(
-            f"task {task.name!r} has no hub split {split!r} (known: {sorted(task.hub.splits)})"
-        )
+        raise DataFileError(f"task {task.name!r} has no hub split {split!r} (known: {sorted(task.hub.splits)})")
     where = f"{task.hub.path}" + (f"/{task.hub.name}" if task.hub.name else "") + f" split {task.hub.splits[split]!r}"
     try:
         hub_dataset = datasets.load_dataset(task.hub.path, task.hub.name, split=task.hub.splits[split])
@@ -444,15 +452,19 @@ def _write_task_files(data_dir: Path, tables: Mapping[str, pa.Table], sources: S
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataFileError(f"cannot create data_dir {data_dir} ({os.strerror(error.errno or 0).lower()}); "
-                            "choose a writable folder (or leave data_dir out)") from None
+        raise DataFileError(
+            f"cannot create data_dir {data_dir} ({os.strerror(error.errno or 0).lower()}); "
+            "choose a writable folder (or leave data_dir out)"
+        ) from None
     ours = _written_by_us(data_dir)
     for split in tables:
         target = data_dir / f"{split}.parquet"
         if not target.exists() and not target.is_symlink():
             continue
         if target.is_symlink() or not target.is_file() or ours.get(target.name) != _file_sha256(target):
-            is_input = any(source.exists() and os.path.samefile(source, target) for source in sources if target.exists())
+            is_input = any(
+                source.exists() and os.path.samefile(source, target) for source in sources if target.exists()
+            )
             what = "it is one of your input files" if is_input else "anchorlens did not write it (or it changed since)"
             raise DataFileError(
                 f"{target} already exists and {what}; task_from_files never writes over a file it did not make: "
@@ -481,8 +493,10 @@ def _replace_file(target: Path, data: bytes) -> None:
         os.replace(temporary, target)
         temporary = None
     except OSError as error:
-        raise DataFileError(f"cannot write {target} ({os.strerror(error.errno or 0).lower()}); choose a writable "
-                            "data_dir (or leave data_dir out)") from None
+        raise DataFileError(
+            f"cannot write {target} ({os.strerror(error.errno or 0).lower()}); choose a writable "
+            "data_dir (or leave data_dir out)"
+        ) from None
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
@@ -533,7 +547,9 @@ def _read_user_file(path: Path, class_names: Sequence[str]) -> pa.Table:
         _refuse_outside(labels, num_classes, path)
         return pa.table({"text": pa.array(texts, pa.string()), "label": pa.array(labels, pa.int64())})
     if "label" in table.column_names and pa.types.is_string(table.column("label").type):
-        labels = [_label_id(value, class_names, path, row) for row, value in enumerate(table.column("label").to_pylist())]
+        labels = [
+            _label_id(value, class_names, path, row) for row, value in enumerate(table.column("label").to_pylist())
+        ]
         _refuse_outside(labels, num_classes, path)
         table = table.set_column(table.column_names.index("label"), "label", pa.array(labels, pa.int64()))
     return table
@@ -558,8 +574,10 @@ def _read_delimited(path: Path, *, tab: bool) -> tuple[list[str], list[dict[str,
                 continue  # a blank line
             if len(fields) != len(header):
                 if tab and len(fields) > len(header):
-                    fix = ("a text holding a tab splits into several fields in a TSV, which has no quoting; write the "
-                           "file as .csv (quoted) or .jsonl, or replace the tabs")
+                    fix = (
+                        "a text holding a tab splits into several fields in a TSV, which has no quoting; write the "
+                        "file as .csv (quoted) or .jsonl, or replace the tabs"
+                    )
                 elif len(fields) > len(header):
                     fix = 'quote a text that holds a comma ("like, this"), or name the extra column in the header'
                 else:
@@ -578,8 +596,9 @@ def _json_object(line: str, path: Path, line_number: int) -> dict:
         keys = [key for key, _ in pairs]
         repeated = sorted({key for key in keys if keys.count(key) > 1})
         if repeated:
-            raise DataFileError(f"{path}, line {line_number}: key(s) {repeated} appear more than once in one object; "
-                                "keep one of each")
+            raise DataFileError(
+                f"{path}, line {line_number}: key(s) {repeated} appear more than once in one object; keep one of each"
+            )
         return dict(pairs)
 
     try:
@@ -589,8 +608,9 @@ def _json_object(line: str, path: Path, line_number: int) -> dict:
             f"{path}, line {line_number} is not valid JSON ({error.msg} at column {error.colno})"
         ) from None
     if not isinstance(record, dict):
-        raise DataFileError(f"{path}, line {line_number}: every line must be a JSON object like "
-                            f"{{\"text\": ..., \"label\": ...}}")
+        raise DataFileError(
+            f'{path}, line {line_number}: every line must be a JSON object like {{"text": ..., "label": ...}}'
+        )
     return record
 
 

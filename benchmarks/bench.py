@@ -75,8 +75,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_time(work: Callable[[], object], repeats: int, device: torch.device,
-              warm_up: Callable[[], object] | None = None) -> float:
+def best_time(
+    work: Callable[[], object], repeats: int, device: torch.device, warm_up: Callable[[], object] | None = None
+) -> float:
     """Fastest of `repeats` timed calls after one warm-up call (`warm_up`, or `work` itself)."""
     (warm_up or work)()
     times = []
@@ -118,11 +119,17 @@ def saliency_throughput(model, prompts: list[Prompt], batch_size: int, repeats: 
     seconds = {
         "anchorlens_batched": best_time(lambda: [saliency_of_batch(model, b) for b in batched], repeats, device),
         "one_prompt_at_a_time": best_time(lambda: [saliency_of_batch(model, b) for b in single], repeats, device),
-        "floor_forward_backward": best_time(lambda: [bare_forward_backward(model, b) for b in batched], repeats, device),
+        "floor_forward_backward": best_time(
+            lambda: [bare_forward_backward(model, b) for b in batched], repeats, device
+        ),
         # The paper's protocol (benchmarks/reference_protocol.py): one timed pass after a one-prompt warm-up, as
         # it is many times slower than the others.
-        "reference_protocol": best_time(lambda: reference_protocol_saliency(model, prompts), 1, device,
-                                        warm_up=lambda: reference_protocol_saliency(model, prompts[:1])),
+        "reference_protocol": best_time(
+            lambda: reference_protocol_saliency(model, prompts),
+            1,
+            device,
+            warm_up=lambda: reference_protocol_saliency(model, prompts[:1]),
+        ),
     }
     n = len(prompts)
     return {
@@ -155,7 +162,8 @@ def forward_only(model, prompts: list[Prompt], batch_size: int, repeats: int) ->
         "auroc_recorder": best_time(lambda: [attention_and_prediction(model, b) for b in batched], repeats, device),
         "one_isolated_forward": best_time(lambda: [isolated(b) for b in batched], repeats, device),
         "isolation_experiment": best_time(
-            lambda: [loyalty_of_batch(model, b, config, 0) for b in batched], repeats, device),
+            lambda: [loyalty_of_batch(model, b, config, 0) for b in batched], repeats, device
+        ),
     }
     n = len(prompts)
     return {
@@ -212,7 +220,9 @@ def compression(model, task: str, n_prompts: int, batch_size: int, repeats: int)
     cache = build_anchor_cache(model, prompts[0])
     chunks = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
     full = [list(iter_batches(chunk, batch_size, pad_token_id=pad, device=device))[0] for chunk in chunks]
-    queries = [pad_queries([query_tokens(p, cache) for p in chunk], pad_token_id=pad, device=device) for chunk in chunks]
+    queries = [
+        pad_queries([query_tokens(p, cache) for p in chunk], pad_token_id=pad, device=device) for chunk in chunks
+    ]
     with torch.no_grad(), reusable_heap():
         full_seconds = best_time(lambda: [run_to_target(model, b) for b in full], repeats, device)
         cached_seconds = best_time(lambda: [run_query_with_cache(model, cache, *q) for q in queries], repeats, device)
@@ -225,8 +235,11 @@ def compression(model, task: str, n_prompts: int, batch_size: int, repeats: int)
         "mean_prompt_tokens": full_tokens,
         "mean_query_tokens": query_length,
         "cached_positions": cache.n_kept,
-        "seconds_per_input": {"full_prompt": full_seconds / n, "hidden_anchor": cached_seconds / n,
-                              "query_only": query_only_seconds / n},
+        "seconds_per_input": {
+            "full_prompt": full_seconds / n,
+            "hidden_anchor": cached_seconds / n,
+            "query_only": query_only_seconds / n,
+        },
         "query_only": query_only_seconds / n,
         "speedup_hidden_anchor": full_seconds / cached_seconds,
         # What the cache costs over the query's own tokens (attending to the kept positions, the cache's mask
@@ -243,8 +256,10 @@ def reweight_evaluation(model, task: str, n_prompts: int, batch_size: int, repea
     config = ReweightConfig(model=str(model.cfg.model_name))
     tests = sample_test_set(task_object, 42, n_test=n_prompts)
     out = {"prompts": len(tests)}
-    for shots, demonstrations in (("1shot", sample_demonstrations(task_object, 42)[0]),
-                                  ("5shot", five_shot_demonstrations(task_object, 42, config))):
+    for shots, demonstrations in (
+        ("1shot", sample_demonstrations(task_object, 42)[0]),
+        ("5shot", five_shot_demonstrations(task_object, 42, config)),
+    ):
         prompts = query_prompts(model.tokenizer, task_object, demonstrations, tests, **prompt_settings(model))
         full = best_time(lambda: label_probabilities(model, prompts, batch_size), repeats, device)
         cached = best_time(lambda: label_probabilities(model, prompts, batch_size, prefix_cache=True), repeats, device)
@@ -321,17 +336,30 @@ SECTIONS = ("saliency", "forward_only", "compression", "memory", "reweight_eval"
 MAIN_SECTIONS = SECTIONS[:4]
 
 
-def run(model_name: str, n_prompts: int, batch_size: int, repeats: int, tasks: Sequence[str],
-        sections: Sequence[str] = SECTIONS) -> dict:
+def run(
+    model_name: str,
+    n_prompts: int,
+    batch_size: int,
+    repeats: int,
+    tasks: Sequence[str],
+    sections: Sequence[str] = SECTIONS,
+) -> dict:
     model = load_model(model_name)
     settings = prompt_settings(model)
     report: dict = {
-        "model": model_name, "n_prompts": n_prompts, "batch_size": batch_size, "repeats": repeats,
-        "device": str(device_of(model)), "torch_threads": torch.get_num_threads(), "machine": platform.platform(),
+        "model": model_name,
+        "n_prompts": n_prompts,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "device": str(device_of(model)),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.platform(),
         **{section: {} for section in SECTIONS},
     }
     for task in tasks:
-        prompts = fresh_demonstration_prompts(model.tokenizer, task, 42, n_test=n_prompts, shots_per_class=1, **settings)
+        prompts = fresh_demonstration_prompts(
+            model.tokenizer, task, 42, n_test=n_prompts, shots_per_class=1, **settings
+        )
         if "saliency" in sections:
             report["saliency"][task] = saliency_throughput(model, prompts, batch_size, repeats)
         if "forward_only" in sections:
@@ -355,30 +383,43 @@ def markdown(report: dict) -> str:
     if report["compression"]:
         tables.append(compression_table(report))
     if report["reweight_eval"]:
-        rows = ["| task | prompt tokens 1-shot / 5-shot | re-weighting evaluation speed-up with cached demonstrations "
-                "1-shot / 5-shot |", "|---|---|---|"]
+        rows = [
+            "| task | prompt tokens 1-shot / 5-shot | re-weighting evaluation speed-up with cached demonstrations "
+            "1-shot / 5-shot |",
+            "|---|---|---|",
+        ]
         for task, r in report["reweight_eval"].items():
-            rows.append(f"| {task} | {r['mean_prompt_tokens_1shot']:.0f} / {r['mean_prompt_tokens_5shot']:.0f} | "
-                        f"{r['speedup_cached_demonstrations_1shot']:.2f} / {r['speedup_cached_demonstrations_5shot']:.2f} |")
+            rows.append(
+                f"| {task} | {r['mean_prompt_tokens_1shot']:.0f} / {r['mean_prompt_tokens_5shot']:.0f} | "
+                f"{r['speedup_cached_demonstrations_1shot']:.2f} / {r['speedup_cached_demonstrations_5shot']:.2f} |"
+            )
         tables.append("\n".join(rows))
     return "\n\n".join(tables)
 
 
 def compression_table(report: dict) -> str:
-    rows = ["| task | prompt / query tokens | seconds per input: full prompt / Hidden_anchor / query only | "
-            "Hidden_anchor speed-up | Hidden_anchor ÷ query only (target ≤ 1.2) |", "|---|---|---|---|---|"]
+    rows = [
+        "| task | prompt / query tokens | seconds per input: full prompt / Hidden_anchor / query only | "
+        "Hidden_anchor speed-up | Hidden_anchor ÷ query only (target ≤ 1.2) |",
+        "|---|---|---|---|---|",
+    ]
     for task, c in report["compression"].items():
         seconds = c["seconds_per_input"]
-        rows.append(f"| {task} | {c['mean_prompt_tokens']:.1f} / {c['mean_query_tokens']:.1f} | "
-                    f"{seconds['full_prompt']:.4f} / {seconds['hidden_anchor']:.4f} / {seconds['query_only']:.4f} | "
-                    f"{c['speedup_hidden_anchor']:.2f} | {c['hidden_anchor_over_query_only']:.2f} |")
+        rows.append(
+            f"| {task} | {c['mean_prompt_tokens']:.1f} / {c['mean_query_tokens']:.1f} | "
+            f"{seconds['full_prompt']:.4f} / {seconds['hidden_anchor']:.4f} / {seconds['query_only']:.4f} | "
+            f"{c['speedup_hidden_anchor']:.2f} | {c['hidden_anchor_over_query_only']:.2f} |"
+        )
     return "\n".join(rows)
 
 
 def main_table(report: dict) -> str:
-    rows = ["| task | saliency prompts/s (batched / one at a time / floor) | saliency ÷ floor | AUROC ÷ fwd | "
-            "isolated fwd ÷ fwd | isolation exp. in fwds | Hidden_anchor speed-up (ideal; paper GPT2-XL, GPT-J) | "
-            "saliency peak MiB (floor) |", "|" + "---|" * 8]
+    rows = [
+        "| task | saliency prompts/s (batched / one at a time / floor) | saliency ÷ floor | AUROC ÷ fwd | "
+        "isolated fwd ÷ fwd | isolation exp. in fwds | Hidden_anchor speed-up (ideal; paper GPT2-XL, GPT-J) | "
+        "saliency peak MiB (floor) |",
+        "|" + "---|" * 8,
+    ]
     for task in report["saliency"]:
         s, f, c, m = (report[k][task] for k in ("saliency", "forward_only", "compression", "memory"))
         pps = s["prompts_per_second"]

@@ -310,11 +310,15 @@ def build(raw: Path, out: Path) -> dict[str, int]:
     print("trec")
     splits["trec"] = {"train": trec_split(raw / "trec" / "train.txt"), "test": trec_split(raw / "trec" / "test.txt")}
     check_counts(
-        "train", splits["trec"]["train"], 5452,
+        "train",
+        splits["trec"]["train"],
+        5452,
         by_name({"ENTY": 1250, "HUM": 1223, "DESC": 1162, "NUM": 896, "LOC": 835, "ABBR": 86}, TREC_CLASSES),
     )
     check_counts(
-        "test", splits["trec"]["test"], 500,
+        "test",
+        splits["trec"]["test"],
+        500,
         by_name({"DESC": 138, "NUM": 113, "ENTY": 94, "LOC": 81, "HUM": 65, "ABBR": 9}, TREC_CLASSES),
     )
 
@@ -332,11 +336,15 @@ def build(raw: Path, out: Path) -> dict[str, int]:
     print("emoc")
     splits["emoc"] = {name: emoc_split(raw / "emoc" / f"{name}.txt") for name in ("train", "test", "dev")}
     check_counts(
-        "train", splits["emoc"]["train"], 30160,
+        "train",
+        splits["emoc"]["train"],
+        30160,
         by_name({"others": 14948, "angry": 5506, "sad": 5463, "happy": 4243}, EMOC_CLASSES),
     )
     check_counts(
-        "test", splits["emoc"]["test"], 5509,
+        "test",
+        splits["emoc"]["test"],
+        5509,
         by_name({"others": 4630, "angry": 348, "sad": 271, "happy": 260}, EMOC_CLASSES),
     )
     check_counts("dev", splits["emoc"]["dev"], 2755, None)
@@ -354,8 +362,13 @@ def build(raw: Path, out: Path) -> dict[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("raw", nargs="?", type=Path, default=REPO_ROOT / ".." / "shared" / "data",
-                        help="folder with the raw task folders (default: ../shared/data from the repo root)")
+    parser.add_argument(
+        "raw",
+        nargs="?",
+        type=Path,
+        default=REPO_ROOT / ".." / "shared" / "data",
+        help="folder with the raw task folders (default: ../shared/data from the repo root)",
+    )
     parser.add_argument("--out", type=Path, default=PACKAGE_DATA, help="output folder (default: anchorlens/data)")
     args = parser.parse_args(argv)
     try:

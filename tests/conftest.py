@@ -31,8 +31,15 @@ def tiny_model(tokenizer, *, llama_like: bool = False, seed: int = 0):
     common = dict(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=512, d_vocab=len(tokenizer), seed=seed)
     if llama_like:
         cfg = HookedTransformerConfig(
-            **common, act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary",
-            rotary_dim=8, n_key_value_heads=2, gated_mlp=True, final_rms=True, default_prepend_bos=False,
+            **common,
+            act_fn="silu",
+            normalization_type="RMS",
+            positional_embedding_type="rotary",
+            rotary_dim=8,
+            n_key_value_heads=2,
+            gated_mlp=True,
+            final_rms=True,
+            default_prepend_bos=False,
         )
     else:
         cfg = HookedTransformerConfig(**common, act_fn="gelu", normalization_type="LN", default_prepend_bos=False)
@@ -74,8 +81,14 @@ def tiny_folder(tmp_path_factory, smol_tokenizer):
 
     folder = tmp_path_factory.mktemp("tiny-neox")
     torch.manual_seed(0)
-    config = GPTNeoXConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=6,
-                           num_attention_heads=4, max_position_embeddings=512)
+    config = GPTNeoXConfig(
+        vocab_size=len(smol_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+    )
     GPTNeoXForCausalLM(config).save_pretrained(folder)
     smol_tokenizer.save_pretrained(folder)
     return folder

@@ -27,8 +27,25 @@ def analyses_out(tiny_folder, tmp_path_factory):
             # TREC's 5-shot baseline (30 demonstrations) is longer than the tiny model's 512-token context.
             tasks = ["sst2"] if name == "table1_reweight" else ["sst2", "trec"]
             extra = ["--random-draws", "2"] if name == "table2_compress" else []
-            run_script(name, ["--models", str(tiny_folder), "--tasks", *tasks, "--seeds", "1", "--n-test", "4",
-                              "--batch-size", "2", "--out", str(out), *extra], monkeypatch)
+            run_script(
+                name,
+                [
+                    "--models",
+                    str(tiny_folder),
+                    "--tasks",
+                    *tasks,
+                    "--seeds",
+                    "1",
+                    "--n-test",
+                    "4",
+                    "--batch-size",
+                    "2",
+                    "--out",
+                    str(out),
+                    *extra,
+                ],
+                monkeypatch,
+            )
     return out / Path(tiny_folder).name
 
 
@@ -46,15 +63,24 @@ def test_results_tables_prints_all_eight_tables_and_the_matrices(analyses_out, m
     printed = capsys.readouterr().out
     titles = [line for line in printed.splitlines() if line.startswith("#### ")]
     assert [t.split(" (")[0].split(",")[0] for t in titles] == [
-        "#### Saliency", "#### Isolation", "#### AUROC and R_l", "#### Error diagnosis", "#### Anchor re-weighting",
-        "#### Context compression", "#### Context compression per task", "#### Hidden_anchor speed-up",
+        "#### Saliency",
+        "#### Isolation",
+        "#### AUROC and R_l",
+        "#### Error diagnosis",
+        "#### Anchor re-weighting",
+        "#### Context compression",
+        "#### Context compression per task",
+        "#### Hidden_anchor speed-up",
         "#### Confusion matrices",
     ]
     # Diagnosis tops every class up to 30 inputs (its own protocol), so its n is larger than --n-test.
     assert all("seeds [1], n = 4 per task and seed" in t for i, t in enumerate(titles[:8]) if i != 3)
     assert "seeds [1], n = " in titles[3]
     assert "| paper, GPT2-XL | Anchor re-weighting (1-shot per class) | 90.1 |" in printed
-    assert "| task | model | ICL | Text_anchor | Hidden_random | Hidden_random-top | Hidden_anchor | kept / demo tokens |" in printed
+    assert (
+        "| task | model | ICL | Text_anchor | Hidden_random | Hidden_random-top | Hidden_anchor | kept / demo tokens |"
+        in printed
+    )
     assert "| class | predicted: ABBR |" in printed
     heatmaps = list(analyses_out.rglob("diagnose-trec.svg"))
     assert len(heatmaps) == 1 and f"]({heatmaps[0].as_posix()})" in printed
@@ -75,8 +101,13 @@ def test_claims_judges_what_the_scripts_wrote(analyses_out, monkeypatch, capsys)
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
     rows = {line.split(" | ")[0].lstrip("| "): line for line in printed.splitlines() if line.startswith("| ")}
-    by_experiment = {"saliency": ("1a", "1b", "1c"), "isolation": ("2 (k=5)",), "auroc": ("3a", "3b"),
-                     "reweight": ("4a", "4b"), "compress": ("5a", "5b", "5c")}
+    by_experiment = {
+        "saliency": ("1a", "1b", "1c"),
+        "isolation": ("2 (k=5)",),
+        "auroc": ("3a", "3b"),
+        "reweight": ("4a", "4b"),
+        "compress": ("5a", "5b", "5c"),
+    }
     judged = [experiment for experiment in by_experiment if (analyses_out / f"{experiment}_summary.csv").is_file()]
     assert {"saliency", "isolation", "auroc", "reweight"} <= set(judged)
     for experiment in judged:

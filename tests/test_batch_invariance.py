@@ -52,18 +52,29 @@ def in_a_fixed_order(examples: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.parametrize("experiment", list(EXPERIMENTS))
 def test_batch_size_changes_no_number(llama_like, experiment):
     run, config_class, settings = EXPERIMENTS[experiment]
-    results = [run(llama_like, "sst2", config_class(seeds=(7,), n_test=N_TEST, batch_size=size, **settings),
-                   progress=False) for size in BATCH_SIZES]
+    results = [
+        run(llama_like, "sst2", config_class(seeds=(7,), n_test=N_TEST, batch_size=size, **settings), progress=False)
+        for size in BATCH_SIZES
+    ]
     timing = list(TIMING_COLUMNS.get(experiment, ()))
     reference = results[0]
     assert len(reference.frame) > 0
     for size, result in zip(BATCH_SIZES[1:], results[1:]):
-        pd.testing.assert_frame_equal(result.frame.drop(columns=timing), reference.frame.drop(columns=timing),
-                                      rtol=1e-4, atol=1e-5, obj=f"{experiment} seed rows, batch {size} vs 1")
+        pd.testing.assert_frame_equal(
+            result.frame.drop(columns=timing),
+            reference.frame.drop(columns=timing),
+            rtol=1e-4,
+            atol=1e-5,
+            obj=f"{experiment} seed rows, batch {size} vs 1",
+        )
     assert not reference.examples.empty, f"{experiment} leaves no per-example rows"
     assert "example" in reference.examples.columns
     expected = in_a_fixed_order(reference.examples.drop(columns=timing, errors="ignore"))
     for size, result in zip(BATCH_SIZES[1:], results[1:]):
-        pd.testing.assert_frame_equal(in_a_fixed_order(result.examples.drop(columns=timing, errors="ignore")),
-                                      expected, rtol=1e-4, atol=1e-5,
-                                      obj=f"{experiment} per-example rows, batch {size} vs 1")
+        pd.testing.assert_frame_equal(
+            in_a_fixed_order(result.examples.drop(columns=timing, errors="ignore")),
+            expected,
+            rtol=1e-4,
+            atol=1e-5,
+            obj=f"{experiment} per-example rows, batch {size} vs 1",
+        )

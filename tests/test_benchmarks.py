@@ -21,22 +21,47 @@ def load_bench():
 
 def test_benchmark_reports_every_ratio(tiny_folder, tmp_path, capsys):
     bench = load_bench()
-    assert bench.main(["--model", str(tiny_folder), "--tasks", "sst2", "--n-prompts", "4", "--repeats", "1",
-                       "--batch-size", "2", "--out", str(tmp_path)]) == 0
+    assert (
+        bench.main(
+            [
+                "--model",
+                str(tiny_folder),
+                "--tasks",
+                "sst2",
+                "--n-prompts",
+                "4",
+                "--repeats",
+                "1",
+                "--batch-size",
+                "2",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / f"bench-{Path(tiny_folder).name}.json").read_text())
-    saliency, forward, compression, memory = (report[key]["sst2"] for key in
-                                              ("saliency", "forward_only", "compression", "memory"))
-    ratios = [saliency["ratio_batched_to_floor"], saliency["speedup_batched_over_one_at_a_time"],
-              forward["ratio_auroc_to_bare_forward"], forward["ratio_isolated_forward_to_bare_forward"],
-              forward["isolation_experiment_in_bare_forwards"], compression["speedup_hidden_anchor"],
-              compression["ideal_token_ratio"], saliency["reference_protocol"]["speedup_anchorlens_over_reference"],
-              saliency["reference_protocol"]["prompts_per_second"]]
+    saliency, forward, compression, memory = (
+        report[key]["sst2"] for key in ("saliency", "forward_only", "compression", "memory")
+    )
+    ratios = [
+        saliency["ratio_batched_to_floor"],
+        saliency["speedup_batched_over_one_at_a_time"],
+        forward["ratio_auroc_to_bare_forward"],
+        forward["ratio_isolated_forward_to_bare_forward"],
+        forward["isolation_experiment_in_bare_forwards"],
+        compression["speedup_hidden_anchor"],
+        compression["ideal_token_ratio"],
+        saliency["reference_protocol"]["speedup_anchorlens_over_reference"],
+        saliency["reference_protocol"]["prompts_per_second"],
+    ]
     assert all(math.isfinite(r) and r > 0 for r in ratios)
     assert compression["mean_prompt_tokens"] > compression["mean_query_tokens"]
     assert compression["paper_speedup"] == {"GPT2-XL": 1.1, "GPT-J": 1.5}
     assert compression["query_only"] == compression["seconds_per_input"]["query_only"] > 0
     assert compression["hidden_anchor_over_query_only"] == pytest.approx(
-        compression["seconds_per_input"]["hidden_anchor"] / compression["query_only"])
+        compression["seconds_per_input"]["hidden_anchor"] / compression["query_only"]
+    )
     assert memory["saliency_peak_mib"] >= 0 and memory["prompt_tokens"] > 0
     reweight = report["reweight_eval"]["sst2"]
     assert reweight["mean_prompt_tokens_5shot"] > reweight["mean_prompt_tokens_1shot"]

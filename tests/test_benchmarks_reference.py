@@ -19,8 +19,9 @@ from anchorlens.prompts import prompt_settings  # noqa: E402
 def test_reference_protocol_equals_the_batched_fast_path(gpt2_like):
     """Batch size 1, padded to the longest prompt, full logits everywhere, full saliency matrices: the same
     S_wp, S_pq, S_ww as batched prompts of similar length unembedded at the target only."""
-    prompts = fresh_demonstration_prompts(gpt2_like.tokenizer, "sst2", seed=3, n_test=5, shots_per_class=1,
-                                          **prompt_settings(gpt2_like))
+    prompts = fresh_demonstration_prompts(
+        gpt2_like.tokenizer, "sst2", seed=3, n_test=5, shots_per_class=1, **prompt_settings(gpt2_like)
+    )
     reference = reference_protocol_saliency(gpt2_like, prompts)
     by_index = {}
     for batch in batches(gpt2_like, prompts, 4):

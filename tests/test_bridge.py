@@ -266,8 +266,10 @@ def test_label_attention_and_saliency_agree(request, name):
         attention[model_class], saliency[model_class] = labels.values, flow.values
     attention_gap = (attention["hooked"] - attention["bridge"]).abs().max().item()
     saliency_gap = ((saliency["hooked"] - saliency["bridge"]).abs() / saliency["hooked"].abs()).max().item()
-    print(f"\n[measured] {name}: max |Δ label attention| = {attention_gap:.2e}, "
-          f"max relative Δ saliency = {saliency_gap:.2e}")
+    print(
+        f"\n[measured] {name}: max |Δ label attention| = {attention_gap:.2e}, "
+        f"max relative Δ saliency = {saliency_gap:.2e}"
+    )
     assert attention_gap < ATTENTION_TOLERANCE
     assert saliency_gap < SALIENCY_RTOL
 
@@ -299,8 +301,12 @@ def test_isolation_auroc_and_saliency_experiments_agree_across_classes(tiny_mode
         assert len(hooked_frame) == len(bridge_frame) > 0
         for column in columns:
             torch.testing.assert_close(
-                torch.tensor(bridge_frame[column].to_numpy()), torch.tensor(hooked_frame[column].to_numpy()),
-                rtol=1e-3, atol=1e-5, equal_nan=True, msg=f"{run.__name__}: {column}",
+                torch.tensor(bridge_frame[column].to_numpy()),
+                torch.tensor(hooked_frame[column].to_numpy()),
+                rtol=1e-3,
+                atol=1e-5,
+                equal_nan=True,
+                msg=f"{run.__name__}: {column}",
             )
 
 
@@ -313,8 +319,9 @@ def test_reweight_fits_on_a_bridge_like_on_a_hooked_transformer(tiny_models):
         warnings.simplefilter("ignore")
         _, prompts = task_prompts(hooked_model.tokenizer, "sst2", 43, n_test=3, **prompt_settings(hooked_model))
     betas = {
-        model_class: fit_beta_on_prompts(tiny_models[model_class], prompts, learning_rate=0.05, epochs=2,
-                                         variant="pattern", seed=0)
+        model_class: fit_beta_on_prompts(
+            tiny_models[model_class], prompts, learning_rate=0.05, epochs=2, variant="pattern", seed=0
+        )
         for model_class in CLASSES
     }
     assert betas["bridge"].abs().sum() > 0
@@ -341,9 +348,15 @@ def test_diagnose_agrees_across_classes_on_smollm2(request):
     from anchorlens.experiments import DiagnoseConfig, run_diagnose
 
     config = DiagnoseConfig(seeds=(42,), n_test=4, batch_size=4)
-    frames = [run_diagnose(_get(request, "smollm2-135m", c), "sst2", config, progress=False).to_frame() for c in CLASSES]
-    torch.testing.assert_close(torch.tensor(frames[1]["predicted"].to_numpy()),
-                               torch.tensor(frames[0]["predicted"].to_numpy()), rtol=1e-3, atol=1e-4)
+    frames = [
+        run_diagnose(_get(request, "smollm2-135m", c), "sst2", config, progress=False).to_frame() for c in CLASSES
+    ]
+    torch.testing.assert_close(
+        torch.tensor(frames[1]["predicted"].to_numpy()),
+        torch.tensor(frames[0]["predicted"].to_numpy()),
+        rtol=1e-3,
+        atol=1e-4,
+    )
 
 
 # ----------------------------------------------------------------------------- a bridge of a Gemma-3 folder
@@ -357,9 +370,17 @@ def test_gemma3_bridge_equals_hugging_face_past_the_sliding_window(tmp_path, smo
 
     torch.manual_seed(0)
     config = Gemma3TextConfig(
-        vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=1, head_dim=8, max_position_embeddings=512, sliding_window=6,
-        layer_types=["sliding_attention", "sliding_attention", "full_attention"], query_pre_attn_scalar=8,
+        vocab_size=len(smol_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=512,
+        sliding_window=6,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+        query_pre_attn_scalar=8,
     )
     hf_model = Gemma3ForCausalLM(config).eval()
     with torch.no_grad():
@@ -436,7 +457,23 @@ def test_cli_runs_an_experiment_on_a_bridge_and_labels_its_results(tiny_folder, 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["auroc", "--task", "sst2", "--out", "x", "--model-class", "hf"])
     out = tmp_path / "auroc"
-    code = main(["auroc", "--task", "sst2", "--model", str(tiny_folder), "--model-class", "bridge", "--n-test", "4",
-                 "--seeds", "42", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "auroc",
+            "--task",
+            "sst2",
+            "--model",
+            str(tiny_folder),
+            "--model-class",
+            "bridge",
+            "--n-test",
+            "4",
+            "--seeds",
+            "42",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert set(pd.read_csv(out / "auroc.csv")["model"]) == {f"{tiny_folder}:bridge"}

@@ -42,13 +42,18 @@ def write_summary(folder: Path, experiment: str, rows: list[dict]) -> None:
     for row in rows:
         row = dict(row)
         mean, low, high = row.pop("value")
-        records.append({"model": MODEL, **row, "mean": mean, "ci_low": low, "ci_high": high, "n_seeds": 3,
-                        "n_examples": 600})
+        records.append(
+            {"model": MODEL, **row, "mean": mean, "ci_low": low, "ci_high": high, "n_seeds": 3, "n_examples": 600}
+        )
     frame = pd.DataFrame(records)
-    keys = [c for c in frame.columns if c not in ("task", "model", "metric", "mean", "ci_low", "ci_high", "n_seeds",
-                                                  "n_examples")]
+    keys = [
+        c
+        for c in frame.columns
+        if c not in ("task", "model", "metric", "mean", "ci_low", "ci_high", "n_seeds", "n_examples")
+    ]
     frame[["task", "model", *keys, "metric", "mean", "ci_low", "ci_high", "n_seeds", "n_examples"]].to_csv(
-        folder / f"{experiment}_summary.csv", index=False)
+        folder / f"{experiment}_summary.csv", index=False
+    )
 
 
 def judged(folder: Path) -> dict[str, claims.Claim]:
@@ -83,8 +88,9 @@ def test_saliency_per_layer_rule_exposes_early_layers_where_s_pq_is_below_s_ww(t
     assert found["1b"].verdict == claims.REPRODUCED
     assert found["1c"].verdict == claims.PARTLY
     listed = claims.exceptions(found["1c"])
-    assert listed == ["S_pq > S_ww fails: sst2 layers 0-1 (worst layer 0: S_pq 0.100 [0.080, 0.120] vs "
-                      "S_ww 0.300 [0.280, 0.320])"]
+    assert listed == [
+        "S_pq > S_ww fails: sst2 layers 0-1 (worst layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320])"
+    ]
     assert found["1c"].holds == "34/36 (2 tasks)"
 
 
@@ -112,24 +118,30 @@ def test_overlapping_intervals_are_never_reproduced(tmp_path):
 # ------------------------------------------------------------------------------------------ the four verdicts
 
 
-@pytest.mark.parametrize(("outcomes", "expected"), [
-    ([claims.HOLDS] * 4, claims.REPRODUCED),
-    ([claims.HOLDS] * 2 + [claims.FAILS, claims.UNCLEAR], claims.PARTLY),
-    ([claims.HOLDS] + [claims.UNCLEAR] * 3, claims.NOT_REPRODUCED),
-    ([claims.FAILS] * 4, claims.NOT_REPRODUCED),
-    ([], claims.UNDEFINED),
-])
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        ([claims.HOLDS] * 4, claims.REPRODUCED),
+        ([claims.HOLDS] * 2 + [claims.FAILS, claims.UNCLEAR], claims.PARTLY),
+        ([claims.HOLDS] + [claims.UNCLEAR] * 3, claims.NOT_REPRODUCED),
+        ([claims.FAILS] * 4, claims.NOT_REPRODUCED),
+        ([], claims.UNDEFINED),
+    ],
+)
 def test_verdict_rule(outcomes, expected):
     checks = [claims.Check("a > b", "sst2", outcome, 0.0, "") for outcome in outcomes]
     assert claims.verdict(checks) == expected
 
 
-@pytest.mark.parametrize(("a", "b", "outcome"), [
-    (around(0.5), around(0.4), claims.HOLDS),
-    (around(0.4), around(0.5), claims.FAILS),
-    (around(0.5), around(0.47), claims.UNCLEAR),  # 0.48 < 0.49: the intervals overlap
-    ((0.5, float("nan"), float("nan")), around(0.1), claims.UNCLEAR),  # no interval: nothing is decided
-])
+@pytest.mark.parametrize(
+    ("a", "b", "outcome"),
+    [
+        (around(0.5), around(0.4), claims.HOLDS),
+        (around(0.4), around(0.5), claims.FAILS),
+        (around(0.5), around(0.47), claims.UNCLEAR),  # 0.48 < 0.49: the intervals overlap
+        ((0.5, float("nan"), float("nan")), around(0.1), claims.UNCLEAR),  # no interval: nothing is decided
+    ],
+)
 def test_greater_needs_separated_intervals(a, b, outcome):
     assert claims.greater("a > b", "sst2", claims.Estimate(*a), claims.Estimate(*b), "a", "b").outcome == outcome
 
@@ -147,19 +159,32 @@ def isolation_rows(ks=(5,), random_first_label=0.9):
     rows = []
     for task in ("sst2", "trec"):
         for k in ks:
-            for condition, label, word in (("label_first", 0.5, 0.1), ("label_last", 0.95, 0.9),
-                                           ("random_first", random_first_label, 0.8), ("random_last", 1.0, 0.99)):
-                rows.append({"task": task, "k": k, "condition": condition, "metric": "label_loyalty",
-                             "value": around(label if condition != "random_first" or task == "sst2" else 0.9)})
-                rows.append({"task": task, "k": k, "condition": condition, "metric": "word_loyalty",
-                             "value": around(word)})
+            for condition, label, word in (
+                ("label_first", 0.5, 0.1),
+                ("label_last", 0.95, 0.9),
+                ("random_first", random_first_label, 0.8),
+                ("random_last", 1.0, 0.99),
+            ):
+                rows.append(
+                    {
+                        "task": task,
+                        "k": k,
+                        "condition": condition,
+                        "metric": "label_loyalty",
+                        "value": around(label if condition != "random_first" or task == "sst2" else 0.9),
+                    }
+                )
+                rows.append(
+                    {"task": task, "k": k, "condition": condition, "metric": "word_loyalty", "value": around(word)}
+                )
     return rows
 
 
 def test_isolation_has_one_row_per_k_main_k_first(tmp_path):
     write_summary(tmp_path, "isolation", isolation_rows(ks=(1, 5, 7)))
-    numbers = [claim.number for claim in claims.all_claims(claims.Results.read([tmp_path]))
-               if claim.number.startswith("2")]
+    numbers = [
+        claim.number for claim in claims.all_claims(claims.Results.read([tmp_path])) if claim.number.startswith("2")
+    ]
     assert numbers == ["2 (k=5)", "2 (k=1)", "2 (k=7)"]
     assert judged(tmp_path)["2 (k=5)"].verdict == claims.REPRODUCED
 
@@ -169,8 +194,10 @@ def test_isolation_random_words_as_harmful_as_label_words_is_an_exception(tmp_pa
     write_summary(tmp_path, "isolation", isolation_rows(random_first_label=0.51))
     claim = judged(tmp_path)["2 (k=5)"]
     assert claim.verdict == claims.PARTLY and claim.holds == "7/8 (2 tasks)"
-    assert claims.exceptions(claim) == ["label loyalty: random_first > label_first unclear (intervals overlap): sst2 "
-                                        "(random_first 0.51 [0.49, 0.53] vs label_first 0.50 [0.48, 0.52])"]
+    assert claims.exceptions(claim) == [
+        "label loyalty: random_first > label_first unclear (intervals overlap): sst2 "
+        "(random_first 0.51 [0.49, 0.53] vs label_first 0.50 [0.48, 0.52])"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------- AUROC
@@ -216,21 +243,31 @@ def test_r_metric_with_an_interval_is_used(tmp_path):
 
 
 def reweight_rows(accuracies: dict[str, dict[str, float]], half: float = 0.03):
-    return [{"task": task, "method": method, "metric": "correct", "value": around(value, half)}
-            for method, per_task in accuracies.items() for task, value in per_task.items()]
+    return [
+        {"task": task, "method": method, "metric": "correct", "value": around(value, half)}
+        for method, per_task in accuracies.items()
+        for task, value in per_task.items()
+    ]
 
 
 def test_reweight_average_and_per_task(tmp_path):
-    write_summary(tmp_path, "reweight", reweight_rows({
-        "vanilla_1shot": {"sst2": 0.60, "trec": 0.50, "agnews": 0.70, "emoc": 0.30},
-        "vanilla_5shot": {"sst2": 0.62, "trec": 0.60, "agnews": 0.72, "emoc": 0.31},
-        "reweight": {"sst2": 0.80, "trec": 0.40, "agnews": 0.80, "emoc": 0.50},
-    }))
+    write_summary(
+        tmp_path,
+        "reweight",
+        reweight_rows(
+            {
+                "vanilla_1shot": {"sst2": 0.60, "trec": 0.50, "agnews": 0.70, "emoc": 0.30},
+                "vanilla_5shot": {"sst2": 0.62, "trec": 0.60, "agnews": 0.72, "emoc": 0.31},
+                "reweight": {"sst2": 0.80, "trec": 0.40, "agnews": 0.80, "emoc": 0.50},
+            }
+        ),
+    )
     found = judged(tmp_path)
     one_shot = found["4a"]
     assert one_shot.verdict == claims.PARTLY and one_shot.holds == "4/5 (4 tasks)"  # trec fails, Avg holds
-    assert claims.exceptions(one_shot) == ["reweight > vanilla_1shot fails: trec (reweight 40.0 [37.0, 43.0] vs "
-                                           "vanilla_1shot 50.0 [47.0, 53.0])"]
+    assert claims.exceptions(one_shot) == [
+        "reweight > vanilla_1shot fails: trec (reweight 40.0 [37.0, 43.0] vs vanilla_1shot 50.0 [47.0, 53.0])"
+    ]
     # Avg 62.5 vs 52.5; half-width sqrt(4 * 3**2) / 4 = 1.5 points
     assert one_shot.ours == "Avg: reweight 62.5 [61.0, 64.0] vs vanilla_1shot 52.5 [51.0, 54.0]"
     assert paper.REWEIGHT_TABLE["reweight"]["Avg"] == 68.64 and one_shot.paper.startswith("68.64 vs 51.90")
@@ -240,8 +277,8 @@ def test_reweight_average_and_per_task(tmp_path):
 def test_average_interval_adds_task_errors_in_quadrature():
     average = claims.average([claims.Estimate(0.5, 0.4, 0.55), claims.Estimate(0.7, 0.65, 0.8)])
     assert average.mean == pytest.approx(0.6)
-    assert average.low == pytest.approx(0.6 - (0.1 ** 2 + 0.05 ** 2) ** 0.5 / 2)
-    assert average.high == pytest.approx(0.6 + (0.05 ** 2 + 0.1 ** 2) ** 0.5 / 2)
+    assert average.low == pytest.approx(0.6 - (0.1**2 + 0.05**2) ** 0.5 / 2)
+    assert average.high == pytest.approx(0.6 + (0.05**2 + 0.1**2) ** 0.5 / 2)
 
 
 # ---------------------------------------------------------------------------------------------- compression
@@ -249,27 +286,38 @@ def test_average_interval_adds_task_errors_in_quadrature():
 
 def compress_rows():
     methods = {  # label loyalty, word loyalty, correct
-        "icl": (1.0, 1.0, 0.60), "text_anchor": (0.55, 0.40, 0.45), "hidden_random": (0.50, 0.06, 0.40),
-        "hidden_random_top": (0.60, 0.05, 0.44), "hidden_anchor": (0.80, 0.60, 0.57),
+        "icl": (1.0, 1.0, 0.60),
+        "text_anchor": (0.55, 0.40, 0.45),
+        "hidden_random": (0.50, 0.06, 0.40),
+        "hidden_random_top": (0.60, 0.05, 0.44),
+        "hidden_anchor": (0.80, 0.60, 0.57),
     }
-    return [{"task": task, "method": method, "metric": metric, "value": around(value)}
-            for task in ("sst2", "agnews") for method, values in methods.items()
-            for metric, value in zip(("label_loyalty", "word_loyalty", "correct"), values)]
+    return [
+        {"task": task, "method": method, "metric": metric, "value": around(value)}
+        for task in ("sst2", "agnews")
+        for method, values in methods.items()
+        for metric, value in zip(("label_loyalty", "word_loyalty", "correct"), values)
+    ]
 
 
 def test_compression_findings(tmp_path):
     write_summary(tmp_path, "compress", compress_rows())
-    pd.DataFrame([{"task": task, "model": MODEL, "seed": seed, "method": "hidden_anchor", "speedup": speedup}
-                  for task, speedups in (("sst2", (1.05, 0.9, 1.1)), ("agnews", (2.4, 2.5, 2.6)))
-                  for seed, speedup in zip((42, 43, 44), speedups)]).to_csv(tmp_path / "compress.csv", index=False)
+    pd.DataFrame(
+        [
+            {"task": task, "model": MODEL, "seed": seed, "method": "hidden_anchor", "speedup": speedup}
+            for task, speedups in (("sst2", (1.05, 0.9, 1.1)), ("agnews", (2.4, 2.5, 2.6)))
+            for seed, speedup in zip((42, 43, 44), speedups)
+        ]
+    ).to_csv(tmp_path / "compress.csv", index=False)
     found = judged(tmp_path)
     assert found["5a"].verdict == claims.REPRODUCED and found["5a"].holds == "9/9 (2 tasks)"
     assert found["5b"].verdict == claims.REPRODUCED
     # accuracy 57 vs ICL 60, within the paper's 6.86-point drop; per task 57 + 6.86 = 63.9 [61.9, 65.9] and
     # 60 [58, 62] overlap, so only the Avg (narrower intervals: two tasks) establishes it
     assert found["5c"].verdict == claims.NOT_REPRODUCED and found["5c"].holds == "1/3 (2 tasks)"
-    assert found["5c"].ours == ("Avg: hidden_anchor 57.0 [55.6, 58.4] + 6.86 = 63.9 [62.4, 65.3] vs "
-                                "icl 60.0 [58.6, 61.4]")
+    assert found["5c"].ours == (
+        "Avg: hidden_anchor 57.0 [55.6, 58.4] + 6.86 = 63.9 [62.4, 65.3] vs icl 60.0 [58.6, 61.4]"
+    )
     assert [c.outcome for c in found["5c"].checks] == [claims.UNCLEAR, claims.UNCLEAR, claims.HOLDS]
     speedup = found["5d"]
     assert speedup.verdict == claims.PARTLY  # sst2's seeds 1.05, 0.9, 1.1 do not establish > 1
@@ -288,10 +336,14 @@ def test_speedup_without_seed_rows_is_undefined(tmp_path):
 @pytest.mark.parametrize(("p_value", "expected"), [(0.01, claims.REPRODUCED), (0.12, claims.NOT_REPRODUCED)])
 def test_diagnosis_needs_a_significant_permutation_p_value(tmp_path, p_value, expected):
     # The README's old reading: 0.42 over 15 pairs looked like agreement, but p = 0.12 is not significant.
-    write_summary(tmp_path, "diagnose", [
-        {"task": "trec", "metric": "pearson", "value": (0.42, 0.1, 0.7)},
-        {"task": "trec", "metric": "p_pearson", "value": (p_value, float("nan"), float("nan"))},
-    ])
+    write_summary(
+        tmp_path,
+        "diagnose",
+        [
+            {"task": "trec", "metric": "pearson", "value": (0.42, 0.1, 0.7)},
+            {"task": "trec", "metric": "p_pearson", "value": (p_value, float("nan"), float("nan"))},
+        ],
+    )
     claim = judged(tmp_path)["6"]
     assert claim.verdict == expected
     assert claim.checks[0].detail == f"pearson 0.42 [0.10, 0.70], p = {p_value:.3f}"
@@ -302,25 +354,44 @@ def diagnose_seed_rows(task: str, distance) -> pd.DataFrame:
     from anchorlens.tasks import get_task
 
     names = get_task(task).class_names
-    return pd.DataFrame([
-        {"task": task, "model": MODEL, "seed": seed, "layer": 1, "class_a": a, "class_b": b,
-         "predicted": 1.0 if i == j else distance(i, j), "true": 1.0 if i == j else 0.5 + distance(i, j) / 2,
-         "n": 50} for seed in (42, 43) for i, a in enumerate(names) for j, b in enumerate(names)])
+    return pd.DataFrame(
+        [
+            {
+                "task": task,
+                "model": MODEL,
+                "seed": seed,
+                "layer": 1,
+                "class_a": a,
+                "class_b": b,
+                "predicted": 1.0 if i == j else distance(i, j),
+                "true": 1.0 if i == j else 0.5 + distance(i, j) / 2,
+                "n": 50,
+            }
+            for seed in (42, 43)
+            for i, a in enumerate(names)
+            for j, b in enumerate(names)
+        ]
+    )
 
 
 def test_diagnosis_from_the_seed_rows_when_the_summary_has_no_correlation(tmp_path):
     # The summary holds only the true confusion per pair: the correlation comes from DiagnoseResult.summary.
-    write_summary(tmp_path, "diagnose", [{"task": "trec", "class_a": "ABBR", "class_b": "ENTY", "metric": "true",
-                                          "value": around(0.6)}])
-    rows = pd.concat([diagnose_seed_rows("trec", lambda i, j: 0.1 * (i + j + 1)),
-                      diagnose_seed_rows("sst2", lambda i, j: 0.5)])
+    write_summary(
+        tmp_path,
+        "diagnose",
+        [{"task": "trec", "class_a": "ABBR", "class_b": "ENTY", "metric": "true", "value": around(0.6)}],
+    )
+    rows = pd.concat(
+        [diagnose_seed_rows("trec", lambda i, j: 0.1 * (i + j + 1)), diagnose_seed_rows("sst2", lambda i, j: 0.5)]
+    )
     rows.to_csv(tmp_path / "diagnose.csv", index=False)
     claim = judged(tmp_path)["6"]
     assert [check.task for check in claim.checks] == ["trec"]
     assert claim.verdict == claims.REPRODUCED  # true = 0.5 + predicted / 2: correlation 1, smallest p of 720
     assert claim.checks[0].detail == "pearson 1.00 (no interval), p = 0.001"
-    assert claims.exceptions(claim) == ["not judged: sst2 (no correlation: fewer than 3 class pairs, or a constant "
-                                        "matrix)"]
+    assert claims.exceptions(claim) == [
+        "not judged: sst2 (no correlation: fewer than 3 class pairs, or a constant matrix)"
+    ]
 
 
 # --------------------------------------------------------------------------------------- missing and bad input
@@ -343,8 +414,18 @@ def test_a_folder_without_summaries_stands_for_its_model(tmp_path):
 
 def test_a_folder_with_only_seed_rows_takes_the_model_name_from_them(tmp_path):
     # A results folder written before summaries existed: the speed-up is still judged, under the recorded name.
-    pd.DataFrame([{"task": "sst2", "model": "org/some-model", "seed": seed, "method": "hidden_anchor",
-                   "speedup": 2.0 + seed / 100} for seed in (42, 43, 44)]).to_csv(tmp_path / "compress.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "task": "sst2",
+                "model": "org/some-model",
+                "seed": seed,
+                "method": "hidden_anchor",
+                "speedup": 2.0 + seed / 100,
+            }
+            for seed in (42, 43, 44)
+        ]
+    ).to_csv(tmp_path / "compress.csv", index=False)
     found = claims.all_claims(claims.Results.read([tmp_path]))
     assert {claim.model for claim in found} == {"org/some-model"}
     assert next(claim for claim in found if claim.number == "5d").verdict == claims.REPRODUCED
@@ -357,7 +438,8 @@ def test_a_missing_folder_is_a_one_line_error(tmp_path):
 
 def test_a_summary_without_its_columns_is_an_error(tmp_path):
     pd.DataFrame({"task": ["sst2"], "model": [MODEL], "layer": [0], "S_wp": [0.5]}).to_csv(
-        tmp_path / "saliency_summary.csv", index=False)
+        tmp_path / "saliency_summary.csv", index=False
+    )
     with pytest.raises(DataFileError, match="lacks the summary columns .*rerun the experiment"):
         claims.Results.read([tmp_path])
     (tmp_path / "saliency_summary.csv").write_text("")
@@ -379,8 +461,12 @@ def test_rows_go_finding_by_finding_then_model(tmp_path):
     write_summary(tmp_path / "one", "saliency", saliency_rows())
     (tmp_path / "other-model").mkdir()
     found = claims.all_claims(claims.Results.read([tmp_path / "one", tmp_path / "other-model"]))
-    assert [(c.number, c.model) for c in found[:4]] == [("1a", MODEL), ("1a", "other-model"), ("1b", MODEL),
-                                                         ("1b", "other-model")]
+    assert [(c.number, c.model) for c in found[:4]] == [
+        ("1a", MODEL),
+        ("1a", "other-model"),
+        ("1b", MODEL),
+        ("1b", "other-model"),
+    ]
 
 
 def test_ranges():
@@ -394,9 +480,10 @@ def test_printed_table_and_exceptions(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith(f"Generated by `python analyses/claims.py {tmp_path}`")
     assert "| # | finding | model | paper | ours, 95% CI | checks holding | verdict |" in printed
-    assert (f"| 1c | Saliency: S_wp and S_pq above S_ww | {MODEL} | both mostly above S_ww (Fig. 3) | weakest, sst2 "
-            "layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320] | 35/36 (2 tasks) | **partly** |"
-            ) in printed
+    assert (
+        f"| 1c | Saliency: S_wp and S_pq above S_ww | {MODEL} | both mostly above S_ww (Fig. 3) | weakest, sst2 "
+        "layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320] | 35/36 (2 tasks) | **partly** |"
+    ) in printed
     assert f"- **1c, {MODEL}** (partly):\n  - S_pq > S_ww fails: sst2 layer 0 (S_pq 0.100" in printed
 
 
@@ -436,8 +523,10 @@ def test_readme_without_markers_is_refused(tmp_path, capsys):
     assert "no file" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(claims.START not in README.read_text(),
-                    reason="README.md has no claims block yet: the lead adds it once the results are regenerated")
+@pytest.mark.skipif(
+    claims.START not in README.read_text(),
+    reason="README.md has no claims block yet: the lead adds it once the results are regenerated",
+)
 def test_repository_readme_claims_block_matches_the_results(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # the block names the folders as typed, relative to the repository
     code = claims.main([*README_FOLDERS, "--check", "README.md"])
@@ -456,27 +545,66 @@ def test_reads_the_summaries_the_experiments_save(tmp_path):
 
     rng = np.random.default_rng(0)
     seeds, examples, layers = (42, 43), range(40), range(6)
-    base = [{"task": "sst2", "model": MODEL, "seed": seed, "example": example, "gold": example % 2}
-            for seed in seeds for example in examples]
-    saliency = pd.DataFrame([
-        {**row, "layer": layer, "prediction": row["gold"], "S_wp": (3.0 if layer < 2 else 0.1) + rng.random() * 0.1,
-         "S_pq": (0.5 if layer < 2 else 3.0) + rng.random() * 0.1, "S_ww": 0.2 + rng.random() * 0.1}
-        for row in base for layer in layers])
-    isolation = pd.DataFrame([
-        {**row, "k": 1, "condition": condition, "base_prediction": row["gold"], "prediction": row["gold"],
-         "label_loyalty": float(condition != "label_first" or rng.random() < 0.3),
-         "word_loyalty": 0.1 + 0.05 * rng.random() if condition == "label_first" else 0.9 + 0.05 * rng.random()}
-        for row in base for condition in ("label_first", "label_last", "random_first", "random_last")])
-    reweight = pd.DataFrame([
-        {**row, "method": method, "prediction": row["gold"], "correct": float(rng.random() < accuracy)}
-        for row in base for method, accuracy in (("vanilla_1shot", 0.5), ("vanilla_5shot", 0.5), ("reweight", 0.95))])
-    auroc = pd.DataFrame([
-        {**row, "layer": layer, "prediction": row["gold"],
-         "att_0": rng.random() + (2.0 * (row["gold"] == 0) if layer >= 4 else 0.0),
-         "att_1": rng.random() + (2.0 * (row["gold"] == 1) if layer >= 4 else 0.0)}
-        for row in base for layer in layers])
-    for result_class, frame in ((SaliencyResult, saliency), (IsolationResult, isolation), (ReweightResult, reweight),
-                                (AurocResult, auroc)):
+    base = [
+        {"task": "sst2", "model": MODEL, "seed": seed, "example": example, "gold": example % 2}
+        for seed in seeds
+        for example in examples
+    ]
+    saliency = pd.DataFrame(
+        [
+            {
+                **row,
+                "layer": layer,
+                "prediction": row["gold"],
+                "S_wp": (3.0 if layer < 2 else 0.1) + rng.random() * 0.1,
+                "S_pq": (0.5 if layer < 2 else 3.0) + rng.random() * 0.1,
+                "S_ww": 0.2 + rng.random() * 0.1,
+            }
+            for row in base
+            for layer in layers
+        ]
+    )
+    isolation = pd.DataFrame(
+        [
+            {
+                **row,
+                "k": 1,
+                "condition": condition,
+                "base_prediction": row["gold"],
+                "prediction": row["gold"],
+                "label_loyalty": float(condition != "label_first" or rng.random() < 0.3),
+                "word_loyalty": 0.1 + 0.05 * rng.random() if condition == "label_first" else 0.9 + 0.05 * rng.random(),
+            }
+            for row in base
+            for condition in ("label_first", "label_last", "random_first", "random_last")
+        ]
+    )
+    reweight = pd.DataFrame(
+        [
+            {**row, "method": method, "prediction": row["gold"], "correct": float(rng.random() < accuracy)}
+            for row in base
+            for method, accuracy in (("vanilla_1shot", 0.5), ("vanilla_5shot", 0.5), ("reweight", 0.95))
+        ]
+    )
+    auroc = pd.DataFrame(
+        [
+            {
+                **row,
+                "layer": layer,
+                "prediction": row["gold"],
+                "att_0": rng.random() + (2.0 * (row["gold"] == 0) if layer >= 4 else 0.0),
+                "att_1": rng.random() + (2.0 * (row["gold"] == 1) if layer >= 4 else 0.0),
+            }
+            for row in base
+            for layer in layers
+        ]
+    )
+    for result_class, frame in (
+        (SaliencyResult, saliency),
+        (IsolationResult, isolation),
+        (ReweightResult, reweight),
+        (AurocResult, auroc),
+    ):
         result_class(frame, result_class.config_class(), frame).save(tmp_path)
     found = judged(tmp_path)
     assert found["1a"].verdict == found["1b"].verdict == claims.REPRODUCED

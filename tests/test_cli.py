@@ -49,8 +49,20 @@ def test_bad_input_exits_non_zero_with_one_line_and_no_traceback():
 @pytest.mark.integration
 def test_auroc_command_writes_tables_and_resumes(tmp_path, capsys):
     out = tmp_path / "not" / "there" / "yet"
-    args = ["auroc", "--task", "sst2", "--model", "smollm2-135m", "--n-test", "4", "--seeds", "42", "--out", str(out),
-            "--no-progress"]
+    args = [
+        "auroc",
+        "--task",
+        "sst2",
+        "--model",
+        "smollm2-135m",
+        "--n-test",
+        "4",
+        "--seeds",
+        "42",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     frame = pd.read_csv(out / "auroc.csv")
     assert {"task", "seed", "layer", "auroc", "R"} <= set(frame.columns) and len(frame) == 30
@@ -92,16 +104,18 @@ def test_prompt_index_out_of_range_is_one_line(capsys, index):
     """Issue 17.6: --index 872 on SST-2's 872 test rows was an IndexError traceback."""
     assert main(["prompt", "--task", "sst2", "--index", index]) == 2
     line = _one_error_line(capsys.readouterr().err)
-    assert (f"--index {index} is out of range: task 'sst2' has 872 test inputs (its 'validation' split); "
-            "use --index 0..871") in line
+    assert (
+        f"--index {index} is out of range: task 'sst2' has 872 test inputs (its 'validation' split); use --index 0..871"
+    ) in line
 
 
 @pytest.fixture
 def short_context_folder(tmp_path, smol_tokenizer):
     """A local model folder whose config.json states a 128-token context (only its tokenizer is ever loaded)."""
     smol_tokenizer.save_pretrained(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 128,
-                                                      "vocab_size": len(smol_tokenizer)}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "llama", "max_position_embeddings": 128, "vocab_size": len(smol_tokenizer)})
+    )
     return tmp_path
 
 
@@ -111,7 +125,9 @@ def test_prompt_longer_than_the_context_warns(capsys, short_context_folder):
     captured = capsys.readouterr()
     view = json.loads(captured.out)
     assert len(view["tokens"]) > 128
-    expected = f"this prompt is {len(view['tokens'])} tokens, longer than the 128-token context of {short_context_folder}"
+    expected = (
+        f"this prompt is {len(view['tokens'])} tokens, longer than the 128-token context of {short_context_folder}"
+    )
     assert any(note.startswith(expected) and note.endswith("use fewer --shots (now 4)") for note in view["warnings"])
     assert f"anchorlens: warning: {expected}" in captured.err
     assert main(["prompt", "--task", "sst2", "--model", str(short_context_folder), "--shots", "1", "--json"]) == 0
@@ -133,9 +149,14 @@ def no_cuda(monkeypatch):
         (["auroc", "--device", "cuda"], "device 'cuda' needs a CUDA GPU and torch finds none"),
         (["auroc", "--device", "gpu"], "unknown device 'gpu'; name a torch device such as 'cpu', 'cuda'"),
         (["reproduce", "--device", "cuda:1"], "device 'cuda:1' needs a CUDA GPU"),
-        (["isolation", "--model", "smollm2-135m", "--word-top-k", "1000000"],
-         "--word-top-k 1000000 is more than the 49152 tokens of smollm2-135m's vocabulary; use at most 49152"),
-        (["compress", "--word-top-k", "300000"], "--word-top-k 300000 is more than the 262144 tokens of gemma-3-270m's"),
+        (
+            ["isolation", "--model", "smollm2-135m", "--word-top-k", "1000000"],
+            "--word-top-k 1000000 is more than the 49152 tokens of smollm2-135m's vocabulary; use at most 49152",
+        ),
+        (
+            ["compress", "--word-top-k", "300000"],
+            "--word-top-k 300000 is more than the 262144 tokens of gemma-3-270m's",
+        ),
         (["compress", "--word-top-k", "0"], "--word-top-k must be at least 1"),
     ],
 )
@@ -161,7 +182,8 @@ def test_an_unusable_model_cache_is_one_line(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     env = {**os.environ, "ANCHORLENS_CACHE": str(blocker / "cache")}
-    result = subprocess.run([sys.executable, "-m", "anchorlens.cli", "prompt", "--task", "sst2"], capture_output=True,
-                            text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "anchorlens.cli", "prompt", "--task", "sst2"], capture_output=True, text=True, env=env
+    )
     assert result.returncode == 2
     assert "it lies below a file; set ANCHORLENS_CACHE to a writable folder" in _one_error_line(result.stderr)

@@ -33,8 +33,17 @@ from anchorlens.errors import DistributedRunError, InvalidConfigError, ModelLoad
 from anchorlens.models import check_n_devices
 
 TWO_RANKS = Process(rank=1, world_size=2, local_rank=1, local_world_size=2)
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                      "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")
+LAUNCHER_VARIABLES = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "GROUP_RANK",
+    "ROLE_RANK",
+    "TORCHELASTIC_RUN_ID",
+)
 
 
 # ------------------------------------------------------------------------------------------- pure rules
@@ -142,8 +151,23 @@ def _rank_parts(folder: Path, experiment: str) -> list[set[tuple[str, int]]]:
 
 
 def test_two_processes_merge_to_the_single_process_tables(tmp_path, tiny_folder):
-    run = ["reproduce", "--model", str(tiny_folder), "--tasks", "sst2", "emoc", "--seeds", "42", "43", "--n-test", "6",
-           "--experiments", "saliency", "isolation", "--no-progress"]
+    run = [
+        "reproduce",
+        "--model",
+        str(tiny_folder),
+        "--tasks",
+        "sst2",
+        "emoc",
+        "--seeds",
+        "42",
+        "43",
+        "--n-test",
+        "6",
+        "--experiments",
+        "saliency",
+        "isolation",
+        "--no-progress",
+    ]
     single, dist = tmp_path / "single", tmp_path / "dist"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each rank below
@@ -157,8 +181,9 @@ def test_two_processes_merge_to_the_single_process_tables(tmp_path, tiny_folder)
     kept.parent.mkdir(parents=True)
     shutil.copy2(single / "saliency" / "manifest.json", dist / "saliency" / "manifest.json")
     for suffix in (".csv", ".examples.parquet", ".json"):  # a part: seed rows, per-example rows, its record
-        shutil.copy2(single / "saliency" / "parts" / "saliency" / f"sst2-seed42{suffix}",
-                     kept.parent / f"sst2-seed42{suffix}")
+        shutil.copy2(
+            single / "saliency" / "parts" / "saliency" / f"sst2-seed42{suffix}", kept.parent / f"sst2-seed42{suffix}"
+        )
     stamp = kept.stat().st_mtime_ns
 
     result = _torchrun(["-m", "anchorlens.cli", *run, "--out", str(dist)])

@@ -15,8 +15,28 @@ pytestmark = pytest.mark.integration
 
 
 def _command(folder, out):
-    return [sys.executable, "-m", "anchorlens.cli", "saliency", "--task", "sst2", "trec", "--model", str(folder),
-            "--n-test", "6", "--seeds", "1", "2", "3", "--batch-size", "2", "--out", str(out), "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "anchorlens.cli",
+        "saliency",
+        "--task",
+        "sst2",
+        "trec",
+        "--model",
+        str(folder),
+        "--n-test",
+        "6",
+        "--seeds",
+        "1",
+        "2",
+        "3",
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
 
 
 def _table(out) -> pd.DataFrame:
@@ -30,8 +50,9 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, tiny_folder):
     subprocess.run(_command(tiny_folder, reference), check=True, env=env, capture_output=True)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_command(tiny_folder, killed), env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _command(tiny_folder, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     parts = killed / "parts" / "saliency"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None and len(list(parts.glob("*-seed*.json"))) < 2:
@@ -95,8 +116,11 @@ def test_twenty_kills_at_random_points_then_a_rerun_equal_an_uninterrupted_run(t
         _killed_child(model, killed, delay)
     resumed = _isolation_run(model, killed)
     keys = ["task", "seed", "k", "condition"]
-    pd.testing.assert_frame_equal(resumed.frame.sort_values(keys).reset_index(drop=True),
-                                  reference.frame.sort_values(keys).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        resumed.frame.sort_values(keys).reset_index(drop=True), reference.frame.sort_values(keys).reset_index(drop=True)
+    )
     example_keys = [*keys, "example"]
-    pd.testing.assert_frame_equal(resumed.examples.sort_values(example_keys).reset_index(drop=True),
-                                  reference.examples.sort_values(example_keys).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        resumed.examples.sort_values(example_keys).reset_index(drop=True),
+        reference.examples.sort_values(example_keys).reset_index(drop=True),
+    )

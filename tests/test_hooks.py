@@ -34,9 +34,7 @@ def model(request):
 
 @pytest.fixture
 def batch(smol_tokenizer):
-    prompts = [
-        build_prompt(smol_tokenizer, "sst2", DEMOS, text, label, prepend_bos=False) for text, label in QUERIES
-    ]
+    prompts = [build_prompt(smol_tokenizer, "sst2", DEMOS, text, label, prepend_bos=False) for text, label in QUERIES]
     return make_batch(prompts)
 
 
@@ -84,9 +82,7 @@ def test_reweight_zero_beta_is_identity_and_nonzero_beta_scales_exactly(model, b
     with torch.no_grad():
         _, cache = model.run_with_cache(batch.tokens, names_filter=lambda name: name.endswith("hook_pattern"))
         # Only layer 0 re-weighted, so layer 0's input pattern equals the plain run's.
-        edited = model.run_with_hooks(
-            batch.tokens, fwd_hooks=reweight_hooks(beta, batch, layers=[0]) + capture_after
-        )
+        edited = model.run_with_hooks(batch.tokens, fwd_hooks=reweight_hooks(beta, batch, layers=[0]) + capture_after)
     assert not torch.allclose(plain, edited)
     original, scaled = cache[pattern_hook_name(0)], after[pattern_hook_name(0)]
     expected = original.clone()
@@ -176,8 +172,14 @@ def test_reweighted_generation_with_a_kv_cache_equals_the_full_recompute(model, 
     for use_cache, query_rows in ((True, [length, 1, 1]), (False, [length, length + 1, length + 2])):
         seen: list[int] = []
         with model.hooks(fwd_hooks=_recording_query_rows(hooks, seen)):
-            generated = model.generate(single.tokens, max_new_tokens=3, do_sample=False, stop_at_eos=False,
-                                       use_past_kv_cache=use_cache, verbose=False)
+            generated = model.generate(
+                single.tokens,
+                max_new_tokens=3,
+                do_sample=False,
+                stop_at_eos=False,
+                use_past_kv_cache=use_cache,
+                verbose=False,
+            )
         assert torch.equal(generated, full_tokens), use_cache
         assert seen == query_rows, use_cache
 

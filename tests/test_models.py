@@ -183,7 +183,9 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning_naming_the_file(tmp_path, mon
         folder = models.converted_dir("smollm2-135m")
     assert builds == ["smollm2-135m"] and models.converted_dir("smollm2-135m") == folder and len(builds) == 1
     (folder / "config.json").write_bytes(b'{"num_hidden_layers": 20}')
-    with pytest.warns(models.CacheRebuildWarning, match=r"smollm2-135m/hf failed its check: config\.json does not match"):
+    with pytest.warns(
+        models.CacheRebuildWarning, match=r"smollm2-135m/hf failed its check: config\.json does not match"
+    ):
         models.converted_dir("smollm2-135m")
     assert len(builds) == 2 and (folder / "config.json").read_bytes() == FAKE_FILES["config.json"]
 
@@ -220,8 +222,11 @@ def test_an_unwritable_cache_is_one_line_with_the_fix(tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv(models.CACHE_ENV, str(blocker / "cache"))
-    with pytest.raises(ModelLoadError, match=r"cannot build the cached model folder .*: it lies below a file; set "
-                                             r"ANCHORLENS_CACHE"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"cannot build the cached model folder .*: it lies below a file; set "
+        r"ANCHORLENS_CACHE",
+    ):
         models.tokenizer_dir("smollm2-135m")
 
     # Permission denied (chmod cannot show it to root, who runs these tests in containers): the lock's open fails.
@@ -234,7 +239,9 @@ def test_an_unwritable_cache_is_one_line_with_the_fix(tmp_path, monkeypatch):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", denied)
-    with pytest.raises(ModelLoadError, match=r"smollm2-135m is not writable; set ANCHORLENS_CACHE to a writable folder"):
+    with pytest.raises(
+        ModelLoadError, match=r"smollm2-135m is not writable; set ANCHORLENS_CACHE to a writable folder"
+    ):
         models.tokenizer_dir("smollm2-135m")
 
 
@@ -302,8 +309,14 @@ def test_local_folder_loads_with_value_biases_unfolded(tmp_path, smol_tokenizer)
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     torch.manual_seed(0)
-    config = GPTNeoXConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, max_position_embeddings=256)
+    config = GPTNeoXConfig(
+        vocab_size=len(smol_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+    )
     hf_model = GPTNeoXForCausalLM(config).eval()
     with torch.no_grad():
         for layer in hf_model.gpt_neox.layers:

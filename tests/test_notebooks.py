@@ -13,18 +13,26 @@ NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
 
 def small_parameters(out: Path) -> str:
-    return "\n".join([
-        'MODEL = "smollm2-135m"',  # the faster offline model; the notebooks' default is the README's model
-        'TASKS = ["sst2", "trec"]',
-        "SEEDS = (42,)",
-        "N_TEST = 4",
-        f"OUT = {str(out)!r}",
-    ])
+    return "\n".join(
+        [
+            'MODEL = "smollm2-135m"',  # the faster offline model; the notebooks' default is the README's model
+            'TASKS = ["sst2", "trec"]',
+            "SEEDS = (42,)",
+            "N_TEST = 4",
+            f"OUT = {str(out)!r}",
+        ]
+    )
 
 
 def test_there_is_one_notebook_per_paper_section():
     assert [path.stem.split("_", 1)[1] for path in NOTEBOOKS] == [
-        "information_flow", "isolation", "auroc", "reweighting", "compression", "error_diagnosis"]
+        "information_flow",
+        "isolation",
+        "auroc",
+        "reweighting",
+        "compression",
+        "error_diagnosis",
+    ]
 
 
 @pytest.mark.integration
@@ -34,12 +42,23 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
     parameters = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(parameters) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
     parameters[0].source = small_parameters(tmp_path / "out")
-    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
-    figures = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
-               if "application/vnd.plotly.v1+json" in output.get("data", {})]
+    figures = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if "application/vnd.plotly.v1+json" in output.get("data", {})
+    ]
     assert figures, f"{path.name} shows no plotly figure"
-    errors = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
-              if output.get("output_type") == "error"]
+    errors = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    ]
     assert not errors

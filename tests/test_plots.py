@@ -12,8 +12,11 @@ from anchorlens.plots import _ylgnbu, diagnose_svg, plot_auroc, plot_isolation, 
 
 
 def _layers(extra: dict, seeds=(1, 2), layers=4) -> pd.DataFrame:
-    rows = [{"task": "sst2", "model": "m", "seed": s, "layer": l, **{k: f(s, l) for k, f in extra.items()}}
-            for s in seeds for l in range(layers)]
+    rows = [
+        {"task": "sst2", "model": "m", "seed": s, "layer": l, **{k: f(s, l) for k, f in extra.items()}}
+        for s in seeds
+        for l in range(layers)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -27,8 +30,21 @@ def test_saliency_figure_has_three_curves_per_task(tmp_path):
 
 
 def test_isolation_figure_has_both_loyalties_per_condition():
-    frame = pd.DataFrame([{"task": "sst2", "model": "m", "seed": 1, "k": 5, "condition": c, "label_loyalty": 0.5,
-                           "word_loyalty": 0.25, "n": 3} for c in CONDITIONS])
+    frame = pd.DataFrame(
+        [
+            {
+                "task": "sst2",
+                "model": "m",
+                "seed": 1,
+                "k": 5,
+                "condition": c,
+                "label_loyalty": 0.5,
+                "word_loyalty": 0.25,
+                "n": 3,
+            }
+            for c in CONDITIONS
+        ]
+    )
     figure = plot_isolation(IsolationResult.from_frame(frame))
     assert [trace.name for trace in figure.data] == ["label loyalty", "word loyalty"]
     assert list(figure.data[0].x) == list(CONDITIONS) and np.allclose(figure.data[1].y, 25)
@@ -45,10 +61,22 @@ def _diagnosis(task="trec", seeds=(1, 2)) -> DiagnoseResult:
     from anchorlens.tasks import get_task
 
     names = list(get_task(task).class_names)
-    rows = [{"task": task, "model": "m", "seed": seed, "layer": 2, "class_a": a, "class_b": b,
-             "predicted": 1.0 if a == b else 0.1 * (i + j) / len(names) + 0.05 * seed,
-             "true": 1.0 if a == b else 0.5, "n": 10}
-            for seed in seeds for i, a in enumerate(names) for j, b in enumerate(names)]
+    rows = [
+        {
+            "task": task,
+            "model": "m",
+            "seed": seed,
+            "layer": 2,
+            "class_a": a,
+            "class_b": b,
+            "predicted": 1.0 if a == b else 0.1 * (i + j) / len(names) + 0.05 * seed,
+            "true": 1.0 if a == b else 0.5,
+            "n": 10,
+        }
+        for seed in seeds
+        for i, a in enumerate(names)
+        for j, b in enumerate(names)
+    ]
     return DiagnoseResult.from_frame(pd.DataFrame(rows))
 
 

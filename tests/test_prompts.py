@@ -47,18 +47,27 @@ def test_positions_hold_the_right_tokens(tokenizer_and_bos, task_name):
         assert list(prompt.demonstration_label_positions) == sorted(prompt.demonstration_label_positions)
         # Demonstration text tokens decode back to the demonstration texts.
         for index, demonstration in enumerate(demonstrations):
-            text_ids = [t for t, r, d in zip(prompt.token_ids, prompt.roles, prompt.demonstration_of_token)
-                        if r == Role.TEXT and d == index]
+            text_ids = [
+                t
+                for t, r, d in zip(prompt.token_ids, prompt.roles, prompt.demonstration_of_token)
+                if r == Role.TEXT and d == index
+            ]
             assert tokenizer.decode(text_ids).strip() in demonstration.text
 
 
 def test_sst2_prompt_reads_like_the_paper(smol_tokenizer):
     demos = [("bad ", 0), ("good ", 1)]
     prompt = build_prompt(smol_tokenizer, "sst2", demos, "fine ", prepend_bos=False)
-    assert prompt.text == "Review: bad \nSentiment: Negative\nReview: good \nSentiment: Positive\nReview: fine \nSentiment:"
+    assert (
+        prompt.text
+        == "Review: bad \nSentiment: Negative\nReview: good \nSentiment: Positive\nReview: fine \nSentiment:"
+    )
     tokens = prompt.tokens(smol_tokenizer)
     assert [tokens[p] for p in prompt.demonstration_label_positions] == ["ĠNegative", "ĠPositive"]
-    assert prompt.label_positions == ((prompt.demonstration_label_positions[0],), (prompt.demonstration_label_positions[1],))
+    assert prompt.label_positions == (
+        (prompt.demonstration_label_positions[0],),
+        (prompt.demonstration_label_positions[1],),
+    )
     newline_after_label = prompt.demonstration_label_positions[0] + 1
     assert prompt.roles[newline_after_label] == Role.SEPARATOR
     assert prompt.query_label is None
@@ -68,8 +77,9 @@ def test_multi_token_label_word_warns_naming_the_word(smol_tokenizer, monkeypatc
     monkeypatch.setattr("anchorlens.prompts._WARNED_MULTI_TOKEN", set())
     with pytest.warns(UserWarning, match=r"' Abbreviation'.*3 tokens.*'ĠAb', 'brev', 'iation'"):
         labels = label_tokens(smol_tokenizer, "trec")
-    prompt = build_prompt(smol_tokenizer, "trec", [("What does CPR stand for ?", 0)], "Who is he ?", prepend_bos=False,
-                          labels=labels)
+    prompt = build_prompt(
+        smol_tokenizer, "trec", [("What does CPR stand for ?", 0)], "Who is he ?", prepend_bos=False, labels=labels
+    )
     position = prompt.demonstration_label_positions[0]
     assert prompt.roles[position] == Role.LABEL
     assert prompt.roles[position + 1] == prompt.roles[position + 2] == Role.LABEL_REST
@@ -79,8 +89,12 @@ def test_multi_token_label_word_warns_naming_the_word(smol_tokenizer, monkeypatc
 
 def test_label_words_sharing_a_first_token_are_an_error(smol_tokenizer):
     task = Task(
-        name="clash", template="Q: {text}\nA:{label}", label_words=(" Ab", " Abbreviation"), class_names=("x", "y"),
-        demo_split="train", test_split="test",
+        name="clash",
+        template="Q: {text}\nA:{label}",
+        label_words=(" Ab", " Abbreviation"),
+        class_names=("x", "y"),
+        demo_split="train",
+        test_split="test",
     )
     with pytest.raises(LabelWordError, match="share their first token"):
         with warnings.catch_warnings():
@@ -95,8 +109,12 @@ def test_prompt_longer_than_the_context_is_an_error(smol_tokenizer):
 
 def test_label_word_merging_with_the_template_is_an_error(smol_tokenizer):
     task = Task(
-        name="merging", template="Review: {text}\nSentiment{label}", label_words=("al", "ist"),
-        class_names=("a", "b"), demo_split="train", test_split="test",
+        name="merging",
+        template="Review: {text}\nSentiment{label}",
+        label_words=("al", "ist"),
+        class_names=("a", "b"),
+        demo_split="train",
+        test_split="test",
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -133,8 +151,12 @@ def test_target_logits_equal_the_full_forward_at_the_targets(request, model_name
         full = model(batch.tokens)[torch.arange(batch.size), batch.target_positions]
         with model.hooks(fwd_hooks=[("unembed.hook_out", lambda tensor, hook: fired.append(tensor.shape))]):
             fast = run_to_target(model, batch)
-        residual = model(batch.tokens, stop_at_layer=model.cfg.n_layers)[torch.arange(batch.size), batch.target_positions]
+        residual = model(batch.tokens, stop_at_layer=model.cfg.n_layers)[
+            torch.arange(batch.size), batch.target_positions
+        ]
         labels_only = final_label_logits(model, residual, batch.label_token_ids)
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(labels_only, final_logits(model, residual)[:, batch.label_token_ids], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        labels_only, final_logits(model, residual)[:, batch.label_token_ids], rtol=1e-5, atol=1e-5
+    )
     assert fired  # the unembedding's hook point still runs

@@ -183,8 +183,11 @@ def test_default_test_size_is_min_of_max_test_and_rows():
 
 def test_asking_for_more_test_inputs_than_exist_says_how_many_are_used():
     """Issue 17.6: --n-test 1000000000 was capped without a word (and recorded as asked)."""
-    with pytest.warns(TestSetCapWarning, match=r"task 'trec': n_test=1000000000 asks for more test inputs than its "
-                                               r"'test' split has; all 500 are used"):
+    with pytest.warns(
+        TestSetCapWarning,
+        match=r"task 'trec': n_test=1000000000 asks for more test inputs than its "
+        r"'test' split has; all 500 are used",
+    ):
         capped = sample_test_set("trec", 42, n_test=1_000_000_000)
     assert [e.index for e in capped] == test_indices(500, 42)
     with warnings.catch_warnings():

@@ -57,7 +57,12 @@ def test_builtin_tasks_match_spec():
     }
     for name, (template, words, test_split) in expected.items():
         task = get_task(name)
-        assert (task.template, task.label_words, task.test_split, task.demo_split) == (template, words, test_split, "train")
+        assert (task.template, task.label_words, task.test_split, task.demo_split) == (
+            template,
+            words,
+            test_split,
+            "train",
+        )
         assert task.num_classes == len(words)
         assert task.max_test == 1000
 
@@ -276,10 +281,14 @@ def test_private_registry_copy_leaves_the_real_one_untouched():
         (pa.table({"text": ["a", "b"], "label": [0, 2]}), r"labels \[2\] are outside 0..1"),
         (pa.table({"text": ["a", "b"], "label": [-1, 0]}), r"labels \[-1\] are outside"),
         (pa.table({"text": ["a", None], "label": [0, 1]}), "null"),
-        (pa.table({"text": ["a"], "label": pa.array([2**64 - 1], pa.uint64())}),
-         r"labels \[18446744073709551615\] are outside"),
-        (pa.Table.from_arrays([pa.array(["a"]), pa.array([0]), pa.array([1])], names=["text", "label", "label"]),
-         r"column\(s\) \['label'\] more than once"),
+        (
+            pa.table({"text": ["a"], "label": pa.array([2**64 - 1], pa.uint64())}),
+            r"labels \[18446744073709551615\] are outside",
+        ),
+        (
+            pa.Table.from_arrays([pa.array(["a"]), pa.array([0]), pa.array([1])], names=["text", "label", "label"]),
+            r"column\(s\) \['label'\] more than once",
+        ),
     ],
 )
 def test_malformed_local_files_are_refused(tmp_path, table, problem):
@@ -336,9 +345,7 @@ def test_hub_columns_are_renamed(monkeypatch):
 
     def fake_load(path, name=None, split=None):
         calls.append((path, name, split))
-        return datasets.Dataset.from_dict(
-            {"text": ["q1 ?", "q2 ?"], "coarse_label": [5, 0], "fine_label": [40, 1]}
-        )
+        return datasets.Dataset.from_dict({"text": ["q1 ?", "q2 ?"], "coarse_label": [5, 0], "fine_label": [40, 1]})
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     monkeypatch.setattr(tasks, "_SPLIT_CACHE", {})
@@ -362,7 +369,12 @@ def test_task_from_files_round_trip(tmp_path):
     tsv_path = tmp_path / "test.tsv"
     tsv_path.write_text("label\ttext\n" + "".join(f"{l}\t{t}\n" for t, l in zip(texts, labels)), encoding="utf-8")
     task = task_from_files(
-        "mine", "Text: {text}\nLabel:{label}", [" bad", " good"], ["bad", "good"], csv_path, tsv_path,
+        "mine",
+        "Text: {text}\nLabel:{label}",
+        [" bad", " good"],
+        ["bad", "good"],
+        csv_path,
+        tsv_path,
         data_dir=tmp_path / "built",
     )
     assert task.data_dir == tmp_path / "built"
@@ -376,8 +388,16 @@ def test_task_from_files_jsonl_parquet_class_names_and_register(tmp_path, regist
     jsonl.write_text("\n".join(json.dumps({"text": t, "label": l}) for t, l in [("x", "good"), ("y", "bad")]) + "\n")
     parquet = tmp_path / "test.parquet"
     pq.write_table(pa.table({"text": ["z"], "label": ["good"]}), parquet)
-    task = task_from_files("mine2", "{text} ->{label}", (" bad", " good"), ("bad", "good"), jsonl, parquet, register=True,
-                           data_dir=tmp_path / "built")
+    task = task_from_files(
+        "mine2",
+        "{text} ->{label}",
+        (" bad", " good"),
+        ("bad", "good"),
+        jsonl,
+        parquet,
+        register=True,
+        data_dir=tmp_path / "built",
+    )
     assert get_task("mine2") is task
     assert load_split("mine2", "train")[:] == {"text": ["x", "y"], "label": [1, 0]}
     assert load_split("mine2", "test")[:] == {"text": ["z"], "label": [1]}
@@ -424,8 +444,11 @@ def test_task_from_files_never_writes_over_the_users_files(tmp_path):
     pq.write_table(pa.table({"text": ["x", "y"], "label": ["a", "b"], "id": [1, 2]}), own / "train.parquet")
     pq.write_table(pa.table({"text": ["z"], "label": ["b"], "id": [3]}), own / "test.parquet")
     before = {path.name: path.read_bytes() for path in own.iterdir()}
-    with pytest.raises(DataFileError, match=r"own/train\.parquet already exists and it is one of your input files.*"
-                                            r"never writes over"):
+    with pytest.raises(
+        DataFileError,
+        match=r"own/train\.parquet already exists and it is one of your input files.*"
+        r"never writes over",
+    ):
         task_from_files(*args, own / "train.parquet", own / "test.parquet", data_dir=own)
     # A split file there that is not an input is the user's too.
     elsewhere = tmp_path / "elsewhere.csv"
@@ -456,8 +479,12 @@ def _write(path, content) -> None:
     ("name", "content", "problem"),
     [
         # a tab inside a TSV text used to cut the text (or shift the label) silently
-        ("tab.tsv", "label\ttext\n1\thello\tworld\n0\tfine\n", r"line 2: 3 fields but the header has 2 \(label, text\); "
-         r"a text holding a tab"),
+        (
+            "tab.tsv",
+            "label\ttext\n1\thello\tworld\n0\tfine\n",
+            r"line 2: 3 fields but the header has 2 \(label, text\); "
+            r"a text holding a tab",
+        ),
         ("tab_first.tsv", "text\tlabel\nhello\tworld\t1\n", "line 2: 3 fields.*a text holding a tab"),
         # the last of two 'text' columns used to win
         ("two.csv", "text,label,text\nfirst,0,second\n", r"the header names column\(s\) \['text'\] more than once"),
@@ -466,16 +493,32 @@ def _write(path, content) -> None:
         ("short.csv", "text,label\nx\n", "line 2: 1 field but the header has 2"),
         ("dup.jsonl", '{"text": "a", "text": "b", "label": 0}\n', r"line 1: key\(s\) \['text'\] appear more than once"),
         ("bad.jsonl", '{"text": "a", "label": 0}\n{"text": \n', "line 2 is not valid JSON"),
-        ("dup.parquet",
-         pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"]), pa.array([0])], names=["text", "text", "label"]),
-         r"has column\(s\) \['text'\] more than once"),
+        (
+            "dup.parquet",
+            pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"]), pa.array([0])], names=["text", "text", "label"]),
+            r"has column\(s\) \['text'\] more than once",
+        ),
         # labels that crashed with ValueError / OverflowError / ArrowInvalid
-        ("superscript.csv", "text,label\nx,\u00b2\n", "label '\u00b2' is neither a class id nor one of the class names"),
-        ("huge.csv", "text,label\nx,100000000000000000000000\n", r"labels \[100000000000000000000000\] are outside 0..1"),
-        ("huge.jsonl", '{"text": "x", "label": 100000000000000000000000}\n',
-         r"labels \[100000000000000000000000\] are outside"),
-        ("uint64.parquet", pa.table({"text": ["x", "y"], "label": pa.array([0, 2**64 - 1], pa.uint64())}),
-         r"labels \[18446744073709551615\] are outside 0..1"),
+        (
+            "superscript.csv",
+            "text,label\nx,\u00b2\n",
+            "label '\u00b2' is neither a class id nor one of the class names",
+        ),
+        (
+            "huge.csv",
+            "text,label\nx,100000000000000000000000\n",
+            r"labels \[100000000000000000000000\] are outside 0..1",
+        ),
+        (
+            "huge.jsonl",
+            '{"text": "x", "label": 100000000000000000000000}\n',
+            r"labels \[100000000000000000000000\] are outside",
+        ),
+        (
+            "uint64.parquet",
+            pa.table({"text": ["x", "y"], "label": pa.array([0, 2**64 - 1], pa.uint64())}),
+            r"labels \[18446744073709551615\] are outside 0..1",
+        ),
     ],
 )
 def test_custom_files_that_would_be_read_other_than_written_are_refused(tmp_path, name, content, problem):
@@ -483,7 +526,9 @@ def test_custom_files_that_would_be_read_other_than_written_are_refused(tmp_path
     good.write_text("text,label\nx,0\ny,1\n")
     _write(tmp_path / name, content)
     with pytest.raises(DataFileError, match=problem) as caught:
-        task_from_files("t", "{text}:{label}", (" a", " b"), ("a", "b"), good, tmp_path / name, data_dir=tmp_path / "out")
+        task_from_files(
+            "t", "{text}:{label}", (" a", " b"), ("a", "b"), good, tmp_path / name, data_dir=tmp_path / "out"
+        )
     assert name in str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "out" / "train.parquet").exists()  # nothing is written when an input is refused
 
@@ -501,6 +546,8 @@ def test_custom_files_keep_what_they_can(tmp_path):
     csv_path.write_text('\ufefftext,label,source\n"a, with\ttab",1,web\nplain,0,web\n', encoding="utf-8")
     parquet = tmp_path / "test.parquet"
     pq.write_table(pa.table({"text": ["z", "w"], "label": pa.array([1, 0], pa.uint64())}), parquet)
-    task = task_from_files("t", "{text}:{label}", (" a", " b"), ("a", "b"), csv_path, parquet, data_dir=tmp_path / "out")
+    task = task_from_files(
+        "t", "{text}:{label}", (" a", " b"), ("a", "b"), csv_path, parquet, data_dir=tmp_path / "out"
+    )
     assert load_split(task, "train")[:] == {"text": ["a, with\ttab", "plain"], "label": [1, 0]}
     assert load_split(task, "test")[:] == {"text": ["z", "w"], "label": [1, 0]}

@@ -38,12 +38,15 @@ def _plot(name: str) -> Callable:
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
     "saliency": ExperimentSpec(SaliencyConfig, SaliencyResult, run_saliency, _plot("saliency"), ("abs_per_head",)),
-    "isolation": ExperimentSpec(IsolationConfig, IsolationResult, run_isolation, _plot("isolation"), ("k", "word_top_k")),
+    "isolation": ExperimentSpec(
+        IsolationConfig, IsolationResult, run_isolation, _plot("isolation"), ("k", "word_top_k")
+    ),
     "auroc": ExperimentSpec(AurocConfig, AurocResult, run_auroc, _plot("auroc")),
     "diagnose": ExperimentSpec(DiagnoseConfig, DiagnoseResult, run_diagnose, _plot("diagnose"), ("layer",)),
     "reweight": ExperimentSpec(ReweightConfig, ReweightResult, run_reweight, _plot("reweight"), REWEIGHT_CLI_FIELDS),
     "compress": ExperimentSpec(CompressConfig, CompressResult, run_compress, _plot("compress"), COMPRESS_CLI_FIELDS),
 }
+
 
 def run_experiment(
     name: str,
@@ -89,6 +92,7 @@ def run_experiment(
     with warnings.catch_warnings():
         warnings.filterwarnings("once", message="label word")
         if process.is_distributed:
+
             def run_part(task, seed: int) -> None:
                 # One seed through the ordinary path: the part is computed exactly as in a single process.
                 spec.run(model, task, dataclasses.replace(config, seeds=(seed,)), out=out, progress=progress)

@@ -121,7 +121,9 @@ def _kept_groups(
 
 
 def resampled_layer_auroc(
-    attention: Float[np.ndarray, "n label"], predicted: Int[np.ndarray, " n"], counts: Float[np.ndarray, "resample n"],
+    attention: Float[np.ndarray, "n label"],
+    predicted: Int[np.ndarray, " n"],
+    counts: Float[np.ndarray, "resample n"],
     groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> Float[np.ndarray, " resample"]:
     """`layer_auroc` of one layer's [n, class] attention under each row of `counts` [resample, n] (how often
@@ -179,8 +181,9 @@ class AurocResult(ExperimentResult):
     config_class: ClassVar[type[ExperimentConfig]] = AurocConfig
     example_keys: ClassVar[tuple[str, ...]] = ("layer",)
 
-    def summary_with_ci(self, *, n_resamples: int = AUROC_RESAMPLES, level: float = LEVEL,
-                        seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    def summary_with_ci(
+        self, *, n_resamples: int = AUROC_RESAMPLES, level: float = LEVEL, seed: int = BOOTSTRAP_SEED
+    ) -> pd.DataFrame:
         """Per task, model and layer: ``auroc`` (seed mean; equals the seed rows' mean) and ``R`` (R_l of the
         seed-mean curve), each with a two-level bootstrap interval: every resample redraws seeds and their test
         inputs, recomputes each drawn seed's AUROC at every layer on the drawn inputs (a seed drawn c times
@@ -225,8 +228,12 @@ class AurocResult(ExperimentResult):
                     weights[use, index] += drawn[use]
                 # The same AUROC with every input once (equal to `layer_auroc`, which is sklearn's and slower).
                 once = np.ones((1, len(members)))
-                point.append([resampled_layer_auroc(attention[members, index], predicted[members], once)[0]
-                              for index in range(len(layers))])
+                point.append(
+                    [
+                        resampled_layer_auroc(attention[members, index], predicted[members], once)[0]
+                        for index in range(len(layers))
+                    ]
+                )
             with np.errstate(invalid="ignore", divide="ignore"):
                 curves = curves / weights
             # Mean over the seeds where the AUROC is defined, as the seed rows' mean (NaN if it is in none).
@@ -236,8 +243,10 @@ class AurocResult(ExperimentResult):
             n_seeds = int(len(resamples.seeds))
             n_examples = int(len(predicted))
             for index, layer in enumerate(layers):
-                for metric, value, boot in (("auroc", estimate[index], curves[:, index]),
-                                            ("R", estimate_r[index], boot_r[:, index])):
+                for metric, value, boot in (
+                    ("auroc", estimate[index], curves[:, index]),
+                    ("R", estimate_r[index], boot_r[:, index]),
+                ):
                     low, high = interval(boot, level)
                     rows.append((*stratum_key, int(layer), metric, float(value), low, high, n_seeds, n_examples))
         return pd.DataFrame(rows, columns=columns)
@@ -255,7 +264,6 @@ class AurocResult(ExperimentResult):
         return grouped.agg(auroc_mean=("auroc", "mean"), auroc_std=("auroc", "std"), R=("R", "first")).reset_index()
 
 
-
 def compact(summary: pd.DataFrame) -> pd.DataFrame:
     """Per task: AUROC of the first and last layer, the best layer, and the first layer where R_l passes 0.5."""
     rows = []
@@ -263,13 +271,18 @@ def compact(summary: pd.DataFrame) -> pd.DataFrame:
         part = part.sort_values("layer")
         curve = part["auroc_mean"].to_numpy()
         passed = part.loc[part["R"] >= 0.5, "layer"]
-        rows.append({
-            "task": task, "model": model, "layers": len(part),
-            "auroc_first": curve[0], "auroc_last": curve[-1],
-            "auroc_max": float(np.nanmax(curve)) if np.isfinite(curve).any() else float("nan"),
-            "best_layer": int(part["layer"].iloc[int(np.nanargmax(curve))]) if np.isfinite(curve).any() else -1,
-            "layer_R_half": int(passed.iloc[0]) if len(passed) else -1,
-        })
+        rows.append(
+            {
+                "task": task,
+                "model": model,
+                "layers": len(part),
+                "auroc_first": curve[0],
+                "auroc_last": curve[-1],
+                "auroc_max": float(np.nanmax(curve)) if np.isfinite(curve).any() else float("nan"),
+                "best_layer": int(part["layer"].iloc[int(np.nanargmax(curve))]) if np.isfinite(curve).any() else -1,
+                "layer_R_half": int(passed.iloc[0]) if len(passed) else -1,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -282,15 +295,25 @@ def with_r(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_auroc(
-    model, task: Task | str, config: AurocConfig = AurocConfig(), *, out: str | Path | None = None,
+    model,
+    task: Task | str,
+    config: AurocConfig = AurocConfig(),
+    *,
+    out: str | Path | None = None,
     progress: bool = True,
 ) -> AurocResult:
     """Per-layer AUROC for each seed (one forward pass per batch) and R_l over the seed-averaged curve."""
     task = get_task(task)
 
     def one_seed(seed: int) -> SeedOutput:
-        _, prompts = task_prompts(model.tokenizer, task, seed, n_test=config.n_test,
-                                  shots_per_class=config.shots_per_class, **prompt_settings(model))
+        _, prompts = task_prompts(
+            model.tokenizer,
+            task,
+            seed,
+            n_test=config.n_test,
+            shots_per_class=config.shots_per_class,
+            **prompt_settings(model),
+        )
         attentions, predictions, examples, gold = [], [], [], []
         for batch in batches(model, prompts, config.batch_size, progress=progress):
             batch_attention, batch_predictions = attention_and_prediction(model, batch)
@@ -310,12 +333,14 @@ def run_auroc(
                 "classes_kept": len(np.unique(predicted)),
             }
         )
-        per_example = pd.DataFrame({
-            "example": np.repeat(np.asarray(examples, dtype=np.int64), n_layers),
-            "gold": np.repeat(torch.cat(gold).numpy(), n_layers),
-            "layer": np.tile(np.arange(n_layers), len(examples)),
-            "prediction": np.repeat(predicted, n_layers),
-        })
+        per_example = pd.DataFrame(
+            {
+                "example": np.repeat(np.asarray(examples, dtype=np.int64), n_layers),
+                "gold": np.repeat(torch.cat(gold).numpy(), n_layers),
+                "layer": np.tile(np.arange(n_layers), len(examples)),
+                "prediction": np.repeat(predicted, n_layers),
+            }
+        )
         for label in range(attention.shape[2]):
             per_example[f"att_{label}"] = attention[:, :, label].reshape(-1)
         return SeedOutput(rows, per_example)

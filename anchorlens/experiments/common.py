@@ -50,7 +50,9 @@ class ExperimentConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise InvalidConfigError(f"seeds repeat: {self.seeds}; give each seed once")
         if self.n_test is not None and self.n_test < 1:
-            raise InvalidConfigError(f"n_test must be at least 1, got {self.n_test} (omit it to use the whole test split)")
+            raise InvalidConfigError(
+                f"n_test must be at least 1, got {self.n_test} (omit it to use the whole test split)"
+            )
         if self.batch_size < 1:
             raise InvalidConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.shots_per_class < 1:
@@ -98,8 +100,10 @@ def _groups(prompts: list[Prompt], batch_size: int, max_tokens: int | None) -> l
     groups: list[list[Prompt]] = []
     for prompt in prompts:
         current = groups[-1] if groups else None
-        fits = current is not None and len(current) < batch_size and (
-            max_tokens is None or (len(current) + 1) * max(prompt.length, current[-1].length) <= max_tokens
+        fits = (
+            current is not None
+            and len(current) < batch_size
+            and (max_tokens is None or (len(current) + 1) * max(prompt.length, current[-1].length) <= max_tokens)
         )
         if fits:
             current.append(prompt)
@@ -177,8 +181,10 @@ def run_seeds(
         output = one_seed(seed)
         if isinstance(output, pd.DataFrame):  # TRANSITION: experiments not yet returning SeedOutput
             output = SeedOutput(output, pd.DataFrame({"example": []}))
-        return (_tagged(output.rows, task.name, config.model, seed),
-                _tagged(output.examples, task.name, config.model, seed))
+        return (
+            _tagged(output.rows, task.name, config.model, seed),
+            _tagged(output.examples, task.name, config.model, seed),
+        )
 
     seeds = tqdm(config.seeds, desc=f"{experiment} {task.name}", disable=not progress, leave=False)
     for seed in seeds:
@@ -195,8 +201,7 @@ def run_seeds(
                 else:
                     began = time.perf_counter()
                     seed_rows, seed_examples = compute(seed)
-                    store.write_part(task.name, seed, seed_rows, seed_examples,
-                                     seconds=time.perf_counter() - began)
+                    store.write_part(task.name, seed, seed_rows, seed_examples, seconds=time.perf_counter() - began)
         rows.append(seed_rows)
         examples.append(seed_examples)
     return SeedRuns(pd.concat(rows, ignore_index=True), pd.concat(examples, ignore_index=True), config)
@@ -227,8 +232,11 @@ class ExperimentResult:
     def from_frame(
         cls, frame: pd.DataFrame, config: ExperimentConfig | None = None, examples: pd.DataFrame | None = None
     ) -> ExperimentResult:
-        return cls(cls.derive(frame), config if config is not None else cls.config_class(),
-                   examples if examples is not None else pd.DataFrame())
+        return cls(
+            cls.derive(frame),
+            config if config is not None else cls.config_class(),
+            examples if examples is not None else pd.DataFrame(),
+        )
 
     @classmethod
     def from_run(cls, run: SeedRuns) -> ExperimentResult:

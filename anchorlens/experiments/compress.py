@@ -147,7 +147,9 @@ def random_positions(prompt: Prompt, generator: np.random.Generator) -> tuple[in
     kept = [p for p in anchor_positions(prompt) if p not in labels and prompt.roles[p] != Role.LABEL_REST]
     for label_position in prompt.demonstration_label_positions:
         demonstration = prompt.demonstration_of_token[label_position]
-        text = [p for p in range(end) if prompt.roles[p] == Role.TEXT and prompt.demonstration_of_token[p] == demonstration]
+        text = [
+            p for p in range(end) if prompt.roles[p] == Role.TEXT and prompt.demonstration_of_token[p] == demonstration
+        ]
         if text:
             kept.append(int(generator.choice(text)))
     return tuple(sorted(kept))
@@ -190,8 +192,15 @@ def text_anchor_task(task: Task) -> Task:
 
 
 def text_anchor_prompt(
-    tokenizer, task: Task | str, demonstrations: Sequence, query_text: str, query_label: int | None = None, *,
-    prepend_bos: bool, max_length: int | None = None, labels: LabelTokens | None = None,
+    tokenizer,
+    task: Task | str,
+    demonstrations: Sequence,
+    query_text: str,
+    query_label: int | None = None,
+    *,
+    prepend_bos: bool,
+    max_length: int | None = None,
+    labels: LabelTokens | None = None,
     example_index: int | None = None,
 ) -> Prompt:
     """Text_anchor: the plain-text prompt with each demonstration's text removed, the query unchanged.
@@ -199,11 +208,19 @@ def text_anchor_prompt(
     ``Review:\\nSentiment: Negative\\nReview:\\nSentiment: Positive\\nReview: x\\nSentiment:``"""
     task = get_task(task)
     prefix = task.template_parts()[0]
-    moved = prefix[len(prefix.rstrip()):]
+    moved = prefix[len(prefix.rstrip()) :]
     pairs = [(d.text, d.label) if hasattr(d, "text") else (d[0], d[1]) for d in demonstrations]
-    return build_prompt(tokenizer, text_anchor_task(task), [("", label) for _, label in pairs], moved + query_text,
-                        query_label, prepend_bos=prepend_bos, max_length=max_length, labels=labels,
-                        example_index=example_index)
+    return build_prompt(
+        tokenizer,
+        text_anchor_task(task),
+        [("", label) for _, label in pairs],
+        moved + query_text,
+        query_label,
+        prepend_bos=prepend_bos,
+        max_length=max_length,
+        labels=labels,
+        example_index=example_index,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -225,8 +242,14 @@ def _synchronize(device: torch.device) -> None:
 
 
 def evaluate(
-    run_batch: Callable[[int], Tensor], n_batches: int, label_token_ids: Tensor, config: CompressConfig, *,
-    device: torch.device, repeats: int | None = None, warm_up: bool = True,
+    run_batch: Callable[[int], Tensor],
+    n_batches: int,
+    label_token_ids: Tensor,
+    config: CompressConfig,
+    *,
+    device: torch.device,
+    repeats: int | None = None,
+    warm_up: bool = True,
 ) -> Outcome:
     """Run every batch (`run_batch(i)` gives target logits), timing whole passes with `perf_counter`.
 
@@ -274,8 +297,9 @@ def final_residuals_of_draws(
     stacks = [CacheStack.of(caches[i : i + per_pass]) for i in range(0, len(caches), per_pass)]
     with torch.no_grad():
         per_batch = [
-            torch.cat([run_queries_with_caches(model, stack, tokens, lengths, readout=_residual_stream)
-                       for stack in stacks])
+            torch.cat(
+                [run_queries_with_caches(model, stack, tokens, lengths, readout=_residual_stream) for stack in stacks]
+            )
             for tokens, lengths in queries
         ]
     return torch.cat(per_batch, dim=1)
@@ -296,22 +320,26 @@ def best_draw(predictions: Int[Tensor, "draw input"], reference: Int[Tensor, " i
     return loyal.index(max(loyal))
 
 
-def _example_rows(method: str, outcome: Outcome, reference: Outcome, gold: Tensor, examples: Sequence[int]
-                  ) -> pd.DataFrame:
+def _example_rows(
+    method: str, outcome: Outcome, reference: Outcome, gold: Tensor, examples: Sequence[int]
+) -> pd.DataFrame:
     """One row per test input: its prediction and its loyalty and correctness (`anchorlens.metrics`)."""
-    return pd.DataFrame({
-        "method": method,
-        "example": list(examples),
-        "gold": gold.tolist(),
-        "prediction": outcome.predictions.tolist(),
-        "label_loyalty": label_agreement(outcome.predictions, reference.predictions).tolist(),
-        "word_loyalty": jaccard(outcome.top_tokens, reference.top_tokens).tolist(),
-        "correct": correct(outcome.predictions, gold).tolist(),
-    })
+    return pd.DataFrame(
+        {
+            "method": method,
+            "example": list(examples),
+            "gold": gold.tolist(),
+            "prediction": outcome.predictions.tolist(),
+            "label_loyalty": label_agreement(outcome.predictions, reference.predictions).tolist(),
+            "word_loyalty": jaccard(outcome.top_tokens, reference.top_tokens).tolist(),
+            "correct": correct(outcome.predictions, gold).tolist(),
+        }
+    )
 
 
-def _seed_row(method: str, examples: pd.DataFrame, outcome: Outcome, reference: Outcome, demo_tokens: int,
-              kept_tokens: int) -> dict:
+def _seed_row(
+    method: str, examples: pd.DataFrame, outcome: Outcome, reference: Outcome, demo_tokens: int, kept_tokens: int
+) -> dict:
     """The seed row of a method: the means of its per-example values, and its timing."""
     return {
         "method": method,
@@ -333,10 +361,28 @@ def seed_prompts(model, task: Task, seed: int, config: CompressConfig) -> list[t
     labels = label_tokens(model.tokenizer, task)
     demonstrations, _ = sample_demonstrations(task, seed, shots_per_class=config.shots_per_class)
     pairs = [
-        (build_prompt(model.tokenizer, task, demonstrations, example.text, example.label, labels=labels,
-                      example_index=example.index, **settings),
-         text_anchor_prompt(model.tokenizer, task, demonstrations, example.text, example.label, labels=labels,
-                            example_index=example.index, **settings))
+        (
+            build_prompt(
+                model.tokenizer,
+                task,
+                demonstrations,
+                example.text,
+                example.label,
+                labels=labels,
+                example_index=example.index,
+                **settings,
+            ),
+            text_anchor_prompt(
+                model.tokenizer,
+                task,
+                demonstrations,
+                example.text,
+                example.label,
+                labels=labels,
+                example_index=example.index,
+                **settings,
+            ),
+        )
         for example in sample_test_set(task, seed, n_test=config.n_test)
     ]
     return sorted(pairs, key=lambda pair: pair[0].length)
@@ -442,13 +488,23 @@ class CompressResult(ExperimentResult):
         ours = self.paper_table().reset_index()
         if "model" not in ours.columns:
             ours.insert(0, "model", self.frame["model"].iloc[0])
-        theirs = pd.DataFrame([
-            {"model": f"paper, {name}", "method": METHOD_LABELS.get(method, method), "label_loyalty": values[0],
-             "word_loyalty": values[1], "accuracy": values[2], "tasks": len(paper.COMPRESS_SPEEDUP[name])}
-            for name, rows in paper.COMPRESS_TABLE.items() for method, values in rows.items()
-        ])
-        return pd.concat([ours.rename(columns={"model": "source"}), theirs.rename(columns={"model": "source"})],
-                         ignore_index=True)
+        theirs = pd.DataFrame(
+            [
+                {
+                    "model": f"paper, {name}",
+                    "method": METHOD_LABELS.get(method, method),
+                    "label_loyalty": values[0],
+                    "word_loyalty": values[1],
+                    "accuracy": values[2],
+                    "tasks": len(paper.COMPRESS_SPEEDUP[name]),
+                }
+                for name, rows in paper.COMPRESS_TABLE.items()
+                for method, values in rows.items()
+            ]
+        )
+        return pd.concat(
+            [ours.rename(columns={"model": "source"}), theirs.rename(columns={"model": "source"})], ignore_index=True
+        )
 
 
 def _order_key(column: pd.Series) -> pd.Series:
@@ -476,14 +532,28 @@ def plot_compress(result: CompressResult) -> go.Figure:
         stats = per_unit.groupby("method")[list(METRICS)].agg(["mean", "std"])
         methods = [m for m in METHODS if m in stats.index]
         for metric in METRICS:
-            figure.add_trace(go.Bar(x=[METHOD_LABELS[m] for m in methods], y=stats.loc[methods, (metric, "mean")] * 100,
-                                    error_y={"type": "data", "array": stats.loc[methods, (metric, "std")].fillna(0) * 100},
-                                    name=metric.replace("_", " "), marker_color=colors[metric], legendgroup=metric,
-                                    showlegend=column == 1), row=1, col=column)
+            figure.add_trace(
+                go.Bar(
+                    x=[METHOD_LABELS[m] for m in methods],
+                    y=stats.loc[methods, (metric, "mean")] * 100,
+                    error_y={"type": "data", "array": stats.loc[methods, (metric, "std")].fillna(0) * 100},
+                    name=metric.replace("_", " "),
+                    marker_color=colors[metric],
+                    legendgroup=metric,
+                    showlegend=column == 1,
+                ),
+                row=1,
+                col=column,
+            )
     tasks = ", ".join(dict.fromkeys(frame["task"]))
     figure.update_yaxes(title_text="% (vs full ICL; accuracy vs gold)", range=[0, 105], row=1, col=1)
-    figure.update_layout(title=f"Anchor-only context compression ({tasks})", barmode="group",
-                         template="plotly_white", height=420, width=max(600, 520 * len(models)))
+    figure.update_layout(
+        title=f"Anchor-only context compression ({tasks})",
+        barmode="group",
+        template="plotly_white",
+        height=420,
+        width=max(600, 520 * len(models)),
+    )
     return figure
 
 
@@ -491,13 +561,24 @@ def plot_compress(result: CompressResult) -> go.Figure:
 
 
 def run_compress(
-    model, task: Task | str, config: CompressConfig = CompressConfig(), *, out: str | Path | None = None,
+    model,
+    task: Task | str,
+    config: CompressConfig = CompressConfig(),
+    *,
+    out: str | Path | None = None,
     progress: bool = True,
 ) -> CompressResult:
     """Table 2 (and Table 3's speed-up) for one task: every method per seed, each seed saved when done."""
     task = get_task(task)
     check_supported(model)
     config = config.for_model(model)
-    run = run_seeds("compress", model, task, config, lambda seed: evaluate_seed(model, task, seed, config),
-                    out=out, progress=progress)
+    run = run_seeds(
+        "compress",
+        model,
+        task,
+        config,
+        lambda seed: evaluate_seed(model, task, seed, config),
+        out=out,
+        progress=progress,
+    )
     return CompressResult.from_run(run)

@@ -102,8 +102,13 @@ class DiagnosisInput:
 
 
 def diagnosis_inputs(
-    task: Task | str, seed: int, *, n_test: int | None, min_per_class: int = MIN_PER_CLASS,
-    demonstration_rows: Sequence[int] = (), source: str = "local",
+    task: Task | str,
+    seed: int,
+    *,
+    n_test: int | None,
+    min_per_class: int = MIN_PER_CLASS,
+    demonstration_rows: Sequence[int] = (),
+    source: str = "local",
 ) -> list[DiagnosisInput]:
     """The seed's diagnosis queries: its first `n_test` test inputs, then, for each class with fewer than
     `min_per_class` of them, more of that class's rows further down the seed's test shuffle and, if the test split
@@ -115,10 +120,10 @@ def diagnosis_inputs(
     test_texts = test.data.column("text")
     base = min(task.max_test, test.num_rows) if n_test is None else min(n_test, test.num_rows)
     order = test_indices(test.num_rows, seed)  # the whole shuffle: its first `base` rows are the test inputs
-    chosen = [DiagnosisInput(Example(test_texts[i].as_py(), int(test_labels[i]), i), task.test_split)
-              for i in order[:base]]
-    counts = np.bincount([item.example.label for item in chosen if item.example.label >= 0],
-                         minlength=task.num_classes)
+    chosen = [
+        DiagnosisInput(Example(test_texts[i].as_py(), int(test_labels[i]), i), task.test_split) for i in order[:base]
+    ]
+    counts = np.bincount([item.example.label for item in chosen if item.example.label >= 0], minlength=task.num_classes)
     for i in order[base:]:
         label = int(test_labels[i])
         if 0 <= label and counts[label] < min_per_class:
@@ -177,11 +182,15 @@ def keys_and_queries(model, batch: PromptBatch, layer: int) -> tuple[torch.Tenso
 
     def keep_keys(keys: torch.Tensor, hook) -> None:  # [b, pos, kv_heads, d]
         if keys.ndim != 4 or keys.shape[1] != batch.seq_len:
-            raise HookError(f"{hook.name} carries a tensor of shape {tuple(keys.shape)}, not [batch, position, head, "
-                            "d_head]; diagnose cannot read keys from this model")
+            raise HookError(
+                f"{hook.name} carries a tensor of shape {tuple(keys.shape)}, not [batch, position, head, "
+                "d_head]; diagnose cannot read keys from this model"
+            )
         repeat = model.cfg.n_heads // keys.shape[2]
         keys = keys.repeat_interleave(repeat, dim=2).flatten(2)  # [b, pos, H*d]
-        store["keys"] = (torch.einsum("bcp,bpd->bcd", label_mask.to(keys.device), keys) / counts.to(keys.device)).detach()
+        store["keys"] = (
+            torch.einsum("bcp,bpd->bcd", label_mask.to(keys.device), keys) / counts.to(keys.device)
+        ).detach()
 
     def keep_queries(queries: torch.Tensor, hook) -> None:  # [b, pos, H, d]
         rows = torch.arange(queries.shape[0], device=queries.device)
@@ -251,12 +260,18 @@ def _pair_correlations(predicted_pairs: np.ndarray, true_pairs: np.ndarray) -> d
         with np.errstate(invalid="ignore", divide="ignore"):
             return (x @ y) / np.sqrt((x * x).sum(-1) * (y @ y))
 
-    return {"pearson": pearson(predicted_pairs, true_pairs),
-            "spearman": pearson(rankdata(predicted_pairs, axis=-1), rankdata(true_pairs))}
+    return {
+        "pearson": pearson(predicted_pairs, true_pairs),
+        "spearman": pearson(rankdata(predicted_pairs, axis=-1), rankdata(true_pairs)),
+    }
 
 
 def mantel_test(
-    predicted: np.ndarray, true: np.ndarray, *, n_permutations: int = N_PERMUTATIONS, seed: int = PERMUTATION_SEED,
+    predicted: np.ndarray,
+    true: np.ndarray,
+    *,
+    n_permutations: int = N_PERMUTATIONS,
+    seed: int = PERMUTATION_SEED,
 ) -> dict[str, float]:
     """One-sided permutation p-values of the Pearson and Spearman correlation of the off-diagonal pairs (i < j)
     of two C × C matrices, relabelling the classes of `predicted` (module docstring). Pairs whose true value is
@@ -326,19 +341,26 @@ class DiagnoseResult(ExperimentResult):
             valid = ~(np.isnan(x) | np.isnan(y))
             test = mantel_test(predicted.to_numpy(float), true.to_numpy(float))
             fewest = pd.concat([part["n_a"], part["n_b"]]).min() if {"n_a", "n_b"} <= set(part.columns) else np.nan
-            rows.append({
-                "task": task, "model": model, "pairs": int(valid.sum()),
-                "pearson": test["pearson"], "p_pearson": test["p_pearson"],
-                "spearman": test["spearman"], "p_spearman": test["p_spearman"],
-                "n_permutations": test["n_permutations"],
-                "most_confused_predicted": "-".join(pairs[int(np.nanargmin(x))]) if valid.any() else "",
-                "most_confused_true": "-".join(pairs[int(np.nanargmin(y))]) if valid.any() else "",
-                "min_class_inputs": fewest,
-            })
+            rows.append(
+                {
+                    "task": task,
+                    "model": model,
+                    "pairs": int(valid.sum()),
+                    "pearson": test["pearson"],
+                    "p_pearson": test["p_pearson"],
+                    "spearman": test["spearman"],
+                    "p_spearman": test["p_spearman"],
+                    "n_permutations": test["n_permutations"],
+                    "most_confused_predicted": "-".join(pairs[int(np.nanargmin(x))]) if valid.any() else "",
+                    "most_confused_true": "-".join(pairs[int(np.nanargmin(y))]) if valid.any() else "",
+                    "min_class_inputs": fewest,
+                }
+            )
         return pd.DataFrame(rows)
 
-    def summary_with_ci(self, *, n_resamples: int = N_RESAMPLES, level: float = LEVEL,
-                        seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    def summary_with_ci(
+        self, *, n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = BOOTSTRAP_SEED
+    ) -> pd.DataFrame:
         """The true confusion of each ordered class pair (seed mean, as `matrices`) with a two-level bootstrap
         interval: seeds and their inputs redrawn, each drawn seed's AUROC of p_a / p_b recomputed on the drawn
         inputs of gold a or b (count-weighted, `anchorlens.experiments.auroc.weighted_auc`), averaged over the drawn
@@ -394,7 +416,11 @@ class DiagnoseResult(ExperimentResult):
 
 
 def run_diagnose(
-    model, task: Task | str, config: DiagnoseConfig = DiagnoseConfig(), *, out: str | Path | None = None,
+    model,
+    task: Task | str,
+    config: DiagnoseConfig = DiagnoseConfig(),
+    *,
+    out: str | Path | None = None,
     progress: bool = True,
 ) -> DiagnoseResult:
     """Predicted and true confusion for each seed at `config.layer`."""
@@ -405,12 +431,27 @@ def run_diagnose(
 
     def one_seed(seed: int) -> SeedOutput:
         demonstrations, _ = sample_demonstrations(task, seed, shots_per_class=config.shots_per_class)
-        inputs = diagnosis_inputs(task, seed, n_test=config.n_test, min_per_class=config.min_per_class,
-                                  demonstration_rows=[example.index for example in demonstrations])
+        inputs = diagnosis_inputs(
+            task,
+            seed,
+            n_test=config.n_test,
+            min_per_class=config.min_per_class,
+            demonstration_rows=[example.index for example in demonstrations],
+        )
         labels = label_tokens(model.tokenizer, task)
-        prompts = [build_prompt(model.tokenizer, task, demonstrations, item.example.text, item.example.label,
-                                labels=labels, example_index=item.example.index, **prompt_settings(model))
-                   for item in inputs]
+        prompts = [
+            build_prompt(
+                model.tokenizer,
+                task,
+                demonstrations,
+                item.example.text,
+                item.example.label,
+                labels=labels,
+                example_index=item.example.index,
+                **prompt_settings(model),
+            )
+            for item in inputs
+        ]
         split_of = {id(prompt): item.split for prompt, item in zip(prompts, inputs)}
         keys, queries, probabilities, gold, examples, splits = [], [], [], [], [], []
         for batch in batches(model, prompts, config.batch_size, progress=progress):
@@ -430,13 +471,30 @@ def run_diagnose(
         true = true_confusion(probabilities, gold)
         per_class = np.bincount(gold, minlength=task.num_classes)
         names = task.class_names
-        rows = pd.DataFrame([
-            {"layer": layer, "class_a": names[a], "class_b": names[b], "predicted": predicted[a, b], "true": true[a, b],
-             "n": len(prompts), "n_a": int(per_class[a]), "n_b": int(per_class[b])}
-            for a in range(task.num_classes) for b in range(task.num_classes)
-        ])
-        per_example = pd.DataFrame({"example": np.asarray(examples, dtype=np.int64), "split": splits, "gold": gold,
-                                    "prediction": probabilities.argmax(1)})
+        rows = pd.DataFrame(
+            [
+                {
+                    "layer": layer,
+                    "class_a": names[a],
+                    "class_b": names[b],
+                    "predicted": predicted[a, b],
+                    "true": true[a, b],
+                    "n": len(prompts),
+                    "n_a": int(per_class[a]),
+                    "n_b": int(per_class[b]),
+                }
+                for a in range(task.num_classes)
+                for b in range(task.num_classes)
+            ]
+        )
+        per_example = pd.DataFrame(
+            {
+                "example": np.asarray(examples, dtype=np.int64),
+                "split": splits,
+                "gold": gold,
+                "prediction": probabilities.argmax(1),
+            }
+        )
         for label in range(task.num_classes):
             per_example[f"p_{label}"] = probabilities[:, label]
         return SeedOutput(rows, per_example)

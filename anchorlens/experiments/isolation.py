@@ -65,7 +65,9 @@ class IsolationConfig(ExperimentConfig):
         super().__post_init__()
         object.__setattr__(self, "k", tuple(int(k) for k in self.k))
         if not self.k or min(self.k) < 1:
-            raise InvalidConfigError(f"k must be one or more positive layer counts, got {self.k} (the paper uses 1 3 5 7)")
+            raise InvalidConfigError(
+                f"k must be one or more positive layer counts, got {self.k} (the paper uses 1 3 5 7)"
+            )
         if len(set(self.k)) != len(self.k):
             raise InvalidConfigError(f"k repeats: {self.k}; give each layer count once")
         if self.word_top_k < 1:
@@ -150,7 +152,9 @@ def loyalty_of_batch(model, batch: PromptBatch, config: IsolationConfig, seed: i
         return hook
 
     with torch.no_grad():
-        logits = run_to_target(model, batch, [(f"blocks.{layer}.hook_resid_pre", keep(layer)) for layer in restart_layers])
+        logits = run_to_target(
+            model, batch, [(f"blocks.{layer}.hook_resid_pre", keep(layer)) for layer in restart_layers]
+        )
         base_prediction = label_logits(logits, batch).argmax(-1)
         base_top = logits.topk(config.word_top_k, dim=-1).indices
         out = {}
@@ -159,12 +163,17 @@ def loyalty_of_batch(model, batch: PromptBatch, config: IsolationConfig, seed: i
                 kind, where = condition.split("_")
                 layers = isolation_layers(n_layers, k, where)
                 masks = {layer: label_blocked if kind == "label" else random_mask(layer) for layer in layers}
-                restart = {"start_at_layer": layers[0], "residual": saved[layers[0]]} if where == "last" and restarts else {}
+                restart = (
+                    {"start_at_layer": layers[0], "residual": saved[layers[0]]} if where == "last" and restarts else {}
+                )
                 edited = run_to_target(model, batch, isolation_hooks(masks), **restart)
                 prediction = label_logits(edited, batch).argmax(-1)
                 top = edited.topk(config.word_top_k, dim=-1).indices
-                out[(k, condition)] = (prediction.cpu(), label_agreement(prediction, base_prediction).cpu(),
-                                       jaccard(top, base_top).cpu())
+                out[(k, condition)] = (
+                    prediction.cpu(),
+                    label_agreement(prediction, base_prediction).cpu(),
+                    jaccard(top, base_top).cpu(),
+                )
     return BatchLoyalty(base_prediction.cpu(), out)
 
 
@@ -186,7 +195,11 @@ class IsolationResult(ExperimentResult):
 
 
 def run_isolation(
-    model, task: Task | str, config: IsolationConfig = IsolationConfig(), *, out: str | Path | None = None,
+    model,
+    task: Task | str,
+    config: IsolationConfig = IsolationConfig(),
+    *,
+    out: str | Path | None = None,
     progress: bool = True,
 ) -> IsolationResult:
     """Label and word loyalty under isolation for each seed, k and condition, and for each test input."""
@@ -196,15 +209,23 @@ def run_isolation(
         # The paper's default on a shallow model: run the k it has rather than refuse the default. The results
         # keep the requested settings (so a resumed run matches); the rows show which k ran.
         kept = tuple(k for k in PAPER_K if k <= model.cfg.n_layers) or (model.cfg.n_layers,)
-        warnings.warn(f"the model has {model.cfg.n_layers} layers: isolation runs k = {kept} of the paper's {PAPER_K}",
-                      stacklevel=2)
+        warnings.warn(
+            f"the model has {model.cfg.n_layers} layers: isolation runs k = {kept} of the paper's {PAPER_K}",
+            stacklevel=2,
+        )
         config = dataclasses.replace(config, k=kept)
     for k in config.k:
         isolation_layers(model.cfg.n_layers, k, "first")  # fail before any work
 
     def one_seed(seed: int) -> SeedOutput:
-        _, prompts = task_prompts(model.tokenizer, task, seed, n_test=config.n_test,
-                                  shots_per_class=config.shots_per_class, **prompt_settings(model))
+        _, prompts = task_prompts(
+            model.tokenizer,
+            task,
+            seed,
+            n_test=config.n_test,
+            shots_per_class=config.shots_per_class,
+            **prompt_settings(model),
+        )
         examples, gold, base = [], [], []
         collected: dict[tuple[int, str], list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
         for batch in batches(model, prompts, config.batch_size, progress=progress):
@@ -222,15 +243,34 @@ def run_isolation(
         rows, per_example = [], []
         for k in config.k:
             for condition in CONDITIONS:
-                prediction, label, word = (torch.cat([v[i] for v in collected[(k, condition)]]).numpy()[order]
-                                           for i in range(3))
-                per_example.append(pd.DataFrame({
-                    "example": examples_sorted, "gold": gold_sorted, "k": k, "condition": condition,
-                    "base_prediction": base_sorted, "prediction": prediction,
-                    "label_loyalty": label, "word_loyalty": word,
-                }))
-                rows.append({"k": k, "condition": condition, "label_loyalty": float(label.mean()),
-                             "word_loyalty": float(word.mean()), "n": len(label)})
+                prediction, label, word = (
+                    torch.cat([v[i] for v in collected[(k, condition)]]).numpy()[order] for i in range(3)
+                )
+                per_example.append(
+                    pd.DataFrame(
+                        {
+                            "example": examples_sorted,
+                            "gold": gold_sorted,
+                            "k": k,
+                            "condition": condition,
+                            "base_prediction": base_sorted,
+                            "prediction": prediction,
+                            "label_loyalty": label,
+                            "word_loyalty": word,
+                        }
+                    )
+                )
+                rows.append(
+                    {
+                        "k": k,
+                        "condition": condition,
+                        "label_loyalty": float(label.mean()),
+                        "word_loyalty": float(word.mean()),
+                        "n": len(label),
+                    }
+                )
         return SeedOutput(pd.DataFrame(rows), pd.concat(per_example, ignore_index=True))
 
-    return IsolationResult.from_run(run_seeds("isolation", model, task, requested, one_seed, out=out, progress=progress))
+    return IsolationResult.from_run(
+        run_seeds("isolation", model, task, requested, one_seed, out=out, progress=progress)
+    )

@@ -168,8 +168,10 @@ class ReweightConfig(ExperimentConfig):
 
 def check_learning_rate(learning_rate: object) -> float:
     """A finite positive number: Adam with an infinite or NaN step size writes NaN into β at the first step."""
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not (
-        math.isfinite(learning_rate) and learning_rate > 0
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, numbers.Real)
+        or not (math.isfinite(learning_rate) and learning_rate > 0)
     ):
         raise InvalidConfigError(
             f"learning_rate ({CLI_FLAGS['learning_rate']}) must be a finite number above 0 (paper 0.01), got "
@@ -182,18 +184,34 @@ def check_learning_rate(learning_rate: object) -> float:
 
 
 def query_prompts(
-    tokenizer, task: Task, demonstrations: Sequence[Example], queries: Sequence[Example | str], *,
-    prepend_bos: bool, max_length: int | None = None, labels: LabelTokens | None = None,
+    tokenizer,
+    task: Task,
+    demonstrations: Sequence[Example],
+    queries: Sequence[Example | str],
+    *,
+    prepend_bos: bool,
+    max_length: int | None = None,
+    labels: LabelTokens | None = None,
 ) -> list[Prompt]:
     """One prompt per query (an example with its gold label and row index, or a bare text without either), all
     with the same demonstrations."""
     labels = labels if labels is not None else label_tokens(tokenizer, task)
     return [
-        build_prompt(tokenizer, task, demonstrations, query, None, prepend_bos=prepend_bos, max_length=max_length,
-                     labels=labels)
+        build_prompt(
+            tokenizer, task, demonstrations, query, None, prepend_bos=prepend_bos, max_length=max_length, labels=labels
+        )
         if isinstance(query, str)
-        else build_prompt(tokenizer, task, demonstrations, query.text, query.label, prepend_bos=prepend_bos,
-                          max_length=max_length, labels=labels, example_index=query.index)
+        else build_prompt(
+            tokenizer,
+            task,
+            demonstrations,
+            query.text,
+            query.label,
+            prepend_bos=prepend_bos,
+            max_length=max_length,
+            labels=labels,
+            example_index=query.index,
+        )
         for query in queries
     ]
 
@@ -237,8 +255,9 @@ LossOfBeta = Callable[[torch.Tensor], torch.Tensor]
 def full_prompt_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
     """β ↦ the prompt's label cross-entropy, running the whole prompt each time."""
     batch = make_batch([prompt], pad_token_id=pad_token_id(model), device=device_of(model))
-    return lambda beta: label_loss(run_to_target(model, batch, reweight_hooks(beta, batch, variant, model=model)),
-                                   batch)
+    return lambda beta: label_loss(
+        run_to_target(model, batch, reweight_hooks(beta, batch, variant, model=model)), batch
+    )
 
 
 def cached_prefix_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
@@ -255,7 +274,10 @@ def cached_prefix_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
 
     def loss(beta: torch.Tensor) -> torch.Tensor:
         logits = run_query_with_cache(
-            model, prefix, target, fwd_hooks=target_row_reweight_hooks(beta, batch.label_mask, variant, model=model),
+            model,
+            prefix,
+            target,
+            fwd_hooks=target_row_reweight_hooks(beta, batch.label_mask, variant, model=model),
             readout=lambda model, residual: final_label_logits(model, residual, label_ids),
         )
         return torch.nn.functional.cross_entropy(logits, batch.gold.to(logits.device), reduction="sum")
@@ -277,7 +299,13 @@ ADAM_FIRST_STEP_GAIN = 10.0
 
 
 def fit_beta_on_prompts(
-    model, prompts: Sequence[Prompt], *, learning_rate: float, epochs: int, variant: str, seed: int,
+    model,
+    prompts: Sequence[Prompt],
+    *,
+    learning_rate: float,
+    epochs: int,
+    variant: str,
+    seed: int,
     prefix_cache: bool = True,
 ) -> torch.Tensor:
     """Adam on β alone (model frozen), batch size 1, prompts reshuffled every epoch by a private generator
@@ -312,13 +340,21 @@ def fit_beta_on_prompts(
                 optimizer.zero_grad()
                 loss = losses[index](beta)
                 if not bool(torch.isfinite(loss.detach())):
-                    _diverged(f"the loss is {loss.item()}", epoch, epochs, step, len(order), prompts[index],
-                              learning_rate)
+                    _diverged(
+                        f"the loss is {loss.item()}", epoch, epochs, step, len(order), prompts[index], learning_rate
+                    )
                 loss.backward()
                 optimizer.step()
                 if not bool(torch.isfinite(beta.detach()).all()):
-                    _diverged("β has non-finite entries after the update", epoch, epochs, step, len(order),
-                              prompts[index], learning_rate)
+                    _diverged(
+                        "β has non-finite entries after the update",
+                        epoch,
+                        epochs,
+                        step,
+                        len(order),
+                        prompts[index],
+                        learning_rate,
+                    )
     return beta.detach()
 
 
@@ -334,14 +370,25 @@ def _diverged(
 
 
 def fit_beta(
-    model, task: Task | str, demonstrations: Sequence[Example], training_examples: Sequence[Example],
-    config: ReweightConfig, seed: int,
+    model,
+    task: Task | str,
+    demonstrations: Sequence[Example],
+    training_examples: Sequence[Example],
+    config: ReweightConfig,
+    seed: int,
 ) -> torch.Tensor:
     """β [layer, head, class] fitted on `training_examples`, each prompted with `demonstrations` (SPEC §4)."""
     task = get_task(task)
     prompts = query_prompts(model.tokenizer, task, demonstrations, training_examples, **prompt_settings(model))
-    return fit_beta_on_prompts(model, prompts, learning_rate=config.learning_rate, epochs=config.epochs,
-                               variant=config.variant, seed=seed, prefix_cache=config.prefix_cache)
+    return fit_beta_on_prompts(
+        model,
+        prompts,
+        learning_rate=config.learning_rate,
+        epochs=config.epochs,
+        variant=config.variant,
+        seed=seed,
+        prefix_cache=config.prefix_cache,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ saving β
@@ -370,8 +417,13 @@ def save_beta(
         )
     check_beta(beta, n_classes=len(label_words), source="the β to save")
     path = Path(path)
-    metadata = {"format": BETA_FORMAT, "task": task, "model_name": model_name,
-                "label_words": json.dumps(list(label_words)), "variant": variant}
+    metadata = {
+        "format": BETA_FORMAT,
+        "task": task,
+        "model_name": model_name,
+        "label_words": json.dumps(list(label_words)),
+        "variant": variant,
+    }
     tensors = {"beta": beta.detach().to("cpu", torch.float32).contiguous()}
     atomic_write_bytes(path, save(tensors, metadata=metadata))  # a crash never leaves half a β behind
     return path
@@ -415,8 +467,13 @@ def load_beta(
     if metadata["variant"] not in VARIANTS:
         raise InvalidConfigError(f"{refused}: unknown variant {metadata['variant']!r} (known: {', '.join(VARIANTS)})")
     cfg = getattr(model, "cfg", None)
-    check_beta(beta, n_layers=getattr(cfg, "n_layers", None), n_heads=getattr(cfg, "n_heads", None),
-               n_classes=len(label_words), source=f"the β in {path}")
+    check_beta(
+        beta,
+        n_layers=getattr(cfg, "n_layers", None),
+        n_heads=getattr(cfg, "n_heads", None),
+        n_classes=len(label_words),
+        source=f"the β in {path}",
+    )
     if model is not None and metadata["model_name"] != recorded_model_name(model):
         raise InvalidConfigError(
             f"the β in {path} was fitted on model {metadata['model_name']!r}, not on {recorded_model_name(model)!r} "
@@ -442,8 +499,13 @@ def beta_path(out: str | Path, task: str, seed: int) -> Path:
 
 
 def label_probabilities(
-    model, prompts: Sequence[Prompt], batch_size: int, beta: torch.Tensor | None = None, variant: str = "pattern",
-    *, prefix_cache: bool = False,
+    model,
+    prompts: Sequence[Prompt],
+    batch_size: int,
+    beta: torch.Tensor | None = None,
+    variant: str = "pattern",
+    *,
+    prefix_cache: bool = False,
 ) -> tuple[Float[Tensor, "prompt label"], Int[Tensor, " prompt"]]:
     """(softmax over the C label logits [n, C], gold [n]), row i for `prompts[i]` whatever order the length-
     sorted batches ran in. With `beta`, under re-weighting.
@@ -505,14 +567,22 @@ def cached_label_logits(
         label_mask[..., :start] = batch.label_mask[..., :start].cpu()  # every label word lies in the demonstrations
         hooks = target_row_reweight_hooks(beta, label_mask, variant, target_rows=lengths - 1, model=model)
     return run_query_with_cache(
-        model, cache, tokens, lengths, fwd_hooks=hooks,
+        model,
+        cache,
+        tokens,
+        lengths,
+        fwd_hooks=hooks,
         readout=lambda model, residual: final_label_logits(model, residual, batch.label_token_ids),
     )
 
 
 def content_free_probabilities(
-    model, task: Task | str, demonstrations: Sequence[Example], calibration_inputs: Sequence[str],
-    *, prefix_cache: bool = False,
+    model,
+    task: Task | str,
+    demonstrations: Sequence[Example],
+    calibration_inputs: Sequence[str],
+    *,
+    prefix_cache: bool = False,
 ) -> torch.Tensor:
     """p_cf [C]: the label probabilities of the content-free queries (same demonstrations), averaged."""
     task = get_task(task)
@@ -542,19 +612,33 @@ class ReweightResult(ExperimentResult):
     def summary(self) -> pd.DataFrame:
         """Seed mean and std of accuracy per task, model and method (one row each); n = test inputs over all seeds."""
         grouped = self.frame.groupby(["task", "model", "method"])
-        return grouped.agg(accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
-                           seeds=("seed", "nunique"), n=("n", "sum")).reset_index()
+        return grouped.agg(
+            accuracy_mean=("accuracy", "mean"),
+            accuracy_std=("accuracy", "std"),
+            seeds=("seed", "nunique"),
+            n=("n", "sum"),
+        ).reset_index()
 
     def report_table(self) -> pd.DataFrame:
         """Our Table 1 per model, with the paper's GPT2-XL rows below it."""
         from anchorlens import paper
 
         ours = [self.paper_table(model).reset_index().assign(source=model) for model in self.frame["model"].unique()]
-        theirs = pd.DataFrame([{"method": METHOD_LABELS[method], **{PAPER_TASKS.get(t, t): v for t, v in row.items()},
-                                "source": "paper, GPT2-XL"} for method, row in paper.REWEIGHT_TABLE.items()])
+        theirs = pd.DataFrame(
+            [
+                {
+                    "method": METHOD_LABELS[method],
+                    **{PAPER_TASKS.get(t, t): v for t, v in row.items()},
+                    "source": "paper, GPT2-XL",
+                }
+                for method, row in paper.REWEIGHT_TABLE.items()
+            ]
+        )
         table = pd.concat(ours + [theirs], ignore_index=True)
         tasks = [c for c in table.columns if c not in ("source", "method", "Avg")]
-        tasks = sorted(tasks, key=lambda name: list(PAPER_TASKS.values()).index(name) if name in PAPER_TASKS.values() else 99)
+        tasks = sorted(
+            tasks, key=lambda name: list(PAPER_TASKS.values()).index(name) if name in PAPER_TASKS.values() else 99
+        )
         # A row missing one of the table's tasks averages fewer tasks than the rows it stands beside (the paper's
         # Avg is over all four): leave its Avg blank rather than print a mean that is not comparable.
         table.loc[table[tasks].isna().any(axis=1), "Avg"] = float("nan")
@@ -590,11 +674,22 @@ def plot_reweight(result: ReweightResult) -> go.Figure:
     figure = go.Figure()
     for method in [m for m in METHODS if m in set(summary["method"])]:
         part = summary[summary["method"] == method].set_index("where").reindex(places)
-        figure.add_trace(go.Bar(x=places, y=part["accuracy_mean"] * 100, name=METHOD_LABELS[method],
-                                error_y={"type": "data", "array": part["accuracy_std"].fillna(0) * 100}))
+        figure.add_trace(
+            go.Bar(
+                x=places,
+                y=part["accuracy_mean"] * 100,
+                name=METHOD_LABELS[method],
+                error_y={"type": "data", "array": part["accuracy_std"].fillna(0) * 100},
+            )
+        )
     figure.update_yaxes(title_text="accuracy (%)", range=[0, 105])
-    figure.update_layout(title="Anchor re-weighting vs vanilla ICL and contextual calibration", barmode="group",
-                         template="plotly_white", height=420, width=max(600, 220 * len(places)))
+    figure.update_layout(
+        title="Anchor re-weighting vs vanilla ICL and contextual calibration",
+        barmode="group",
+        template="plotly_white",
+        height=420,
+        width=max(600, 220 * len(places)),
+    )
     return figure
 
 
@@ -611,19 +706,27 @@ def evaluate_seed(model, task: Task, seed: int, config: ReweightConfig, out: str
     and method (``method, example, gold, prediction, correct``). β is saved under `out` when given, recorded
     under the name of `model`, the model that fitted it."""
     config = config.for_model(model)
-    demonstrations, extra = sample_demonstrations(task, seed, shots_per_class=config.shots_per_class,
-                                                  extra_per_class=config.extra_per_class)
+    demonstrations, extra = sample_demonstrations(
+        task, seed, shots_per_class=config.shots_per_class, extra_per_class=config.extra_per_class
+    )
     test_set = sample_test_set(task, seed, n_test=config.n_test)
     settings = prompt_settings(model)
     labels = label_tokens(model.tokenizer, task)
     one_shot = query_prompts(model.tokenizer, task, demonstrations, test_set, labels=labels, **settings)
-    five_shot = query_prompts(model.tokenizer, task, five_shot_demonstrations(task, seed, config), test_set,
-                              labels=labels, **settings)
+    five_shot = query_prompts(
+        model.tokenizer, task, five_shot_demonstrations(task, seed, config), test_set, labels=labels, **settings
+    )
 
     beta = fit_beta(model, task, demonstrations, extra, config, seed)
     if out is not None:
-        save_beta(beta_path(out, task.name, seed), beta, task=task.name, model_name=config.model,
-                  label_words=task.label_words, variant=config.variant)
+        save_beta(
+            beta_path(out, task.name, seed),
+            beta,
+            task=task.name,
+            model_name=config.model,
+            label_words=task.label_words,
+            variant=config.variant,
+        )
 
     cached = {"prefix_cache": config.prefix_cache}
     p_one, gold = label_probabilities(model, one_shot, config.batch_size, **cached)
@@ -637,23 +740,43 @@ def evaluate_seed(model, task: Task, seed: int, config: ReweightConfig, out: str
         "reweight": p_reweight.argmax(-1),
         "contextual_calibration": calibrated_predictions(p_one, p_cf),
     }
-    examples = pd.concat([
-        pd.DataFrame({"method": method, "example": [example.index for example in test_set],
-                      "gold": gold.numpy(), "prediction": predicted.numpy(),
-                      "correct": correct(predicted, gold).numpy()})
-        for method, predicted in predictions.items()
-    ], ignore_index=True)
+    examples = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "method": method,
+                    "example": [example.index for example in test_set],
+                    "gold": gold.numpy(),
+                    "prediction": predicted.numpy(),
+                    "correct": correct(predicted, gold).numpy(),
+                }
+            )
+            for method, predicted in predictions.items()
+        ],
+        ignore_index=True,
+    )
     rows = examples.groupby("method", sort=False).agg(accuracy=("correct", "mean"), n=("correct", "size")).reset_index()
     return SeedOutput(rows, examples)
 
 
 def run_reweight(
-    model, task: Task | str, config: ReweightConfig = ReweightConfig(), *, out: str | Path | None = None,
+    model,
+    task: Task | str,
+    config: ReweightConfig = ReweightConfig(),
+    *,
+    out: str | Path | None = None,
     progress: bool = True,
 ) -> ReweightResult:
     """Table 1 for one task: the four methods' accuracy per seed, each seed saved as soon as it is done."""
     task = get_task(task)
     config = config.for_model(model)  # the β files record the model that fitted them
-    run = run_seeds("reweight", model, task, config, lambda seed: evaluate_seed(model, task, seed, config, out),
-                    out=out, progress=progress)
+    run = run_seeds(
+        "reweight",
+        model,
+        task,
+        config,
+        lambda seed: evaluate_seed(model, task, seed, config, out),
+        out=out,
+        progress=progress,
+    )
     return ReweightResult.from_run(run)

@@ -62,7 +62,13 @@ class SaliencyConfig(ExperimentConfig):
 
 
 def fresh_demonstration_prompts(
-    tokenizer, task: Task | str, seed: int, *, n_test: int | None, shots_per_class: int, prepend_bos: bool,
+    tokenizer,
+    task: Task | str,
+    seed: int,
+    *,
+    n_test: int | None,
+    shots_per_class: int,
+    prepend_bos: bool,
     max_length: int | None = None,
 ) -> list[Prompt]:
     """One prompt per seeded test input, each with its own demonstrations (the paper's saliency setup).
@@ -83,8 +89,17 @@ def fresh_demonstration_prompts(
         drawn = [int(row) for rows in rows_of_class for row in generator.choice(rows, shots_per_class)]
         demonstrations = [(train_texts[drawn[i]], int(train_labels[drawn[i]])) for i in order]
         prompts.append(
-            build_prompt(tokenizer, task, demonstrations, example.text, example.label, prepend_bos=prepend_bos,
-                         max_length=max_length, labels=labels, example_index=example.index)
+            build_prompt(
+                tokenizer,
+                task,
+                demonstrations,
+                example.text,
+                example.label,
+                prepend_bos=prepend_bos,
+                max_length=max_length,
+                labels=labels,
+                example_index=example.index,
+            )
         )
     return prompts
 
@@ -127,7 +142,8 @@ def saliency_of_batch(model, batch: PromptBatch, *, abs_per_head: bool = False) 
 
 
 def normalised_seed_means(
-    counts: list[Float[np.ndarray, "resample input"]], seed_draws: Int[np.ndarray, "resample seed"],
+    counts: list[Float[np.ndarray, "resample input"]],
+    seed_draws: Int[np.ndarray, "resample seed"],
     values: list[Float[np.ndarray, "input layer 3"]],
 ) -> Float[np.ndarray, "resample layer 3"]:
     """The paper's saliency statistic under bootstrap weights, for all resamples at once.
@@ -169,8 +185,9 @@ class SaliencyResult(ExperimentResult):
     example_values: ClassVar[tuple[str, ...]] = REGIONS
     example_keys: ClassVar[tuple[str, ...]] = ("layer",)
 
-    def summary_with_ci(self, *, n_resamples: int = N_RESAMPLES, level: float = LEVEL,
-                        seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    def summary_with_ci(
+        self, *, n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = BOOTSTRAP_SEED
+    ) -> pd.DataFrame:
         """Per task, model and layer, the paper's statistic with a 95% two-level bootstrap interval.
 
         The statistic is that of Fig. 3: per seed the mean over its test inputs of the un-normalised S, normalised
@@ -203,14 +220,25 @@ class SaliencyResult(ExperimentResult):
                 mean = values[rows_of_seed].mean(0)
                 point.append(mean / mean.sum(-1, keepdims=True))
             estimate = np.mean(point, axis=0)  # [layer, 3], the mean of the seed rows
-            boot = normalised_seed_means([resamples.counts[:, m] for m in members], resamples.seed_draws,
-                                         [values[m] for m in members])
+            boot = normalised_seed_means(
+                [resamples.counts[:, m] for m in members], resamples.seed_draws, [values[m] for m in members]
+            )
             for index, layer in enumerate(layers):
                 n_examples = int(np.isfinite(values[:, index]).all(-1).sum())
                 for region, metric in enumerate(REGIONS):
                     low, high = interval(boot[:, index, region], level)
-                    rows.append((*stratum_key, int(layer), metric, float(estimate[index, region]), low, high,
-                                 len(members), n_examples))
+                    rows.append(
+                        (
+                            *stratum_key,
+                            int(layer),
+                            metric,
+                            float(estimate[index, region]),
+                            low,
+                            high,
+                            len(members),
+                            n_examples,
+                        )
+                    )
         return pd.DataFrame(rows, columns=columns)
 
     def summary(self) -> pd.DataFrame:
@@ -227,14 +255,19 @@ class SaliencyResult(ExperimentResult):
         # Thirds of each model's own depth: results of several models share one frame.
         n_layers = frame.groupby("model")["layer"].transform("max") + 1
         third = (n_layers // 3).clip(lower=1)
-        frame["depth"] = np.where(frame["layer"] < third, "shallow", np.where(frame["layer"] >= n_layers - third, "deep", "middle"))
+        frame["depth"] = np.where(
+            frame["layer"] < third, "shallow", np.where(frame["layer"] >= n_layers - third, "deep", "middle")
+        )
         frame = frame[frame["depth"] != "middle"]
         return frame.groupby(["task", "model", "depth"])[list(REGIONS)].mean().reset_index()
 
 
-
 def run_saliency(
-    model, task: Task | str, config: SaliencyConfig = SaliencyConfig(), *, out: str | Path | None = None,
+    model,
+    task: Task | str,
+    config: SaliencyConfig = SaliencyConfig(),
+    *,
+    out: str | Path | None = None,
     progress: bool = True,
 ) -> SaliencyResult:
     """Saliency flow for each seed of `config`; with `out`, each (task, seed) is saved as it finishes."""
@@ -242,7 +275,11 @@ def run_saliency(
 
     def one_seed(seed: int) -> SeedOutput:
         prompts = fresh_demonstration_prompts(
-            model.tokenizer, task, seed, n_test=config.n_test, shots_per_class=config.shots_per_class,
+            model.tokenizer,
+            task,
+            seed,
+            n_test=config.n_test,
+            shots_per_class=config.shots_per_class,
             **prompt_settings(model),
         )
         values, predictions, examples, gold = [], [], [], []
@@ -263,12 +300,14 @@ def run_saliency(
             frame[f"{name}_raw"] = raw[:, index].numpy()
         frame["n"] = len(prompts)
         n_layers = raw.shape[0]
-        per_example = pd.DataFrame({
-            "example": np.repeat(np.asarray(examples, dtype=np.int64), n_layers),
-            "gold": np.repeat(torch.cat(gold).numpy(), n_layers),
-            "layer": np.tile(np.arange(n_layers), len(examples)),
-            "prediction": np.repeat(torch.cat(predictions).numpy(), n_layers),
-        })
+        per_example = pd.DataFrame(
+            {
+                "example": np.repeat(np.asarray(examples, dtype=np.int64), n_layers),
+                "gold": np.repeat(torch.cat(gold).numpy(), n_layers),
+                "layer": np.tile(np.arange(n_layers), len(examples)),
+                "prediction": np.repeat(torch.cat(predictions).numpy(), n_layers),
+            }
+        )
         for index, name in enumerate(REGIONS):
             per_example[name] = per_prompt[:, :, index].reshape(-1).numpy()
         return SeedOutput(frame, per_example)

@@ -49,8 +49,9 @@ def test_cumulative_r_by_hand():
 
 
 def test_r_comes_from_the_seed_averaged_curve():
-    frame = pd.DataFrame({"task": "t", "model": "m", "seed": [1, 1, 2, 2], "layer": [0, 1, 0, 1],
-                          "auroc": [0.6, 0.7, 0.8, 0.9]})
+    frame = pd.DataFrame(
+        {"task": "t", "model": "m", "seed": [1, 1, 2, 2], "layer": [0, 1, 0, 1], "auroc": [0.6, 0.7, 0.8, 0.9]}
+    )
     r = with_r(frame).set_index(["seed", "layer"])["R"]
     # Seed means 0.7 and 0.8 -> excess 0.2, 0.3 -> R 0.4, 1.0 on every seed's rows.
     assert r.loc[(1, 0)] == pytest.approx(0.4) and r.loc[(2, 0)] == pytest.approx(0.4)
@@ -58,8 +59,7 @@ def test_r_comes_from_the_seed_averaged_curve():
 
 
 def test_run_auroc_on_a_tiny_model(llama_like):
-    result = run_auroc(llama_like, "trec", AurocConfig(seeds=(1, 2), n_test=12, batch_size=4),
-                       progress=False)
+    result = run_auroc(llama_like, "trec", AurocConfig(seeds=(1, 2), n_test=12, batch_size=4), progress=False)
     frame = result.to_frame()
     assert list(frame.columns[:4]) == ["task", "model", "seed", "layer"]
     assert len(frame) == 2 * llama_like.cfg.n_layers
@@ -104,8 +104,16 @@ def test_resampled_auroc_equals_layer_auroc_on_the_drawn_rows(n_classes):
 def test_per_example_rows_recompute_every_seed_auroc(llama_like):
     result = run_auroc(llama_like, "trec", AurocConfig(seeds=(1, 2), n_test=16, batch_size=4), progress=False)
     examples, layers = result.examples, llama_like.cfg.n_layers
-    assert list(examples.columns) == ["task", "model", "seed", "example", "gold", "layer", "prediction",
-                                      *[f"att_{c}" for c in range(6)]]
+    assert list(examples.columns) == [
+        "task",
+        "model",
+        "seed",
+        "example",
+        "gold",
+        "layer",
+        "prediction",
+        *[f"att_{c}" for c in range(6)],
+    ]
     assert len(examples) == 2 * 16 * layers
     assert examples.groupby(["seed", "layer"])["example"].nunique().eq(16).all()
     assert (examples.groupby(["seed", "example"])["prediction"].nunique() == 1).all()
@@ -125,8 +133,17 @@ def _examples(tasks=(("sst2", 2), ("trec", 6)), n_seeds=3, n_inputs=40, n_layers
             predicted = generator.integers(0, n_classes, n_inputs)
             for layer in range(n_layers):
                 attention = generator.random((n_inputs, n_classes)) + 0.4 * layer * np.eye(n_classes)[predicted]
-                frame = pd.DataFrame({"task": task, "model": "m", "seed": 10 + s, "example": np.arange(n_inputs) * 3,
-                                      "gold": predicted, "layer": layer, "prediction": predicted})
+                frame = pd.DataFrame(
+                    {
+                        "task": task,
+                        "model": "m",
+                        "seed": 10 + s,
+                        "example": np.arange(n_inputs) * 3,
+                        "gold": predicted,
+                        "layer": layer,
+                        "prediction": predicted,
+                    }
+                )
                 for c in range(n_classes):
                     frame[f"att_{c}"] = attention[:, c]
                 frames.append(frame)
@@ -139,8 +156,17 @@ def _examples(tasks=(("sst2", 2), ("trec", 6)), n_seeds=3, n_inputs=40, n_layers
 def test_summary_with_ci_means_are_the_seed_rows_and_r_their_curve():
     result = _examples()
     summary = result.summary_with_ci()
-    assert list(summary.columns) == ["task", "model", "layer", "metric", "mean", "ci_low", "ci_high", "n_seeds",
-                                     "n_examples"]
+    assert list(summary.columns) == [
+        "task",
+        "model",
+        "layer",
+        "metric",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "n_seeds",
+        "n_examples",
+    ]
     assert len(summary) == 2 * 5 * 2
     assert (summary["n_seeds"] == 3).all() and (summary["n_examples"] == 120).all()
     expected = result.summary().set_index(["task", "layer"])
@@ -185,8 +211,14 @@ def test_summary_intervals_equal_a_loop_over_resamples():
 
 def test_summary_of_four_tasks_30_layers_5_seeds_200_inputs_is_affordable():
     """The size of a paper run: under a minute of CPU time on one core (BLAS single-threaded in the summary)."""
-    result = _examples(tasks=(("sst2", 2), ("agnews", 4), ("trec", 6), ("emoc", 4)), n_seeds=5, n_inputs=200,
-                       n_layers=30, seed=4, seed_rows=False)
+    result = _examples(
+        tasks=(("sst2", 2), ("agnews", 4), ("trec", 6), ("emoc", 4)),
+        n_seeds=5,
+        n_inputs=200,
+        n_layers=30,
+        seed=4,
+        seed_rows=False,
+    )
     start = time.process_time()
     summary = result.summary_with_ci()
     assert time.process_time() - start < 60

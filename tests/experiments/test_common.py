@@ -25,10 +25,16 @@ def test_groups_respect_batch_size_and_token_budget():
     assert all(len(g) * max(p.length for p in g) <= 250 or len(g) == 1 for g in groups)
 
 
-@pytest.mark.parametrize("fields,problem", [
-    ({"seeds": ()}, "at least one seed"), ({"seeds": (1, 1)}, "seeds repeat"), ({"n_test": 0}, "n_test must be"),
-    ({"batch_size": 0}, "batch_size must be"), ({"shots_per_class": 0}, "shots_per_class must be"),
-])
+@pytest.mark.parametrize(
+    "fields,problem",
+    [
+        ({"seeds": ()}, "at least one seed"),
+        ({"seeds": (1, 1)}, "seeds repeat"),
+        ({"n_test": 0}, "n_test must be"),
+        ({"batch_size": 0}, "batch_size must be"),
+        ({"shots_per_class": 0}, "shots_per_class must be"),
+    ],
+)
 def test_config_validation(fields, problem):
     with pytest.raises(InvalidConfigError, match=problem):
         ExperimentConfig(**fields)
@@ -85,8 +91,18 @@ def test_folded_value_biases_are_warned_about_once(smol_tokenizer):
 
     from anchorlens.model_classes import value_biases_folded, warn_if_value_biases_folded
 
-    cfg = HookedTransformerConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, n_ctx=32, d_vocab=100,
-                                  act_fn="gelu", normalization_type="LN", original_architecture="GPT2LMHeadModel")
+    cfg = HookedTransformerConfig(
+        n_layers=1,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        d_mlp=32,
+        n_ctx=32,
+        d_vocab=100,
+        act_fn="gelu",
+        normalization_type="LN",
+        original_architecture="GPT2LMHeadModel",
+    )
     model = HookedTransformer(cfg)
     assert value_biases_folded(model)  # GPT-2 has value biases; all zero means they were folded away
     with pytest.warns(UserWarning, match="fold_value_biases=False"):

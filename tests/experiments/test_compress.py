@@ -50,10 +50,25 @@ def gemma_like(tokenizer):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=512, d_vocab=len(tokenizer), seed=1,
-        act_fn="gelu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8,
-        rotary_base=1_000_000, rotary_base_local=10_000, use_local_attn=True, attn_types=["local", "global"],
-        window_size=12, n_key_value_heads=2, default_prepend_bos=True,
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        d_mlp=64,
+        n_ctx=512,
+        d_vocab=len(tokenizer),
+        seed=1,
+        act_fn="gelu",
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_dim=8,
+        rotary_base=1_000_000,
+        rotary_base_local=10_000,
+        use_local_attn=True,
+        attn_types=["local", "global"],
+        window_size=12,
+        n_key_value_heads=2,
+        default_prepend_bos=True,
     )
     model = HookedTransformer(cfg)
     with warnings.catch_warnings():
@@ -80,8 +95,9 @@ def full_logits(model, prompts, fwd_hooks=()):
 def compressed_logits(model, prompts, keep=None):
     """All queries in one right-padded batch against one cache."""
     cache = build_anchor_cache(model, prompts[0], keep)
-    tokens, lengths = pad_queries([query_tokens(p, cache) for p in prompts], pad_token_id=model.tokenizer.pad_token_id,
-                                  device="cpu")
+    tokens, lengths = pad_queries(
+        [query_tokens(p, cache) for p in prompts], pad_token_id=model.tokenizer.pad_token_id, device="cpu"
+    )
     with torch.no_grad():
         return run_query_with_cache(model, cache, tokens, lengths), cache
 
@@ -145,8 +161,9 @@ def test_renumbered_positions_would_be_caught(llama_like, gpt2_like):
     for model in (llama_like, gpt2_like):
         prompts = prompts_for(model)
         cache = build_anchor_cache(model, prompts[0])
-        renumbered = type(cache)(cache.keys, cache.values, tuple(range(cache.n_kept)),
-                                 cache.demonstration_tokens[: cache.n_kept])
+        renumbered = type(cache)(
+            cache.keys, cache.values, tuple(range(cache.n_kept)), cache.demonstration_tokens[: cache.n_kept]
+        )
         tokens = torch.tensor([query_tokens(prompts[0], cache)])
         with torch.no_grad():
             naive = run_query_with_cache(model, renumbered, tokens)
@@ -171,8 +188,9 @@ def test_batched_queries_equal_one_at_a_time(llama_like):
     prompts = prompts_for(llama_like)
     batched, cache = compressed_logits(llama_like, prompts)
     with torch.no_grad():
-        alone = torch.cat([run_query_with_cache(llama_like, cache, torch.tensor([query_tokens(p, cache)]))
-                           for p in prompts])
+        alone = torch.cat(
+            [run_query_with_cache(llama_like, cache, torch.tensor([query_tokens(p, cache)])) for p in prompts]
+        )
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=0)
 
 
@@ -210,8 +228,9 @@ def test_draws_run_together_equal_each_draw_alone(name, request):
     prompts = prompts_for(model)
     caches = draw_caches(model, prompts)
     assert len({cache.positions for cache in caches}) > 1  # the draws keep different positions
-    tokens, lengths = pad_queries([query_tokens(p, caches[0]) for p in prompts],
-                                  pad_token_id=model.tokenizer.pad_token_id, device="cpu")
+    tokens, lengths = pad_queries(
+        [query_tokens(p, caches[0]) for p in prompts], pad_token_id=model.tokenizer.pad_token_id, device="cpu"
+    )
     with torch.no_grad():
         together = run_queries_with_caches(model, CacheStack.of(caches), tokens, lengths)
         alone = torch.stack([run_query_with_cache(model, cache, tokens, lengths) for cache in caches])
@@ -224,8 +243,10 @@ def test_draw_passes_split_by_rows_change_no_number(llama_like, monkeypatch):
     prompts = prompts_for(llama_like)
     caches = draw_caches(llama_like, prompts, n_draws=5)
     pad = llama_like.tokenizer.pad_token_id
-    queries = [pad_queries([query_tokens(p, caches[0]) for p in prompts[:2]], pad_token_id=pad, device="cpu"),
-               pad_queries([query_tokens(prompts[2], caches[0])], pad_token_id=pad, device="cpu")]
+    queries = [
+        pad_queries([query_tokens(p, caches[0]) for p in prompts[:2]], pad_token_id=pad, device="cpu"),
+        pad_queries([query_tokens(prompts[2], caches[0])], pad_token_id=pad, device="cpu"),
+    ]
     one_pass = final_residuals_of_draws(llama_like, caches, queries)
     monkeypatch.setattr("anchorlens.experiments.compress.DRAW_ROWS_PER_PASS", 4)  # 2 draws of 2 queries a pass
     split = final_residuals_of_draws(llama_like, caches, queries)
@@ -242,8 +263,9 @@ def test_a_draw_is_keyed_by_seed_and_draw_only(smol_tokenizer):
     assert [draw_positions(prompt, 42, draw) for draw in reversed(range(6))] == forward[::-1]
     assert forward[3] == random_positions(prompt, np.random.default_rng([42, 3, DRAW_STREAM]))
     # Draw 0 does not reuse the generator that shuffled the seed's test set (numpy drops trailing zero keys).
-    assert any(draw_positions(prompt, seed, 0) != random_positions(prompt, np.random.default_rng(seed))
-               for seed in range(5))
+    assert any(
+        draw_positions(prompt, seed, 0) != random_positions(prompt, np.random.default_rng(seed)) for seed in range(5)
+    )
     assert len(set(forward)) > 1 and forward != [draw_positions(prompt, 43, d) for d in range(6)]
 
 
@@ -276,14 +298,55 @@ SST2_SMOL = ["Review", ":", "\n", "Sent", "iment", ":"]
 SST2_GEMMA = ["Review", ":", "\n", "Sentiment", ":"]
 TREC_ANSWER = ["Question", ":", "\n", "Answer", " Type", ":"]
 KEPT_TOKENS = {
-    ("smol_tokenizer", "sst2"): [*SST2_SMOL, " Negative", "\n", *SST2_SMOL, " Positive", "\n",
-                                 *SST2_SMOL, " Negative", "\n"],
-    ("gemma_tokenizer", "sst2"): ["<bos>", *SST2_GEMMA, " Negative", "\n", *SST2_GEMMA, " Positive", "\n",
-                                  *SST2_GEMMA, " Negative", "\n"],
-    ("smol_tokenizer", "trec"): [*TREC_ANSWER, " Ab", "brev", "iation", "\n", *TREC_ANSWER, " Person", "\n",
-                                 *TREC_ANSWER, " Location", "\n"],
-    ("gemma_tokenizer", "trec"): ["<bos>", *TREC_ANSWER, " Ab", "breviation", "\n", *TREC_ANSWER, " Person", "\n",
-                                  *TREC_ANSWER, " Location", "\n"],
+    ("smol_tokenizer", "sst2"): [
+        *SST2_SMOL,
+        " Negative",
+        "\n",
+        *SST2_SMOL,
+        " Positive",
+        "\n",
+        *SST2_SMOL,
+        " Negative",
+        "\n",
+    ],
+    ("gemma_tokenizer", "sst2"): [
+        "<bos>",
+        *SST2_GEMMA,
+        " Negative",
+        "\n",
+        *SST2_GEMMA,
+        " Positive",
+        "\n",
+        *SST2_GEMMA,
+        " Negative",
+        "\n",
+    ],
+    ("smol_tokenizer", "trec"): [
+        *TREC_ANSWER,
+        " Ab",
+        "brev",
+        "iation",
+        "\n",
+        *TREC_ANSWER,
+        " Person",
+        "\n",
+        *TREC_ANSWER,
+        " Location",
+        "\n",
+    ],
+    ("gemma_tokenizer", "trec"): [
+        "<bos>",
+        *TREC_ANSWER,
+        " Ab",
+        "breviation",
+        "\n",
+        *TREC_ANSWER,
+        " Person",
+        "\n",
+        *TREC_ANSWER,
+        " Location",
+        "\n",
+    ],
 }
 
 
@@ -321,8 +384,11 @@ def test_formatting_tokens_are_the_templates_fixed_pieces_and_disjoint_from_text
     end = demonstration_length(prompt)
     assert formatting | text | set(prompt.demonstration_label_positions) == set(range(end))
     for demonstration in range(len(prompt.demonstration_labels)):
-        pieces = [p for p in sorted(formatting) if prompt.demonstration_of_token[p] == demonstration
-                  and prompt.roles[p] == Role.FORMAT]
+        pieces = [
+            p
+            for p in sorted(formatting)
+            if prompt.demonstration_of_token[p] == demonstration and prompt.roles[p] == Role.FORMAT
+        ]
         # "Review: " + text + "\nSentiment:": the template's space went into the text's first token.
         assert "".join(decoded(tokenizer, prompt, pieces)) == prefix.rstrip() + middle
 
@@ -341,7 +407,8 @@ def test_kept_tokens_of_the_seed_prompts_spell_the_template_without_text(tokeniz
             warnings.simplefilter("ignore")
             demonstrations, (prompt,) = task_prompts(tokenizer, task, seed, n_test=1, prepend_bos=bos)
         expected = (tokenizer.bos_token if bos else "") + "".join(
-            prefix.rstrip() + middle + definition.label_words[d.label] + "\n" for d in demonstrations)
+            prefix.rstrip() + middle + definition.label_words[d.label] + "\n" for d in demonstrations
+        )
         assert "".join(decoded(tokenizer, prompt, anchor_positions(prompt))) == expected
 
 
@@ -366,8 +433,13 @@ def test_hidden_random_drops_the_rest_of_multi_token_label_words(smol_tokenizer)
     """' Abbreviation' is 3 SmolLM2 tokens: its later pieces would leak the label if a random draw kept them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prompt = build_prompt(smol_tokenizer, "trec", [("What does CPR stand for ?", 0), ("Who is he ?", 3)],
-                              "Where is it ?", prepend_bos=False)
+        prompt = build_prompt(
+            smol_tokenizer,
+            "trec",
+            [("What does CPR stand for ?", 0), ("Who is he ?", 3)],
+            "Where is it ?",
+            prepend_bos=False,
+        )
     rest = set(prompt.positions_with(Role.LABEL_REST))
     assert len(rest) == 2 and rest <= set(anchor_positions(prompt))
     drawn = set(random_positions(prompt, np.random.default_rng(0)))
@@ -379,9 +451,10 @@ def test_text_anchor_prompt_text_is_the_papers(smol_tokenizer):
     prompt = text_anchor_prompt(smol_tokenizer, "sst2", demos, "x", prepend_bos=False)
     assert prompt.text == "Review:\nSentiment: Negative\nReview:\nSentiment: Positive\nReview: x\nSentiment:"
     full = build_prompt(smol_tokenizer, "sst2", demos, "x", prepend_bos=False)
-    assert prompt.token_ids[-len(query_tokens(full, cache_of_ids(full))):] == query_tokens(full, cache_of_ids(full))
+    assert prompt.token_ids[-len(query_tokens(full, cache_of_ids(full))) :] == query_tokens(full, cache_of_ids(full))
     assert [prompt.token_ids[p] for p in prompt.demonstration_label_positions] == [
-        full.token_ids[p] for p in full.demonstration_label_positions]
+        full.token_ids[p] for p in full.demonstration_label_positions
+    ]
 
 
 def cache_of_ids(prompt):
@@ -402,16 +475,38 @@ def test_config_is_validated():
     assert "timing_repeats" not in CompressConfig().signature()
 
 
-EXAMPLE_COLUMNS = ["task", "model", "seed", "method", "example", "gold", "prediction", "label_loyalty",
-                   "word_loyalty", "correct"]
+EXAMPLE_COLUMNS = [
+    "task",
+    "model",
+    "seed",
+    "method",
+    "example",
+    "gold",
+    "prediction",
+    "label_loyalty",
+    "word_loyalty",
+    "correct",
+]
 
 
 def test_run_rows_resume_and_determinism(tmp_path, gpt2_like, monkeypatch):
     config = CompressConfig(**TINY)
     first = run_compress(gpt2_like, "sst2", config, out=tmp_path, progress=False)
     frame = first.to_frame()
-    assert list(frame.columns) == ["task", "model", "seed", "method", "label_loyalty", "word_loyalty", "accuracy",
-                                   "seconds_per_input", "speedup", "n", "demo_tokens", "kept_tokens"]
+    assert list(frame.columns) == [
+        "task",
+        "model",
+        "seed",
+        "method",
+        "label_loyalty",
+        "word_loyalty",
+        "accuracy",
+        "seconds_per_input",
+        "speedup",
+        "n",
+        "demo_tokens",
+        "kept_tokens",
+    ]
     assert list(frame["method"]) == list(METHODS) and (frame["n"] == 5).all()
     icl = frame.set_index("method").loc["icl"]
     assert icl["label_loyalty"] == 1 and icl["word_loyalty"] == 1 and icl["speedup"] == 1
@@ -435,14 +530,19 @@ def test_run_rows_resume_and_determinism(tmp_path, gpt2_like, monkeypatch):
     for method, part in examples.groupby("method"):
         assert list(part["example"]) == test_rows  # the test rows' own indices, sorted
     means = examples.groupby("method")[["label_loyalty", "word_loyalty", "correct"]].mean()
-    np.testing.assert_allclose(means.loc[list(METHODS)].to_numpy(),
-                               rows.loc[list(METHODS), ["label_loyalty", "word_loyalty", "accuracy"]].to_numpy())
+    np.testing.assert_allclose(
+        means.loc[list(METHODS)].to_numpy(),
+        rows.loc[list(METHODS), ["label_loyalty", "word_loyalty", "accuracy"]].to_numpy(),
+    )
     icl_examples = examples[examples["method"] == "icl"]
     assert (icl_examples["label_loyalty"] == 1).all() and (icl_examples["word_loyalty"] == 1).all()
     np.testing.assert_array_equal(examples["correct"], (examples["prediction"] == examples["gold"]).astype(float))
     summary = first.summary_with_ci()
-    assert set(summary["method"]) == set(METHODS) and set(summary["metric"]) == {"label_loyalty", "word_loyalty",
-                                                                                  "correct"}
+    assert set(summary["method"]) == set(METHODS) and set(summary["metric"]) == {
+        "label_loyalty",
+        "word_loyalty",
+        "correct",
+    }
     assert (summary["n_examples"] == 5).all()
 
     timing = ["seconds_per_input", "speedup"]
@@ -479,8 +579,14 @@ def test_hidden_random_rows_are_the_draws_run_one_at_a_time(llama_like):
     icl = full_logits(llama_like, prompts)[:, label_ids].argmax(-1)
     caches = draw_caches(llama_like, prompts, seed=3, n_draws=4)
     with torch.no_grad():
-        alone = torch.stack([torch.cat([run_query_with_cache(llama_like, cache, torch.tensor([query_tokens(p, cache)]))
-                                        for p in prompts]) for cache in caches])
+        alone = torch.stack(
+            [
+                torch.cat(
+                    [run_query_with_cache(llama_like, cache, torch.tensor([query_tokens(p, cache)])) for p in prompts]
+                )
+                for cache in caches
+            ]
+        )
     predictions = alone[:, :, label_ids].argmax(-1)
     loyal = (predictions == icl).sum(1).tolist()
     best = loyal.index(max(loyal))
@@ -489,9 +595,21 @@ def test_hidden_random_rows_are_the_draws_run_one_at_a_time(llama_like):
         assert got == predictions[draw].tolist()
     top = examples.xs("hidden_random_top", level="method")
     assert top["label_loyalty"].sum() == max(loyal)
-    together = draw_predictions(llama_like, final_residuals_of_draws(llama_like, caches, [
-        pad_queries([query_tokens(p, caches[0]) for p in prompts], pad_token_id=llama_like.tokenizer.pad_token_id,
-                    device="cpu")]), torch.tensor(label_ids))
+    together = draw_predictions(
+        llama_like,
+        final_residuals_of_draws(
+            llama_like,
+            caches,
+            [
+                pad_queries(
+                    [query_tokens(p, caches[0]) for p in prompts],
+                    pad_token_id=llama_like.tokenizer.pad_token_id,
+                    device="cpu",
+                )
+            ],
+        ),
+        torch.tensor(label_ids),
+    )
     assert torch.equal(together, predictions)
 
 
@@ -507,8 +625,9 @@ def test_hidden_anchor_row_matches_a_direct_evaluation(llama_like):
     prompts = [build_prompt(llama_like.tokenizer, "sst2", demos, e.text, e.label, prepend_bos=False) for e in tests]
     cache = build_anchor_cache(llama_like, prompts[0])
     with torch.no_grad():
-        hidden = torch.cat([run_query_with_cache(llama_like, cache, torch.tensor([query_tokens(p, cache)]))
-                            for p in prompts])
+        hidden = torch.cat(
+            [run_query_with_cache(llama_like, cache, torch.tensor([query_tokens(p, cache)])) for p in prompts]
+        )
     icl = full_logits(llama_like, prompts)
     label_ids = list(prompts[0].label_token_ids)
     loyalty = (hidden[:, label_ids].argmax(-1) == icl[:, label_ids].argmax(-1)).double().mean().item()

@@ -101,14 +101,26 @@ def test_diagnosis_inputs_refuse_a_class_that_cannot_reach_the_minimum(tmp_path)
     pd.DataFrame({"text": texts, "label": [1] * 40 + [0] * 2}).to_csv(train, index=False)
     texts = [f"fine {i}" for i in range(35)] + ["awful"]
     pd.DataFrame({"text": texts, "label": [1] * 35 + [0]}).to_csv(test, index=False)
-    task = task_from_files("tiny", "Review: {text}\nSentiment:{label}", [" Negative", " Positive"], ["neg", "pos"],
-                           train, test, data_dir=tmp_path / "data")
-    with pytest.raises(EmptyClassError, match=r"class 'neg' \(id 0\) of task 'tiny' has only 2 rows .*"
-                                              r"DiagnoseConfig\(min_per_class=2\)"):
+    task = task_from_files(
+        "tiny",
+        "Review: {text}\nSentiment:{label}",
+        [" Negative", " Positive"],
+        ["neg", "pos"],
+        train,
+        test,
+        data_dir=tmp_path / "data",
+    )
+    with pytest.raises(
+        EmptyClassError,
+        match=r"class 'neg' \(id 0\) of task 'tiny' has only 2 rows .*"
+        r"DiagnoseConfig\(min_per_class=2\)",
+    ):
         diagnosis_inputs(task, 1, n_test=None, demonstration_rows=[40])
     inputs = diagnosis_inputs(task, 1, n_test=None, min_per_class=2, demonstration_rows=[40])
     assert sorted((item.split, item.example.index) for item in inputs if item.example.label == 0) == [
-        ("test", 35), ("train", 41)]
+        ("test", 35),
+        ("train", 41),
+    ]
 
 
 def test_min_per_class_is_validated():
@@ -127,8 +139,10 @@ def test_mantel_p_is_exact_over_all_relabellings():
     test = mantel_test(predicted, true)
     first, second = np.triu_indices(4, k=1)
     observed = np.corrcoef(predicted[first, second], true[first, second])[0, 1]
-    relabelled = [np.corrcoef(predicted[np.ix_(order, order)][first, second], true[first, second])[0, 1]
-                  for order in itertools.permutations(range(4))]
+    relabelled = [
+        np.corrcoef(predicted[np.ix_(order, order)][first, second], true[first, second])[0, 1]
+        for order in itertools.permutations(range(4))
+    ]
     assert test["pearson"] == pytest.approx(observed)
     assert test["p_pearson"] == pytest.approx(np.mean(np.array(relabelled) >= observed - 1e-12))
     assert test["n_permutations"] == 24 and 0 < test["p_spearman"] <= 1
@@ -172,8 +186,16 @@ def test_run_diagnose_rows_examples_and_summaries(gpt2_like, tmp_path):
     pd.testing.assert_frame_equal(saved.examples, result.examples)  # the split column survives the parts
     frame, examples = result.to_frame(), result.examples
     assert len(frame) == 2 * 36 and set(frame["layer"]) == {1}
-    assert list(examples.columns) == ["task", "model", "seed", "example", "split", "gold", "prediction",
-                                      *[f"p_{c}" for c in range(6)]]
+    assert list(examples.columns) == [
+        "task",
+        "model",
+        "seed",
+        "example",
+        "split",
+        "gold",
+        "prediction",
+        *[f"p_{c}" for c in range(6)],
+    ]
     probabilities = examples[[f"p_{c}" for c in range(6)]].to_numpy()
     assert np.allclose(probabilities.sum(1), 1) and (examples["prediction"] == probabilities.argmax(1)).all()
     for seed in (1, 2):
@@ -190,13 +212,31 @@ def test_run_diagnose_rows_examples_and_summaries(gpt2_like, tmp_path):
         matrix = rows.pivot(index="class_a", columns="class_b", values="true").reindex(index=names, columns=names)
         assert np.allclose(matrix.to_numpy(), true)
     summary = result.summary()
-    assert set(summary.columns) >= {"pearson", "p_pearson", "spearman", "p_spearman", "n_permutations",
-                                    "most_confused_predicted", "most_confused_true", "min_class_inputs"}
+    assert set(summary.columns) >= {
+        "pearson",
+        "p_pearson",
+        "spearman",
+        "p_spearman",
+        "n_permutations",
+        "most_confused_predicted",
+        "most_confused_true",
+        "min_class_inputs",
+    }
     assert summary["n_permutations"].tolist() == [720] and 0 < summary["p_pearson"].iloc[0] <= 1
     assert summary["min_class_inputs"].iloc[0] >= 12
     with_ci = result.summary_with_ci()
-    assert list(with_ci.columns) == ["task", "model", "class_a", "class_b", "metric", "mean", "ci_low", "ci_high",
-                                     "n_seeds", "n_examples"]
+    assert list(with_ci.columns) == [
+        "task",
+        "model",
+        "class_a",
+        "class_b",
+        "metric",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "n_seeds",
+        "n_examples",
+    ]
     assert len(with_ci) == 30 and set(with_ci["metric"]) == {"true"} and (with_ci["n_seeds"] == 2).all()
     _, true = result.matrices("trec")
     gold = examples["gold"].map(dict(enumerate(names)))
@@ -216,19 +256,41 @@ def test_true_confusion_intervals_equal_a_loop_over_resamples():
         gold = np.repeat([0, 1, 2], 8)
         logits = generator.normal(size=(24, 3)) + 1.5 * np.eye(3)[gold]
         probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-        frame = pd.DataFrame({"task": "trec", "model": "m", "seed": seed, "example": np.arange(24) % 12,
-                              "split": np.where(np.arange(24) < 12, "test", "train"), "gold": gold,
-                              "prediction": probabilities.argmax(1)})
+        frame = pd.DataFrame(
+            {
+                "task": "trec",
+                "model": "m",
+                "seed": seed,
+                "example": np.arange(24) % 12,
+                "split": np.where(np.arange(24) < 12, "test", "train"),
+                "gold": gold,
+                "prediction": probabilities.argmax(1),
+            }
+        )
         for c in range(3):
             frame[f"p_{c}"] = probabilities[:, c]
         frames.append(frame)
     examples = pd.concat(frames, ignore_index=True)
     names = list(get_task("trec").class_names)
-    matrices = {seed: true_confusion(part[["p_0", "p_1", "p_2"]].to_numpy(), part["gold"].to_numpy())
-                for seed, part in examples.groupby("seed")}
-    rows = [{"task": "trec", "model": "m", "seed": seed, "layer": 0, "class_a": names[a], "class_b": names[b],
-             "predicted": 1.0, "true": matrix[a, b]}
-            for seed, matrix in matrices.items() for a in range(3) for b in range(3)]
+    matrices = {
+        seed: true_confusion(part[["p_0", "p_1", "p_2"]].to_numpy(), part["gold"].to_numpy())
+        for seed, part in examples.groupby("seed")
+    }
+    rows = [
+        {
+            "task": "trec",
+            "model": "m",
+            "seed": seed,
+            "layer": 0,
+            "class_a": names[a],
+            "class_b": names[b],
+            "predicted": 1.0,
+            "true": matrix[a, b],
+        }
+        for seed, matrix in matrices.items()
+        for a in range(3)
+        for b in range(3)
+    ]
     result = DiagnoseResult(pd.DataFrame(rows), DiagnoseConfig(), examples)
     n_resamples = 30
     summary = result.summary_with_ci(n_resamples=n_resamples).set_index(["class_a", "class_b"])

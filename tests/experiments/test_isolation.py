@@ -22,7 +22,15 @@ from anchorlens.experiments.isolation import (
     run_isolation,
 )
 from anchorlens.hooks import block_earlier_mask, isolation_hooks
-from anchorlens.prompts import Role, build_prompt, label_logits, make_batch, prompt_settings, run_to_target, task_prompts
+from anchorlens.prompts import (
+    Role,
+    build_prompt,
+    label_logits,
+    make_batch,
+    prompt_settings,
+    run_to_target,
+    task_prompts,
+)
 
 DEMOS = [("a dull , lifeless film ", 0), ("warm and funny ", 1), ("flat and slow ", 0), ("a joy to watch ", 1)]
 QUERIES = ("fine ", "a long and tedious exercise ", "moving , if uneven ")
@@ -30,14 +38,20 @@ QUERIES = ("fine ", "a long and tedious exercise ", "moving , if uneven ")
 
 @pytest.fixture
 def batch(smol_tokenizer):
-    return make_batch([build_prompt(smol_tokenizer, "sst2", DEMOS[:2], text, prepend_bos=False, example_index=i)
-                       for i, text in enumerate(QUERIES[:2])])
+    return make_batch(
+        [
+            build_prompt(smol_tokenizer, "sst2", DEMOS[:2], text, prepend_bos=False, example_index=i)
+            for i, text in enumerate(QUERIES[:2])
+        ]
+    )
 
 
 @pytest.fixture
 def prompts_with_bos(smol_tokenizer):
-    return [build_prompt(smol_tokenizer, "sst2", DEMOS, text, prepend_bos=True, example_index=10 + i)
-            for i, text in enumerate(QUERIES)]
+    return [
+        build_prompt(smol_tokenizer, "sst2", DEMOS, text, prepend_bos=True, example_index=10 + i)
+        for i, text in enumerate(QUERIES)
+    ]
 
 
 def test_random_rows_avoid_labels_bos_target_and_the_token_before_it(prompts_with_bos):
@@ -122,8 +136,19 @@ def test_per_example_rows_and_their_means_are_the_seed_rows(gpt2_like):
     config = IsolationConfig(seeds=(3, 4), n_test=5, batch_size=2, k=(1, 2))
     result = run_isolation(gpt2_like, "sst2", config, progress=False)
     examples = result.examples
-    assert list(examples.columns) == ["task", "model", "seed", "example", "gold", "k", "condition",
-                                      "base_prediction", "prediction", "label_loyalty", "word_loyalty"]
+    assert list(examples.columns) == [
+        "task",
+        "model",
+        "seed",
+        "example",
+        "gold",
+        "k",
+        "condition",
+        "base_prediction",
+        "prediction",
+        "label_loyalty",
+        "word_loyalty",
+    ]
     assert len(examples) == 2 * 5 * 2 * len(CONDITIONS)
     assert (examples.groupby(["seed", "k", "condition"]).size() == 5).all()
     assert examples.groupby(["seed", "k", "condition"])["example"].nunique().eq(5).all()
@@ -134,7 +159,8 @@ def test_per_example_rows_and_their_means_are_the_seed_rows(gpt2_like):
     per_input = examples.groupby(["seed", "example"])[["gold", "base_prediction"]].nunique()
     assert (per_input == 1).all().all()
     means = examples.groupby(["task", "model", "seed", "k", "condition"], as_index=False)[
-        ["label_loyalty", "word_loyalty"]].mean()
+        ["label_loyalty", "word_loyalty"]
+    ].mean()
     merged = result.frame.merge(means, on=["task", "model", "seed", "k", "condition"], suffixes=("", "_examples"))
     assert len(merged) == len(result.frame) == 2 * 2 * len(CONDITIONS)
     for column in ("label_loyalty", "word_loyalty"):
@@ -153,9 +179,19 @@ def attentive(smol_tokenizer):
     batch-dependent random control would go unnoticed."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    cfg = HookedTransformerConfig(n_layers=3, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=512,
-                                  d_vocab=len(smol_tokenizer), seed=0, act_fn="gelu", normalization_type="LN",
-                                  default_prepend_bos=False)
+    cfg = HookedTransformerConfig(
+        n_layers=3,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        d_mlp=64,
+        n_ctx=512,
+        d_vocab=len(smol_tokenizer),
+        seed=0,
+        act_fn="gelu",
+        normalization_type="LN",
+        default_prepend_bos=False,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = HookedTransformer(cfg)
@@ -168,8 +204,12 @@ def attentive(smol_tokenizer):
 
 
 def test_batch_size_changes_no_table_random_controls_included(attentive):
-    one, eight = (run_isolation(attentive, "sst2", IsolationConfig(seeds=(5,), n_test=6, batch_size=size, k=(1, 2)),
-                                progress=False) for size in (1, 8))
+    one, eight = (
+        run_isolation(
+            attentive, "sst2", IsolationConfig(seeds=(5,), n_test=6, batch_size=size, k=(1, 2)), progress=False
+        )
+        for size in (1, 8)
+    )
     pd.testing.assert_frame_equal(one.frame, eight.frame, rtol=1e-4, atol=1e-5)
     pd.testing.assert_frame_equal(one.examples, eight.examples, rtol=1e-4, atol=1e-5)
     random = one.examples[one.examples["condition"].str.startswith("random")]
@@ -181,8 +221,9 @@ def test_batch_size_changes_no_table_random_controls_included(attentive):
 def test_the_run_blocks_exactly_the_keyed_random_rows(gpt2_like):
     """Recompute one example's random_first prediction by hand from `random_rows`: the run uses those draws."""
     seed, k = 6, 2
-    result = run_isolation(gpt2_like, "sst2", IsolationConfig(seeds=(seed,), n_test=3, batch_size=3, k=(k,)),
-                           progress=False)
+    result = run_isolation(
+        gpt2_like, "sst2", IsolationConfig(seeds=(seed,), n_test=3, batch_size=3, k=(k,)), progress=False
+    )
     _, prompts = task_prompts(gpt2_like.tokenizer, "sst2", seed, n_test=3, **prompt_settings(gpt2_like))
     for prompt in prompts:
         alone = make_batch([prompt])

@@ -90,7 +90,9 @@ def test_evaluation_against_the_cached_demonstrations_equals_full_prompts(reques
     lengths, right-padded, so each prompt's target is a different query row) equal the whole prompts'."""
     model = request.getfixturevalue(model_name)
     demonstrations, _ = sample_demonstrations(SST2, 1)
-    prompts = query_prompts(model.tokenizer, SST2, demonstrations, sample_test_set(SST2, 1, n_test=7), prepend_bos=False)
+    prompts = query_prompts(
+        model.tokenizer, SST2, demonstrations, sample_test_set(SST2, 1, n_test=7), prepend_bos=False
+    )
     assert len({p.length for p in prompts}) > 1
     assert shared_demonstrations(model, prompts) is not None
     beta = random_beta(model, 2, seed=3)
@@ -105,8 +107,10 @@ def test_evaluation_against_the_cached_demonstrations_equals_full_prompts(reques
 
 def test_prompts_with_other_demonstrations_run_whole(gpt2_like):
     tests = sample_test_set(SST2, 1, n_test=2)
-    prompts = [query_prompts(gpt2_like.tokenizer, SST2, sample_demonstrations(SST2, seed)[0], tests[:1],
-                             prepend_bos=False)[0] for seed in (1, 2)]
+    prompts = [
+        query_prompts(gpt2_like.tokenizer, SST2, sample_demonstrations(SST2, seed)[0], tests[:1], prepend_bos=False)[0]
+        for seed in (1, 2)
+    ]
     assert shared_demonstrations(gpt2_like, prompts) is None  # no common cache: the full-prompt path is taken
     full, _ = label_probabilities(gpt2_like, prompts, 2)
     torch.testing.assert_close(label_probabilities(gpt2_like, prompts, 2, prefix_cache=True)[0], full)
@@ -175,8 +179,14 @@ def test_fitting_is_reproducible_per_seed(gpt2_like):
 def test_saved_beta_round_trips_and_applies_as_a_plain_hook(tmp_path, gpt2_like, sst2_setup):
     _, _, prompts = sst2_setup
     beta = random_beta(gpt2_like, 2, seed=1)
-    path = save_beta(tmp_path / "b" / "beta.safetensors", beta, task="sst2", model_name="tiny",
-                     label_words=SST2.label_words, variant="scores")
+    path = save_beta(
+        tmp_path / "b" / "beta.safetensors",
+        beta,
+        task="sst2",
+        model_name="tiny",
+        label_words=SST2.label_words,
+        variant="scores",
+    )
     loaded, metadata = load_beta(path, task="sst2")
     assert torch.equal(loaded, beta)
     assert metadata["task"] == "sst2" and metadata["model_name"] == "tiny" and metadata["variant"] == "scores"
@@ -209,8 +219,13 @@ def write_raw_beta(path, beta: torch.Tensor, *, model_name: str = "tiny", label_
     """A β file as anchorlens writes it, but without save_beta's checks (what another tool or a bug could leave)."""
     from safetensors.torch import save_file
 
-    metadata = {"format": "anchorlens-reweight-beta-1", "task": "sst2", "model_name": model_name,
-                "label_words": json.dumps(list(label_words)), "variant": "pattern"}
+    metadata = {
+        "format": "anchorlens-reweight-beta-1",
+        "task": "sst2",
+        "model_name": model_name,
+        "label_words": json.dumps(list(label_words)),
+        "variant": "pattern",
+    }
     save_file({"beta": beta}, str(path), metadata=metadata)
 
 
@@ -242,8 +257,12 @@ def test_a_loaded_beta_must_fit_the_model_and_task_it_is_applied_to(tmp_path, gp
     with pytest.raises(InvalidConfigError, match=re.escape(f"fitted on model 'gemma-3-270m', not on '{name}'")):
         load_beta(path, model=gpt2_like)
     write_raw_beta(path, torch.zeros(layers, heads, 2), model_name=name, label_words=[" Bad", " Good"])
-    with pytest.raises(InvalidConfigError, match=re.escape("label words [' Bad', ' Good'] (task 'sst2'), not for "
-                                                           "those of task 'sst2', [' Negative', ' Positive']")):
+    with pytest.raises(
+        InvalidConfigError,
+        match=re.escape(
+            "label words [' Bad', ' Good'] (task 'sst2'), not for those of task 'sst2', [' Negative', ' Positive']"
+        ),
+    ):
         load_beta(path, model=gpt2_like, task="sst2")
     with pytest.raises(InvalidConfigError, match="not for those of task 'agnews'"):
         load_beta(path, task="agnews")
@@ -329,8 +348,11 @@ def test_diverging_training_stops_naming_the_epoch_and_step(gpt2_like, prefix_ca
     Training stops there and names where, instead of returning (and saving) a NaN β."""
     demonstrations, extra = sample_demonstrations(SST2, 3, extra_per_class=2)
     config = ReweightConfig(extra_per_class=2, learning_rate=1e30, epochs=2, prefix_cache=prefix_cache)
-    with pytest.raises(InvalidConfigError, match="diverged at epoch 1 of 2, step 2 of 4, training example row "
-                                                 "\\d+: the loss is nan.*lower --learning-rate"):
+    with pytest.raises(
+        InvalidConfigError,
+        match="diverged at epoch 1 of 2, step 2 of 4, training example row "
+        "\\d+: the loss is nan.*lower --learning-rate",
+    ):
         fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=0)
 
 
@@ -355,12 +377,19 @@ def test_training_stops_when_beta_itself_becomes_non_finite(gpt2_like, monkeypat
 
 def test_config_errors_name_the_cli_flags():
     """A CLI user never sees the field names: `reweight --extra-per-class 1` failed naming `five_shot_agnews`."""
-    with pytest.raises(InvalidConfigError, match=re.escape("shots_per_class (--shots) + extra_per_class "
-                                                           "(--extra-per-class) = 1 + 1 = 2: raise --extra-per-class "
-                                                           "to at least 2")):
+    with pytest.raises(
+        InvalidConfigError,
+        match=re.escape(
+            "shots_per_class (--shots) + extra_per_class "
+            "(--extra-per-class) = 1 + 1 = 2: raise --extra-per-class "
+            "to at least 2"
+        ),
+    ):
         ReweightConfig(extra_per_class=1)
-    with pytest.raises(InvalidConfigError, match=re.escape("five_shot_agnews = 3 examples per class (a ReweightConfig "
-                                                           "field, no CLI flag)")):
+    with pytest.raises(
+        InvalidConfigError,
+        match=re.escape("five_shot_agnews = 3 examples per class (a ReweightConfig field, no CLI flag)"),
+    ):
         ReweightConfig(extra_per_class=1)
     with pytest.raises(InvalidConfigError, match=re.escape("lower --shots to at most 3")):
         ReweightConfig(shots_per_class=4)
@@ -459,16 +488,20 @@ def test_vanilla_row_matches_a_direct_evaluation(gpt2_like, tiny_table):
     tests = sample_test_set(SST2, 1, n_test=6)
     prompts = query_prompts(gpt2_like.tokenizer, SST2, demonstrations, tests, prepend_bos=False)
     with torch.no_grad():
-        predicted = [label_logits(gpt2_like(torch.tensor([p.token_ids])), make_batch([p]))[0].argmax().item()
-                     for p in prompts]
+        predicted = [
+            label_logits(gpt2_like(torch.tensor([p.token_ids])), make_batch([p]))[0].argmax().item() for p in prompts
+        ]
     expected = np.mean([p == t.label for p, t in zip(predicted, tests)])
     assert result.loc["vanilla_1shot", "accuracy"] == pytest.approx(expected)
 
 
 def test_summary_paper_table_and_plot():
     frame = pd.DataFrame(
-        [("sst2", "m", seed, method, accuracy, 10) for seed, shift in ((1, 0.0), (2, 0.2))
-         for method, accuracy in zip(METHODS, (0.5 + shift, 0.4 + shift, 0.7 + shift, 0.6 + shift))]
+        [
+            ("sst2", "m", seed, method, accuracy, 10)
+            for seed, shift in ((1, 0.0), (2, 0.2))
+            for method, accuracy in zip(METHODS, (0.5 + shift, 0.4 + shift, 0.7 + shift, 0.6 + shift))
+        ]
         + [("trec", "m", 1, method, accuracy, 10) for method, accuracy in zip(METHODS, (0.2, 0.3, 0.4, 0.1))],
         columns=["task", "model", "seed", "method", "accuracy", "n"],
     )
@@ -517,8 +550,13 @@ def test_cached_evaluation_on_gemma_beyond_its_sliding_window(gemma_model):
     must apply the window to original positions to equal the full prompts (vanilla and under β)."""
     task = get_task("agnews")
     config = ReweightConfig()
-    prompts = query_prompts(gemma_model.tokenizer, task, five_shot_demonstrations(task, 42, config),
-                            sample_test_set(task, 42, n_test=2), **prompt_settings(gemma_model))
+    prompts = query_prompts(
+        gemma_model.tokenizer,
+        task,
+        five_shot_demonstrations(task, 42, config),
+        sample_test_set(task, 42, n_test=2),
+        **prompt_settings(gemma_model),
+    )
     assert min(p.length for p in prompts) > gemma_model.cfg.window_size
     assert shared_demonstrations(gemma_model, prompts) is not None
     beta = random_beta(gemma_model, task.num_classes, seed=0).mul(0.5)

@@ -29,8 +29,10 @@ from anchorlens.tasks import get_task, load_split
 @pytest.fixture
 def batch(smol_tokenizer):
     demos = [("a dull , lifeless film ", 0), ("warm and funny ", 1), ("a mess ", 0)]
-    prompts = [build_prompt(smol_tokenizer, "sst2", demos, text, label, prepend_bos=False)
-               for text, label in [("the best film of the year ", 1), ("tedious ", 0)]]
+    prompts = [
+        build_prompt(smol_tokenizer, "sst2", demos, text, label, prepend_bos=False)
+        for text, label in [("the best film of the year ", 1), ("tedious ", 0)]
+    ]
     return make_batch(prompts)
 
 
@@ -42,8 +44,11 @@ def spec_formula(saliency: np.ndarray, label_positions: list[int], q: int) -> tu
     pq = sum(saliency[q, p] for p in label_positions)
     below = sum(saliency[i, j] for i in range(q + 1) for j in range(i))
     n_pairs = q * (q + 1) / 2
-    return (wp / sum(label_positions), pq / len(label_positions),
-            (below - wp - pq) / (n_pairs - sum(label_positions) - len(label_positions)))
+    return (
+        wp / sum(label_positions),
+        pq / len(label_positions),
+        (below - wp - pq) / (n_pairs - sum(label_positions) - len(label_positions)),
+    )
 
 
 def test_region_weights_reproduce_the_spec_formula(batch):
@@ -137,11 +142,27 @@ def test_run_saves_each_seed_and_resumes(tmp_path, gpt2_like, monkeypatch):
 def test_depth_summary_takes_thirds_of_each_models_own_depth():
     """Shallow = first third, deep = last third of each model's layers, also when models of different depth
     share one result (a 6-layer and a 3-layer model here; S_wp is the layer index, so means are checkable)."""
-    rows = [{"task": "sst2", "model": model, "seed": 1, "layer": layer, "S_wp": float(layer), "S_pq": 0.0,
-             "S_ww": 0.0, "n": 4} for model, layers in (("deep6", 6), ("short3", 3)) for layer in range(layers)]
+    rows = [
+        {
+            "task": "sst2",
+            "model": model,
+            "seed": 1,
+            "layer": layer,
+            "S_wp": float(layer),
+            "S_pq": 0.0,
+            "S_ww": 0.0,
+            "n": 4,
+        }
+        for model, layers in (("deep6", 6), ("short3", 3))
+        for layer in range(layers)
+    ]
     table = SaliencyResult.from_frame(pd.DataFrame(rows)).depth_summary().set_index(["model", "depth"])["S_wp"]
-    assert table.to_dict() == {("deep6", "deep"): 4.5, ("deep6", "shallow"): 0.5,
-                               ("short3", "deep"): 2.0, ("short3", "shallow"): 0.0}
+    assert table.to_dict() == {
+        ("deep6", "deep"): 4.5,
+        ("deep6", "shallow"): 0.5,
+        ("short3", "deep"): 2.0,
+        ("short3", "shallow"): 0.0,
+    }
 
 
 def test_fresh_demonstration_prompts_know_their_test_row(smol_tokenizer):
@@ -171,11 +192,14 @@ def test_per_example_rows_and_their_means_are_the_seed_rows(gpt2_like):
     for region in REGIONS:
         assert np.allclose(merged[f"{region}_raw"], merged[f"{region}_mean"], rtol=1e-9, atol=0)
     # The prediction is the model's own argmax over the label logits of that prompt alone.
-    prompts = fresh_demonstration_prompts(gpt2_like.tokenizer, "sst2", 3, n_test=5, shots_per_class=1,
-                                          **prompt_settings(gpt2_like))
+    prompts = fresh_demonstration_prompts(
+        gpt2_like.tokenizer, "sst2", 3, n_test=5, shots_per_class=1, **prompt_settings(gpt2_like)
+    )
     with torch.no_grad():
-        alone = {p.example_index: int(label_logits(run_to_target(gpt2_like, make_batch([p])), make_batch([p])).argmax())
-                 for p in prompts}
+        alone = {
+            p.example_index: int(label_logits(run_to_target(gpt2_like, make_batch([p])), make_batch([p])).argmax())
+            for p in prompts
+        }
     first_layer = examples[(examples["seed"] == 3) & (examples["layer"] == 0)]
     assert dict(zip(first_layer["example"], first_layer["prediction"])) == alone
     assert (examples.groupby(["seed", "example"])["prediction"].nunique() == 1).all()
@@ -190,8 +214,18 @@ def _examples(n_seeds=3, n_inputs=12, n_layers=4, seed=0):
             scale = generator.choice([0.1, 10.0])
             for layer in range(n_layers):
                 values = generator.gamma(2.0, size=3) * scale * np.array([1 + layer, 1, 3 - 0.5 * layer])
-                rows.append({"task": "sst2", "model": "m", "seed": 40 + s, "example": 100 + example, "gold": 0,
-                             "layer": layer, "prediction": 0, **dict(zip(REGIONS, values))})
+                rows.append(
+                    {
+                        "task": "sst2",
+                        "model": "m",
+                        "seed": 40 + s,
+                        "example": 100 + example,
+                        "gold": 0,
+                        "layer": layer,
+                        "prediction": 0,
+                        **dict(zip(REGIONS, values)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -207,8 +241,17 @@ def test_summary_with_ci_is_mean_then_normalise_then_seed_mean():
     examples = _examples()
     result = SaliencyResult(_seed_rows(examples), SaliencyConfig(), examples)
     summary = result.summary_with_ci()
-    assert list(summary.columns) == ["task", "model", "layer", "metric", "mean", "ci_low", "ci_high", "n_seeds",
-                                     "n_examples"]
+    assert list(summary.columns) == [
+        "task",
+        "model",
+        "layer",
+        "metric",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "n_seeds",
+        "n_examples",
+    ]
     assert len(summary) == 4 * 3 and set(summary["metric"]) == set(REGIONS)
     assert (summary["n_seeds"] == 3).all() and (summary["n_examples"] == 36).all()
     expected = result.frame.groupby(["layer"])[list(REGIONS)].mean()
@@ -239,8 +282,10 @@ def test_summary_intervals_equal_a_loop_over_resamples():
                 continue
             mine = examples[examples["seed"] == seed]
             counts = np.array([resamples.counts[r, index_of[(seed, e)]] for e in mine["example"]])
-            means = (mine[list(REGIONS)].mul(counts, axis=0).groupby(mine["layer"]).sum()
-                     / mine.assign(c=counts).groupby("layer")["c"].sum().to_numpy()[:, None]).to_numpy()
+            means = (
+                mine[list(REGIONS)].mul(counts, axis=0).groupby(mine["layer"]).sum()
+                / mine.assign(c=counts).groupby("layer")["c"].sum().to_numpy()[:, None]
+            ).to_numpy()
             total += times * means / means.sum(1, keepdims=True)
             weight += times
         boot[r] = total / weight
