@@ -11,9 +11,9 @@ import pandas as pd
 import torch
 
 from anchorlens import build_prompt, label_logits, label_tokens, load_model, make_batch, prompt_settings
+from anchorlens.forward import run_to_target
 from anchorlens.models import OFFLINE_MODELS
 from anchorlens.sampling import sample_demonstrations, sample_test_set
-from anchorlens.prompts import run_to_target
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--models", nargs="+", default=list(OFFLINE_MODELS))

@@ -40,5 +40,4 @@ from anchorlens.prompts import (
 )
 from anchorlens.sampling import Example, sample_demonstrations, sample_test_set
 from anchorlens.tasks import Task, get_task, list_tasks, load_split, register_task
-
-__version__ = "0.1.0"
+from anchorlens.version import __version__

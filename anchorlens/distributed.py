@@ -242,7 +242,7 @@ def rank_record_path(out: str | Path, experiment: str, process: Process) -> Path
 
 def write_rank_record(out: str | Path, experiment: str, process: Process, parts: list[dict[str, object]]) -> Path:
     """Record which parts this rank computed in this run, where and how long (provenance on a cluster)."""
-    from anchorlens.runs import atomic_write_text
+    from anchorlens.files import atomic_write_text
 
     record = {
         "experiment": experiment,

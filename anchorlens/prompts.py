@@ -406,7 +406,7 @@ def label_logits(
 ) -> Float[Tensor, "batch label"]:
     """The C label-token logits at the target: what predictions and losses are computed over (SPEC §0).
 
-    Takes full logits, or logits already taken at the targets (`run_to_target`)."""
+    Takes full logits, or logits already taken at the targets (`anchorlens.forward.run_to_target`)."""
     at_target = target_logits(logits, batch) if logits.ndim == 3 else logits
     return at_target[:, batch.label_token_ids.to(logits.device)]
 
@@ -420,77 +420,6 @@ def label_loss(
     return torch.nn.functional.cross_entropy(
         label_logits(logits, batch), batch.gold.to(logits.device), reduction=reduction
     )
-
-
-def run_to_target(
-    model,
-    batch: PromptBatch,
-    fwd_hooks: Sequence = (),
-    *,
-    start_at_layer: int | None = None,
-    residual: Float[Tensor, "batch seq d_model"] | None = None,
-) -> Float[Tensor, "batch vocab"]:
-    """Logits at each prompt's target only, with hooks applied.
-
-    The final norm and unembedding run on one row per prompt instead of every position: for a 262k-token
-    vocabulary (Gemma) that is most of a forward pass saved. Equal to full logits at the targets because both
-    act on each position alone. With `start_at_layer` the pass starts from `residual`, the stream before that
-    layer taken from an earlier run: edits confined to later layers need not recompute the earlier ones
-    (HookedTransformer only). On a TransformerBridge, Hugging Face unembeds only the target positions.
-    """
-    if (start_at_layer is None) != (residual is None):
-        raise ValueError("start_at_layer and residual go together")
-    from anchorlens.model_classes import bridge_logits_at, is_bridge, require_hooked_transformer
-
-    if start_at_layer is not None:
-        require_hooked_transformer(
-            model,
-            "starting a forward pass at a layer (start_at_layer)",
-            "a TransformerBridge lets Hugging Face run every layer",
-        )
-    if is_bridge(model):  # no final residual to stop at: Hugging Face unembeds only the target positions
-        return bridge_logits_at(model, batch.tokens, batch.target_positions, fwd_hooks)
-    source = batch.tokens if residual is None else residual
-    residual = model.run_with_hooks(
-        source, fwd_hooks=list(fwd_hooks), start_at_layer=start_at_layer, stop_at_layer=model.cfg.n_layers
-    )
-    rows = torch.arange(batch.size, device=residual.device)
-    return final_logits(model, residual[rows, batch.target_positions.to(residual.device)])
-
-
-def final_logits(
-    model, residual: Float[Tensor, "batch d_model"], label_token_ids: Int[Tensor, " label"] | None = None
-) -> Float[Tensor, "batch vocab"] | Float[Tensor, "batch label"]:
-    """Final norm, unembedding and logit soft-cap of one residual-stream row per prompt.
-
-    With `label_token_ids`, only those columns of the unembedding (the same numbers as indexing the full
-    logits, without the full-vocabulary product, which for one token of Gemma's 262k-token vocabulary costs
-    more than all the layers; ``unembed.hook_out`` then does not run).
-    """
-    final = residual[:, None]
-    if model.cfg.normalization_type is not None:
-        final = model.ln_final(final)
-    final = final[:, 0]
-    unembed = model.unembed
-    if label_token_ids is None:
-        # The product with W_U as stored, then the module's own hook point: TransformerLens's forward would
-        # copy the transposed W_U into a contiguous tensor on every call (670 MB for Gemma; one CPU thread, batch
-        # 8: 0.65 s a call with the copy, 0.22 s without). Same numbers, same hook.
-        logits = unembed.hook_out(final @ unembed.W_U + unembed.b_U)
-    else:
-        ids = label_token_ids.to(unembed.W_U.device)
-        logits = final @ unembed.W_U[:, ids] + unembed.b_U[ids]
-    soft_cap = getattr(model.cfg, "output_logits_soft_cap", 0.0) or 0.0
-    if soft_cap > 0:
-        logits = soft_cap * torch.tanh(logits / soft_cap)
-    return logits
-
-
-def final_label_logits(
-    model, residual: Float[Tensor, "batch d_model"], label_token_ids: Int[Tensor, " label"]
-) -> Float[Tensor, "batch label"]:
-    """`final_logits` at the label tokens only (see there)."""
-    return final_logits(model, residual, label_token_ids)
 
 
 def prompt_settings(model) -> dict:

@@ -155,7 +155,8 @@ def reproduce(
     from anchorlens.distributed import init_distributed, place_rank
     from anchorlens.experiments import EXPERIMENTS, run_experiment
     from anchorlens.models import expected_recorded_name, load_model
-    from anchorlens.runs import atomic_write_text, check_folder, on_part_written
+    from anchorlens.files import atomic_write_text
+    from anchorlens.runs import check_folder, on_part_written
     from anchorlens.tasks import get_task
 
     out = Path(out)

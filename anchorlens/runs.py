@@ -20,13 +20,8 @@ runs on one folder share the work: the second waits for a part the first is comp
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import hashlib
 import io
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +31,8 @@ from typing import Any
 import pandas as pd
 
 from anchorlens.errors import InvalidConfigError
+from anchorlens.files import atomic_write_bytes, atomic_write_text, bytes_sha256, file_lock, parquet_bytes
+from anchorlens.version import __version__
 
 #: Bumped when the meaning or layout of saved results changes (2: verified parts with per-example rows).
 RESULTS_FORMAT_VERSION = 2
@@ -60,101 +57,6 @@ def on_part_written(listener: Callable[[str, str, int, float | None], None]) -> 
         yield
     finally:
         _PART_LISTENERS.remove(listener)
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def _unwritable(path: Path, error: OSError) -> InvalidConfigError:
-    reason = os.strerror(error.errno) if error.errno else str(error)
-    return InvalidConfigError(
-        f"cannot write {path} ({reason.lower()}); choose a writable --out folder (results already there can still "
-        "be read)"
-    )
-
-
-def ensure_folder(folder: Path) -> None:
-    """Create `folder` (and parents), with a one-line error when a file is in the way or it cannot be made."""
-    for parent in [folder, *folder.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise InvalidConfigError(f"output path {folder} lies below {parent}, which is a file; choose a folder")
-        if parent.is_dir():
-            break
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise InvalidConfigError(f"output path {folder} exists and is not a folder; choose a folder") from None
-    except OSError as error:
-        raise _unwritable(folder, error) from None
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`.
-
-    A symlink at `path` is replaced by the file, never followed; a reader sees the old or the new file whole.
-    """
-    path = Path(path)
-    ensure_folder(path.parent)
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise _unwritable(path, error) from None
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone who may read them
-        os.replace(temporary, path)
-    except OSError as error:
-        raise _unwritable(path, error) from None
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write a CSV atomically (temporary file, then rename)."""
-    atomic_write_text(path, frame.to_csv(index=False))
-
-
-def parquet_bytes(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False, compression="zstd")
-    return buffer.getvalue()
-
-
-def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write a parquet file atomically (zstd-compressed)."""
-    atomic_write_bytes(path, parquet_bytes(frame))
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path`, created if missing, opened without following a symlink and never truncated."""
-    ensure_folder(path.parent)
-    try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise InvalidConfigError(
-                f"{path} is a symbolic link; anchorlens does not follow links in its output folders. Remove it"
-            ) from None
-        raise _unwritable(path, error) from None
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # closing releases the lock
 
 
 def part_stem(out_dir: str | Path, experiment: str, task: str, seed: int) -> Path:
@@ -270,9 +172,9 @@ class ResultStore:
                 )
             else:
                 rows_data, examples_data = rows_path.read_bytes(), examples_path.read_bytes()
-                if _sha256(rows_data) != record.get("rows_sha256"):
+                if bytes_sha256(rows_data) != record.get("rows_sha256"):
                     problem = f"{rows_path.name} does not match its recorded hash"
-                elif _sha256(examples_data) != record.get("examples_sha256"):
+                elif bytes_sha256(examples_data) != record.get("examples_sha256"):
                     problem = f"{examples_path.name} does not match its recorded hash"
                 else:
                     rows = pd.read_csv(io.BytesIO(rows_data)) if rows_data.strip() else pd.DataFrame()
@@ -312,8 +214,6 @@ class ResultStore:
             yield
 
     def _write_manifest(self) -> None:
-        from anchorlens import __version__
-
         manifest = read_manifest(self.out_dir)
         manifest.setdefault("results_format", RESULTS_FORMAT_VERSION)
         manifest["anchorlens_version"] = __version__
@@ -329,8 +229,6 @@ class ResultStore:
     ) -> None:
         """Write the part's two files, then its record (which makes it finished). `seconds`: what computing it
         took, kept in the record for progress estimates."""
-        from anchorlens import __version__
-
         check_folder(self.out_dir, self.experiment, self.config)  # another run may have claimed the folder
         self._write_manifest()
         rows_path, examples_path, record_path = self._files(task, seed)
@@ -349,8 +247,8 @@ class ResultStore:
             "example_rows": len(examples),
             # What was used, which may be fewer than n_test asked for (capped at the split and 1000).
             "test_inputs": int(examples["example"].nunique()) if "example" in examples.columns else None,
-            "rows_sha256": _sha256(rows_data),
-            "examples_sha256": _sha256(examples_data),
+            "rows_sha256": bytes_sha256(rows_data),
+            "examples_sha256": bytes_sha256(examples_data),
             "seconds": None if seconds is None else round(seconds, 3),
         }
         atomic_write_text(record_path, json.dumps(record, indent=2, sort_keys=True))

@@ -13,7 +13,6 @@ naming the file, instead of as a wrong number later.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from anchorlens.errors import DataFileError, InvalidConfigError, TaskDefinitionError, UnknownTaskError
+from anchorlens.files import bytes_sha256, file_sha256
 
 Source = Literal["local", "hub"]
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
@@ -419,14 +419,6 @@ def task_from_files(
     return task
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _written_by_us(data_dir: Path) -> dict[str, str]:
     """{file name: sha256} of the split files `task_from_files` wrote in `data_dir` (empty if none)."""
     record_path = data_dir / TASK_RECORD
@@ -461,7 +453,7 @@ def _write_task_files(data_dir: Path, tables: Mapping[str, pa.Table], sources: S
         target = data_dir / f"{split}.parquet"
         if not target.exists() and not target.is_symlink():
             continue
-        if target.is_symlink() or not target.is_file() or ours.get(target.name) != _file_sha256(target):
+        if target.is_symlink() or not target.is_file() or ours.get(target.name) != file_sha256(target):
             is_input = any(
                 source.exists() and os.path.samefile(source, target) for source in sources if target.exists()
             )
@@ -477,7 +469,7 @@ def _write_task_files(data_dir: Path, tables: Mapping[str, pa.Table], sources: S
         pq.write_table(table, buffer, compression="zstd")
         target = data_dir / f"{split}.parquet"
         _replace_file(target, buffer.getvalue())
-        written[target.name] = hashlib.sha256(buffer.getvalue()).hexdigest()
+        written[target.name] = bytes_sha256(buffer.getvalue())
         # Recorded after each file, so a failure between the two splits still leaves every file of ours known.
         record = {"written_by": "anchorlens.task_from_files", "sha256": written}
         _replace_file(data_dir / TASK_RECORD, json.dumps(record, indent=2, sort_keys=True).encode("utf-8"))

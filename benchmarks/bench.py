@@ -45,22 +45,15 @@ import torch
 from anchorlens import paper
 from anchorlens.experiments.auroc import attention_and_prediction
 from anchorlens.experiments.common import batches, device_of, pad_token_id
-from anchorlens.experiments.compress import build_anchor_cache, pad_queries, query_tokens, run_query_with_cache
+from anchorlens.experiments.compress import build_anchor_cache
 from anchorlens.experiments.isolation import IsolationConfig, loyalty_of_batch
 from anchorlens.experiments.reweight import ReweightConfig, five_shot_demonstrations, label_probabilities, query_prompts
 from anchorlens.experiments.saliency import SaliencyConfig, fresh_demonstration_prompts, saliency_of_batch
+from anchorlens.forward import final_logits, run_to_target
 from anchorlens.hooks import block_earlier_mask, frozen_parameters, isolation_hooks
+from anchorlens.kv_cache import pad_queries, query_tokens, run_query_with_cache
 from anchorlens.models import DEFAULT_MODEL, load_model
-from anchorlens.prompts import (
-    Prompt,
-    PromptBatch,
-    final_logits,
-    iter_batches,
-    label_loss,
-    prompt_settings,
-    run_to_target,
-    task_prompts,
-)
+from anchorlens.prompts import Prompt, PromptBatch, iter_batches, label_loss, prompt_settings, task_prompts
 from anchorlens.sampling import sample_demonstrations, sample_test_set
 from anchorlens.tasks import get_task
 

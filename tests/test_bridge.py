@@ -16,6 +16,7 @@ import torch
 
 from anchorlens import models
 from anchorlens.errors import HookError, InvalidConfigError, UnsupportedModelError
+from anchorlens.forward import run_to_target
 from anchorlens.hooks import (
     LabelAttentionRecorder,
     SaliencyRecorder,
@@ -30,7 +31,7 @@ from anchorlens.hooks import (
     verify_attention_hooks,
 )
 from anchorlens.model_classes import model_class_of
-from anchorlens.prompts import label_loss, make_batch, prompt_settings, run_to_target, task_prompts
+from anchorlens.prompts import label_loss, make_batch, prompt_settings, task_prompts
 
 CLASSES = ("hooked", "bridge")
 #: Largest |Δ log-prob| allowed between the classes at the target, over the whole vocabulary (float32).

@@ -89,7 +89,7 @@ def test_corrupt_cached_weights_are_detected_and_rebuilt(tmp_path, monkeypatch):
         handle.write(b"\x00" * 64)
     with pytest.warns(models.CacheRebuildWarning, match="failed its check: model.safetensors does not match"):
         rebuilt = models.converted_dir("smollm2-135m")
-    assert models._sha256(rebuilt / models.WEIGHTS_NAME) == models._sha256(source / models.WEIGHTS_NAME)
+    assert models.file_sha256(rebuilt / models.WEIGHTS_NAME) == models.file_sha256(source / models.WEIGHTS_NAME)
 
 
 @integration
@@ -194,8 +194,8 @@ def test_large_files_are_hashed_once_per_process_until_they_change(tmp_path, mon
     monkeypatch.setattr(models, "_SETTLED_NS", 0)  # remember files written just now (the test's own)
     monkeypatch.setattr(models, "_VERIFIED_HASHES", {})
     hashed = []
-    real_sha256 = models._sha256
-    monkeypatch.setattr(models, "_sha256", lambda path: hashed.append(path.name) or real_sha256(path))
+    real_sha256 = models.file_sha256
+    monkeypatch.setattr(models, "file_sha256", lambda path: hashed.append(path.name) or real_sha256(path))
     path = tmp_path / "weights.bin"
     path.write_bytes(b"a" * 1000)
     first = models._sha256_once(path)

@@ -141,7 +141,8 @@ def test_batch_is_right_padded_and_keeps_positions(smol_tokenizer):
 @pytest.mark.parametrize("model_name", ["gpt2_like", "llama_like"])
 def test_target_logits_equal_the_full_forward_at_the_targets(request, model_name):
     """run_to_target's own unembedding (no weight copy) and the label-only readout give the model's numbers."""
-    from anchorlens.prompts import final_label_logits, final_logits, run_to_target, task_prompts
+    from anchorlens.forward import final_label_logits, final_logits, run_to_target
+    from anchorlens.prompts import task_prompts
 
     model = request.getfixturevalue(model_name)
     _, prompts = task_prompts(model.tokenizer, "trec", 1, n_test=3, prepend_bos=False)

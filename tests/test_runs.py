@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from anchorlens.errors import InvalidConfigError
-from anchorlens.runs import MANIFEST, DamagedPartWarning, ResultStore, atomic_write_text, file_lock, read_parts
+from anchorlens.files import atomic_write_text, file_lock
+from anchorlens.runs import MANIFEST, DamagedPartWarning, ResultStore, read_parts
 
 ROWS = pd.DataFrame({"layer": [0, 1], "auroc": [0.5, 0.75]})
 EXAMPLES = pd.DataFrame({"example": [3, 9, 3, 9], "layer": [0, 0, 1, 1], "gold": [1, 0, 1, 0]})

@@ -35,8 +35,9 @@ from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds
+from anchorlens.forward import run_to_target
 from anchorlens.hooks import LabelAttentionRecorder
-from anchorlens.prompts import PromptBatch, label_logits, prompt_settings, run_to_target, task_prompts
+from anchorlens.prompts import PromptBatch, label_logits, prompt_settings, task_prompts
 from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata
 from anchorlens.tasks import Task, get_task
 

@@ -17,7 +17,8 @@ from anchorlens.errors import InvalidConfigError
 from anchorlens.hooks import verify_attention_hooks
 from anchorlens.model_classes import recorded_model_name, warn_if_value_biases_folded
 from anchorlens.prompts import Prompt, PromptBatch, make_batch
-from anchorlens.runs import ResultStore, read_manifest, read_parts, write_frame, write_parquet
+from anchorlens.files import write_frame, write_parquet
+from anchorlens.runs import ResultStore, read_manifest, read_parts
 from anchorlens.stats import bootstrap_means
 from anchorlens.tasks import Task, get_task
 

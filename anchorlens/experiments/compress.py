@@ -3,7 +3,7 @@
 The demonstrations are run once per seed; of what they leave in every layer only the kept positions stay
 (formatting tokens, label words, the newlines between demonstrations, BOS when the model uses one); every
 test input then runs only its query against that cache. The cache is a pruned key/value cache queried at
-original positions: `anchorlens.kv_cache` says why and how (its names are re-exported here).
+original positions: `anchorlens.kv_cache` says why and how.
 
 What is kept
 ------------
@@ -60,7 +60,8 @@ from anchorlens.experiments.common import (
     pad_token_id,
     run_seeds,
 )
-from anchorlens.kv_cache import (  # re-exported: re-weighting, the benchmarks and notebooks import them from here
+from anchorlens.forward import final_label_logits, final_logits, run_to_target
+from anchorlens.kv_cache import (
     AnchorCache,
     CacheStack,
     cache_demonstrations,
@@ -68,23 +69,11 @@ from anchorlens.kv_cache import (  # re-exported: re-weighting, the benchmarks a
     demonstration_length,
     pad_queries,
     query_tokens,
-    rotary_table_size,
     run_queries_with_caches,
     run_query_with_cache,
 )
 from anchorlens.metrics import correct, jaccard, label_agreement
-from anchorlens.prompts import (
-    LabelTokens,
-    Prompt,
-    Role,
-    build_prompt,
-    final_label_logits,
-    final_logits,
-    iter_batches,
-    label_tokens,
-    prompt_settings,
-    run_to_target,
-)
+from anchorlens.prompts import LabelTokens, Prompt, Role, build_prompt, iter_batches, label_tokens, prompt_settings
 from anchorlens.sampling import sample_demonstrations, sample_test_set
 from anchorlens.tasks import Task, get_task
 

@@ -60,7 +60,8 @@ from threadpoolctl import threadpool_limits
 from anchorlens.errors import EmptyClassError, HookError, InvalidConfigError
 from anchorlens.experiments.auroc import weighted_auc
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds
-from anchorlens.prompts import PromptBatch, build_prompt, label_logits, label_tokens, prompt_settings, run_to_target
+from anchorlens.forward import run_to_target
+from anchorlens.prompts import PromptBatch, build_prompt, label_logits, label_tokens, prompt_settings
 from anchorlens.sampling import Example, sample_demonstrations, test_indices
 from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata
 from anchorlens.tasks import Task, get_task, load_split

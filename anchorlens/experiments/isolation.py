@@ -26,9 +26,8 @@ Everything is forward-only. Each seed leaves one row per (k, condition) and one 
 from __future__ import annotations
 
 import dataclasses
-import warnings
-
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -41,10 +40,11 @@ from torch import Tensor
 
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds
+from anchorlens.forward import run_to_target
 from anchorlens.hooks import block_earlier_mask, isolation_hooks
 from anchorlens.metrics import jaccard, label_agreement
 from anchorlens.model_classes import supports_start_at_layer
-from anchorlens.prompts import Prompt, PromptBatch, Role, label_logits, prompt_settings, run_to_target, task_prompts
+from anchorlens.prompts import Prompt, PromptBatch, Role, label_logits, prompt_settings, task_prompts
 from anchorlens.tasks import Task, get_task
 
 CONDITIONS = ("label_first", "label_last", "random_first", "random_last")

@@ -47,6 +47,7 @@ from anchorlens.experiments.common import (
     pad_token_id,
     run_seeds,
 )
+from anchorlens.forward import final_label_logits, run_to_target
 from anchorlens.hooks import Hook, check_beta, frozen_parameters, reweight_hooks, target_row_reweight_hooks
 from anchorlens.kv_cache import (
     AnchorCache,
@@ -64,13 +65,11 @@ from anchorlens.prompts import (
     Prompt,
     PromptBatch,
     build_prompt,
-    final_label_logits,
     label_logits,
     label_loss,
     label_tokens,
     make_batch,
     prompt_settings,
-    run_to_target,
 )
 from anchorlens.sampling import Example, sample_demonstrations, sample_test_set
 from anchorlens.tasks import Task, get_task
@@ -405,7 +404,7 @@ def save_beta(
     """
     from safetensors.torch import save
 
-    from anchorlens.runs import atomic_write_bytes
+    from anchorlens.files import atomic_write_bytes
 
     if variant not in VARIANTS:
         raise InvalidConfigError(

@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float, Int
-from torch import Tensor
 from threadpoolctl import threadpool_limits
+from torch import Tensor
 
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds
+from anchorlens.forward import run_to_target
 from anchorlens.hooks import SaliencyRecorder, frozen_parameters
 from anchorlens.prompts import (
     Prompt,
@@ -42,7 +43,6 @@ from anchorlens.prompts import (
     label_loss,
     label_tokens,
     prompt_settings,
-    run_to_target,
 )
 from anchorlens.sampling import sample_test_set
 from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata

@@ -14,30 +14,33 @@ from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.compress import (
     DRAW_STREAM,
     METHODS,
-    CacheStack,
     CompressConfig,
     CompressResult,
     anchor_positions,
     best_draw,
     build_anchor_cache,
-    cache_demonstrations,
-    demonstration_length,
     draw_positions,
     draw_predictions,
     evaluate_seed,
     final_residuals_of_draws,
-    pad_queries,
     plot_compress,
-    query_tokens,
     random_positions,
     run_compress,
-    run_queries_with_caches,
-    run_query_with_cache,
     seed_prompts,
     text_anchor_prompt,
 )
+from anchorlens.forward import final_logits, run_to_target
 from anchorlens.hooks import scores_hook_name
-from anchorlens.prompts import Role, build_prompt, final_logits, make_batch, run_to_target, task_prompts
+from anchorlens.kv_cache import (
+    CacheStack,
+    cache_demonstrations,
+    demonstration_length,
+    pad_queries,
+    query_tokens,
+    run_queries_with_caches,
+    run_query_with_cache,
+)
+from anchorlens.prompts import Role, build_prompt, make_batch, task_prompts
 from anchorlens.tasks import get_task
 
 DEMOS = [("a dull , lifeless film ", 0), ("warm and funny , with a big heart ", 1), ("tedious ", 0)]
@@ -459,7 +462,7 @@ def test_text_anchor_prompt_text_is_the_papers(smol_tokenizer):
 
 def cache_of_ids(prompt):
     """A stand-in cache holding only the demonstration tokens (enough for `query_tokens`)."""
-    from anchorlens.experiments.compress import AnchorCache
+    from anchorlens.kv_cache import AnchorCache
 
     end = demonstration_length(prompt)
     return AnchorCache((), (), (), prompt.token_ids[:end])

@@ -21,16 +21,9 @@ from anchorlens.experiments.isolation import (
     random_rows,
     run_isolation,
 )
+from anchorlens.forward import run_to_target
 from anchorlens.hooks import block_earlier_mask, isolation_hooks
-from anchorlens.prompts import (
-    Role,
-    build_prompt,
-    label_logits,
-    make_batch,
-    prompt_settings,
-    run_to_target,
-    task_prompts,
-)
+from anchorlens.prompts import Role, build_prompt, label_logits, make_batch, prompt_settings, task_prompts
 
 DEMOS = [("a dull , lifeless film ", 0), ("warm and funny ", 1), ("flat and slow ", 0), ("a joy to watch ", 1)]
 QUERIES = ("fine ", "a long and tedious exercise ", "moving , if uneven ")

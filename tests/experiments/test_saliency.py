@@ -19,8 +19,9 @@ from anchorlens.experiments.saliency import (
     run_saliency,
     saliency_of_batch,
 )
+from anchorlens.forward import run_to_target
 from anchorlens.hooks import SaliencyRecorder, frozen_parameters, pattern_hook_name
-from anchorlens.prompts import build_prompt, label_logits, label_loss, make_batch, prompt_settings, run_to_target
+from anchorlens.prompts import build_prompt, label_logits, label_loss, make_batch, prompt_settings
 from anchorlens.sampling import sample_test_set
 from anchorlens.stats import resamples_for
 from anchorlens.tasks import get_task, load_split
