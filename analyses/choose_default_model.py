@@ -10,14 +10,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from anchorlens import build_prompt, label_logits, label_tokens, load_model, make_batch, prompt_settings
+from anchorlens import build_prompt, label_logits, label_tokens, load_model, make_batch, paper, prompt_settings
 from anchorlens.forward import run_to_target
 from anchorlens.models import OFFLINE_MODELS
 from anchorlens.sampling import sample_demonstrations, sample_test_set
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--models", nargs="+", default=list(OFFLINE_MODELS))
-parser.add_argument("--tasks", nargs="+", default=["sst2", "agnews", "trec", "emoc"])
+parser.add_argument("--tasks", nargs="+", default=list(paper.TASKS))
 parser.add_argument("--seeds", type=int, nargs="+", default=[42])
 parser.add_argument("--n-test", type=int, default=100)
 parser.add_argument("--out", default="results")

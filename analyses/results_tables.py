@@ -20,7 +20,6 @@ from anchorlens.experiments import (
     ReweightResult,
     SaliencyResult,
 )
-from anchorlens.experiments.compress import PAPER_TASKS
 from anchorlens.plots import diagnose_svg
 from anchorlens.reproduce import markdown_table
 
@@ -63,20 +62,22 @@ def speedup_table(result: CompressResult) -> pd.DataFrame:
     """Paper Table 3: Hidden_anchor speed-up per task (seed mean), with the paper's GPT2-XL and GPT-J rows."""
     anchor = result.frame[result.frame["method"] == "hidden_anchor"]
     rows = [
-        {"source": model, **{PAPER_TASKS.get(t, t): v for t, v in part.groupby("task")["speedup"].mean().items()}}
+        {"source": model, **{paper.TASK_LABELS.get(t, t): v for t, v in part.groupby("task")["speedup"].mean().items()}}
         for model, part in anchor.groupby("model")
     ]
     rows += [
-        {"source": f"paper, {name}", **{PAPER_TASKS[t]: v for t, v in values.items()}}
+        {"source": f"paper, {name}", **{paper.TASK_LABELS[t]: v for t, v in values.items()}}
         for name, values in paper.COMPRESS_SPEEDUP.items()
     ]
-    return pd.DataFrame(rows)[["source", *[name for name in PAPER_TASKS.values()]]]
+    return pd.DataFrame(rows)[["source", *[name for name in paper.TASK_LABELS.values()]]]
 
 
 def compress_by_task_table(result: CompressResult) -> pd.DataFrame:
     """Per task and model: label loyalty / word loyalty / accuracy (%) of each method, seed mean; the kept
     demonstration tokens of Hidden_anchor out of all of them."""
-    from anchorlens.experiments.compress import METHOD_LABELS, METHODS
+    from anchorlens.experiments.compress import METHODS
+
+    labels = paper.COMPRESS_METHOD_LABELS
 
     mean = result.frame.groupby(["task", "model", "method"])[
         ["label_loyalty", "word_loyalty", "accuracy", "kept_tokens", "demo_tokens"]
@@ -84,14 +85,14 @@ def compress_by_task_table(result: CompressResult) -> pd.DataFrame:
     rows = {}
     for (task, model, method), values in mean.iterrows():
         row = rows.setdefault((task, model), {})
-        row[METHOD_LABELS[method]] = " / ".join(
+        row[labels[method]] = " / ".join(
             f"{100 * values[m]:.1f}" for m in ("label_loyalty", "word_loyalty", "accuracy")
         )
         if method == "hidden_anchor":
             row["kept / demo tokens"] = f"{values['kept_tokens']:.0f} / {values['demo_tokens']:.0f}"
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = table.index.set_names(["task", "model"])
-    columns = [METHOD_LABELS[m] for m in METHODS if METHOD_LABELS[m] in table.columns] + ["kept / demo tokens"]
+    columns = [labels[m] for m in METHODS if labels[m] in table.columns] + ["kept / demo tokens"]
     return table[[c for c in columns if c in table.columns]].reset_index()
 
 

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import types
+import typing
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from anchorlens.errors import AnchorlensError
 
 EXIT_USER_ERROR = 2
+
+#: The commands that run an experiment (`anchorlens.orchestrate.EXPERIMENTS`), with their one-line help. Their
+#: options come from the experiment's config class.
+RUN_COMMANDS = {
+    "saliency": "saliency information flow S_wp, S_pq, S_ww per layer (paper Fig. 3)",
+    "isolation": "isolate label words in the first/last k layers: loyalty (Fig. 4)",
+    "auroc": "per-layer AUROC of target->label attention vs prediction, R_l (Fig. 5)",
+    "diagnose": "predicted vs true confusion from label-word key geometry (Fig. 6)",
+    "reweight": "anchor re-weighting vs vanilla ICL and contextual calibration (Table 1)",
+    "compress": "anchor-only context compression: loyalty, accuracy, speed-up (Tables 2-3)",
+}
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -127,6 +141,88 @@ def _cmd_prompt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option_form(annotation: object) -> tuple[type, str | None, tuple | None]:
+    """(element type, nargs, choices) of a config field's annotation: ``X | None`` as X, ``tuple[X, ...]`` as
+    one or more X, a ``Literal`` as a choice among its values."""
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        present = [argument for argument in arguments if argument is not type(None)]
+        if len(present) == 1:
+            return _option_form(present[0])
+    elif origin is typing.Literal:
+        return type(arguments[0]), None, arguments
+    elif origin is tuple and len(arguments) == 2 and arguments[1] is Ellipsis:
+        kind, _, choices = _option_form(arguments[0])
+        return kind, "+", choices
+    elif annotation in (bool, int, float, str):
+        return annotation, None, None
+    raise TypeError(f"a config field of type {annotation!r} has no command-line form; give it flag=None")
+
+
+def _default_text(field: dataclasses.Field) -> str:
+    if field.metadata.get("default_text"):
+        return field.metadata["default_text"]
+    if isinstance(field.default, tuple):
+        return " ".join(str(value) for value in field.default)
+    return str(field.default)
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser, config_class: type, names: Iterable[str] | None = None
+) -> list[str]:
+    """Add one option per field of `config_class` that has a flag (`anchorlens.experiments.common.setting`), or
+    per field in `names`: type, nargs and choices from the field's annotation, default and help text from the
+    field itself. Returns the fields added (argparse dests are the field names)."""
+    from anchorlens.experiments.common import cli_flag
+
+    wanted = None if names is None else set(names)
+    hints = typing.get_type_hints(config_class)
+    added = []
+    for field in dataclasses.fields(config_class):
+        flag = cli_flag(field)
+        if flag is None or (wanted is not None and field.name not in wanted):
+            continue
+        text = f"{field.metadata['help']} (default: {_default_text(field)})"
+        # A default factory is left to the config: the option's own default is None, meaning "not given".
+        default = field.default if field.default is not dataclasses.MISSING else None
+        kind, nargs, choices = _option_form(hints[field.name])
+        if kind is bool:
+            if default is not False:
+                raise TypeError(
+                    f"{config_class.__name__}.{field.name} defaults to {default!r}: a switch must default to False"
+                )
+            parser.add_argument(flag, dest=field.name, action="store_true", help=text)
+        else:
+            parser.add_argument(
+                flag,
+                dest=field.name,
+                type=kind,
+                nargs=nargs,
+                choices=choices,
+                default=list(default) if isinstance(default, tuple) else default,
+                metavar=None if choices else flag.lstrip("-").replace("-", "_").upper(),
+                help=text,
+            )
+        added.append(field.name)
+    return added
+
+
+def config_values(args: argparse.Namespace, config_class: type) -> dict:
+    """The config fields set by options `add_config_options` made (lists as tuples; options left at None for a
+    field with a default factory are left out, so the config fills them in)."""
+    from anchorlens.experiments.common import cli_flag
+
+    values = {}
+    for field in dataclasses.fields(config_class):
+        if cli_flag(field) is None or not hasattr(args, field.name):
+            continue
+        value = getattr(args, field.name)
+        if value is None and field.default is dataclasses.MISSING:
+            continue
+        values[field.name] = tuple(value) if isinstance(value, list) else value
+    return values
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", nargs="+", required=True, help="one or more tasks (see `anchorlens tasks`)")
     parser.add_argument("--model", default=None, help="model name (default: the default offline model)")
@@ -137,10 +233,6 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="TransformerLens class: HookedTransformer (default) or TransformerBridge; bridge results "
         "are recorded under the model name MODEL:bridge",
     )
-    parser.add_argument("--n-test", type=int, default=200, help="test inputs per seed (default 200; paper 1000)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="seeds (paper: 42 43 44 45 46)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--shots", type=int, default=1, help="demonstrations per class")
     parser.add_argument("--out", required=True, help="output folder; a rerun resumes what is finished there")
     parser.add_argument("--device", default=None, help="torch device (default: TransformerLens's choice)")
     _add_device_split_argument(parser)
@@ -160,23 +252,15 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
     from pathlib import Path
 
     from anchorlens.distributed import init_distributed, place_rank
-    from anchorlens.experiments import EXPERIMENTS, run_experiment
     from anchorlens.models import DEFAULT_MODEL, expected_recorded_name, load_model
+    from anchorlens.orchestrate import EXPERIMENTS, run_experiment
     from anchorlens.runs import check_folder
     from anchorlens.tasks import get_task
 
     spec = EXPERIMENTS[experiment]
     tasks = [get_task(name) for name in args.task]  # unknown tasks fail before the model loads
-    extra = {field: getattr(args, field) for field in spec.cli_fields}
     recorded = expected_recorded_name(args.model or DEFAULT_MODEL, args.model_class)
-    config = spec.config_class(
-        model=recorded,
-        seeds=tuple(args.seeds),
-        n_test=args.n_test,
-        batch_size=args.batch_size,
-        shots_per_class=args.shots,
-        **extra,
-    )
+    config = spec.config_class(model=recorded, **config_values(args, spec.config_class))
     check_folder(args.out, experiment, config.signature())  # before the model loads (seconds), not after
     process = init_distributed()  # a no-op unless launched by torchrun / accelerate launch
     device = place_rank(process, args.device, n_devices=args.n_devices)
@@ -193,17 +277,12 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from anchorlens.reproduce import ReproduceConfig, reproduce
 
-    fields = {
-        "model": args.model,
-        "tasks": tuple(args.tasks),
-        "seeds": tuple(args.seeds),
-        "n_test": args.n_test,
-        "batch_size": args.batch_size,
-    }
-    if args.experiments:
-        fields["experiments"] = tuple(args.experiments)
     report = reproduce(
-        ReproduceConfig(**fields), args.out, progress=not args.no_progress, device=args.device, n_devices=args.n_devices
+        ReproduceConfig(**config_values(args, ReproduceConfig)),
+        args.out,
+        progress=not args.no_progress,
+        device=args.device,
+        n_devices=args.n_devices,
     )
     if _is_main_rank():
         print(f"wrote {report}")
@@ -216,7 +295,10 @@ def _is_main_rank() -> bool:
     return process_from_env().is_main
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(wanted: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. The options of the run commands and `reproduce` come from their config classes; they are
+    added for the commands in `wanted` only (all when None), so that `anchorlens tasks` does not import every
+    experiment."""
     parser = argparse.ArgumentParser(
         prog="anchorlens",
         description="Label words as anchors: information-flow analyses of in-context learning on TransformerLens.",
@@ -243,72 +325,26 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument("--tokens", action="store_true", help="also list every token with its role")
     prompt.set_defaults(run=_cmd_prompt)
 
-    saliency = commands.add_parser(
-        "saliency", help="saliency information flow S_wp, S_pq, S_ww per layer (paper Fig. 3)"
-    )
-    _add_run_arguments(saliency)
-    saliency.add_argument("--abs-per-head", action="store_true", help="use sum_h |A*dL/dA| instead of |sum_h A*dL/dA|")
-    saliency.set_defaults(run=lambda args: _run_experiment(args, "saliency"))
+    for name, description in RUN_COMMANDS.items():
+        command = commands.add_parser(name, help=description)
+        _add_run_arguments(command)
+        if wanted is None or name in wanted:
+            from anchorlens.orchestrate import EXPERIMENTS
 
-    isolation = commands.add_parser(
-        "isolation", help="isolate label words in the first/last k layers: loyalty (Fig. 4)"
-    )
-    _add_run_arguments(isolation)
-    isolation.add_argument(
-        "--k",
-        type=int,
-        nargs="+",
-        default=[1, 3, 5, 7],
-        help="isolated layer counts (default: the paper's 1 3 5 7; main result 5)",
-    )
-    isolation.add_argument("--word-top-k", type=int, default=5, help="top-k tokens compared by word loyalty")
-    isolation.set_defaults(run=lambda args: _run_experiment(args, "isolation"))
-
-    auroc = commands.add_parser("auroc", help="per-layer AUROC of target->label attention vs prediction, R_l (Fig. 5)")
-    _add_run_arguments(auroc)
-    auroc.set_defaults(run=lambda args: _run_experiment(args, "auroc"))
-
-    diagnose = commands.add_parser("diagnose", help="predicted vs true confusion from label-word key geometry (Fig. 6)")
-    _add_run_arguments(diagnose)
-    diagnose.add_argument("--layer", type=int, default=None, help="layer (default: two thirds of the depth)")
-    diagnose.set_defaults(run=lambda args: _run_experiment(args, "diagnose"))
-
-    reweight = commands.add_parser(
-        "reweight", help="anchor re-weighting vs vanilla ICL and contextual calibration (Table 1)"
-    )
-    _add_run_arguments(reweight)
-    reweight.add_argument("--extra-per-class", type=int, default=4, help="training examples per class for beta")
-    reweight.add_argument("--learning-rate", type=float, default=0.01)
-    reweight.add_argument("--epochs", type=int, default=10)
-    reweight.add_argument(
-        "--variant",
-        choices=["pattern", "scores"],
-        default="pattern",
-        help="pattern: exp(beta) times the attention (paper); scores: beta added before softmax",
-    )
-    reweight.set_defaults(run=lambda args: _run_experiment(args, "reweight"))
-
-    compress = commands.add_parser(
-        "compress", help="anchor-only context compression: loyalty, accuracy, speed-up (Tables 2-3)"
-    )
-    _add_run_arguments(compress)
-    compress.add_argument("--word-top-k", type=int, default=5, help="top-k tokens compared by word loyalty")
-    compress.add_argument("--random-draws", type=int, default=20, help="Hidden_random draws for Hidden_random-top")
-    compress.set_defaults(run=lambda args: _run_experiment(args, "compress"))
+            add_config_options(command, EXPERIMENTS[name].config_class)
+        command.set_defaults(run=lambda args, experiment=name: _run_experiment(args, experiment))
 
     reproduce = commands.add_parser(
         "reproduce", help="run every analysis and method on one model, resumably, and write report.md (main job)"
     )
-    reproduce.add_argument("--model", default=None, help="model name (default: the default offline model)")
-    reproduce.add_argument("--tasks", nargs="+", default=["sst2", "agnews", "trec", "emoc"])
-    reproduce.add_argument("--seeds", type=int, nargs="+", default=[42], help="seeds (paper: 42 43 44 45 46)")
-    reproduce.add_argument("--n-test", type=int, default=20, help="test inputs per task and seed (paper: 1000)")
-    reproduce.add_argument("--batch-size", type=int, default=8)
-    reproduce.add_argument("--experiments", nargs="+", default=None, help="a subset of the experiments")
+    if wanted is None or "reproduce" in wanted:
+        from anchorlens.reproduce import ReproduceConfig
+
+        add_config_options(reproduce, ReproduceConfig)
     reproduce.add_argument("--out", default="results/reproduce", help="output folder (a rerun resumes)")
     reproduce.add_argument("--device", default=None, help="torch device (default: TransformerLens's choice)")
     _add_device_split_argument(reproduce)
-    reproduce.add_argument("--no-progress", action="store_true")
+    reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")
     reproduce.set_defaults(run=_cmd_reproduce)
     return parser
 
@@ -337,7 +373,9 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((argument for argument in argv if not argument.startswith("-")), None)
+    args = build_parser(wanted={command} if command else set()).parse_args(argv)
     if getattr(args, "model", "unset") is None:
         from anchorlens.models import DEFAULT_MODEL
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -122,8 +122,18 @@ def isolation_hooks(blocked_by_layer: Mapping[int, Bool[Tensor, "batch query key
 
 # --------------------------------------------------------------------------------------------- re-weighting
 
+#: How β enters attention: "pattern" scales the post-softmax pattern (paper), "scores" adds to the pre-softmax scores.
 ReweightVariant = Literal["pattern", "scores"]
-REWEIGHT_VARIANTS = ("pattern", "scores")
+REWEIGHT_VARIANTS: tuple[str, ...] = get_args(ReweightVariant)
+
+
+def check_variant(variant: object, option: str = "") -> ReweightVariant:
+    """`variant` if it is a `ReweightVariant`, else a one-line error; `option` names where a user set it (a CLI
+    flag). Every place a variant enters (config, hooks, saved and loaded β) checks it here."""
+    if variant not in REWEIGHT_VARIANTS:
+        where = f" ({option})" if option else ""
+        raise InvalidConfigError(f"unknown re-weighting variant{where} {variant!r}; use 'pattern' (paper) or 'scores'")
+    return variant
 
 
 def _shape_text(shape: Sequence[int | None]) -> str:
@@ -171,11 +181,6 @@ def check_beta(
             f"at (layer, head, class) = {tuple(bad[0].tolist())}; refit β (a lower --learning-rate keeps the "
             "training finite)"
         )
-
-
-def _check_variant(variant: str) -> None:
-    if variant not in REWEIGHT_VARIANTS:
-        raise InvalidConfigError(f"unknown re-weighting variant {variant!r}; use 'pattern' (paper) or 'scores'")
 
 
 def _check_beta_for(beta: object, model, n_classes: int) -> None:
@@ -304,7 +309,7 @@ def reweight_hooks(
     classes. Pass `model`: without it only the classes are checked here and the heads when the hooks run,
     so a β with too few layers would re-weight only those.
     """
-    _check_variant(variant)
+    check_variant(variant)
     _check_beta_for(beta, model, batch.label_mask.shape[1])
     name = pattern_hook_name if variant == "pattern" else scores_hook_name
     chosen = _beta_layers(beta, model, layers)
@@ -331,7 +336,7 @@ def target_row_reweight_hooks(
 ) -> list[Hook]:
     """Every layer's `target_row_reweight_hook` (see there: queries run against a cached prefix); β checked as
     in `reweight_hooks`."""
-    _check_variant(variant)
+    check_variant(variant)
     _check_beta_for(beta, model, label_mask.shape[1])
     name = pattern_hook_name if variant == "pattern" else scores_hook_name
     return [

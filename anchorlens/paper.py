@@ -1,6 +1,41 @@
-"""What the paper reports (Wang et al., EMNLP 2023; SPEC §7), for reports that put our numbers beside it."""
+"""What the paper reports (Wang et al., EMNLP 2023; SPEC §7), for reports that put our numbers beside it, and
+how its tables name tasks and methods. The one place for these constants: experiments, reports, figures and
+the analyses scripts read them from here."""
 
 from __future__ import annotations
+
+#: The paper's four tasks, in the order anchorlens registers and runs them (`anchorlens reproduce`'s default).
+TASKS = ("sst2", "agnews", "trec", "emoc")
+
+#: The paper's name for each task, in the column order of its tables.
+TASK_LABELS = {"sst2": "SST-2", "trec": "TREC", "agnews": "AGNews", "emoc": "EmoC"}
+
+
+def task_rank(task: str) -> int:
+    """Where `task` stands in the paper's column order; tasks the paper does not have follow, in a tie."""
+    order = list(TASK_LABELS)
+    return order.index(task) if task in order else len(order)
+
+
+#: Table 1's rows (re-weighting), with the training-free baseline anchorlens adds.
+REWEIGHT_METHOD_LABELS = {
+    "vanilla_1shot": "Vanilla ICL (1-shot per class)",
+    "vanilla_5shot": "Vanilla ICL (5-shot per class; AGNews 3)",
+    "reweight": "Anchor re-weighting (1-shot per class)",
+    "contextual_calibration": "Contextual calibration (1-shot per class)",
+}
+
+#: Table 2's rows (context compression), as the paper spells them.
+COMPRESS_METHOD_LABELS = {
+    "icl": "ICL",
+    "text_anchor": "Text_anchor",
+    "hidden_random": "Hidden_random",
+    "hidden_random_top": "Hidden_random-top",
+    "hidden_anchor": "Hidden_anchor",
+}
+
+#: Fig. 4's numbers of isolated layers (first or last k); a model shallower than 7 layers runs those it has.
+ISOLATION_K = (1, 3, 5, 7)
 
 #: Table 1, GPT2-XL, accuracy %, mean of 5 seeds.
 REWEIGHT_TABLE = {

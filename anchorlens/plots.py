@@ -7,11 +7,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from anchorlens.experiments.auroc import AurocResult
-from anchorlens.experiments.compress import plot_compress
+from anchorlens.experiments.compress import METHODS as COMPRESS_METHODS
+from anchorlens.experiments.compress import METRICS as COMPRESS_METRICS
+from anchorlens.experiments.compress import CompressResult
 from anchorlens.experiments.diagnose import DiagnoseResult
 from anchorlens.experiments.isolation import CONDITIONS, IsolationResult
-from anchorlens.experiments.reweight import plot_reweight
+from anchorlens.experiments.reweight import METHODS as REWEIGHT_METHODS
+from anchorlens.experiments.reweight import ReweightResult
 from anchorlens.experiments.saliency import REGIONS, SaliencyResult
+from anchorlens.paper import COMPRESS_METHOD_LABELS, REWEIGHT_METHOD_LABELS, task_rank
 
 __all__ = [
     "diagnose_svg",
@@ -185,6 +189,74 @@ def plot_diagnose(result: DiagnoseResult) -> go.Figure:
         template="plotly_white",
         height=380 * len(keys),
         width=950,
+    )
+    return figure
+
+
+def plot_reweight(result: ReweightResult) -> go.Figure:
+    """Grouped bars: accuracy (%) per task and method, seed mean ± std."""
+    summary = result.summary()
+    several_models = summary["model"].nunique() > 1
+    summary["where"] = summary["task"] + (" (" + summary["model"] + ")" if several_models else "")
+    in_paper_order = summary.sort_values("task", key=lambda tasks: tasks.map(task_rank), kind="stable")
+    places = list(dict.fromkeys(in_paper_order["where"]))
+    figure = go.Figure()
+    for method in [m for m in REWEIGHT_METHODS if m in set(summary["method"])]:
+        part = summary[summary["method"] == method].set_index("where").reindex(places)
+        figure.add_trace(
+            go.Bar(
+                x=places,
+                y=part["accuracy_mean"] * 100,
+                name=REWEIGHT_METHOD_LABELS[method],
+                error_y={"type": "data", "array": part["accuracy_std"].fillna(0) * 100},
+            )
+        )
+    figure.update_yaxes(title_text="accuracy (%)", range=[0, 105])
+    figure.update_layout(
+        title="Anchor re-weighting vs vanilla ICL and contextual calibration",
+        barmode="group",
+        template="plotly_white",
+        height=420,
+        width=max(600, 220 * len(places)),
+    )
+    return figure
+
+
+def plot_compress(result: CompressResult) -> go.Figure:
+    """Grouped bars per method: label loyalty, word loyalty and accuracy (%), averaged over seeds and tasks,
+    one panel per model (error bars: std over the per-task means when several tasks, else over seeds)."""
+    frame = result.frame
+    models = list(dict.fromkeys(frame["model"]))
+    figure = make_subplots(rows=1, cols=len(models), subplot_titles=models, shared_yaxes=True)
+    colors = {"label_loyalty": "#1f77b4", "word_loyalty": "#ff7f0e", "accuracy": "#2ca02c"}
+    for column, model in enumerate(models, start=1):
+        part = frame[frame["model"] == model]
+        spread_over = "task" if part["task"].nunique() > 1 else "seed"
+        per_unit = part.groupby([spread_over, "method"])[list(COMPRESS_METRICS)].mean().reset_index()
+        stats = per_unit.groupby("method")[list(COMPRESS_METRICS)].agg(["mean", "std"])
+        methods = [m for m in COMPRESS_METHODS if m in stats.index]
+        for metric in COMPRESS_METRICS:
+            figure.add_trace(
+                go.Bar(
+                    x=[COMPRESS_METHOD_LABELS[m] for m in methods],
+                    y=stats.loc[methods, (metric, "mean")] * 100,
+                    error_y={"type": "data", "array": stats.loc[methods, (metric, "std")].fillna(0) * 100},
+                    name=metric.replace("_", " "),
+                    marker_color=colors[metric],
+                    legendgroup=metric,
+                    showlegend=column == 1,
+                ),
+                row=1,
+                col=column,
+            )
+    tasks = ", ".join(dict.fromkeys(frame["task"]))
+    figure.update_yaxes(title_text="% (vs full ICL; accuracy vs gold)", range=[0, 105], row=1, col=1)
+    figure.update_layout(
+        title=f"Anchor-only context compression ({tasks})",
+        barmode="group",
+        template="plotly_white",
+        height=420,
+        width=max(600, 520 * len(models)),
     )
     return figure
 

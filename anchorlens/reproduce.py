@@ -12,20 +12,19 @@ import importlib.metadata
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from anchorlens import paper
 from anchorlens.errors import InvalidConfigError
+from anchorlens.experiments.common import setting
 from anchorlens.models import DEFAULT_MODEL, OFFLINE_MODELS, weights_fingerprint
-
-PAPER_TASKS = ("sst2", "agnews", "trec", "emoc")
 
 
 def _default_experiments() -> tuple[str, ...]:
-    from anchorlens.experiments import EXPERIMENTS
+    from anchorlens.orchestrate import EXPERIMENTS
 
     return tuple(EXPERIMENTS)
 
@@ -34,15 +33,17 @@ def _default_experiments() -> tuple[str, ...]:
 class ReproduceConfig:
     """Sizes of the reproduction. The defaults are the README's main job: small enough for 2 CPU cores."""
 
-    model: str = DEFAULT_MODEL
-    tasks: tuple[str, ...] = PAPER_TASKS
-    seeds: tuple[int, ...] = (42,)
-    n_test: int = 20
-    batch_size: int = 8
-    experiments: tuple[str, ...] = field(default_factory=_default_experiments)
+    model: str = setting(DEFAULT_MODEL, "model name (see `anchorlens models`)")
+    tasks: tuple[str, ...] = setting(paper.TASKS, "tasks (see `anchorlens tasks`)")
+    seeds: tuple[int, ...] = setting((42,), "seeds (paper: 42 43 44 45 46)")
+    n_test: int = setting(20, "test inputs per task and seed (paper: 1000)")
+    batch_size: int = setting(8, "prompts per forward pass (changes no number)")
+    experiments: tuple[str, ...] = setting(
+        help_text="a subset of the experiments", default_factory=_default_experiments, default_text="all six"
+    )
 
     def __post_init__(self) -> None:
-        from anchorlens.experiments import EXPERIMENTS
+        from anchorlens.orchestrate import EXPERIMENTS
 
         unknown = [name for name in self.experiments if name not in EXPERIMENTS]
         if unknown:
@@ -94,7 +95,7 @@ def _report_section(name: str, result, folder: str) -> list[str]:
 
 #: Seconds per (task, seed) part at the default sizes (n_test 20, batch 8) on the default model, one CPU
 #: thread: the estimate before a part of an experiment has been measured in the output folder. Measured by
-#: `anchorlens reproduce` from a fresh clone (README, "Main job"); scaled linearly with n_test.
+#: `anchorlens reproduce` from a fresh clone (docs/reproduce.md, "Timing"); scaled linearly with n_test.
 REFERENCE_PART_SECONDS: dict[str, float] = {}
 REFERENCE_N_TEST = 20
 
@@ -153,9 +154,9 @@ def reproduce(
     share each experiment's parts and rank 0 alone writes the report and manifest (docs/scaling.md).
     """
     from anchorlens.distributed import init_distributed, place_rank
-    from anchorlens.experiments import EXPERIMENTS, run_experiment
-    from anchorlens.models import expected_recorded_name, load_model
     from anchorlens.files import atomic_write_text
+    from anchorlens.models import expected_recorded_name, load_model
+    from anchorlens.orchestrate import EXPERIMENTS, run_experiment
     from anchorlens.runs import check_folder, on_part_written
     from anchorlens.tasks import get_task
 

@@ -187,3 +187,70 @@ def test_an_unusable_model_cache_is_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert "it lies below a file; set ANCHORLENS_CACHE to a writable folder" in _one_error_line(result.stderr)
+
+
+# ------------------------------------------------------------------ options generated from the config classes
+
+
+def _run_config_classes():
+    from anchorlens.orchestrate import EXPERIMENTS
+    from anchorlens.reproduce import ReproduceConfig
+
+    return {**{name: spec.config_class for name, spec in EXPERIMENTS.items()}, "reproduce": ReproduceConfig}
+
+
+def test_the_run_commands_are_the_registered_experiments():
+    from anchorlens.cli import RUN_COMMANDS
+    from anchorlens.orchestrate import EXPERIMENTS
+
+    assert list(RUN_COMMANDS) == list(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("command", ["saliency", "isolation", "auroc", "diagnose", "reweight", "compress", "reproduce"])
+def test_options_left_out_give_the_configs_own_defaults(command):
+    """One source for each default: the option's default is the config field's, so omitting every option gives
+    the config made with no arguments (CLI defaults used to be written a second time in cli.py)."""
+    import dataclasses
+
+    from anchorlens.cli import build_parser, config_values
+
+    config_class = _run_config_classes()[command]
+    argv = [command] if command == "reproduce" else [command, "--task", "sst2", "--out", "x"]
+    args = build_parser({command}).parse_args(argv)
+    values = config_values(args, config_class)
+    assert values  # every run command has options from its config
+    assert dataclasses.asdict(config_class(**values)) == dataclasses.asdict(config_class())
+
+
+@pytest.mark.parametrize("command", ["saliency", "isolation", "auroc", "diagnose", "reweight", "compress", "reproduce"])
+def test_help_shows_every_config_option_with_its_help_and_default(command, capsys):
+    import dataclasses
+
+    from anchorlens.experiments.common import cli_flag
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for field in dataclasses.fields(_run_config_classes()[command]):
+        assert field.metadata.get("help"), f"{field.name} has no help text"
+        flag = cli_flag(field)
+        if flag is not None:
+            words = " ".join(field.metadata["help"].split())
+            assert f"{flag} " in shown and words in shown and "(default: " in shown.split(words, 1)[1][:12], field.name
+
+
+def test_generated_options_parse_tuples_switches_and_choices(capsys):
+    from anchorlens.cli import build_parser, config_values
+    from anchorlens.experiments import IsolationConfig, ReweightConfig, SaliencyConfig
+
+    base = ["--task", "sst2", "--out", "x"]
+    args = build_parser({"isolation"}).parse_args(["isolation", *base, "--k", "1", "5", "--shots", "2"])
+    assert IsolationConfig(**config_values(args, IsolationConfig)).k == (1, 5)
+    assert config_values(args, IsolationConfig)["shots_per_class"] == 2
+    args = build_parser({"saliency"}).parse_args(["saliency", *base, "--abs-per-head"])
+    assert SaliencyConfig(**config_values(args, SaliencyConfig)).abs_per_head is True
+    args = build_parser({"reweight"}).parse_args(["reweight", *base, "--variant", "scores"])
+    assert ReweightConfig(**config_values(args, ReweightConfig)).variant == "scores"
+    with pytest.raises(SystemExit):
+        build_parser({"reweight"}).parse_args(["reweight", *base, "--variant", "softmax"])
+    assert "invalid choice: 'softmax'" in capsys.readouterr().err

@@ -70,7 +70,8 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, tiny_folder):
 
 
 def _isolation_run(model, out):
-    from anchorlens.experiments import IsolationConfig, run_experiment
+    from anchorlens.experiments import IsolationConfig
+    from anchorlens.orchestrate import run_experiment
 
     config = IsolationConfig(seeds=(1, 2, 3), n_test=6, batch_size=2, k=(1, 2))
     return run_experiment("isolation", model, ["sst2", "trec"], config, out, progress=False, figure=False)

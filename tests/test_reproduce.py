@@ -7,7 +7,7 @@ import json
 import pytest
 
 from anchorlens.errors import InvalidConfigError
-from anchorlens.experiments import EXPERIMENTS
+from anchorlens.orchestrate import EXPERIMENTS
 from anchorlens.reproduce import ReproduceConfig, markdown_table, reproduce
 
 

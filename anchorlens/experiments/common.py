@@ -14,13 +14,46 @@ import torch
 from tqdm.auto import tqdm
 
 from anchorlens.errors import InvalidConfigError
+from anchorlens.files import write_frame, write_parquet
 from anchorlens.hooks import verify_attention_hooks
 from anchorlens.model_classes import recorded_model_name, warn_if_value_biases_folded
 from anchorlens.prompts import Prompt, PromptBatch, make_batch
-from anchorlens.files import write_frame, write_parquet
 from anchorlens.runs import ResultStore, read_manifest, read_parts
 from anchorlens.stats import bootstrap_means
 from anchorlens.tasks import Task, get_task
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    help_text: str = "",
+    *,
+    flag: str | bool | None = True,
+    default_text: str | None = None,
+    default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+) -> Any:
+    """A config field that carries its own help text: the one source of a setting's default and meaning.
+
+    The command line generates its options from these fields (`anchorlens.cli.add_config_options`): `flag` is the
+    field's option, True for ``--field-name``, a string for another name (``--shots``), None for a field set in
+    Python only. `default_text` describes a default the value alone does not say (None, a default factory).
+    """
+    metadata = {"help": help_text, "flag": flag, "default_text": default_text}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def cli_flag(field: dataclasses.Field) -> str | None:
+    """The command-line option of a config field made by `setting`, or None for a field set in Python only."""
+    flag = field.metadata.get("flag")
+    if flag is True:
+        return "--" + field.name.replace("_", "-")
+    return flag or None
+
+
+def option_name(config_class: type, name: str) -> str:
+    """How a user sets a field, for error messages: its flag, or that it is a field without one."""
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    flag = cli_flag(fields[name]) if name in fields else None
+    return flag if flag is not None else f"a {config_class.__name__} field, no CLI flag"
 
 
 @dataclass(frozen=True)
@@ -33,11 +66,15 @@ class ExperimentConfig:
     1000); None takes them all.
     """
 
-    model: str | None = None
-    seeds: tuple[int, ...] = (42, 43, 44)
-    n_test: int | None = 200
-    batch_size: int = 8
-    shots_per_class: int = 1
+    model: str | None = setting(
+        None, "the name results are recorded under; None takes the loaded model's, a name must be that", flag=None
+    )
+    seeds: tuple[int, ...] = setting((42, 43, 44), "seeds (paper: 42 43 44 45 46)")
+    n_test: int | None = setting(
+        200, "test inputs per seed, at most the test split and the task's 1000 (paper 1000; None, in Python: all)"
+    )
+    batch_size: int = setting(8, "prompts per forward pass (changes no number)")
+    shots_per_class: int = setting(1, "demonstrations per class", flag="--shots")
 
     #: Fields that do not change the numbers: a run may resume with other values.
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("seeds", "batch_size")

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -59,6 +59,7 @@ from anchorlens.experiments.common import (
     device_of,
     pad_token_id,
     run_seeds,
+    setting,
 )
 from anchorlens.forward import final_label_logits, final_logits, run_to_target
 from anchorlens.kv_cache import (
@@ -73,39 +74,26 @@ from anchorlens.kv_cache import (
     run_query_with_cache,
 )
 from anchorlens.metrics import correct, jaccard, label_agreement
+from anchorlens.paper import COMPRESS_METHOD_LABELS, COMPRESS_SPEEDUP, COMPRESS_TABLE, task_rank
 from anchorlens.prompts import LabelTokens, Prompt, Role, build_prompt, iter_batches, label_tokens, prompt_settings
 from anchorlens.sampling import sample_demonstrations, sample_test_set
 from anchorlens.tasks import Task, get_task
 
-if TYPE_CHECKING:
-    import plotly.graph_objects as go
-
-#: Methods in the order of the paper's Table 2.
+#: Methods in the order of the paper's Table 2 (their names there: `anchorlens.paper.COMPRESS_METHOD_LABELS`).
 METHODS = ("icl", "text_anchor", "hidden_random", "hidden_random_top", "hidden_anchor")
-METHOD_LABELS = {
-    "icl": "ICL",
-    "text_anchor": "Text_anchor",
-    "hidden_random": "Hidden_random",
-    "hidden_random_top": "Hidden_random-top",
-    "hidden_anchor": "Hidden_anchor",
-}
 METRICS = ("label_loyalty", "word_loyalty", "accuracy")
-#: Column order and names of the paper's tables; other tasks follow under their own names.
-PAPER_TASKS = {"sst2": "SST-2", "trec": "TREC", "agnews": "AGNews", "emoc": "EmoC"}
-
-#: argparse dests the CLI maps one-to-one onto config fields.
-CLI_FIELDS = ("word_top_k", "random_draws")
 
 
 @dataclass(frozen=True)
 class CompressConfig(ExperimentConfig):
-    #: Top-k vocabulary tokens compared by word loyalty (paper 5).
-    word_top_k: int = 5
-    #: Hidden_random draws; Hidden_random-top is the best of them by label loyalty (paper 20).
-    random_draws: int = 20
-    #: Timed passes over the test inputs per method (after one warm-up batch); the fastest counts, so a
-    #: background job slowing one pass does not decide the speed-up.
-    timing_repeats: int = 2
+    word_top_k: int = setting(5, "top-k vocabulary tokens compared by word loyalty (paper 5)")
+    random_draws: int = setting(
+        20, "Hidden_random draws; Hidden_random-top is the best of them by label loyalty (paper 20)"
+    )
+    #: The fastest pass counts, so a background job slowing one pass does not decide the speed-up.
+    timing_repeats: int = setting(
+        2, "timed passes over the test inputs per method, after one warm-up batch; the fastest counts", flag=None
+    )
 
     #: Timing repeats and batch size change no loyalty or accuracy: a run may resume with other values.
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("seeds", "batch_size", "timing_repeats")
@@ -466,14 +454,12 @@ class CompressResult(ExperimentResult):
         # as comparable.
         table["tasks"] = per_task.groupby(["model", "method"]).size()
         table = table.reset_index().sort_values(["model", "method"], key=_order_key, kind="stable")
-        table["method"] = table["method"].map(lambda m: METHOD_LABELS.get(m, m))
+        table["method"] = table["method"].map(lambda m: COMPRESS_METHOD_LABELS.get(m, m))
         index = ["method"] if table["model"].nunique() == 1 else ["model", "method"]
         return table.set_index(index).drop(columns=[c for c in ["model"] if c not in index])
 
     def report_table(self) -> pd.DataFrame:
         """Our Table 2 (with the mean speed-up), then the paper's GPT2-XL and GPT-J rows."""
-        from anchorlens import paper
-
         ours = self.paper_table().reset_index()
         if "model" not in ours.columns:
             ours.insert(0, "model", self.frame["model"].iloc[0])
@@ -481,13 +467,13 @@ class CompressResult(ExperimentResult):
             [
                 {
                     "model": f"paper, {name}",
-                    "method": METHOD_LABELS.get(method, method),
+                    "method": COMPRESS_METHOD_LABELS.get(method, method),
                     "label_loyalty": values[0],
                     "word_loyalty": values[1],
                     "accuracy": values[2],
-                    "tasks": len(paper.COMPRESS_SPEEDUP[name]),
+                    "tasks": len(COMPRESS_SPEEDUP[name]),
                 }
-                for name, rows in paper.COMPRESS_TABLE.items()
+                for name, rows in COMPRESS_TABLE.items()
                 for method, values in rows.items()
             ]
         )
@@ -500,50 +486,8 @@ def _order_key(column: pd.Series) -> pd.Series:
     if column.name == "method":
         return column.map(lambda m: METHODS.index(m) if m in METHODS else len(METHODS))
     if column.name == "task":
-        return column.map(lambda t: list(PAPER_TASKS).index(t) if t in PAPER_TASKS else len(PAPER_TASKS))
+        return column.map(task_rank)
     return column
-
-
-def plot_compress(result: CompressResult) -> go.Figure:
-    """Grouped bars per method: label loyalty, word loyalty and accuracy (%), averaged over seeds and tasks,
-    one panel per model (error bars: std over the per-task means when several tasks, else over seeds)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    frame = result.frame
-    models = list(dict.fromkeys(frame["model"]))
-    figure = make_subplots(rows=1, cols=len(models), subplot_titles=models, shared_yaxes=True)
-    colors = {"label_loyalty": "#1f77b4", "word_loyalty": "#ff7f0e", "accuracy": "#2ca02c"}
-    for column, model in enumerate(models, start=1):
-        part = frame[frame["model"] == model]
-        spread_over = "task" if part["task"].nunique() > 1 else "seed"
-        per_unit = part.groupby([spread_over, "method"])[list(METRICS)].mean().reset_index()
-        stats = per_unit.groupby("method")[list(METRICS)].agg(["mean", "std"])
-        methods = [m for m in METHODS if m in stats.index]
-        for metric in METRICS:
-            figure.add_trace(
-                go.Bar(
-                    x=[METHOD_LABELS[m] for m in methods],
-                    y=stats.loc[methods, (metric, "mean")] * 100,
-                    error_y={"type": "data", "array": stats.loc[methods, (metric, "std")].fillna(0) * 100},
-                    name=metric.replace("_", " "),
-                    marker_color=colors[metric],
-                    legendgroup=metric,
-                    showlegend=column == 1,
-                ),
-                row=1,
-                col=column,
-            )
-    tasks = ", ".join(dict.fromkeys(frame["task"]))
-    figure.update_yaxes(title_text="% (vs full ICL; accuracy vs gold)", range=[0, 105], row=1, col=1)
-    figure.update_layout(
-        title=f"Anchor-only context compression ({tasks})",
-        barmode="group",
-        template="plotly_white",
-        height=420,
-        width=max(600, 520 * len(models)),
-    )
-    return figure
 
 
 # ------------------------------------------------------------------------------------------------------ run

@@ -59,7 +59,7 @@ from threadpoolctl import threadpool_limits
 
 from anchorlens.errors import EmptyClassError, HookError, InvalidConfigError
 from anchorlens.experiments.auroc import weighted_auc
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds
+from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds, setting
 from anchorlens.forward import run_to_target
 from anchorlens.prompts import PromptBatch, build_prompt, label_logits, label_tokens, prompt_settings
 from anchorlens.sampling import Example, sample_demonstrations, test_indices
@@ -77,11 +77,15 @@ PERMUTATION_SEED = 0
 
 @dataclass(frozen=True)
 class DiagnoseConfig(ExperimentConfig):
-    #: Layer whose keys and queries are compared; None: two thirds of the depth (GPT2-XL: 32 of 48).
-    layer: int | None = None
-    n_components: int = 10
-    #: Inputs each class needs per seed; classes short in the seed's test inputs are topped up (module docstring).
-    min_per_class: int = MIN_PER_CLASS
+    layer: int | None = setting(
+        None, "layer whose keys and queries are compared", default_text="two thirds of the depth; GPT2-XL: 32 of 48"
+    )
+    n_components: int = setting(10, "principal components the queries are projected onto", flag=None)
+    min_per_class: int = setting(
+        MIN_PER_CLASS,
+        "inputs each class needs per seed; classes short in the seed's test inputs are topped up (module docstring)",
+        flag=None,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -39,27 +39,26 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from anchorlens.errors import InvalidConfigError
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds
+from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds, setting
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import block_earlier_mask, isolation_hooks
 from anchorlens.metrics import jaccard, label_agreement
 from anchorlens.model_classes import supports_start_at_layer
+from anchorlens.paper import ISOLATION_K
 from anchorlens.prompts import Prompt, PromptBatch, Role, label_logits, prompt_settings, task_prompts
 from anchorlens.tasks import Task, get_task
 
 CONDITIONS = ("label_first", "label_last", "random_first", "random_last")
 
 
-#: The paper's numbers of isolated layers (Fig. 4); a model shallower than 7 layers runs those it has.
-PAPER_K = (1, 3, 5, 7)
-
-
 @dataclass(frozen=True)
 class IsolationConfig(ExperimentConfig):
-    #: Numbers of isolated layers (paper Fig. 4: 1, 3, 5, 7; main result 5).
-    k: tuple[int, ...] = PAPER_K
-    #: Top-k vocabulary tokens compared by word loyalty (paper 5; its reference notebook used 10).
-    word_top_k: int = 5
+    k: tuple[int, ...] = setting(
+        ISOLATION_K, "isolated layer counts (paper Fig. 4: 1 3 5 7; main result 5)", flag="--k"
+    )
+    word_top_k: int = setting(
+        5, "top-k vocabulary tokens compared by word loyalty (paper 5; its reference notebook used 10)"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -205,12 +204,12 @@ def run_isolation(
     """Label and word loyalty under isolation for each seed, k and condition, and for each test input."""
     task = get_task(task)
     requested = config
-    if config.k == PAPER_K and max(PAPER_K) > model.cfg.n_layers:
+    if config.k == ISOLATION_K and max(ISOLATION_K) > model.cfg.n_layers:
         # The paper's default on a shallow model: run the k it has rather than refuse the default. The results
         # keep the requested settings (so a resumed run matches); the rows show which k ran.
-        kept = tuple(k for k in PAPER_K if k <= model.cfg.n_layers) or (model.cfg.n_layers,)
+        kept = tuple(k for k in ISOLATION_K if k <= model.cfg.n_layers) or (model.cfg.n_layers,)
         warnings.warn(
-            f"the model has {model.cfg.n_layers} layers: isolation runs k = {kept} of the paper's {PAPER_K}",
+            f"the model has {model.cfg.n_layers} layers: isolation runs k = {kept} of the paper's {ISOLATION_K}",
             stacklevel=2,
         )
         config = dataclasses.replace(config, k=kept)

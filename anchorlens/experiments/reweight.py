@@ -30,7 +30,7 @@ import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import pandas as pd
 import torch
@@ -44,11 +44,21 @@ from anchorlens.experiments.common import (
     SeedOutput,
     batches,
     device_of,
+    option_name,
     pad_token_id,
     run_seeds,
+    setting,
 )
 from anchorlens.forward import final_label_logits, run_to_target
-from anchorlens.hooks import Hook, check_beta, frozen_parameters, reweight_hooks, target_row_reweight_hooks
+from anchorlens.hooks import (
+    Hook,
+    ReweightVariant,
+    check_beta,
+    check_variant,
+    frozen_parameters,
+    reweight_hooks,
+    target_row_reweight_hooks,
+)
 from anchorlens.kv_cache import (
     AnchorCache,
     cache_demonstrations,
@@ -60,6 +70,7 @@ from anchorlens.kv_cache import (
 )
 from anchorlens.metrics import correct
 from anchorlens.model_classes import recorded_model_name
+from anchorlens.paper import REWEIGHT_METHOD_LABELS, REWEIGHT_TABLE, TASK_LABELS, task_rank
 from anchorlens.prompts import (
     LabelTokens,
     Prompt,
@@ -74,53 +85,38 @@ from anchorlens.prompts import (
 from anchorlens.sampling import Example, sample_demonstrations, sample_test_set
 from anchorlens.tasks import Task, get_task
 
-if TYPE_CHECKING:
-    import plotly.graph_objects as go
-
-#: Methods in the order of the paper's Table 1 (contextual calibration added as a training-free baseline).
+#: Methods in the order of the paper's Table 1 (contextual calibration added as a training-free baseline); their
+#: names in the tables: `anchorlens.paper.REWEIGHT_METHOD_LABELS`.
 METHODS = ("vanilla_1shot", "vanilla_5shot", "reweight", "contextual_calibration")
-METHOD_LABELS = {
-    "vanilla_1shot": "Vanilla ICL (1-shot per class)",
-    "vanilla_5shot": "Vanilla ICL (5-shot per class; AGNews 3)",
-    "reweight": "Anchor re-weighting (1-shot per class)",
-    "contextual_calibration": "Contextual calibration (1-shot per class)",
-}
-#: Column order and names of the paper's table; other tasks follow under their own names.
-PAPER_TASKS = {"sst2": "SST-2", "trec": "TREC", "agnews": "AGNews", "emoc": "EmoC"}
-VARIANTS = ("pattern", "scores")
 BETA_FORMAT = "anchorlens-reweight-beta-1"
-
-#: argparse dests the CLI maps one-to-one onto config fields.
-CLI_FIELDS = ("extra_per_class", "learning_rate", "epochs", "variant")
-#: How a CLI user sets each field the config validates (errors name both, since users of the CLI never see
-#: the field names); fields without a flag are set in Python only.
-CLI_FLAGS = {
-    "extra_per_class": "--extra-per-class",
-    "learning_rate": "--learning-rate",
-    "epochs": "--epochs",
-    "variant": "--variant",
-    "five_shot_agnews": "a ReweightConfig field, no CLI flag",
-    "calibration_inputs": "a ReweightConfig field, no CLI flag",
-}
 
 
 @dataclass(frozen=True)
 class ReweightConfig(ExperimentConfig):
-    #: Training examples per class, disjoint from the demonstrations (paper 4).
-    extra_per_class: int = 4
-    learning_rate: float = 0.01
-    epochs: int = 10
-    #: "pattern": exp(β)·A after softmax, no renormalisation (paper); "scores": β added before softmax.
-    variant: str = "pattern"
-    #: Demonstrations per class of the 5-shot baseline on AGNews (paper 3, for prompt length).
-    five_shot_agnews: int = 3
-    #: Content-free queries whose label probabilities calibrate the 1-shot prompts (Zhao et al. 2021).
-    calibration_inputs: tuple[str, ...] = ("N/A", "", "[MASK]")
-    #: Run what does not change from a frozen key/value cache: a β training step runs only the target token
-    #: against its prompt's cached prefix (β edits only the target row), and evaluation runs each test query
-    #: against the cached demonstrations its seed shares. Loss, β-gradient and probabilities equal the full
-    #: prompt's within float rounding (tests/experiments/test_reweight.py). False runs every prompt whole.
-    prefix_cache: bool = True
+    extra_per_class: int = setting(
+        4, "training examples per class for beta, disjoint from the demonstrations (paper 4)"
+    )
+    learning_rate: float = setting(0.01, "Adam's learning rate for beta (paper 0.01)")
+    epochs: int = setting(10, "passes over the training examples")
+    variant: ReweightVariant = setting(
+        "pattern",
+        "pattern: exp(beta) times the attention after softmax, no renormalisation (paper); scores: beta added "
+        "before softmax",
+    )
+    five_shot_agnews: int = setting(
+        3, "demonstrations per class of the 5-shot baseline on AGNews (paper 3, for prompt length)", flag=None
+    )
+    calibration_inputs: tuple[str, ...] = setting(
+        ("N/A", "", "[MASK]"),
+        "content-free queries whose label probabilities calibrate the 1-shot prompts (Zhao et al. 2021)",
+        flag=None,
+    )
+    #: A β training step runs only the target token against its prompt's cached prefix (β edits only the target
+    #: row), and evaluation runs each test query against the cached demonstrations its seed shares. Loss,
+    #: β-gradient and probabilities equal the full prompt's within float rounding (tests/experiments/test_reweight.py).
+    prefix_cache: bool = setting(
+        True, "run what does not change from a frozen key/value cache; False runs every prompt whole", flag=None
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,39 +126,40 @@ class ReweightConfig(ExperimentConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
                 raise InvalidConfigError(
-                    f"{name} ({CLI_FLAGS[name]}) must be an integer of at least {minimum}, got {value!r}"
+                    f"{name} ({_flag(name)}) must be an integer of at least {minimum}, got {value!r}"
                 )
         check_learning_rate(self.learning_rate)
-        if self.variant not in VARIANTS:
-            raise InvalidConfigError(
-                f"unknown variant ({CLI_FLAGS['variant']}) {self.variant!r}; use 'pattern' (paper) or 'scores'"
-            )
+        check_variant(self.variant, _flag("variant"))
         five = self.five_shot_agnews
         if isinstance(five, bool) or not isinstance(five, numbers.Integral):
-            raise InvalidConfigError(
-                f"five_shot_agnews ({CLI_FLAGS['five_shot_agnews']}) must be an integer, got {five!r}"
-            )
+            raise InvalidConfigError(f"five_shot_agnews ({_flag('five_shot_agnews')}) must be an integer, got {five!r}")
         most = self.shots_per_class + self.extra_per_class
         if five > most:
             raise InvalidConfigError(
                 f"the AGNews 5-shot baseline takes five_shot_agnews = {five} examples per class "
-                f"({CLI_FLAGS['five_shot_agnews']}) from the demonstrations and extra examples, but shots_per_class "
-                f"(--shots) + extra_per_class (--extra-per-class) = {self.shots_per_class} + {self.extra_per_class} "
-                f"= {most}: raise --extra-per-class to at least {five - self.shots_per_class}, or set "
-                f"ReweightConfig(five_shot_agnews={most})"
+                f"({_flag('five_shot_agnews')}) from the demonstrations and extra examples, but shots_per_class "
+                f"({_flag('shots_per_class')}) + extra_per_class ({_flag('extra_per_class')}) = "
+                f"{self.shots_per_class} + {self.extra_per_class} = {most}: raise {_flag('extra_per_class')} to at "
+                f"least {five - self.shots_per_class}, or set ReweightConfig(five_shot_agnews={most})"
             )
         if five < self.shots_per_class:
             raise InvalidConfigError(
                 f"the AGNews 5-shot baseline takes five_shot_agnews = {five} examples per class "
-                f"({CLI_FLAGS['five_shot_agnews']}), fewer than its own demonstrations, shots_per_class (--shots) = "
-                f"{self.shots_per_class}: lower --shots to at most {five}, or set "
+                f"({_flag('five_shot_agnews')}), fewer than its own demonstrations, shots_per_class "
+                f"({_flag('shots_per_class')}) = {self.shots_per_class}: lower {_flag('shots_per_class')} to at most "
+                f"{five}, or set "
                 f"ReweightConfig(five_shot_agnews={self.shots_per_class})"
             )
         if not self.calibration_inputs or not all(isinstance(text, str) for text in self.calibration_inputs):
             raise InvalidConfigError(
-                f"calibration_inputs ({CLI_FLAGS['calibration_inputs']}) must be one or more strings, got "
+                f"calibration_inputs ({_flag('calibration_inputs')}) must be one or more strings, got "
                 f"{self.calibration_inputs!r}"
             )
+
+
+def _flag(name: str) -> str:
+    """How a user sets a ReweightConfig field: its CLI flag, or that it has none."""
+    return option_name(ReweightConfig, name)
 
 
 def check_learning_rate(learning_rate: object) -> float:
@@ -173,7 +170,7 @@ def check_learning_rate(learning_rate: object) -> float:
         or not (math.isfinite(learning_rate) and learning_rate > 0)
     ):
         raise InvalidConfigError(
-            f"learning_rate ({CLI_FLAGS['learning_rate']}) must be a finite number above 0 (paper 0.01), got "
+            f"learning_rate ({_flag('learning_rate')}) must be a finite number above 0 (paper 0.01), got "
             f"{learning_rate!r}"
         )
     return float(learning_rate)
@@ -318,14 +315,14 @@ def fit_beta_on_prompts(
     """
     learning_rate = check_learning_rate(learning_rate)
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
-        raise InvalidConfigError(f"epochs ({CLI_FLAGS['epochs']}) must be an integer of at least 1, got {epochs!r}")
+        raise InvalidConfigError(f"epochs ({_flag('epochs')}) must be an integer of at least 1, got {epochs!r}")
     if not prompts:
         raise InvalidConfigError("re-weighting needs at least one training prompt")
     device = device_of(model)
     beta = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, prompts[0].num_classes, device=device, requires_grad=True)
     if learning_rate * ADAM_FIRST_STEP_GAIN > torch.finfo(beta.dtype).max:
         raise InvalidConfigError(
-            f"learning_rate ({CLI_FLAGS['learning_rate']}) {learning_rate:g} is so large that Adam's first step "
+            f"learning_rate ({_flag('learning_rate')}) {learning_rate:g} is so large that Adam's first step "
             f"overflows {beta.dtype}; use a learning rate below 1 (paper 0.01)"
         )
     optimizer = torch.optim.Adam([beta], lr=learning_rate)
@@ -406,10 +403,7 @@ def save_beta(
 
     from anchorlens.files import atomic_write_bytes
 
-    if variant not in VARIANTS:
-        raise InvalidConfigError(
-            f"unknown variant ({CLI_FLAGS['variant']}) {variant!r}; use 'pattern' (paper) or 'scores'"
-        )
+    check_variant(variant, _flag("variant"))
     if not isinstance(model_name, str) or not model_name:
         raise InvalidConfigError(
             f"model_name must name the model that fitted β, got {model_name!r}; pass recorded_model_name(model)"
@@ -463,8 +457,10 @@ def load_beta(
     if not isinstance(label_words, list) or not all(isinstance(word, str) for word in label_words):
         raise InvalidConfigError(f"{refused}: its label_words metadata is not a JSON list of strings")
     metadata["label_words"] = tuple(label_words)
-    if metadata["variant"] not in VARIANTS:
-        raise InvalidConfigError(f"{refused}: unknown variant {metadata['variant']!r} (known: {', '.join(VARIANTS)})")
+    try:
+        check_variant(metadata["variant"])
+    except InvalidConfigError as error:
+        raise InvalidConfigError(f"{refused}: {error}") from None
     cfg = getattr(model, "cfg", None)
     check_beta(
         beta,
@@ -620,24 +616,21 @@ class ReweightResult(ExperimentResult):
 
     def report_table(self) -> pd.DataFrame:
         """Our Table 1 per model, with the paper's GPT2-XL rows below it."""
-        from anchorlens import paper
-
         ours = [self.paper_table(model).reset_index().assign(source=model) for model in self.frame["model"].unique()]
         theirs = pd.DataFrame(
             [
                 {
-                    "method": METHOD_LABELS[method],
-                    **{PAPER_TASKS.get(t, t): v for t, v in row.items()},
+                    "method": REWEIGHT_METHOD_LABELS[method],
+                    **{TASK_LABELS.get(t, t): v for t, v in row.items()},
                     "source": "paper, GPT2-XL",
                 }
-                for method, row in paper.REWEIGHT_TABLE.items()
+                for method, row in REWEIGHT_TABLE.items()
             ]
         )
         table = pd.concat(ours + [theirs], ignore_index=True)
         tasks = [c for c in table.columns if c not in ("source", "method", "Avg")]
-        tasks = sorted(
-            tasks, key=lambda name: list(PAPER_TASKS.values()).index(name) if name in PAPER_TASKS.values() else 99
-        )
+        task_of_label = {label: task for task, label in TASK_LABELS.items()}
+        tasks = sorted(tasks, key=lambda label: task_rank(task_of_label.get(label, label)))
         # A row missing one of the table's tasks averages fewer tasks than the rows it stands beside (the paper's
         # Avg is over all four): leave its Avg blank rather than print a mean that is not comparable.
         table.loc[table[tasks].isna().any(axis=1), "Avg"] = float("nan")
@@ -652,49 +645,13 @@ class ReweightResult(ExperimentResult):
         if model is not None:
             frame = frame[frame["model"] == model]
         table = frame.pivot_table(index="method", columns="task", values="accuracy", aggfunc="mean") * 100
-        tasks = sorted(table.columns, key=lambda task: (_task_rank(task), task))
+        tasks = sorted(table.columns, key=lambda task: (task_rank(task), task))
         methods = [m for m in METHODS if m in table.index] + sorted(m for m in table.index if m not in METHODS)
         table = table.reindex(index=methods, columns=tasks)
         table["Avg"] = table.mean(axis=1, skipna=False)  # a method missing on a task has no mean over tasks
-        table = table.rename(index=METHOD_LABELS, columns=PAPER_TASKS)
+        table = table.rename(index=REWEIGHT_METHOD_LABELS, columns=TASK_LABELS)
         table.index.name, table.columns.name = "method", None
         return table
-
-
-def plot_reweight(result: ReweightResult) -> go.Figure:
-    """Grouped bars: accuracy (%) per task and method, seed mean ± std."""
-    import plotly.graph_objects as go
-
-    summary = result.summary()
-    several_models = summary["model"].nunique() > 1
-    summary["where"] = summary["task"] + (" (" + summary["model"] + ")" if several_models else "")
-    in_paper_order = summary.sort_values("task", key=lambda tasks: tasks.map(_task_rank), kind="stable")
-    places = list(dict.fromkeys(in_paper_order["where"]))
-    figure = go.Figure()
-    for method in [m for m in METHODS if m in set(summary["method"])]:
-        part = summary[summary["method"] == method].set_index("where").reindex(places)
-        figure.add_trace(
-            go.Bar(
-                x=places,
-                y=part["accuracy_mean"] * 100,
-                name=METHOD_LABELS[method],
-                error_y={"type": "data", "array": part["accuracy_std"].fillna(0) * 100},
-            )
-        )
-    figure.update_yaxes(title_text="accuracy (%)", range=[0, 105])
-    figure.update_layout(
-        title="Anchor re-weighting vs vanilla ICL and contextual calibration",
-        barmode="group",
-        template="plotly_white",
-        height=420,
-        width=max(600, 220 * len(places)),
-    )
-    return figure
-
-
-def _task_rank(task: str) -> int:
-    order = list(PAPER_TASKS)
-    return order.index(task) if task in order else len(order)
 
 
 # --------------------------------------------------------------------------------------------------- run

@@ -32,7 +32,7 @@ from jaxtyping import Float, Int
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds
+from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds, setting
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import SaliencyRecorder, frozen_parameters
 from anchorlens.prompts import (
@@ -53,10 +53,10 @@ REGIONS = ("S_wp", "S_pq", "S_ww")
 
 @dataclass(frozen=True)
 class SaliencyConfig(ExperimentConfig):
-    #: False: |Σ_h A ⊙ ∂L/∂A| (paper, default); True: Σ_h |A ⊙ ∂L/∂A|.
-    abs_per_head: bool = False
-    #: Cap on batch size × padded length: the backward pass holds every layer's attention maps.
-    max_batch_tokens: int = 1536
+    abs_per_head: bool = setting(False, "use sum_h |A*dL/dA| instead of the paper's |sum_h A*dL/dA|")
+    max_batch_tokens: int = setting(
+        1536, "cap on batch size x padded length: the backward pass holds every layer's attention maps", flag=None
+    )
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("seeds", "batch_size", "max_batch_tokens")
 

@@ -23,12 +23,12 @@ from anchorlens.experiments.compress import (
     draw_predictions,
     evaluate_seed,
     final_residuals_of_draws,
-    plot_compress,
     random_positions,
     run_compress,
     seed_prompts,
     text_anchor_prompt,
 )
+from anchorlens.plots import plot_compress
 from anchorlens.forward import final_logits, run_to_target
 from anchorlens.hooks import scores_hook_name
 from anchorlens.kv_cache import (

@@ -231,10 +231,10 @@ def test_the_run_blocks_exactly_the_keyed_random_rows(gpt2_like):
 def test_the_paper_default_k_on_a_shallow_model_runs_the_k_it_has(gpt2_like):
     """A 2-layer model cannot isolate 3, 5 or 7 layers: the default runs k = 1 with a warning (an explicit
     k that is too large is still an error), and the result keeps the requested settings for resuming."""
-    from anchorlens.experiments.isolation import PAPER_K
+    from anchorlens.paper import ISOLATION_K
 
     with pytest.warns(UserWarning, match=r"the model has 2 layers: isolation runs k = \(1,\)"):
         result = run_isolation(gpt2_like, "sst2", IsolationConfig(seeds=(3,), n_test=2), progress=False)
-    assert set(result.frame["k"]) == {1} and result.config.k == PAPER_K
+    assert set(result.frame["k"]) == {1} and result.config.k == ISOLATION_K
     with pytest.raises(InvalidConfigError, match="k=3 is more than the model's 2 layers"):
         run_isolation(gpt2_like, "sst2", IsolationConfig(seeds=(3,), n_test=2, k=(1, 3)), progress=False)

@@ -15,7 +15,6 @@ import torch
 
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.reweight import (
-    METHOD_LABELS,
     METHODS,
     ReweightConfig,
     ReweightResult,
@@ -31,12 +30,13 @@ from anchorlens.experiments.reweight import (
     label_probabilities,
     load_beta,
     mean_label_loss,
-    plot_reweight,
     query_prompts,
     run_reweight,
     save_beta,
     shared_demonstrations,
 )
+from anchorlens.paper import REWEIGHT_METHOD_LABELS
+from anchorlens.plots import plot_reweight
 from anchorlens.cli import main
 from anchorlens.hooks import reweight_hooks
 from anchorlens.model_classes import recorded_model_name
@@ -532,13 +532,13 @@ def test_an_average_over_fewer_tasks_than_its_neighbours_is_left_blank():
     result = ReweightResult.from_frame(pd.DataFrame(rows, columns=["task", "model", "seed", "method", "accuracy", "n"]))
 
     part = result.paper_table("part")
-    assert np.isnan(part.loc[METHOD_LABELS["reweight"], "Avg"])  # re-weighting ran on SST-2 only
-    assert part.loc[METHOD_LABELS["vanilla_1shot"], "Avg"] == pytest.approx(50.0)
+    assert np.isnan(part.loc[REWEIGHT_METHOD_LABELS["reweight"], "Avg"])  # re-weighting ran on SST-2 only
+    assert part.loc[REWEIGHT_METHOD_LABELS["vanilla_1shot"], "Avg"] == pytest.approx(50.0)
 
     report = result.report_table().set_index(["source", "method"])
     # The paper's rows have AGNews and EmoC, which these results lack: a model's mean over two tasks would
     # stand beside means over four, so ours are left blank and the paper's kept.
-    assert report.loc[("full", METHOD_LABELS["reweight"]), "SST-2"] == pytest.approx(50.0)
+    assert report.loc[("full", REWEIGHT_METHOD_LABELS["reweight"]), "SST-2"] == pytest.approx(50.0)
     assert report.loc[["full", "part"], "Avg"].isna().all()
     paper_rows = report.loc[["paper, GPT2-XL"]].reset_index()
     assert not paper_rows["Avg"].isna().any()

@@ -1,0 +1,127 @@
+"""Running experiments by name: the registry of the six experiments (config, result, run function, figure) and
+`run_experiment`, which runs one over several tasks into a folder, resuming, and writes the combined table and
+figure. The command line, `anchorlens.reproduce` and the analyses scripts all go through here.
+
+The experiments themselves (`anchorlens.experiments`) know nothing of figures, folders of several tasks or
+data-parallel launchers: those sit on this layer, above them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from anchorlens.distributed import init_distributed, place_rank, run_shard
+from anchorlens.errors import InvalidConfigError
+from anchorlens.experiments import (
+    AurocConfig,
+    AurocResult,
+    CompressConfig,
+    CompressResult,
+    DiagnoseConfig,
+    DiagnoseResult,
+    IsolationConfig,
+    IsolationResult,
+    ReweightConfig,
+    ReweightResult,
+    SaliencyConfig,
+    SaliencyResult,
+    run_auroc,
+    run_compress,
+    run_diagnose,
+    run_isolation,
+    run_reweight,
+    run_saliency,
+)
+from anchorlens.experiments.common import ExperimentConfig, ExperimentResult
+from anchorlens.models import expected_recorded_name, load_model
+from anchorlens.plots import (
+    plot_auroc,
+    plot_compress,
+    plot_diagnose,
+    plot_isolation,
+    plot_reweight,
+    plot_saliency,
+    save_figure,
+)
+from anchorlens.runs import check_folder
+from anchorlens.tasks import get_task
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """What the registry knows of one experiment: its config and result classes, its run function over
+    (model, task, config) and the function that draws its result."""
+
+    config_class: type[ExperimentConfig]
+    result_class: type[ExperimentResult]
+    run: Callable
+    plot: Callable
+
+
+EXPERIMENTS: dict[str, ExperimentSpec] = {
+    "saliency": ExperimentSpec(SaliencyConfig, SaliencyResult, run_saliency, plot_saliency),
+    "isolation": ExperimentSpec(IsolationConfig, IsolationResult, run_isolation, plot_isolation),
+    "auroc": ExperimentSpec(AurocConfig, AurocResult, run_auroc, plot_auroc),
+    "diagnose": ExperimentSpec(DiagnoseConfig, DiagnoseResult, run_diagnose, plot_diagnose),
+    "reweight": ExperimentSpec(ReweightConfig, ReweightResult, run_reweight, plot_reweight),
+    "compress": ExperimentSpec(CompressConfig, CompressResult, run_compress, plot_compress),
+}
+
+
+def run_experiment(
+    name: str,
+    model,
+    tasks,
+    config: ExperimentConfig,
+    out,
+    *,
+    progress: bool = True,
+    figure: bool = True,
+) -> ExperimentResult:
+    """Run one experiment over several tasks into `out` (resuming), then save the combined table and figure.
+
+    `model` is a loaded model or a model name (loaded here). Returns the result of everything in `out`,
+    so several invocations into one folder (other tasks, more seeds) add up.
+
+    Under torchrun or accelerate launch each rank computes its share of the (task, seed) parts and rank 0
+    alone writes the combined table and figure; every rank returns the combined result (docs/scaling.md).
+    """
+    spec = EXPERIMENTS[name]
+    tasks = [get_task(task) for task in tasks]  # unknown tasks fail before a model loads
+    process = init_distributed()
+    if isinstance(model, str):
+        expected = dataclasses.replace(config, model=config.model or expected_recorded_name(model))
+        check_folder(out, name, expected.signature())  # settings are checked before the model loads
+        model = load_model(model, device=place_rank(process, None))
+    config = config.for_model(model)
+    check_folder(out, name, config.signature())
+    progress = progress and process.is_main  # one set of progress bars, not one per rank
+    with warnings.catch_warnings():
+        warnings.filterwarnings("once", message="label word")
+        if process.is_distributed:
+
+            def run_part(task, seed: int) -> None:
+                # One seed through the ordinary path: the part is computed exactly as in a single process.
+                spec.run(model, task, dataclasses.replace(config, seeds=(seed,)), out=out, progress=progress)
+
+            run_shard(name, run_part, tasks, config, out, process, progress=progress)
+        else:
+            for task in tasks:
+                spec.run(model, task, config, out=out, progress=progress)
+    result = spec.result_class.from_folder(out, config)
+    if process.is_main:
+        try:
+            result.save(out)
+            if figure:
+                save_figure(spec.plot(result), Path(out) / name)
+        except InvalidConfigError as error:  # a finished, read-only folder can still be read and summarised
+            if not os.access(out, os.W_OK):
+                warnings.warn(f"{error}; the combined tables and figure were not written", stacklevel=2)
+            else:
+                raise
+    return result
