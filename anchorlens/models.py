@@ -163,7 +163,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 }
 
 #: The default model of commands and examples: in-context learning beats the zero-shot baseline on more tasks
-#: with it than with SmolLM2 (README, "Choosing the default model").
+#: with it than with SmolLM2 (docs/models.md, "Choosing the default model").
 DEFAULT_MODEL = "gemma-3-270m"
 
 

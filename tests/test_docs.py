@@ -1,0 +1,154 @@
+"""The documentation: the site builds with warnings as errors, every public module has a reference page, and the
+README stays a short entry point whose links and commands work."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import anchorlens
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+REFERENCE = ROOT / "docs" / "reference"
+README_LIMIT = 12_000
+#: Modules without a reference page, and why.
+UNDOCUMENTED_MODULES = {
+    "anchorlens.cli": "the command line: its options are on the pages of each command and in `anchorlens --help`",
+    "anchorlens.version": "holds only __version__",
+}
+#: Markdown links and images, [text](target) and ![alt](target); the target ends at a space or ')'.
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def _without_code(markdown: str) -> str:
+    """Markdown with fenced code blocks and inline code removed: a `[x](y)` inside code is not a link."""
+    markdown = re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M)
+    return re.sub(r"`[^`\n]*`", "", markdown)
+
+
+def relative_links(markdown: str) -> list[str]:
+    """Targets of the relative links of a markdown text, without their #fragment (web and mail links skipped)."""
+    targets = []
+    for target in LINK.findall(_without_code(markdown)):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, flags=re.I) or target.startswith("#"):
+            continue
+        targets.append(target.split("#", 1)[0])
+    return targets
+
+
+def test_relative_links_finds_links_and_skips_code_and_web_links():
+    text = (
+        "See [models](docs/models.md#other-models) and ![fig](docs/a.svg).\n"
+        "[web](https://example.org/x.md) [mail](mailto:a@b.c) [here](#results) `[not](a link.md)`\n"
+        "```python\nx = [1](2)\n```\n"
+    )
+    assert relative_links(text) == ["docs/models.md", "docs/a.svg"]
+
+
+def test_readme_is_an_entry_point_under_the_limit():
+    text = README.read_text(encoding="utf-8")
+    assert len(text) < README_LIMIT, (
+        f"README.md has {len(text)} characters; move detail into docs/ (limit {README_LIMIT})"
+    )
+
+
+def test_every_relative_link_in_the_readme_resolves():
+    links = relative_links(README.read_text(encoding="utf-8"))
+    assert links, "the README links into the documentation"
+    missing = [link for link in links if not (ROOT / link).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_readme_keeps_the_two_commands_and_the_ci_test_command():
+    text = README.read_text(encoding="utf-8")
+    assert "bash scripts/setup.sh && .venv/bin/python -m pytest -q" in text
+    assert "bash scripts/setup.sh && .venv/bin/anchorlens reproduce --out results/reproduce" in text
+    ci_tests = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if "pytest" in line]
+    assert ci_tests and all(command in text for command in ci_tests), f"README lacks CI's test command {ci_tests}"
+
+
+def public_modules() -> list[str]:
+    names = ["anchorlens"]
+    for info in pkgutil.walk_packages(anchorlens.__path__, prefix="anchorlens."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return sorted(name for name in names if name not in UNDOCUMENTED_MODULES)
+
+
+def test_every_public_module_has_a_reference_page():
+    directives = set()
+    for page in REFERENCE.rglob("*.md"):
+        directives.update(re.findall(r"^::: *(\S+)", page.read_text(encoding="utf-8"), flags=re.M))
+    missing = [name for name in public_modules() if name not in directives]
+    assert not missing, (
+        f"modules without a page in docs/reference/: {missing}; add one with a `::: <module>` line and list it "
+        "in mkdocs.yml's nav (or name the module in UNDOCUMENTED_MODULES with the reason)"
+    )
+
+
+def test_every_page_is_in_the_nav():
+    """A page left out of the nav builds without a warning but cannot be reached from the menu."""
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8").split("\nnav:", 1)[1]
+    listed = set(re.findall(r"(\S+\.md)\s*$", nav, flags=re.M))
+    pages = {
+        page.relative_to(ROOT / "docs").as_posix()
+        for page in (ROOT / "docs").rglob("*.md")
+        if not page.relative_to(ROOT / "docs").as_posix().startswith("results/")
+    }
+    assert not pages - listed, f"pages missing from mkdocs.yml's nav: {sorted(pages - listed)}"
+
+
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(module) is not None for module in modules)
+
+
+@pytest.mark.skipif(
+    not _installed("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"),
+    reason="mkdocs, mkdocs-material or mkdocstrings-python is not installed: pip install -e '.[docs]'",
+)
+def test_site_builds_with_warnings_as_errors(tmp_path):
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # material's banner about MkDocs 2.0: not a build warning
+    build = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    # The API reference is rendered from the docstrings, not left as directives.
+    hooks_page = (site / "reference" / "hooks" / "index.html").read_text(encoding="utf-8")
+    assert "reweight_hooks" in hooks_page and ":::" not in hooks_page
+    # Result folders stay out of the site; the archived first wave's report is in it.
+    assert (site / "results" / "format1" / "RESULTS" / "index.html").is_file()
+    assert not list(site.glob("results/*/parts")) and not list(site.rglob("*.parquet"))
+
+
+@pytest.mark.integration
+def test_readme_example_runs(tmp_path):
+    """The README's Python example, as printed, on the offline model it names."""
+    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.S | re.M)
+    assert blocks, "the README has a Python example"
+    script = tmp_path / "example.py"
+    script.write_text(blocks[0])
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "n_examples" in run.stdout  # the summary with intervals was printed
+    assert (tmp_path / "runs" / "isolation" / "parts" / "isolation" / "sst2-seed42.json").is_file()
