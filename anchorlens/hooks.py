@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Literal, get_args
 
 import torch
+from einops import einsum
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
@@ -206,7 +207,8 @@ def _reweighted(
             "model= to reweight_hooks to check it"
         )
     mask = label_mask.to(device=tensor.device, dtype=tensor.dtype)
-    per_key = torch.einsum("hc,bck->bhk", beta.to(device=tensor.device, dtype=tensor.dtype), mask)[:, :, None, :]
+    beta = beta.to(device=tensor.device, dtype=tensor.dtype)
+    per_key = einsum(beta, mask, "head label, batch label key -> batch head key")[:, :, None, :]
     if at_target is None:
         return tensor * per_key.exp() if variant == "pattern" else tensor + per_key
     # `where`, not a 0/1 product: an overflowing exp(β) must not turn the untouched rows into 0 · inf = NaN.
@@ -362,7 +364,8 @@ class LabelAttentionRecorder:
             rows = torch.arange(pattern.shape[0], device=pattern.device)
             target_row = pattern[rows, :, self.batch.target_positions.to(pattern.device)]  # [b, h, k]
             label_mask = self.batch.label_mask.to(device=pattern.device, dtype=pattern.dtype)
-            self._by_layer[layer] = torch.einsum("bhk,bck->bhc", target_row, label_mask).detach()
+            summed = einsum(target_row, label_mask, "batch head key, batch label key -> batch head label")
+            self._by_layer[layer] = summed.detach()
 
         return hook
 
@@ -410,7 +413,8 @@ class SaliencyRecorder:
             product = values * grad  # [b, h, q, k]
             saliency = product.abs().sum(1) if self.abs_per_head else product.sum(1).abs()
             weights = self.region_weights.to(device=saliency.device, dtype=saliency.dtype)
-            self._by_layer[layer] = torch.einsum("bqk,brqk->br", saliency, weights).detach()
+            summed = einsum(saliency, weights, "batch query key, batch region query key -> batch region")
+            self._by_layer[layer] = summed.detach()
 
         return on_grad
 

@@ -50,6 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange, repeat
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import TransformerLensKeyValueCache, TransformerLensKeyValueCacheEntry
@@ -175,8 +176,7 @@ class CacheStack:
         cache c. A single cache stays an expanded view (no copy); several are copied once per pass."""
 
         def rows(tensor: Tensor) -> Tensor:
-            expanded = tensor[:, None].expand(-1, queries_per_cache, *tensor.shape[1:])
-            return expanded.reshape(self.n_caches * queries_per_cache, *tensor.shape[1:])
+            return repeat(tensor, "cache ... -> (cache query) ...", query=queries_per_cache)
 
         entries = [
             TransformerLensKeyValueCacheEntry(rows(k), rows(v), frozen=True) for k, v in zip(self.keys, self.values)
@@ -315,18 +315,21 @@ def run_queries_with_caches(
     lengths = torch.full((batch_size,), width, device=device) if lengths is None else lengths.to(device)
     _check_rotary_table(model, stack.demonstration_length + width - 1)
     rows = stack.n_caches * batch_size
-    mask = (torch.arange(width, device=device)[None] < lengths[:, None]).long().repeat(stack.n_caches, 1)
-    mask[:, 0] = stack.query_start_gaps().to(device).repeat_interleave(batch_size)
+    # Batch rows are cache-major, (cache batch): every cache holds the whole query batch.
+    filled = (torch.arange(width, device=device)[None] < lengths[:, None]).long()
+    # A copy: `repeat` may return a view whose rows share memory (one query), and the first column is written.
+    mask = repeat(filled, "batch width -> (cache batch) width", cache=stack.n_caches).clone()
+    mask[:, 0] = repeat(stack.query_start_gaps().to(device), "cache -> (cache batch)", batch=batch_size)
     residual = model.run_with_hooks(
-        tokens.repeat(stack.n_caches, 1),
+        repeat(tokens, "batch width -> (cache batch) width", cache=stack.n_caches),
         fwd_hooks=list(fwd_hooks) + _local_window_hooks(model, stack, width, batch_size),
         past_kv_cache=stack.key_value_cache(batch_size),
         attention_mask=mask,
         stop_at_layer=model.cfg.n_layers,
     )
-    last = (lengths.to(residual.device) - 1).repeat(stack.n_caches)
+    last = repeat(lengths.to(residual.device) - 1, "batch -> (cache batch)", cache=stack.n_caches)
     out = readout(model, residual[torch.arange(rows, device=residual.device), last])
-    return out.reshape(stack.n_caches, batch_size, *out.shape[1:])
+    return rearrange(out, "(cache batch) ... -> cache batch ...", cache=stack.n_caches)
 
 
 def run_query_with_cache(

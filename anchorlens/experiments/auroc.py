@@ -30,6 +30,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from einops import rearrange, repeat
 from jaxtyping import Bool, Float, Int
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
@@ -211,8 +212,11 @@ class AurocResult(ExperimentResult):
                 raise ValueError(f"the auroc examples of {stratum_key} do not hold one row per (seed, input, layer)")
             stratum = stratum.sort_values(["seed", "example", "layer"])
             # [unit, layer, class] with units sorted by (seed, example): the unit order of `resamples_for`.
-            attention = stratum[attention_names].to_numpy(float).reshape(n_inputs, len(layers), n_classes)
-            predicted = stratum["prediction"].to_numpy().reshape(n_inputs, len(layers))[:, 0].astype(int)
+            attention = rearrange(
+                stratum[attention_names].to_numpy(float), "(unit layer) label -> unit layer label", unit=n_inputs
+            )
+            predicted = rearrange(stratum["prediction"].to_numpy(), "(unit layer) -> unit layer", unit=n_inputs)
+            predicted = predicted[:, 0].astype(int)
             curves = np.zeros((n_resamples, len(layers)))
             weights = np.zeros((n_resamples, len(layers)))
             point = []
@@ -334,16 +338,17 @@ def run_auroc(
                 "classes_kept": len(np.unique(predicted)),
             }
         )
+        # One row per (input, layer), input-major: every column is laid out as "(input layer)".
         per_example = pd.DataFrame(
             {
-                "example": np.repeat(np.asarray(examples, dtype=np.int64), n_layers),
-                "gold": np.repeat(torch.cat(gold).numpy(), n_layers),
-                "layer": np.tile(np.arange(n_layers), len(examples)),
-                "prediction": np.repeat(predicted, n_layers),
+                "example": repeat(np.asarray(examples, dtype=np.int64), "input -> (input layer)", layer=n_layers),
+                "gold": repeat(torch.cat(gold).numpy(), "input -> (input layer)", layer=n_layers),
+                "layer": repeat(np.arange(n_layers), "layer -> (input layer)", input=len(examples)),
+                "prediction": repeat(predicted, "input -> (input layer)", layer=n_layers),
             }
         )
         for label in range(attention.shape[2]):
-            per_example[f"att_{label}"] = attention[:, :, label].reshape(-1)
+            per_example[f"att_{label}"] = rearrange(attention[:, :, label], "input layer -> (input layer)")
         return SeedOutput(rows, per_example)
 
     return AurocResult.from_run(run_seeds("auroc", model, task, config, one_seed, out=out, progress=progress))

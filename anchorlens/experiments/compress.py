@@ -48,6 +48,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from einops import rearrange
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -287,8 +288,10 @@ def draw_predictions(
 ) -> Int[Tensor, "draw input"]:
     """Each draw's predicted class per input, from the label-token columns of the unembedding only."""
     with torch.no_grad():
-        logits = final_label_logits(model, residuals.flatten(0, 1), label_token_ids)
-    return logits.argmax(-1).reshape(residuals.shape[:2]).cpu()
+        logits = final_label_logits(
+            model, rearrange(residuals, "draw input d_model -> (draw input) d_model"), label_token_ids
+        )
+    return rearrange(logits.argmax(-1), "(draw input) -> draw input", draw=residuals.shape[0]).cpu()
 
 
 def best_draw(predictions: Int[Tensor, "draw input"], reference: Int[Tensor, " input"]) -> int:

@@ -52,6 +52,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from einops import einsum, rearrange, repeat
 from scipy.spatial.distance import pdist, squareform
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
@@ -191,15 +192,16 @@ def keys_and_queries(model, batch: PromptBatch, layer: int) -> tuple[torch.Tenso
                 f"{hook.name} carries a tensor of shape {tuple(keys.shape)}, not [batch, position, head, "
                 "d_head]; diagnose cannot read keys from this model"
             )
-        repeat = model.cfg.n_heads // keys.shape[2]
-        keys = keys.repeat_interleave(repeat, dim=2).flatten(2)  # [b, pos, H*d]
-        store["keys"] = (
-            torch.einsum("bcp,bpd->bcd", label_mask.to(keys.device), keys) / counts.to(keys.device)
-        ).detach()
+        # Grouped-query attention: each key head serves `group` consecutive query heads.
+        group = model.cfg.n_heads // keys.shape[2]
+        keys = repeat(keys, "batch pos kv_head d_head -> batch pos (kv_head group d_head)", group=group)
+        summed = einsum(label_mask.to(keys.device), keys, "batch label pos, batch pos dim -> batch label dim")
+        store["keys"] = (summed / counts.to(keys.device)).detach()
 
     def keep_queries(queries: torch.Tensor, hook) -> None:  # [b, pos, H, d]
         rows = torch.arange(queries.shape[0], device=queries.device)
-        store["queries"] = queries[rows, batch.target_positions.to(queries.device)].flatten(1).detach()
+        at_target = queries[rows, batch.target_positions.to(queries.device)]
+        store["queries"] = rearrange(at_target, "batch head d_head -> batch (head d_head)").detach()
 
     with torch.no_grad():
         logits = run_to_target(model, batch, [(key_name, keep_keys), (query_name, keep_queries)])

@@ -28,6 +28,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from einops import rearrange, repeat
 from jaxtyping import Float, Int
 from threadpoolctl import threadpool_limits
 from torch import Tensor
@@ -162,8 +163,9 @@ def normalised_seed_means(
         use = (seed_draws[:, s] > 0) & (drawn > 0)
         if not use.any():
             continue
-        # [resample, input] @ [input, layer*3]: the weighted means of every layer and region in one product.
-        means = (seed_counts[use] @ seed_values.reshape(len(seed_values), -1)).reshape(-1, n_layers, 3)
+        # [resample, input] @ [input, (layer region)]: the weighted means of every layer and region in one product.
+        flat = rearrange(seed_values, "input layer region -> input (layer region)")
+        means = rearrange(seed_counts[use] @ flat, "resample (layer region) -> resample layer region", region=3)
         means /= drawn[use, None, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             normalised = means / means.sum(-1, keepdims=True)
@@ -212,7 +214,7 @@ class SaliencyResult(ExperimentResult):
             # [unit, layer, region], units sorted by (seed, example): the unit order of `resamples_for`.
             cube = stratum.set_index(["seed", "example", "layer"])[list(REGIONS)].unstack("layer").sort_index()
             cube = cube.reorder_levels([1, 0], axis=1).reindex(columns=pd.MultiIndex.from_product([layers, REGIONS]))
-            values = cube.to_numpy(dtype=float).reshape(len(cube), len(layers), 3)
+            values = rearrange(cube.to_numpy(dtype=float), "unit (layer region) -> unit layer region", region=3)
             resamples, _ = resamples_for(stratum_key, stratum, n_resamples=n_resamples, seed=seed)
             members = [np.flatnonzero(resamples.seed_of_unit == s) for s in range(len(resamples.seeds))]
             point = []
@@ -300,16 +302,17 @@ def run_saliency(
             frame[f"{name}_raw"] = raw[:, index].numpy()
         frame["n"] = len(prompts)
         n_layers = raw.shape[0]
+        # One row per (input, layer), input-major: every column is laid out as "(input layer)".
         per_example = pd.DataFrame(
             {
-                "example": np.repeat(np.asarray(examples, dtype=np.int64), n_layers),
-                "gold": np.repeat(torch.cat(gold).numpy(), n_layers),
-                "layer": np.tile(np.arange(n_layers), len(examples)),
-                "prediction": np.repeat(torch.cat(predictions).numpy(), n_layers),
+                "example": repeat(np.asarray(examples, dtype=np.int64), "input -> (input layer)", layer=n_layers),
+                "gold": repeat(torch.cat(gold).numpy(), "input -> (input layer)", layer=n_layers),
+                "layer": repeat(np.arange(n_layers), "layer -> (input layer)", input=len(examples)),
+                "prediction": repeat(torch.cat(predictions).numpy(), "input -> (input layer)", layer=n_layers),
             }
         )
         for index, name in enumerate(REGIONS):
-            per_example[name] = per_prompt[:, :, index].reshape(-1).numpy()
+            per_example[name] = rearrange(per_prompt[:, :, index], "input layer -> (input layer)").numpy()
         return SeedOutput(frame, per_example)
 
     return SaliencyResult.from_run(run_seeds("saliency", model, task, config, one_seed, out=out, progress=progress))
