@@ -360,15 +360,19 @@ def _check_arguments(args: argparse.Namespace) -> None:
         check_device(device)
     word_top_k = getattr(args, "word_top_k", None)
     if word_top_k is not None:
+        from anchorlens.orchestrate import EXPERIMENTS
+
+        fields = dataclasses.fields(EXPERIMENTS[args.command].config_class)
+        default = next(field.default for field in fields if field.name == "word_top_k")
         if word_top_k < 1:
-            raise InvalidConfigError(f"--word-top-k must be at least 1, got {word_top_k} (default 5)")
+            raise InvalidConfigError(f"--word-top-k must be at least 1, got {word_top_k} (default {default})")
         from anchorlens.models import vocabulary_size
 
         vocabulary = vocabulary_size(args.model)
         if vocabulary is not None and word_top_k > vocabulary:
             raise InvalidConfigError(
                 f"--word-top-k {word_top_k} is more than the {vocabulary} tokens of {args.model}'s vocabulary; use "
-                f"at most {vocabulary} (default 5)"
+                f"at most {vocabulary} (default {default})"
             )
 
 
