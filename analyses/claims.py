@@ -7,9 +7,9 @@ its 95% interval, and a verdict decided by the rules below, never by hand.
 
 Input: each folder's ``<experiment>_summary.csv`` (long form: ``task, model, <keys>, metric, mean, ci_low,
 ci_high, n_seeds, n_examples``, written by ``ExperimentResult.save``) and the seed rows of ``compress.csv`` (the
-speed-up) and ``diagnose.csv`` (the correlation, while the diagnose summary does not hold it). The README embeds the printed text between ``<!-- claims:start -->`` and
-``<!-- claims:end -->``; ``--check`` exits 1 with a diff when that block differs from what is printed now,
-``--write`` replaces it.
+speed-up) and ``diagnose.csv`` (the correlation, while the diagnose summary does not hold it). The README
+embeds the printed text between ``<!-- claims:start -->`` and ``<!-- claims:end -->``; ``--check`` exits 1
+with a diff when that block differs from what is printed now, ``--write`` replaces it.
 
 How one check is judged. "A > B" holds when A's interval lies wholly above B's (``A.ci_low > B.ci_high``),
 fails when it lies wholly below (``A.ci_high < B.ci_low``), and is unclear when the intervals overlap. A
@@ -40,7 +40,7 @@ under the table.
 | 5c | Hidden_anchor loses little accuracy against ICL (Table 2) | each task and Avg: accuracy hidden_anchor + the paper's GPT2-XL drop (ICL − Hidden_anchor) > icl |
 | 5d | Hidden_anchor speeds inference up (Table 3) | each task: speed-up > 1 (seed rows of compress.csv: mean ± t-interval over seeds; unclear with one seed) |
 | 6 | predicted confusion matches the true one (§3.3, Fig. 6) | each task: correlation > 0 and its permutation p-value < 0.05 (pearson and p_pearson of the diagnose summary, else of `DiagnoseResult.summary` of diagnose.csv; a p-value is judged on its value; a task with fewer than 3 class pairs is listed as not judged) |
-"""
+"""  # noqa: E501 (the table's rows are one line each)
 
 from __future__ import annotations
 
@@ -358,7 +358,7 @@ def depth_layers(layers: Iterable[int]) -> tuple[list[int], list[int]]:
     layers = sorted(set(int(layer) for layer in layers))
     n_layers = max(layers) + 1
     third = max(n_layers // 3, 1)
-    return [l for l in layers if l < third], [l for l in layers if l >= n_layers - third]
+    return [layer for layer in layers if layer < third], [layer for layer in layers if layer >= n_layers - third]
 
 
 # ------------------------------------------------------------------------------------------------- findings
@@ -462,8 +462,8 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
     # R may come as a column beside the auroc rows (one value per task and layer, no interval).
     r_column = (
         {
-            (str(t), int(l)): float(r)
-            for t, l, r in part.loc[part["metric"] == "auroc", ["task", "layer", "R"]].itertuples(index=False)
+            (str(task), int(layer)): float(r)
+            for task, layer, r in part.loc[part["metric"] == "auroc", ["task", "layer", "R"]].itertuples(index=False)
             if pd.notna(r)
         }
         if "R" in part.columns
@@ -499,7 +499,7 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
                         layer=layer,
                     )
                 )
-        r = r_at(values, r_column, task, sorted({l for t, l, _ in values if t == task}), shallow[-1])
+        r = r_at(values, r_column, task, sorted({layer for t, layer, _ in values if t == task}), shallow[-1])
         if r is None:
             skipped.append(f"{task} (no R_l: the AUROC curve's excess over 0.5 sums to 0)")
         else:
@@ -536,7 +536,9 @@ def r_at(values: dict, r_column: dict, task: str, layers: list[int], layer: int)
         return values[(task, layer, "R")]
     if (task, layer) in r_column:
         return Estimate.exact(r_column[(task, layer)])
-    curve = np.array([values[(task, l, "auroc")].mean if (task, l, "auroc") in values else np.nan for l in layers])
+    curve = np.array(
+        [values[(task, depth, "auroc")].mean if (task, depth, "auroc") in values else np.nan for depth in layers]
+    )
     excess = np.nan_to_num(curve - 0.5, nan=0.0)  # as anchorlens.experiments.auroc.cumulative_r
     if excess.sum() == 0 or layer not in layers:
         return None
@@ -559,7 +561,9 @@ def method_checks(
     checks, averages = [], {}
     methods = [better, *others]
     complete = [t for t in tasks if all((t, m, metric) in values for m in methods)]
-    test = lambda other: f"{better} + {shift * scale:.2f} > {other}" if shift else f"{better} > {other}"
+
+    def test(other: str) -> str:
+        return f"{better} + {shift * scale:.2f} > {other}" if shift else f"{better} > {other}"
 
     def compare(task: str, ours: Estimate, other: str, theirs: Estimate) -> Check:
         # With a shift, show our own value and the shifted one, so no number appears that was not measured.

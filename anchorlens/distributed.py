@@ -10,8 +10,9 @@ process writes, given the same device type and thread count. Resuming works acro
 already on disk is skipped whoever wrote it.
 
 The ranks never exchange tensors, only wait for each other and hear rank 0's decisions (which parts are
-left, or an error), so the process group is always gloo (CPU sockets), also on GPU nodes: it needs no per-GPU communicator and no NCCL watchdog. A rank
-that crashes closes its sockets, and the others' next barrier fails at once (torchrun also stops them).
+left, or an error), so the process group is always gloo (CPU sockets), also on GPU nodes: it needs no per-GPU
+communicator and no NCCL watchdog. A rank that crashes closes its sockets, and the others' next barrier fails
+at once (torchrun also stops them).
 """
 
 from __future__ import annotations

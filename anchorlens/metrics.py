@@ -6,7 +6,6 @@ are computed from the same per-example numbers that are saved.
 
 from __future__ import annotations
 
-import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 

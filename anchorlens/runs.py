@@ -166,8 +166,9 @@ class ResultStore:
             if not isinstance(record, dict) or record.get("results_format") != RESULTS_FORMAT_VERSION:
                 problem = "its record is of another results format"
             elif record.get("signature") != self.config:
+                changed = ", ".join(_changed(record.get("signature") or {}, self.config))
                 raise InvalidConfigError(
-                    f"{record_path} was made with other settings ({', '.join(_changed(record.get('signature') or {}, self.config))} "
+                    f"{record_path} was made with other settings ({changed} "
                     "differ); rerun with the same settings to resume, or choose another --out folder"
                 )
             else:

@@ -113,7 +113,8 @@ class Task:
             )
         if names != ["text", "label"]:
             raise TaskDefinitionError(
-                f"task {self.name!r}: template {self.template!r} puts {{label}} before {{text}}; the text must come first"
+                f"task {self.name!r}: template {self.template!r} puts {{label}} before {{text}}; the text must come "
+                "first"
             )
         # parse() yields (literal, field or None) items; escaped braces split a literal over several items.
         pieces = [""]
@@ -138,7 +139,8 @@ class Task:
                 raise TaskDefinitionError(f"task {self.name!r}: {kind} repeat {duplicates}; every class needs its own")
         if len(self.label_words) < 2:
             raise TaskDefinitionError(
-                f"task {self.name!r}: {len(self.label_words)} label word(s) given; a classification task needs at least 2"
+                f"task {self.name!r}: {len(self.label_words)} label word(s) given; a classification task needs at "
+                "least 2"
             )
         if len(self.label_words) != len(self.class_names):
             raise TaskDefinitionError(

@@ -254,8 +254,10 @@ def reweight_evaluation(model, task: str, n_prompts: int, batch_size: int, repea
         ("5shot", five_shot_demonstrations(task_object, 42, config)),
     ):
         prompts = query_prompts(model.tokenizer, task_object, demonstrations, tests, **prompt_settings(model))
-        full = best_time(lambda: label_probabilities(model, prompts, batch_size), repeats, device)
-        cached = best_time(lambda: label_probabilities(model, prompts, batch_size, prefix_cache=True), repeats, device)
+        full = best_time(lambda prompts=prompts: label_probabilities(model, prompts, batch_size), repeats, device)
+        cached = best_time(
+            lambda prompts=prompts: label_probabilities(model, prompts, batch_size, prefix_cache=True), repeats, device
+        )
         out[f"mean_prompt_tokens_{shots}"] = float(np.mean([p.length for p in prompts]))
         out[f"speedup_cached_demonstrations_{shots}"] = full / cached
     return out

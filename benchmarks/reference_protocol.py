@@ -34,7 +34,7 @@ def reference_protocol_saliency(model, prompts: Sequence[Prompt]) -> torch.Tenso
         tokens[0, : prompt.length] = batch.tokens[0]
         patterns: list[torch.Tensor] = []
 
-        def keep(pattern: torch.Tensor, hook) -> torch.Tensor:
+        def keep(pattern: torch.Tensor, hook, patterns: list[torch.Tensor] = patterns) -> torch.Tensor:
             pattern.retain_grad()
             patterns.append(pattern)
             return pattern

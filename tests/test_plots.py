@@ -13,15 +13,15 @@ from anchorlens.plots import _ylgnbu, diagnose_svg, plot_auroc, plot_isolation, 
 
 def _layers(extra: dict, seeds=(1, 2), layers=4) -> pd.DataFrame:
     rows = [
-        {"task": "sst2", "model": "m", "seed": s, "layer": l, **{k: f(s, l) for k, f in extra.items()}}
-        for s in seeds
-        for l in range(layers)
+        {"task": "sst2", "model": "m", "seed": seed, "layer": layer, **{k: f(seed, layer) for k, f in extra.items()}}
+        for seed in seeds
+        for layer in range(layers)
     ]
     return pd.DataFrame(rows)
 
 
 def test_saliency_figure_has_three_curves_per_task(tmp_path):
-    frame = _layers({"S_wp": lambda s, l: 0.5, "S_pq": lambda s, l: 0.3, "S_ww": lambda s, l: 0.2})
+    frame = _layers({"S_wp": lambda seed, layer: 0.5, "S_pq": lambda seed, layer: 0.3, "S_ww": lambda seed, layer: 0.2})
     figure = plot_saliency(SaliencyResult.from_frame(frame))
     lines = [trace for trace in figure.data if trace.showlegend]
     assert [trace.name for trace in lines] == ["S_wp", "S_pq", "S_ww"]
@@ -51,7 +51,7 @@ def test_isolation_figure_has_both_loyalties_per_condition():
 
 
 def test_auroc_figure_plots_auroc_and_r():
-    frame = _layers({"auroc": lambda s, l: 0.5 + 0.1 * l})
+    frame = _layers({"auroc": lambda seed, layer: 0.5 + 0.1 * layer})
     result = AurocResult.from_frame(frame)
     figure = plot_auroc(result)
     assert np.allclose(figure.data[0].y, [0.5, 0.6, 0.7, 0.8]) and np.isclose(figure.data[1].y[-1], 1.0)

@@ -367,7 +367,9 @@ def test_task_from_files_round_trip(tmp_path):
         writer.writerow(["text", "label"])
         writer.writerows(zip(texts, labels))
     tsv_path = tmp_path / "test.tsv"
-    tsv_path.write_text("label\ttext\n" + "".join(f"{l}\t{t}\n" for t, l in zip(texts, labels)), encoding="utf-8")
+    tsv_path.write_text(
+        "label\ttext\n" + "".join(f"{label}\t{text}\n" for text, label in zip(texts, labels)), encoding="utf-8"
+    )
     task = task_from_files(
         "mine",
         "Text: {text}\nLabel:{label}",
@@ -385,7 +387,9 @@ def test_task_from_files_round_trip(tmp_path):
 
 def test_task_from_files_jsonl_parquet_class_names_and_register(tmp_path, registry):
     jsonl = tmp_path / "train.jsonl"
-    jsonl.write_text("\n".join(json.dumps({"text": t, "label": l}) for t, l in [("x", "good"), ("y", "bad")]) + "\n")
+    jsonl.write_text(
+        "\n".join(json.dumps({"text": text, "label": label}) for text, label in [("x", "good"), ("y", "bad")]) + "\n"
+    )
     parquet = tmp_path / "test.parquet"
     pq.write_table(pa.table({"text": ["z"], "label": ["good"]}), parquet)
     task = task_from_files(

@@ -21,9 +21,9 @@ each label position replaced by one random text token of its demonstration; draw
 ``hidden_random_top`` (the best of ``random_draws`` such draws by label loyalty on the same test inputs, as
 the paper does; ties go to the lower draw). Draw ``d`` of seed ``s`` comes from its own generator,
 ``np.random.default_rng([s, d, DRAW_STREAM])``, so no draw depends on how many draws or inputs there are or
-how they are batched (SPEC §8). Versus ICL, per test input: label loyalty (the predicted label equals ICL's), word loyalty
-(Jaccard of the top-k vocabulary tokens at the target) and correctness against gold; the seed rows are their
-means. Later tokens of a multi-token label word (``Role.LABEL_REST``) count as formatting, as in
+how they are batched (SPEC §8). Versus ICL, per test input: label loyalty (the predicted label equals ICL's),
+word loyalty (Jaccard of the top-k vocabulary tokens at the target) and correctness against gold; the seed rows
+are their means. Later tokens of a multi-token label word (``Role.LABEL_REST``) count as formatting, as in
 `Prompt.formatting_positions`, and stay in Hidden_anchor; a random draw drops them with the label.
 
 Speed

@@ -210,9 +210,9 @@ def keys_and_queries(model, batch: PromptBatch, layer: int) -> tuple[torch.Tenso
         from anchorlens.model_classes import describe
 
         raise HookError(
-            f"{key_name} / {query_name} exist on this {describe(model)} but did not run, so diagnose has no post-rotary "
-            "keys and queries to compare; load the model with anchorlens.load_model(name, model_class='hooked') "
-            "(CLI: --model-class hooked)"
+            f"{key_name} / {query_name} exist on this {describe(model)} but did not run, so diagnose has no "
+            "post-rotary keys and queries to compare; load the model with "
+            "anchorlens.load_model(name, model_class='hooked') (CLI: --model-class hooked)"
         )
     return store["keys"].cpu(), store["queries"].cpu(), probabilities.cpu()
 

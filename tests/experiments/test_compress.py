@@ -28,7 +28,6 @@ from anchorlens.experiments.compress import (
     seed_prompts,
     text_anchor_prompt,
 )
-from anchorlens.plots import plot_compress
 from anchorlens.forward import final_logits, run_to_target
 from anchorlens.hooks import scores_hook_name
 from anchorlens.kv_cache import (
@@ -40,6 +39,7 @@ from anchorlens.kv_cache import (
     run_queries_with_caches,
     run_query_with_cache,
 )
+from anchorlens.plots import plot_compress
 from anchorlens.prompts import Role, build_prompt, make_batch, task_prompts
 from anchorlens.tasks import get_task
 
@@ -172,7 +172,9 @@ def test_renumbered_positions_would_be_caught(llama_like, gpt2_like):
             naive = run_query_with_cache(model, renumbered, tokens)
             kept = run_query_with_cache(model, cache, tokens)
         hook = query_blocked_from_dropped(prompts[:1], cache.positions)
-        reference = full_logits(model, prompts[:1], [(scores_hook_name(l), hook) for l in range(model.cfg.n_layers)])
+        reference = full_logits(
+            model, prompts[:1], [(scores_hook_name(layer), hook) for layer in range(model.cfg.n_layers)]
+        )
         torch.testing.assert_close(kept, reference, atol=1e-4, rtol=0)
         assert (naive - reference).abs().max() > 1e-3
 
@@ -183,7 +185,9 @@ def test_on_the_real_model(smol_model):
     torch.testing.assert_close(compressed, full_logits(smol_model, prompts), atol=1e-4, rtol=0)
     anchors, cache = compressed_logits(smol_model, prompts)
     hook = query_blocked_from_dropped(prompts, cache.positions)
-    reference = full_logits(smol_model, prompts, [(scores_hook_name(l), hook) for l in range(smol_model.cfg.n_layers)])
+    reference = full_logits(
+        smol_model, prompts, [(scores_hook_name(layer), hook) for layer in range(smol_model.cfg.n_layers)]
+    )
     torch.testing.assert_close(anchors, reference, atol=1e-4, rtol=0)
 
 
@@ -530,7 +534,7 @@ def test_run_rows_resume_and_determinism(tmp_path, gpt2_like, monkeypatch):
     from anchorlens.sampling import sample_test_set
 
     test_rows = sorted(e.index for e in sample_test_set("sst2", 3, n_test=5))
-    for method, part in examples.groupby("method"):
+    for _, part in examples.groupby("method"):
         assert list(part["example"]) == test_rows  # the test rows' own indices, sorted
     means = examples.groupby("method")[["label_loyalty", "word_loyalty", "correct"]].mean()
     np.testing.assert_allclose(

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from anchorlens.cli import main
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.reweight import (
     METHODS,
@@ -35,11 +36,10 @@ from anchorlens.experiments.reweight import (
     save_beta,
     shared_demonstrations,
 )
-from anchorlens.paper import REWEIGHT_METHOD_LABELS
-from anchorlens.plots import plot_reweight
-from anchorlens.cli import main
 from anchorlens.hooks import reweight_hooks
 from anchorlens.model_classes import recorded_model_name
+from anchorlens.paper import REWEIGHT_METHOD_LABELS
+from anchorlens.plots import plot_reweight
 from anchorlens.prompts import build_prompt, label_logits, make_batch, prompt_settings
 from anchorlens.sampling import sample_demonstrations, sample_test_set
 from anchorlens.tasks import get_task, load_split

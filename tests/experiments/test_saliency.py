@@ -70,7 +70,7 @@ def test_fast_path_equals_autograd_reference(request, batch, model_fixture):
         tokens = torch.tensor([prompt.token_ids])
         patterns = {}
 
-        def keep(pattern, hook):
+        def keep(pattern, hook, patterns=patterns):
             pattern.retain_grad()
             patterns[hook.name] = pattern
 
