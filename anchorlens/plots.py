@@ -6,6 +6,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.auroc import AurocResult
 from anchorlens.experiments.compress import METHODS as COMPRESS_METHODS
 from anchorlens.experiments.compress import METRICS as COMPRESS_METRICS
@@ -15,6 +16,7 @@ from anchorlens.experiments.isolation import CONDITIONS, IsolationResult
 from anchorlens.experiments.reweight import METHODS as REWEIGHT_METHODS
 from anchorlens.experiments.reweight import ReweightResult
 from anchorlens.experiments.saliency import REGIONS, SaliencyResult
+from anchorlens.flow import PromptFlow, layer_views, prompt_flow, region_masks
 from anchorlens.paper import COMPRESS_METHOD_LABELS, REWEIGHT_METHOD_LABELS, task_rank
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "plot_auroc",
     "plot_compress",
     "plot_diagnose",
+    "plot_flow",
     "plot_isolation",
     "plot_reweight",
     "plot_saliency",
@@ -338,3 +341,223 @@ def save_figure(figure: go.Figure, path_without_suffix) -> list[str]:
     atomic_write_bytes(base.with_suffix(".png"), image)
     written.append(str(base.with_suffix(".png")))
     return written
+
+
+# ---------------------------------------------------------------------------------------- one prompt's flow
+
+FLOW_LINK_NAMES = {"S_wp": "into label words (S_wp)", "S_pq": "label words → target (S_pq)", "S_ww": "other (S_ww)"}
+ROLE_COLORS = {
+    "text": "#7f7f7f",
+    "query text": "#17becf",
+    "formatting": "#bcbd22",
+    "label word": "#ff7f0e",
+    "target": "#9467bd",
+}
+#: Links of a view are drawn in this many width classes (one trace each): a trace has one line width.
+FLOW_WIDTH_CLASSES = 5
+_ARC_POINTS = 17
+
+
+def _flow_token_text(token: str) -> str:
+    """A token as a tick label: newlines visible, HTML escaped (plotly renders tick text as HTML)."""
+    from html import escape
+
+    return escape(token.replace("\n", "↵")) or "∅"
+
+
+def _flow_arcs(sources, targets) -> tuple:
+    """x and y of half-ellipse arcs from each source position up and over to its target, NaN between arcs (a
+    break in the line; NumPy arrays keep plotly's validation fast)."""
+    import numpy as np
+
+    t = np.append(np.linspace(0.0, 1.0, _ARC_POINTS), np.nan)  # the NaN ends each arc
+    span = (np.asarray(targets) - np.asarray(sources)).astype(float)[:, None]
+    xs = np.asarray(sources, dtype=float)[:, None] + span * t
+    ys = span / 2 * np.sin(np.pi * t)
+    return xs.reshape(-1), ys.reshape(-1)
+
+
+def plot_flow(
+    model_or_flow,
+    prompt=None,
+    *,
+    layers=None,
+    top_links: int = 30,
+) -> go.Figure:
+    """One prompt's information flow (paper Fig. 1/2 from the model): tokens along the axis, saliency as links.
+
+    ``plot_flow(model, prompt)`` computes `anchorlens.flow.prompt_flow` (one forward and one backward pass);
+    ``plot_flow(flow)`` draws a `PromptFlow` already computed. Each link is an arc from an earlier token (key)
+    to a later one (query) whose width and opacity grow with I_l there, averaged over the selected layers;
+    blue: text and formatting into each label word (the entries S_wp averages), red: each label word into the
+    target (S_pq), green: the strongest other entries (S_ww). Per view and kind at most `top_links` links, the
+    strongest; widths are relative to the view's strongest link (hover gives each value), and the legend gives
+    each kind's mean over its whole set (S_wp, S_pq, S_ww averaged over the view's layers).
+
+    `layers` chooses the selectable layer ranges (a dropdown; see `anchorlens.flow.layer_views`): None gives the
+    shallow, middle and deep thirds, then every layer alone; or a list of layers and ranges
+    (``[range(0, 10), 25]``), or a mapping name → layers. The first range is shown first. Hover on a token
+    gives its position, string and role (from the prompt's tracked positions), on a link's apex its value.
+    """
+    import numpy as np
+
+    if isinstance(model_or_flow, PromptFlow):
+        if prompt is not None:
+            raise InvalidConfigError(
+                "plot_flow got a PromptFlow and a prompt; pass either plot_flow(model, prompt) or plot_flow(flow)"
+            )
+        flow = model_or_flow
+    else:
+        if prompt is None:
+            raise InvalidConfigError(
+                "plot_flow needs the prompt to draw: plot_flow(model, prompt), or plot_flow(flow) with a PromptFlow"
+            )
+        flow = prompt_flow(model_or_flow, prompt)
+    if isinstance(top_links, bool) or not isinstance(top_links, (int, np.integer)) or top_links < 1:
+        raise InvalidConfigError(f"top_links must be a whole number of at least 1, got {top_links!r}; e.g. 30")
+    views = layer_views(flow.n_layers, layers)
+    masks = region_masks(flow.prompt).numpy()
+    seq = flow.prompt.length
+    texts = [_flow_token_text(token) for token in flow.tokens]
+    gold, predicted = flow.label_words[flow.gold], flow.label_words[flow.prediction]
+
+    def describe(position: int) -> str:
+        return f"{position} “{texts[position]}” ({flow.roles[position]})"
+
+    traces = []  # plain dicts validated once by go.Figure: go.Scatter and add_trace would validate each twice
+    for role, color in ROLE_COLORS.items():
+        positions = [position for position, name in enumerate(flow.roles) if name == role]
+        if not positions:
+            continue
+        hover = [f"token {describe(position)}" for position in positions]
+        if role == "target":
+            hover = [
+                f"{text}<br>gold “{_flow_token_text(gold)}”, predicted “{_flow_token_text(predicted)}”"
+                for text in hover
+            ]
+        traces.append(
+            dict(
+                type="scatter",
+                x=positions,
+                y=[0] * len(positions),
+                mode="markers",
+                marker={"symbol": "square", "size": 9, "color": color},
+                name=role,
+                legendgroup="roles",
+                legendgrouptitle={"text": "token role"},
+                hovertext=hover,
+                hoverinfo="text",
+                meta="tokens",
+            )
+        )
+    n_token_traces = len(traces)
+
+    view_of_trace: list[str] = []
+    highest = 1.0
+    for view_index, (view, view_layers) in enumerate(views.items()):
+        mean = flow.mean_over(view_layers).numpy()
+        region_means = {region: float(getattr(flow, region)[list(view_layers)].mean()) for region in FLOW_LINK_NAMES}
+        chosen = {}
+        for region, mask in zip(FLOW_LINK_NAMES, masks):
+            targets, sources = np.nonzero(mask)
+            values = mean[targets, sources]
+            order = np.argsort(-values, kind="stable")[:top_links]
+            order = order[values[order] > 0]  # a zero entry is no flow
+            chosen[region] = (sources[order], targets[order], values[order])
+        strongest = max((values.max() for _, _, values in chosen.values() if len(values)), default=0.0)
+        for region, (sources, targets, values) in chosen.items():
+            if not len(values):
+                continue
+            color = COLORS[region]
+            width_class = np.minimum((values / strongest * FLOW_WIDTH_CLASSES).astype(int), FLOW_WIDTH_CLASSES - 1)
+            for level in range(FLOW_WIDTH_CLASSES):
+                members = np.flatnonzero(width_class == level)
+                if not len(members):
+                    continue
+                xs, ys = _flow_arcs(sources[members], targets[members])
+                share = (level + 1) / FLOW_WIDTH_CLASSES
+                traces.append(
+                    dict(
+                        type="scatter",
+                        x=xs,
+                        y=ys,
+                        mode="lines",
+                        line={"color": color, "width": 0.5 + 7.5 * share},
+                        opacity=(0.25 + 0.65 * share) * (0.5 if region == "S_ww" else 1.0),  # the rest recedes
+                        hoverinfo="skip",
+                        legendgroup=region,
+                        showlegend=False,
+                        visible=view_index == 0,
+                        meta=view,
+                    )
+                )
+                view_of_trace.append(view)
+            highest = max(highest, float((targets - sources).max()) / 2)
+            traces.append(
+                dict(
+                    type="scatter",
+                    x=(sources + targets) / 2,
+                    y=(targets - sources) / 2,
+                    mode="markers",
+                    marker={"color": color, "size": 6},
+                    name=f"{FLOW_LINK_NAMES[region]}, mean {region_means[region]:.3g}",
+                    legendgroup=region,
+                    hovertext=[
+                        f"{view}, {FLOW_LINK_NAMES[region]}<br>from {describe(int(source))}<br>"
+                        f"to {describe(int(target))}<br>I = {value:.3g}"
+                        for source, target, value in zip(sources, targets, values)
+                    ],
+                    hoverinfo="text",
+                    visible=view_index == 0,
+                    meta=view,
+                )
+            )
+            view_of_trace.append(view)
+
+    buttons = [
+        {
+            "label": view,
+            "method": "update",
+            "args": [{"visible": [True] * n_token_traces + [owner == view for owner in view_of_trace]}],
+        }
+        for view in views
+    ]
+    figure = go.Figure(data=traces)
+    figure.update_layout(
+        title=(
+            f"Information flow of one {flow.prompt.task_name} prompt: I_l = |Σ_h A ⊙ ∂L/∂A|, mean over the chosen "
+            f"layers (gold “{_flow_token_text(gold)}”, predicted “{_flow_token_text(predicted)}”)"
+        ),
+        template="plotly_white",
+        height=560,
+        width=max(900, 16 * seq),
+        updatemenus=[
+            {
+                "buttons": buttons,
+                "active": 0,
+                "direction": "down",
+                "x": 0.0,
+                "xanchor": "left",
+                "y": 1.12,
+                "yanchor": "top",
+            }
+        ],
+        hovermode="closest",
+        legend={"tracegroupgap": 12},
+    )
+    figure.update_xaxes(
+        title_text="token (position in the prompt); each link runs from an earlier token to a later one",
+        tickvals=list(range(seq)),
+        ticktext=texts,
+        tickangle=-90,
+        tickfont={"size": 9},
+        range=[-1, seq],
+        showgrid=False,
+    )
+    figure.update_yaxes(
+        title_text="link span (tokens ÷ 2); width ∝ saliency",
+        range=[-0.5, highest * 1.08 + 0.5],
+        zeroline=False,
+        showgrid=False,
+    )
+    return figure

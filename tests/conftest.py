@@ -9,6 +9,34 @@ import torch
 
 from anchorlens.models import load_model, load_tokenizer
 
+#: Fixtures that load a real offline model's weights: a test using one is in the slow tier (`integration`).
+REAL_MODEL_FIXTURES = frozenset({"smol_model", "gemma_model"})
+
+
+#: Tests in the slow tier for another reason than a real model fixture: whole commands in worker processes, or
+#: the Gemma-3 tokenizer (read from its GGUF, 30-40 s a load). Each took 14-86 s under load; the fast tier
+#: (`pytest -m "not integration"`) keeps to tiny models built in process.
+SLOW_TESTS = {
+    "test_prompt_json": "gemma-3-270m",  # parametrised: only the Gemma-3 cases are slow
+    "test_two_processes_merge_to_the_single_process_tables": "",
+    "test_a_failing_rank_stops_the_others_instead_of_hanging": "",
+    "test_reproduce_writes_report_manifest_and_tables": "",
+    "test_every_script_writes_its_table_beside_the_others": "",
+    "test_an_unusable_model_cache_is_one_line": "",
+    "test_bad_input_exits_non_zero_with_one_line_and_no_traceback": "",
+    "test_summary_of_four_tasks_30_layers_5_seeds_200_inputs_is_affordable": "",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the slow tier `integration`: every test that loads real weights through a fixture, and the tests in
+    `SLOW_TESTS` (those whose id holds the given text). Tests that load a real model another way carry the
+    mark themselves."""
+    for item in items:
+        slow = SLOW_TESTS.get(getattr(item, "originalname", item.name))
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) or (slow is not None and slow in item.name):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def smol_tokenizer():
