@@ -101,6 +101,7 @@ def _cmd_prompt(args: argparse.Namespace) -> int:
             query.text,
             query.label,
             prepend_bos=prepend_bos_for(args.model, tokenizer),
+            example_index=query.index,
         )
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     context = context_length(args.model)

@@ -27,6 +27,7 @@ def test_prompt_json(capsys, task, model):
     if task == "trec":
         assert view["demonstration_rows"] == [3408, 371, 453, 4457, 5315, 168] and view["query_row"] == 473
     assert (tokens[0] == "<bos>") == (model == "gemma-3-270m")
+    assert view["example_index"] == view["query_row"]  # the prompt carries its query's row (was null)
 
 
 def test_listings(capsys):
