@@ -185,7 +185,10 @@ def write_parquet(rows: Rows, path: Path) -> int:
     read speed unchanged, and these files are committed.
     """
     table = pa.table(
-        {"text": pa.array([t for t, _ in rows], pa.string()), "label": pa.array([l for _, l in rows], pa.int64())}
+        {
+            "text": pa.array([t for t, _ in rows], pa.string()),
+            "label": pa.array([label for _, label in rows], pa.int64()),
+        }
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd", compression_level=19, use_dictionary=["label"])
