@@ -1,10 +1,28 @@
-"""anchorlens: label words as anchors -- information-flow analyses of in-context learning on TransformerLens."""
+"""anchorlens: label words as anchors -- information-flow analyses of in-context learning on TransformerLens.
 
+``import anchorlens as al`` gives every public name (``__all__``): loading models and tasks, building prompts
+(also from your own text), the hook recipes and recorders, the analyses of any list of prompts (`saliency`,
+`isolation`, `label_attention_auroc`, `anchor_keys`, `compress`, `fit_beta` / `apply_beta`), one prompt's
+whole flow (`prompt_flow`, `plot_flow`), activations at the anchors (`anchor_activations`), the experiments
+over a task's seeds (``run_*`` with their configs, `run_experiment`) and every error class.
+
+Names from the experiment, figure and key/value-cache modules are imported on first use (a module
+``__getattr__``), so ``import anchorlens`` imports neither plotly nor the experiments nor TransformerLens.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from anchorlens.activations import AnchorActivations, anchor_activations
 from anchorlens.errors import (
     AnchorlensError,
     DataFileError,
+    DistributedRunError,
     EmptyClassError,
     HookError,
+    InvalidConfigError,
     LabelWordError,
     ModelLoadError,
     PromptTooLongError,
@@ -12,7 +30,10 @@ from anchorlens.errors import (
     TokenizationError,
     UnknownModelError,
     UnknownTaskError,
+    UnsupportedModelError,
 )
+from anchorlens.flow import PromptFlow, prompt_flow
+from anchorlens.forward import run_to_target
 from anchorlens.hooks import (
     LabelAttentionRecorder,
     SaliencyRecorder,
@@ -23,10 +44,25 @@ from anchorlens.hooks import (
     reweight_hooks,
     verify_attention_hooks,
 )
-from anchorlens.models import DEFAULT_MODEL, OFFLINE_MODELS, load_hf_model, load_model, load_tokenizer
+from anchorlens.models import (
+    DEFAULT_MODEL,
+    OFFLINE_MODELS,
+    CacheRebuildWarning,
+    cache_problem,
+    cache_root,
+    converted_dir,
+    list_models,
+    load_hf_model,
+    load_model,
+    load_tokenizer,
+    tokenizer_dir,
+    weights_fingerprint,
+)
 from anchorlens.prompts import (
+    LabelTokens,
     Prompt,
     PromptBatch,
+    PromptParts,
     Role,
     build_prompt,
     iter_batches,
@@ -39,53 +75,177 @@ from anchorlens.prompts import (
     task_prompts,
 )
 from anchorlens.sampling import Example, sample_demonstrations, sample_test_set
-from anchorlens.tasks import Task, get_task, list_tasks, load_split, register_task
+from anchorlens.tasks import Task, get_task, list_tasks, load_split, register_task, task_from_files
 from anchorlens.version import __version__
 
+#: Public names imported on first use, and the module each comes from.
+_LAZY: dict[str, str] = {
+    # Analyses of any prompts: the building blocks the experiments run on.
+    "saliency": "anchorlens.experiments.saliency",
+    "isolation": "anchorlens.experiments.isolation",
+    "label_attention_auroc": "anchorlens.experiments.auroc",
+    "anchor_keys": "anchorlens.experiments.diagnose",
+    "AnchorKeys": "anchorlens.experiments.diagnose",
+    "compress": "anchorlens.experiments.compress",
+    "build_anchor_cache": "anchorlens.experiments.compress",
+    "fit_beta": "anchorlens.experiments.reweight",
+    "apply_beta": "anchorlens.experiments.reweight",
+    "save_beta": "anchorlens.experiments.reweight",
+    "load_beta": "anchorlens.experiments.reweight",
+    "beta_path": "anchorlens.experiments.reweight",
+    # The experiments over a task's seeds, and several tasks into a folder.
+    **dict.fromkeys(
+        [
+            "AurocConfig",
+            "AurocResult",
+            "CompressConfig",
+            "CompressResult",
+            "DiagnoseConfig",
+            "DiagnoseResult",
+            "IsolationConfig",
+            "IsolationResult",
+            "ReweightConfig",
+            "ReweightResult",
+            "SaliencyConfig",
+            "SaliencyResult",
+            "run_auroc",
+            "run_compress",
+            "run_diagnose",
+            "run_isolation",
+            "run_reweight",
+            "run_saliency",
+        ],
+        "anchorlens.experiments",
+    ),
+    "run_experiment": "anchorlens.orchestrate",
+    # Figures (plotly).
+    "plot_flow": "anchorlens.plots",
+    # The pruned key/value cache (imports TransformerLens).
+    "AnchorCache": "anchorlens.kv_cache",
+    "cache_demonstrations": "anchorlens.kv_cache",
+    "query_tokens": "anchorlens.kv_cache",
+    "run_query_with_cache": "anchorlens.kv_cache",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a lazily exported name (`_LAZY`) from its module on first use, then keep it here."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'anchorlens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
+    # errors
     "AnchorlensError",
-    "DEFAULT_MODEL",
     "DataFileError",
+    "DistributedRunError",
     "EmptyClassError",
-    "Example",
     "HookError",
-    "LabelAttentionRecorder",
+    "InvalidConfigError",
     "LabelWordError",
     "ModelLoadError",
-    "OFFLINE_MODELS",
-    "Prompt",
-    "PromptBatch",
     "PromptTooLongError",
-    "Role",
-    "SaliencyRecorder",
-    "Task",
     "TaskDefinitionError",
     "TokenizationError",
     "UnknownModelError",
     "UnknownTaskError",
-    "__version__",
-    "block_earlier_mask",
-    "build_prompt",
-    "frozen_parameters",
+    "UnsupportedModelError",
+    # models and their cache
+    "DEFAULT_MODEL",
+    "OFFLINE_MODELS",
+    "CacheRebuildWarning",
+    "cache_problem",
+    "cache_root",
+    "converted_dir",
+    "list_models",
+    "load_hf_model",
+    "load_model",
+    "load_tokenizer",
+    "tokenizer_dir",
+    "weights_fingerprint",
+    # tasks and sampling
+    "Example",
+    "Task",
     "get_task",
-    "hooked",
-    "isolation_hooks",
+    "list_tasks",
+    "load_split",
+    "register_task",
+    "sample_demonstrations",
+    "sample_test_set",
+    "task_from_files",
+    # prompts
+    "LabelTokens",
+    "Prompt",
+    "PromptBatch",
+    "PromptParts",
+    "Role",
+    "build_prompt",
     "iter_batches",
     "label_logits",
     "label_loss",
     "label_tokens",
-    "list_tasks",
-    "load_hf_model",
-    "load_model",
-    "load_split",
-    "load_tokenizer",
     "make_batch",
     "prompt_settings",
-    "register_task",
-    "reweight_hooks",
-    "sample_demonstrations",
-    "sample_test_set",
     "target_logits",
     "task_prompts",
+    # running and hooking the model
+    "LabelAttentionRecorder",
+    "SaliencyRecorder",
+    "block_earlier_mask",
+    "frozen_parameters",
+    "hooked",
+    "isolation_hooks",
+    "reweight_hooks",
+    "run_to_target",
     "verify_attention_hooks",
+    # activations at the anchors, one prompt's flow
+    "AnchorActivations",
+    "anchor_activations",
+    "PromptFlow",
+    "prompt_flow",
+    # imported on first use (_LAZY)
+    "saliency",
+    "isolation",
+    "label_attention_auroc",
+    "anchor_keys",
+    "AnchorKeys",
+    "compress",
+    "build_anchor_cache",
+    "fit_beta",
+    "apply_beta",
+    "save_beta",
+    "load_beta",
+    "beta_path",
+    "AurocConfig",
+    "AurocResult",
+    "CompressConfig",
+    "CompressResult",
+    "DiagnoseConfig",
+    "DiagnoseResult",
+    "IsolationConfig",
+    "IsolationResult",
+    "ReweightConfig",
+    "ReweightResult",
+    "SaliencyConfig",
+    "SaliencyResult",
+    "run_auroc",
+    "run_compress",
+    "run_diagnose",
+    "run_isolation",
+    "run_reweight",
+    "run_saliency",
+    "run_experiment",
+    "plot_flow",
+    "AnchorCache",
+    "cache_demonstrations",
+    "query_tokens",
+    "run_query_with_cache",
+    "__version__",
 ]

@@ -24,6 +24,7 @@ RUN_COMMANDS = {
     "diagnose": "predicted vs true confusion from label-word key geometry (Fig. 6)",
     "reweight": "anchor re-weighting vs vanilla ICL and contextual calibration (Table 1)",
     "compress": "anchor-only context compression: loyalty, accuracy, speed-up (Tables 2-3)",
+    "heads": "rank heads by label-word flow (S_wp, S_pq per head, AUROC) and block the top k vs random heads",
 }
 
 

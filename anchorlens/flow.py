@@ -20,13 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from anchorlens.errors import HookError, InvalidConfigError, PromptTooLongError, TokenizationError
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import Hook, frozen_parameters, pattern_hook_name, verify_attention_hooks
-from anchorlens.model_classes import warn_if_value_biases_folded
+from anchorlens.model_classes import Model, warn_if_value_biases_folded
 from anchorlens.prompts import Prompt, Role, label_logits, label_loss, make_batch
 
 REGIONS = ("S_wp", "S_pq", "S_ww")
@@ -51,7 +51,7 @@ def role_names(prompt: Prompt) -> tuple[str, ...]:
     )
 
 
-def region_masks(prompt: Prompt) -> torch.Tensor:
+def region_masks(prompt: Prompt) -> Bool[Tensor, "region=3 query key"]:
     """[3, query, key] boolean masks of the entries of I_l that S_wp, S_pq and S_ww average (SPEC §1).
 
     S_wp: (p_k, j) for every label position p_k and j < p_k; S_pq: (q, p_k); S_ww: every other (i, j) with
@@ -152,7 +152,7 @@ class SaliencyMapRecorder:
     detached values, never the pattern (a pattern held by its own hook is a cycle the collector cannot see).
     """
 
-    def __init__(self, model, *, abs_per_head: bool = False):
+    def __init__(self, model: Model, *, abs_per_head: bool = False):
         self.abs_per_head = abs_per_head
         self.n_layers = int(model.cfg.n_layers)
         self._by_layer: dict[int, Tensor] = {}
@@ -189,7 +189,7 @@ class SaliencyMapRecorder:
         return torch.stack([self._by_layer[layer] for layer in range(self.n_layers)], dim=1)
 
 
-def _check_prompt(model, prompt: Prompt) -> None:
+def _check_prompt(model: Model, prompt: Prompt) -> None:
     if not isinstance(prompt, Prompt):
         raise InvalidConfigError(
             f"prompt_flow takes one Prompt, got a {type(prompt).__name__}; build one with anchorlens.build_prompt "
@@ -215,7 +215,7 @@ def _check_prompt(model, prompt: Prompt) -> None:
         )
 
 
-def prompt_flow(model, prompt: Prompt, *, abs_per_head: bool = False) -> PromptFlow:
+def prompt_flow(model: Model, prompt: Prompt, *, abs_per_head: bool = False) -> PromptFlow:
     """Every layer's saliency matrix I_l for one prompt, from one forward and one backward pass.
 
     The loss is the cross-entropy over the C label logits at the target against the prompt's gold class; model
@@ -241,15 +241,17 @@ def prompt_flow(model, prompt: Prompt, *, abs_per_head: bool = False) -> PromptF
     sums = torch.einsum("lqk,rqk->lr", saliency.double(), masks.double())
     means = sums / counts  # NaN where a set is empty
     tokenizer = model.tokenizer
+    # _check_prompt refused a prompt without a gold label; the model tokenized the prompt, so it has a tokenizer.
+    assert tokenizer is not None and prompt.query_label is not None
     return PromptFlow(
         prompt=prompt,
-        tokens=tuple(tokenizer.decode([token_id]) for token_id in prompt.token_ids),
+        tokens=tuple(tokenizer.batch_decode([[token_id] for token_id in prompt.token_ids])),
         roles=role_names(prompt),
         saliency=saliency,
         S_wp=means[:, 0],
         S_pq=means[:, 1],
         S_ww=means[:, 2],
-        label_words=tuple(tokenizer.decode([token_id]) for token_id in prompt.label_token_ids),
+        label_words=tuple(tokenizer.batch_decode([[token_id] for token_id in prompt.label_token_ids])),
         gold=int(prompt.query_label),
         prediction=prediction,
         abs_per_head=abs_per_head,
@@ -293,6 +295,7 @@ def layer_views(
         defaults = {f"{name} ({_range_name(list(chosen))})": tuple(chosen) for name, chosen in thirds.items() if chosen}
         defaults.update({f"layer {layer}": (layer,) for layer in range(n_layers)})
         return defaults
+    items: list[tuple[str | None, list]]  # (the range's name, or None to name it by its layers; its layers)
     if isinstance(layers, Mapping):
         items = [(str(name), list(chosen)) for name, chosen in layers.items()]
     else:

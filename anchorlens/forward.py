@@ -15,12 +15,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from anchorlens.errors import HookError
-from anchorlens.model_classes import check_hook_names, is_bridge, require_hooked_transformer
+from anchorlens.model_classes import Model, check_hook_names, is_bridge, require_hooked_transformer
 from anchorlens.prompts import PromptBatch
 
 
 def run_to_target(
-    model,
+    model: Model,
     batch: PromptBatch,
     fwd_hooks: Sequence = (),
     *,
@@ -54,8 +54,8 @@ def run_to_target(
 
 
 def final_logits(
-    model, residual: Float[Tensor, "batch d_model"], label_token_ids: Int[Tensor, " label"] | None = None
-) -> Float[Tensor, "batch vocab"] | Float[Tensor, "batch label"]:
+    model: Model, residual: Float[Tensor, "batch d_model"], label_token_ids: Int[Tensor, " class"] | None = None
+) -> Float[Tensor, "batch vocab"] | Float[Tensor, "batch class"]:
     """Final norm, unembedding and logit soft-cap of one residual-stream row per prompt.
 
     With `label_token_ids`, only those columns of the unembedding (the same numbers as indexing the full
@@ -82,13 +82,13 @@ def final_logits(
 
 
 def final_label_logits(
-    model, residual: Float[Tensor, "batch d_model"], label_token_ids: Int[Tensor, " label"]
-) -> Float[Tensor, "batch label"]:
+    model: Model, residual: Float[Tensor, "batch d_model"], label_token_ids: Int[Tensor, " class"]
+) -> Float[Tensor, "batch class"]:
     """`final_logits` at the label tokens only (see there)."""
     return final_logits(model, residual, label_token_ids)
 
 
-def _keeps_logits_of_positions(model) -> bool:
+def _keeps_logits_of_positions(model: Model) -> bool:
     """Whether the wrapped Hugging Face model takes ``logits_to_keep`` (unembed only the positions asked for)."""
     cached = model.__dict__.get("_anchorlens_logits_to_keep")
     if cached is None:
@@ -98,7 +98,9 @@ def _keeps_logits_of_positions(model) -> bool:
     return cached
 
 
-def bridge_logits_at(model, tokens: Tensor, positions: Tensor, fwd_hooks: Sequence = ()) -> Tensor:
+def bridge_logits_at(
+    model: Model, tokens: Int[Tensor, "batch seq"], positions: Int[Tensor, " batch"], fwd_hooks: Sequence = ()
+) -> Float[Tensor, "batch vocab"]:
     """A TransformerBridge's full-vocabulary logits at one position per row, ``[batch, vocab]``, hooks applied.
 
     Hugging Face unembeds only the requested positions (``logits_to_keep``), so a 262k-token vocabulary

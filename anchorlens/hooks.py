@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 import torch
 from einops import einsum
@@ -21,7 +21,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from anchorlens.errors import HookError, InvalidConfigError
-from anchorlens.model_classes import check_hook_names, describe
+from anchorlens.model_classes import Model, check_hook_names, describe
 from anchorlens.prompts import PromptBatch
 
 HookFn = Callable[[Tensor, object], Tensor | None]
@@ -36,7 +36,7 @@ def scores_hook_name(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_attn_scores"
 
 
-def _layers(model, layers: Iterable[int] | None) -> list[int]:
+def _layers(model: Model, layers: Iterable[int] | None) -> list[int]:
     n_layers = model.cfg.n_layers
     chosen = list(range(n_layers)) if layers is None else sorted(set(int(layer) for layer in layers))
     bad = [layer for layer in chosen if not 0 <= layer < n_layers]
@@ -51,7 +51,7 @@ _LOAD_HINT = (
 )
 
 
-def require_attention_hooks(model) -> None:
+def require_attention_hooks(model: Model) -> None:
     """Fail loudly when the model lacks the attention hook points every recipe relies on."""
     if not hasattr(model, "hook_dict") or not hasattr(getattr(model, "cfg", None), "n_layers"):
         raise HookError(
@@ -73,7 +73,7 @@ def require_attention_hooks(model) -> None:
 
 
 @contextmanager
-def hooked(model, fwd_hooks: Sequence[Hook] = (), bwd_hooks: Sequence[Hook] = ()) -> Iterator[object]:
+def hooked(model: Model, fwd_hooks: Sequence[Hook] = (), bwd_hooks: Sequence[Hook] = ()) -> Iterator[object]:
     """Apply hooks for the block's duration; they are removed on exit, also on error.
 
     A hook name the model lacks is an error (a TransformerBridge would otherwise skip it silently)."""
@@ -83,7 +83,7 @@ def hooked(model, fwd_hooks: Sequence[Hook] = (), bwd_hooks: Sequence[Hook] = ()
 
 
 @contextmanager
-def frozen_parameters(model) -> Iterator[None]:
+def frozen_parameters(model: Model) -> Iterator[None]:
     """Turn off parameter gradients (restored on exit): saliency needs ∂L/∂A only, not weight gradients."""
     previous = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
     try:
@@ -121,6 +121,43 @@ def isolation_hooks(blocked_by_layer: Mapping[int, Bool[Tensor, "batch query key
     return [(scores_hook_name(layer), isolate_hook(mask)) for layer, mask in sorted(blocked_by_layer.items())]
 
 
+def target_to_label_mask(batch: PromptBatch) -> Bool[Tensor, "batch query key"]:
+    """True at [b, q_b, p] for the target q_b of prompt b and each of its demonstration label positions p: the
+    entries that carry label → target flow (S_pq). Blocking them leaves the target row its other keys."""
+    is_label = batch.position_mask([p.demonstration_label_positions for p in batch.prompts])  # [batch, key]
+    targets = batch.target_positions.to(is_label.device)
+    is_target = torch.arange(batch.seq_len, device=is_label.device)[None, :] == targets[:, None]  # [batch, query]
+    return is_target[:, :, None] & is_label[:, None, :]
+
+
+def isolate_heads_hook(blocked: Bool[Tensor, "batch query key"], heads: Bool[Tensor, "batch head"]) -> HookFn:
+    """`isolate_hook` in chosen heads only: on hook_attn_scores, the entries `blocked` of prompt b get the most
+    negative score in the heads where ``heads[b, h]`` is True; other heads are untouched. Each prompt may have
+    its own heads (random controls draw them per test input)."""
+
+    def hook(scores: Float[Tensor, "batch head query key"], hook) -> Tensor:
+        if heads.shape != scores.shape[:2]:
+            raise HookError(
+                f"isolate_heads_hook was made for {tuple(heads.shape)} (batch, head), but the attention scores are "
+                f"{tuple(scores.shape)} [batch, head, query, key]; build the head mask from this batch and model"
+            )
+        mask = heads.to(scores.device)[:, :, None, None] & blocked.to(scores.device)[:, None]
+        return scores.masked_fill(mask, torch.finfo(scores.dtype).min)
+
+    return hook
+
+
+def head_isolation_hooks(
+    blocked: Bool[Tensor, "batch query key"], heads_by_layer: Mapping[int, Bool[Tensor, "batch head"]]
+) -> list[Hook]:
+    """`isolate_heads_hook` in each layer that has a head chosen (layers whose mask is all False get no hook)."""
+    return [
+        (scores_hook_name(layer), isolate_heads_hook(blocked, heads))
+        for layer, heads in sorted(heads_by_layer.items())
+        if bool(heads.any())
+    ]
+
+
 # --------------------------------------------------------------------------------------------- re-weighting
 
 #: How β enters attention: "pattern" scales the post-softmax pattern (paper), "scores" adds to the pre-softmax scores.
@@ -134,7 +171,7 @@ def check_variant(variant: object, option: str = "") -> ReweightVariant:
     if variant not in REWEIGHT_VARIANTS:
         where = f" ({option})" if option else ""
         raise InvalidConfigError(f"unknown re-weighting variant{where} {variant!r}; use 'pattern' (paper) or 'scores'")
-    return variant
+    return cast(ReweightVariant, variant)  # one of REWEIGHT_VARIANTS: checked just above
 
 
 def _shape_text(shape: Sequence[int | None]) -> str:
@@ -184,7 +221,7 @@ def check_beta(
         )
 
 
-def _check_beta_for(beta: object, model, n_classes: int) -> None:
+def _check_beta_for(beta: object, model: Model | None, n_classes: int) -> None:
     """`check_beta` against `model` when given (layers and heads) and the prompts' class count."""
     cfg = getattr(model, "cfg", None)
     check_beta(
@@ -194,8 +231,8 @@ def _check_beta_for(beta: object, model, n_classes: int) -> None:
 
 def _reweighted(
     tensor: Float[Tensor, "batch head query key"],
-    beta: Float[Tensor, "head label"],
-    label_mask: Bool[Tensor, "batch label key"] | Float[Tensor, "batch label key"],
+    beta: Float[Tensor, "head class"],
+    label_mask: Bool[Tensor, "batch class key"] | Float[Tensor, "batch class key"],
     at_target: Bool[Tensor, "batch query"] | None,
     variant: str,
 ) -> Float[Tensor, "batch head query key"]:
@@ -219,7 +256,7 @@ def _reweighted(
 
 
 def reweight_hook(
-    beta: Float[Tensor, "head label"],
+    beta: Float[Tensor, "head class"],
     batch: PromptBatch,
     variant: ReweightVariant = "pattern",
 ) -> HookFn:
@@ -267,8 +304,8 @@ def reweight_hook(
 
 
 def target_row_reweight_hook(
-    beta: Float[Tensor, "head label"],
-    label_mask: Bool[Tensor, "batch label key"],
+    beta: Float[Tensor, "head class"],
+    label_mask: Bool[Tensor, "batch class key"],
     variant: ReweightVariant = "pattern",
     target_rows: Int[Tensor, " batch"] | None = None,
 ) -> HookFn:
@@ -298,12 +335,12 @@ def target_row_reweight_hook(
 
 
 def reweight_hooks(
-    beta: Float[Tensor, "layer head label"],
+    beta: Float[Tensor, "layer head class"],
     batch: PromptBatch,
     variant: ReweightVariant = "pattern",
     layers: Iterable[int] | None = None,
     *,
-    model=None,
+    model: Model | None = None,
 ) -> list[Hook]:
     """Every layer's `reweight_hook` (or those in `layers`), β indexed by layer.
 
@@ -318,7 +355,7 @@ def reweight_hooks(
     return [(name(layer), reweight_hook(beta[layer], batch, variant)) for layer in chosen]
 
 
-def _beta_layers(beta: Tensor, model, layers: Iterable[int] | None) -> list[int]:
+def _beta_layers(beta: Tensor, model: Model | None, layers: Iterable[int] | None) -> list[int]:
     if model is not None:
         return _layers(model, layers)
     chosen = list(range(beta.shape[0])) if layers is None else sorted(set(int(layer) for layer in layers))
@@ -329,12 +366,12 @@ def _beta_layers(beta: Tensor, model, layers: Iterable[int] | None) -> list[int]
 
 
 def target_row_reweight_hooks(
-    beta: Float[Tensor, "layer head label"],
-    label_mask: Bool[Tensor, "batch label key"],
+    beta: Float[Tensor, "layer head class"],
+    label_mask: Bool[Tensor, "batch class key"],
     variant: ReweightVariant = "pattern",
     target_rows: Int[Tensor, " batch"] | None = None,
     *,
-    model=None,
+    model: Model | None = None,
 ) -> list[Hook]:
     """Every layer's `target_row_reweight_hook` (see there: queries run against a cached prefix); β checked as
     in `reweight_hooks`."""
@@ -352,9 +389,10 @@ def target_row_reweight_hooks(
 
 class LabelAttentionRecorder:
     """Records A_l(q, p_c): the target's post-softmax attention to each class's label positions, summed over
-    that class's demonstrations, per head. ``values`` is [batch, layer, head, class]."""
+    that class's demonstrations, per head. ``values`` is [batch, layer, head, class]: always per head (the
+    paper's A_l is ``values.sum(2)``; per-head AUROC reads it as it is)."""
 
-    def __init__(self, model, batch: PromptBatch, layers: Iterable[int] | None = None):
+    def __init__(self, model: Model, batch: PromptBatch, layers: Iterable[int] | None = None):
         self.batch = batch
         self.layers = _layers(model, layers)
         self._by_layer: dict[int, Tensor] = {}
@@ -373,7 +411,7 @@ class LabelAttentionRecorder:
         return [(pattern_hook_name(layer), self._hook(layer)) for layer in self.layers]
 
     @property
-    def values(self) -> Float[Tensor, "batch layer head label"]:
+    def values(self) -> Float[Tensor, "batch layer head class"]:
         if len(self._by_layer) != len(self.layers):
             raise HookError(
                 "the label-attention hooks did not fire in every layer; run the model with recorder.hooks()"
@@ -388,18 +426,25 @@ class SaliencyRecorder:
     recorder keeps Σ_{i,j} I_l[i, j] · weight[b, r, i, j] per layer, [batch, layer, region]. With
     ``abs_per_head`` it uses Σ_h |A ⊙ ∂L/∂A| instead. Under `frozen_parameters` no weight gradient is
     computed: the graph starts at the first recorded pattern.
+
+    ``per_head=True`` keeps every head apart: a head's saliency is I_{l,h} = |A_{h,l} ⊙ ∂L/∂A_{h,l}|, and
+    ``values`` is [batch, layer, head, region]. The paper sums the heads before the absolute value; a head is
+    one term of that sum, so per head the two orders coincide (``abs_per_head`` changes nothing). Summed over
+    heads, the per-head values are the ``abs_per_head=True`` layer values, not the paper's |Σ_h ...|.
     """
 
     def __init__(
         self,
-        model,
+        model: Model,
         region_weights: Float[Tensor, "batch region query key"],
         *,
         abs_per_head: bool = False,
+        per_head: bool = False,
         layers: Iterable[int] | None = None,
     ):
         self.region_weights = region_weights
         self.abs_per_head = abs_per_head
+        self.per_head = per_head
         self.layers = _layers(model, layers)
         self._by_layer: dict[int, Tensor] = {}
 
@@ -411,9 +456,14 @@ class SaliencyRecorder:
 
         def on_grad(grad: Tensor) -> None:
             product = values * grad  # [b, h, q, k]
-            saliency = product.abs().sum(1) if self.abs_per_head else product.sum(1).abs()
-            weights = self.region_weights.to(device=saliency.device, dtype=saliency.dtype)
-            summed = einsum(saliency, weights, "batch query key, batch region query key -> batch region")
+            weights = self.region_weights.to(device=product.device, dtype=product.dtype)
+            if self.per_head:
+                summed = einsum(
+                    product.abs(), weights, "batch head query key, batch region query key -> batch head region"
+                )
+            else:
+                saliency = product.abs().sum(1) if self.abs_per_head else product.sum(1).abs()
+                summed = einsum(saliency, weights, "batch query key, batch region query key -> batch region")
             self._by_layer[layer] = summed.detach()
 
         return on_grad
@@ -434,7 +484,8 @@ class SaliencyRecorder:
         return [(pattern_hook_name(layer), self._hook(layer)) for layer in self.layers]
 
     @property
-    def values(self) -> Float[Tensor, "batch layer region"]:
+    def values(self) -> Float[Tensor, "batch layer region"] | Float[Tensor, "batch layer head region"]:
+        """[batch, layer, region], or [batch, layer, head, region] with ``per_head``."""
         if len(self._by_layer) != len(self.layers):
             raise HookError(
                 "saliency gradients did not reach every attention pattern; call loss.backward() after a forward "
@@ -446,7 +497,7 @@ class SaliencyRecorder:
 # ----------------------------------------------------------------------------------------------- canaries
 
 
-def verify_attention_hooks(model) -> None:
+def verify_attention_hooks(model: Model) -> None:
     """Prove on a short input that the attention hooks act, in every layer (cached on the model).
 
     Three checks, each a `HookError` naming the model class and the fix when it fails:
@@ -494,7 +545,10 @@ def verify_attention_hooks(model) -> None:
 
     blocked = torch.ones(1, seq, seq, dtype=torch.bool, device=device).tril(-1)
     with torch.no_grad():
-        edited = model.run_with_hooks(tokens, fwd_hooks=isolation_hooks({layer: blocked for layer in range(n_layers)}))
+        blocked_everywhere = isolation_hooks({layer: blocked for layer in range(n_layers)})
+        # TransformerLens types fwd_hooks as an invariant List[Tuple[str | Callable, Callable]], which no list of
+        # (str, hook) pairs matches: its type is too narrow, not the hooks.
+        edited = model.run_with_hooks(tokens, fwd_hooks=blocked_everywhere)  # type: ignore[arg-type]
     if torch.allclose(plain, edited):
         raise HookError(
             f"an edit of hook_attn_scores did not change the logits: this {kind}'s attention ignores what the "

@@ -58,7 +58,7 @@ from transformer_lens import TransformerLensKeyValueCache, TransformerLensKeyVal
 from anchorlens.errors import InvalidConfigError
 from anchorlens.forward import final_logits
 from anchorlens.hooks import Hook, scores_hook_name
-from anchorlens.model_classes import require_hooked_transformer
+from anchorlens.model_classes import Model, require_hooked_transformer
 from anchorlens.prompts import Prompt, Role
 
 
@@ -185,7 +185,7 @@ class CacheStack:
         return TransformerLensKeyValueCache(entries=entries, previous_attention_mask=mask, frozen=True)
 
 
-def check_supported(model) -> None:
+def check_supported(model: Model) -> None:
     """Refuse models whose positions TransformerLens computes from cache indices (wrong after pruning), and
     models that are not a HookedTransformer (a TransformerBridge does not use TransformerLens's cache)."""
     require_hooked_transformer(
@@ -216,7 +216,7 @@ def demonstration_length(prompt: Prompt) -> int:
     raise ValueError("the prompt has no query tokens")
 
 
-def cache_demonstrations(model, demonstration_tokens: Sequence[int]) -> AnchorCache:
+def cache_demonstrations(model: Model, demonstration_tokens: Sequence[int]) -> AnchorCache:
     """One forward pass of the demonstration tokens, keeping every position's keys and values in every layer."""
     check_supported(model)
     device = next(model.parameters()).device
@@ -245,7 +245,9 @@ def query_tokens(prompt: Prompt, cache: AnchorCache | CacheStack) -> tuple[int, 
     return prompt.token_ids[cache.demonstration_length :]
 
 
-def pad_queries(queries: Sequence[Sequence[int]], *, pad_token_id: int, device) -> tuple[Tensor, Tensor]:
+def pad_queries(
+    queries: Sequence[Sequence[int]], *, pad_token_id: int, device
+) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
     """Right-padded query tokens [batch, pos] and their lengths."""
     lengths = torch.tensor([len(q) for q in queries], dtype=torch.long)
     tokens = torch.full((len(queries), int(lengths.max())), pad_token_id, dtype=torch.long)
@@ -254,7 +256,7 @@ def pad_queries(queries: Sequence[Sequence[int]], *, pad_token_id: int, device) 
     return tokens.to(device), lengths.to(device)
 
 
-def _local_window_hooks(model, stack: CacheStack, query_length: int, queries_per_cache: int) -> list[Hook]:
+def _local_window_hooks(model: Model, stack: CacheStack, query_length: int, queries_per_cache: int) -> list[Hook]:
     """Sliding-window layers: block keys whose ORIGINAL distance from the query reaches the window.
 
     TransformerLens applies the window to cache indices, which pruning brings closer; the window only bites
@@ -262,7 +264,7 @@ def _local_window_hooks(model, stack: CacheStack, query_length: int, queries_per
     own kept positions)."""
     local = [i for i, block in enumerate(model.blocks) if getattr(block.attn, "attn_type", "global") == "local"]
     window = model.cfg.window_size
-    if not local or stack.demonstration_length + query_length <= (window or 0):
+    if not local or window is None or stack.demonstration_length + query_length <= window:
         return []
     device = stack.positions.device
     query_positions = stack.demonstration_length + torch.arange(query_length, device=device)
@@ -276,14 +278,14 @@ def _local_window_hooks(model, stack: CacheStack, query_length: int, queries_per
     return [(scores_hook_name(layer), hook) for layer in local]
 
 
-def rotary_table_size(model) -> int | float:
+def rotary_table_size(model: Model) -> int | float:
     """Positions the model's rotary tables cover (infinite for other position types)."""
     if model.cfg.positional_embedding_type != "rotary":
         return float("inf")
     return min(int(block.attn.rotary_cos.shape[0]) for block in model.blocks)
 
 
-def _check_rotary_table(model, last_position: int) -> None:
+def _check_rotary_table(model: Model, last_position: int) -> None:
     """TransformerLens grows its rotary table by cache index; original positions may lie beyond it."""
     size = rotary_table_size(model)
     if last_position >= size:
@@ -294,13 +296,13 @@ def _check_rotary_table(model, last_position: int) -> None:
 
 
 def run_queries_with_caches(
-    model,
+    model: Model,
     stack: CacheStack,
-    tokens: Int[Tensor, "batch pos"],
+    tokens: Int[Tensor, "batch seq"],
     lengths: Int[Tensor, " batch"] | None = None,
     fwd_hooks: Sequence[Hook] = (),
-    readout: Callable[[object, Tensor], Tensor] = final_logits,
-) -> Float[Tensor, "cache batch out"]:
+    readout: Callable[[Model, Tensor], Tensor] = final_logits,
+) -> Float[Tensor, "cache batch ..."]:
     """Every query against every cache of `stack` in one forward pass: ``readout`` of the last query token's
     residual stream, per cache and query.
 
@@ -322,7 +324,9 @@ def run_queries_with_caches(
     mask[:, 0] = repeat(stack.query_start_gaps().to(device), "cache -> (cache batch)", batch=batch_size)
     residual = model.run_with_hooks(
         repeat(tokens, "batch width -> (cache batch) width", cache=stack.n_caches),
-        fwd_hooks=list(fwd_hooks) + _local_window_hooks(model, stack, width, batch_size),
+        # TransformerLens types fwd_hooks as an invariant List[Tuple[str | Callable, Callable]], which no
+        # list of (str, hook) pairs matches: its type is too narrow, not the hooks.
+        fwd_hooks=list(fwd_hooks) + _local_window_hooks(model, stack, width, batch_size),  # type: ignore[arg-type]
         past_kv_cache=stack.key_value_cache(batch_size),
         attention_mask=mask,
         stop_at_layer=model.cfg.n_layers,
@@ -333,13 +337,13 @@ def run_queries_with_caches(
 
 
 def run_query_with_cache(
-    model,
+    model: Model,
     cache: AnchorCache,
-    tokens: Int[Tensor, "batch pos"],
+    tokens: Int[Tensor, "batch seq"],
     lengths: Int[Tensor, " batch"] | None = None,
     fwd_hooks: Sequence[Hook] = (),
-    readout: Callable[[object, Tensor], Tensor] = final_logits,
-) -> Float[Tensor, "batch vocab"]:
+    readout: Callable[[Model, Tensor], Tensor] = final_logits,
+) -> Float[Tensor, "batch ..."]:
     """Logits at each query's last token, the query attending to the cached positions only.
 
     `tokens` are right-padded queries (the prompt tokens after the demonstrations) with their `lengths`

@@ -11,13 +11,68 @@ anchorlens runs on two classes through the same API:
 The hook recipes use only the hook names both share. Three things differ and are handled here:
 a bridge cannot start a forward pass at a layer (``start_at_layer``), does not use TransformerLens's
 key/value cache, and silently skips a hook whose name it does not have (a HookedTransformer raises).
+
+**Type annotations.** `Model` is what every function taking a model accepts. Tensors crossing a module
+boundary carry jaxtyping shapes, which the test run checks at every call (``--jaxtyping-packages`` in
+pyproject.toml). One name per axis, across the package:
+
+| axis | what it counts |
+| --- | --- |
+| `batch` | prompts run together in one forward pass |
+| `example` | test inputs of a seed, across batches (rows of an experiment's per-example frame) |
+| `seq` | token positions of a (padded) prompt |
+| `query` | positions attending, where an attention pattern has both position axes (its rows) |
+| `key` | positions attended to (its columns); a per-position mask applied to keys is indexed `key` |
+| `kept` | positions a compressed key/value cache keeps |
+| `class` | the task's classes, one label word each |
+| `layer` | transformer blocks |
+| `head` | attention (query) heads |
+| `kv_head` | key/value heads (fewer than `head` under grouped-query attention) |
+| `d_model` | residual stream width |
+| `d_head` | width of one head |
+| `d_qk` | every head's key or query concatenated (`head` × `d_head`) |
+| `vocab` | the tokenizer's vocabulary (logits) |
+| `region` | saliency regions; `region=3` where they are the paper's S_wp, S_pq, S_ww |
+| `top_k` | a prediction's top-k tokens |
+| `draw` | random draws of a baseline (compression's random positions) |
+| `cache` | key/value caches stacked into one pass |
+| `seed` | seeds of a run |
+| `resample` | bootstrap resamples |
+
+An axis that merges two is written as their product (`layer*head`, checked against both); trailing axes a
+function passes through untouched are `*rest`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeGuard, no_type_check
 
 from anchorlens.errors import HookError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import transformer_lens
+    import transformer_lens.model_bridge
+
+    #: A loaded model of either class.
+    Model: TypeAlias = transformer_lens.HookedTransformer | transformer_lens.model_bridge.TransformerBridge
+else:
+
+    class _EitherModelClass(type):
+        # Runs at every check of a `Model` annotation: not itself checked (no_type_check keeps the test run's
+        # import hook off it), and the classes are looked up once.
+        @no_type_check
+        def __instancecheck__(cls, instance):
+            return isinstance(instance, _model_classes())
+
+    class Model(metaclass=_EitherModelClass):
+        """A loaded model of either class, for runtime type checkers: ``isinstance(x, Model)`` is true of a
+        HookedTransformer or a TransformerBridge. A class rather than the union the type checker sees, so that
+        importing anchorlens does not import transformer_lens (seconds): it is imported at the first check."""
+
 
 #: The ``model_class`` values `anchorlens.load_model` accepts.
 MODEL_CLASSES = ("hooked", "bridge")
@@ -39,17 +94,23 @@ def _bridge_class():
     return TransformerBridge
 
 
-def is_hooked_transformer(model) -> bool:
+@functools.cache
+def _model_classes() -> tuple[type, ...]:
+    """The model classes the installed transformer_lens has (imported at the first call)."""
+    return tuple(cls for cls in (_hooked_transformer_class(), _bridge_class()) if cls is not None)
+
+
+def is_hooked_transformer(model: object) -> TypeGuard[transformer_lens.HookedTransformer]:
     cls = _hooked_transformer_class()
     return cls is not None and isinstance(model, cls)
 
 
-def is_bridge(model) -> bool:
+def is_bridge(model: object) -> TypeGuard[transformer_lens.model_bridge.TransformerBridge]:
     cls = _bridge_class()
     return cls is not None and isinstance(model, cls)
 
 
-def model_class_of(model) -> str:
+def model_class_of(model: object) -> str:
     """``"hooked"``, ``"bridge"``, or the class name of anything else."""
     if is_hooked_transformer(model):
         return "hooked"
@@ -58,13 +119,13 @@ def model_class_of(model) -> str:
     return type(model).__name__
 
 
-def describe(model) -> str:
+def describe(model: object) -> str:
     """The class as a user reads it in an error message."""
     kind = model_class_of(model)
     return {"hooked": "HookedTransformer", "bridge": "TransformerBridge"}.get(kind, kind)
 
 
-def require_hooked_transformer(model, what: str, why: str) -> None:
+def require_hooked_transformer(model: Model, what: str, why: str) -> None:
     """Refuse, with the fix, an analysis step that only a HookedTransformer supports."""
     if not is_hooked_transformer(model):
         raise UnsupportedModelError(
@@ -73,12 +134,12 @@ def require_hooked_transformer(model, what: str, why: str) -> None:
         )
 
 
-def supports_start_at_layer(model) -> bool:
+def supports_start_at_layer(model: Model) -> bool:
     """Whether a forward pass can start from a saved residual stream (a bridge lets Hugging Face run the layers)."""
     return is_hooked_transformer(model)
 
 
-def check_hook_names(model, hooks: Sequence[tuple[object, object]]) -> None:
+def check_hook_names(model: Model, hooks: Sequence[tuple[object, object]]) -> None:
     """Fail on a hook name the model does not have: a TransformerBridge would skip it without a word."""
     names = [name for name, _ in hooks if isinstance(name, str)]
     if not names:
@@ -98,7 +159,7 @@ def check_hook_names(model, hooks: Sequence[tuple[object, object]]) -> None:
 UNNAMED_MODEL = "unnamed-model"
 
 
-def recorded_model_name(model) -> str:
+def recorded_model_name(model: Model) -> str:
     """The name results of `model` are recorded under: ``model.cfg.model_name``, ``NAME:bridge`` for a
     TransformerBridge.
 
@@ -130,7 +191,7 @@ VALUE_BIAS_ARCHITECTURES = frozenset(
 _WARNED_FOLDED: set[int] = set()
 
 
-def value_biases_folded(model) -> bool:
+def value_biases_folded(model: Model) -> bool:
     """Whether `model` looks loaded with its value biases folded: an architecture that has value biases
     whose ``b_V`` are all zero (a HookedTransformer only; a bridge keeps the Hugging Face weights)."""
     if not is_hooked_transformer(model):
@@ -141,7 +202,7 @@ def value_biases_folded(model) -> bool:
     return all(bias is not None and not bool(bias.detach().any()) for bias in biases)
 
 
-def warn_if_value_biases_folded(model) -> None:
+def warn_if_value_biases_folded(model: Model) -> None:
     """Warn once per model when its value biases look folded (see `value_biases_folded`)."""
     import warnings
 

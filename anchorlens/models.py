@@ -41,9 +41,17 @@ from typing import Any
 
 import torch
 
-from anchorlens.errors import InvalidConfigError, ModelLoadError, UnknownModelError
+from anchorlens.errors import HookError, InvalidConfigError, ModelLoadError, UnknownModelError
 from anchorlens.files import file_lock, file_sha256
-from anchorlens.model_classes import MODEL_CLASSES
+from anchorlens.model_classes import (
+    MODEL_CLASSES,
+    Model,
+    describe,
+    is_bridge,
+    is_hooked_transformer,
+    model_class_of,
+    warn_if_value_biases_folded,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +80,7 @@ def _distribution_files(distribution: str, suffix: str, install_hint: str) -> li
         raise ModelLoadError(
             f"the package {distribution!r} that ships these weights is not installed; install it with: {install_hint}"
         ) from error
-    found = sorted(Path(dist.locate_file(f)) for f in (dist.files or []) if str(f).endswith(suffix))
+    found = sorted(Path(str(dist.locate_file(f))) for f in (dist.files or []) if str(f).endswith(suffix))
     if not found:
         raise ModelLoadError(
             f"the package {distribution!r} is installed but holds no '*{suffix}' file; reinstall it with: "
@@ -205,7 +213,8 @@ def _sha256_once(path: Path) -> str:
 
 def _folder_files(folder: Path) -> tuple[list[str], list[str]]:
     """(regular files, other entries) directly in `folder`, without the manifest; links count as other entries."""
-    regular, other = [], []
+    regular: list[str] = []
+    other: list[str] = []
     for entry in os.scandir(folder):
         if entry.name == MANIFEST_NAME:
             continue
@@ -409,7 +418,7 @@ def _build_converted_dir(spec: OfflineModel, folder: Path) -> None:
         # The weights are dense float32 now; a leftover quantization entry would make loaders refuse them.
         if hasattr(hf_model.config, "quantization_config"):
             del hf_model.config.quantization_config
-        hf_model.hf_quantizer = None
+        hf_model.hf_quantizer = None  # type: ignore[assignment]  # torch types Module attributes as tensors or modules
         hf_model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         return {"model": name, "source_gguf_sha256": source_sha256, "dtype": "float32"}
@@ -535,7 +544,7 @@ def _hub_message(name: str, error: BaseException) -> str:
     )
 
 
-def _hooked_from_pretrained(name: str, processing: dict[str, bool], **kwargs: Any):
+def _hooked_from_pretrained(name: str, processing: dict[str, Any], **kwargs: Any):
     """`HookedTransformer.from_pretrained` with value biases never folded (SPEC §8) and its deprecation quiet."""
     from transformer_lens import HookedTransformer
 
@@ -634,7 +643,7 @@ def _from_hf_folder(
     return lay_out_weights_for_linear(model).eval()
 
 
-def lay_out_weights_for_linear(model):
+def lay_out_weights_for_linear(model: Model):
     """Store the MLP and attention input weights transposed in memory (same values, same shapes).
 
     TransformerLens multiplies by ``W.T.contiguous()`` (MLPs) and by a head-flattened ``W_Q``/``W_K``/``W_V``,
@@ -768,19 +777,63 @@ def expected_recorded_name(name: str, model_class: str = "hooked") -> str:
     return f"{base}:bridge" if model_class == "bridge" else base
 
 
+def _attention_hook_problem(model: Model) -> str | None:
+    """What keeps the anchorlens recipes from hooking a loaded model's attention, or None: every layer needs
+    ``blocks.{l}.attn.hook_attn_scores`` and ``blocks.{l}.attn.hook_pattern``."""
+    names = set(getattr(model, "hook_dict", {}))
+    missing = [
+        f"blocks.{layer}.attn.{point}"
+        for layer in range(model.cfg.n_layers)
+        for point in ("hook_attn_scores", "hook_pattern")
+        if f"blocks.{layer}.attn.{point}" not in names
+    ]
+    if not missing:
+        return None
+    return f"{len(missing)} attention hook point(s) are missing (e.g. {missing[0]!r})"
+
+
+def _already_loaded(
+    model: Model, *, model_class: str | None, dtype: torch.dtype | None, prepend_bos: bool | None, **given
+):
+    """`load_model` of a model that is already loaded: checked, and returned (see there)."""
+    if model_class is not None and model_class != model_class_of(model):
+        raise InvalidConfigError(
+            f"load_model got a loaded {describe(model)} and model_class={model_class!r}; a loaded model keeps its "
+            "class: load it by name to get the other one"
+        )
+    ignored = [name for name, value in given.items() if value]
+    if dtype is not None:
+        ignored.insert(0, "dtype")
+    if ignored:
+        raise InvalidConfigError(
+            f"load_model got a loaded model together with {', '.join(ignored)}: options used only when loading by "
+            "name; convert or move the model yourself (model.to(device), model.to(dtype)) and pass it alone"
+        )
+    problem = _attention_hook_problem(model)
+    if problem is not None:
+        raise HookError(
+            f"this {describe(model)}'s attention cannot be hooked: {problem}; anchorlens needs hook_attn_scores and "
+            "hook_pattern in every layer. Load the model with anchorlens.load_model(name)"
+        )
+    warn_if_value_biases_folded(model)
+    if prepend_bos is not None:
+        model.cfg.default_prepend_bos = bool(prepend_bos)
+    return model.eval()
+
+
 def load_model(
-    name: str = DEFAULT_MODEL,
+    name: str | Path | Any = DEFAULT_MODEL,
     *,
-    model_class: str = "hooked",
+    model_class: str | None = None,
     device: str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     prepend_bos: bool | None = None,
     fold_ln: bool = True,
     center_writing_weights: bool = True,
     center_unembed: bool = True,
     n_devices: int = 1,
     **from_pretrained_kwargs: Any,
-):
+) -> Model:
     """Load `name` as a `HookedTransformer` (``model_class="hooked"``, the default) or a `TransformerBridge`
     (``model_class="bridge"``) in eval mode, value biases never folded.
 
@@ -792,8 +845,35 @@ def load_model(
     flags (``fold_ln``, ``center_writing_weights``, ``center_unembed``) apply to a HookedTransformer only, as a
     bridge keeps the Hugging Face weights as they are (the analyses do not depend on that processing).
     ``n_devices`` > 1 splits a model too big for one GPU over ``cuda:0`` .. ``cuda:n_devices-1`` with
-    TransformerLens's multi-device support.
+    TransformerLens's multi-device support. ``dtype`` defaults to float32.
+
+    `name` may also be a model you loaded yourself (a `HookedTransformer` or `TransformerBridge`): it is checked
+    (every layer has the attention hook points the recipes use; a warning if its value biases look folded,
+    SPEC §8), put in eval mode, given ``prepend_bos`` when passed, and returned. The full hook canaries
+    (`anchorlens.hooks.verify_attention_hooks`) run before every analysis. Options that apply only when
+    loading by name (``device``, ``dtype``, ``n_devices``, ``from_pretrained`` arguments) are refused with it.
+
+    Returns:
+        The model, on `device`, in eval mode, with ``cfg.model_name`` the name its results are recorded under.
     """
+    if is_hooked_transformer(name) or is_bridge(name):
+        return _already_loaded(
+            name,
+            model_class=model_class,
+            dtype=dtype,
+            prepend_bos=prepend_bos,
+            device=device,
+            n_devices=n_devices != 1,
+            **{key: True for key in from_pretrained_kwargs},
+        )
+    if not isinstance(name, (str, os.PathLike)):
+        raise UnknownModelError(
+            f"load_model takes a model name, a local Hugging Face folder or a loaded HookedTransformer / "
+            f"TransformerBridge, got a {type(name).__name__}; e.g. anchorlens.load_model('smollm2-135m')"
+        )
+    name = os.fspath(name)
+    model_class = "hooked" if model_class is None else model_class
+    dtype = torch.float32 if dtype is None else dtype
     if model_class not in MODEL_CLASSES:
         raise InvalidConfigError(
             f"unknown model_class {model_class!r}; use 'hooked' (HookedTransformer) or 'bridge' (TransformerBridge)"

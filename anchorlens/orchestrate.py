@@ -1,4 +1,4 @@
-"""Running experiments by name: the registry of the six experiments (config, result, run function, figure) and
+"""Running experiments by name: the registry of the experiments (config, result, run function, figure) and
 `run_experiment`, which runs one over several tasks into a folder, resuming, and writes the combined table and
 figure. The command line, `anchorlens.reproduce` and the analyses scripts all go through here.
 
@@ -24,6 +24,8 @@ from anchorlens.experiments import (
     CompressResult,
     DiagnoseConfig,
     DiagnoseResult,
+    HeadsConfig,
+    HeadsResult,
     IsolationConfig,
     IsolationResult,
     ReweightConfig,
@@ -33,16 +35,19 @@ from anchorlens.experiments import (
     run_auroc,
     run_compress,
     run_diagnose,
+    run_heads,
     run_isolation,
     run_reweight,
     run_saliency,
 )
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult
+from anchorlens.model_classes import Model
 from anchorlens.models import expected_recorded_name, load_model
 from anchorlens.plots import (
     plot_auroc,
     plot_compress,
     plot_diagnose,
+    plot_heads,
     plot_isolation,
     plot_reweight,
     plot_saliency,
@@ -55,12 +60,14 @@ from anchorlens.tasks import get_task
 @dataclass(frozen=True)
 class ExperimentSpec:
     """What the registry knows of one experiment: its config and result classes, its run function over
-    (model, task, config) and the function that draws its result."""
+    (model, task, config), the function that draws its result, and whether it reproduces a part of the paper
+    (`anchorlens reproduce` runs those by default)."""
 
     config_class: type[ExperimentConfig]
     result_class: type[ExperimentResult]
     run: Callable
     plot: Callable
+    paper: bool = True
 
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
@@ -70,12 +77,13 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
     "diagnose": ExperimentSpec(DiagnoseConfig, DiagnoseResult, run_diagnose, plot_diagnose),
     "reweight": ExperimentSpec(ReweightConfig, ReweightResult, run_reweight, plot_reweight),
     "compress": ExperimentSpec(CompressConfig, CompressResult, run_compress, plot_compress),
+    "heads": ExperimentSpec(HeadsConfig, HeadsResult, run_heads, plot_heads, paper=False),
 }
 
 
 def run_experiment(
     name: str,
-    model,
+    model: Model | str,
     tasks,
     config: ExperimentConfig,
     out,

@@ -8,10 +8,12 @@ from plotly.subplots import make_subplots
 
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.auroc import AurocResult
+from anchorlens.experiments.common import whole_layer_rows
 from anchorlens.experiments.compress import METHODS as COMPRESS_METHODS
 from anchorlens.experiments.compress import METRICS as COMPRESS_METRICS
 from anchorlens.experiments.compress import CompressResult
 from anchorlens.experiments.diagnose import DiagnoseResult
+from anchorlens.experiments.heads import FLOW_NAMES, HeadsResult
 from anchorlens.experiments.isolation import CONDITIONS, IsolationResult
 from anchorlens.experiments.reweight import METHODS as REWEIGHT_METHODS
 from anchorlens.experiments.reweight import ReweightResult
@@ -25,6 +27,7 @@ __all__ = [
     "plot_compress",
     "plot_diagnose",
     "plot_flow",
+    "plot_heads",
     "plot_isolation",
     "plot_reweight",
     "plot_saliency",
@@ -43,7 +46,8 @@ def _titles(frame) -> list[str]:
 
 def plot_saliency(result: SaliencyResult) -> go.Figure:
     """Paper Fig. 3: normalised S_wp, S_pq, S_ww per layer (seed mean, ±1 std band), one panel per task."""
-    summary = result.frame.groupby(["task", "model", "layer"])[list(REGIONS)].agg(["mean", "std"]).reset_index()
+    frame = whole_layer_rows(result.frame)  # a per_head result also holds one row per head
+    summary = frame.groupby(["task", "model", "layer"])[list(REGIONS)].agg(["mean", "std"]).reset_index()
     keys = summary[["task", "model"]].drop_duplicates().values.tolist()
     figure = make_subplots(rows=1, cols=len(keys), subplot_titles=_titles(summary), shared_yaxes=True)
     for column, (task, model) in enumerate(keys, start=1):
@@ -424,7 +428,8 @@ def plot_flow(
     def describe(position: int) -> str:
         return f"{position} “{texts[position]}” ({flow.roles[position]})"
 
-    traces = []  # plain dicts validated once by go.Figure: go.Scatter and add_trace would validate each twice
+    # Plain dicts validated once by go.Figure: go.Scatter and add_trace would validate each twice.
+    traces: list[dict[str, object]] = []
     for role, color in ROLE_COLORS.items():
         positions = [position for position, name in enumerate(flow.roles) if name == role]
         if not positions:
@@ -559,5 +564,70 @@ def plot_flow(
         range=[-0.5, highest * 1.08 + 0.5],
         zeroline=False,
         showgrid=False,
+    )
+    return figure
+
+
+# ------------------------------------------------------------------------------------------- head-level anchors
+
+#: The heatmaps of `plot_heads`: (column of the head table, panel title, colour scale).
+HEAD_PANELS = (
+    ("S_wp", f"{FLOW_NAMES['wp']} per head", "Blues"),
+    ("S_pq", f"{FLOW_NAMES['pq']} per head", "Reds"),
+    ("auroc", "AUROC of target→label attention per head", "RdBu_r"),
+)
+
+
+def plot_heads(result: HeadsResult) -> go.Figure:
+    """Layer × head heatmaps of the head table (seed means): S_wp, S_pq (raw mean saliency of each head, its
+    own colour scale) and the AUROC of each head's target→label attention against the prediction (0.5 =
+    chance, white). One row of panels per task and model; hover shows layer, head, value and the head's rank."""
+    columns = [column for column, _, _ in HEAD_PANELS]
+    means = result.frame.groupby(["task", "model", "layer", "head"], as_index=False)[columns].mean()
+    keys = means[["task", "model"]].drop_duplicates().values.tolist()
+    titles = [f"{title}: {task} ({model})" for task, model in keys for _, title, _ in HEAD_PANELS]
+    figure = make_subplots(
+        rows=max(1, len(keys)),
+        cols=len(HEAD_PANELS),
+        subplot_titles=titles,
+        horizontal_spacing=0.1,
+        vertical_spacing=0.25 / max(1, len(keys)),
+    )
+    for row, (task, model) in enumerate(keys, start=1):
+        part = means[(means["task"] == task) & (means["model"] == model)]
+        for column, (name, _, colorscale) in enumerate(HEAD_PANELS, start=1):
+            grid = part.pivot(index="layer", columns="head", values=name).sort_index()
+            rank = grid.stack().rank(ascending=False, method="min").unstack().reindex_like(grid)
+            limits = {"zmin": 0, "zmax": 1, "zmid": 0.5} if name == "auroc" else {"zmin": 0}
+            domain = figure.get_subplot(row, column).xaxis.domain
+            figure.add_trace(
+                go.Heatmap(
+                    z=grid.to_numpy(),
+                    x=[int(head) for head in grid.columns],
+                    y=[int(layer) for layer in grid.index],
+                    customdata=rank.to_numpy(),
+                    colorscale=colorscale,
+                    **limits,
+                    colorbar={
+                        "title": {"text": "AUROC" if name == "auroc" else f"mean {name}"},
+                        "x": domain[1] + 0.01,
+                        "len": 0.9 / max(1, len(keys)),
+                        "y": 1 - (row - 0.5) / max(1, len(keys)),
+                        "thickness": 12,
+                    },
+                    hovertemplate=f"layer %{{y}}, head %{{x}}<br>{name} = %{{z:.4g}}<br>rank %{{customdata:.0f}} of "
+                    f"{grid.size}<extra>{task} ({model})</extra>",
+                ),
+                row=row,
+                col=column,
+            )
+            figure.update_xaxes(title_text="head", dtick=1, row=row, col=column)
+            figure.update_yaxes(title_text="layer", row=row, col=column)
+    figure.update_layout(
+        title="Head-level anchors: which heads carry text→label and label→target flow, and whose attention "
+        "predicts the output",
+        template="plotly_white",
+        height=max(420, 400 * len(keys)),
+        width=1250,
     )
     return figure

@@ -13,18 +13,24 @@ Left padding would shift rotary/learned position ids unless every model handled 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from anchorlens.errors import LabelWordError, PromptTooLongError, TokenizationError
-from anchorlens.tasks import Task, get_task
+from anchorlens.errors import InvalidConfigError, LabelWordError, PromptTooLongError, TokenizationError
+from anchorlens.model_classes import Model
+from anchorlens.tasks import Source, Task, get_task
+
+if TYPE_CHECKING:
+    from anchorlens.sampling import Example
 
 
 class Role(enum.IntEnum):
@@ -92,6 +98,19 @@ def label_tokens(tokenizer, task: Task | str) -> LabelTokens:
 
 
 @dataclass(frozen=True)
+class PromptParts:
+    """What a prompt was built from, so that it can be built again another way (compression's Text_anchor
+    prompt drops the demonstrations' text): the task (template and label words), the demonstrations as
+    (text, class id) pairs in prompt order, the query's text and the prompt settings."""
+
+    task: Task
+    demonstrations: tuple[tuple[str, int], ...]
+    query_text: str
+    prepend_bos: bool
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
 class Prompt:
     """One ICL prompt with its tracked positions (0-indexed, BOS included when the model uses one)."""
 
@@ -114,6 +133,8 @@ class Prompt:
     #: Row index of the query in its split (the test row), or None for a prompt not drawn from a task's data.
     #: Random controls are keyed by it, so they do not depend on how prompts are batched.
     example_index: int | None = None
+    #: What `build_prompt` built it from (None for a prompt made another way); not part of equality.
+    parts: PromptParts | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not (len(self.token_ids) == len(self.roles) == len(self.demonstration_of_token)):
@@ -228,25 +249,201 @@ def _token_role(char_roles: Sequence[Role]) -> Role:
     return max(char_roles)
 
 
+#: The name of the task `build_prompt` makes from a template and label words given without a task.
+CUSTOM_TASK_NAME = "custom"
+
+
+def tokenizer_and_settings(
+    source: Any, prepend_bos: bool | None, max_length: int | None, *, what: str
+) -> tuple[Any, bool, int | None]:
+    """(tokenizer, prepend_bos, max_length) from a loaded model or a tokenizer.
+
+    A model (anything with ``.cfg`` and ``.tokenizer``, as TransformerLens models have) gives its tokenizer, its
+    BOS setting and its context length (`prompt_settings`); values passed explicitly win. A tokenizer needs
+    `prepend_bos` passed. `what` names the calling function in error messages."""
+    if hasattr(source, "cfg") and hasattr(source, "tokenizer"):
+        if source.tokenizer is None:
+            raise InvalidConfigError(
+                f"{what} takes its tokenizer from the model, and this model has none; attach one with "
+                "model.set_tokenizer(tokenizer) or load the model with anchorlens.load_model(name)"
+            )
+        settings = prompt_settings(source)
+        return (
+            source.tokenizer,
+            settings["prepend_bos"] if prepend_bos is None else bool(prepend_bos),
+            settings["max_length"] if max_length is None else max_length,
+        )
+    if not (callable(source) and hasattr(source, "convert_ids_to_tokens")):
+        raise InvalidConfigError(
+            f"{what} takes a loaded model (anchorlens.load_model) or a Hugging Face tokenizer first, got a "
+            f"{type(source).__name__}"
+        )
+    if prepend_bos is None:
+        raise InvalidConfigError(
+            f"{what}(tokenizer, ...) needs prepend_bos=True or False (whether the model expects a BOS token); pass "
+            f"the model instead of its tokenizer to take it from the model, or **prompt_settings(model)"
+        )
+    return source, bool(prepend_bos), max_length
+
+
+def _demonstration_pairs(demonstrations: Sequence) -> list[tuple[str, int | str]]:
+    """(text, label) pairs from pairs or from objects with ``.text``/``.label`` (a sampled `Example`)."""
+    if isinstance(demonstrations, (str, bytes)):
+        raise InvalidConfigError(
+            "demonstrations must be a list of (text, label) pairs, got a string; e.g. "
+            "demonstrations=[('a joy to watch', ' Positive'), ('dull and slow', ' Negative')]"
+        )
+    pairs = []
+    for index, demonstration in enumerate(demonstrations):
+        if hasattr(demonstration, "text") and hasattr(demonstration, "label"):
+            pairs.append((demonstration.text, demonstration.label))
+            continue
+        if (
+            isinstance(demonstration, (str, bytes))
+            or not isinstance(demonstration, Sequence)
+            or len(demonstration) != 2
+        ):
+            raise InvalidConfigError(
+                f"demonstration {index} is {demonstration!r}, not a (text, label) pair; give each demonstration as "
+                "(text, label word) or (text, class id)"
+            )
+        pairs.append((demonstration[0], demonstration[1]))
+    for index, (text, label) in enumerate(pairs):
+        if not isinstance(text, str):
+            raise InvalidConfigError(f"demonstration {index} has text {text!r}; the text must be a string")
+        if isinstance(label, bool) or not isinstance(label, (int, str)):
+            raise InvalidConfigError(
+                f"demonstration {index} has label {label!r}; give a label word (a string) or a class id (an int)"
+            )
+    return pairs
+
+
+def _class_id(label: int | str, task: Task, what: str) -> int:
+    """The class id of a label given as a class id or as a label word of `task`."""
+    if not isinstance(label, str):
+        return int(label)
+    if label in task.label_words:
+        return task.label_words.index(label)
+    near = [word for word in task.label_words if word.strip() == label.strip()]
+    hint = f" (did you mean {near[0]!r}? label words carry their leading space)" if near else ""
+    raise LabelWordError(
+        f"{what} has label word {label!r}, which is not one of the label words {list(task.label_words)}{hint}; "
+        "give one of them, or pass every class's label word with label_words=[...]"
+    )
+
+
+def _custom_task(template: str, label_words: Sequence[str] | None, labels_given: Sequence[int | str]) -> Task:
+    """The task of a prompt written from a template and label words rather than a registered task."""
+    if label_words is None:
+        if any(not isinstance(label, str) for label in labels_given):
+            raise LabelWordError(
+                "a demonstration is labelled with a class id, but without a task there is no label word to look it "
+                "up in; label demonstrations with their label words, or pass label_words=[...] in class-id order"
+            )
+        # First appearance in the prompt gives the class order (every label is a word here: checked above).
+        label_words = list(dict.fromkeys(label for label in labels_given if isinstance(label, str)))
+        if len(label_words) < 2:
+            raise LabelWordError(
+                f"the demonstrations use {len(label_words)} label word(s) {label_words}, and a classification "
+                "prompt needs at least 2; pass every class's label word with label_words=[' Negative', ' Positive']"
+            )
+    words = tuple(label_words)
+    if not all(isinstance(word, str) for word in words):
+        raise LabelWordError(f"label_words must be strings (each class's label word), got {list(words)!r}")
+    names = tuple(word.strip() for word in words)
+    return Task(
+        name=CUSTOM_TASK_NAME,
+        template=template,
+        label_words=words,
+        class_names=names if len(set(names)) == len(names) and all(names) else words,
+    )
+
+
 def build_prompt(
-    tokenizer,
-    task: Task | str,
-    demonstrations: Sequence[tuple[str, int]],
-    query_text: str,
-    query_label: int | None = None,
+    tokenizer: Any,
+    task: Task | str | None = None,
+    demonstrations: Sequence = (),
+    query_text: str | None = None,
+    query_label: int | str | None = None,
     *,
-    prepend_bos: bool,
+    query: str | None = None,
+    template: str | None = None,
+    label_words: Sequence[str] | None = None,
+    prepend_bos: bool | None = None,
     max_length: int | None = None,
     labels: LabelTokens | None = None,
     example_index: int | None = None,
 ) -> Prompt:
     """Build a prompt and its positions from one tokenization of the whole text.
 
-    `demonstrations` are (text, class id) pairs in prompt order (anything with ``.text``/``.label`` works too).
-    `labels` may be passed to reuse the label-token check across many prompts.
+    Two ways to call it. From your own text, with a loaded model::
+
+        build_prompt(model, demonstrations=[("a joy to watch", " Positive"), ("dull and slow", " Negative")],
+                     query="one of the warmest films of the year", query_label=" Positive",
+                     template="Review: {text}\nSentiment:{label}")
+
+    or with a registered task (its template and label words), the form the experiments use::
+
+        build_prompt(tokenizer, "sst2", [(text, class_id), ...], query_text, query_label, prepend_bos=False)
+
+    Args:
+        tokenizer: a loaded model (its tokenizer, BOS setting and context length are used) or a Hugging Face
+            tokenizer (then `prepend_bos` is required).
+        task: a task name or `Task`; None with `template` (and label words) of your own.
+        demonstrations: (text, label) pairs in prompt order (anything with ``.text``/``.label`` works too); a
+            label is a label word (``" Positive"``) or a class id.
+        query_text: the query's text (or `query`).
+        query_label: the query's gold class as a label word or class id; None when unknown (saliency and
+            re-weighting training need it).
+        query: the same as `query_text`.
+        template: ``"...{text}...{label}"`` with ``{label}`` last (`Task`); overrides the task's template.
+        label_words: every class's label word in class-id order, without a task. Default: the demonstrations'
+            label words in order of first appearance (build prompts you analyse together with the same
+            `label_words`, so that their class ids agree).
+        prepend_bos: whether to put the tokenizer's BOS token first; default from the model.
+        max_length: longest prompt allowed in tokens (`PromptTooLongError` beyond); default the model's context.
+        labels: a `label_tokens` result, to reuse the label-token check across many prompts.
+        example_index: row of the query in its split, when it comes from a task's data.
+
+    Returns:
+        A `Prompt`: token ids, each token's `Role`, the label positions p (``label_positions`` by class) and the
+        target q (the last token), with ``parts`` recording what it was built from.
+
+    A label word of several tokens is used through its first token (with a warning); label words sharing a
+    first token are a `LabelWordError`.
     """
-    task = get_task(task)
-    pairs = [(d.text, d.label) if hasattr(d, "text") else (d[0], d[1]) for d in demonstrations]
+    tokenizer, prepend_bos, max_length = tokenizer_and_settings(tokenizer, prepend_bos, max_length, what="build_prompt")
+    if query is not None and query_text is not None and query != query_text:
+        raise InvalidConfigError("build_prompt got both query= and query_text= with different texts; give one")
+    query_text = query if query is not None else query_text
+    if not isinstance(query_text, str):
+        raise InvalidConfigError(f"build_prompt needs the query's text as a string (query='...'), got {query_text!r}")
+    given = _demonstration_pairs(demonstrations)
+    if task is None:
+        if template is None:
+            raise InvalidConfigError(
+                "build_prompt needs a task (e.g. 'sst2') or a template of your own, e.g. "
+                "template='Review: {text}\\nSentiment:{label}' with label words in the demonstrations"
+            )
+        extra: list[int | str] = [query_label] if isinstance(query_label, str) else []
+        task = _custom_task(template, label_words, [label for _, label in given] + extra)
+    else:
+        task = get_task(task)
+        if label_words is not None and tuple(label_words) != task.label_words:
+            raise LabelWordError(
+                f"label_words {list(label_words)} differ from those of task {task.name!r}, "
+                f"{list(task.label_words)}; leave label_words out to use the task's, or give template= and "
+                "label_words= without a task"
+            )
+        if template is not None and template != task.template:
+            task = dataclasses.replace(task, template=template)
+    pairs = [(text, _class_id(label, task, f"demonstration {index}")) for index, (text, label) in enumerate(given)]
+    if query_label is not None:
+        query_label = _class_id(query_label, task, "the query")
+        if not 0 <= query_label < task.num_classes:
+            raise InvalidConfigError(
+                f"query_label {query_label} is outside the class ids 0..{task.num_classes - 1} of task {task.name!r}"
+            )
     labels = labels if labels is not None else label_tokens(tokenizer, task)
     segments = _segments(task, pairs, query_text)
     text = "".join(segment.text for segment in segments)
@@ -314,6 +511,7 @@ def build_prompt(
         label_token_ids=labels.token_ids,
         query_label=query_label,
         example_index=example_index,
+        parts=PromptParts(task, tuple(pairs), query_text, prepend_bos, max_length),
     )
 
 
@@ -325,11 +523,11 @@ class PromptBatch:
     tokens: Int[Tensor, "batch seq"]
     lengths: Int[Tensor, " batch"]
     target_positions: Int[Tensor, " batch"]
-    label_token_ids: Int[Tensor, " label"]
+    label_token_ids: Int[Tensor, " class"]
     #: Gold class per prompt, -1 where unknown.
     gold: Int[Tensor, " batch"]
     #: True at each class's label positions: [batch, class, key position].
-    label_mask: Bool[Tensor, "batch label seq"] = field(repr=False)
+    label_mask: Bool[Tensor, "batch class seq"] = field(repr=False)
 
     @property
     def size(self) -> int:
@@ -357,6 +555,10 @@ class PromptBatch:
             if len(row_positions):
                 mask[row, torch.as_tensor(list(row_positions), dtype=torch.long)] = True
         return mask
+
+
+#: What the analyses of any prompts take: a list of prompts, one prompt, or a batch (its prompts).
+Prompts = Sequence[Prompt] | PromptBatch | Prompt
 
 
 def make_batch(
@@ -403,7 +605,7 @@ def target_logits(logits: Float[Tensor, "batch seq vocab"], batch: PromptBatch) 
 
 def label_logits(
     logits: Float[Tensor, "batch seq vocab"] | Float[Tensor, "batch vocab"], batch: PromptBatch
-) -> Float[Tensor, "batch label"]:
+) -> Float[Tensor, "batch class"]:
     """The C label-token logits at the target: what predictions and losses are computed over (SPEC §0).
 
     Takes full logits, or logits already taken at the targets (`anchorlens.forward.run_to_target`)."""
@@ -422,28 +624,42 @@ def label_loss(
     )
 
 
-def prompt_settings(model) -> dict:
+def prompt_settings(model: Model) -> dict:
     """What the prompt builder needs from a loaded model: its BOS setting and context length."""
     return {"prepend_bos": bool(model.cfg.default_prepend_bos), "max_length": int(model.cfg.n_ctx)}
 
 
 def task_prompts(
-    tokenizer,
+    tokenizer: Any,
     task: Task | str,
     seed: int,
     *,
-    prepend_bos: bool,
+    prepend_bos: bool | None = None,
     max_length: int | None = None,
     n_test: int | None = None,
     shots_per_class: int = 1,
-    source: str = "local",
-):
+    source: Source = "local",
+) -> tuple[list[Example], list[Prompt]]:
     """The seed's fixed demonstrations and one prompt per seeded test input (SPEC §0 sampling).
 
-    Returns ``(demonstrations, prompts)``; prompt i's query is test input i of the seeded shuffle.
+    Args:
+        tokenizer: a loaded model (its tokenizer, BOS setting and context length are used) or a Hugging Face
+            tokenizer (then `prepend_bos` is required, e.g. ``**prompt_settings(model)``).
+        task: a task name or `Task`.
+        seed: the seed of the demonstrations and of the test-set shuffle.
+        prepend_bos: whether to put the tokenizer's BOS token first; default from the model.
+        max_length: longest prompt allowed in tokens; default the model's context.
+        n_test: test inputs (default all, at most the task's ``max_test``).
+        shots_per_class: demonstrations per class.
+        source: ``"local"`` (the packaged data) or ``"hub"``.
+
+    Returns:
+        ``(demonstrations, prompts)``: the seed's demonstrations (`Example`s) and one `Prompt` per test input,
+        prompt i's query being test input i of the seeded shuffle (its ``example_index`` the test row).
     """
     from anchorlens.sampling import sample_demonstrations, sample_test_set
 
+    tokenizer, prepend_bos, max_length = tokenizer_and_settings(tokenizer, prepend_bos, max_length, what="task_prompts")
     task = get_task(task)
     demonstrations, _ = sample_demonstrations(task, seed, shots_per_class=shots_per_class, source=source)
     labels = label_tokens(tokenizer, task)

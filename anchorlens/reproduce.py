@@ -26,7 +26,7 @@ from anchorlens.models import DEFAULT_MODEL, OFFLINE_MODELS, weights_fingerprint
 def _default_experiments() -> tuple[str, ...]:
     from anchorlens.orchestrate import EXPERIMENTS
 
-    return tuple(EXPERIMENTS)
+    return tuple(name for name, spec in EXPERIMENTS.items() if spec.paper)
 
 
 @dataclass(frozen=True)

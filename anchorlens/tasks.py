@@ -59,8 +59,9 @@ class Task:
 
     name: str
     template: str
-    label_words: tuple[str, ...]
-    class_names: tuple[str, ...]
+    #: Stored as tuples (lists are accepted and converted).
+    label_words: Sequence[str]
+    class_names: Sequence[str]
     demo_split: str = "train"
     test_split: str = "test"
     data_dir: Path | None = None

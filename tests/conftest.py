@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import jaxtyping
 import pytest
 import torch
 
@@ -36,6 +37,22 @@ def pytest_collection_modifyitems(config, items):
         slow = SLOW_TESTS.get(getattr(item, "originalname", item.name))
         if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) or (slow is not None and slow in item.name):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _runtime_type_checks(request):
+    """The test run checks every annotated call of the package (``--jaxtyping-packages`` in pyproject.toml),
+    except in a test marked `bad_input`: it passes ill-typed values on purpose (a float seed, an unknown
+    variant) to see the one-line error a user gets, and users run anchorlens without a runtime checker."""
+    if request.node.get_closest_marker("bad_input") is None:
+        yield
+        return
+    was = jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", was)
 
 
 @pytest.fixture(scope="session")

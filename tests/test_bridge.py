@@ -313,14 +313,14 @@ def test_isolation_auroc_and_saliency_experiments_agree_across_classes(tiny_mode
 
 def test_reweight_fits_on_a_bridge_like_on_a_hooked_transformer(tiny_models):
     """The bridge fits β on full prompts (no TransformerLens key/value cache); the result is the same β."""
-    from anchorlens.experiments.reweight import fit_beta_on_prompts
+    from anchorlens.experiments.reweight import fit_beta
 
     hooked_model = tiny_models["hooked"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _, prompts = task_prompts(hooked_model.tokenizer, "sst2", 43, n_test=3, **prompt_settings(hooked_model))
     betas = {
-        model_class: fit_beta_on_prompts(
+        model_class: fit_beta(
             tiny_models[model_class], prompts, learning_rate=0.05, epochs=2, variant="pattern", seed=0
         )
         for model_class in CLASSES
@@ -442,6 +442,7 @@ def test_unhookable_attention_fails_loudly(tiny_folder, model_class, which, mode
     require_attention_hooks(model)  # the names are all there: only running the model shows the problem
 
 
+@pytest.mark.bad_input  # a plain Hugging Face model, on purpose
 def test_a_plain_hugging_face_model_is_not_hookable(tiny_folder):
     from transformers import AutoModelForCausalLM
 

@@ -217,6 +217,7 @@ def _one_line(error: pytest.ExceptionInfo) -> str:
     return message
 
 
+@pytest.mark.bad_input  # layers='deep' and other ill-typed arguments
 def test_bad_input_is_a_one_line_error_naming_the_fix(gpt2_like, prompt, smol_tokenizer):
     long_prompt = build_prompt(smol_tokenizer, "sst2", [("good " * 600, 1)], "fine ", 1, prepend_bos=False)
     with pytest.raises(PromptTooLongError) as error:

@@ -102,6 +102,7 @@ def test_reweight_beta_receives_gradients(model, batch):
     assert all(p.requires_grad for p in model.parameters())  # restored
 
 
+@pytest.mark.bad_input  # β of the wrong shape and dtype
 def test_reweight_hooks_refuse_a_beta_that_does_not_fit_the_model_or_the_prompts(model, batch):
     """Broadcasting would apply a β of too few layers to those layers only, or one head's values to every head:
     β must be exactly (layers, heads, classes), floating and finite."""
@@ -341,6 +342,7 @@ class _BypassedAttention(torch.nn.Module):
         return self(tokens)
 
 
+@pytest.mark.bad_input  # models of neither class, on purpose
 def test_unhookable_models_get_a_clear_error():
     with pytest.raises(HookError, match="exists but did not run"):
         verify_attention_hooks(_BypassedAttention())

@@ -28,14 +28,16 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchorlens.stats",
                 "anchorlens.metrics",
                 "anchorlens.files",
+                # the model classes and the `Model` type every layer that takes a model annotates with
+                "anchorlens.model_classes",
             }
         ),
     ),
     ("tasks", frozenset({"anchorlens.tasks"})),
     ("sampling", frozenset({"anchorlens.sampling"})),
     ("prompts", frozenset({"anchorlens.prompts"})),
-    ("model loading", frozenset({"anchorlens.model_classes", "anchorlens.models"})),
-    ("forward", frozenset({"anchorlens.forward"})),
+    ("model loading", frozenset({"anchorlens.models"})),
+    ("forward", frozenset({"anchorlens.forward", "anchorlens.activations"})),
     ("hooks", frozenset({"anchorlens.hooks"})),
     ("kv cache", frozenset({"anchorlens.kv_cache"})),
     ("result store", frozenset({"anchorlens.runs"})),
@@ -50,6 +52,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchorlens.experiments.diagnose",
                 "anchorlens.experiments.reweight",
                 "anchorlens.experiments.compress",
+                "anchorlens.experiments.heads",
                 "anchorlens.flow",
             }
         ),

@@ -15,8 +15,10 @@ def test_reproduce_writes_report_manifest_and_tables(tmp_path, tiny_folder):
     config = ReproduceConfig(model=str(tiny_folder), tasks=("sst2",), n_test=2, batch_size=2)
     report = reproduce(config, tmp_path, progress=False)
     text = report.read_text()
-    for name in EXPERIMENTS:
+    assert config.experiments == tuple(name for name, spec in EXPERIMENTS.items() if spec.paper)
+    for name in config.experiments:
         assert f"## {name}" in text and (tmp_path / name / f"{name}.csv").is_file()
+    assert "## heads" not in text  # not a part of the paper: `anchorlens heads` runs it
     assert "paper, GPT2-XL" in text  # the paper's numbers stand beside ours
     manifest = json.loads((tmp_path / "reproduce-manifest.json").read_text())
     assert manifest["config"]["n_test"] == 2 and "torch" in manifest["versions"]

@@ -149,6 +149,7 @@ def test_empty_class_in_a_data_file(tmp_path):
         (dict(seed=1.5), "seed"),
     ],
 )
+@pytest.mark.bad_input  # seed=1.5
 def test_bad_sampling_settings(kwargs, problem):
     arguments = dict(labels=[0, 1], num_classes=2, seed=42)
     arguments.update(kwargs)

@@ -151,6 +151,7 @@ def test_unknown_split_names_the_file_and_the_splits():
         load_split("trec", "dev")
 
 
+@pytest.mark.bad_input  # a source outside Source
 def test_invalid_source_is_refused():
     with pytest.raises(InvalidConfigError, match="'local' or 'hub'"):
         load_split("trec", "test", source="web")

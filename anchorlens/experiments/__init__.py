@@ -6,6 +6,7 @@ from __future__ import annotations
 from anchorlens.experiments.auroc import AurocConfig, AurocResult, run_auroc
 from anchorlens.experiments.compress import CompressConfig, CompressResult, run_compress
 from anchorlens.experiments.diagnose import DiagnoseConfig, DiagnoseResult, run_diagnose
+from anchorlens.experiments.heads import HeadsConfig, HeadsResult, run_heads
 from anchorlens.experiments.isolation import IsolationConfig, IsolationResult, run_isolation
 from anchorlens.experiments.reweight import ReweightConfig, ReweightResult, run_reweight
 from anchorlens.experiments.saliency import SaliencyConfig, SaliencyResult, run_saliency
@@ -17,6 +18,8 @@ __all__ = [
     "CompressResult",
     "DiagnoseConfig",
     "DiagnoseResult",
+    "HeadsConfig",
+    "HeadsResult",
     "IsolationConfig",
     "IsolationResult",
     "ReweightConfig",
@@ -26,6 +29,7 @@ __all__ = [
     "run_auroc",
     "run_compress",
     "run_diagnose",
+    "run_heads",
     "run_isolation",
     "run_reweight",
     "run_saliency",

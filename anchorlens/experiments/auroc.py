@@ -19,13 +19,18 @@ from the examples alone. In a table of several tasks the columns past a task's o
 bootstrap intervals (seeds and test inputs resampled; each resample's AUROC recomputed on the drawn inputs
 with a vectorised, count-weighted rank AUROC equal to `roc_auc_score` on the repeated rows, and R_l from each
 resample's seed-mean curve). It uses `AUROC_RESAMPLES` resamples.
+
+Per head (``per_head=True``, ``--per-head``): the same forward pass scores each head's own target→label
+attention A_{l,h}(q, p_c) against the prediction. Seed rows, per-example rows and the summary then gain a
+``head`` column: empty on the whole-layer rows above, 0 … H−1 on one row per (layer, head). A head's rows have
+an AUROC but no R (R_l accumulates over layers; a head index names unrelated heads in different layers).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -35,10 +40,24 @@ from jaxtyping import Bool, Float, Int
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds
+from anchorlens.experiments.common import (
+    ExperimentConfig,
+    ExperimentResult,
+    SeedOutput,
+    checked_prompts,
+    example_ids,
+    gold_ids,
+    in_prompt_order,
+    per_head_rows,
+    run_seeds,
+    setting,
+    whole_layer_rows,
+    with_head_column,
+)
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import LabelAttentionRecorder
-from anchorlens.prompts import PromptBatch, label_logits, prompt_settings, task_prompts
+from anchorlens.model_classes import Model
+from anchorlens.prompts import PromptBatch, Prompts, label_logits, task_prompts
 from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata
 from anchorlens.tasks import Task, get_task
 
@@ -50,15 +69,21 @@ AUROC_RESAMPLES = N_RESAMPLES
 
 @dataclass(frozen=True)
 class AurocConfig(ExperimentConfig):
-    pass
+    per_head: bool = setting(False, "also one row per (layer, head): each head's target->label attention AUROC")
+
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("per_head",)
 
 
-def attention_and_prediction(model, batch: PromptBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """([batch, layer, class] target→label attention summed over heads, [batch] predicted class)."""
+def attention_and_prediction(
+    model: Model, batch: PromptBatch, *, per_head: bool = False
+) -> tuple[Float[torch.Tensor, "batch layer class"] | Float[torch.Tensor, "batch layer head class"], torch.Tensor]:
+    """([batch, layer, class] target→label attention summed over heads, or [batch, layer, head, class] with
+    `per_head`; [batch] predicted class)."""
     recorder = LabelAttentionRecorder(model, batch)
     with torch.no_grad():
         logits = run_to_target(model, batch, recorder.hooks())
-    return recorder.values.sum(2).cpu(), label_logits(logits, batch).argmax(-1).cpu()
+    attention = recorder.values if per_head else recorder.values.sum(2)
+    return attention.cpu(), label_logits(logits, batch).argmax(-1).cpu()
 
 
 def layer_auroc(attention: np.ndarray, predicted: np.ndarray) -> float:
@@ -85,7 +110,9 @@ def cumulative_r(auroc: np.ndarray) -> np.ndarray:
 
 
 def weighted_auc(
-    scores: Float[np.ndarray, " n"], positive: Bool[np.ndarray, " n"], weights: Float[np.ndarray, "resample n"]
+    scores: Float[np.ndarray, " example"],
+    positive: Bool[np.ndarray, " example"],
+    weights: Float[np.ndarray, "resample example"],
 ) -> Float[np.ndarray, " resample"]:
     """Binary AUROC of `scores` [n] for the `positive` [n] rows under each row of `weights` [resample, n].
 
@@ -123,9 +150,9 @@ def _kept_groups(
 
 
 def resampled_layer_auroc(
-    attention: Float[np.ndarray, "n label"],
-    predicted: Int[np.ndarray, " n"],
-    counts: Float[np.ndarray, "resample n"],
+    attention: Float[np.ndarray, "example class"],
+    predicted: Int[np.ndarray, " example"],
+    counts: Float[np.ndarray, "resample example"],
     groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> Float[np.ndarray, " resample"]:
     """`layer_auroc` of one layer's [n, class] attention under each row of `counts` [resample, n] (how often
@@ -163,13 +190,21 @@ def attention_columns(examples: pd.DataFrame) -> list[str]:
 
 
 def auroc_from_examples(examples: pd.DataFrame) -> pd.DataFrame:
-    """The seed rows' AUROC recomputed from per-example rows: task, model, seed, layer, auroc."""
-    rows = []
-    for (task, model, seed, layer), part in examples.groupby(["task", "model", "seed", "layer"]):
-        columns = attention_columns(part)
-        value = layer_auroc(part[columns].to_numpy(float), part["prediction"].to_numpy())
-        rows.append((task, model, seed, layer, value))
-    return pd.DataFrame(rows, columns=["task", "model", "seed", "layer", "auroc"])
+    """The seed rows' AUROC recomputed from per-example rows: task, model, seed, layer, auroc (and ``head``
+    after ``layer`` for the rows of a ``per_head`` result, whole layers first)."""
+    keys = ["task", "model", "seed", "layer"]
+
+    def recomputed(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+        rows = []
+        for key, part in frame.groupby(by):
+            columns = attention_columns(part)
+            rows.append((*key, layer_auroc(part[columns].to_numpy(float), part["prediction"].to_numpy())))
+        return pd.DataFrame(rows, columns=[*by, "auroc"])
+
+    layers = recomputed(whole_layer_rows(examples), keys)
+    if "head" not in examples.columns:
+        return layers
+    return with_head_column(layers, recomputed(per_head_rows(examples), [*keys, "head"]))
 
 
 @dataclass(frozen=True)
@@ -177,6 +212,7 @@ class AurocResult(ExperimentResult):
     """Rows: task, model, seed, layer, auroc, R (from the seed-averaged curve of the task), n, classes_kept.
 
     Examples: task, model, seed, example, gold, layer, prediction, att_0 … att_{C-1} (module docstring).
+    With ``per_head`` both also have a ``head`` column after ``layer`` (module docstring).
     """
 
     experiment: ClassVar[str] = "auroc"
@@ -195,14 +231,24 @@ class AurocResult(ExperimentResult):
         # Single-threaded BLAS: the products are small, and threads fighting over shared cores made them 18 times
         # slower (measured); one thread also makes the numbers independent of the machine's core count.
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._bootstrap_summary(n_resamples, level, seed)
+            layers = self._bootstrap_summary(whole_layer_rows(self.examples), n_resamples, level, seed)
+            if "head" not in self.examples.columns:
+                return layers
+            # Per head: each head's AUROC over the layers, resampled alike; R is a whole-layer measure only.
+            by_head = [
+                self._bootstrap_summary(rows.drop(columns="head"), n_resamples, level, seed).assign(head=head)
+                for head, rows in per_head_rows(self.examples).groupby("head")
+            ]
+            heads = pd.concat(by_head, ignore_index=True)
+            return with_head_column(layers, heads[heads["metric"] == "auroc"])
 
-    def _bootstrap_summary(self, n_resamples: int, level: float, seed: int) -> pd.DataFrame:
+    @staticmethod
+    def _bootstrap_summary(examples: pd.DataFrame, n_resamples: int, level: float, seed: int) -> pd.DataFrame:
         columns = ["task", "model", "layer", *SUMMARY_COLUMNS]
-        if self.examples.empty:
+        if examples.empty:
             return pd.DataFrame(columns=columns)
         rows = []
-        for stratum_key, stratum in strata(self.examples, ["task", "model"]):
+        for stratum_key, stratum in strata(examples, ["task", "model"]):
             attention_names = attention_columns(stratum)
             n_classes = len(attention_names)
             layers = np.sort(stratum["layer"].unique())
@@ -264,8 +310,9 @@ class AurocResult(ExperimentResult):
         return compact(self.summary())
 
     def summary(self) -> pd.DataFrame:
-        """Seed mean and std of AUROC per task and layer, with R_l."""
-        grouped = self.frame.groupby(["task", "model", "layer"])
+        """Seed mean and std of AUROC per task and layer, with R_l (whole layers; per-head rows are in `to_frame`
+        and `summary_with_ci`)."""
+        grouped = whole_layer_rows(self.frame).groupby(["task", "model", "layer"])
         return grouped.agg(auroc_mean=("auroc", "mean"), auroc_std=("auroc", "std"), R=("R", "first")).reset_index()
 
 
@@ -292,15 +339,117 @@ def compact(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_r(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add R from the seed-averaged AUROC curve of each (task, model)."""
+    """Add R from the seed-averaged AUROC curve of each (task, model) (whole-layer rows; per-head rows get NaN)."""
     frame = frame.drop(columns=["R"], errors="ignore")
-    curves = frame.groupby(["task", "model", "layer"])["auroc"].mean().reset_index()
+    curves = whole_layer_rows(frame).groupby(["task", "model", "layer"])["auroc"].mean().reset_index()
     curves["R"] = curves.groupby(["task", "model"])["auroc"].transform(lambda column: cumulative_r(column.to_numpy()))
+    if "head" in frame.columns:
+        r_of_layer = curves.set_index(["task", "model", "layer"])["R"]
+        looked_up = r_of_layer.reindex(pd.MultiIndex.from_frame(frame[["task", "model", "layer"]])).to_numpy()
+        return frame.assign(R=np.where(frame["head"].isna().to_numpy(), looked_up, np.nan))
     return frame.merge(curves[["task", "model", "layer", "R"]], on=["task", "model", "layer"], how="left")
 
 
+def attention_rows(
+    attention: Float[np.ndarray, "example layer *head class"],
+    examples: Int[np.ndarray, " example"],
+    gold: Int[np.ndarray, " example"],
+    predicted: Int[np.ndarray, " example"],
+) -> SeedOutput:
+    """The AUROC of each layer's -- or, with a head axis, each (layer, head)'s -- target→label attention against
+    the prediction (`layer_auroc`), with ``n`` and ``classes_kept``; and one per-example row per (input, layer
+    [, head]), input-major, with ``att_c`` of each class."""
+    n_inputs, n_layers = attention.shape[:2]
+    cells = {"layer": n_layers} if attention.ndim == 3 else {"layer": n_layers, "head": attention.shape[2]}
+    axes = " ".join(cells)
+    rows: dict[str, Any] = {}
+    for axis, size in cells.items():
+        others = {name: count for name, count in cells.items() if name != axis}
+        rows[axis] = repeat(np.arange(size), f"{axis} -> ({axes})", **others)
+    curves = rearrange(attention, f"example {axes} label -> ({axes}) example label")
+    rows["auroc"] = [layer_auroc(curve, predicted) for curve in curves]
+    seed_rows = pd.DataFrame(rows).assign(n=n_inputs, classes_kept=len(np.unique(predicted)))
+    layout = f"example -> (example {axes})"
+    per_example = {"example": repeat(np.asarray(examples, dtype=np.int64), layout, **cells)}
+    per_example["gold"] = repeat(np.asarray(gold), layout, **cells)
+    for axis, size in cells.items():
+        others = {name: count for name, count in cells.items() if name != axis}
+        per_example[axis] = repeat(np.arange(size), f"{axis} -> (example {axes})", example=n_inputs, **others)
+    per_example["prediction"] = repeat(np.asarray(predicted), layout, **cells)
+    frame = pd.DataFrame(per_example)
+    for label in range(attention.shape[-1]):
+        frame[f"att_{label}"] = rearrange(attention[..., label], f"example {axes} -> (example {axes})")
+    return SeedOutput(seed_rows, frame)
+
+
+def label_attention_auroc(
+    model: Model, prompts: Prompts, *, per_head: bool = False, batch_size: int = 8, progress: bool = False
+) -> pd.DataFrame:
+    """How well the target's attention to the label words predicts the model's answer, layer by layer, over
+    the given prompts (paper §2.3): per layer the AUROC of A_l(q, p_c) -- the target's post-softmax attention
+    to class c's label words, summed over heads and over that class's demonstrations -- against the model's own
+    prediction, and R_l, the share of the AUROC's excess over 0.5 reached by layer l. One forward pass per batch.
+
+    Classes predicted at least once are kept; two: score = attention to the second kept class; more: attentions
+    renormalised over the kept classes, one-vs-one AUROC. With fewer than two kept classes the AUROC is
+    undefined (NaN): give prompts the model answers differently.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+        prompts: a list of `Prompt`s (or a `PromptBatch`) sharing their label words (gold labels not needed).
+        per_head: also each head's own attention A_{l,h}(q, p_c) and its AUROC, one row per (layer, head).
+        batch_size: prompts per forward pass (changes no number).
+        progress: show a progress bar over batches.
+
+    Returns:
+        One row per prompt and layer, prompts in the order given: ``example`` (``example_index`` or position),
+        ``gold`` (-1 where unknown), ``layer``, ``prediction``, ``att_0 … att_{C-1}`` (that prompt's A_l(q, p_c)),
+        and the layer's ``auroc`` and ``R`` over all the prompts (the same on every row of the layer). With
+        `per_head`, a ``head`` column after ``layer``: empty on these rows, followed by one row per prompt, layer
+        and head with that head's attention and AUROC (``R`` empty: it accumulates whole layers).
+    """
+    prompts = checked_prompts(model, prompts, what="label_attention_auroc")
+    recorded, predictions = in_prompt_order(
+        model,
+        prompts,
+        lambda batch: attention_and_prediction(model, batch, per_head=per_head),
+        batch_size=batch_size,
+        progress=progress,
+    )
+    attention = recorded.double().numpy()  # [example, layer, class] or [example, layer, head, class]
+    predicted = predictions.numpy()
+    examples, gold = example_ids(prompts), gold_ids(prompts)
+    layers = attention_rows(attention.sum(2) if per_head else attention, examples, gold, predicted)
+    curve = layers.rows["auroc"].to_numpy()
+    frame = layers.examples.assign(
+        auroc=curve[layers.examples["layer"].to_numpy()], R=cumulative_r(curve)[layers.examples["layer"].to_numpy()]
+    )
+    if not per_head:
+        return frame
+    heads = attention_rows(attention, examples, gold, predicted)
+    by_cell = heads.rows.set_index(["layer", "head"])["auroc"]
+    cells = pd.MultiIndex.from_frame(heads.examples[["layer", "head"]])
+    head_frame = heads.examples.assign(auroc=by_cell.reindex(cells).to_numpy(), R=np.nan)
+    return with_head_column(frame, head_frame)
+
+
+def seed_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """One seed's rows from `label_attention_auroc`'s frame: per layer (and per head, when there is a ``head``
+    column) ``auroc``, ``n`` (the inputs) and ``classes_kept`` (classes predicted at least once)."""
+
+    def rows_of(part: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+        grouped = part.groupby(keys)
+        rows = grouped["auroc"].first().reset_index()  # one value per layer (head), repeated on its rows
+        return rows.assign(n=grouped.size().to_numpy(), classes_kept=part["prediction"].nunique())
+
+    layers = rows_of(whole_layer_rows(frame), ["layer"])
+    if "head" not in frame.columns:
+        return layers
+    return with_head_column(layers, rows_of(per_head_rows(frame), ["layer", "head"]))
+
+
 def run_auroc(
-    model,
+    model: Model,
     task: Task | str,
     config: AurocConfig = AurocConfig(),
     *,
@@ -311,44 +460,11 @@ def run_auroc(
     task = get_task(task)
 
     def one_seed(seed: int) -> SeedOutput:
-        _, prompts = task_prompts(
-            model.tokenizer,
-            task,
-            seed,
-            n_test=config.n_test,
-            shots_per_class=config.shots_per_class,
-            **prompt_settings(model),
+        _, prompts = task_prompts(model, task, seed, n_test=config.n_test, shots_per_class=config.shots_per_class)
+        frame = label_attention_auroc(
+            model, prompts, per_head=config.per_head, batch_size=config.batch_size, progress=progress
         )
-        attentions, predictions, examples, gold = [], [], [], []
-        for batch in batches(model, prompts, config.batch_size, progress=progress):
-            batch_attention, batch_predictions = attention_and_prediction(model, batch)
-            attentions.append(batch_attention)
-            predictions.append(batch_predictions)
-            # Batches are sorted by length: each value is matched to its prompt through the batch itself.
-            examples.extend(prompt.example_index for prompt in batch.prompts)
-            gold.append(batch.gold.cpu())
-        attention = torch.cat(attentions).double().numpy()  # [n, layer, class]
-        predicted = torch.cat(predictions).numpy()
-        n_layers = attention.shape[1]
-        rows = pd.DataFrame(
-            {
-                "layer": np.arange(n_layers),
-                "auroc": [layer_auroc(attention[:, layer], predicted) for layer in range(n_layers)],
-                "n": len(predicted),
-                "classes_kept": len(np.unique(predicted)),
-            }
-        )
-        # One row per (input, layer), input-major: every column is laid out as "(input layer)".
-        per_example = pd.DataFrame(
-            {
-                "example": repeat(np.asarray(examples, dtype=np.int64), "input -> (input layer)", layer=n_layers),
-                "gold": repeat(torch.cat(gold).numpy(), "input -> (input layer)", layer=n_layers),
-                "layer": repeat(np.arange(n_layers), "layer -> (input layer)", input=len(examples)),
-                "prediction": repeat(predicted, "input -> (input layer)", layer=n_layers),
-            }
-        )
-        for label in range(attention.shape[2]):
-            per_example[f"att_{label}"] = rearrange(attention[:, :, label], "input layer -> (input layer)")
-        return SeedOutput(rows, per_example)
+        # R is taken across seeds (`with_r`), not per seed.
+        return SeedOutput(seed_rows(frame), frame.drop(columns=["auroc", "R"]))
 
     return AurocResult.from_run(run_seeds("auroc", model, task, config, one_seed, out=out, progress=progress))

@@ -7,17 +7,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import pandas as pd
 import torch
+from jaxtyping import Int
 from tqdm.auto import tqdm
 
-from anchorlens.errors import InvalidConfigError
+from anchorlens.errors import InvalidConfigError, LabelWordError, PromptTooLongError, TokenizationError
 from anchorlens.files import write_frame, write_parquet
 from anchorlens.hooks import verify_attention_hooks
-from anchorlens.model_classes import recorded_model_name, warn_if_value_biases_folded
-from anchorlens.prompts import Prompt, PromptBatch, make_batch
+from anchorlens.model_classes import Model, recorded_model_name, warn_if_value_biases_folded
+from anchorlens.prompts import Prompt, PromptBatch, Prompts, make_batch
 from anchorlens.runs import ResultStore, read_manifest, read_parts
 from anchorlens.stats import bootstrap_means
 from anchorlens.tasks import Task, get_task
@@ -56,6 +58,11 @@ def option_name(config_class: type, name: str) -> str:
     return flag if flag is not None else f"a {config_class.__name__} field, no CLI flag"
 
 
+#: An experiment's own config or result class, kept by the methods that return a copy or build one.
+ConfigT = TypeVar("ConfigT", bound="ExperimentConfig")
+ResultT = TypeVar("ResultT", bound="ExperimentResult")
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """Fields every experiment has. Subclasses add their own; all are validated on construction.
@@ -78,6 +85,10 @@ class ExperimentConfig:
 
     #: Fields that do not change the numbers: a run may resume with other values.
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("seeds", "batch_size")
+    #: Fields added after results were committed: left out of the signature while at their default, so a config
+    #: that leaves them alone has the signature it had before they existed and its saved parts still resume.
+    #: Set to another value, such a field is in the signature and the results are kept apart.
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
@@ -100,10 +111,21 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
     def signature(self) -> dict[str, Any]:
-        """The settings that decide the numbers: results made with another signature are not mixed in."""
-        return {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE_FIELDS}
+        """The settings that decide the numbers: results made with another signature are not mixed in.
 
-    def for_model(self, model) -> ExperimentConfig:
+        Every field but the `RESUMABLE_FIELDS`, and but the `OMITTED_AT_DEFAULT` fields left at their default."""
+        defaults = {
+            field.name: field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            for field in dataclasses.fields(self)
+            if field.name in self.OMITTED_AT_DEFAULT
+        }
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in self.RESUMABLE_FIELDS and not (k in self.OMITTED_AT_DEFAULT and v == defaults[k])
+        }
+
+    def for_model(self: ConfigT, model: Model) -> ConfigT:
         """This config with ``model`` set to the loaded model's recorded name; refused if it names another."""
         name = recorded_model_name(model)
         if self.model is not None and self.model != name:
@@ -114,20 +136,20 @@ class ExperimentConfig:
         return self if self.model == name else dataclasses.replace(self, model=name)
 
     @classmethod
-    def from_signature(cls, signature: dict[str, Any], seeds: tuple[int, ...] | None = None) -> ExperimentConfig:
+    def from_signature(cls: type[ConfigT], signature: dict[str, Any], seeds: tuple[int, ...] | None = None) -> ConfigT:
         """The config a saved signature describes (lists read back from JSON become tuples)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in signature.items() if k in names}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in signature.items() if k in names}
         if seeds:
             values["seeds"] = tuple(seeds)
         return cls(**values)
 
 
-def device_of(model) -> torch.device:
+def device_of(model: Model) -> torch.device:
     return next(model.parameters()).device
 
 
-def pad_token_id(model) -> int:
+def pad_token_id(model: Model) -> int:
     """The tokenizer's pad id, else 0: right padding is never attended to, so any id works."""
     tokenizer = model.tokenizer
     return tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
@@ -143,7 +165,7 @@ def _groups(prompts: list[Prompt], batch_size: int, max_tokens: int | None) -> l
             and len(current) < batch_size
             and (max_tokens is None or (len(current) + 1) * max(prompt.length, current[-1].length) <= max_tokens)
         )
-        if fits:
+        if fits and current is not None:  # `fits` implies a current group; the check tells the type checker
             current.append(prompt)
         else:
             groups.append([prompt])
@@ -151,7 +173,7 @@ def _groups(prompts: list[Prompt], batch_size: int, max_tokens: int | None) -> l
 
 
 def batches(
-    model, prompts: list[Prompt], batch_size: int, *, progress: bool = False, max_tokens: int | None = None
+    model: Model, prompts: list[Prompt], batch_size: int, *, progress: bool = False, max_tokens: int | None = None
 ) -> Iterator[PromptBatch]:
     """Batches of similar length (less padding), on the model's device, with an optional progress bar.
 
@@ -163,6 +185,129 @@ def batches(
     groups = _groups(sorted(prompts, key=lambda prompt: prompt.length), batch_size, max_tokens)
     made = (make_batch(group, pad_token_id=pad, device=device_of(model)) for group in groups)
     return iter(tqdm(made, total=len(groups), desc="batches", unit="batch", disable=not progress, leave=False))
+
+
+def whole_layer_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of whole layers. A result made with ``per_head=True`` also holds one row per head, marked by a
+    ``head`` column that is empty (NA) on the whole-layer rows: those are returned, without the column."""
+    if "head" not in frame.columns:
+        return frame
+    return frame[frame["head"].isna()].drop(columns="head").reset_index(drop=True)
+
+
+def per_head_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The per-head rows of a result made with ``per_head=True`` (``head`` as int); none without it."""
+    if "head" not in frame.columns:
+        return frame.iloc[0:0].assign(head=pd.Series(dtype="int64"))
+    heads = frame[frame["head"].notna()].reset_index(drop=True)
+    return heads.assign(head=heads["head"].astype("int64"))
+
+
+def with_head_column(layer_rows: pd.DataFrame, head_rows: pd.DataFrame) -> pd.DataFrame:
+    """Whole-layer rows (``head`` empty) followed by per-head rows: the tidy frame of ``per_head=True``."""
+    layer_rows = layer_rows.copy()
+    position = list(layer_rows.columns).index("layer") + 1 if "layer" in layer_rows.columns else 0
+    layer_rows.insert(position, "head", pd.array([pd.NA] * len(layer_rows), dtype="Int64"))
+    head_rows = head_rows.assign(head=pd.array(head_rows["head"], dtype="Int64"))
+    return pd.concat([layer_rows, head_rows[list(layer_rows.columns)]], ignore_index=True)
+
+
+# ------------------------------------------------------------------- analyses of any prompts (public API)
+
+
+def checked_prompts(model: Model, prompts: Prompts, *, what: str, need_gold: str | None = None) -> list[Prompt]:
+    """`prompts` (a list of `Prompt`s, one `Prompt` or a `PromptBatch`) as a list, checked against `model`
+    before any work: one set of label words, token ids in the model's vocabulary, lengths within its context,
+    and, with `need_gold` (why the analysis needs it), a gold label on every prompt. The model's attention hooks
+    are verified too (`verify_attention_hooks`; cached on the model). `what` names the analysis in messages."""
+    if isinstance(prompts, PromptBatch):
+        prompts = list(prompts.prompts)
+    elif isinstance(prompts, Prompt):
+        prompts = [prompts]
+    elif isinstance(prompts, (str, bytes)) or not hasattr(prompts, "__iter__"):
+        raise InvalidConfigError(
+            f"{what} takes a list of prompts (or a PromptBatch), got a {type(prompts).__name__}; build them with "
+            "anchorlens.build_prompt or anchorlens.task_prompts"
+        )
+    prompts = list(prompts)
+    if not prompts:
+        raise InvalidConfigError(
+            f"{what} needs at least one prompt; build them with anchorlens.build_prompt or anchorlens.task_prompts"
+        )
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, Prompt):
+            raise InvalidConfigError(
+                f"{what}: item {index} is a {type(prompt).__name__}, not a Prompt; build prompts with "
+                "anchorlens.build_prompt or anchorlens.task_prompts"
+            )
+        if prompt.label_token_ids != prompts[0].label_token_ids:
+            raise LabelWordError(
+                f"{what} compares prompts class by class, but prompt {index} has other label tokens "
+                f"{list(prompt.label_token_ids)} than prompt 0 {list(prompts[0].label_token_ids)}; analyse the "
+                "prompts of one task together, or build them all with the same label_words=[...] (same order)"
+            )
+    d_vocab, n_ctx = int(model.cfg.d_vocab), int(model.cfg.n_ctx)
+    for index, prompt in enumerate(prompts):
+        largest = max(prompt.token_ids + prompt.label_token_ids)
+        if largest >= d_vocab:
+            raise TokenizationError(
+                f"prompt {index} holds token id {largest}, outside this model's vocabulary of {d_vocab}: it was built "
+                "with another tokenizer; build it with this model (anchorlens.build_prompt(model, ...))"
+            )
+        if prompt.length > n_ctx:
+            raise PromptTooLongError(
+                f"prompt {index} is {prompt.length} tokens, longer than the model's context of {n_ctx}; use fewer or "
+                "shorter demonstrations (anchorlens.build_prompt(model, ...) checks this)"
+            )
+        if need_gold and prompt.query_label is None:
+            raise InvalidConfigError(
+                f"{what} needs each prompt's gold label ({need_gold}), and prompt {index} has none; build it with "
+                "build_prompt(..., query_label=<label word or class id>)"
+            )
+    verify_attention_hooks(model)
+    warn_if_value_biases_folded(model)
+    return prompts
+
+
+def example_ids(prompts: list[Prompt]) -> Int[np.ndarray, " example"]:
+    """The ``example`` column of the analyses: each prompt's ``example_index`` (its row in the task's split)
+    where it has one, else its position in the list."""
+    return np.asarray(
+        [place if prompt.example_index is None else prompt.example_index for place, prompt in enumerate(prompts)],
+        dtype=np.int64,
+    )
+
+
+def gold_ids(prompts: list[Prompt]) -> Int[np.ndarray, " example"]:
+    """Each prompt's gold class, -1 where it has none (as `PromptBatch.gold`)."""
+    return np.asarray([-1 if prompt.query_label is None else prompt.query_label for prompt in prompts], dtype=np.int64)
+
+
+def in_prompt_order(
+    model: Model,
+    prompts: list[Prompt],
+    compute: Callable[[PromptBatch], tuple[torch.Tensor, ...]],
+    *,
+    batch_size: int,
+    max_tokens: int | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """Run `compute` over length-sorted `batches` of `prompts` and put its per-prompt outputs (tensors whose
+    first dimension is the batch) back in the order of `prompts`: row i of each output belongs to prompts[i],
+    whatever batch it ran in (a prompt listed twice fills both rows)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidConfigError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
+    places: dict[int, list[int]] = {}
+    for place, prompt in enumerate(prompts):
+        places.setdefault(id(prompt), []).append(place)
+    order: list[int] = []
+    outputs: list[tuple[torch.Tensor, ...]] = []
+    for batch in batches(model, prompts, batch_size, progress=progress, max_tokens=max_tokens):
+        outputs.append(tuple(compute(batch)))
+        order.extend(places[id(prompt)].pop(0) for prompt in batch.prompts)
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+    return tuple(torch.cat(parts)[inverse] for parts in zip(*outputs))
 
 
 @dataclass(frozen=True)
@@ -195,7 +340,7 @@ def _tagged(frame: pd.DataFrame, task: str, model: str, seed: int) -> pd.DataFra
 
 def run_seeds(
     experiment: str,
-    model,
+    model: Model,
     task: Task | str,
     config: ExperimentConfig,
     one_seed: Callable[[int], SeedOutput],
@@ -210,6 +355,7 @@ def run_seeds(
     """
     task = get_task(task)
     config = config.for_model(model)
+    model_name = recorded_model_name(model)  # = config.model, which for_model has set
     verify_attention_hooks(model)
     warn_if_value_biases_folded(model)
     store = ResultStore(out, experiment, config.signature()) if out is not None else None
@@ -220,8 +366,8 @@ def run_seeds(
         if isinstance(output, pd.DataFrame):  # TRANSITION: experiments not yet returning SeedOutput
             output = SeedOutput(output, pd.DataFrame({"example": []}))
         return (
-            _tagged(output.rows, task.name, config.model, seed),
-            _tagged(output.examples, task.name, config.model, seed),
+            _tagged(output.rows, task.name, model_name, seed),
+            _tagged(output.examples, task.name, model_name, seed),
         )
 
     seeds = tqdm(config.seeds, desc=f"{experiment} {task.name}", disable=not progress, leave=False)
@@ -268,8 +414,11 @@ class ExperimentResult:
 
     @classmethod
     def from_frame(
-        cls, frame: pd.DataFrame, config: ExperimentConfig | None = None, examples: pd.DataFrame | None = None
-    ) -> ExperimentResult:
+        cls: type[ResultT],
+        frame: pd.DataFrame,
+        config: ExperimentConfig | None = None,
+        examples: pd.DataFrame | None = None,
+    ) -> ResultT:
         return cls(
             cls.derive(frame),
             config if config is not None else cls.config_class(),
@@ -277,11 +426,11 @@ class ExperimentResult:
         )
 
     @classmethod
-    def from_run(cls, run: SeedRuns) -> ExperimentResult:
+    def from_run(cls: type[ResultT], run: SeedRuns) -> ResultT:
         return cls.from_frame(run.rows, run.config, run.examples)
 
     @classmethod
-    def from_folder(cls, directory: str | Path, config: ExperimentConfig | None = None) -> ExperimentResult:
+    def from_folder(cls: type[ResultT], directory: str | Path, config: ExperimentConfig | None = None) -> ResultT:
         """Every finished, verified (task, seed) part in an output folder, as one result (config from the
         folder's manifest unless given)."""
         part = read_parts(directory, cls.experiment)

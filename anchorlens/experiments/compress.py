@@ -57,7 +57,10 @@ from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
     SeedOutput,
+    checked_prompts,
     device_of,
+    example_ids,
+    gold_ids,
     pad_token_id,
     run_seeds,
     setting,
@@ -75,9 +78,9 @@ from anchorlens.kv_cache import (
     run_query_with_cache,
 )
 from anchorlens.metrics import correct, jaccard, label_agreement
+from anchorlens.model_classes import Model
 from anchorlens.paper import COMPRESS_METHOD_LABELS, COMPRESS_SPEEDUP, COMPRESS_TABLE, task_rank
-from anchorlens.prompts import LabelTokens, Prompt, Role, build_prompt, iter_batches, label_tokens, prompt_settings
-from anchorlens.sampling import sample_demonstrations, sample_test_set
+from anchorlens.prompts import LabelTokens, Prompt, Prompts, Role, build_prompt, iter_batches, task_prompts
 from anchorlens.tasks import Task, get_task
 
 #: Methods in the order of the paper's Table 2 (their names there: `anchorlens.paper.COMPRESS_METHOD_LABELS`).
@@ -144,7 +147,7 @@ def draw_positions(prompt: Prompt, seed: int, draw: int) -> tuple[int, ...]:
     return random_positions(prompt, np.random.default_rng([seed, draw, DRAW_STREAM]))
 
 
-def build_anchor_cache(model, prompt: Prompt, keep_positions: Sequence[int] | None = None) -> AnchorCache:
+def build_anchor_cache(model: Model, prompt: Prompt, keep_positions: Sequence[int] | None = None) -> AnchorCache:
     """The compressed context of a prompt's demonstrations: `keep_positions` (default: the anchors, as
     Hidden_anchor) of the demonstration part. Reuse it for every query with the same demonstrations."""
     full = cache_demonstrations(model, prompt.token_ids[: demonstration_length(prompt)])
@@ -209,8 +212,8 @@ class Outcome:
     """What one method leaves per test input (in the seed's processing order), and its query-side time per
     input (NaN for a method that is not timed)."""
 
-    predictions: Int[Tensor, " input"]
-    top_tokens: Int[Tensor, "input top_k"]
+    predictions: Int[Tensor, " example"]
+    top_tokens: Int[Tensor, "example top_k"]
     seconds_per_input: float = float("nan")
 
 
@@ -222,7 +225,7 @@ def _synchronize(device: torch.device) -> None:
 def evaluate(
     run_batch: Callable[[int], Tensor],
     n_batches: int,
-    label_token_ids: Tensor,
+    label_token_ids: Int[Tensor, " class"],
     config: CompressConfig,
     *,
     device: torch.device,
@@ -237,7 +240,8 @@ def evaluate(
     with torch.no_grad():
         if warm_up:
             run_batch(0)
-        passes, first = [], None
+        passes: list[float] = []
+        first: Tensor | None = None
         for _ in range(repeats):
             _synchronize(device)
             start = time.perf_counter()
@@ -245,6 +249,8 @@ def evaluate(
             _synchronize(device)
             passes.append(time.perf_counter() - start)
             first = first if first is not None else torch.cat(logits)
+    if first is None:
+        raise InvalidConfigError(f"evaluate needs at least one timed pass, got repeats={repeats}")
     n = first.shape[0]
     return Outcome(
         predictions=first[:, label_token_ids.to(first.device)].argmax(-1).cpu(),
@@ -257,13 +263,13 @@ def evaluate(
 DRAW_ROWS_PER_PASS = 256
 
 
-def _residual_stream(model, residual: Tensor) -> Tensor:
+def _residual_stream(model: Model, residual: Tensor) -> Tensor:
     return residual
 
 
 def final_residuals_of_draws(
-    model, caches: Sequence[AnchorCache], queries: Sequence[tuple[Tensor, Tensor]]
-) -> Float[Tensor, "draw input d_model"]:
+    model: Model, caches: Sequence[AnchorCache], queries: Sequence[tuple[Tensor, Tensor]]
+) -> Float[Tensor, "draw example d_model"]:
     """The final residual stream at each query's last token against each cache (one per random draw).
 
     `queries` are the seed's (right-padded tokens, lengths) batches. All draws run together: per query batch,
@@ -284,8 +290,8 @@ def final_residuals_of_draws(
 
 
 def draw_predictions(
-    model, residuals: Float[Tensor, "draw input d_model"], label_token_ids: Tensor
-) -> Int[Tensor, "draw input"]:
+    model: Model, residuals: Float[Tensor, "draw example d_model"], label_token_ids: Tensor
+) -> Int[Tensor, "draw example"]:
     """Each draw's predicted class per input, from the label-token columns of the unembedding only."""
     with torch.no_grad():
         logits = final_label_logits(
@@ -294,89 +300,50 @@ def draw_predictions(
     return rearrange(logits.argmax(-1), "(draw input) -> draw input", draw=residuals.shape[0]).cpu()
 
 
-def best_draw(predictions: Int[Tensor, "draw input"], reference: Int[Tensor, " input"]) -> int:
+def best_draw(predictions: Int[Tensor, "draw example"], reference: Int[Tensor, " example"]) -> int:
     """Hidden_random-top's draw: the most label-loyal one on these inputs, the lowest draw on a tie."""
     loyal = (predictions == reference[None]).sum(dim=1).tolist()
     return loyal.index(max(loyal))
 
 
-def _example_rows(
-    method: str, outcome: Outcome, reference: Outcome, gold: Tensor, examples: Sequence[int]
-) -> pd.DataFrame:
-    """One row per test input: its prediction and its loyalty and correctness (`anchorlens.metrics`)."""
-    return pd.DataFrame(
-        {
-            "method": method,
-            "example": list(examples),
-            "gold": gold.tolist(),
-            "prediction": outcome.predictions.tolist(),
-            "label_loyalty": label_agreement(outcome.predictions, reference.predictions).tolist(),
-            "word_loyalty": jaccard(outcome.top_tokens, reference.top_tokens).tolist(),
-            "correct": correct(outcome.predictions, gold).tolist(),
-        }
+def text_anchor_of(model: Model, prompt: Prompt) -> Prompt:
+    """The Text_anchor prompt of `prompt` (`text_anchor_prompt`), from what `build_prompt` recorded of it."""
+    parts = prompt.parts
+    if parts is None:
+        raise InvalidConfigError(
+            "Text_anchor rebuilds a prompt without its demonstrations' text from what anchorlens.build_prompt "
+            "recorded, and this prompt was made another way; build it with anchorlens.build_prompt, or leave "
+            "'text_anchor' out of method="
+        )
+    return text_anchor_prompt(
+        model.tokenizer,
+        parts.task,
+        parts.demonstrations,
+        parts.query_text,
+        prompt.query_label,
+        prepend_bos=parts.prepend_bos,
+        max_length=parts.max_length,
+        example_index=prompt.example_index,
     )
 
 
-def _seed_row(
-    method: str, examples: pd.DataFrame, outcome: Outcome, reference: Outcome, demo_tokens: int, kept_tokens: int
-) -> dict:
-    """The seed row of a method: the means of its per-example values, and its timing."""
-    return {
-        "method": method,
-        "label_loyalty": float(examples["label_loyalty"].mean()),
-        "word_loyalty": float(examples["word_loyalty"].mean()),
-        "accuracy": float(examples["correct"].mean()),
-        "seconds_per_input": outcome.seconds_per_input,
-        "speedup": reference.seconds_per_input / outcome.seconds_per_input,
-        "n": len(examples),
-        "demo_tokens": demo_tokens,
-        "kept_tokens": kept_tokens,
-    }
+def seed_prompts(model: Model, task: Task, seed: int, config: CompressConfig) -> list[tuple[Prompt, Prompt]]:
+    """(full prompt, Text_anchor prompt) per test input of the seed, shortest first (the order `compress`
+    processes them in)."""
+    _, prompts = task_prompts(model, task, seed, n_test=config.n_test, shots_per_class=config.shots_per_class)
+    return sorted(((prompt, text_anchor_of(model, prompt)) for prompt in prompts), key=lambda pair: pair[0].length)
 
 
-def seed_prompts(model, task: Task, seed: int, config: CompressConfig) -> list[tuple[Prompt, Prompt]]:
-    """(full prompt, Text_anchor prompt) per test input of the seed, shortest first (less padding; every
-    method processes the inputs in this one order, so their outcomes line up)."""
-    settings = prompt_settings(model)
-    labels = label_tokens(model.tokenizer, task)
-    demonstrations, _ = sample_demonstrations(task, seed, shots_per_class=config.shots_per_class)
-    pairs = [
-        (
-            build_prompt(
-                model.tokenizer,
-                task,
-                demonstrations,
-                example.text,
-                example.label,
-                labels=labels,
-                example_index=example.index,
-                **settings,
-            ),
-            text_anchor_prompt(
-                model.tokenizer,
-                task,
-                demonstrations,
-                example.text,
-                example.label,
-                labels=labels,
-                example_index=example.index,
-                **settings,
-            ),
-        )
-        for example in sample_test_set(task, seed, n_test=config.n_test)
-    ]
-    return sorted(pairs, key=lambda pair: pair[0].length)
-
-
-def evaluate_seed(model, task: Task, seed: int, config: CompressConfig) -> SeedOutput:
-    """Every method on one seed's test inputs; one demonstration cache serves all hidden methods.
-
-    Returns the seed rows (one per method) and the per-example rows (one per test input and method)."""
-    pairs = seed_prompts(model, task, seed, config)
-    prompts, text_prompts = [p for p, _ in pairs], [t for _, t in pairs]
+def compress_group(
+    model: Model, prompts: Sequence[Prompt], methods: Sequence[str], seed: int, config: CompressConfig
+) -> dict[str, tuple[Outcome, int]]:
+    """`methods` (and ICL, the reference of every loyalty) on prompts that share their demonstrations, given
+    shortest first (less padding; every method processes them in this one order, so outcomes line up). One
+    demonstration cache serves all hidden methods. Returns method -> (outcome, tokens kept of the
+    demonstrations)."""
+    prompts = list(prompts)
     device, pad = device_of(model), pad_token_id(model)
     label_ids = torch.tensor(prompts[0].label_token_ids)
-    gold = torch.tensor([p.query_label for p in prompts])
     n_batches = -(-len(prompts) // config.batch_size)
 
     full = cache_demonstrations(model, prompts[0].token_ids[: demonstration_length(prompts[0])])
@@ -394,31 +361,171 @@ def evaluate_seed(model, task: Task, seed: int, config: CompressConfig) -> SeedO
         return evaluate(runner, n_batches, label_ids, config, device=device)
 
     icl = run(full_prompts(prompts))
-    anchors = full.keep(anchor_positions(prompts[0]))
-    draws = [full.keep(draw_positions(prompts[0], seed, draw)) for draw in range(config.random_draws)]
-    residuals = final_residuals_of_draws(model, draws, queries)
-    predictions = draw_predictions(model, residuals, label_ids)
+    outcomes = {"icl": (icl, full.demonstration_length)}
+    if {"hidden_random", "hidden_random_top"} & set(methods):
+        draws = [full.keep(draw_positions(prompts[0], seed, draw)) for draw in range(config.random_draws)]
+        residuals = final_residuals_of_draws(model, draws, queries)
+        predictions = draw_predictions(model, residuals, label_ids)
 
-    def draw_outcome(draw: int) -> Outcome:  # untimed: the draws ran together (module docstring, Speed)
-        with torch.no_grad():
-            top = final_logits(model, residuals[draw]).topk(config.word_top_k, dim=-1).indices.cpu()
-        return Outcome(predictions[draw], top)
+        def draw_outcome(draw: int) -> Outcome:  # untimed: the draws ran together (module docstring, Speed)
+            with torch.no_grad():
+                top = final_logits(model, residuals[draw]).topk(config.word_top_k, dim=-1).indices.cpu()
+            return Outcome(predictions[draw], top)
 
-    best = best_draw(predictions, icl.predictions)
-    outcomes = {
-        "icl": (icl, full.demonstration_length),
-        "text_anchor": (run(full_prompts(text_prompts)), demonstration_length(text_prompts[0])),
-        "hidden_random": (draw_outcome(0), draws[0].n_kept),
-        "hidden_random_top": (draw_outcome(best), draws[best].n_kept),
-        "hidden_anchor": (run(cached(anchors)), anchors.n_kept),
-    }
-    examples = [p.example_index for p in prompts]
+        best = best_draw(predictions, icl.predictions)
+        outcomes["hidden_random"] = (draw_outcome(0), draws[0].n_kept)
+        outcomes["hidden_random_top"] = (draw_outcome(best), draws[best].n_kept)
+    if "text_anchor" in methods:
+        text_prompts = [text_anchor_of(model, prompt) for prompt in prompts]
+        outcomes["text_anchor"] = (run(full_prompts(text_prompts)), demonstration_length(text_prompts[0]))
+    if "hidden_anchor" in methods:
+        anchors = full.keep(anchor_positions(prompts[0]))
+        outcomes["hidden_anchor"] = (run(cached(anchors)), anchors.n_kept)
+    return {method: outcomes[method] for method in methods}
+
+
+def compress(
+    model: Model,
+    prompts: Prompts,
+    method: str | Sequence[str] = METHODS,
+    *,
+    seed: int = 0,
+    random_draws: int = CompressConfig.random_draws,
+    word_top_k: int = CompressConfig.word_top_k,
+    batch_size: int = 8,
+    timing_repeats: int = CompressConfig.timing_repeats,
+) -> pd.DataFrame:
+    """Anchor-only context compression of your prompts (paper §3.2): each prompt's prediction with its
+    demonstrations compressed, against the full prompt (ICL).
+
+    Prompts are grouped by their demonstrations; each group's demonstrations run once into a key/value cache of
+    which a method keeps only some positions, and every query of the group runs against it at its original
+    positions (`anchorlens.kv_cache`). Methods (module docstring): ``icl``, ``text_anchor``, ``hidden_random``,
+    ``hidden_random_top``, ``hidden_anchor``. A HookedTransformer is needed (`check_supported`).
+
+    Args:
+        model: a loaded HookedTransformer with learned or rotary positions.
+        prompts: a list of `Prompt`s (or a `PromptBatch`) sharing their label words; ``text_anchor`` needs them
+            built by `build_prompt` (which records their parts).
+        method: one method or several (default all five); ICL runs in any case, as the loyalty reference.
+        seed: the seed of the Hidden_random draws (draw d keyed by (seed, d)).
+        random_draws: Hidden_random draws; Hidden_random-top is the most label-loyal of them on these prompts.
+        word_top_k: top-k vocabulary tokens compared by word loyalty (paper 5).
+        batch_size: queries per forward pass (changes no number).
+        timing_repeats: timed passes per method after a warm-up batch; the fastest counts.
+
+    Returns:
+        One row per method and prompt (methods in the paper's order, prompts in the order given): ``method``,
+        ``example`` (``example_index`` or position), ``gold`` (-1 where unknown), ``prediction``,
+        ``label_loyalty`` (1.0 where it equals ICL's), ``word_loyalty`` (Jaccard of the top-`word_top_k` tokens
+        against ICL), ``correct`` (NaN without a gold label), ``seconds_per_input`` (the method's query-side time
+        per input over all prompts; NaN for the untimed random draws), ``demo_tokens`` and ``kept_tokens`` (the
+        prompt's demonstration tokens and how many the method keeps).
+    """
+    check_supported(model)
+    prompts = checked_prompts(model, prompts, what="compress")
+    asked = (method,) if isinstance(method, str) else tuple(method)
+    unknown = [name for name in asked if name not in METHODS]
+    if not asked or unknown:
+        raise InvalidConfigError(f"method must be one or more of {list(METHODS)}, got {method!r}")
+    methods = [name for name in METHODS if name in asked]
+    config = CompressConfig(
+        word_top_k=word_top_k, random_draws=random_draws, timing_repeats=timing_repeats, batch_size=batch_size
+    )
+    if word_top_k > int(model.cfg.d_vocab):
+        raise InvalidConfigError(
+            f"word_top_k {word_top_k} is more than the model's {model.cfg.d_vocab} vocabulary tokens; compare at most "
+            f"{model.cfg.d_vocab} (paper 5)"
+        )
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for place, prompt in enumerate(prompts):
+        length = demonstration_length(prompt)
+        if length == 0:
+            raise InvalidConfigError(
+                f"prompt {place} has no demonstrations, so there is nothing to compress; build it with demonstrations"
+            )
+        groups.setdefault(prompt.token_ids[:length], []).append(place)
+    n = len(prompts)
+    gold = gold_ids(prompts)
+    columns = {name: {key: np.zeros(n) for key in ("prediction", "label", "word", "kept", "demo")} for name in methods}
+    seconds = dict.fromkeys(methods, 0.0)
+    for places in groups.values():
+        order = sorted(places, key=lambda place: prompts[place].length)
+        outcomes = compress_group(model, [prompts[place] for place in order], ["icl", *methods], seed, config)
+        reference, demo_tokens = outcomes["icl"]
+        for name in methods:
+            outcome, kept = outcomes[name]
+            column = columns[name]
+            column["prediction"][order] = outcome.predictions.numpy()
+            column["label"][order] = label_agreement(outcome.predictions, reference.predictions).numpy()
+            column["word"][order] = jaccard(outcome.top_tokens, reference.top_tokens).numpy()
+            column["kept"][order], column["demo"][order] = kept, demo_tokens
+            seconds[name] += outcome.seconds_per_input * len(order)
+    frames = []
+    for name in methods:
+        column = columns[name]
+        prediction = column["prediction"].astype(np.int64)
+        right = correct(torch.from_numpy(prediction), torch.from_numpy(gold)).numpy()
+        frames.append(
+            pd.DataFrame(
+                {
+                    "method": name,
+                    "example": example_ids(prompts),
+                    "gold": gold,
+                    "prediction": prediction,
+                    "label_loyalty": column["label"],
+                    "word_loyalty": column["word"],
+                    "correct": np.where(gold < 0, np.nan, right),
+                    "seconds_per_input": seconds[name] / n,
+                    "demo_tokens": column["demo"].astype(np.int64),
+                    "kept_tokens": column["kept"].astype(np.int64),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+#: The per-example columns an experiment run keeps of `compress`'s rows (the timing goes to the seed rows).
+EXAMPLE_COLUMNS = ("method", "example", "gold", "prediction", "label_loyalty", "word_loyalty", "correct")
+
+
+def evaluate_seed(model: Model, task: Task, seed: int, config: CompressConfig) -> SeedOutput:
+    """Every method on one seed's test inputs (`compress`): the seed rows (one per method: the means of the
+    per-example values, the timing and the tokens kept) and the per-example rows (one per test input and
+    method, by test example within each method)."""
+    _, prompts = task_prompts(model, task, seed, n_test=config.n_test, shots_per_class=config.shots_per_class)
+    frame = compress(
+        model,
+        prompts,
+        METHODS,
+        seed=seed,
+        random_draws=config.random_draws,
+        word_top_k=config.word_top_k,
+        batch_size=config.batch_size,
+        timing_repeats=config.timing_repeats,
+    )
+    # The order the methods processed the inputs in (shortest first): the means are taken in it, as always.
+    processed = np.argsort([prompt.length for prompt in prompts], kind="stable")
+    parts = {name: part.reset_index(drop=True).iloc[processed] for name, part in frame.groupby("method", sort=False)}
+    icl_seconds = float(parts["icl"]["seconds_per_input"].iloc[0])
     rows, example_rows = [], []
-    for method in METHODS:
-        outcome, kept = outcomes[method]
-        per_example = _example_rows(method, outcome, icl, gold, examples)
-        rows.append(_seed_row(method, per_example, outcome, icl, full.demonstration_length, kept))
-        example_rows.append(per_example.sort_values("example", kind="stable"))
+    for name in METHODS:
+        part = parts[name]
+        seconds = float(part["seconds_per_input"].iloc[0])
+        rows.append(
+            {
+                "method": name,
+                "label_loyalty": float(part["label_loyalty"].mean()),
+                "word_loyalty": float(part["word_loyalty"].mean()),
+                "accuracy": float(part["correct"].mean()),
+                "seconds_per_input": seconds,
+                "speedup": icl_seconds / seconds,
+                "n": len(part),
+                "demo_tokens": int(part["demo_tokens"].iloc[0]),
+                "kept_tokens": int(part["kept_tokens"].iloc[0]),
+            }
+        )
+        example_rows.append(part[list(EXAMPLE_COLUMNS)].sort_values("example", kind="stable"))
     return SeedOutput(pd.DataFrame(rows), pd.concat(example_rows, ignore_index=True))
 
 
@@ -497,7 +604,7 @@ def _order_key(column: pd.Series) -> pd.Series:
 
 
 def run_compress(
-    model,
+    model: Model,
     task: Task | str,
     config: CompressConfig = CompressConfig(),
     *,

@@ -52,20 +52,34 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from einops import einsum, rearrange, repeat
+from einops import rearrange, repeat
+from jaxtyping import Float
 from scipy.spatial.distance import pdist, squareform
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
+from torch import Tensor
 
+from anchorlens.activations import label_means, target_rows
 from anchorlens.errors import EmptyClassError, HookError, InvalidConfigError
 from anchorlens.experiments.auroc import weighted_auc
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds, setting
+from anchorlens.experiments.common import (
+    ExperimentConfig,
+    ExperimentResult,
+    SeedOutput,
+    checked_prompts,
+    example_ids,
+    gold_ids,
+    in_prompt_order,
+    run_seeds,
+    setting,
+)
 from anchorlens.forward import run_to_target
-from anchorlens.prompts import PromptBatch, build_prompt, label_logits, label_tokens, prompt_settings
+from anchorlens.model_classes import Model
+from anchorlens.prompts import PromptBatch, Prompts, build_prompt, label_logits, label_tokens
 from anchorlens.sampling import Example, sample_demonstrations, test_indices
 from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata
-from anchorlens.tasks import Task, get_task, load_split
+from anchorlens.tasks import Source, Task, get_task, load_split
 
 #: Inputs every class needs per seed for its true-confusion AUROCs (module docstring).
 MIN_PER_CLASS = 30
@@ -114,7 +128,7 @@ def diagnosis_inputs(
     n_test: int | None,
     min_per_class: int = MIN_PER_CLASS,
     demonstration_rows: Sequence[int] = (),
-    source: str = "local",
+    source: Source = "local",
 ) -> list[DiagnosisInput]:
     """The seed's diagnosis queries: its first `n_test` test inputs, then, for each class with fewer than
     `min_per_class` of them, more of that class's rows further down the seed's test shuffle and, if the test split
@@ -162,7 +176,7 @@ def default_layer(n_layers: int) -> int:
     return round(n_layers * 2 / 3)
 
 
-def _hook_names(model, layer: int) -> tuple[str, str]:
+def _hook_names(model: Model, layer: int) -> tuple[str, str]:
     rotated = model.cfg.positional_embedding_type == "rotary"
     key, query = ("hook_rot_k", "hook_rot_q") if rotated else ("hook_k", "hook_q")
     names = f"blocks.{layer}.attn.{key}", f"blocks.{layer}.attn.{query}"
@@ -178,12 +192,13 @@ def _hook_names(model, layer: int) -> tuple[str, str]:
     return names
 
 
-def keys_and_queries(model, batch: PromptBatch, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per prompt: each class's label key (mean over its demonstrations) [b, C, H*d], the target's query
-    [b, H*d], and the label probabilities [b, C]. Only these rows leave the hooks."""
+def keys_and_queries(
+    model: Model, batch: PromptBatch, layer: int
+) -> tuple[Float[Tensor, "batch class d_qk"], Float[Tensor, "batch d_qk"], Float[Tensor, "batch class"]]:
+    """Per prompt: each class's label key (mean over its demonstrations, `anchorlens.activations.label_means`)
+    [b, C, H*d], the target's query (`anchorlens.activations.target_rows`) [b, H*d], and the label probabilities
+    [b, C]. Only these rows leave the hooks."""
     key_name, query_name = _hook_names(model, layer)
-    label_mask = batch.label_mask.float()
-    counts = label_mask.sum(-1, keepdim=True).clamp(min=1)
     store: dict[str, torch.Tensor] = {}
 
     def keep_keys(keys: torch.Tensor, hook) -> None:  # [b, pos, kv_heads, d]
@@ -195,12 +210,10 @@ def keys_and_queries(model, batch: PromptBatch, layer: int) -> tuple[torch.Tenso
         # Grouped-query attention: each key head serves `group` consecutive query heads.
         group = model.cfg.n_heads // keys.shape[2]
         keys = repeat(keys, "batch pos kv_head d_head -> batch pos (kv_head group d_head)", group=group)
-        summed = einsum(label_mask.to(keys.device), keys, "batch label pos, batch pos dim -> batch label dim")
-        store["keys"] = (summed / counts.to(keys.device)).detach()
+        store["keys"] = label_means(keys, batch).detach()
 
     def keep_queries(queries: torch.Tensor, hook) -> None:  # [b, pos, H, d]
-        rows = torch.arange(queries.shape[0], device=queries.device)
-        at_target = queries[rows, batch.target_positions.to(queries.device)]
+        at_target = target_rows(queries, batch)
         store["queries"] = rearrange(at_target, "batch head d_head -> batch (head d_head)").detach()
 
     with torch.no_grad():
@@ -215,6 +228,87 @@ def keys_and_queries(model, batch: PromptBatch, layer: int) -> tuple[torch.Tenso
             "anchorlens.load_model(name, model_class='hooked') (CLI: --model-class hooked)"
         )
     return store["keys"].cpu(), store["queries"].cpu(), probabilities.cpu()
+
+
+@dataclass(frozen=True, eq=False)
+class AnchorKeys:
+    """The label-word keys and target queries of some prompts at one layer (`anchor_keys`), and the model's
+    label probabilities. Keys and queries are those that meet in the attention score, all heads concatenated
+    (``dim`` = heads × d_head; grouped-query key heads repeated for the query heads that read them)."""
+
+    #: The layer they were recorded at.
+    layer: int
+    #: Each class's label key per prompt (mean over that class's demonstrations): [prompt, class, dim].
+    keys: Float[Tensor, "example class d_qk"]
+    #: The target's query per prompt: [prompt, dim].
+    queries: Float[Tensor, "example d_qk"]
+    #: Softmax over the C label logits at the target: [prompt, class].
+    probabilities: Float[Tensor, "example class"]
+    #: One row per prompt, in the order given: ``example, gold, prediction, p_0 … p_{C-1}``.
+    examples: pd.DataFrame
+
+    def predicted_confusion(self, n_components: int = DiagnoseConfig.n_components) -> Float[np.ndarray, "class class"]:
+        """The paper's predicted confusion [class, class] from these keys and queries (`predicted_confusion`):
+        the label keys averaged over the prompts, projected on the queries' principal components."""
+        return predicted_confusion(self.keys.double().mean(0).numpy(), self.queries.double().numpy(), n_components)
+
+    def true_confusion(self) -> Float[np.ndarray, "class class"]:
+        """AUROC of p_i / p_j telling gold class i from gold class j over these prompts (`true_confusion`)."""
+        gold = self.examples["gold"].to_numpy()
+        if (gold < 0).any():
+            raise InvalidConfigError(
+                "true confusion needs every prompt's gold class; build the prompts with query_label=..."
+            )
+        return true_confusion(self.probabilities.double().numpy(), gold)
+
+
+def checked_layer(model: Model, layer: int | None) -> int:
+    """`layer`, or two thirds of the depth when None; `InvalidConfigError` outside the model's layers."""
+    layer = default_layer(model.cfg.n_layers) if layer is None else layer
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < model.cfg.n_layers:
+        raise InvalidConfigError(f"layer {layer} does not exist; the model has layers 0..{model.cfg.n_layers - 1}")
+    return int(layer)
+
+
+def anchor_keys(
+    model: Model, prompts: Prompts, layer: int | None = None, *, batch_size: int = 8, progress: bool = False
+) -> AnchorKeys:
+    """The label-word keys and target queries of `prompts` at one layer, as the error diagnosis compares them
+    (paper §3.3): recorded inside one forward pass per batch, only these rows kept.
+
+    Args:
+        model: a loaded model whose attention exposes its keys and queries (``hook_rot_k``/``hook_rot_q`` for
+            rotary models, else ``hook_k``/``hook_q``).
+        prompts: a list of `Prompt`s (or a `PromptBatch`) sharing their label words.
+        layer: the layer (default two thirds of the depth, as the diagnosis).
+        batch_size: prompts per forward pass (changes no number).
+        progress: show a progress bar over batches.
+
+    Returns:
+        `AnchorKeys`: ``keys`` [prompt, class, heads × d_head], ``queries`` [prompt, heads × d_head],
+        ``probabilities`` [prompt, class] (float32, CPU, rows in the order given) and the per-example frame
+        ``examples`` (``example, gold, prediction, p_0 … p_{C-1}``); ``predicted_confusion()`` and
+        ``true_confusion()`` give the diagnosis's two matrices over these prompts.
+    """
+    layer = checked_layer(model, layer)
+    prompts = checked_prompts(model, prompts, what="anchor_keys")
+    keys, queries, probabilities = in_prompt_order(
+        model,
+        prompts,
+        lambda batch: keys_and_queries(model, batch, layer),
+        batch_size=batch_size,
+        progress=progress,
+    )
+    examples = pd.DataFrame(
+        {
+            "example": example_ids(prompts),
+            "gold": gold_ids(prompts),
+            "prediction": probabilities.argmax(1).numpy(),
+        }
+    )
+    for label in range(probabilities.shape[1]):
+        examples[f"p_{label}"] = probabilities[:, label].double().numpy()
+    return AnchorKeys(layer, keys, queries, probabilities, examples)
 
 
 def predicted_confusion(label_keys: np.ndarray, queries: np.ndarray, n_components: int = 10) -> np.ndarray:
@@ -299,7 +393,7 @@ def mantel_test(
         relabellings = np.vstack([np.arange(n_classes), *drawn])
     permuted = predicted[relabellings[:, first], relabellings[:, second]][:, usable]  # [relabelling, pair]
     correlations = _pair_correlations(permuted, true_pairs[usable])
-    result = {"n_permutations": len(relabellings)}
+    result: dict[str, float] = {"n_permutations": len(relabellings)}
     for name, values in correlations.items():
         observed = values[0]
         result[name] = float(observed)
@@ -423,7 +517,7 @@ class DiagnoseResult(ExperimentResult):
 
 
 def run_diagnose(
-    model,
+    model: Model,
     task: Task | str,
     config: DiagnoseConfig = DiagnoseConfig(),
     *,
@@ -432,9 +526,7 @@ def run_diagnose(
 ) -> DiagnoseResult:
     """Predicted and true confusion for each seed at `config.layer`."""
     task = get_task(task)
-    layer = default_layer(model.cfg.n_layers) if config.layer is None else config.layer
-    if not 0 <= layer < model.cfg.n_layers:
-        raise InvalidConfigError(f"layer {layer} does not exist; the model has layers 0..{model.cfg.n_layers - 1}")
+    layer = checked_layer(model, config.layer)
 
     def one_seed(seed: int) -> SeedOutput:
         demonstrations, _ = sample_demonstrations(task, seed, shots_per_class=config.shots_per_class)
@@ -448,34 +540,21 @@ def run_diagnose(
         labels = label_tokens(model.tokenizer, task)
         prompts = [
             build_prompt(
-                model.tokenizer,
+                model,
                 task,
                 demonstrations,
                 item.example.text,
                 item.example.label,
                 labels=labels,
                 example_index=item.example.index,
-                **prompt_settings(model),
             )
             for item in inputs
         ]
-        split_of = {id(prompt): item.split for prompt, item in zip(prompts, inputs)}
-        keys, queries, probabilities, gold, examples, splits = [], [], [], [], [], []
-        for batch in batches(model, prompts, config.batch_size, progress=progress):
-            batch_keys, batch_queries, batch_probabilities = keys_and_queries(model, batch, layer)
-            keys.append(batch_keys)
-            queries.append(batch_queries)
-            probabilities.append(batch_probabilities)
-            gold.append(batch.gold.cpu())
-            # Batches are sorted by length: each value is matched to its prompt through the batch itself.
-            examples.extend(prompt.example_index for prompt in batch.prompts)
-            splits.extend(split_of[id(prompt)] for prompt in batch.prompts)
+        recorded = anchor_keys(model, prompts, layer, batch_size=config.batch_size, progress=progress)
         # The label keys depend only on the demonstrations (causal attention), the same in every prompt.
-        label_keys = torch.cat(keys).double().mean(0).numpy()
-        predicted = predicted_confusion(label_keys, torch.cat(queries).double().numpy(), config.n_components)
-        probabilities = torch.cat(probabilities).double().numpy()
-        gold = torch.cat(gold).numpy()
-        true = true_confusion(probabilities, gold)
+        predicted = recorded.predicted_confusion(config.n_components)
+        true = recorded.true_confusion()
+        gold = recorded.examples["gold"].to_numpy()
         per_class = np.bincount(gold, minlength=task.num_classes)
         names = task.class_names
         rows = pd.DataFrame(
@@ -494,16 +573,8 @@ def run_diagnose(
                 for b in range(task.num_classes)
             ]
         )
-        per_example = pd.DataFrame(
-            {
-                "example": np.asarray(examples, dtype=np.int64),
-                "split": splits,
-                "gold": gold,
-                "prediction": probabilities.argmax(1),
-            }
-        )
-        for label in range(task.num_classes):
-            per_example[f"p_{label}"] = probabilities[:, label]
+        per_example = recorded.examples.copy()
+        per_example.insert(1, "split", [item.split for item in inputs])
         return SeedOutput(rows, per_example)
 
     return DiagnoseResult.from_run(run_seeds("diagnose", model, task, config, one_seed, out=out, progress=progress))

@@ -28,9 +28,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -39,13 +40,23 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from anchorlens.errors import InvalidConfigError
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds, setting
+from anchorlens.experiments.common import (
+    ExperimentConfig,
+    ExperimentResult,
+    SeedOutput,
+    checked_prompts,
+    example_ids,
+    gold_ids,
+    in_prompt_order,
+    run_seeds,
+    setting,
+)
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import block_earlier_mask, isolation_hooks
 from anchorlens.metrics import jaccard, label_agreement
-from anchorlens.model_classes import supports_start_at_layer
+from anchorlens.model_classes import Model, supports_start_at_layer
 from anchorlens.paper import ISOLATION_K
-from anchorlens.prompts import Prompt, PromptBatch, Role, label_logits, prompt_settings, task_prompts
+from anchorlens.prompts import Prompt, PromptBatch, Prompts, Role, label_logits, task_prompts
 from anchorlens.tasks import Task, get_task
 
 CONDITIONS = ("label_first", "label_last", "random_first", "random_last")
@@ -114,6 +125,37 @@ def isolation_layers(n_layers: int, k: int, where: str) -> list[int]:
 
 
 @dataclass(frozen=True)
+class Isolated:
+    """One edited run of an isolation analysis: its key in the results (k, condition), which rows are blocked
+    (``"label"`` or ``"random"``), in which layers, and the layer a run may restart from (None: from the
+    tokens)."""
+
+    key: tuple[int, str]
+    kind: str
+    layers: tuple[int, ...]
+    restart: int | None
+
+
+def paper_settings(n_layers: int, ks: Sequence[int], conditions: Sequence[str] = CONDITIONS) -> list[Isolated]:
+    """The paper's settings: for each k and condition, the first or last k layers. A run on the last k layers
+    restarts from the un-isolated residual stream before layer L - k (nothing earlier differs)."""
+    settings = []
+    for k in ks:
+        for condition in conditions:
+            kind, where = condition.split("_")
+            layers = tuple(isolation_layers(n_layers, k, where))
+            settings.append(Isolated((k, condition), kind, layers, layers[0] if where == "last" else None))
+    return settings
+
+
+def layer_settings(layers: Sequence[int], kinds: Sequence[str]) -> list[Isolated]:
+    """Isolation in exactly `layers`, of the label rows and/or as many random rows: keys (len(layers), kind).
+    A run restarts before the first isolated layer when that is not layer 0."""
+    chosen = tuple(sorted(set(layers)))
+    return [Isolated((len(chosen), kind), kind, chosen, chosen[0] or None) for kind in kinds]
+
+
+@dataclass(frozen=True)
 class BatchLoyalty:
     """One batch's per-prompt outcome: the un-isolated prediction, and per (k, condition) the edited
     prediction, label loyalty (0/1) and word loyalty (Jaccard), each a CPU tensor over the batch."""
@@ -122,16 +164,17 @@ class BatchLoyalty:
     by_condition: dict[tuple[int, str], tuple[Int[Tensor, " batch"], Float[Tensor, " batch"], Float[Tensor, " batch"]]]
 
 
-def loyalty_of_batch(model, batch: PromptBatch, config: IsolationConfig, seed: int) -> BatchLoyalty:
-    """Every (k, condition) of one batch, with random draws keyed by (seed, example, layer).
+def loyalty_of_settings(
+    model: Model, batch: PromptBatch, settings: Sequence[Isolated], seed: int, word_top_k: int
+) -> BatchLoyalty:
+    """Every isolation setting of one batch, with random draws keyed by (seed, example, layer).
 
-    The conditions on the last k layers restart from the un-isolated run's residual stream before layer
-    L - k, since nothing earlier differs: about half the forward passes of this experiment are saved. A
-    TransformerBridge cannot start at a layer, so there they run from the tokens (the same numbers).
-    Each mask is built once per batch: the label mask is shared by every layer, and a layer's random mask by
-    every k and both ends.
+    A setting with a restart layer starts from the un-isolated run's residual stream before that layer, since
+    nothing earlier differs: for the paper's last-k conditions about half the forward passes of this experiment
+    are saved. A TransformerBridge cannot start at a layer, so there they run from the tokens (the same
+    numbers). Each mask is built once per batch: the label mask is shared by every layer, and a layer's random
+    mask by every setting.
     """
-    n_layers = model.cfg.n_layers
     label_blocked = block_earlier_mask(batch, [p.demonstration_label_positions for p in batch.prompts])
     random_blocked: dict[int, Bool[Tensor, "batch query key"]] = {}
 
@@ -141,7 +184,7 @@ def loyalty_of_batch(model, batch: PromptBatch, config: IsolationConfig, seed: i
         return random_blocked[layer]
 
     restarts = supports_start_at_layer(model)
-    restart_layers = sorted({n_layers - k for k in config.k}) if restarts else []
+    restart_layers = sorted({s.restart for s in settings if s.restart is not None}) if restarts else []
     saved: dict[int, torch.Tensor] = {}
 
     def keep(layer: int):
@@ -155,25 +198,154 @@ def loyalty_of_batch(model, batch: PromptBatch, config: IsolationConfig, seed: i
             model, batch, [(f"blocks.{layer}.hook_resid_pre", keep(layer)) for layer in restart_layers]
         )
         base_prediction = label_logits(logits, batch).argmax(-1)
-        base_top = logits.topk(config.word_top_k, dim=-1).indices
+        base_top = logits.topk(word_top_k, dim=-1).indices
         out = {}
-        for k in config.k:
-            for condition in CONDITIONS:
-                kind, where = condition.split("_")
-                layers = isolation_layers(n_layers, k, where)
-                masks = {layer: label_blocked if kind == "label" else random_mask(layer) for layer in layers}
-                restart = (
-                    {"start_at_layer": layers[0], "residual": saved[layers[0]]} if where == "last" and restarts else {}
-                )
-                edited = run_to_target(model, batch, isolation_hooks(masks), **restart)
-                prediction = label_logits(edited, batch).argmax(-1)
-                top = edited.topk(config.word_top_k, dim=-1).indices
-                out[(k, condition)] = (
-                    prediction.cpu(),
-                    label_agreement(prediction, base_prediction).cpu(),
-                    jaccard(top, base_top).cpu(),
-                )
+        for isolated in settings:
+            masks = {
+                layer: label_blocked if isolated.kind == "label" else random_mask(layer) for layer in isolated.layers
+            }
+            restart: dict[str, Any] = (
+                {"start_at_layer": isolated.restart, "residual": saved[isolated.restart]}
+                if isolated.restart is not None and restarts
+                else {}
+            )
+            edited = run_to_target(model, batch, isolation_hooks(masks), **restart)
+            prediction = label_logits(edited, batch).argmax(-1)
+            top = edited.topk(word_top_k, dim=-1).indices
+            out[isolated.key] = (
+                prediction.cpu(),
+                label_agreement(prediction, base_prediction).cpu(),
+                jaccard(top, base_top).cpu(),
+            )
     return BatchLoyalty(base_prediction.cpu(), out)
+
+
+def loyalty_of_batch(model: Model, batch: PromptBatch, config: IsolationConfig, seed: int) -> BatchLoyalty:
+    """Every (k, condition) of `config` on one batch (`loyalty_of_settings` with the paper's settings)."""
+    settings = paper_settings(model.cfg.n_layers, config.k)
+    return loyalty_of_settings(model, batch, settings, seed, config.word_top_k)
+
+
+def paper_k(n_layers: int) -> tuple[int, ...]:
+    """The paper's k = 1, 3, 5, 7, with a warning keeping those a shallow model has (at least its depth)."""
+    if max(ISOLATION_K) <= n_layers:
+        return ISOLATION_K
+    kept = tuple(k for k in ISOLATION_K if k <= n_layers) or (n_layers,)
+    warnings.warn(
+        f"the model has {n_layers} layers: isolation runs k = {kept} of the paper's {ISOLATION_K}", stacklevel=3
+    )
+    return kept
+
+
+def _chosen(values, allowed: Sequence[str], name: str) -> tuple[str, ...]:
+    chosen = (values,) if isinstance(values, str) else tuple(values)
+    wrong = [value for value in chosen if value not in allowed]
+    if not chosen or wrong:
+        raise InvalidConfigError(f"{name} must be one or more of {list(allowed)}, got {values!r}")
+    return chosen
+
+
+def isolation(
+    model: Model,
+    prompts: Prompts,
+    *,
+    k: int | Sequence[int] | None = None,
+    condition: str | Sequence[str] | None = None,
+    layers: int | Sequence[int] | None = None,
+    seed: int = 0,
+    word_top_k: int = IsolationConfig.word_top_k,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Label and word loyalty of each prompt when its label words (or as many random positions) are isolated
+    in shallow or deep layers (paper §2.2): every label-word row blocked from attending to earlier tokens, on
+    the pre-softmax scores, versus the same prompt un-isolated. Forward passes only.
+
+    Two ways to say where:
+
+    * `k` and `condition` (the paper's): for each k (default 1, 3, 5, 7, those the model has) and each
+      condition of ``label_first``, ``label_last``, ``random_first``, ``random_last`` (default all four), the
+      first or last k layers;
+    * `layers`: exactly these layer ids; `condition` is then ``"label"``, ``"random"`` or both (default both),
+      and the rows have ``k = len(layers)`` and that condition.
+
+    The random control blocks, in each isolated layer, as many random non-label positions as the prompt has
+    label positions, drawn by a generator keyed by (`seed`, the prompt's ``example_index`` (or its tokens),
+    layer): the same draws whatever the batching.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+        prompts: a list of `Prompt`s (or a `PromptBatch`) sharing their label words.
+        k: layer counts of the paper's form (an int or several).
+        condition: the conditions (above); with `layers`, ``"label"`` and/or ``"random"``.
+        layers: layer ids to isolate in, instead of `k`.
+        seed: the seed of the random control's draws.
+        word_top_k: top-k vocabulary tokens compared by word loyalty (paper 5).
+        batch_size: prompts per forward pass (changes no number).
+        progress: show a progress bar over batches.
+
+    Returns:
+        One row per setting and prompt (settings in the order asked, prompts in the order given): ``example``
+        (``example_index`` or position in the list), ``gold`` (-1 where unknown), ``k``, ``condition``,
+        ``base_prediction`` (un-isolated), ``prediction`` (isolated), ``label_loyalty`` (1.0 where the two
+        agree), ``word_loyalty`` (Jaccard overlap of the top-`word_top_k` tokens at the target).
+    """
+    prompts = checked_prompts(model, prompts, what="isolation")
+    n_layers = int(model.cfg.n_layers)
+    if isinstance(word_top_k, bool) or not isinstance(word_top_k, int) or word_top_k < 1:
+        raise InvalidConfigError(f"word_top_k must be an integer of at least 1, got {word_top_k!r}")
+    if word_top_k > int(model.cfg.d_vocab):
+        raise InvalidConfigError(
+            f"word_top_k {word_top_k} is more than the model's {model.cfg.d_vocab} vocabulary tokens; compare at most "
+            f"{model.cfg.d_vocab} (paper 5)"
+        )
+    if layers is not None:
+        if k is not None:
+            raise InvalidConfigError("give isolation either k (first / last k layers) or layers, not both")
+        chosen = [layers] if isinstance(layers, (int, np.integer)) else list(layers)
+        if not chosen or any(
+            isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < n_layers
+            for layer in chosen
+        ):
+            raise InvalidConfigError(
+                f"layers must be one or more layer ids of 0..{n_layers - 1}, got {layers!r}; e.g. layers=range(5)"
+            )
+        kinds = _chosen(condition if condition is not None else ("label", "random"), ("label", "random"), "condition")
+        settings = layer_settings([int(layer) for layer in chosen], kinds)
+    else:
+        ks = paper_k(n_layers) if k is None else ((k,) if isinstance(k, (int, np.integer)) else tuple(k))
+        if not ks or any(isinstance(value, bool) or not isinstance(value, (int, np.integer)) for value in ks):
+            raise InvalidConfigError(f"k must be one or more layer counts, e.g. k=(1, 3, 5, 7); got {k!r}")
+        for value in ks:
+            if value < 1:
+                raise InvalidConfigError(f"k must be positive layer counts, got {value}")
+        conditions = _chosen(condition if condition is not None else CONDITIONS, CONDITIONS, "condition")
+        settings = paper_settings(n_layers, [int(value) for value in ks], conditions)
+
+    def compute(batch: PromptBatch) -> tuple[torch.Tensor, ...]:
+        outcome = loyalty_of_settings(model, batch, settings, seed, word_top_k)
+        return (outcome.base_prediction, *(value for s in settings for value in outcome.by_condition[s.key]))
+
+    outputs = in_prompt_order(model, prompts, compute, batch_size=batch_size, progress=progress)
+    examples, gold, base = example_ids(prompts), gold_ids(prompts), outputs[0].numpy()
+    frames = []
+    for index, isolated in enumerate(settings):
+        prediction, label, word = (value.numpy() for value in outputs[1 + 3 * index : 4 + 3 * index])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "example": examples,
+                    "gold": gold,
+                    "k": isolated.key[0],
+                    "condition": isolated.key[1],
+                    "base_prediction": base,
+                    "prediction": prediction,
+                    "label_loyalty": label,
+                    "word_loyalty": word,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -194,7 +366,7 @@ class IsolationResult(ExperimentResult):
 
 
 def run_isolation(
-    model,
+    model: Model,
     task: Task | str,
     config: IsolationConfig = IsolationConfig(),
     *,
@@ -204,71 +376,38 @@ def run_isolation(
     """Label and word loyalty under isolation for each seed, k and condition, and for each test input."""
     task = get_task(task)
     requested = config
-    if config.k == ISOLATION_K and max(ISOLATION_K) > model.cfg.n_layers:
+    if config.k == ISOLATION_K:
         # The paper's default on a shallow model: run the k it has rather than refuse the default. The results
         # keep the requested settings (so a resumed run matches); the rows show which k ran.
-        kept = tuple(k for k in ISOLATION_K if k <= model.cfg.n_layers) or (model.cfg.n_layers,)
-        warnings.warn(
-            f"the model has {model.cfg.n_layers} layers: isolation runs k = {kept} of the paper's {ISOLATION_K}",
-            stacklevel=2,
-        )
-        config = dataclasses.replace(config, k=kept)
+        config = dataclasses.replace(config, k=paper_k(model.cfg.n_layers))
     for k in config.k:
         isolation_layers(model.cfg.n_layers, k, "first")  # fail before any work
 
     def one_seed(seed: int) -> SeedOutput:
-        _, prompts = task_prompts(
-            model.tokenizer,
-            task,
-            seed,
-            n_test=config.n_test,
-            shots_per_class=config.shots_per_class,
-            **prompt_settings(model),
+        _, prompts = task_prompts(model, task, seed, n_test=config.n_test, shots_per_class=config.shots_per_class)
+        frame = isolation(
+            model,
+            prompts,
+            k=config.k,
+            seed=seed,
+            word_top_k=config.word_top_k,
+            batch_size=config.batch_size,
+            progress=progress,
         )
-        examples, gold, base = [], [], []
-        collected: dict[tuple[int, str], list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
-        for batch in batches(model, prompts, config.batch_size, progress=progress):
-            outcome = loyalty_of_batch(model, batch, config, seed)
-            examples.extend(prompt.example_index for prompt in batch.prompts)
-            gold.append(batch.gold.cpu())
-            base.append(outcome.base_prediction)
-            for key, values in outcome.by_condition.items():
-                collected.setdefault(key, []).append(values)
-        # Rows in test-example order, whatever order the batches ran in.
-        order = np.argsort(np.asarray(examples), kind="stable")
-        examples_sorted = np.asarray(examples)[order]
-        gold_sorted = torch.cat(gold).numpy()[order]
-        base_sorted = torch.cat(base).numpy()[order]
-        rows, per_example = [], []
-        for k in config.k:
-            for condition in CONDITIONS:
-                prediction, label, word = (
-                    torch.cat([v[i] for v in collected[(k, condition)]]).numpy()[order] for i in range(3)
-                )
-                per_example.append(
-                    pd.DataFrame(
-                        {
-                            "example": examples_sorted,
-                            "gold": gold_sorted,
-                            "k": k,
-                            "condition": condition,
-                            "base_prediction": base_sorted,
-                            "prediction": prediction,
-                            "label_loyalty": label,
-                            "word_loyalty": word,
-                        }
-                    )
-                )
-                rows.append(
-                    {
-                        "k": k,
-                        "condition": condition,
-                        "label_loyalty": float(label.mean()),
-                        "word_loyalty": float(word.mean()),
-                        "n": len(label),
-                    }
-                )
-        return SeedOutput(pd.DataFrame(rows), pd.concat(per_example, ignore_index=True))
+        # Per setting, rows in test-example order (the settings stay in the order k, then CONDITIONS).
+        setting_of_row = np.repeat(np.arange(len(frame) // len(prompts)), len(prompts))
+        per_example = frame.iloc[np.lexsort((frame["example"].to_numpy(), setting_of_row))].reset_index(drop=True)
+        rows = [
+            {
+                "k": k,
+                "condition": condition,
+                "label_loyalty": float(part["label_loyalty"].to_numpy().mean()),
+                "word_loyalty": float(part["word_loyalty"].to_numpy().mean()),
+                "n": len(part),
+            }
+            for (k, condition), part in per_example.groupby(["k", "condition"], sort=False)
+        ]
+        return SeedOutput(pd.DataFrame(rows), per_example)
 
     return IsolationResult.from_run(
         run_seeds("isolation", model, task, requested, one_seed, out=out, progress=progress)

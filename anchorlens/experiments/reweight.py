@@ -43,7 +43,9 @@ from anchorlens.experiments.common import (
     ExperimentResult,
     SeedOutput,
     batches,
+    checked_prompts,
     device_of,
+    example_ids,
     option_name,
     pad_token_id,
     run_seeds,
@@ -69,12 +71,13 @@ from anchorlens.kv_cache import (
     run_query_with_cache,
 )
 from anchorlens.metrics import correct
-from anchorlens.model_classes import recorded_model_name
+from anchorlens.model_classes import Model, recorded_model_name
 from anchorlens.paper import REWEIGHT_METHOD_LABELS, REWEIGHT_TABLE, TASK_LABELS, task_rank
 from anchorlens.prompts import (
     LabelTokens,
     Prompt,
     PromptBatch,
+    Prompts,
     build_prompt,
     label_logits,
     label_loss,
@@ -167,7 +170,7 @@ def check_learning_rate(learning_rate: object) -> float:
     if (
         isinstance(learning_rate, bool)
         or not isinstance(learning_rate, numbers.Real)
-        or not (math.isfinite(learning_rate) and learning_rate > 0)
+        or not (math.isfinite(learning_rate) and float(learning_rate) > 0)
     ):
         raise InvalidConfigError(
             f"learning_rate ({_flag('learning_rate')}) must be a finite number above 0 (paper 0.01), got "
@@ -234,7 +237,12 @@ def five_shot_demonstrations(task: Task, seed: int, config: ReweightConfig) -> l
 # ------------------------------------------------------------------------------------------------- fitting
 
 
-def mean_label_loss(model, prompts: Sequence[Prompt], beta: torch.Tensor, variant: str = "pattern") -> float:
+def mean_label_loss(
+    model: Model,
+    prompts: Sequence[Prompt],
+    beta: Float[Tensor, "layer head class"],
+    variant: ReweightVariant = "pattern",
+) -> float:
     """Mean cross-entropy over the label logits of `prompts` under β (one prompt at a time, as in training)."""
     pad = pad_token_id(model)
     with torch.no_grad():
@@ -248,7 +256,7 @@ def mean_label_loss(model, prompts: Sequence[Prompt], beta: torch.Tensor, varian
 LossOfBeta = Callable[[torch.Tensor], torch.Tensor]
 
 
-def full_prompt_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
+def full_prompt_loss(model: Model, prompt: Prompt, variant: ReweightVariant) -> LossOfBeta:
     """β ↦ the prompt's label cross-entropy, running the whole prompt each time."""
     batch = make_batch([prompt], pad_token_id=pad_token_id(model), device=device_of(model))
     return lambda beta: label_loss(
@@ -256,7 +264,7 @@ def full_prompt_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
     )
 
 
-def cached_prefix_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
+def cached_prefix_loss(model: Model, prompt: Prompt, variant: ReweightVariant) -> LossOfBeta:
     """β ↦ the same loss as `full_prompt_loss`, running only the target token against a frozen key/value cache
     of the rest of the prompt (built here once, without gradients).
 
@@ -281,7 +289,7 @@ def cached_prefix_loss(model, prompt: Prompt, variant: str) -> LossOfBeta:
     return loss
 
 
-def supports_prefix_cache(model) -> bool:
+def supports_prefix_cache(model: Model) -> bool:
     """Whether `cached_prefix_loss` keeps positions exact on this model (the compression cache's conditions)."""
     try:
         check_supported(model)
@@ -294,30 +302,47 @@ def supports_prefix_cache(model) -> bool:
 ADAM_FIRST_STEP_GAIN = 10.0
 
 
-def fit_beta_on_prompts(
-    model,
-    prompts: Sequence[Prompt],
+def fit_beta(
+    model: Model,
+    train_prompts: Prompts,
     *,
-    learning_rate: float,
-    epochs: int,
-    variant: str,
-    seed: int,
-    prefix_cache: bool = True,
-) -> torch.Tensor:
-    """Adam on β alone (model frozen), batch size 1, prompts reshuffled every epoch by a private generator
-    seeded with `seed`: the same seed gives the same β, and global random state is left alone.
+    learning_rate: float = ReweightConfig.learning_rate,
+    epochs: int = ReweightConfig.epochs,
+    variant: ReweightVariant = ReweightConfig.variant,
+    seed: int = 0,
+    prefix_cache: bool = ReweightConfig.prefix_cache,
+) -> Float[Tensor, "layer head class"]:
+    """Fit the anchor re-weighting β on your own training prompts (paper §3.1): Adam on β alone, the model
+    frozen, batch size 1, minimising the cross-entropy of each prompt's gold label word at the target.
 
-    With `prefix_cache` (and a model the cache supports) each step runs only the target token against its
-    prompt's cached prefix (`cached_prefix_loss`); otherwise the whole prompt (`full_prompt_loss`).
+    β starts at 0 (exactly vanilla ICL). The prompts are reshuffled every epoch by a private generator seeded
+    with `seed`: the same seed gives the same β, and global random state is left alone. With `prefix_cache`
+    (and a model the key/value cache supports) each step runs only the target token against its prompt's
+    cached prefix (`cached_prefix_loss`); otherwise the whole prompt (`full_prompt_loss`); the two agree to
+    float rounding. Training stops with an `InvalidConfigError` naming the epoch and step where the loss or β
+    stops being finite, so a diverged β is never returned.
 
-    Training stops with an `InvalidConfigError` naming the epoch and step where the loss or β stops being
-    finite, so a diverged β is never returned (nor saved).
+    Args:
+        model: a loaded model (its parameters are left unchanged).
+        train_prompts: a list of `Prompt`s (or a `PromptBatch`) with gold labels, sharing their label words;
+            the paper prompts each training example with the test inputs' demonstrations.
+        learning_rate: Adam's learning rate (paper 0.01).
+        epochs: passes over the training prompts.
+        variant: ``"pattern"`` (exp(β) times the attention after softmax, the paper's) or ``"scores"``.
+        seed: the seed of the shuffling.
+        prefix_cache: reuse a frozen key/value cache of each prompt's prefix.
+
+    Returns:
+        β [layer, head, class] (float32, on the model's device, no gradient); apply it with `apply_beta` or
+        `anchorlens.hooks.reweight_hooks`, save it with `save_beta`.
     """
     learning_rate = check_learning_rate(learning_rate)
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
         raise InvalidConfigError(f"epochs ({_flag('epochs')}) must be an integer of at least 1, got {epochs!r}")
-    if not prompts:
-        raise InvalidConfigError("re-weighting needs at least one training prompt")
+    check_variant(variant, _flag("variant"))
+    prompts = checked_prompts(
+        model, train_prompts, what="fit_beta", need_gold="β minimises the cross-entropy of the gold label word"
+    )
     device = device_of(model)
     beta = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, prompts[0].num_classes, device=device, requires_grad=True)
     if learning_rate * ADAM_FIRST_STEP_GAIN > torch.finfo(beta.dtype).max:
@@ -365,18 +390,19 @@ def _diverged(
     )
 
 
-def fit_beta(
-    model,
+def fit_seed_beta(
+    model: Model,
     task: Task | str,
     demonstrations: Sequence[Example],
     training_examples: Sequence[Example],
     config: ReweightConfig,
     seed: int,
-) -> torch.Tensor:
-    """β [layer, head, class] fitted on `training_examples`, each prompted with `demonstrations` (SPEC §4)."""
+) -> Float[Tensor, "layer head class"]:
+    """The experiment's β [layer, head, class]: `fit_beta` on `training_examples`, each prompted with
+    `demonstrations` (SPEC §4), with the config's learning rate, epochs, variant and prefix cache."""
     task = get_task(task)
     prompts = query_prompts(model.tokenizer, task, demonstrations, training_examples, **prompt_settings(model))
-    return fit_beta_on_prompts(
+    return fit_beta(
         model,
         prompts,
         learning_rate=config.learning_rate,
@@ -391,7 +417,13 @@ def fit_beta(
 
 
 def save_beta(
-    path: str | Path, beta: torch.Tensor, *, task: str, model_name: str, label_words: Sequence[str], variant: str
+    path: str | Path,
+    beta: torch.Tensor,
+    *,
+    task: str,
+    model_name: str | None,
+    label_words: Sequence[str],
+    variant: str,
 ) -> Path:
     """Write β with what is needed to apply it again (task, model, label words in class order, variant).
 
@@ -423,8 +455,8 @@ def save_beta(
 
 
 def load_beta(
-    path: str | Path, *, model=None, task: Task | str | None = None
-) -> tuple[Float[Tensor, "layer head label"], dict[str, Any]]:
+    path: str | Path, *, model: Model | None = None, task: Task | str | None = None
+) -> tuple[Float[Tensor, "layer head class"], dict[str, Any]]:
     """(β on the CPU, metadata with ``label_words`` as a tuple), checked before it is returned.
 
     Always: the file is a β saved by anchorlens, floating, finite, (layers, heads, classes) with one class per
@@ -487,6 +519,7 @@ def load_beta(
 
 
 def beta_path(out: str | Path, task: str, seed: int) -> Path:
+    """Where a re-weighting run into `out` saves the β of (task, seed): ``out/beta/<task>-seed<seed>.safetensors``."""
     return Path(out) / "beta" / f"{task}-seed{seed}.safetensors"
 
 
@@ -494,14 +527,14 @@ def beta_path(out: str | Path, task: str, seed: int) -> Path:
 
 
 def label_probabilities(
-    model,
+    model: Model,
     prompts: Sequence[Prompt],
     batch_size: int,
     beta: torch.Tensor | None = None,
-    variant: str = "pattern",
+    variant: ReweightVariant = "pattern",
     *,
     prefix_cache: bool = False,
-) -> tuple[Float[Tensor, "prompt label"], Int[Tensor, " prompt"]]:
+) -> tuple[Float[Tensor, "example class"], Int[Tensor, " example"]]:
     """(softmax over the C label logits [n, C], gold [n]), row i for `prompts[i]` whatever order the length-
     sorted batches ran in. With `beta`, under re-weighting.
 
@@ -515,7 +548,9 @@ def label_probabilities(
     places: dict[int, list[int]] = {}
     for place, prompt in enumerate(prompts):
         places.setdefault(id(prompt), []).append(place)
-    order, probabilities, gold = [], [], []
+    order: list[int] = []
+    probabilities: list[Tensor] = []
+    gold: list[Tensor] = []
     with torch.no_grad():
         for batch in batches(model, prompts, batch_size):
             if cache is None:
@@ -531,7 +566,7 @@ def label_probabilities(
     return torch.cat(probabilities)[inverse], torch.cat(gold)[inverse]
 
 
-def shared_demonstrations(model, prompts: Sequence[Prompt]) -> AnchorCache | None:
+def shared_demonstrations(model: Model, prompts: Sequence[Prompt]) -> AnchorCache | None:
     """The key/value cache of the demonstrations all `prompts` start with, or None where it cannot stand in for
     the full prompts: a model the cache does not support, prompts with different demonstrations (or a
     tokenization that merges them into the query), or positions beyond the model's rotary table."""
@@ -547,8 +582,8 @@ def shared_demonstrations(model, prompts: Sequence[Prompt]) -> AnchorCache | Non
 
 
 def cached_label_logits(
-    model, cache: AnchorCache, batch: PromptBatch, beta: torch.Tensor | None, variant: str
-) -> Float[Tensor, "batch label"]:
+    model: Model, cache: AnchorCache, batch: PromptBatch, beta: torch.Tensor | None, variant: ReweightVariant
+) -> Float[Tensor, "batch class"]:
     """The label logits of `batch` with its shared demonstrations taken from `cache` (every position kept), so
     only the query tokens run. β, when given, edits each prompt's target row among the query rows; its label
     columns are the cached demonstration positions, whose indices are their original positions."""
@@ -572,13 +607,13 @@ def cached_label_logits(
 
 
 def content_free_probabilities(
-    model,
+    model: Model,
     task: Task | str,
     demonstrations: Sequence[Example],
     calibration_inputs: Sequence[str],
     *,
     prefix_cache: bool = False,
-) -> torch.Tensor:
+) -> Float[Tensor, " class"]:
     """p_cf [C]: the label probabilities of the content-free queries (same demonstrations), averaged."""
     task = get_task(task)
     prompts = query_prompts(model.tokenizer, task, demonstrations, list(calibration_inputs), **prompt_settings(model))
@@ -586,9 +621,57 @@ def content_free_probabilities(
     return probabilities.mean(0)
 
 
-def calibrated_predictions(probabilities: torch.Tensor, p_cf: torch.Tensor) -> torch.Tensor:
+def calibrated_predictions(
+    probabilities: Float[Tensor, "example class"], p_cf: Float[Tensor, " class"]
+) -> Int[Tensor, " example"]:
     """argmax of p / p_cf: the class the model favours more than it does without content."""
     return (probabilities / p_cf.to(probabilities)).argmax(-1)
+
+
+def apply_beta(
+    model: Model,
+    prompts: Prompts,
+    beta: Float[Tensor, "layer head class"],
+    *,
+    variant: ReweightVariant = ReweightConfig.variant,
+    batch_size: int = 8,
+    prefix_cache: bool = ReweightConfig.prefix_cache,
+) -> pd.DataFrame:
+    """Each prompt's label probabilities and prediction with a fitted β applied (`fit_beta`, `load_beta`): the
+    target's attention to each class's label words scaled by exp(β[layer, head, class]).
+
+    Args:
+        model: the model β was fitted on.
+        prompts: a list of `Prompt`s (or a `PromptBatch`) of the label words β was fitted for.
+        beta: [layer, head, class], checked against the model and the prompts' classes.
+        variant: the variant β was fitted with (`load_beta` returns it in its metadata).
+        batch_size: prompts per forward pass (changes no number).
+        prefix_cache: when the prompts share their demonstrations, run those once into a frozen key/value cache
+            and only the queries against it (the same numbers to float rounding).
+
+    Returns:
+        One row per prompt, in the order given: ``example`` (``example_index`` or position), ``gold`` (-1 where
+        unknown), ``prediction`` (argmax of the re-weighted label probabilities), ``correct`` (1.0 / 0.0; NaN
+        without a gold label) and ``p_0 … p_{C-1}`` (softmax over the C label logits).
+    """
+    check_variant(variant, _flag("variant"))
+    prompts = checked_prompts(model, prompts, what="apply_beta")
+    cfg = model.cfg
+    check_beta(beta, n_layers=cfg.n_layers, n_heads=cfg.n_heads, n_classes=prompts[0].num_classes, source="β")
+    probabilities, gold = label_probabilities(model, prompts, batch_size, beta, variant, prefix_cache=prefix_cache)
+    prediction = probabilities.argmax(-1)
+    frame = pd.DataFrame(
+        {
+            "example": example_ids(prompts),
+            "gold": gold.numpy(),
+            "prediction": prediction.numpy(),
+            "correct": correct(prediction, gold).numpy(),
+        }
+    )
+    frame.loc[frame["gold"] < 0, "correct"] = float("nan")
+    for label in range(probabilities.shape[1]):
+        frame[f"p_{label}"] = probabilities[:, label].double().numpy()
+    return frame
 
 
 # -------------------------------------------------------------------------------------------------- result
@@ -630,7 +713,7 @@ class ReweightResult(ExperimentResult):
         table = pd.concat(ours + [theirs], ignore_index=True)
         tasks = [c for c in table.columns if c not in ("source", "method", "Avg")]
         task_of_label = {label: task for task, label in TASK_LABELS.items()}
-        tasks = sorted(tasks, key=lambda label: task_rank(task_of_label.get(label, label)))
+        tasks = sorted(tasks, key=lambda label: task_rank(task_of_label.get(str(label), str(label))))
         # A row missing one of the table's tasks averages fewer tasks than the rows it stands beside (the paper's
         # Avg is over all four): leave its Avg blank rather than print a mean that is not comparable.
         table.loc[table[tasks].isna().any(axis=1), "Avg"] = float("nan")
@@ -657,7 +740,7 @@ class ReweightResult(ExperimentResult):
 # --------------------------------------------------------------------------------------------------- run
 
 
-def evaluate_seed(model, task: Task, seed: int, config: ReweightConfig, out: str | Path | None) -> SeedOutput:
+def evaluate_seed(model: Model, task: Task, seed: int, config: ReweightConfig, out: str | Path | None) -> SeedOutput:
     """Every method on one seed's test inputs: the seed's rows (accuracy per method) and one row per test input
     and method (``method, example, gold, prediction, correct``). β is saved under `out` when given, recorded
     under the name of `model`, the model that fitted it."""
@@ -673,7 +756,7 @@ def evaluate_seed(model, task: Task, seed: int, config: ReweightConfig, out: str
         model.tokenizer, task, five_shot_demonstrations(task, seed, config), test_set, labels=labels, **settings
     )
 
-    beta = fit_beta(model, task, demonstrations, extra, config, seed)
+    beta = fit_seed_beta(model, task, demonstrations, extra, config, seed)
     if out is not None:
         save_beta(
             beta_path(out, task.name, seed),
@@ -684,16 +767,19 @@ def evaluate_seed(model, task: Task, seed: int, config: ReweightConfig, out: str
             variant=config.variant,
         )
 
-    cached = {"prefix_cache": config.prefix_cache}
-    p_one, gold = label_probabilities(model, one_shot, config.batch_size, **cached)
-    p_five, _ = label_probabilities(model, five_shot, config.batch_size, **cached)
-    p_reweight, _ = label_probabilities(model, one_shot, config.batch_size, beta, config.variant, **cached)
-    p_cf = content_free_probabilities(model, task, demonstrations, config.calibration_inputs, **cached)
+    p_one, gold = label_probabilities(model, one_shot, config.batch_size, prefix_cache=config.prefix_cache)
+    p_five, _ = label_probabilities(model, five_shot, config.batch_size, prefix_cache=config.prefix_cache)
+    reweighted = apply_beta(
+        model, one_shot, beta, variant=config.variant, batch_size=config.batch_size, prefix_cache=config.prefix_cache
+    )
+    p_cf = content_free_probabilities(
+        model, task, demonstrations, config.calibration_inputs, prefix_cache=config.prefix_cache
+    )
     # Every method's rows follow the test set's order (label_probabilities keeps the prompts' order).
     predictions = {
         "vanilla_1shot": p_one.argmax(-1),
         "vanilla_5shot": p_five.argmax(-1),
-        "reweight": p_reweight.argmax(-1),
+        "reweight": torch.tensor(reweighted["prediction"].to_numpy()),
         "contextual_calibration": calibrated_predictions(p_one, p_cf),
     }
     examples = pd.concat(
@@ -716,7 +802,7 @@ def evaluate_seed(model, task: Task, seed: int, config: ReweightConfig, out: str
 
 
 def run_reweight(
-    model,
+    model: Model,
     task: Task | str,
     config: ReweightConfig = ReweightConfig(),
     *,

@@ -17,6 +17,11 @@ Per-example rows (`SaliencyResult.examples`): one per test input and layer with 
 S_wp, S_pq, S_ww, the gold class and the model's prediction; the seed rows are their means, normalised.
 `SaliencyResult.summary_with_ci` bootstraps that exact statistic (mean over inputs → normalise → mean over
 seeds), so its intervals are of the numbers the paper plots.
+
+Per head (``per_head=True``, ``--per-head``): the same backward pass also keeps every head apart, with a head's
+saliency I_{l,h} = |A_{h,l} ⊙ ∂L/∂A_{h,l}| (one head: summing before or after the absolute value is the same).
+Seed rows, per-example rows and the summary then gain a ``head`` column: empty on the whole-layer rows above,
+0 … H−1 on one row per (layer, head) with that head's S normalised over its own three regions (raw kept).
 """
 
 from __future__ import annotations
@@ -33,12 +38,27 @@ from jaxtyping import Float, Int
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, SeedOutput, batches, run_seeds, setting
+from anchorlens.experiments.common import (
+    ExperimentConfig,
+    ExperimentResult,
+    SeedOutput,
+    checked_prompts,
+    example_ids,
+    gold_ids,
+    in_prompt_order,
+    per_head_rows,
+    run_seeds,
+    setting,
+    whole_layer_rows,
+    with_head_column,
+)
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import SaliencyRecorder, frozen_parameters
+from anchorlens.model_classes import Model
 from anchorlens.prompts import (
     Prompt,
     PromptBatch,
+    Prompts,
     build_prompt,
     label_logits,
     label_loss,
@@ -58,8 +78,10 @@ class SaliencyConfig(ExperimentConfig):
     max_batch_tokens: int = setting(
         1536, "cap on batch size x padded length: the backward pass holds every layer's attention maps", flag=None
     )
+    per_head: bool = setting(False, "also one row per (layer, head), |A_h*dL/dA_h| per head, with a head column")
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("seeds", "batch_size", "max_batch_tokens")
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("per_head",)
 
 
 def fresh_demonstration_prompts(
@@ -105,7 +127,7 @@ def fresh_demonstration_prompts(
     return prompts
 
 
-def region_weights(batch: PromptBatch) -> Float[Tensor, "batch 3 query key"]:
+def region_weights(batch: PromptBatch) -> Float[Tensor, "batch region=3 query key"]:
     """Weight maps whose weighted sums of I_l are S_wp, S_pq, S_ww (each set's entries weigh 1/count)."""
     seq = batch.seq_len
     weights = torch.zeros(batch.size, 3, seq, seq)
@@ -125,8 +147,8 @@ def region_weights(batch: PromptBatch) -> Float[Tensor, "batch 3 query key"]:
 
 
 def saliency_and_prediction(
-    model, batch: PromptBatch, *, abs_per_head: bool = False
-) -> tuple[Float[Tensor, "batch layer 3"], Int[Tensor, " batch"]]:
+    model: Model, batch: PromptBatch, *, abs_per_head: bool = False
+) -> tuple[Float[Tensor, "batch layer region=3"], Int[Tensor, " batch"]]:
     """S_wp, S_pq, S_ww per prompt and layer, and each prompt's predicted class: one forward and one backward
     pass for the whole batch."""
     recorder = SaliencyRecorder(model, region_weights(batch), abs_per_head=abs_per_head)
@@ -137,16 +159,139 @@ def saliency_and_prediction(
     return recorder.values.cpu(), label_logits(logits.detach(), batch).argmax(-1).cpu()
 
 
-def saliency_of_batch(model, batch: PromptBatch, *, abs_per_head: bool = False) -> Float[Tensor, "batch layer 3"]:
+def saliency_by_head(
+    model: Model, batch: PromptBatch, *, abs_per_head: bool = False
+) -> tuple[Float[Tensor, "batch layer region=3"], Float[Tensor, "batch layer head region=3"], Int[Tensor, " batch"]]:
+    """`saliency_and_prediction` with every head kept apart as well, from the same forward and backward pass:
+    (whole-layer S as configured, per-head S from I_{l,h} = |A_{h,l} ⊙ ∂L/∂A_{h,l}|, predicted class)."""
+    weights = region_weights(batch)
+    layer_recorder = SaliencyRecorder(model, weights, abs_per_head=abs_per_head)
+    head_recorder = SaliencyRecorder(model, weights, per_head=True)
+    with frozen_parameters(model):
+        logits = run_to_target(model, batch, layer_recorder.hooks() + head_recorder.hooks())
+        label_loss(logits, batch, reduction="sum").backward()
+    prediction = label_logits(logits.detach(), batch).argmax(-1).cpu()
+    return layer_recorder.values.cpu(), head_recorder.values.cpu(), prediction
+
+
+def saliency_of_batch(
+    model: Model, batch: PromptBatch, *, abs_per_head: bool = False
+) -> Float[Tensor, "batch layer region=3"]:
     """S_wp, S_pq, S_ww per prompt and layer (`saliency_and_prediction` without the predictions)."""
     return saliency_and_prediction(model, batch, abs_per_head=abs_per_head)[0]
 
 
+def per_example_rows(
+    values: Float[Tensor, "example layer *head region=3"],
+    examples: Int[np.ndarray, " example"],
+    gold: Int[np.ndarray, " example"],
+    predictions: Int[np.ndarray, " example"],
+) -> pd.DataFrame:
+    """One row per (input, layer) -- or (input, layer, head) when `values` has a head axis -- input-major:
+    ``example, gold, layer, [head,] prediction, S_wp, S_pq, S_ww`` (un-normalised, that prompt alone)."""
+    n_inputs, n_layers = values.shape[:2]
+    cells = {"layer": n_layers} if values.ndim == 3 else {"layer": n_layers, "head": values.shape[2]}
+    axes = " ".join(cells)
+    layout = f"example -> (example {axes})"
+    rows = {"example": repeat(np.asarray(examples, dtype=np.int64), layout, **cells)}
+    rows["gold"] = repeat(np.asarray(gold), layout, **cells)
+    for axis, size in cells.items():
+        others = {name: count for name, count in cells.items() if name != axis}
+        rows[axis] = repeat(np.arange(size), f"{axis} -> (example {axes})", example=n_inputs, **others)
+    rows["prediction"] = repeat(np.asarray(predictions), layout, **cells)
+    frame = pd.DataFrame(rows)
+    for index, name in enumerate(REGIONS):
+        frame[name] = rearrange(values[..., index].double(), f"example {axes} -> (example {axes})").numpy()
+    return frame
+
+
+def saliency(
+    model: Model,
+    prompts: Prompts,
+    *,
+    per_head: bool = False,
+    abs_per_head: bool = False,
+    batch_size: int = 8,
+    max_batch_tokens: int | None = SaliencyConfig.max_batch_tokens,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The saliency information flow of each prompt (paper §2.1): per layer, S_wp (text → label words), S_pq
+    (label words → target) and S_ww (everything else), the means of I_l = |Σ_h A_{h,l} ⊙ ∂L/∂A_{h,l}| over
+    their sets, with L the cross-entropy of the gold label word at the target. One forward and one backward
+    pass per batch; no attention map is kept (`anchorlens.flow.prompt_flow` keeps one prompt's whole map).
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge (its parameters are left unchanged).
+        prompts: a list of `Prompt`s (or a `PromptBatch`) with gold labels, sharing their label words.
+        per_head: also one row per (layer, head) with that head's S, from I_{l,h} = |A_{h,l} ⊙ ∂L/∂A_{h,l}|.
+        abs_per_head: whole layers from Σ_h |A ⊙ ∂L/∂A| instead of the paper's |Σ_h A ⊙ ∂L/∂A|.
+        batch_size: prompts per forward pass (changes no number).
+        max_batch_tokens: cap on batch size × padded length (the backward pass holds every layer's attention
+            maps); None for no cap.
+        progress: show a progress bar over batches.
+
+    Returns:
+        One row per prompt and layer, prompts in the order given: ``example`` (``example_index`` or position in
+        the list), ``gold``, ``layer``, ``prediction`` (argmax of the label logits), ``S_wp``, ``S_pq``,
+        ``S_ww`` (un-normalised; the paper normalises their means over prompts per layer). With `per_head`, a
+        ``head`` column after ``layer``: empty on these rows, followed by one row per prompt, layer and head.
+    """
+    prompts = checked_prompts(
+        model, prompts, what="saliency", need_gold="its loss is the cross-entropy of the gold label word"
+    )
+    if per_head:
+        values, head_values, predictions = in_prompt_order(
+            model,
+            prompts,
+            lambda batch: saliency_by_head(model, batch, abs_per_head=abs_per_head),
+            batch_size=batch_size,
+            max_tokens=max_batch_tokens,
+            progress=progress,
+        )
+    else:
+        values, predictions = in_prompt_order(
+            model,
+            prompts,
+            lambda batch: saliency_and_prediction(model, batch, abs_per_head=abs_per_head),
+            batch_size=batch_size,
+            max_tokens=max_batch_tokens,
+            progress=progress,
+        )
+    examples, gold = example_ids(prompts), gold_ids(prompts)
+    layers = per_example_rows(values, examples, gold, predictions.numpy())
+    if not per_head:
+        return layers
+    return with_head_column(layers, per_example_rows(head_values, examples, gold, predictions.numpy()))
+
+
+def seed_rows(examples: pd.DataFrame) -> pd.DataFrame:
+    """One seed's rows from its per-example rows: per layer (and per head, when there is a ``head`` column) the
+    mean over inputs of the un-normalised S, normalised so the three regions sum to 1 (raw kept as ``*_raw``),
+    and ``n``, the inputs averaged."""
+
+    def rows_of(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+        grouped = frame.groupby(keys)
+        raw = grouped[list(REGIONS)].mean()
+        normalised = raw.div(raw.sum(axis=1), axis=0)
+        rows = raw.index.to_frame(index=False)
+        for name in REGIONS:
+            rows[name] = normalised[name].to_numpy()
+        for name in REGIONS:
+            rows[f"{name}_raw"] = raw[name].to_numpy()
+        rows["n"] = grouped.size().to_numpy()
+        return rows
+
+    layers = rows_of(whole_layer_rows(examples), ["layer"])
+    if "head" not in examples.columns:
+        return layers
+    return with_head_column(layers, rows_of(per_head_rows(examples), ["layer", "head"]))
+
+
 def normalised_seed_means(
-    counts: list[Float[np.ndarray, "resample input"]],
+    counts: list[Float[np.ndarray, "resample example"]],
     seed_draws: Int[np.ndarray, "resample seed"],
-    values: list[Float[np.ndarray, "input layer 3"]],
-) -> Float[np.ndarray, "resample layer 3"]:
+    values: list[Float[np.ndarray, "example layer region=3"]],
+) -> Float[np.ndarray, "resample layer region=3"]:
     """The paper's saliency statistic under bootstrap weights, for all resamples at once.
 
     `values[s]` is seed s's [input, layer, 3] array of un-normalised S; `counts[s]` its [resample, input] draw
@@ -180,6 +325,7 @@ class SaliencyResult(ExperimentResult):
     """Rows: task, model, seed, layer, S_wp, S_pq, S_ww (normalised per layer), their *_raw values, n.
 
     Examples: task, model, seed, example, gold, layer, prediction, S_wp, S_pq, S_ww (un-normalised, one prompt).
+    With ``per_head`` both also have a ``head`` column after ``layer`` (module docstring).
     """
 
     experiment: ClassVar[str] = "saliency"
@@ -202,14 +348,24 @@ class SaliencyResult(ExperimentResult):
         # Single-threaded BLAS: the products are small, and threads fighting over shared cores made them 18 times
         # slower (measured); one thread also makes the numbers independent of the machine's core count.
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._bootstrap_summary(n_resamples, level, seed)
+            layers = self._bootstrap_summary(whole_layer_rows(self.examples), n_resamples, level, seed)
+            if "head" not in self.examples.columns:
+                return layers
+            # Per head: the same statistic on each head's rows (its S normalised over its own three regions).
+            heads = per_head_rows(self.examples)
+            by_head = [
+                self._bootstrap_summary(rows.drop(columns="head"), n_resamples, level, seed).assign(head=head)
+                for head, rows in heads.groupby("head")
+            ]
+            return with_head_column(layers, pd.concat(by_head, ignore_index=True))
 
-    def _bootstrap_summary(self, n_resamples: int, level: float, seed: int) -> pd.DataFrame:
+    @staticmethod
+    def _bootstrap_summary(examples: pd.DataFrame, n_resamples: int, level: float, seed: int) -> pd.DataFrame:
         columns = ["task", "model", "layer", *SUMMARY_COLUMNS]
-        if self.examples.empty:
+        if examples.empty:
             return pd.DataFrame(columns=columns)
         rows = []
-        for stratum_key, stratum in strata(self.examples, ["task", "model"]):
+        for stratum_key, stratum in strata(examples, ["task", "model"]):
             layers = np.sort(stratum["layer"].unique())
             # [unit, layer, region], units sorted by (seed, example): the unit order of `resamples_for`.
             cube = stratum.set_index(["seed", "example", "layer"])[list(REGIONS)].unstack("layer").sort_index()
@@ -244,8 +400,9 @@ class SaliencyResult(ExperimentResult):
         return pd.DataFrame(rows, columns=columns)
 
     def summary(self) -> pd.DataFrame:
-        """Mean and std over seeds per task and layer of the normalised values."""
-        grouped = self.frame.groupby(["task", "model", "layer"])[list(REGIONS)]
+        """Mean and std over seeds per task and layer of the normalised values (whole layers; per-head rows are in
+        `to_frame` and `summary_with_ci`)."""
+        grouped = whole_layer_rows(self.frame).groupby(["task", "model", "layer"])[list(REGIONS)]
         return grouped.agg(["mean", "std"]).reset_index()
 
     def report_table(self) -> pd.DataFrame:
@@ -253,7 +410,7 @@ class SaliencyResult(ExperimentResult):
 
     def depth_summary(self) -> pd.DataFrame:
         """Mean of the normalised S over the shallow and the deep third of the layers, per task."""
-        frame = self.frame.copy()
+        frame = whole_layer_rows(self.frame).copy()
         # Thirds of each model's own depth: results of several models share one frame.
         n_layers = frame.groupby("model")["layer"].transform("max") + 1
         third = (n_layers // 3).clip(lower=1)
@@ -265,7 +422,7 @@ class SaliencyResult(ExperimentResult):
 
 
 def run_saliency(
-    model,
+    model: Model,
     task: Task | str,
     config: SaliencyConfig = SaliencyConfig(),
     *,
@@ -284,35 +441,15 @@ def run_saliency(
             shots_per_class=config.shots_per_class,
             **prompt_settings(model),
         )
-        values, predictions, examples, gold = [], [], [], []
-        for batch in batches(model, prompts, config.batch_size, progress=progress, max_tokens=config.max_batch_tokens):
-            batch_values, batch_predictions = saliency_and_prediction(model, batch, abs_per_head=config.abs_per_head)
-            values.append(batch_values)
-            predictions.append(batch_predictions)
-            # Batches are sorted by length: each value is matched to its prompt through the batch itself.
-            examples.extend(prompt.example_index for prompt in batch.prompts)
-            gold.append(batch.gold.cpu())
-        per_prompt = torch.cat(values).double()  # [n, layer, 3]
-        raw = per_prompt.mean(0)  # [layer, 3]
-        normalised = raw / raw.sum(-1, keepdim=True)
-        frame = pd.DataFrame({"layer": np.arange(raw.shape[0])})
-        for index, name in enumerate(REGIONS):
-            frame[name] = normalised[:, index].numpy()
-        for index, name in enumerate(REGIONS):
-            frame[f"{name}_raw"] = raw[:, index].numpy()
-        frame["n"] = len(prompts)
-        n_layers = raw.shape[0]
-        # One row per (input, layer), input-major: every column is laid out as "(input layer)".
-        per_example = pd.DataFrame(
-            {
-                "example": repeat(np.asarray(examples, dtype=np.int64), "input -> (input layer)", layer=n_layers),
-                "gold": repeat(torch.cat(gold).numpy(), "input -> (input layer)", layer=n_layers),
-                "layer": repeat(np.arange(n_layers), "layer -> (input layer)", input=len(examples)),
-                "prediction": repeat(torch.cat(predictions).numpy(), "input -> (input layer)", layer=n_layers),
-            }
+        per_example = saliency(
+            model,
+            prompts,
+            per_head=config.per_head,
+            abs_per_head=config.abs_per_head,
+            batch_size=config.batch_size,
+            max_batch_tokens=config.max_batch_tokens,
+            progress=progress,
         )
-        for index, name in enumerate(REGIONS):
-            per_example[name] = rearrange(per_prompt[:, :, index], "input layer -> (input layer)").numpy()
-        return SeedOutput(frame, per_example)
+        return SeedOutput(seed_rows(per_example), per_example)
 
     return SaliencyResult.from_run(run_seeds("saliency", model, task, config, one_seed, out=out, progress=progress))

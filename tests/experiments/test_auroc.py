@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from anchorlens.experiments.auroc import (
     AurocConfig,
     AurocResult,
+    attention_and_prediction,
     auroc_from_examples,
     cumulative_r,
     layer_auroc,
@@ -20,6 +24,8 @@ from anchorlens.experiments.auroc import (
     weighted_auc,
     with_r,
 )
+from anchorlens.experiments.common import per_head_rows, whole_layer_rows
+from anchorlens.prompts import make_batch, task_prompts
 from anchorlens.stats import resamples_for
 
 
@@ -223,3 +229,84 @@ def test_summary_of_four_tasks_30_layers_5_seeds_200_inputs_is_affordable():
     summary = result.summary_with_ci()
     assert time.process_time() - start < 60
     assert len(summary) == 4 * 30 * 2 and summary["mean"].notna().all()
+
+
+# ------------------------------------------------------------------------------------------------- per head
+
+
+def test_per_head_attention_sums_to_the_layer_attention_and_matches_the_cache(llama_like, smol_tokenizer):
+    """A head's A_{l,h}(q, p_c) read from the run's cache; summed over heads it is the paper's A_l(q, p_c)."""
+    _, prompts = task_prompts(smol_tokenizer, "trec", 1, n_test=3, prepend_bos=False)
+    batch = make_batch(prompts)
+    per_head, predictions = attention_and_prediction(llama_like, batch, per_head=True)
+    layer, layer_predictions = attention_and_prediction(llama_like, batch)
+    assert per_head.shape == (3, llama_like.cfg.n_layers, llama_like.cfg.n_heads, 6)
+    assert torch.allclose(per_head.sum(2), layer, atol=1e-6) and torch.equal(predictions, layer_predictions)
+    with torch.no_grad():
+        _, cache = llama_like.run_with_cache(batch.tokens)
+    for row, prompt in enumerate(prompts):
+        for index in range(llama_like.cfg.n_layers):
+            pattern = cache[f"blocks.{index}.attn.hook_pattern"][row, :, prompt.target_position]  # [head, key]
+            for label, positions in enumerate(prompt.label_positions):
+                expected = pattern[:, list(positions)].sum(-1)
+                assert torch.allclose(per_head[row, index, :, label], expected, atol=1e-6)
+
+
+def test_per_head_is_left_out_of_the_signature_at_its_default():
+    """The committed auroc parts were keyed by this exact signature (docs/results/*/manifest.json)."""
+    assert AurocConfig(model="smollm2-135m").signature() == {
+        "model": "smollm2-135m",
+        "n_test": 200,
+        "shots_per_class": 1,
+    }
+    assert AurocConfig(model="smollm2-135m", per_head=True).signature()["per_head"] is True
+    for model in ("smollm2-135m", "gemma-3-270m"):
+        manifest = Path(__file__).parents[2] / "docs" / "results" / model / "manifest.json"
+        if manifest.is_file():
+            committed = json.loads(manifest.read_text())["experiments"].get("auroc")
+            if committed is not None:
+                assert AurocConfig.from_signature(committed).signature() == committed
+
+
+def test_run_with_per_head_scores_each_head_and_keeps_the_layer_rows(tmp_path, llama_like):
+    config = AurocConfig(seeds=(1, 2), n_test=12, batch_size=4)
+    plain = run_auroc(llama_like, "trec", config, progress=False)
+    heads_config = AurocConfig(seeds=(1, 2), n_test=12, batch_size=4, per_head=True)
+    result = run_auroc(llama_like, "trec", heads_config, out=tmp_path, progress=False)
+    n_layers, n_heads = llama_like.cfg.n_layers, llama_like.cfg.n_heads
+    frame = result.to_frame()
+    assert list(frame.columns[:5]) == ["task", "model", "seed", "layer", "head"]
+    pd.testing.assert_frame_equal(whole_layer_rows(frame), plain.to_frame(), rtol=1e-6)
+    pd.testing.assert_frame_equal(whole_layer_rows(result.examples), plain.examples, rtol=1e-6)
+    pd.testing.assert_frame_equal(result.summary(), plain.summary(), rtol=1e-6)
+    heads = per_head_rows(frame)
+    assert len(heads) == 2 * n_layers * n_heads and heads["R"].isna().all()
+    assert heads["auroc"].dropna().between(0, 1).all() and heads["auroc"].notna().any()
+    # Every head's AUROC is recomputed from its per-example rows, which sum over heads to the layer's attention.
+    recomputed = per_head_rows(auroc_from_examples(result.examples))
+    merged = recomputed.merge(heads, on=["task", "model", "seed", "layer", "head"])
+    assert len(merged) == len(heads)
+    assert np.allclose(merged["auroc_x"], merged["auroc_y"], equal_nan=True)
+    head_examples = per_head_rows(result.examples)
+    attention = [f"att_{c}" for c in range(6)]
+    summed = head_examples.groupby(["seed", "example", "layer"])[attention].sum()
+    layer_rows = whole_layer_rows(result.examples).set_index(["seed", "example", "layer"])[attention]
+    assert np.allclose(summed.loc[layer_rows.index].to_numpy(), layer_rows.to_numpy(), atol=1e-6)
+    # The summary: whole layers with R as before, heads with an AUROC whose mean is the seed rows' mean.
+    summary = result.summary_with_ci()
+    head_summary = per_head_rows(summary)
+    assert set(head_summary["metric"]) == {"auroc"} and len(head_summary) == n_layers * n_heads
+    seed_mean = heads.groupby(["layer", "head"])["auroc"].mean()
+    means = head_summary.set_index(["layer", "head"])["mean"].loc[seed_mean.index]
+    assert np.allclose(means, seed_mean, equal_nan=True)
+    whole = whole_layer_rows(summary)
+    assert set(whole["metric"]) == {"auroc", "R"}
+    again = run_auroc(llama_like, "trec", heads_config, out=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(again.examples, result.examples)
+
+
+def test_per_head_batched_equals_batch_size_one(llama_like):
+    one = run_auroc(llama_like, "sst2", AurocConfig(seeds=(3,), n_test=6, batch_size=1, per_head=True), progress=False)
+    six = run_auroc(llama_like, "sst2", AurocConfig(seeds=(3,), n_test=6, batch_size=6, per_head=True), progress=False)
+    pd.testing.assert_frame_equal(one.examples, six.examples, rtol=1e-5, atol=1e-7)
+    pd.testing.assert_frame_equal(one.to_frame(), six.to_frame(), rtol=1e-5, atol=1e-7)

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from typing import ClassVar
 
 import pytest
 import torch
 
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.common import ExperimentConfig, _groups
+from anchorlens.prompts import Prompt, Role
 
 
-class _Sized:
-    def __init__(self, length):
-        self.length = length
+def _prompt_of_length(length: int) -> Prompt:
+    """A prompt of `length` query tokens: all that batching looks at."""
+    return Prompt("t", "", (0,) * length, (Role.QUERY_TEXT,) * length, (-1,) * length, (), (), length - 1, (1, 2))
 
 
 def test_groups_respect_batch_size_and_token_budget():
-    prompts = [_Sized(n) for n in (10, 10, 10, 100, 100, 300)]
+    prompts = [_prompt_of_length(n) for n in (10, 10, 10, 100, 100, 300)]
     groups = _groups(prompts, batch_size=2, max_tokens=None)
     assert [len(g) for g in groups] == [2, 2, 2]
     groups = _groups(prompts, batch_size=8, max_tokens=250)
@@ -115,3 +118,26 @@ def test_folded_value_biases_are_warned_about_once(smol_tokenizer):
     with torch.no_grad():
         model.blocks[0].attn.b_V.normal_()
     assert not value_biases_folded(model)
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithNewFields(ExperimentConfig):
+    """A config that gained fields after its results were committed."""
+
+    switch: bool = False
+    names: tuple[str, ...] = dataclasses.field(default_factory=lambda: ("a", "b"))
+
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("switch", "names")
+
+
+def test_fields_omitted_at_their_default_leave_the_signature_as_it_was():
+    """Saved parts are keyed by the signature: a field added later must not change it while left at its default,
+    else every committed part would stop resuming; set, it is in the signature and keeps the results apart."""
+    before = ExperimentConfig(model="m", n_test=20).signature()
+    assert before == {"model": "m", "n_test": 20, "shots_per_class": 1}
+    assert _WithNewFields(model="m", n_test=20).signature() == before
+    assert _WithNewFields(model="m", n_test=20, switch=True).signature() == {**before, "switch": True}
+    assert _WithNewFields(model="m", n_test=20, names=("c",)).signature() == {**before, "names": ("c",)}
+    # The signature reads back into the same config (an omitted field takes its default again).
+    restored = _WithNewFields.from_signature(_WithNewFields(model="m", switch=True).signature())
+    assert restored.switch is True and restored.names == ("a", "b")

@@ -25,7 +25,7 @@ from anchorlens.experiments.reweight import (
     content_free_probabilities,
     evaluate_seed,
     fit_beta,
-    fit_beta_on_prompts,
+    fit_seed_beta,
     five_shot_demonstrations,
     full_prompt_loss,
     label_probabilities,
@@ -134,7 +134,7 @@ def test_fitting_lowers_the_training_loss_and_moves_beta(llama_like):
     prompts = query_prompts(llama_like.tokenizer, SST2, demonstrations, extra, prepend_bos=False)
     zero = torch.zeros(llama_like.cfg.n_layers, llama_like.cfg.n_heads, 2)
     before = mean_label_loss(llama_like, prompts, zero)
-    beta = fit_beta(llama_like, SST2, demonstrations, extra, config, seed=3)
+    beta = fit_seed_beta(llama_like, SST2, demonstrations, extra, config, seed=3)
     assert beta.shape == (llama_like.cfg.n_layers, llama_like.cfg.n_heads, 2)
     assert (beta != 0).all()  # every entry received a gradient
     assert mean_label_loss(llama_like, prompts, beta) < before - 1e-3
@@ -162,8 +162,10 @@ def test_cached_prefix_step_equals_the_full_prompt_step(request, sst2_setup, mod
 def test_fitting_with_and_without_the_prefix_cache_agrees(llama_like):
     demonstrations, extra = sample_demonstrations(SST2, 3, extra_per_class=2)
     config = ReweightConfig(extra_per_class=2, learning_rate=0.05, epochs=2)
-    fast = fit_beta(llama_like, SST2, demonstrations, extra, config, seed=0)
-    slow = fit_beta(llama_like, SST2, demonstrations, extra, dataclasses.replace(config, prefix_cache=False), seed=0)
+    fast = fit_seed_beta(llama_like, SST2, demonstrations, extra, config, seed=0)
+    slow = fit_seed_beta(
+        llama_like, SST2, demonstrations, extra, dataclasses.replace(config, prefix_cache=False), seed=0
+    )
     assert fast.abs().sum() > 0
     torch.testing.assert_close(fast, slow, rtol=1e-3, atol=1e-5)
 
@@ -171,9 +173,11 @@ def test_fitting_with_and_without_the_prefix_cache_agrees(llama_like):
 def test_fitting_is_reproducible_per_seed(gpt2_like):
     demonstrations, extra = sample_demonstrations(SST2, 2, extra_per_class=2)
     config = ReweightConfig(extra_per_class=2, epochs=2, learning_rate=0.1)
-    first = fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=5)
-    assert torch.equal(first, fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=5))
-    assert not torch.equal(first, fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=6))  # shuffle order
+    first = fit_seed_beta(gpt2_like, SST2, demonstrations, extra, config, seed=5)
+    assert torch.equal(first, fit_seed_beta(gpt2_like, SST2, demonstrations, extra, config, seed=5))
+    assert not torch.equal(
+        first, fit_seed_beta(gpt2_like, SST2, demonstrations, extra, config, seed=6)
+    )  # shuffle order
 
 
 def test_saved_beta_round_trips_and_applies_as_a_plain_hook(tmp_path, gpt2_like, sst2_setup):
@@ -331,6 +335,7 @@ def test_five_shot_uses_the_demonstrations_and_extras_in_walk_order(smol_tokeniz
 
 
 @pytest.mark.parametrize("learning_rate", [math.inf, -math.inf, math.nan, 0.0, -0.01, 1e38, True])
+@pytest.mark.bad_input  # learning_rate=True, a bool
 def test_learning_rate_must_be_finite_and_positive(gpt2_like, sst2_setup, learning_rate):
     """An infinite step size passed `not lr > 0` and wrote NaN into β at the first step."""
     _, extra, _ = sst2_setup
@@ -339,7 +344,7 @@ def test_learning_rate_must_be_finite_and_positive(gpt2_like, sst2_setup, learni
             ReweightConfig(learning_rate=learning_rate)
     prompts = query_prompts(gpt2_like.tokenizer, SST2, sst2_setup[0], extra[:2], prepend_bos=False)
     with pytest.raises(InvalidConfigError, match="learning_rate \\(--learning-rate\\)"):
-        fit_beta_on_prompts(gpt2_like, prompts, learning_rate=learning_rate, epochs=1, variant="pattern", seed=0)
+        fit_beta(gpt2_like, prompts, learning_rate=learning_rate, epochs=1, variant="pattern", seed=0)
 
 
 @pytest.mark.parametrize("prefix_cache", [True, False])
@@ -353,7 +358,7 @@ def test_diverging_training_stops_naming_the_epoch_and_step(gpt2_like, prefix_ca
         match="diverged at epoch 1 of 2, step 2 of 4, training example row "
         "\\d+: the loss is nan.*lower --learning-rate",
     ):
-        fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=0)
+        fit_seed_beta(gpt2_like, SST2, demonstrations, extra, config, seed=0)
 
 
 def test_training_stops_when_beta_itself_becomes_non_finite(gpt2_like, monkeypatch):
@@ -372,9 +377,10 @@ def test_training_stops_when_beta_itself_becomes_non_finite(gpt2_like, monkeypat
     monkeypatch.setattr(torch.optim.Adam, "step", step_that_overflows_at_the_fifth)
     config = ReweightConfig(extra_per_class=2, epochs=2)
     with pytest.raises(InvalidConfigError, match="epoch 2 of 2, step 1 of 4.*β has non-finite entries"):
-        fit_beta(gpt2_like, SST2, demonstrations, extra, config, seed=0)
+        fit_seed_beta(gpt2_like, SST2, demonstrations, extra, config, seed=0)
 
 
+@pytest.mark.bad_input  # variants outside ReweightVariant
 def test_config_errors_name_the_cli_flags():
     """A CLI user never sees the field names: `reweight --extra-per-class 1` failed naming `five_shot_agnews`."""
     with pytest.raises(
@@ -410,6 +416,7 @@ def test_cli_reweight_with_one_extra_per_class_names_the_flag(tmp_path, capsys):
     assert "--learning-rate" in capsys.readouterr().err
 
 
+@pytest.mark.bad_input  # variants outside ReweightVariant
 def test_config_is_validated():
     with pytest.raises(InvalidConfigError, match="variant"):
         ReweightConfig(variant="logits")

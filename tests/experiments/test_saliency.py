@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
+from anchorlens.errors import InvalidConfigError
+from anchorlens.experiments.common import per_head_rows, whole_layer_rows
 from anchorlens.experiments.saliency import (
     REGIONS,
     SaliencyConfig,
@@ -17,6 +19,7 @@ from anchorlens.experiments.saliency import (
     fresh_demonstration_prompts,
     region_weights,
     run_saliency,
+    saliency_by_head,
     saliency_of_batch,
 )
 from anchorlens.forward import run_to_target
@@ -294,3 +297,110 @@ def test_summary_intervals_equal_a_loop_over_resamples():
         values = boot[:, row.layer, REGIONS.index(row.metric)]
         assert row.ci_low == pytest.approx(np.percentile(values, 2.5), rel=1e-9)
         assert row.ci_high == pytest.approx(np.percentile(values, 97.5), rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------- per head
+
+
+def per_head_reference(model, prompt):
+    """Plain autograd on one prompt, per head: I_{l,h} = |A_h ⊙ ∂L/∂A_h| reduced with the SPEC §1 loops."""
+    tokens = torch.tensor([prompt.token_ids])
+    patterns = {}
+
+    def keep(pattern, hook):
+        pattern.retain_grad()
+        patterns[hook.name] = pattern
+
+    model.zero_grad(set_to_none=True)
+    logits = model.run_with_hooks(tokens, fwd_hooks=[(lambda name: name.endswith("hook_pattern"), keep)])
+    label_loss(logits, make_batch([prompt])).backward()
+    out = np.zeros((model.cfg.n_layers, model.cfg.n_heads, 3))
+    for layer in range(model.cfg.n_layers):
+        pattern = patterns[pattern_hook_name(layer)]
+        for head in range(model.cfg.n_heads):
+            saliency = (pattern.detach() * pattern.grad)[0, head].abs().numpy()
+            out[layer, head] = spec_formula(
+                saliency, list(prompt.demonstration_label_positions), prompt.target_position
+            )
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+@pytest.mark.parametrize("model_fixture", ["gpt2_like", "llama_like"])
+def test_per_head_saliency_equals_autograd_reference_per_head(request, batch, model_fixture):
+    """Each head's S against a hand-written autograd reference of that head alone (llama_like: grouped-query
+    attention, whose pattern still has one map per query head)."""
+    model = request.getfixturevalue(model_fixture)
+    layer_values, head_values, _ = saliency_by_head(model, batch)
+    assert head_values.shape == (batch.size, model.cfg.n_layers, model.cfg.n_heads, 3)
+    assert head_values.abs().sum() > 0
+    for row, prompt in enumerate(batch.prompts):
+        expected = per_head_reference(model, prompt)
+        assert np.allclose(head_values[row].double().numpy(), expected, rtol=1e-4, atol=1e-10)
+    # The whole-layer values of the same pass are the paper's, as without per_head.
+    assert torch.allclose(layer_values, saliency_of_batch(model, batch), rtol=1e-5, atol=1e-10)
+
+
+def test_per_head_values_sum_to_the_abs_per_head_layer_values_not_the_papers(gpt2_like, batch):
+    """Σ_h |A_h ⊙ ∂L/∂A_h| is the abs_per_head layer value exactly; the paper's |Σ_h A_h ⊙ ∂L/∂A_h| is smaller
+    wherever heads' terms have opposite signs, so summed heads do not reproduce it."""
+    _, head_values, _ = saliency_by_head(gpt2_like, batch)
+    summed = head_values.sum(2)
+    assert torch.allclose(summed, saliency_of_batch(gpt2_like, batch, abs_per_head=True), rtol=1e-5, atol=1e-10)
+    paper = saliency_of_batch(gpt2_like, batch)
+    assert (paper <= summed * (1 + 1e-5) + 1e-12).all()  # triangle inequality
+    assert not torch.allclose(paper, summed, rtol=1e-3)
+
+
+def test_per_head_saliency_batched_equals_batch_size_one(llama_like, batch):
+    _, batched, predictions = saliency_by_head(llama_like, batch)
+    for row, prompt in enumerate(batch.prompts):
+        _, alone, prediction = saliency_by_head(llama_like, make_batch([prompt]))
+        assert torch.allclose(batched[row], alone[0], rtol=1e-4, atol=1e-9)
+        assert int(predictions[row]) == int(prediction[0])
+
+
+def test_per_head_is_left_out_of_the_signature_at_its_default():
+    """Committed saliency parts were keyed by this exact signature: a new field at its default must not change it."""
+    assert SaliencyConfig(model="smollm2-135m").signature() == {
+        "model": "smollm2-135m",
+        "n_test": 200,
+        "shots_per_class": 1,
+        "abs_per_head": False,
+    }
+    assert SaliencyConfig(model="smollm2-135m", per_head=True).signature()["per_head"] is True
+
+
+def test_run_with_per_head_adds_head_rows_and_keeps_the_layer_rows(tmp_path, gpt2_like):
+    config = SaliencyConfig(seeds=(1, 2), n_test=3, batch_size=2)
+    plain = run_saliency(gpt2_like, "sst2", config, progress=False)
+    heads_config = SaliencyConfig(seeds=(1, 2), n_test=3, batch_size=2, per_head=True)
+    result = run_saliency(gpt2_like, "sst2", heads_config, out=tmp_path, progress=False)
+    n_layers, n_heads = gpt2_like.cfg.n_layers, gpt2_like.cfg.n_heads
+    frame = result.to_frame()
+    assert list(frame.columns[:5]) == ["task", "model", "seed", "layer", "head"]
+    # The whole-layer rows are those of a run without per_head.
+    pd.testing.assert_frame_equal(whole_layer_rows(frame), plain.to_frame(), rtol=1e-6)
+    pd.testing.assert_frame_equal(whole_layer_rows(result.examples), plain.examples, rtol=1e-6)
+    pd.testing.assert_frame_equal(result.summary(), plain.summary(), rtol=1e-6)
+    heads = per_head_rows(frame)
+    assert len(heads) == 2 * n_layers * n_heads
+    assert np.allclose(heads[list(REGIONS)].sum(axis=1), 1)
+    head_examples = per_head_rows(result.examples)
+    assert len(head_examples) == 2 * 3 * n_layers * n_heads
+    means = head_examples.groupby(["seed", "layer", "head"])[list(REGIONS)].mean()
+    raw = heads.set_index(["seed", "layer", "head"])[[f"{region}_raw" for region in REGIONS]]
+    assert np.allclose(means.loc[raw.index].to_numpy(), raw.to_numpy(), rtol=1e-9)
+    summary = result.summary_with_ci()
+    assert summary["head"].isna().sum() == n_layers * 3
+    head_summary = per_head_rows(summary)
+    assert len(head_summary) == n_layers * n_heads * 3
+    seed_mean = heads.groupby(["layer", "head"])["S_pq"].mean()
+    pq = head_summary[head_summary["metric"] == "S_pq"].set_index(["layer", "head"])["mean"]
+    assert np.allclose(pq.loc[seed_mean.index], seed_mean, rtol=1e-9)
+    assert (head_summary["ci_low"] <= head_summary["mean"] + 1e-12).all()
+    # Saved and resumed with the head rows; a folder of per-head results refuses a run without them.
+    again = run_saliency(gpt2_like, "sst2", heads_config, out=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(again.examples, result.examples)
+    with pytest.raises(InvalidConfigError, match="per_head"):
+        run_saliency(gpt2_like, "sst2", config, out=tmp_path, progress=False)
