@@ -8,10 +8,14 @@ MODEL=${1:?give a model, e.g. smollm2-135m}
 OUT=${2:-docs/results}/$MODEL
 ANCHORLENS=${ANCHORLENS:-anchorlens}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-TASKS="sst2 trec emoc agnews"
-for experiment in auroc saliency diagnose isolation; do
-  $ANCHORLENS $experiment --task $TASKS --model "$MODEL" --n-test 200 --seeds 42 43 44 45 46 --out "$OUT"
-done
-for experiment in reweight compress; do
-  $ANCHORLENS $experiment --task $TASKS --model "$MODEL" --n-test 200 --seeds 42 43 44 --out "$OUT"
+# The three short-prompt tasks of every experiment first, AG News (prompts 3-4x longer) last, so that an interrupted
+# regeneration leaves every experiment with some tasks rather than some experiments with every task. A command's
+# summary covers all finished parts in its folder, so the last pass writes the summaries over all four tasks.
+for TASKS in "sst2 trec emoc" "sst2 trec emoc agnews"; do
+  for experiment in auroc saliency diagnose isolation; do
+    $ANCHORLENS $experiment --task $TASKS --model "$MODEL" --n-test 200 --seeds 42 43 44 45 46 --out "$OUT"
+  done
+  for experiment in reweight compress; do
+    $ANCHORLENS $experiment --task $TASKS --model "$MODEL" --n-test 200 --seeds 42 43 44 --out "$OUT"
+  done
 done
