@@ -255,7 +255,7 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
 
     from anchorlens.distributed import init_distributed, place_rank
     from anchorlens.models import DEFAULT_MODEL, expected_recorded_name, load_model
-    from anchorlens.orchestrate import EXPERIMENTS, run_experiment
+    from anchorlens.orchestrate import EXPERIMENTS, run_experiment, torch_dtype
     from anchorlens.runs import check_folder
     from anchorlens.tasks import get_task
 
@@ -266,13 +266,20 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
     check_folder(args.out, experiment, config.signature())  # before the model loads (seconds), not after
     process = init_distributed()  # a no-op unless launched by torchrun / accelerate launch
     device = place_rank(process, args.device, n_devices=args.n_devices)
-    model = load_model(args.model, device=device, n_devices=args.n_devices, model_class=args.model_class)
+    model = load_model(
+        args.model,
+        device=device,
+        n_devices=args.n_devices,
+        model_class=args.model_class,
+        dtype=torch_dtype(config.dtype),
+    )
     result = run_experiment(experiment, model, tasks, config, args.out, progress=not args.no_progress)
     if not process.is_main:
         return 0  # rank 0 prints the merged table once
     print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     out = Path(args.out)
-    print(f"\nwrote {out / (experiment + '.csv')} (+ .parquet), {out / (experiment + '.html')}")
+    figures = ", ".join(str(out / f"{stem}.html") for stem in spec.figures(experiment))
+    print(f"\nwrote {out / (experiment + '.csv')} (+ .parquet), {figures}")
     return 0
 
 
@@ -295,6 +302,15 @@ def _is_main_rank() -> bool:
     from anchorlens.distributed import process_from_env
 
     return process_from_env().is_main
+
+
+class _ParagraphsHelpFormatter(argparse.HelpFormatter):
+    """Wraps a description paragraph by paragraph (argparse's default joins the paragraphs into one)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(
+            super(_ParagraphsHelpFormatter, self)._fill_text(part, width, indent) for part in text.split("\n\n")
+        )
 
 
 def build_parser(wanted: Collection[str] | None = None) -> argparse.ArgumentParser:
@@ -337,13 +353,18 @@ def build_parser(wanted: Collection[str] | None = None) -> argparse.ArgumentPars
         command.set_defaults(run=lambda args, experiment=name: _run_experiment(args, experiment))
 
     reproduce = commands.add_parser(
-        "reproduce", help="run every analysis and method on one model, resumably, and write report.md (main job)"
+        "reproduce",
+        help="run every analysis and method on one model, resumably, and write report.md (main job)",
+        formatter_class=_ParagraphsHelpFormatter,
     )
     if wanted is None or "reproduce" in wanted:
-        from anchorlens.reproduce import ReproduceConfig
+        from anchorlens.reproduce import ReproduceConfig, help_description
 
+        reproduce.description = help_description()
         add_config_options(reproduce, ReproduceConfig)
-    reproduce.add_argument("--out", default="results/reproduce", help="output folder (a rerun resumes)")
+    reproduce.add_argument(
+        "--out", default="results/reproduce", help="output folder (a rerun resumes) (default: results/reproduce)"
+    )
     reproduce.add_argument("--device", default=None, help="torch device (default: TransformerLens's choice)")
     _add_device_split_argument(reproduce)
     reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")

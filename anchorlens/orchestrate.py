@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from anchorlens.distributed import init_distributed, place_rank, run_shard
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments import (
@@ -46,9 +48,11 @@ from anchorlens.models import expected_recorded_name, load_model
 from anchorlens.plots import (
     plot_auroc,
     plot_compress,
+    plot_compress_by_task,
     plot_diagnose,
     plot_heads,
     plot_isolation,
+    plot_isolation_by_k,
     plot_reweight,
     plot_saliency,
     save_figure,
@@ -57,26 +61,49 @@ from anchorlens.runs import check_folder
 from anchorlens.tasks import get_task
 
 
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a config's ``dtype`` name (``"bfloat16"`` → ``torch.bfloat16``)."""
+    return getattr(torch, name)
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     """What the registry knows of one experiment: its config and result classes, its run function over
-    (model, task, config), the function that draws its result, and whether it reproduces a part of the paper
-    (`anchorlens reproduce` runs those by default)."""
+    (model, task, config), the function that draws its result (written as ``<experiment>.html``), further
+    figures (``<name>.html`` each), and whether it reproduces a part of the paper (`anchorlens reproduce` runs
+    those by default)."""
 
     config_class: type[ExperimentConfig]
     result_class: type[ExperimentResult]
     run: Callable
     plot: Callable
     paper: bool = True
+    more_plots: tuple[tuple[str, Callable], ...] = ()
+
+    def figures(self, name: str) -> dict[str, Callable]:
+        """File stem → figure function of every figure of the experiment `name`, its main figure first."""
+        return {name: self.plot, **dict(self.more_plots)}
 
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
     "saliency": ExperimentSpec(SaliencyConfig, SaliencyResult, run_saliency, plot_saliency),
-    "isolation": ExperimentSpec(IsolationConfig, IsolationResult, run_isolation, plot_isolation),
+    "isolation": ExperimentSpec(
+        IsolationConfig,
+        IsolationResult,
+        run_isolation,
+        plot_isolation,
+        more_plots=(("isolation_by_k", plot_isolation_by_k),),
+    ),
     "auroc": ExperimentSpec(AurocConfig, AurocResult, run_auroc, plot_auroc),
     "diagnose": ExperimentSpec(DiagnoseConfig, DiagnoseResult, run_diagnose, plot_diagnose),
     "reweight": ExperimentSpec(ReweightConfig, ReweightResult, run_reweight, plot_reweight),
-    "compress": ExperimentSpec(CompressConfig, CompressResult, run_compress, plot_compress),
+    "compress": ExperimentSpec(
+        CompressConfig,
+        CompressResult,
+        run_compress,
+        plot_compress,
+        more_plots=(("compress_by_task", plot_compress_by_task),),
+    ),
     "heads": ExperimentSpec(HeadsConfig, HeadsResult, run_heads, plot_heads, paper=False),
 }
 
@@ -91,10 +118,11 @@ def run_experiment(
     progress: bool = True,
     figure: bool = True,
 ) -> ExperimentResult:
-    """Run one experiment over several tasks into `out` (resuming), then save the combined table and figure.
+    """Run one experiment over several tasks into `out` (resuming), then save the combined table and figures
+    (self-contained HTML, `anchorlens.plots.save_figure`).
 
-    `model` is a loaded model or a model name (loaded here). Returns the result of everything in `out`,
-    so several invocations into one folder (other tasks, more seeds) add up.
+    `model` is a loaded model or a model name, loaded here in ``config.dtype``. Returns the result of
+    everything in `out`, so several invocations into one folder (other tasks, more seeds) add up.
 
     Under torchrun or accelerate launch each rank computes its share of the (task, seed) parts and rank 0
     alone writes the combined table and figure; every rank returns the combined result (docs/scaling.md).
@@ -105,7 +133,7 @@ def run_experiment(
     if isinstance(model, str):
         expected = dataclasses.replace(config, model=config.model or expected_recorded_name(model))
         check_folder(out, name, expected.signature())  # settings are checked before the model loads
-        model = load_model(model, device=place_rank(process, None))
+        model = load_model(model, device=place_rank(process, None), dtype=torch_dtype(config.dtype))
     config = config.for_model(model)
     check_folder(out, name, config.signature())
     progress = progress and process.is_main  # one set of progress bars, not one per rank
@@ -126,7 +154,8 @@ def run_experiment(
         try:
             result.save(out)
             if figure:
-                save_figure(spec.plot(result), Path(out) / name)
+                for stem, plot in spec.figures(name).items():
+                    save_figure(plot(result), Path(out) / stem)
         except InvalidConfigError as error:  # a finished, read-only folder can still be read and summarised
             if not os.access(out, os.W_OK):
                 warnings.warn(f"{error}; the combined tables and figure were not written", stacklevel=2)

@@ -1,14 +1,26 @@
 """Figures from results: each function takes a result and returns a plotly figure (nothing is computed here
-that the result does not hold, beyond seed means)."""
+that the result does not hold, beyond seed means and the result's own intervals).
+
+Every figure names its axes with their units, shows the values (and their interval) on hover, and says in its
+subtitle what its error bars or bands are: the 95% two-level bootstrap interval of the result's
+``summary_with_ci()`` where the result holds per-example rows, else ±1 standard deviation over seeds where
+there are at least two seeds, else none ("one seed: no interval"). A bar is never drawn from a single value.
+`save_figure` writes self-contained HTML (plotly.js inlined), which opens offline.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.auroc import AurocResult
-from anchorlens.experiments.common import whole_layer_rows
+from anchorlens.experiments.common import ExperimentResult, whole_layer_rows
 from anchorlens.experiments.compress import METHODS as COMPRESS_METHODS
 from anchorlens.experiments.compress import METRICS as COMPRESS_METRICS
 from anchorlens.experiments.compress import CompressResult
@@ -19,16 +31,18 @@ from anchorlens.experiments.reweight import METHODS as REWEIGHT_METHODS
 from anchorlens.experiments.reweight import ReweightResult
 from anchorlens.experiments.saliency import REGIONS, SaliencyResult
 from anchorlens.flow import PromptFlow, layer_views, prompt_flow, region_masks
-from anchorlens.paper import COMPRESS_METHOD_LABELS, REWEIGHT_METHOD_LABELS, task_rank
+from anchorlens.paper import COMPRESS_METHOD_LABELS, COMPRESS_SPEEDUP, REWEIGHT_METHOD_LABELS, task_rank
 
 __all__ = [
     "diagnose_svg",
     "plot_auroc",
     "plot_compress",
+    "plot_compress_by_task",
     "plot_diagnose",
     "plot_flow",
     "plot_heads",
     "plot_isolation",
+    "plot_isolation_by_k",
     "plot_reweight",
     "plot_saliency",
     "save_figure",
@@ -38,39 +52,178 @@ COLORS = {"S_wp": "#1f77b4", "S_pq": "#d62728", "S_ww": "#2ca02c"}
 # Fig. 6 in both forms, the plotly figure and the static SVG
 DIAGNOSE_COLORSCALE = "YlGnBu"
 DIAGNOSE_PANELS = ("predicted (label-key distance)", "true (AUROC)")
+#: Fig. 4's conditions as a reader reads them: which tokens' rows are isolated, and in which layers.
+CONDITION_LABELS = {
+    "label_first": "label words, first k layers (shallow)",
+    "label_last": "label words, last k layers (deep)",
+    "random_first": "random words, first k layers",
+    "random_last": "random words, last k layers",
+}
+CONDITION_STYLES = {
+    "label_first": {"color": "#1f77b4", "dash": "solid"},
+    "label_last": {"color": "#d62728", "dash": "solid"},
+    "random_first": {"color": "#1f77b4", "dash": "dot"},
+    "random_last": {"color": "#d62728", "dash": "dot"},
+}
+LOYALTY_COLORS = {"label_loyalty": "#1f77b4", "word_loyalty": "#ff7f0e", "accuracy": "#2ca02c"}
+NO_INTERVAL = "one seed: no interval"
 
 
 def _titles(frame) -> list[str]:
     return [f"{task} ({model})" for task, model in frame[["task", "model"]].drop_duplicates().itertuples(index=False)]
 
 
+def _title(text: str, caption: str) -> dict:
+    """A layout title with the figure's caption (what its error bars are) as the subtitle."""
+    return {"text": text, "subtitle": {"text": caption}, "x": 0.0, "xanchor": "left"}
+
+
+# ------------------------------------------------------------------------------------------------ intervals
+
+
+def _with_intervals(
+    result: ExperimentResult,
+    rows: pd.DataFrame,
+    keys: Sequence[str],
+    metrics: Mapping[str, str],
+    *,
+    scale: float = 1.0,
+    digits: int = 3,
+    intervals: bool = True,
+) -> pd.DataFrame:
+    """Per task, model, `keys` and metric: the seed mean of the seed-row column and its interval.
+
+    `metrics` maps each seed-row column to its metric in ``result.summary_with_ci()`` (``accuracy`` →
+    ``correct``). Returns the long table ``task, model, <keys>, metric, mean, low, high, kind, hover``: `kind` is
+    ``"ci"`` (95% two-level bootstrap interval over seeds and test inputs, from the result's per-example rows),
+    ``"std"`` (mean ± 1 std over seeds, where there are no per-example rows and at least two seeds) or
+    ``"none"`` (one seed and no per-example rows: no interval, low and high NaN); `hover` says it in words.
+    Values are multiplied by `scale` (100 for %). `intervals=False` skips the bootstrap."""
+    group = ["task", "model", *keys]
+    long = rows.melt(id_vars=group, value_vars=list(metrics), var_name="metric", value_name="value")
+    table = (
+        long.groupby([*group, "metric"], sort=False)["value"].agg(mean="mean", std="std", n_seeds="count").reset_index()
+    )
+    bootstrap = pd.DataFrame()
+    if intervals and not result.examples.empty and any(metrics.values()):
+        if "head" in result.examples.columns:  # the figures draw whole layers: no per-head bootstrap (slow)
+            result = dataclasses.replace(result, examples=whole_layer_rows(result.examples))
+        bootstrap = result.summary_with_ci()
+    if not bootstrap.empty:
+        column_of = {name: column for column, name in metrics.items() if name}
+        bootstrap = bootstrap[bootstrap["metric"].isin(list(column_of))]
+        bootstrap = bootstrap.assign(metric=bootstrap["metric"].map(column_of))
+        bootstrap = bootstrap[[*group, "metric", "ci_low", "ci_high", "n_seeds", "n_examples"]].rename(
+            columns={"n_seeds": "ci_seeds"}
+        )
+        table = table.merge(bootstrap, on=[*group, "metric"], how="left")
+    else:
+        table = table.assign(ci_low=np.nan, ci_high=np.nan, ci_seeds=np.nan, n_examples=np.nan)
+    has_ci = table["ci_low"].notna() & table["ci_high"].notna()
+    spread = ~has_ci & (table["n_seeds"] >= 2) & table["std"].notna()
+    table["kind"] = np.where(has_ci, "ci", np.where(spread, "std", "none"))
+    table["low"] = np.where(has_ci, table["ci_low"], np.where(spread, table["mean"] - table["std"], np.nan))
+    table["high"] = np.where(has_ci, table["ci_high"], np.where(spread, table["mean"] + table["std"], np.nan))
+    for column in ("mean", "low", "high"):
+        table[column] = table[column] * scale
+
+    def hover(row) -> str:
+        if row.kind == "ci":
+            seeds = int(row.ci_seeds)
+            return (
+                f"95% interval {row.low:.{digits}f} to {row.high:.{digits}f} ({seeds} seed{'s' * (seeds > 1)}, "
+                f"{int(row.n_examples)} test inputs)"
+            )
+        if row.kind == "std":
+            return f"±1 std over {int(row.n_seeds)} seeds: {row.low:.{digits}f} to {row.high:.{digits}f}"
+        return "no interval (one seed)"
+
+    table["hover"] = [hover(row) for row in table.itertuples(index=False)] if len(table) else []
+    return table[[*group, "metric", "mean", "low", "high", "kind", "n_seeds", "ci_seeds", "hover"]]
+
+
+def _caption(tables: Sequence[pd.DataFrame], what: str = "error bars") -> str:
+    """What the intervals of `tables` (from `_with_intervals`) are, in one line: e.g. "error bars: 95%
+    bootstrap interval over seeds and test inputs", or "one seed: no interval"."""
+    table = pd.concat(tables, ignore_index=True)
+    kinds = set(table["kind"])
+    parts = []
+    if "ci" in kinds:
+        one_seed = (table.loc[table["kind"] == "ci", "ci_seeds"] <= 1).all()
+        parts.append(
+            "95% bootstrap interval over the test inputs of one seed (no spread over seeds)"
+            if one_seed
+            else "95% bootstrap interval over seeds and test inputs"
+        )
+    if "std" in kinds:
+        parts.append("±1 std over seeds")
+    if not parts:
+        return NO_INTERVAL
+    described = f"{what}: {'; '.join(parts)}"
+    return f"{described}; elsewhere {NO_INTERVAL}" if "none" in kinds else described
+
+
+def _error_bars(part: pd.DataFrame) -> dict:
+    """The ``error_y`` of a trace from `_with_intervals` rows: asymmetric, and none at all where no row has an
+    interval (a zero-height bar would read as a measured zero spread)."""
+    if not np.isfinite(part["low"].to_numpy(float)).any():
+        return {}
+    mean = part["mean"].to_numpy(float)
+    return {
+        "error_y": {
+            "type": "data",
+            "symmetric": False,
+            "array": part["high"].to_numpy(float) - mean,
+            "arrayminus": mean - part["low"].to_numpy(float),
+            "thickness": 1,
+        }
+    }
+
+
+def _rows(table: pd.DataFrame, **where) -> pd.DataFrame:
+    """The rows of `table` whose columns equal the given values."""
+    mask = np.ones(len(table), dtype=bool)
+    for column, value in where.items():
+        mask &= (table[column] == value).to_numpy()
+    return table[mask]
+
+
+# ----------------------------------------------------------------------------------------------- the figures
+
+
 def plot_saliency(result: SaliencyResult) -> go.Figure:
-    """Paper Fig. 3: normalised S_wp, S_pq, S_ww per layer (seed mean, ±1 std band), one panel per task."""
+    """Paper Fig. 3: normalised S_wp, S_pq, S_ww per layer (seed mean with its interval as a band), one panel
+    per task."""
     frame = whole_layer_rows(result.frame)  # a per_head result also holds one row per head
-    summary = frame.groupby(["task", "model", "layer"])[list(REGIONS)].agg(["mean", "std"]).reset_index()
-    keys = summary[["task", "model"]].drop_duplicates().values.tolist()
-    figure = make_subplots(rows=1, cols=len(keys), subplot_titles=_titles(summary), shared_yaxes=True)
+    table = _with_intervals(result, frame, ["layer"], {region: region for region in REGIONS})
+    keys = table[["task", "model"]].drop_duplicates().values.tolist()
+    figure = make_subplots(rows=1, cols=len(keys), subplot_titles=_titles(table), shared_yaxes=True)
     for column, (task, model) in enumerate(keys, start=1):
-        part = summary[(summary["task"] == task) & (summary["model"] == model)]
         for region in REGIONS:
-            mean, std = part[(region, "mean")], part[(region, "std")].fillna(0)
-            layers = part["layer"]
+            part = _rows(table, task=task, model=model, metric=region).sort_values("layer")
+            layers = part["layer"].to_numpy()
             figure.add_trace(
                 go.Scatter(
                     x=layers,
-                    y=mean,
+                    y=part["mean"].to_numpy(float),
                     name=region,
                     line={"color": COLORS[region]},
                     legendgroup=region,
                     showlegend=column == 1,
+                    customdata=part[["hover"]].to_numpy(),
+                    hovertemplate=f"{task} ({model})<br>layer %{{x}}<br>{region} = %{{y:.3f}} of the layer's "
+                    f"saliency<br>%{{customdata[0]}}<extra>{region}</extra>",
                 ),
                 row=1,
                 col=column,
             )
+            banded = part[np.isfinite(part["low"].to_numpy(float))]
+            if banded.empty:
+                continue
             figure.add_trace(
                 go.Scatter(
-                    x=list(layers) + list(layers[::-1]),
-                    y=list(mean + std) + list((mean - std)[::-1]),
+                    x=list(banded["layer"]) + list(banded["layer"][::-1]),
+                    y=list(banded["high"]) + list(banded["low"][::-1]),
                     fill="toself",
                     fillcolor=COLORS[region],
                     opacity=0.15,
@@ -83,187 +236,482 @@ def plot_saliency(result: SaliencyResult) -> go.Figure:
                 col=column,
             )
         figure.update_xaxes(title_text="layer", row=1, col=column)
-    figure.update_yaxes(title_text="share of saliency (normalised per layer)", row=1, col=1)
+    figure.update_yaxes(title_text="share of the layer's saliency, S / (S_wp + S_pq + S_ww)", row=1, col=1)
     figure.update_layout(
-        title="Saliency information flow: text→label (S_wp), label→target (S_pq), other (S_ww)",
+        title=_title(
+            "Saliency information flow: text→label (S_wp), label→target (S_pq), other (S_ww); "
+            "S = mean of |Σ_h A ⊙ ∂L/∂A| over the region's entries",
+            _caption([table], "bands"),
+        ),
         template="plotly_white",
-        height=380,
-        width=max(500, 330 * len(keys)),
+        height=420,
+        width=max(560, 330 * len(keys)),
+        margin={"t": 110},
     )
     return figure
 
 
-def plot_isolation(result: IsolationResult, k: int | None = None) -> go.Figure:
-    """Paper Fig. 4: label and word loyalty per condition (seed mean ± std), one panel per task, for one k."""
-    frame = result.frame
-    k = k if k is not None else (5 if 5 in set(frame["k"]) else int(frame["k"].iloc[0]))
-    frame = frame[frame["k"] == k]
-    summary = (
-        frame.groupby(["task", "model", "condition"])[["label_loyalty", "word_loyalty"]]
-        .agg(["mean", "std"])
-        .reset_index()
+def _isolation_table(result: IsolationResult) -> pd.DataFrame:
+    return _with_intervals(
+        result,
+        result.frame,
+        ["k", "condition"],
+        {"label_loyalty": "label_loyalty", "word_loyalty": "word_loyalty"},
+        scale=100,
+        digits=1,
     )
-    keys = summary[["task", "model"]].drop_duplicates().values.tolist()
-    figure = make_subplots(rows=1, cols=len(keys), subplot_titles=_titles(summary), shared_yaxes=True)
-    for column, (task, model) in enumerate(keys, start=1):
-        part = (
-            summary[(summary["task"] == task) & (summary["model"] == model)].set_index("condition").reindex(CONDITIONS)
+
+
+def plot_isolation(result: IsolationResult, k: int | None = None) -> go.Figure:
+    """Paper Fig. 4: label and word loyalty per condition (seed mean with its interval), one panel per task, for
+    one k (default 5 where the result has it). `plot_isolation_by_k` shows every k."""
+    frame = result.frame
+    available = sorted(int(value) for value in frame["k"].unique())
+    if k is None:
+        k = 5 if 5 in available else available[0]
+    elif k not in available:
+        raise InvalidConfigError(
+            f"this isolation result has no k = {k}; it holds k = {', '.join(map(str, available))}: pass one of them"
         )
-        for metric, color in (("label_loyalty", "#1f77b4"), ("word_loyalty", "#ff7f0e")):
+    table = _isolation_table(result)
+    table = table[table["k"] == k]
+    keys = table[["task", "model"]].drop_duplicates().values.tolist()
+    figure = make_subplots(rows=1, cols=len(keys), subplot_titles=_titles(table), shared_yaxes=True)
+    for column, (task, model) in enumerate(keys, start=1):
+        for metric in ("label_loyalty", "word_loyalty"):
+            part = _rows(table, task=task, model=model, metric=metric).set_index("condition").reindex(CONDITIONS)
+            name = metric.replace("_", " ")
             figure.add_trace(
                 go.Bar(
                     x=list(CONDITIONS),
-                    y=part[(metric, "mean")] * 100,
-                    error_y={"type": "data", "array": part[(metric, "std")].fillna(0) * 100},
-                    name=metric.replace("_", " "),
-                    marker_color=color,
+                    y=part["mean"].to_numpy(float),
+                    **_error_bars(part),
+                    name=name,
+                    marker_color=LOYALTY_COLORS[metric],
                     legendgroup=metric,
                     showlegend=column == 1,
+                    customdata=np.column_stack([[CONDITION_LABELS[c] for c in CONDITIONS], part["hover"].fillna("")]),
+                    hovertemplate=f"{task} ({model}), k = {k}<br>%{{customdata[0]}}<br>{name} = %{{y:.1f}}%"
+                    "<br>%{customdata[1]}<extra></extra>",
                 ),
                 row=1,
                 col=column,
             )
-    figure.update_yaxes(title_text="loyalty (%)", range=[0, 105], row=1, col=1)
+        figure.update_xaxes(
+            title_text="isolated rows (label or random words; first or last k layers)", row=1, col=column
+        )
+    figure.update_yaxes(title_text="loyalty to the unblocked model (%)", range=[0, 105], row=1, col=1)
     figure.update_layout(
-        title=f"Isolating label words vs random words in the first / last {k} layers",
+        title=_title(
+            f"Isolating label words vs random words in the first / last {k} layers", _caption([table], "error bars")
+        ),
         barmode="group",
         template="plotly_white",
-        height=400,
-        width=max(500, 360 * len(keys)),
+        height=440,
+        width=max(560, 360 * len(keys)),
+        margin={"t": 110},
+    )
+    return figure
+
+
+def plot_isolation_by_k(result: IsolationResult) -> go.Figure:
+    """Fig. 4 across k: label loyalty (top row) and word loyalty (bottom row) against the number k of isolated
+    layers, one line per condition (label words or random words, first or last k layers), one column per task;
+    seed means with their intervals."""
+    table = _isolation_table(result)
+    keys = table[["task", "model"]].drop_duplicates().values.tolist()
+    ks = sorted(int(value) for value in table["k"].unique())
+    figure = make_subplots(
+        rows=2,
+        cols=len(keys),
+        subplot_titles=[f"{kind}: {title}" for kind in ("label loyalty", "word loyalty") for title in _titles(table)],
+        shared_xaxes=True,
+        shared_yaxes=True,
+        vertical_spacing=0.14,
+    )
+    for column, (task, model) in enumerate(keys, start=1):
+        for row, metric in enumerate(("label_loyalty", "word_loyalty"), start=1):
+            name = metric.replace("_", " ")
+            for condition in CONDITIONS:
+                part = _rows(table, task=task, model=model, metric=metric, condition=condition).sort_values("k")
+                if part.empty:
+                    continue
+                style = CONDITION_STYLES[condition]
+                figure.add_trace(
+                    go.Scatter(
+                        x=part["k"].to_numpy(),
+                        y=part["mean"].to_numpy(float),
+                        mode="lines+markers",
+                        **_error_bars(part),
+                        name=CONDITION_LABELS[condition],
+                        line=style,
+                        marker={"color": style["color"]},
+                        legendgroup=condition,
+                        showlegend=column == 1 and row == 1,
+                        customdata=part[["hover"]].to_numpy(),
+                        hovertemplate=f"{task} ({model})<br>{CONDITION_LABELS[condition]}<br>k = %{{x}}<br>{name} = "
+                        "%{y:.1f}%<br>%{customdata[0]}<extra></extra>",
+                    ),
+                    row=row,
+                    col=column,
+                )
+            figure.update_yaxes(range=[0, 105], row=row, col=column)
+        figure.update_xaxes(title_text="k (isolated layers)", tickvals=ks, row=2, col=column)
+        figure.update_xaxes(tickvals=ks, row=1, col=column)
+    figure.update_yaxes(title_text="label loyalty (%)", row=1, col=1)
+    figure.update_yaxes(title_text="word loyalty (%)", row=2, col=1)
+    figure.update_layout(
+        title=_title(
+            "Isolating label words vs random words across k: the first k layers (shallow) against the last k (deep)",
+            _caption([table], "error bars"),
+        ),
+        template="plotly_white",
+        height=680,
+        width=max(620, 380 * len(keys)),
+        margin={"t": 110},
     )
     return figure
 
 
 def plot_auroc(result: AurocResult) -> go.Figure:
-    """Paper Fig. 5: AUROC_l of target→label attention against the prediction, and R_l, per task."""
+    """Paper Fig. 5: AUROC_l of target→label attention against the prediction, and R_l, per task (seed means
+    with their intervals; R_l's interval comes only from the bootstrap, as it is one curve's value)."""
     summary = result.summary()
+    frame = whole_layer_rows(result.frame)
+    table = _with_intervals(result, frame, ["layer"], {"auroc": "auroc", "R": "R"})
+    # R_l is computed from the seed-mean curve: every seed row holds the same value, so a std over seeds says
+    # nothing. Only the bootstrap (which recomputes R on every resample) gives it an interval.
+    r_rows = table["metric"] == "R"
+    table.loc[r_rows & (table["kind"] == "std"), ["low", "high"]] = np.nan
+    table.loc[r_rows & (table["kind"] == "std"), ["kind", "hover"]] = [
+        "none",
+        "no interval (R_l of the seed-mean curve)",
+    ]
     figure = make_subplots(rows=1, cols=2, subplot_titles=("AUROC_l", "R_l"))
     for task, model in summary[["task", "model"]].drop_duplicates().itertuples(index=False):
-        part = summary[(summary["task"] == task) & (summary["model"] == model)]
+        part = summary[(summary["task"] == task) & (summary["model"] == model)].sort_values("layer")
         name = f"{task} ({model})"
-        figure.add_trace(
-            go.Scatter(
-                x=part["layer"],
-                y=part["auroc_mean"],
-                name=name,
-                legendgroup=name,
-                error_y={"type": "data", "array": part["auroc_std"].fillna(0), "thickness": 0.8},
-            ),
-            row=1,
-            col=1,
-        )
-        figure.add_trace(
-            go.Scatter(x=part["layer"], y=part["R"], name=name, legendgroup=name, showlegend=False), row=1, col=2
-        )
+        for column, (metric, values) in enumerate((("auroc", part["auroc_mean"]), ("R", part["R"])), start=1):
+            spread = _rows(table, task=task, model=model, metric=metric).set_index("layer").reindex(part["layer"])
+            label = "AUROC_l" if metric == "auroc" else "R_l"
+            figure.add_trace(
+                go.Scatter(
+                    x=part["layer"],
+                    y=values,
+                    name=name,
+                    legendgroup=name,
+                    showlegend=column == 1,
+                    **_error_bars(spread),
+                    customdata=spread[["hover"]].fillna("").to_numpy(),
+                    hovertemplate=f"{name}<br>layer %{{x}}<br>{label} = %{{y:.3f}}<br>%{{customdata[0]}}"
+                    "<extra></extra>",
+                ),
+                row=1,
+                col=column,
+            )
+    caption = f"AUROC_l {_caption([table[~r_rows]])}"
+    if (table.loc[r_rows, "kind"] == "none").all() and (table.loc[~r_rows, "kind"] != "none").any():
+        caption += "; R_l: no interval (one curve's value: only the bootstrap of per-example rows gives it one)"
+    else:
+        caption += f"; R_l {_caption([table[r_rows]])}"
     figure.add_hline(y=0.5, line_dash="dot", line_color="grey", row=1, col=1)
     figure.update_xaxes(title_text="layer")
+    figure.update_yaxes(title_text="AUROC of target→label attention vs the prediction (0.5 = chance)", row=1, col=1)
+    figure.update_yaxes(title_text="R_l: share of Σ (AUROC − 0.5) reached by layer l", row=1, col=2)
     figure.update_layout(
-        title="Target→label-word attention predicts the output in deep layers",
+        title=_title("Target→label-word attention predicts the output in deep layers", caption),
         template="plotly_white",
-        height=400,
+        height=440,
         width=1000,
+        margin={"t": 110},
     )
     return figure
 
 
 def plot_diagnose(result: DiagnoseResult) -> go.Figure:
-    """Paper Fig. 6: predicted confusion (label-key distances) beside true confusion (AUROC), one row per task."""
+    """Paper Fig. 6: predicted confusion (label-key distances) beside true confusion (AUROC), one row per task;
+    seed means, with the true confusion's 95% bootstrap interval on hover where the result has per-example rows
+    (the predicted one has none: `DiagnoseResult.summary_with_ci`)."""
     keys = result.frame[["task", "model"]].drop_duplicates().values.tolist()
     titles = [f"{kind}: {task} ({model})" for task, model in keys for kind in DIAGNOSE_PANELS]
     figure = make_subplots(
         rows=len(keys), cols=2, subplot_titles=titles, horizontal_spacing=0.18, vertical_spacing=0.3 / max(1, len(keys))
     )
+    bootstrap = result.summary_with_ci() if not result.examples.empty else pd.DataFrame()
+    n_seeds = result.frame["seed"].nunique() if "seed" in result.frame.columns else 1
     for row, (task, model) in enumerate(keys, start=1):
         for column, matrix in enumerate(result.matrices(task, model), start=1):
+            names = [str(name) for name in matrix.index]
+            hover = np.full(matrix.shape, "no interval (the key geometry is not resampled)", dtype=object)
+            if column == 2:
+                found = (
+                    _rows(bootstrap, task=task, model=model, metric="true").set_index(["class_a", "class_b"])
+                    if not bootstrap.empty
+                    else pd.DataFrame()
+                )
+                for i, a in enumerate(names):
+                    for j, b in enumerate(names):
+                        if a == b:
+                            hover[i, j] = "a class against itself (1 by definition)"
+                        elif (a, b) in found.index and np.isfinite(found.loc[(a, b), "ci_low"]):
+                            low, high = found.loc[(a, b), ["ci_low", "ci_high"]]
+                            hover[i, j] = f"95% interval {low:.2f} to {high:.2f}"
+                        else:
+                            hover[i, j] = "no interval" + (" (one seed)" if n_seeds < 2 else "")
             figure.add_trace(
                 go.Heatmap(
                     z=matrix.values,
-                    x=list(matrix.columns),
-                    y=list(matrix.index),
+                    x=names,
+                    y=names,
                     zmin=0,
                     zmax=1,
                     colorscale=DIAGNOSE_COLORSCALE,
                     text=matrix.round(2).values,
                     texttemplate="%{text}",
                     showscale=row == 1 and column == 2,
+                    colorbar={"title": {"text": "separation (1 = none confused)"}},
+                    customdata=hover,
+                    hovertemplate=f"{task} ({model}), {DIAGNOSE_PANELS[column - 1]}<br>class a %{{y}}, class b "
+                    "%{x}<br>value %{z:.3f}<br>%{customdata}<extra></extra>",
                 ),
                 row=row,
                 col=column,
             )
-            figure.update_yaxes(autorange="reversed", row=row, col=column)
+            figure.update_yaxes(title_text="class a", autorange="reversed", row=row, col=column)
+            figure.update_xaxes(title_text="class b", row=row, col=column)
+    if bootstrap.empty:
+        caption = f"seed means; {NO_INTERVAL}" if n_seeds < 2 else "seed means; no per-example rows, so no interval"
+    else:
+        over = "the test inputs of one seed" if bootstrap["n_seeds"].max() <= 1 else "seeds and test inputs"
+        caption = f"seed means; hover gives the true confusion's 95% bootstrap interval over {over}"
     figure.update_layout(
-        title="Error diagnosis: near 1 = well separated, small = confused",
+        title=_title("Error diagnosis: near 1 = well separated, small = confused", caption),
         template="plotly_white",
-        height=380 * len(keys),
+        height=400 * len(keys) + 60,
         width=950,
+        margin={"t": 110},
     )
     return figure
+
+
+def _in_paper_order(tasks) -> list[str]:
+    return sorted(dict.fromkeys(tasks), key=task_rank)
 
 
 def plot_reweight(result: ReweightResult) -> go.Figure:
-    """Grouped bars: accuracy (%) per task and method, seed mean ± std."""
-    summary = result.summary()
-    several_models = summary["model"].nunique() > 1
-    summary["where"] = summary["task"] + (" (" + summary["model"] + ")" if several_models else "")
-    in_paper_order = summary.sort_values("task", key=lambda tasks: tasks.map(task_rank), kind="stable")
+    """Grouped bars: accuracy (%) per task and method, seed mean with its interval."""
+    table = _with_intervals(result, result.frame, ["method"], {"accuracy": "correct"}, scale=100, digits=1)
+    several_models = table["model"].nunique() > 1
+    table["where"] = table["task"] + (" (" + table["model"] + ")" if several_models else "")
+    in_paper_order = table.sort_values("task", key=lambda tasks: tasks.map(task_rank), kind="stable")
     places = list(dict.fromkeys(in_paper_order["where"]))
     figure = go.Figure()
-    for method in [m for m in REWEIGHT_METHODS if m in set(summary["method"])]:
-        part = summary[summary["method"] == method].set_index("where").reindex(places)
+    for method in [m for m in REWEIGHT_METHODS if m in set(table["method"])]:
+        part = table[table["method"] == method].set_index("where").reindex(places)
+        label = REWEIGHT_METHOD_LABELS[method]
         figure.add_trace(
             go.Bar(
                 x=places,
-                y=part["accuracy_mean"] * 100,
-                name=REWEIGHT_METHOD_LABELS[method],
-                error_y={"type": "data", "array": part["accuracy_std"].fillna(0) * 100},
+                y=part["mean"].to_numpy(float),
+                name=label,
+                **_error_bars(part),
+                customdata=part[["hover"]].fillna("").to_numpy(),
+                hovertemplate=f"%{{x}}<br>{label}<br>accuracy %{{y:.1f}}%<br>%{{customdata[0]}}<extra></extra>",
             )
         )
-    figure.update_yaxes(title_text="accuracy (%)", range=[0, 105])
+    figure.update_xaxes(title_text="task")
+    figure.update_yaxes(title_text="accuracy (% of test inputs)", range=[0, 105])
     figure.update_layout(
-        title="Anchor re-weighting vs vanilla ICL and contextual calibration",
+        title=_title("Anchor re-weighting vs vanilla ICL and contextual calibration", _caption([table])),
         barmode="group",
         template="plotly_white",
-        height=420,
-        width=max(600, 220 * len(places)),
+        height=460,
+        width=max(640, 220 * len(places)),
+        margin={"t": 110},
     )
     return figure
 
 
+COMPRESS_EXAMPLE_METRICS = {"label_loyalty": "label_loyalty", "word_loyalty": "word_loyalty", "accuracy": "correct"}
+
+
 def plot_compress(result: CompressResult) -> go.Figure:
-    """Grouped bars per method: label loyalty, word loyalty and accuracy (%), averaged over seeds and tasks,
-    one panel per model (error bars: std over the per-task means when several tasks, else over seeds)."""
+    """Paper Table 2 as grouped bars per method: label loyalty, word loyalty and accuracy (%), the mean over
+    tasks of each task's seed mean, one panel per model. Error bars: ±1 std over the per-task means where there
+    are several tasks; with one task, that task's interval (`plot_compress_by_task` shows every task)."""
     frame = result.frame
     models = list(dict.fromkeys(frame["model"]))
     figure = make_subplots(rows=1, cols=len(models), subplot_titles=models, shared_yaxes=True)
-    colors = {"label_loyalty": "#1f77b4", "word_loyalty": "#ff7f0e", "accuracy": "#2ca02c"}
+    captions = []
     for column, model in enumerate(models, start=1):
         part = frame[frame["model"] == model]
-        spread_over = "task" if part["task"].nunique() > 1 else "seed"
-        per_unit = part.groupby([spread_over, "method"])[list(COMPRESS_METRICS)].mean().reset_index()
-        stats = per_unit.groupby("method")[list(COMPRESS_METRICS)].agg(["mean", "std"])
-        methods = [m for m in COMPRESS_METHODS if m in stats.index]
+        tasks = _in_paper_order(part["task"])
+        if len(tasks) > 1:
+            per_task = part.groupby(["task", "method"])[list(COMPRESS_METRICS)].mean().reset_index()
+            stats = per_task.groupby("method")[list(COMPRESS_METRICS)].agg(["mean", "std"])
+            table = pd.DataFrame(
+                [
+                    {
+                        "method": method,
+                        "metric": metric,
+                        "mean": stats.loc[method, (metric, "mean")] * 100,
+                        "low": (stats.loc[method, (metric, "mean")] - stats.loc[method, (metric, "std")]) * 100,
+                        "high": (stats.loc[method, (metric, "mean")] + stats.loc[method, (metric, "std")]) * 100,
+                    }
+                    for method in stats.index
+                    for metric in COMPRESS_METRICS
+                ]
+            )
+            table["hover"] = [
+                f"±1 std over {len(tasks)} tasks: {low:.1f} to {high:.1f}"
+                for low, high in zip(table["low"], table["high"])
+            ]
+            captions.append(f"{model}: mean over {len(tasks)} tasks, error bars ±1 std over the tasks")
+        else:
+            table = _with_intervals(
+                result, part, ["method"], COMPRESS_EXAMPLE_METRICS, scale=100, digits=1, intervals=True
+            )
+            captions.append(f"{model}: one task, {_caption([table])}")
+        methods = [m for m in COMPRESS_METHODS if m in set(table["method"])]
+        labels = [COMPRESS_METHOD_LABELS[m] for m in methods]
         for metric in COMPRESS_METRICS:
+            rows = table[table["metric"] == metric].set_index("method").reindex(methods)
+            name = metric.replace("_", " ")
             figure.add_trace(
                 go.Bar(
-                    x=[COMPRESS_METHOD_LABELS[m] for m in methods],
-                    y=stats.loc[methods, (metric, "mean")] * 100,
-                    error_y={"type": "data", "array": stats.loc[methods, (metric, "std")].fillna(0) * 100},
-                    name=metric.replace("_", " "),
-                    marker_color=colors[metric],
+                    x=labels,
+                    y=rows["mean"].to_numpy(float),
+                    **_error_bars(rows),
+                    name=name,
+                    marker_color=LOYALTY_COLORS[metric],
                     legendgroup=metric,
                     showlegend=column == 1,
+                    customdata=rows[["hover"]].fillna("").to_numpy(),
+                    hovertemplate=f"{model}, %{{x}}<br>{name} %{{y:.1f}}%<br>%{{customdata[0]}}<extra></extra>",
                 ),
                 row=1,
                 col=column,
             )
-    tasks = ", ".join(dict.fromkeys(frame["task"]))
-    figure.update_yaxes(title_text="% (vs full ICL; accuracy vs gold)", range=[0, 105], row=1, col=1)
+        figure.update_xaxes(title_text="method (paper Table 2)", row=1, col=column)
+    all_tasks = ", ".join(_in_paper_order(frame["task"]))
+    figure.update_yaxes(title_text="% (loyalty vs full ICL; accuracy vs gold)", range=[0, 105], row=1, col=1)
     figure.update_layout(
-        title=f"Anchor-only context compression ({tasks})",
+        title=_title(f"Anchor-only context compression ({all_tasks})", "; ".join(captions)),
         barmode="group",
         template="plotly_white",
-        height=420,
-        width=max(600, 520 * len(models)),
+        height=460,
+        width=max(640, 520 * len(models)),
+        margin={"t": 110},
+    )
+    return figure
+
+
+#: Symbols of the paper's Table 3 models in `plot_compress_by_task`.
+PAPER_SPEEDUP_MARKERS = {"GPT2-XL": "diamond", "GPT-J": "star"}
+
+
+def plot_compress_by_task(result: CompressResult) -> go.Figure:
+    """Paper Tables 2-3 per task: accuracy (%) of every method per task (top row; seed means with their
+    intervals), and the speed-up of Hidden_anchor per task (bottom row): ICL's query time per test input over
+    Hidden_anchor's, as measured in this result (seed mean; ±1 std over seeds where there are several, as
+    timings have no per-example rows), beside the paper's Table 3 numbers for GPT2-XL and GPT-J, drawn as
+    markers and named as the paper's. One column per model."""
+    frame = result.frame
+    models = list(dict.fromkeys(frame["model"]))
+    table = _with_intervals(result, frame, ["method"], {"accuracy": "correct"}, scale=100, digits=1)
+    timed = frame[frame["method"] == "hidden_anchor"]
+    has_timing = "speedup" in timed.columns and timed["speedup"].notna().any()
+    speed = (
+        _with_intervals(
+            result, timed.dropna(subset=["speedup"]), ["method"], {"speedup": ""}, digits=2, intervals=False
+        )
+        if has_timing
+        else pd.DataFrame(columns=["task", "model", "mean", "low", "high", "hover", "kind"])
+    )
+    figure = make_subplots(
+        rows=2,
+        cols=len(models),
+        subplot_titles=[f"accuracy per task: {m}" for m in models] + [f"Hidden_anchor speed-up: {m}" for m in models],
+        vertical_spacing=0.16,
+    )
+    for column, model in enumerate(models, start=1):
+        tasks = _in_paper_order(frame.loc[frame["model"] == model, "task"])
+        for method in [m for m in COMPRESS_METHODS if m in set(table["method"])]:
+            part = _rows(table, model=model, method=method).set_index("task").reindex(tasks)
+            label = COMPRESS_METHOD_LABELS[method]
+            figure.add_trace(
+                go.Bar(
+                    x=tasks,
+                    y=part["mean"].to_numpy(float),
+                    **_error_bars(part),
+                    name=label,
+                    legendgroup=method,
+                    showlegend=column == 1,
+                    customdata=part[["hover"]].fillna("").to_numpy(),
+                    hovertemplate=f"{model}, task %{{x}}<br>{label}: accuracy %{{y:.1f}}%<br>%{{customdata[0]}}"
+                    "<extra></extra>",
+                ),
+                row=1,
+                col=column,
+            )
+        measured = speed[speed["model"] == model].set_index("task").reindex(tasks)
+        if has_timing:
+            figure.add_trace(
+                go.Bar(
+                    x=tasks,
+                    y=measured["mean"].to_numpy(float),
+                    **_error_bars(measured),
+                    name="Hidden_anchor speed-up, measured here",
+                    marker_color="#9467bd",
+                    legendgroup="measured speed-up",
+                    showlegend=column == 1,
+                    customdata=measured[["hover"]].fillna("").to_numpy(),
+                    hovertemplate=f"{model}, task %{{x}}<br>measured speed-up %{{y:.2f}}×<br>%{{customdata[0]}}"
+                    "<extra></extra>",
+                ),
+                row=2,
+                col=column,
+            )
+        for paper_model, values in COMPRESS_SPEEDUP.items():
+            shown = [task for task in tasks if task in values]
+            if not shown:
+                continue
+            label = f"paper Table 3, {paper_model} (not measured here)"
+            figure.add_trace(
+                go.Scatter(
+                    x=shown,
+                    y=[values[task] for task in shown],
+                    mode="markers",
+                    marker={"symbol": PAPER_SPEEDUP_MARKERS.get(paper_model, "circle"), "size": 11, "color": "black"},
+                    name=label,
+                    legendgroup=label,
+                    showlegend=column == 1,
+                    hovertemplate=f"task %{{x}}<br>the paper's Hidden_anchor speed-up on {paper_model}: %{{y}}×"
+                    "<br>(Wang et al. 2023, Table 3; not measured here)<extra></extra>",
+                ),
+                row=2,
+                col=column,
+            )
+        figure.add_hline(y=1, line_dash="dot", line_color="grey", row=2, col=column)
+        figure.update_yaxes(title_text="accuracy (% of test inputs)", range=[0, 105], row=1, col=column)
+        figure.update_yaxes(title_text="speed-up (ICL seconds per input ÷ Hidden_anchor's)", row=2, col=column)
+        figure.update_xaxes(title_text="task", row=1, col=column)
+        figure.update_xaxes(title_text="task", row=2, col=column)
+    timing_caption = (
+        f"speed-up — {_caption([speed])}"
+        if has_timing
+        else "speed-up — no timings in this result: only the paper's numbers, marked as the paper's"
+    )
+    figure.update_layout(
+        title=_title(
+            "Anchor-only context compression per task: accuracy (Table 2) and Hidden_anchor speed-up (Table 3)",
+            f"accuracy — {_caption([table])}; {timing_caption}",
+        ),
+        barmode="group",
+        template="plotly_white",
+        height=760,
+        width=max(700, 620 * len(models)),
+        margin={"t": 110},
     )
     return figure
 
@@ -609,7 +1057,7 @@ def plot_heads(result: HeadsResult) -> go.Figure:
                     colorscale=colorscale,
                     **limits,
                     colorbar={
-                        "title": {"text": "AUROC" if name == "auroc" else f"mean {name}"},
+                        "title": {"text": "AUROC" if name == "auroc" else f"{name}: mean |A ⊙ ∂L/∂A|"},
                         "x": domain[1] + 0.01,
                         "len": 0.9 / max(1, len(keys)),
                         "y": 1 - (row - 0.5) / max(1, len(keys)),
@@ -624,10 +1072,15 @@ def plot_heads(result: HeadsResult) -> go.Figure:
             figure.update_xaxes(title_text="head", dtick=1, row=row, col=column)
             figure.update_yaxes(title_text="layer", row=row, col=column)
     figure.update_layout(
-        title="Head-level anchors: which heads carry text→label and label→target flow, and whose attention "
-        "predicts the output",
+        title=_title(
+            "Head-level anchors: which heads carry text→label and label→target flow, and whose attention "
+            "predicts the output",
+            "seed means per head, no interval drawn; the causal check's intervals are in "
+            "HeadsResult.summary_with_ci() and causal_check()",
+        ),
         template="plotly_white",
-        height=max(420, 400 * len(keys)),
+        height=max(460, 400 * len(keys) + 60),
         width=1250,
+        margin={"t": 110},
     )
     return figure

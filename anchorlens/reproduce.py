@@ -19,7 +19,7 @@ import pandas as pd
 
 from anchorlens import paper
 from anchorlens.errors import InvalidConfigError
-from anchorlens.experiments.common import setting
+from anchorlens.experiments.common import DTYPES, Dtype, ExperimentConfig, setting
 from anchorlens.models import DEFAULT_MODEL, OFFLINE_MODELS, weights_fingerprint
 
 
@@ -41,6 +41,10 @@ class ReproduceConfig:
     experiments: tuple[str, ...] = setting(
         help_text="a subset of the experiments", default_factory=_default_experiments, default_text="all six"
     )
+    dtype: Dtype = setting(
+        "float32",
+        "dtype the model is loaded and run in; each experiment records it and refuses to mix two in one folder",
+    )
 
     def __post_init__(self) -> None:
         from anchorlens.orchestrate import EXPERIMENTS
@@ -48,6 +52,39 @@ class ReproduceConfig:
         unknown = [name for name in self.experiments if name not in EXPERIMENTS]
         if unknown:
             raise InvalidConfigError(f"unknown experiments {unknown}; choose from {', '.join(EXPERIMENTS)}")
+        if self.dtype not in DTYPES:
+            raise InvalidConfigError(f"unknown dtype {self.dtype!r}; use one of {', '.join(DTYPES)} (default float32)")
+
+
+#: The one measured wall time of the default job (docs/reproduce.md, "Timing"): from a fresh clone on a 2-core
+#: CPU machine with nothing else running, ``/usr/bin/time anchorlens reproduce --out DIR --no-progress``, at
+#: `MEASURED_DEFAULT_COMMIT`.
+MEASURED_DEFAULT_SECONDS = 624
+MEASURED_DEFAULT_COMMIT = "dcff371"
+MEASURED_DEFAULT_MACHINE = "2 CPU cores"
+
+
+def help_description() -> str:
+    """What ``anchorlens reproduce --help`` says before the options: what it does, its default sizes (read from
+    `ReproduceConfig`, so they cannot drift), and its expected time (the measured run, and how the time is
+    estimated while it runs)."""
+    defaults = ReproduceConfig()
+    n_parts = len(defaults.tasks) * len(defaults.seeds)
+    seconds = MEASURED_DEFAULT_SECONDS
+    return (
+        "Run every analysis and method of the paper on one model into --out, resumably (finished (task, seed) "
+        "parts are kept and skipped on a rerun), and write OUT/report.md: each table beside the paper's, with "
+        "links to the figures.\n\n"
+        f"Defaults (the main job): model {defaults.model} in {defaults.dtype}; tasks {' '.join(defaults.tasks)}; "
+        f"seeds {' '.join(map(str, defaults.seeds))}; {defaults.n_test} test inputs per task and seed (--n-test); "
+        f"experiments {' '.join(defaults.experiments)}: {n_parts} (task, seed) parts per experiment, "
+        f"{n_parts * len(defaults.experiments)} in all. The paper's size: --seeds 42 43 44 45 46 --n-test 1000.\n\n"
+        f"Expected time: the default job took {seconds} s (about {round(seconds / 60)} min) on "
+        f"{MEASURED_DEFAULT_MACHINE} when last measured (commit {MEASURED_DEFAULT_COMMIT}); isolation (k 1 3 5 7) "
+        "and diagnosis (at least 30 inputs per class) have grown since, so expect more. The time grows with the number "
+        "of parts (tasks x seeds) and with --n-test. While it runs it prints each finished part and the expected "
+        'remaining time, from the compute time recorded in each finished part (docs/reproduce.md, "Timing").'
+    )
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
@@ -156,7 +193,7 @@ def reproduce(
     from anchorlens.distributed import init_distributed, place_rank
     from anchorlens.files import atomic_write_text
     from anchorlens.models import expected_recorded_name, load_model
-    from anchorlens.orchestrate import EXPERIMENTS, run_experiment
+    from anchorlens.orchestrate import EXPERIMENTS, run_experiment, torch_dtype
     from anchorlens.runs import check_folder, on_part_written
     from anchorlens.tasks import get_task
 
@@ -164,20 +201,27 @@ def reproduce(
     tasks = [get_task(task) for task in config.tasks]
     started = time.perf_counter()
     process = init_distributed()
-    for name in config.experiments:  # settings are checked before the model loads
-        expected = EXPERIMENTS[name].config_class(
-            model=expected_recorded_name(config.model),
+
+    def experiment_config(name: str, model_name: str | None = None) -> ExperimentConfig:
+        return EXPERIMENTS[name].config_class(
+            model=model_name,
             seeds=config.seeds,
             n_test=config.n_test,
             batch_size=config.batch_size,
+            dtype=config.dtype,
         )
+
+    for name in config.experiments:  # settings are checked before the model loads
+        expected = experiment_config(name, expected_recorded_name(config.model))
         check_folder(out / name, name, expected.signature())
-    model = load_model(config.model, device=place_rank(process, device, n_devices=n_devices), n_devices=n_devices)
+    model = load_model(
+        config.model,
+        device=place_rank(process, device, n_devices=n_devices),
+        n_devices=n_devices,
+        dtype=torch_dtype(config.dtype),
+    )
     timings, sections = {}, []
-    configs = {
-        name: EXPERIMENTS[name].config_class(seeds=config.seeds, n_test=config.n_test, batch_size=config.batch_size)
-        for name in config.experiments
-    }
+    configs = {name: experiment_config(name) for name in config.experiments}
     pending = {name: _pending_parts(out / name, name, configs[name], tasks) for name in config.experiments}
     estimate = RemainingTime(config, out, pending)
     if process.is_main:

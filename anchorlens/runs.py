@@ -39,6 +39,9 @@ RESULTS_FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 PART_RECORD_SUFFIX = ".json"
 EXAMPLES_SUFFIX = ".examples.parquet"
+#: The dtype of results whose signature has no ``dtype``: configs leave it out at this default, so results made
+#: before the setting existed keep their signature (`anchorlens.experiments.common.ExperimentConfig.dtype`).
+DEFAULT_DTYPE = "float32"
 
 
 class DamagedPartWarning(UserWarning):
@@ -99,7 +102,7 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
 
 def check_folder(out_dir: str | Path, experiment: str, signature: Mapping[str, Any]) -> None:
     """Refuse, before any model loads or file is written, a folder whose results cannot be mixed with these
-    settings: another results format, another model, or this experiment made with other settings."""
+    settings: another results format, another model, another dtype, or this experiment made with other settings."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidConfigError(f"output path {out_dir} exists and is not a folder; choose a folder")
@@ -126,7 +129,17 @@ def check_folder(out_dir: str | Path, experiment: str, signature: Mapping[str, A
             f"{out_dir} holds results of model {folder_model!r}, and this run is of {signature['model']!r}; results "
             "of two models are never mixed in one folder: choose another --out (e.g. OUT/<model name>)"
         )
-    previous = manifest.get("experiments", {}).get(experiment)
+    experiments = manifest.get("experiments", {})
+    this_dtype = signature.get("dtype", DEFAULT_DTYPE)
+    folder_dtypes = sorted({s.get("dtype", DEFAULT_DTYPE) for s in experiments.values() if isinstance(s, dict)})
+    if folder_dtypes and folder_dtypes != [this_dtype]:
+        other = next(dtype for dtype in folder_dtypes if dtype != this_dtype)
+        raise InvalidConfigError(
+            f"{out_dir} holds results computed in {other}, and this run is in {this_dtype}; results of two dtypes "
+            f"are never mixed in one folder: rerun with --dtype {other} (Python: dtype={other!r}) to resume, or "
+            f"choose another --out (e.g. OUT/<model name>-{this_dtype})"
+        )
+    previous = experiments.get(experiment)
     if previous is not None and previous != signature:
         raise InvalidConfigError(
             f"{out_dir} already holds {experiment} results made with other settings "
@@ -244,6 +257,8 @@ class ResultStore:
             "task": task,
             "seed": seed,
             "signature": self.config,
+            # Stated even where the signature leaves it out (at float32), so every record says what it was made in.
+            "dtype": self.config.get("dtype", DEFAULT_DTYPE),
             "rows": len(rows),
             "example_rows": len(examples),
             # What was used, which may be fewer than n_test asked for (capped at the split and 1000).

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from anchorlens.cli import main
+from anchorlens.cli import RUN_COMMANDS, main
 
 
 @pytest.mark.parametrize("model", ["smollm2-135m", "gemma-3-270m"])
@@ -255,3 +255,187 @@ def test_generated_options_parse_tuples_switches_and_choices(capsys):
     with pytest.raises(SystemExit):
         build_parser({"reweight"}).parse_args(["reweight", *base, "--variant", "softmax"])
     assert "invalid choice: 'softmax'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ --dtype (issue 14.5)
+
+#: Each experiment's signature at its defaults (n_test 200, as the committed results), taken from the code before
+#: the dtype setting existed: a float32 config must keep it, or the committed parts in docs/results stop resuming.
+SIGNATURES_BEFORE_DTYPE = {
+    "auroc": {"model": "smollm2-135m", "n_test": 200, "shots_per_class": 1},
+    "compress": {"model": "smollm2-135m", "n_test": 200, "random_draws": 20, "shots_per_class": 1, "word_top_k": 5},
+    "diagnose": {
+        "layer": None,
+        "min_per_class": 30,
+        "model": "smollm2-135m",
+        "n_components": 10,
+        "n_test": 200,
+        "shots_per_class": 1,
+    },
+    "heads": {
+        "model": "smollm2-135m",
+        "n_test": 200,
+        "random_draws": 3,
+        "shots_per_class": 1,
+        "top_k": (1, 5, 10),
+        "word_top_k": 5,
+    },
+    "isolation": {"k": (1, 3, 5, 7), "model": "smollm2-135m", "n_test": 200, "shots_per_class": 1, "word_top_k": 5},
+    "reweight": {
+        "calibration_inputs": ("N/A", "", "[MASK]"),
+        "epochs": 10,
+        "extra_per_class": 4,
+        "five_shot_agnews": 3,
+        "learning_rate": 0.01,
+        "model": "smollm2-135m",
+        "n_test": 200,
+        "prefix_cache": True,
+        "shots_per_class": 1,
+        "variant": "pattern",
+    },
+    "saliency": {"abs_per_head": False, "model": "smollm2-135m", "n_test": 200, "shots_per_class": 1},
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(SIGNATURES_BEFORE_DTYPE))
+def test_a_float32_config_keeps_the_signature_it_had_before_dtype_existed(experiment):
+    from anchorlens.orchestrate import EXPERIMENTS
+
+    config_class = EXPERIMENTS[experiment].config_class
+    before = SIGNATURES_BEFORE_DTYPE[experiment]
+    assert config_class(model="smollm2-135m").signature() == before
+    assert config_class(model="smollm2-135m", dtype="float32").signature() == before
+    assert config_class(model="smollm2-135m", dtype="bfloat16").signature() == {**before, "dtype": "bfloat16"}
+
+
+def test_the_committed_results_still_resume():
+    """Every experiment in the committed results folders: its signature is that of a default config (float32)
+    and the folder accepts it (`check_folder` reads only)."""
+    from pathlib import Path
+
+    from anchorlens.orchestrate import EXPERIMENTS
+    from anchorlens.runs import RESULTS_FORMAT_VERSION, check_folder
+
+    manifests = sorted(Path(__file__).parent.parent.glob("docs/results/*/manifest.json"))
+    checked = 0
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        if manifest.get("results_format") != RESULTS_FORMAT_VERSION:
+            continue
+        for experiment, signature in manifest["experiments"].items():
+            config_class = EXPERIMENTS[experiment].config_class
+            assert config_class.from_signature(signature).dtype == "float32"
+            config = config_class(model=signature["model"], n_test=signature["n_test"])
+            assert json.loads(json.dumps(config.signature())) == signature, (path, experiment)
+            check_folder(path.parent, experiment, config.signature())
+            checked += 1
+    assert checked, "no committed results of this format to check"
+
+
+def test_a_bfloat16_run_into_a_float32_folder_is_refused_by_name(tmp_path, llama_like):
+    """Issue 14.5: results made in one dtype never resume or mix with another's in one --out folder; the error
+    names both dtypes and the fix."""
+    import copy
+
+    import torch
+
+    from anchorlens.errors import AnchorlensError
+    from anchorlens.experiments import AurocConfig
+    from anchorlens.orchestrate import run_experiment
+
+    small = {"seeds": (1,), "n_test": 2, "batch_size": 2}
+    run_experiment("auroc", llama_like, ["sst2"], AurocConfig(**small), tmp_path / "f32", progress=False)
+    record = json.loads((tmp_path / "f32" / "parts" / "auroc" / "sst2-seed1.json").read_text())
+    assert record["dtype"] == "float32" and "dtype" not in record["signature"]
+
+    half = copy.deepcopy(llama_like).to(torch.bfloat16)
+    with pytest.raises(AnchorlensError) as refused:
+        run_experiment("auroc", half, ["sst2"], AurocConfig(**small, dtype="bfloat16"), tmp_path / "f32")
+    assert (
+        f"{tmp_path / 'f32'} holds results computed in float32, and this run is in bfloat16; results of two dtypes "
+        "are never mixed in one folder: rerun with --dtype float32"
+    ) in str(refused.value)
+    # a config that does not say the model's dtype is refused before any folder is read
+    with pytest.raises(AnchorlensError, match=r"the config says dtype 'float32', but the model passed runs in "):
+        run_experiment("auroc", half, ["sst2"], AurocConfig(**small), tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+    result = run_experiment("auroc", half, ["sst2"], AurocConfig(**small, dtype="bfloat16"), tmp_path / "bf16")
+    assert result.config.dtype == "bfloat16"
+    manifest = json.loads((tmp_path / "bf16" / "manifest.json").read_text())
+    assert manifest["experiments"]["auroc"]["dtype"] == "bfloat16"
+    record = json.loads((tmp_path / "bf16" / "parts" / "auroc" / "sst2-seed1.json").read_text())
+    assert record["dtype"] == "bfloat16" and record["signature"]["dtype"] == "bfloat16"
+    # and the other way round: float32 into the bfloat16 folder
+    with pytest.raises(AnchorlensError, match="holds results computed in bfloat16, and this run is in float32"):
+        run_experiment("auroc", llama_like, ["sst2"], AurocConfig(**small), tmp_path / "bf16")
+
+
+def test_the_cli_refuses_another_dtype_in_the_folder_before_loading(tmp_path, capsys, tiny_folder):
+    out = tmp_path / "out"
+    args = ["auroc", "--task", "sst2", "--model", str(tiny_folder), "--n-test", "2", "--seeds", "1"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--out", str(out), "--no-progress", "--dtype", "bfloat16"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "holds results computed in float32, and this run is in bfloat16" in line
+    assert "rerun with --dtype float32 (Python: dtype='float32') to resume, or choose another --out" in line
+
+
+@pytest.mark.parametrize("command", [*RUN_COMMANDS, "reproduce"])
+def test_every_run_command_takes_a_dtype(command, capsys):
+    from anchorlens.cli import build_parser
+
+    base = [] if command == "reproduce" else ["--task", "sst2", "--out", "x"]
+    args = build_parser({command}).parse_args([command, *base, "--dtype", "bfloat16"])
+    assert args.dtype == "bfloat16"
+    assert build_parser({command}).parse_args([command, *base]).dtype == "float32"
+    with pytest.raises(SystemExit):
+        build_parser({command}).parse_args([command, *base, "--dtype", "float64"])
+    err = capsys.readouterr().err.replace("'", "")  # Python 3.12 quotes the choices, 3.11 does not
+    assert "argument --dtype: invalid choice: float64 (choose from float32, bfloat16, float16)" in err
+
+
+def test_reproduce_help_states_defaults_sizes_and_the_measured_time(capsys):
+    from anchorlens.models import DEFAULT_MODEL
+
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert (
+        f"Defaults (the main job): model {DEFAULT_MODEL} in float32; tasks sst2 agnews trec emoc; seeds 42; 20 test"
+        in (shown)
+    )
+    assert (
+        "experiments saliency isolation auroc diagnose reweight compress: 4 (task, seed) parts per experiment, 24"
+        in (shown)
+    )
+    assert "The paper's size: --seeds 42 43 44 45 46 --n-test 1000" in shown
+    assert "the default job took 624 s (about 10 min) on 2 CPU cores when last measured (commit dcff371)" in shown
+    assert "prints each finished part and the expected remaining time" in shown
+
+
+@pytest.mark.bad_input  # a dtype outside the Literal, on purpose
+def test_an_unknown_dtype_is_refused_in_python():
+    from anchorlens.errors import InvalidConfigError
+    from anchorlens.experiments import IsolationConfig
+    from anchorlens.reproduce import ReproduceConfig
+
+    for config_class in (IsolationConfig, ReproduceConfig):
+        with pytest.raises(InvalidConfigError, match=r"unknown dtype 'fp16'; use one of float32, bfloat16, float16"):
+            config_class(dtype="fp16")
+
+
+def test_a_model_in_a_dtype_experiments_do_not_run_is_refused(gpt2_like):
+    import copy
+
+    import torch
+
+    from anchorlens.errors import InvalidConfigError
+    from anchorlens.experiments import AurocConfig
+
+    double = copy.deepcopy(gpt2_like).to(torch.float64)
+    with pytest.raises(
+        InvalidConfigError, match=r"runs in float64, and experiments run in float32, bfloat16, float16; "
+    ):
+        AurocConfig().for_model(double)

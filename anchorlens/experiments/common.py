@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from anchorlens.files import write_frame, write_parquet
 from anchorlens.hooks import verify_attention_hooks
 from anchorlens.model_classes import Model, recorded_model_name, warn_if_value_biases_folded
 from anchorlens.prompts import Prompt, PromptBatch, Prompts, make_batch
-from anchorlens.runs import ResultStore, read_manifest, read_parts
+from anchorlens.runs import DEFAULT_DTYPE, ResultStore, read_manifest, read_parts
 from anchorlens.stats import bootstrap_means
 from anchorlens.tasks import Task, get_task
 
@@ -58,6 +58,10 @@ def option_name(config_class: type, name: str) -> str:
     return flag if flag is not None else f"a {config_class.__name__} field, no CLI flag"
 
 
+#: The dtypes a model may run the experiments in (`ExperimentConfig.dtype`, ``--dtype``).
+Dtype = Literal["float32", "bfloat16", "float16"]
+DTYPES: tuple[str, ...] = get_args(Dtype)
+
 #: An experiment's own config or result class, kept by the methods that return a copy or build one.
 ConfigT = TypeVar("ConfigT", bound="ExperimentConfig")
 ResultT = TypeVar("ResultT", bound="ExperimentResult")
@@ -70,7 +74,8 @@ class ExperimentConfig:
     ``model`` is the name results are recorded under. Leave it None: the run function takes it from the loaded
     model (`anchorlens.model_classes.recorded_model_name`); a name given here must be that model's, or the run
     is refused. ``n_test`` is the number of test inputs per seed (capped at the split size and the task's
-    1000); None takes them all.
+    1000); None takes them all. ``dtype`` is what the model runs in: a run function refuses a model in another
+    one, and the signature names it unless it is float32 (so results made before it existed still resume).
     """
 
     model: str | None = setting(
@@ -82,13 +87,18 @@ class ExperimentConfig:
     )
     batch_size: int = setting(8, "prompts per forward pass (changes no number)")
     shots_per_class: int = setting(1, "demonstrations per class", flag="--shots")
+    dtype: Dtype = setting(
+        DEFAULT_DTYPE,
+        "dtype of the model's weights and activations; results of two dtypes are never mixed in one --out folder",
+    )
 
     #: Fields that do not change the numbers: a run may resume with other values.
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("seeds", "batch_size")
     #: Fields added after results were committed: left out of the signature while at their default, so a config
     #: that leaves them alone has the signature it had before they existed and its saved parts still resume.
     #: Set to another value, such a field is in the signature and the results are kept apart.
-    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
+    #: A subclass's list adds to its parents' (`signature` reads them all).
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("dtype",)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
@@ -106,6 +116,8 @@ class ExperimentConfig:
             raise InvalidConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.shots_per_class < 1:
             raise InvalidConfigError(f"shots_per_class must be at least 1, got {self.shots_per_class}")
+        if self.dtype not in DTYPES:
+            raise InvalidConfigError(f"unknown dtype {self.dtype!r}; use one of {', '.join(DTYPES)} (default float32)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -114,24 +126,38 @@ class ExperimentConfig:
         """The settings that decide the numbers: results made with another signature are not mixed in.
 
         Every field but the `RESUMABLE_FIELDS`, and but the `OMITTED_AT_DEFAULT` fields left at their default."""
+        omitted = {name for cls in type(self).__mro__ for name in vars(cls).get("OMITTED_AT_DEFAULT", ())}
         defaults = {
             field.name: field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
             for field in dataclasses.fields(self)
-            if field.name in self.OMITTED_AT_DEFAULT
+            if field.name in omitted
         }
         return {
             k: v
             for k, v in self.to_dict().items()
-            if k not in self.RESUMABLE_FIELDS and not (k in self.OMITTED_AT_DEFAULT and v == defaults[k])
+            if k not in self.RESUMABLE_FIELDS and not (k in omitted and v == defaults[k])
         }
 
     def for_model(self: ConfigT, model: Model) -> ConfigT:
-        """This config with ``model`` set to the loaded model's recorded name; refused if it names another."""
+        """This config with ``model`` set to the loaded model's recorded name; refused if it names another, or
+        if the model's weights are not in ``dtype``."""
         name = recorded_model_name(model)
         if self.model is not None and self.model != name:
             raise InvalidConfigError(
                 f"the config names model {self.model!r}, but the model passed is {name!r}; results are recorded "
                 "under the model that made them: leave config.model unset (None) or load the model it names"
+            )
+        weights = dtype_of(model)
+        if weights not in DTYPES:
+            raise InvalidConfigError(
+                f"the model passed runs in {weights}, and experiments run in {', '.join(DTYPES)}; convert it "
+                f"(model.to(torch.{self.dtype})) or load it with anchorlens.load_model(name, dtype=torch.{self.dtype})"
+            )
+        if weights != self.dtype:
+            raise InvalidConfigError(
+                f"the config says dtype {self.dtype!r}, but the model passed runs in {weights!r}; results are "
+                f"recorded under the dtype that made them: pass {type(self).__name__}(dtype={weights!r}) (CLI: "
+                f"--dtype {weights}), or load the model with anchorlens.load_model(name, dtype=torch.{self.dtype})"
             )
         return self if self.model == name else dataclasses.replace(self, model=name)
 
@@ -147,6 +173,11 @@ class ExperimentConfig:
 
 def device_of(model: Model) -> torch.device:
     return next(model.parameters()).device
+
+
+def dtype_of(model: Model) -> str:
+    """The dtype of the model's weights by name (``"float32"``, ``"bfloat16"``, ...), as configs record it."""
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
 
 
 def pad_token_id(model: Model) -> int:
