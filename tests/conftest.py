@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import jaxtyping
 import pytest
-import torch
 
-from anchorlens.models import load_model, load_tokenizer
+# torch and anchorlens are imported inside the fixtures: the pytest-xdist controller (`-n 2`, .ci/run) loads this
+# file but runs no test, and would otherwise spend seconds of a 2-core machine importing them.
 
 #: Fixtures that load a real offline model's weights: a test using one is in the slow tier (`integration`).
 REAL_MODEL_FIXTURES = frozenset({"smol_model", "gemma_model"})
@@ -26,7 +27,20 @@ SLOW_TESTS = {
     "test_an_unusable_model_cache_is_one_line": "",
     "test_bad_input_exits_non_zero_with_one_line_and_no_traceback": "",
     "test_summary_of_four_tasks_30_layers_5_seeds_200_inputs_is_affordable": "",
+    # A fresh interpreter importing anchorlens (4-12 s); the fast tier keeps the same check in tests/test_api.py's
+    # test_importing_anchorlens_imports_no_experiment_figure_or_transformer_lens.
+    "test_importing_the_model_type_does_not_import_transformer_lens": "",
 }
+
+
+def pytest_configure(config):
+    """A pytest-xdist worker (the fast tier runs `-n 2` on 2 cores, .ci/run) keeps torch to one thread: with
+    each worker's torch using every core, the workers' threads would contend for the cores (tiny models gain
+    nothing from threads)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -57,11 +71,15 @@ def _runtime_type_checks(request):
 
 @pytest.fixture(scope="session")
 def smol_tokenizer():
+    from anchorlens.models import load_tokenizer
+
     return load_tokenizer("smollm2-135m")
 
 
 @pytest.fixture(scope="session")
 def gemma_tokenizer():
+    from anchorlens.models import load_tokenizer
+
     return load_tokenizer("gemma-3-270m")
 
 
@@ -71,6 +89,7 @@ def tiny_model(tokenizer, *, llama_like: bool = False, seed: int = 0):
     ``llama_like`` gives RMSNorm, rotary positions and grouped-query attention (like SmolLM2); otherwise a
     GPT-2-like model with LayerNorm, learned positions and value biases.
     """
+    import torch
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     common = dict(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=512, d_vocab=len(tokenizer), seed=seed)
@@ -111,17 +130,22 @@ def llama_like(smol_tokenizer):
 
 @pytest.fixture(scope="session")
 def smol_model():
+    from anchorlens.models import load_model
+
     return load_model("smollm2-135m")
 
 
 @pytest.fixture(scope="session")
 def gemma_model():
+    from anchorlens.models import load_model
+
     return load_model("gemma-3-270m")
 
 
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory, smol_tokenizer):
     """A tiny random GPT-NeoX saved as a local Hugging Face folder: loadable by path, like any user model."""
+    import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     folder = tmp_path_factory.mktemp("tiny-neox")

@@ -101,7 +101,8 @@ def fresh_demonstration_prompts(
     seeded permutation of that class-ordered list (the same permutation for every input).
     """
     task = get_task(task)
-    train_labels = np.asarray(load_split(task, task.demo_split)["label"])
+    # The Arrow column, not `dataset["label"]`: NumPy would iterate a datasets Column row by row (1 s on SST-2).
+    train_labels = np.asarray(load_split(task, task.demo_split).data.column("label").to_pylist())
     train_texts = load_split(task, task.demo_split)["text"]
     rows_of_class = [np.flatnonzero(train_labels == label) for label in range(task.num_classes)]
     generator = np.random.RandomState(seed)
