@@ -4,7 +4,8 @@
 (also from your own text), the hook recipes and recorders, the analyses of any list of prompts (`saliency`,
 `isolation`, `label_attention_auroc`, `anchor_keys`, `compress`, `fit_beta` / `apply_beta`), one prompt's
 whole flow (`prompt_flow`, `plot_flow`), activations at the anchors (`anchor_activations`), the experiments
-over a task's seeds (``run_*`` with their configs, `run_experiment`) and every error class.
+over a task's seeds (``run_*`` with their configs, `run_heads` for head-level anchors, `run_experiment`), the
+`Model` type and `recorded_model_name` (the name results and a saved β are recorded under) and every error class.
 
 Names from the experiment, figure and key/value-cache modules are imported on first use (a module
 ``__getattr__``), so ``import anchorlens`` imports neither plotly nor the experiments nor TransformerLens.
@@ -44,6 +45,7 @@ from anchorlens.hooks import (
     reweight_hooks,
     verify_attention_hooks,
 )
+from anchorlens.model_classes import Model, recorded_model_name
 from anchorlens.models import (
     DEFAULT_MODEL,
     OFFLINE_MODELS,
@@ -102,6 +104,8 @@ _LAZY: dict[str, str] = {
             "CompressResult",
             "DiagnoseConfig",
             "DiagnoseResult",
+            "HeadsConfig",
+            "HeadsResult",
             "IsolationConfig",
             "IsolationResult",
             "ReweightConfig",
@@ -111,6 +115,7 @@ _LAZY: dict[str, str] = {
             "run_auroc",
             "run_compress",
             "run_diagnose",
+            "run_heads",
             "run_isolation",
             "run_reweight",
             "run_saliency",
@@ -161,6 +166,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "OFFLINE_MODELS",
     "CacheRebuildWarning",
+    "Model",
     "cache_problem",
     "cache_root",
     "converted_dir",
@@ -168,6 +174,7 @@ __all__ = [
     "load_hf_model",
     "load_model",
     "load_tokenizer",
+    "recorded_model_name",
     "tokenizer_dir",
     "weights_fingerprint",
     # tasks and sampling
@@ -229,6 +236,8 @@ __all__ = [
     "CompressResult",
     "DiagnoseConfig",
     "DiagnoseResult",
+    "HeadsConfig",
+    "HeadsResult",
     "IsolationConfig",
     "IsolationResult",
     "ReweightConfig",
@@ -238,6 +247,7 @@ __all__ = [
     "run_auroc",
     "run_compress",
     "run_diagnose",
+    "run_heads",
     "run_isolation",
     "run_reweight",
     "run_saliency",

@@ -12,7 +12,10 @@ positions come from the `PromptBatch`, never from the tokens.
   queries and values).
 
 The error diagnosis (`anchorlens.experiments.diagnose`) gathers its label keys and target queries inside hooks
-with the same two functions.
+with the same two functions. Compression (`anchorlens.experiments.compress`) keeps something else: whole
+key/value cache entries of every layer at individual positions (formatting tokens, label words, newlines;
+`anchorlens.kv_cache.AnchorCache.keep`), neither averaged by class nor at the target, so it selects positions
+rather than gathering with these.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def label_means(activation: Float[Tensor, "batch seq *rest"], batch: PromptBatch
     """Each class's label positions of each prompt averaged: ``[batch, class, *rest]``.
 
     Args:
-        activation: one layer's activation of the batch's tokens, ``[batch, position, *rest]``.
+        activation: one layer's activation of the batch's tokens, ``[batch, seq, *rest]``.
         batch: the prompts (their label positions by class, ``batch.label_mask``).
 
     Returns:
@@ -55,7 +58,7 @@ def label_means(activation: Float[Tensor, "batch seq *rest"], batch: PromptBatch
     mask = batch.label_mask.to(device=activation.device, dtype=activation.dtype)
     counts = mask.sum(-1, keepdim=True).clamp(min=1)
     flat = activation.reshape(*activation.shape[:2], -1)
-    summed = einsum(mask, flat, "batch label seq, batch seq dim -> batch label dim")
+    summed = einsum(mask, flat, "batch label seq, batch seq rest -> batch label rest")
     return (summed / counts).reshape(*summed.shape[:2], *activation.shape[2:])
 
 

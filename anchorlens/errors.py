@@ -8,16 +8,18 @@ class AnchorlensError(Exception):
 
 
 class UnknownTaskError(AnchorlensError, KeyError):
+    """A task name that is not registered; the message lists the registered ones."""
+
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else ""
 
 
 class UnknownModelError(AnchorlensError, ValueError):
-    pass
+    """A model that is neither an offline model, a local folder, a name TransformerLens knows nor a loaded model."""
 
 
 class ModelLoadError(AnchorlensError, RuntimeError):
-    pass
+    """A known model that cannot be loaded here (its weight package missing, the hub unreachable, a broken folder)."""
 
 
 class DataFileError(AnchorlensError, ValueError):
@@ -37,7 +39,7 @@ class LabelWordError(AnchorlensError, ValueError):
 
 
 class PromptTooLongError(AnchorlensError, ValueError):
-    pass
+    """A prompt longer than the model's context (``max_length``)."""
 
 
 class TokenizationError(AnchorlensError, ValueError):

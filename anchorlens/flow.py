@@ -161,7 +161,7 @@ class SaliencyMapRecorder:
         values = pattern.detach()
 
         def on_grad(grad: Tensor) -> None:
-            product = values * grad  # [b, h, q, k]
+            product = values * grad  # [batch, head, query, key]
             saliency = product.abs().sum(1) if self.abs_per_head else product.sum(1).abs()
             self._by_layer[layer] = saliency.detach()
 
@@ -220,8 +220,17 @@ def prompt_flow(model: Model, prompt: Prompt, *, abs_per_head: bool = False) -> 
 
     The loss is the cross-entropy over the C label logits at the target against the prompt's gold class; model
     parameters are frozen for the pass (no weight gradients; restored after). Runs under gradients even inside
-    ``torch.no_grad()``. Returns a `PromptFlow` on the CPU: tokens, roles, ``saliency`` [layer, query, key]
-    (float32) and the per-layer means S_wp, S_pq, S_ww (float64).
+    ``torch.no_grad()``.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge (its parameters are left unchanged).
+        prompt: one prompt with a gold label (``query_label``): the loss is its gold label word's cross-entropy.
+        abs_per_head: Σ_h |A ⊙ ∂L/∂A| instead of the paper's |Σ_h A ⊙ ∂L/∂A|.
+
+    Returns:
+        `PromptFlow` on the CPU: tokens, roles, ``saliency`` [layer, query, key] (float32, diagonal 0) and the
+        per-layer means ``S_wp``, ``S_pq``, ``S_ww`` [layer] (float64), the label words, gold class and
+        prediction; ``to_frame()`` gives tidy rows, `anchorlens.plots.plot_flow` draws it.
     """
     _check_prompt(model, prompt)
     verify_attention_hooks(model)

@@ -34,6 +34,18 @@ def run_to_target(
     act on each position alone. With `start_at_layer` the pass starts from `residual`, the stream before that
     layer taken from an earlier run: edits confined to later layers need not recompute the earlier ones
     (HookedTransformer only). On a TransformerBridge, Hugging Face unembeds only the target positions.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+        batch: the prompts (`make_batch`), on the model's device.
+        fwd_hooks: ``(hook name, function)`` pairs acting during the run (`isolation_hooks`, `reweight_hooks`,
+            a recorder's ``hooks()``).
+        start_at_layer: start the pass at this layer, from `residual` (HookedTransformer only).
+        residual: the residual stream before `start_at_layer`, [batch, seq, d_model].
+
+    Returns:
+        [batch, vocab]: the full-vocabulary logits at each prompt's target; `label_logits` takes the C label
+        columns.
     """
     if (start_at_layer is None) != (residual is None):
         raise ValueError("start_at_layer and residual go together")

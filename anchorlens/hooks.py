@@ -76,7 +76,16 @@ def require_attention_hooks(model: Model) -> None:
 def hooked(model: Model, fwd_hooks: Sequence[Hook] = (), bwd_hooks: Sequence[Hook] = ()) -> Iterator[object]:
     """Apply hooks for the block's duration; they are removed on exit, also on error.
 
-    A hook name the model lacks is an error (a TransformerBridge would otherwise skip it silently)."""
+    A hook name the model lacks is an error (a TransformerBridge would otherwise skip it silently).
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+        fwd_hooks: ``(hook name, function)`` pairs run in the forward pass (e.g. `isolation_hooks`).
+        bwd_hooks: ``(hook name, function)`` pairs run in the backward pass.
+
+    Yields:
+        The model with the hooks attached (``with hooked(model, hooks) as hooked_model: ...``).
+    """
     check_hook_names(model, list(fwd_hooks) + list(bwd_hooks))
     with model.hooks(fwd_hooks=list(fwd_hooks), bwd_hooks=list(bwd_hooks)) as hooked_model:
         yield hooked_model
@@ -84,7 +93,15 @@ def hooked(model: Model, fwd_hooks: Sequence[Hook] = (), bwd_hooks: Sequence[Hoo
 
 @contextmanager
 def frozen_parameters(model: Model) -> Iterator[None]:
-    """Turn off parameter gradients (restored on exit): saliency needs ∂L/∂A only, not weight gradients."""
+    """Turn off parameter gradients (restored on exit): saliency needs ∂L/∂A only, not weight gradients.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+
+    Yields:
+        No value; use it as ``with frozen_parameters(model): ...``. Every parameter's ``requires_grad`` is
+        back as it was afterwards, also on error.
+    """
     previous = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
     try:
         for parameter, _ in previous:
@@ -99,7 +116,15 @@ def frozen_parameters(model: Model) -> Iterator[None]:
 
 
 def block_earlier_mask(batch: PromptBatch, rows: Sequence[Sequence[int]]) -> Bool[Tensor, "batch query key"]:
-    """True at [b, p, j] for every given row position p of prompt b and every j < p (self kept)."""
+    """True at [b, p, j] for every given row position p of prompt b and every j < p (self kept).
+
+    Args:
+        batch: the prompts (their padded length).
+        rows: per prompt, the positions whose rows are blocked (e.g. ``p.demonstration_label_positions``).
+
+    Returns:
+        [batch, query, key] boolean mask, for `isolation_hooks`.
+    """
     seq = batch.seq_len
     is_row = batch.position_mask(rows)  # [batch, query]
     earlier = torch.ones(seq, seq, dtype=torch.bool, device=is_row.device).tril(-1)  # j < p
@@ -117,7 +142,15 @@ def isolate_hook(blocked: Bool[Tensor, "batch query key"]) -> HookFn:
 
 
 def isolation_hooks(blocked_by_layer: Mapping[int, Bool[Tensor, "batch query key"]]) -> list[Hook]:
-    """Isolation in chosen layers; each layer may have its own mask (random controls redraw per layer)."""
+    """Isolation in chosen layers; each layer may have its own mask (random controls redraw per layer).
+
+    Args:
+        blocked_by_layer: layer → [batch, query, key] mask of the entries to block (`block_earlier_mask`).
+
+    Returns:
+        ``(hook name, function)`` pairs on each layer's ``hook_attn_scores``: a blocked entry gets the most
+        negative score, so its attention after softmax is exactly 0. Pass them as ``fwd_hooks``.
+    """
     return [(scores_hook_name(layer), isolate_hook(mask)) for layer, mask in sorted(blocked_by_layer.items())]
 
 
@@ -347,6 +380,20 @@ def reweight_hooks(
     β is checked here: floating, finite, and exactly (layers, heads, classes) of `model` and the batch's
     classes. Pass `model`: without it only the classes are checked here and the heads when the hooks run,
     so a β with too few layers would re-weight only those.
+
+    The hooks also work during generation, with or without a key/value cache (`reweight_hook`).
+
+    Args:
+        beta: [layer, head, class], e.g. from `fit_beta` or `load_beta`.
+        batch: the prompts the hooks are for (their targets and label positions).
+        variant: ``"pattern"`` (exp(β) times the attention after softmax, the paper's) or ``"scores"`` (β added
+            before the softmax).
+        layers: the layers to re-weight (default all).
+        model: the model, to check β's layers and heads against it.
+
+    Returns:
+        ``(hook name, function)`` pairs on ``hook_pattern`` (or ``hook_attn_scores``) of each layer; pass them as
+        ``fwd_hooks``.
     """
     check_variant(variant)
     _check_beta_for(beta, model, batch.label_mask.shape[1])
@@ -400,7 +447,7 @@ class LabelAttentionRecorder:
     def _hook(self, layer: int) -> HookFn:
         def hook(pattern: Float[Tensor, "batch head query key"], hook) -> None:
             rows = torch.arange(pattern.shape[0], device=pattern.device)
-            target_row = pattern[rows, :, self.batch.target_positions.to(pattern.device)]  # [b, h, k]
+            target_row = pattern[rows, :, self.batch.target_positions.to(pattern.device)]  # [batch, head, key]
             label_mask = self.batch.label_mask.to(device=pattern.device, dtype=pattern.dtype)
             summed = einsum(target_row, label_mask, "batch head key, batch label key -> batch head label")
             self._by_layer[layer] = summed.detach()
@@ -455,7 +502,7 @@ class SaliencyRecorder:
         values = pattern.detach()
 
         def on_grad(grad: Tensor) -> None:
-            product = values * grad  # [b, h, q, k]
+            product = values * grad  # [batch, head, query, key]
             weights = self.region_weights.to(device=product.device, dtype=product.dtype)
             if self.per_head:
                 summed = einsum(
@@ -510,6 +557,12 @@ def verify_attention_hooks(model: Model) -> None:
 
     A model whose hook points exist but are bypassed (fused attention, a wrapper that ignores hooks, a hook
     point run on a copy) would otherwise make every intervention a silent no-op.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+
+    Raises:
+        HookError: a check failed (the message names the model class and the fix).
     """
     if getattr(model, "_anchorlens_hooks_verified", False):
         return

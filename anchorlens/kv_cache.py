@@ -176,7 +176,7 @@ class CacheStack:
         cache c. A single cache stays an expanded view (no copy); several are copied once per pass."""
 
         def rows(tensor: Tensor) -> Tensor:
-            return repeat(tensor, "cache ... -> (cache query) ...", query=queries_per_cache)
+            return repeat(tensor, "cache ... -> (cache batch) ...", batch=queries_per_cache)
 
         entries = [
             TransformerLensKeyValueCacheEntry(rows(k), rows(v), frozen=True) for k, v in zip(self.keys, self.values)
@@ -217,7 +217,16 @@ def demonstration_length(prompt: Prompt) -> int:
 
 
 def cache_demonstrations(model: Model, demonstration_tokens: Sequence[int]) -> AnchorCache:
-    """One forward pass of the demonstration tokens, keeping every position's keys and values in every layer."""
+    """One forward pass of the demonstration tokens, keeping every position's keys and values in every layer.
+
+    Args:
+        model: a loaded HookedTransformer with learned or rotary positions (`check_supported`).
+        demonstration_tokens: the token ids of a prompt's demonstration part (``prompt.token_ids[:n]``).
+
+    Returns:
+        `AnchorCache` of every position: per layer keys (before rotary) and values [1, kept, kv_head, d_head];
+        ``keep(positions)`` prunes it.
+    """
     check_supported(model)
     device = next(model.parameters()).device
     tokens = torch.tensor([list(demonstration_tokens)], dtype=torch.long, device=device)
@@ -234,7 +243,15 @@ def cache_demonstrations(model: Model, demonstration_tokens: Sequence[int]) -> A
 
 
 def query_tokens(prompt: Prompt, cache: AnchorCache | CacheStack) -> tuple[int, ...]:
-    """The prompt's tokens after the demonstrations, checked to follow exactly the cached demonstrations."""
+    """The prompt's tokens after the demonstrations, checked to follow exactly the cached demonstrations.
+
+    Args:
+        prompt: a prompt that starts with the cached demonstrations.
+        cache: the cache its query will run against.
+
+    Returns:
+        The token ids from position ``cache.demonstration_length`` to the end (the query, target last).
+    """
     if prompt.token_ids[: cache.demonstration_length] != cache.demonstration_tokens:
         raise ValueError(
             "this prompt does not start with the cached demonstrations (other demonstrations, or a "
@@ -248,7 +265,7 @@ def query_tokens(prompt: Prompt, cache: AnchorCache | CacheStack) -> tuple[int, 
 def pad_queries(
     queries: Sequence[Sequence[int]], *, pad_token_id: int, device
 ) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, " batch"]]:
-    """Right-padded query tokens [batch, pos] and their lengths."""
+    """Right-padded query tokens [batch, seq] and their lengths."""
     lengths = torch.tensor([len(q) for q in queries], dtype=torch.long)
     tokens = torch.full((len(queries), int(lengths.max())), pad_token_id, dtype=torch.long)
     for row, query in enumerate(queries):
@@ -270,7 +287,7 @@ def _local_window_hooks(model: Model, stack: CacheStack, query_length: int, quer
     query_positions = stack.demonstration_length + torch.arange(query_length, device=device)
     key_positions = torch.cat([stack.positions, query_positions[None].expand(stack.n_caches, -1)], dim=1)
     blocked = (query_positions[None, :, None] - key_positions[:, None, :]) >= window  # [cache, query, key]
-    blocked = blocked.repeat_interleave(queries_per_cache, dim=0)[:, None]  # [row, 1 (head), query, key]
+    blocked = blocked.repeat_interleave(queries_per_cache, dim=0)[:, None]  # [(cache batch), 1 (head), query, key]
 
     def hook(scores: Float[Tensor, "batch head query key"], hook) -> Tensor:
         return scores.masked_fill(blocked.to(scores.device), torch.finfo(scores.dtype).min)
@@ -320,10 +337,10 @@ def run_queries_with_caches(
     # Batch rows are cache-major, (cache batch): every cache holds the whole query batch.
     filled = (torch.arange(width, device=device)[None] < lengths[:, None]).long()
     # A copy: `repeat` may return a view whose rows share memory (one query), and the first column is written.
-    mask = repeat(filled, "batch width -> (cache batch) width", cache=stack.n_caches).clone()
+    mask = repeat(filled, "batch seq -> (cache batch) seq", cache=stack.n_caches).clone()
     mask[:, 0] = repeat(stack.query_start_gaps().to(device), "cache -> (cache batch)", batch=batch_size)
     residual = model.run_with_hooks(
-        repeat(tokens, "batch width -> (cache batch) width", cache=stack.n_caches),
+        repeat(tokens, "batch seq -> (cache batch) seq", cache=stack.n_caches),
         # TransformerLens types fwd_hooks as an invariant List[Tuple[str | Callable, Callable]], which no
         # list of (str, hook) pairs matches: its type is too narrow, not the hooks.
         fwd_hooks=list(fwd_hooks) + _local_window_hooks(model, stack, width, batch_size),  # type: ignore[arg-type]
@@ -349,5 +366,17 @@ def run_query_with_cache(
     `tokens` are right-padded queries (the prompt tokens after the demonstrations) with their `lengths`
     (default: all full); each query runs at its original positions, ``demonstration_length + i``.
     `readout` maps the last token's residual stream to what is returned (default the full logits).
+
+    Args:
+        model: the HookedTransformer the cache was made with.
+        cache: the (pruned) demonstrations' keys and values (`cache_demonstrations`, `AnchorCache.keep`).
+        tokens: right-padded query tokens, [batch, seq].
+        lengths: each query's length, [batch] (default all ``seq``).
+        fwd_hooks: ``(hook name, function)`` pairs acting during the query run; a query row i is position
+            ``demonstration_length + i`` and the keys are the kept positions followed by the query's.
+        readout: ``(model, residual [batch, d_model]) -> output``, applied at each query's last token.
+
+    Returns:
+        [batch, ...]: `readout` of each query's last token; by default the full-vocabulary logits [batch, vocab].
     """
     return run_queries_with_caches(model, CacheStack.of([cache]), tokens, lengths, fwd_hooks, readout)[0]

@@ -14,7 +14,8 @@ key/value cache, and silently skips a hook whose name it does not have (a Hooked
 
 **Type annotations.** `Model` is what every function taking a model accepts. Tensors crossing a module
 boundary carry jaxtyping shapes, which the test run checks at every call (``--jaxtyping-packages`` in
-pyproject.toml). One name per axis, across the package:
+pyproject.toml). One name per axis, across the package, in jaxtyping shapes and einops patterns alike
+(``tests/test_types.py`` fails on a name missing from this table, and on a row no code uses):
 
 | axis | what it counts |
 | --- | --- |
@@ -24,10 +25,11 @@ pyproject.toml). One name per axis, across the package:
 | `query` | positions attending, where an attention pattern has both position axes (its rows) |
 | `key` | positions attended to (its columns); a per-position mask applied to keys is indexed `key` |
 | `kept` | positions a compressed key/value cache keeps |
-| `class` | the task's classes, one label word each |
+| `class` | the task's classes, one label word each (`label` in einops patterns, which warn on a Python keyword) |
 | `layer` | transformer blocks |
 | `head` | attention (query) heads |
 | `kv_head` | key/value heads (fewer than `head` under grouped-query attention) |
+| `group` | query heads sharing one key/value head (`head` = `kv_head` × `group`) |
 | `d_model` | residual stream width |
 | `d_head` | width of one head |
 | `d_qk` | every head's key or query concatenated (`head` × `d_head`) |
@@ -38,9 +40,10 @@ pyproject.toml). One name per axis, across the package:
 | `cache` | key/value caches stacked into one pass |
 | `seed` | seeds of a run |
 | `resample` | bootstrap resamples |
+| `unit` | bootstrap units: a summary's (seed, test input) pairs, all seeds together |
+| `rest` | trailing axes a function passes through untouched: `*rest` (any number; one where einops merges them) |
 
-An axis that merges two is written as their product (`layer*head`, checked against both); trailing axes a
-function passes through untouched are `*rest`.
+An axis that merges two is written as their product (`layer*head`, checked against both).
 """
 
 from __future__ import annotations
@@ -165,6 +168,13 @@ def recorded_model_name(model: Model) -> str:
 
     A model built from a config without a name (TransformerLens calls it ``"custom"``) is recorded as
     ``unnamed-model(<layers>L,<d_model>d,<heads>h)``, which no loadable model is called.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+
+    Returns:
+        The name: what an experiment's results record as ``model``, and what `save_beta` takes as ``model_name``
+        (`load_beta` refuses a β recorded under another).
     """
     cfg = model.cfg
     name = getattr(cfg, "model_name", None)

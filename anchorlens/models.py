@@ -64,7 +64,11 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 def cache_root() -> Path:
-    """The folder holding converted weights: ``$ANCHORLENS_CACHE``, else ``$XDG_CACHE_HOME/anchorlens``."""
+    """The folder holding converted weights: ``$ANCHORLENS_CACHE``, else ``$XDG_CACHE_HOME/anchorlens``.
+
+    Returns:
+        The folder (``~/.cache/anchorlens`` when neither variable is set); it need not exist yet.
+    """
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -226,7 +230,13 @@ def cache_problem(folder: Path, *, check_hashes: bool = True) -> str | None:
     """Why a cached folder cannot be used as it is (None if it can): every file in it must be in its
     manifest with the sha256 it had when written, and every file of the manifest must be there.
 
-    Without ``check_hashes`` only the manifest and the list of files are checked (for listings).
+    Args:
+        folder: a converted-weights or tokenizer folder of the cache (`converted_dir`, `tokenizer_dir`).
+        check_hashes: also hash every file against the manifest; without it only the manifest and the list of
+            files are checked (for listings).
+
+    Returns:
+        None when the folder can be used, else one line saying why not (it is then rebuilt on use).
     """
     if not folder.is_dir():
         return "it does not exist" if not folder.is_symlink() and not folder.exists() else "it is not a folder"
@@ -365,6 +375,13 @@ def tokenizer_dir(name: str, *, verify: bool = True) -> Path:
 
     With ``verify`` every cached file's sha256 is checked against the manifest (once per process while a file
     is unchanged); a mismatch, a missing file or an unrecorded one rebuilds the folder with a warning.
+
+    Args:
+        name: an offline model (`OFFLINE_MODELS`, ``anchorlens models``).
+        verify: check the cached files' hashes (rebuilding on a mismatch).
+
+    Returns:
+        The folder, under `cache_root`.
     """
     spec = _offline_spec(name)
     folder = cache_root() / name / "tokenizer"
@@ -389,6 +406,13 @@ def converted_dir(name: str, *, verify: bool = True) -> Path:
     manifest; a mismatch (an edited, cut or partly written file), a missing file or a file the manifest does
     not list rebuilds the folder, with a warning naming the file. A large file is hashed once per process
     while it stays unchanged (`_sha256_once`), so loading the same model again costs no second hash.
+
+    Args:
+        name: an offline model (`OFFLINE_MODELS`, ``anchorlens models``).
+        verify: check the cached files' hashes (rebuilding on a mismatch).
+
+    Returns:
+        The folder, under `cache_root`: ``model.safetensors``, config and tokenizer files and their manifest.
     """
     spec = _offline_spec(name)
     folder = cache_root() / name / "hf"
@@ -427,13 +451,27 @@ def _build_converted_dir(spec: OfflineModel, folder: Path) -> None:
 
 
 def weights_fingerprint(name: str) -> dict[str, str]:
-    """sha256 of the source GGUF and of the converted weights, for run manifests."""
+    """sha256 of the source GGUF and of the converted weights, for run manifests.
+
+    Args:
+        name: an offline model (`OFFLINE_MODELS`).
+
+    Returns:
+        ``source_gguf_sha256`` and the sha256 of every file of the converted folder, by file name.
+    """
     manifest = _read_manifest(converted_dir(name, verify=False)) or {}
     return {"source_gguf_sha256": manifest.get("source_gguf_sha256", ""), **manifest.get("sha256", {})}
 
 
 def load_tokenizer(name: str = DEFAULT_MODEL):
-    """The tokenizer of an offline model, a local HF folder, or a hub model (the last needs the hub)."""
+    """The tokenizer of an offline model, a local HF folder, or a hub model (the last needs the hub).
+
+    Args:
+        name: an offline model (`OFFLINE_MODELS`), a local Hugging Face folder or a hub name.
+
+    Returns:
+        tokenizer (transformers.PreTrainedTokenizerBase): the Hugging Face tokenizer.
+    """
     from transformers import AutoTokenizer
 
     if name in OFFLINE_MODELS:
@@ -466,7 +504,15 @@ def prepend_bos_for(name: str, tokenizer) -> bool:
 
 
 def load_hf_model(name: str = DEFAULT_MODEL):
-    """The plain transformers model and tokenizer (eager attention), e.g. to check numbers against."""
+    """The plain transformers model and tokenizer (eager attention), e.g. to check numbers against.
+
+    Args:
+        name: an offline model (`OFFLINE_MODELS`, its converted float32 folder) or a local folder or hub name.
+
+    Returns:
+        model_and_tokenizer (tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]): the
+            model in float32 and eval mode, and its tokenizer.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = converted_dir(name) if name in OFFLINE_MODELS else name
@@ -853,6 +899,19 @@ def load_model(
     (`anchorlens.hooks.verify_attention_hooks`) run before every analysis. Options that apply only when
     loading by name (``device``, ``dtype``, ``n_devices``, ``from_pretrained`` arguments) are refused with it.
 
+    Args:
+        name: an offline model, a local Hugging Face folder, a TransformerLens or hub name, or a loaded model.
+        model_class: ``"hooked"`` (default) or ``"bridge"``; a loaded model keeps its own class.
+        device: where to put the model (default: TransformerLens's choice).
+        dtype: weights and activations (default float32).
+        prepend_bos: whether prompts start with BOS (default: the model's own habit).
+        fold_ln: fold layer-norm weights (HookedTransformer only).
+        center_writing_weights: center the weights writing to the residual stream (HookedTransformer only).
+        center_unembed: center the unembedding (HookedTransformer only).
+        n_devices: GPUs to split the model over.
+        **from_pretrained_kwargs: for a hub name, passed on to ``HookedTransformer.from_pretrained`` (or
+            ``TransformerBridge.boot_transformers``).
+
     Returns:
         The model, on `device`, in eval mode, with ``cfg.model_name`` the name its results are recorded under.
     """
@@ -937,7 +996,12 @@ def load_model(
 
 
 def list_models() -> list[dict[str, str]]:
-    """Offline models with whether their weight package is installed and whether they are converted."""
+    """Offline models with whether their weight package is installed and whether they are converted.
+
+    Returns:
+        One dict per offline model: ``name``, ``description``, ``prepend_bos``, ``installed`` (``yes`` or how to
+        install it), ``converted`` and ``default`` (``yes`` for `DEFAULT_MODEL`), all strings.
+    """
     rows = []
     for spec in OFFLINE_MODELS.values():
         try:

@@ -126,6 +126,19 @@ def run_experiment(
 
     Under torchrun or accelerate launch each rank computes its share of the (task, seed) parts and rank 0
     alone writes the combined table and figure; every rank returns the combined result (docs/scaling.md).
+
+    Args:
+        name: the experiment, a key of `EXPERIMENTS` (``"saliency"``, ``"isolation"``, ``"auroc"``,
+            ``"diagnose"``, ``"reweight"``, ``"compress"``, ``"heads"``).
+        model: a loaded model, or a model name to load here.
+        tasks (Iterable[str | Task]): the tasks, by name or as `Task`s.
+        config: the experiment's config (its class in the registry, e.g. `SaliencyConfig`).
+        out (str | Path): the results folder; parts already in it are resumed, not recomputed.
+        progress: show progress bars (on rank 0 only when distributed).
+        figure: also draw and save the experiment's figures.
+
+    Returns:
+        The result of everything in `out` (its `to_frame`, `examples`, `summary_with_ci`).
     """
     spec = EXPERIMENTS[name]
     tasks = [get_task(task) for task in tasks]  # unknown tasks fail before a model loads

@@ -11,7 +11,7 @@ there are at least two seeds, else none ("one seed: no interval"). A bar is neve
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,9 @@ from anchorlens.experiments.reweight import METHODS as REWEIGHT_METHODS
 from anchorlens.experiments.reweight import ReweightResult
 from anchorlens.experiments.saliency import REGIONS, SaliencyResult
 from anchorlens.flow import PromptFlow, layer_views, prompt_flow, region_masks
+from anchorlens.model_classes import Model
 from anchorlens.paper import COMPRESS_METHOD_LABELS, COMPRESS_SPEEDUP, REWEIGHT_METHOD_LABELS, task_rank
+from anchorlens.prompts import Prompt
 
 __all__ = [
     "diagnose_svg",
@@ -830,10 +832,10 @@ def _flow_arcs(sources, targets) -> tuple:
 
 
 def plot_flow(
-    model_or_flow,
-    prompt=None,
+    model_or_flow: Model | PromptFlow,
+    prompt: Prompt | None = None,
     *,
-    layers=None,
+    layers: Mapping[str, Iterable[int]] | Iterable[int | Iterable[int]] | int | None = None,
     top_links: int = 30,
 ) -> go.Figure:
     """One prompt's information flow (paper Fig. 1/2 from the model): tokens along the axis, saliency as links.
@@ -850,6 +852,16 @@ def plot_flow(
     shallow, middle and deep thirds, then every layer alone; or a list of layers and ranges
     (``[range(0, 10), 25]``), or a mapping name → layers. The first range is shown first. Hover on a token
     gives its position, string and role (from the prompt's tracked positions), on a link's apex its value.
+
+    Args:
+        model_or_flow: a loaded model (with `prompt`), or a `PromptFlow` already computed.
+        prompt: the prompt to draw, with a gold label (only with a model).
+        layers: the selectable layer ranges (above); None for the shallow, middle and deep thirds, then every
+            layer alone.
+        top_links: the most links drawn per view and kind, the strongest.
+
+    Returns:
+        A plotly figure (`anchorlens.plots.save_figure` writes it as self-contained HTML).
     """
     import numpy as np
 

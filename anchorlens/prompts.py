@@ -64,7 +64,16 @@ _WARNED_MULTI_TOKEN: set[tuple[str, str, tuple[str, ...]]] = set()
 
 
 def label_tokens(tokenizer, task: Task | str) -> LabelTokens:
-    """Tokenize each label word alone; warn for words of several tokens; refuse shared first tokens."""
+    """Tokenize each label word alone; warn for words of several tokens; refuse shared first tokens.
+
+    Args:
+        tokenizer (transformers.PreTrainedTokenizerBase): a Hugging Face tokenizer (``model.tokenizer``).
+        task: a task name or `Task` (its label words, in class-id order).
+
+    Returns:
+        `LabelTokens`: the words, the first token id of each (the label token the analyses read) and each word's
+        full tokenization. Two words sharing a first token are a `LabelWordError`.
+    """
     task = get_task(task)
     token_ids, pieces = [], []
     for word in task.label_words:
@@ -380,7 +389,7 @@ def build_prompt(
 
         build_prompt(model, demonstrations=[("a joy to watch", " Positive"), ("dull and slow", " Negative")],
                      query="one of the warmest films of the year", query_label=" Positive",
-                     template="Review: {text}\nSentiment:{label}")
+                     template="Review: {text}\\nSentiment:{label}")
 
     or with a registered task (its template and label words), the form the experiments use::
 
@@ -526,7 +535,7 @@ class PromptBatch:
     label_token_ids: Int[Tensor, " class"]
     #: Gold class per prompt, -1 where unknown.
     gold: Int[Tensor, " batch"]
-    #: True at each class's label positions: [batch, class, key position].
+    #: True at each class's label positions: [batch, class, seq].
     label_mask: Bool[Tensor, "batch class seq"] = field(repr=False)
 
     @property
@@ -564,7 +573,18 @@ Prompts = Sequence[Prompt] | PromptBatch | Prompt
 def make_batch(
     prompts: Sequence[Prompt], *, pad_token_id: int = 0, device: torch.device | str | None = None
 ) -> PromptBatch:
-    """Stack prompts of one task into right-padded tensors."""
+    """Stack prompts of one task into right-padded tensors.
+
+    Args:
+        prompts: prompts sharing their label tokens (one task, one tokenizer).
+        pad_token_id: the token id padding fills with (never attended to from a target: padding is on the right).
+        device: where to put the tensors (default the CPU).
+
+    Returns:
+        `PromptBatch`: ``tokens`` [batch, seq], ``lengths`` [batch], ``target_positions`` [batch],
+        ``label_token_ids`` [class], ``gold`` [batch] (-1 where unknown) and ``label_mask`` [batch, class, seq]
+        (True at each class's label positions), with the prompts themselves.
+    """
     if not prompts:
         raise ValueError("make_batch needs at least one prompt")
     label_ids = prompts[0].label_token_ids
@@ -590,7 +610,16 @@ def make_batch(
 
 
 def iter_batches(prompts: Sequence[Prompt], batch_size: int, **kwargs) -> Iterator[PromptBatch]:
-    """Batches in order. Prompts are not re-sorted, so results line up with the input order."""
+    """Batches in order. Prompts are not re-sorted, so results line up with the input order.
+
+    Args:
+        prompts: prompts sharing their label tokens.
+        batch_size: prompts per batch (the last may hold fewer).
+        **kwargs (Any): ``pad_token_id`` and ``device``, passed to `make_batch`.
+
+    Yields:
+        One `PromptBatch` per `batch_size` consecutive prompts.
+    """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     for start in range(0, len(prompts), batch_size):
@@ -598,7 +627,15 @@ def iter_batches(prompts: Sequence[Prompt], batch_size: int, **kwargs) -> Iterat
 
 
 def target_logits(logits: Float[Tensor, "batch seq vocab"], batch: PromptBatch) -> Float[Tensor, "batch vocab"]:
-    """Full-vocabulary logits at each prompt's target position."""
+    """Full-vocabulary logits at each prompt's target position.
+
+    Args:
+        logits: the model's logits at every position, [batch, seq, vocab].
+        batch: the prompts that ran (their target positions).
+
+    Returns:
+        [batch, vocab]: the row of each prompt's target q.
+    """
     rows = torch.arange(batch.size, device=logits.device)
     return logits[rows, batch.target_positions.to(logits.device)]
 
@@ -608,7 +645,15 @@ def label_logits(
 ) -> Float[Tensor, "batch class"]:
     """The C label-token logits at the target: what predictions and losses are computed over (SPEC §0).
 
-    Takes full logits, or logits already taken at the targets (`anchorlens.forward.run_to_target`)."""
+    Takes full logits, or logits already taken at the targets (`anchorlens.forward.run_to_target`).
+
+    Args:
+        logits: [batch, seq, vocab] at every position, or [batch, vocab] at the targets.
+        batch: the prompts that ran (their targets and label tokens).
+
+    Returns:
+        [batch, class]: column c is the logit of class c's label token; ``argmax(-1)`` is the prediction.
+    """
     at_target = target_logits(logits, batch) if logits.ndim == 3 else logits
     return at_target[:, batch.label_token_ids.to(logits.device)]
 
@@ -616,7 +661,17 @@ def label_logits(
 def label_loss(
     logits: Float[Tensor, "batch seq vocab"] | Float[Tensor, "batch vocab"], batch: PromptBatch, reduction: str = "sum"
 ) -> Tensor:
-    """Cross-entropy over the label logits against the gold class."""
+    """Cross-entropy over the label logits against the gold class.
+
+    Args:
+        logits: [batch, seq, vocab] at every position, or [batch, vocab] at the targets.
+        batch: the prompts that ran, each with a gold label (``query_label``).
+        reduction: ``"sum"`` (each prompt's gradient is that of its own loss, as with batch size 1), ``"mean"``
+            or ``"none"``, as ``torch.nn.functional.cross_entropy``.
+
+    Returns:
+        The loss: a scalar, or [batch] with ``reduction="none"``.
+    """
     if bool((batch.gold < 0).any()):
         raise ValueError("label_loss needs a gold label for every prompt in the batch")
     return torch.nn.functional.cross_entropy(
@@ -625,7 +680,15 @@ def label_loss(
 
 
 def prompt_settings(model: Model) -> dict:
-    """What the prompt builder needs from a loaded model: its BOS setting and context length."""
+    """What the prompt builder needs from a loaded model: its BOS setting and context length.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+
+    Returns:
+        ``{"prepend_bos": ..., "max_length": ...}``: keyword arguments for `build_prompt` and `task_prompts`
+        given a tokenizer rather than the model.
+    """
     return {"prepend_bos": bool(model.cfg.default_prepend_bos), "max_length": int(model.cfg.n_ctx)}
 
 

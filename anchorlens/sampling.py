@@ -138,7 +138,20 @@ def sample_demonstrations(
     extra_per_class: int = 0,
     source: Source = "local",
 ) -> tuple[list[Example], list[Example]]:
-    """The seed's demonstrations (prompt order) and extra examples, drawn from the task's demo split."""
+    """The seed's demonstrations (prompt order) and extra examples, drawn from the task's demo split.
+
+    Args:
+        task: a task name or `Task`.
+        seed: the seed (the paper's 42 … 46).
+        shots_per_class: demonstrations per class.
+        extra_per_class: further examples per class, disjoint from the demonstrations (re-weighting trains on
+            them).
+        source: ``"local"`` or ``"hub"`` (`load_split`).
+
+    Returns:
+        ``(demonstrations, extras)``: `Example`s in the order the seeded walk meets them (classes interleaved);
+        ``index`` is the row of the demonstration split.
+    """
     task = get_task(task)
     dataset = load_split(task, task.demo_split, source=source)
     demonstrations, extras = demonstration_indices(
@@ -162,6 +175,15 @@ def sample_test_set(
 
     Asking for more than the split has gives all its rows, with a `TestSetCapWarning` saying how many: a
     result made with ``n_test=1000`` on TREC's 500 test rows averages 500 inputs, not 1000.
+
+    Args:
+        task: a task name or `Task`.
+        seed: the seed (the paper's 42 … 46).
+        n_test: how many (default the task's ``max_test``, at most the split's rows).
+        source: ``"local"`` or ``"hub"`` (`load_split`).
+
+    Returns:
+        `Example`s in the seed's shuffled order; ``index`` is the row of the test split.
     """
     task = get_task(task)
     dataset = load_split(task, task.test_split, source=source)

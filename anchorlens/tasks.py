@@ -185,7 +185,15 @@ _REGISTRY: dict[str, Task] = {}
 
 
 def register_task(task: Task, *, overwrite: bool = False) -> Task:
-    """Add ``task`` under its name; a name already taken is refused unless ``overwrite``."""
+    """Add ``task`` under its name; a name already taken is refused unless ``overwrite``.
+
+    Args:
+        task: the task (`Task`, or one `task_from_files` made).
+        overwrite: replace a task registered under the same name.
+
+    Returns:
+        The task, now reachable by name (`get_task`, ``--task`` on the CLI of this process).
+    """
     if not isinstance(task, Task):
         raise TaskDefinitionError(f"register_task expects a Task, got {type(task).__name__}")
     if task.name in _REGISTRY and not overwrite:
@@ -197,7 +205,14 @@ def register_task(task: Task, *, overwrite: bool = False) -> Task:
 
 
 def get_task(name_or_task: str | Task) -> Task:
-    """The registered task of that name (a `Task` passes through unchanged)."""
+    """The registered task of that name (a `Task` passes through unchanged).
+
+    Args:
+        name_or_task: a registered task's name (`list_tasks`) or a `Task`.
+
+    Returns:
+        The `Task`; an unknown name is an `UnknownTaskError` listing the valid ones.
+    """
     if isinstance(name_or_task, Task):
         return name_or_task
     try:
@@ -210,7 +225,11 @@ def get_task(name_or_task: str | Task) -> Task:
 
 
 def list_tasks() -> list[str]:
-    """Names of the registered tasks, in registration order (the four paper tasks first)."""
+    """Names of the registered tasks, in registration order (the four paper tasks first).
+
+    Returns:
+        The names: ``["sst2", "agnews", "trec", "emoc"]``, then any registered since.
+    """
     return list(_REGISTRY)
 
 
@@ -276,6 +295,14 @@ def load_split(task: str | Task, split: str, *, source: Source = "local") -> dat
     ``source="local"`` reads the task's parquet file (offline, no Hugging Face cache writes);
     ``source="hub"`` calls ``datasets.load_dataset``. Loading is pure, so results are cached per
     (task, split, source, data folder).
+
+    Args:
+        task: a task name or `Task`.
+        split: the split's name (``task.demo_split`` or ``task.test_split``).
+        source: ``"local"`` (the packaged or your own parquet files) or ``"hub"``.
+
+    Returns:
+        The split's rows: ``text`` (str) and ``label`` (class id).
     """
     task = get_task(task)
     if source not in ("local", "hub"):
@@ -392,6 +419,21 @@ def task_from_files(
     ``data_dir`` is replaced only if ``task_from_files`` wrote it there (its record, ``anchorlens-task.json``,
     says so and the file is unchanged): your own files, inputs included, are never written over.
     ``register=True`` also makes it reachable by name.
+
+    Args:
+        name: the task's name.
+        template: ``{text}`` then ``{label}``, last, e.g. ``"Review: {text}\\nSentiment:{label}"``.
+        label_words: each class's label word in class-id order, with its leading space (``" Positive"``).
+        class_names: each class's name in class-id order (what a ``label`` column of names holds).
+        train_path: the demonstration split's file.
+        test_path: the test split's file.
+        data_dir: where the parquet files go (default a new temporary folder).
+        max_test: the most test inputs a seed takes (the paper's 1000).
+        register: also `register_task` it.
+        overwrite: with `register`, replace a task of the same name.
+
+    Returns:
+        The `Task`, loading like the built-in ones (`load_split`, `task_prompts`, the experiments).
     """
     task = Task(
         name=name,

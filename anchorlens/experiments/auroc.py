@@ -69,6 +69,8 @@ AUROC_RESAMPLES = N_RESAMPLES
 
 @dataclass(frozen=True)
 class AurocConfig(ExperimentConfig):
+    """Settings of `run_auroc` (and `anchorlens auroc`): the fields of `ExperimentConfig`, and those below."""
+
     per_head: bool = setting(False, "also one row per (layer, head): each head's target->label attention AUROC")
 
     OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("per_head",)
@@ -87,7 +89,7 @@ def attention_and_prediction(
 
 
 def layer_auroc(attention: np.ndarray, predicted: np.ndarray) -> float:
-    """AUROC of one layer's [n, class] attention against the predicted classes."""
+    """AUROC of one layer's [example, class] attention against the predicted classes."""
     kept = np.unique(predicted)
     if len(kept) < 2:
         return float("nan")
@@ -114,7 +116,8 @@ def weighted_auc(
     positive: Bool[np.ndarray, " example"],
     weights: Float[np.ndarray, "resample example"],
 ) -> Float[np.ndarray, " resample"]:
-    """Binary AUROC of `scores` [n] for the `positive` [n] rows under each row of `weights` [resample, n].
+    """Binary AUROC of `scores` [example] for the `positive` [example] rows under each row of `weights`
+    [resample, example].
 
     With integer weights it equals ``roc_auc_score`` on the rows repeated that often: the weighted share of
     (positive, negative) pairs ranked correctly, ties counting one half. The pair comparison is computed once
@@ -155,7 +158,7 @@ def resampled_layer_auroc(
     counts: Float[np.ndarray, "resample example"],
     groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> Float[np.ndarray, " resample"]:
-    """`layer_auroc` of one layer's [n, class] attention under each row of `counts` [resample, n] (how often
+    """`layer_auroc` of one layer's [example, class] attention under each row of `counts` [resample, example] (how often
     each input is drawn): the classes kept, the renormalisation and the one-vs-one average follow the drawn
     inputs, as if `layer_auroc` ran on the repeated rows. [resample], NaN where fewer than two classes are kept.
     `groups` (from `_kept_groups`) may be passed to reuse them across layers: they depend on predictions only."""
@@ -456,7 +459,20 @@ def run_auroc(
     out: str | Path | None = None,
     progress: bool = True,
 ) -> AurocResult:
-    """Per-layer AUROC for each seed (one forward pass per batch) and R_l over the seed-averaged curve."""
+    """Per-layer AUROC (paper §2.3, Fig. 5) for each seed: `label_attention_auroc` on the seed's prompts
+    (`task_prompts`), and R_l over the seed-averaged curve.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+        task: a task name or `Task`.
+        config: the settings; `config.model` left None takes the model's recorded name.
+        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
+        progress: show progress bars.
+
+    Returns:
+        `AurocResult`: per seed and layer the AUROC, with R_l of the task's seed-averaged curve (`to_frame`), and one
+        row per test input and layer (`examples`): `label_attention_auroc`'s rows without ``auroc`` and ``R``.
+    """
     task = get_task(task)
 
     def one_seed(seed: int) -> SeedOutput:

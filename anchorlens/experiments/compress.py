@@ -90,6 +90,8 @@ METRICS = ("label_loyalty", "word_loyalty", "accuracy")
 
 @dataclass(frozen=True)
 class CompressConfig(ExperimentConfig):
+    """Settings of `run_compress` (and `anchorlens compress`): the fields of `ExperimentConfig`, and those below."""
+
     word_top_k: int = setting(5, "top-k vocabulary tokens compared by word loyalty (paper 5)")
     random_draws: int = setting(
         20, "Hidden_random draws; Hidden_random-top is the best of them by label loyalty (paper 20)"
@@ -149,7 +151,19 @@ def draw_positions(prompt: Prompt, seed: int, draw: int) -> tuple[int, ...]:
 
 def build_anchor_cache(model: Model, prompt: Prompt, keep_positions: Sequence[int] | None = None) -> AnchorCache:
     """The compressed context of a prompt's demonstrations: `keep_positions` (default: the anchors, as
-    Hidden_anchor) of the demonstration part. Reuse it for every query with the same demonstrations."""
+    Hidden_anchor) of the demonstration part. Reuse it for every query with the same demonstrations.
+
+    Args:
+        model: a loaded HookedTransformer with learned or rotary positions (`anchorlens.kv_cache`).
+        prompt: a prompt whose demonstrations are compressed (its query is not run).
+        keep_positions: original positions of the demonstration part to keep; None keeps `anchor_positions`
+            (formatting, label words, separators, BOS).
+
+    Returns:
+        `AnchorCache`: every layer's keys (before rotary) and values at the kept positions,
+        ``[1, kept, kv_head, d_head]`` each, with their original positions; run a query against it with
+        `run_query_with_cache` (its tokens from `query_tokens`).
+    """
     full = cache_demonstrations(model, prompt.token_ids[: demonstration_length(prompt)])
     return full.keep(anchor_positions(prompt) if keep_positions is None else keep_positions)
 
@@ -295,9 +309,9 @@ def draw_predictions(
     """Each draw's predicted class per input, from the label-token columns of the unembedding only."""
     with torch.no_grad():
         logits = final_label_logits(
-            model, rearrange(residuals, "draw input d_model -> (draw input) d_model"), label_token_ids
+            model, rearrange(residuals, "draw example d_model -> (draw example) d_model"), label_token_ids
         )
-    return rearrange(logits.argmax(-1), "(draw input) -> draw input", draw=residuals.shape[0]).cpu()
+    return rearrange(logits.argmax(-1), "(draw example) -> draw example", draw=residuals.shape[0]).cpu()
 
 
 def best_draw(predictions: Int[Tensor, "draw example"], reference: Int[Tensor, " example"]) -> int:
@@ -611,7 +625,20 @@ def run_compress(
     out: str | Path | None = None,
     progress: bool = True,
 ) -> CompressResult:
-    """Table 2 (and Table 3's speed-up) for one task: every method per seed, each seed saved when done."""
+    """Table 2 (and Table 3's speed-up) for one task (paper §3.2): `compress` with every method on each seed's
+    prompts (`task_prompts`), each seed saved when done.
+
+    Args:
+        model: a loaded HookedTransformer with learned or rotary positions (the key/value cache needs one).
+        task: a task name or `Task`.
+        config: the settings; `config.model` left None takes the model's recorded name.
+        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
+        progress: show progress bars.
+
+    Returns:
+        `CompressResult`: per seed and method the mean loyalties, accuracy, time per input, speed-up and tokens
+        kept (`to_frame`), and one row per test input and method (`examples`), the rows `compress` returns.
+    """
     task = get_task(task)
     check_supported(model)
     config = config.for_model(model)

@@ -92,6 +92,8 @@ PERMUTATION_SEED = 0
 
 @dataclass(frozen=True)
 class DiagnoseConfig(ExperimentConfig):
+    """Settings of `run_diagnose` (and `anchorlens diagnose`): the fields of `ExperimentConfig`, and those below."""
+
     layer: int | None = setting(
         None, "layer whose keys and queries are compared", default_text="two thirds of the depth; GPT2-XL: 32 of 48"
     )
@@ -196,12 +198,12 @@ def keys_and_queries(
     model: Model, batch: PromptBatch, layer: int
 ) -> tuple[Float[Tensor, "batch class d_qk"], Float[Tensor, "batch d_qk"], Float[Tensor, "batch class"]]:
     """Per prompt: each class's label key (mean over its demonstrations, `anchorlens.activations.label_means`)
-    [b, C, H*d], the target's query (`anchorlens.activations.target_rows`) [b, H*d], and the label probabilities
-    [b, C]. Only these rows leave the hooks."""
+    [batch, class, d_qk], the target's query (`anchorlens.activations.target_rows`) [batch, d_qk], and the label
+    probabilities [batch, class]. Only these rows leave the hooks."""
     key_name, query_name = _hook_names(model, layer)
     store: dict[str, torch.Tensor] = {}
 
-    def keep_keys(keys: torch.Tensor, hook) -> None:  # [b, pos, kv_heads, d]
+    def keep_keys(keys: torch.Tensor, hook) -> None:  # [batch, seq, kv_head, d_head]
         if keys.ndim != 4 or keys.shape[1] != batch.seq_len:
             raise HookError(
                 f"{hook.name} carries a tensor of shape {tuple(keys.shape)}, not [batch, position, head, "
@@ -209,10 +211,10 @@ def keys_and_queries(
             )
         # Grouped-query attention: each key head serves `group` consecutive query heads.
         group = model.cfg.n_heads // keys.shape[2]
-        keys = repeat(keys, "batch pos kv_head d_head -> batch pos (kv_head group d_head)", group=group)
+        keys = repeat(keys, "batch seq kv_head d_head -> batch seq (kv_head group d_head)", group=group)
         store["keys"] = label_means(keys, batch).detach()
 
-    def keep_queries(queries: torch.Tensor, hook) -> None:  # [b, pos, H, d]
+    def keep_queries(queries: torch.Tensor, hook) -> None:  # [batch, seq, head, d_head]
         at_target = target_rows(queries, batch)
         store["queries"] = rearrange(at_target, "batch head d_head -> batch (head d_head)").detach()
 
@@ -524,7 +526,20 @@ def run_diagnose(
     out: str | Path | None = None,
     progress: bool = True,
 ) -> DiagnoseResult:
-    """Predicted and true confusion for each seed at `config.layer`."""
+    """Predicted and true confusion (paper §3.3, Fig. 6) for each seed at `config.layer`: `anchor_keys` on the
+    seed's diagnosis inputs (`diagnosis_inputs`), each prompted with the seed's demonstrations.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+        task: a task name or `Task`.
+        config: the settings; `config.model` left None takes the model's recorded name.
+        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
+        progress: show progress bars.
+
+    Returns:
+        `DiagnoseResult`: per seed one row per ordered class pair with its predicted and true confusion
+        (`to_frame`), and one row per input (`examples`): `AnchorKeys.examples` with the input's ``split``.
+    """
     task = get_task(task)
     layer = checked_layer(model, config.layer)
 

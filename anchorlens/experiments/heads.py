@@ -96,6 +96,8 @@ ROUNDING = 1e-12
 
 @dataclass(frozen=True)
 class HeadsConfig(ExperimentConfig):
+    """Settings of `run_heads` (and `anchorlens heads`): the fields of `ExperimentConfig`, and those below."""
+
     top_k: tuple[int, ...] = setting(
         (1, 5, 10), "numbers of top-ranked heads blocked, one run each; as many random heads are the control"
     )
@@ -327,9 +329,9 @@ def head_table(
     """The head table of one seed.
 
     Args:
-        saliency: [input, layer, head, 3] per-head S_wp, S_pq, S_ww.
-        attention: [input, layer, head, class] per-head target→label attention.
-        predicted: [input] predicted classes.
+        saliency: [example, layer, head, 3] per-head S_wp, S_pq, S_ww.
+        attention: [example, layer, head, class] per-head target→label attention.
+        predicted: [example] predicted classes.
 
     Returns:
         One row per (layer, head): S_wp, S_pq, S_ww (means over the inputs), auroc, rank_wp, rank_pq, n.

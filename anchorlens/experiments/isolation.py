@@ -64,6 +64,8 @@ CONDITIONS = ("label_first", "label_last", "random_first", "random_last")
 
 @dataclass(frozen=True)
 class IsolationConfig(ExperimentConfig):
+    """Settings of `run_isolation` (and `anchorlens isolation`): the fields of `ExperimentConfig`, and those below."""
+
     k: tuple[int, ...] = setting(
         ISOLATION_K, "isolated layer counts (paper Fig. 4: 1 3 5 7; main result 5)", flag="--k"
     )
@@ -373,7 +375,20 @@ def run_isolation(
     out: str | Path | None = None,
     progress: bool = True,
 ) -> IsolationResult:
-    """Label and word loyalty under isolation for each seed, k and condition, and for each test input."""
+    """Label and word loyalty under isolation (paper §2.2, Fig. 4) for each seed, k and condition: `isolation` on the
+    seed's prompts (`task_prompts`). The paper's default k = 1, 3, 5, 7 keeps the k a shallow model has.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+        task: a task name or `Task`.
+        config: the settings; `config.model` left None takes the model's recorded name.
+        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
+        progress: show progress bars.
+
+    Returns:
+        `IsolationResult`: per seed, k and condition the mean loyalties (`to_frame`), and one row per test input, k
+        and condition (`examples`), the rows `isolation` returns for those prompts, in test-example order.
+    """
     task = get_task(task)
     requested = config
     if config.k == ISOLATION_K:

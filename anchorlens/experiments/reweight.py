@@ -96,6 +96,8 @@ BETA_FORMAT = "anchorlens-reweight-beta-1"
 
 @dataclass(frozen=True)
 class ReweightConfig(ExperimentConfig):
+    """Settings of `run_reweight` (and `anchorlens reweight`): the fields of `ExperimentConfig`, and those below."""
+
     extra_per_class: int = setting(
         4, "training examples per class for beta, disjoint from the demonstrations (paper 4)"
     )
@@ -427,9 +429,20 @@ def save_beta(
 ) -> Path:
     """Write β with what is needed to apply it again (task, model, label words in class order, variant).
 
-    `model_name` is the recorded name of the model that fitted β (`recorded_model_name(model)`): `load_beta`
-    refuses to apply β to another model. A β that is not (layers, heads, len(label_words)), not floating or
-    not finite is refused: a file holds only a β that can be applied.
+    `model_name` is the recorded name of the model that fitted β (`anchorlens.recorded_model_name(model)`):
+    `load_beta` refuses to apply β to another model. A β that is not (layers, heads, len(label_words)), not
+    floating or not finite is refused: a file holds only a β that can be applied.
+
+    Args:
+        path: the file to write (safetensors; conventionally ``.safetensors``, `beta_path` for a run's folder).
+        beta: [layer, head, class], as `fit_beta` returns it.
+        task: the task's name (recorded; ``"custom"`` for prompts of your own text).
+        model_name: ``anchorlens.recorded_model_name(model)`` of the model that fitted β.
+        label_words: every class's label word, in class order.
+        variant: ``"pattern"`` or ``"scores"``, as β was fitted.
+
+    Returns:
+        The path written (a crash never leaves half a file).
     """
     from safetensors.torch import save
 
@@ -462,8 +475,18 @@ def load_beta(
     Always: the file is a β saved by anchorlens, floating, finite, (layers, heads, classes) with one class per
     recorded label word. With `model`: β was fitted on that model (its recorded name) and has its layers and
     heads. With `task`: the recorded label words are the task's, in class order. Pass both for the model and
-    task β is about to be applied to, then apply it with
+    task β is about to be applied to, then apply it with ``apply_beta(model, prompts, beta,
+    variant=metadata["variant"])`` or
     ``model.run_with_hooks(tokens, fwd_hooks=reweight_hooks(beta, batch, metadata["variant"], model=model))``.
+
+    Args:
+        path: a file `save_beta` wrote.
+        model: the model β is to be applied to (checked: its recorded name, layers and heads).
+        task: the task β is to be applied to (checked: its label words, in class order).
+
+    Returns:
+        ``(beta, metadata)``: β [layer, head, class] (float32, CPU) and the recorded ``format``, ``task``,
+        ``model_name``, ``label_words`` (a tuple) and ``variant``.
     """
     from safetensors import SafetensorError, safe_open
 
@@ -519,7 +542,16 @@ def load_beta(
 
 
 def beta_path(out: str | Path, task: str, seed: int) -> Path:
-    """Where a re-weighting run into `out` saves the β of (task, seed): ``out/beta/<task>-seed<seed>.safetensors``."""
+    """Where a re-weighting run into `out` saves the β of (task, seed).
+
+    Args:
+        out: the run's ``--out`` folder.
+        task: the task's name.
+        seed: the seed.
+
+    Returns:
+        ``out/beta/<task>-seed<seed>.safetensors``.
+    """
     return Path(out) / "beta" / f"{task}-seed{seed}.safetensors"
 
 
@@ -535,8 +567,8 @@ def label_probabilities(
     *,
     prefix_cache: bool = False,
 ) -> tuple[Float[Tensor, "example class"], Int[Tensor, " example"]]:
-    """(softmax over the C label logits [n, C], gold [n]), row i for `prompts[i]` whatever order the length-
-    sorted batches ran in. With `beta`, under re-weighting.
+    """(softmax over the C label logits [example, class], gold [example]), row i for `prompts[i]` whatever order
+    the length-sorted batches ran in. With `beta`, under re-weighting.
 
     With `prefix_cache`, when every prompt starts with the same demonstrations (one seed's test inputs do) and
     the model supports the cache, the demonstrations run once into a frozen key/value cache and each batch runs
@@ -614,7 +646,7 @@ def content_free_probabilities(
     *,
     prefix_cache: bool = False,
 ) -> Float[Tensor, " class"]:
-    """p_cf [C]: the label probabilities of the content-free queries (same demonstrations), averaged."""
+    """p_cf [class]: the label probabilities of the content-free queries (same demonstrations), averaged."""
     task = get_task(task)
     prompts = query_prompts(model.tokenizer, task, demonstrations, list(calibration_inputs), **prompt_settings(model))
     probabilities, _ = label_probabilities(model, prompts, batch_size=len(prompts), prefix_cache=prefix_cache)
@@ -809,7 +841,21 @@ def run_reweight(
     out: str | Path | None = None,
     progress: bool = True,
 ) -> ReweightResult:
-    """Table 1 for one task: the four methods' accuracy per seed, each seed saved as soon as it is done."""
+    """Table 1 for one task (paper §3.1): per seed, β fitted with `fit_beta` on the seed's extra examples and
+    applied with `apply_beta`, against vanilla 1-shot and 5-shot ICL and contextual calibration on the same test
+    inputs; each seed saved as soon as it is done, its β under ``out/beta/`` (`beta_path`).
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge (a bridge runs every prompt whole).
+        task: a task name or `Task`.
+        config: the settings; `config.model` left None takes the model's recorded name.
+        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
+        progress: show progress bars.
+
+    Returns:
+        `ReweightResult`: per seed and method the accuracy (`to_frame`), and one row per test input and method
+        (`examples`); the ``reweight`` rows are `apply_beta`'s for those prompts.
+    """
     task = get_task(task)
     config = config.for_model(model)  # the β files record the model that fitted them
     run = run_seeds(

@@ -74,6 +74,8 @@ REGIONS = ("S_wp", "S_pq", "S_ww")
 
 @dataclass(frozen=True)
 class SaliencyConfig(ExperimentConfig):
+    """Settings of `run_saliency` (and `anchorlens saliency`): the fields of `ExperimentConfig`, and those below."""
+
     abs_per_head: bool = setting(False, "use sum_h |A*dL/dA| instead of the paper's |sum_h A*dL/dA|")
     max_batch_tokens: int = setting(
         1536, "cap on batch size x padded length: the backward pass holds every layer's attention maps", flag=None
@@ -295,7 +297,7 @@ def normalised_seed_means(
 ) -> Float[np.ndarray, "resample layer region=3"]:
     """The paper's saliency statistic under bootstrap weights, for all resamples at once.
 
-    `values[s]` is seed s's [input, layer, 3] array of un-normalised S; `counts[s]` its [resample, input] draw
+    `values[s]` is seed s's [example, layer, 3] array of un-normalised S; `counts[s]` its [resample, example] draw
     counts and `seed_draws[:, s]` how often the seed is drawn. Per resample: the count-weighted mean over each
     drawn seed's inputs, normalised per layer to sum to 1, then the draw-weighted mean over seeds.
     Returns [resample, layer, 3] (NaN where no seed with inputs is drawn).
@@ -309,8 +311,8 @@ def normalised_seed_means(
         use = (seed_draws[:, s] > 0) & (drawn > 0)
         if not use.any():
             continue
-        # [resample, input] @ [input, (layer region)]: the weighted means of every layer and region in one product.
-        flat = rearrange(seed_values, "input layer region -> input (layer region)")
+        # [resample, example] @ [example, (layer region)]: the weighted means of every layer and region in one product.
+        flat = rearrange(seed_values, "example layer region -> example (layer region)")
         means = rearrange(seed_counts[use] @ flat, "resample (layer region) -> resample layer region", region=3)
         means /= drawn[use, None, None]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -430,7 +432,20 @@ def run_saliency(
     out: str | Path | None = None,
     progress: bool = True,
 ) -> SaliencyResult:
-    """Saliency flow for each seed of `config`; with `out`, each (task, seed) is saved as it finishes."""
+    """Saliency flow (paper §2.1, Fig. 3) for each seed of `config`: `saliency` on the seed's prompts, each test
+    input with demonstrations drawn afresh (as the paper's code).
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+        task: a task name or `Task`.
+        config: the settings; `config.model` left None takes the model's recorded name.
+        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
+        progress: show progress bars.
+
+    Returns:
+        `SaliencyResult`: per seed and layer the normalised S_wp, S_pq, S_ww (`to_frame`), and one row per test input
+        and layer (`examples`), the rows `saliency` returns for those prompts.
+    """
     task = get_task(task)
 
     def one_seed(seed: int) -> SeedOutput:
