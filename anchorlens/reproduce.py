@@ -59,8 +59,8 @@ class ReproduceConfig:
 #: The one measured wall time of the default job (docs/reproduce.md, "Timing"): from a fresh clone on a 2-core
 #: CPU machine with nothing else running, ``/usr/bin/time anchorlens reproduce --out DIR --no-progress``, at
 #: `MEASURED_DEFAULT_COMMIT`.
-MEASURED_DEFAULT_SECONDS = 624
-MEASURED_DEFAULT_COMMIT = "dcff371"
+MEASURED_DEFAULT_SECONDS = 1122
+MEASURED_DEFAULT_COMMIT = "03b1279"
 MEASURED_DEFAULT_MACHINE = "2 CPU cores"
 
 
@@ -80,10 +80,9 @@ def help_description() -> str:
         f"experiments {' '.join(defaults.experiments)}: {n_parts} (task, seed) parts per experiment, "
         f"{n_parts * len(defaults.experiments)} in all. The paper's size: --seeds 42 43 44 45 46 --n-test 1000.\n\n"
         f"Expected time: the default job took {seconds} s (about {round(seconds / 60)} min) on "
-        f"{MEASURED_DEFAULT_MACHINE} when last measured (commit {MEASURED_DEFAULT_COMMIT}); isolation (k 1 3 5 7) "
-        "and diagnosis (at least 30 inputs per class) have grown since, so expect more. The time grows with the number "
-        "of parts (tasks x seeds) and with --n-test. While it runs it prints each finished part and the expected "
-        'remaining time, from the compute time recorded in each finished part (docs/reproduce.md, "Timing").'
+        f"{MEASURED_DEFAULT_MACHINE} when last measured (commit {MEASURED_DEFAULT_COMMIT}). The time grows with "
+        "the number of parts (tasks x seeds) and with --n-test. While it runs it prints each finished part and the "
+        'expected remaining time, from the compute time recorded in each finished part (docs/reproduce.md, "Timing").'
     )
 
 
@@ -121,19 +120,28 @@ def _pending_parts(folder: Path, experiment: str, config, tasks) -> int:
     return sum(not part_path(folder, experiment, task.name, seed).is_file() for task in tasks for seed in config.seeds)
 
 
-def _report_section(name: str, result, folder: str) -> list[str]:
+def _report_section(name: str, result, out: Path) -> list[str]:
+    """The report's section of one experiment: its table, then links to every figure written into its folder
+    (the main ``<name>.html`` first, then the further figures, e.g. isolation across k) and to its table."""
     lines = [f"## {name}", "", f"Paper: {paper.EXPECTED.get(name, '')}", "", markdown_table(result.report_table()), ""]
-    lines += [
-        f"Figure: [{folder}/{name}.html]({folder}/{name}.html); table: [{folder}/{name}.csv]({folder}/{name}.csv)",
-        "",
-    ]
+    figures = sorted((out / name).glob("*.html"), key=lambda path: (path.stem != name, path.name))
+    links = [f"[{name}/{path.name}]({name}/{path.name})" for path in figures]
+    lines += [f"Figures: {', '.join(links)}; table: [{name}/{name}.csv]({name}/{name}.csv)", ""]
     return lines
 
 
-#: Seconds per (task, seed) part at the default sizes (n_test 20, batch 8) on the default model, one CPU
-#: thread: the estimate before a part of an experiment has been measured in the output folder. Measured by
-#: `anchorlens reproduce` from a fresh clone (docs/reproduce.md, "Timing"); scaled linearly with n_test.
-REFERENCE_PART_SECONDS: dict[str, float] = {}
+#: Seconds per (task, seed) part at the default sizes (n_test 20, batch 8) on the default model: the estimate
+#: before a part of an experiment has been measured in the output folder, scaled linearly with n_test. The mean
+#: over the four tasks of `anchorlens reproduce --out DIR --no-progress` from a fresh clone at 03b1279 on a
+#: 2-core CPU with nothing else running (1122 s in all; docs/reproduce.md, "Timing").
+REFERENCE_PART_SECONDS: dict[str, float] = {
+    "saliency": 16.4,
+    "isolation": 89.5,
+    "auroc": 8.1,
+    "diagnose": 44.1,
+    "reweight": 54.7,
+    "compress": 61.6,
+}
 REFERENCE_N_TEST = 20
 
 
@@ -235,7 +243,7 @@ def reproduce(
             began = time.perf_counter()
             result = run_experiment(name, model, tasks, configs[name], out / name, progress=progress)
             timings[name] = round(time.perf_counter() - began, 1)
-            sections += _report_section(name, result, name)
+            sections += _report_section(name, result, out)
     report = out / "report.md"
     if not process.is_main:
         return report

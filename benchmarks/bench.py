@@ -347,6 +347,10 @@ def run(
         "batch_size": batch_size,
         "repeats": repeats,
         "device": str(device_of(model)),
+        # Which accelerator: "cuda:0" alone would not say which GPU made the numbers.
+        "device_name": torch.cuda.get_device_name(device_of(model))
+        if device_of(model).type == "cuda"
+        else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.platform(),
         **{section: {} for section in SECTIONS},

@@ -69,3 +69,20 @@ def test_benchmark_reports_every_ratio(tiny_folder, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| sst2 |" in printed and "re-weighting evaluation speed-up" in printed
     assert "Hidden_anchor ÷ query only" in printed
+
+
+def test_compression_profile_compares_hidden_anchor_with_its_floor(tiny_folder, tmp_path):
+    """benchmarks/profile_compress.py (issue 16.1's profile) runs end to end and ranks operators for both sides."""
+    spec = importlib.util.spec_from_file_location("anchorlens_profile", BENCH.parent / "profile_compress.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    options = ["--model", str(tiny_folder), "--task", "sst2", "--n-prompts", "4", "--batch-size", "2"]
+    module.main([*options, "--rounds", "1", "--top", "3", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / f"profile-compress-{Path(tiny_folder).name}-sst2.json").read_text())
+    assert math.isfinite(report["hidden_anchor_over_query_only"]) and report["hidden_anchor_over_query_only"] > 0
+    for side in ("hidden_anchor", "query_only"):
+        operators = report["top_operators"][side]
+        assert len(operators) == 3 and operators[0]["self_cpu_seconds_per_round"] > 0
+        assert [row["self_cpu_seconds_per_round"] for row in operators] == sorted(
+            (row["self_cpu_seconds_per_round"] for row in operators), reverse=True
+        )

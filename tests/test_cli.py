@@ -411,7 +411,7 @@ def test_reproduce_help_states_defaults_sizes_and_the_measured_time(capsys):
         in (shown)
     )
     assert "The paper's size: --seeds 42 43 44 45 46 --n-test 1000" in shown
-    assert "the default job took 624 s (about 10 min) on 2 CPU cores when last measured (commit dcff371)" in shown
+    assert "the default job took 1122 s (about 19 min) on 2 CPU cores when last measured (commit 03b1279)" in shown
     assert "prints each finished part and the expected remaining time" in shown
 
 

@@ -20,6 +20,9 @@ def test_reproduce_writes_report_manifest_and_tables(tmp_path, tiny_folder):
         assert f"## {name}" in text and (tmp_path / name / f"{name}.csv").is_file()
     assert "## heads" not in text  # not a part of the paper: `anchorlens heads` runs it
     assert "paper, GPT2-XL" in text  # the paper's numbers stand beside ours
+    for figure in tmp_path.glob("*/*.html"):  # every figure written is linked, e.g. isolation across k
+        assert f"({figure.parent.name}/{figure.name})" in text, figure
+    assert "(isolation/isolation_by_k.html)" in text and "(compress/compress_by_task.html)" in text
     manifest = json.loads((tmp_path / "reproduce-manifest.json").read_text())
     assert manifest["config"]["n_test"] == 2 and "torch" in manifest["versions"]
     parts = sorted(p.stat().st_mtime_ns for p in tmp_path.glob("*/parts/*/*.csv"))
