@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from anchorlens.errors import HookError
+from anchorlens.errors import HookError, InvalidConfigError
 from anchorlens.model_classes import Model, check_hook_names, is_bridge, require_hooked_transformer
 from anchorlens.prompts import PromptBatch
 
@@ -48,7 +48,10 @@ def run_to_target(
         columns.
     """
     if (start_at_layer is None) != (residual is None):
-        raise ValueError("start_at_layer and residual go together")
+        raise InvalidConfigError(
+            "start_at_layer and residual go together: pass the residual stream entering layer start_at_layer "
+            "(e.g. a cached blocks.{L}.hook_resid_pre), or neither to run from the embeddings"
+        )
     if start_at_layer is not None:
         require_hooked_transformer(
             model,

@@ -41,7 +41,7 @@ def _layers(model: Model, layers: Iterable[int] | None) -> list[int]:
     chosen = list(range(n_layers)) if layers is None else sorted(set(int(layer) for layer in layers))
     bad = [layer for layer in chosen if not 0 <= layer < n_layers]
     if bad:
-        raise ValueError(f"layers {bad} do not exist; the model has layers 0..{n_layers - 1}")
+        raise InvalidConfigError(f"layers {bad} do not exist; the model has layers 0..{n_layers - 1}")
     return chosen
 
 

@@ -89,7 +89,7 @@ class AnchorCache:
         index_of = {position: index for index, position in enumerate(self.positions)}
         missing = [p for p in wanted if p not in index_of]
         if missing:
-            raise ValueError(
+            raise InvalidConfigError(
                 f"positions {missing[:5]} are not in this cache (it holds {self.n_kept} positions "
                 f"of a {self.demonstration_length}-token demonstration part)"
             )
@@ -213,7 +213,9 @@ def demonstration_length(prompt: Prompt) -> int:
     for position, role in enumerate(prompt.roles):
         if role in (Role.QUERY_FORMAT, Role.QUERY_TEXT):
             return position
-    raise ValueError("the prompt has no query tokens")
+    raise InvalidConfigError(
+        "the prompt has no query tokens; build it with anchorlens.build_prompt or task_prompts, which mark the query"
+    )
 
 
 def cache_demonstrations(model: Model, demonstration_tokens: Sequence[int]) -> AnchorCache:
@@ -253,12 +255,15 @@ def query_tokens(prompt: Prompt, cache: AnchorCache | CacheStack) -> tuple[int, 
         The token ids from position ``cache.demonstration_length`` to the end (the query, target last).
     """
     if prompt.token_ids[: cache.demonstration_length] != cache.demonstration_tokens:
-        raise ValueError(
+        raise InvalidConfigError(
             "this prompt does not start with the cached demonstrations (other demonstrations, or a "
-            "tokenization that merges the last demonstration into the query)"
+            "tokenization that merges the last demonstration into the query); cache this prompt's own "
+            "demonstrations (cache_demonstrations) or group prompts by their demonstrations"
         )
     if prompt.length <= cache.demonstration_length:
-        raise ValueError("this prompt has no tokens after the cached demonstrations")
+        raise InvalidConfigError(
+            "this prompt has no tokens after the cached demonstrations; a query needs at least its target token"
+        )
     return prompt.token_ids[cache.demonstration_length :]
 
 
@@ -306,7 +311,7 @@ def _check_rotary_table(model: Model, last_position: int) -> None:
     """TransformerLens grows its rotary table by cache index; original positions may lie beyond it."""
     size = rotary_table_size(model)
     if last_position >= size:
-        raise ValueError(
+        raise InvalidConfigError(
             f"original position {last_position} is beyond the model's rotary table ({size} rows); run "
             "one full prompt of that length through the model first, which extends it"
         )

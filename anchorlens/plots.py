@@ -735,7 +735,7 @@ def diagnose_svg(result: DiagnoseResult, task: str, model: str | None = None, ce
     matrices = result.matrices(task, model)
     names = [str(name) for name in matrices[0].index]
     if matrices[0].isna().all().all():
-        raise ValueError(
+        raise InvalidConfigError(
             f"no diagnosis rows for task {task!r}"
             + (f" and model {model!r}" if model else "")
             + "; pass a task and model the result holds"

@@ -225,7 +225,10 @@ def _segments(task: Task, demonstrations: Sequence[tuple[str, int]], query_text:
     segments: list[_Segment] = []
     for index, (text, label) in enumerate(demonstrations):
         if not 0 <= label < task.num_classes:
-            raise ValueError(f"demonstration {index} has label {label}, outside 0..{task.num_classes - 1}")
+            raise LabelWordError(
+                f"demonstration {index} has label {label}, outside 0..{task.num_classes - 1}; give a class id of "
+                f"task {task.name!r} or its label word"
+            )
         segments += [
             _Segment(prefix, Role.FORMAT, index),
             _Segment(text, Role.TEXT, index),
@@ -586,10 +589,15 @@ def make_batch(
         (True at each class's label positions), with the prompts themselves.
     """
     if not prompts:
-        raise ValueError("make_batch needs at least one prompt")
+        raise InvalidConfigError(
+            "make_batch needs at least one prompt; build them with anchorlens.build_prompt or task_prompts"
+        )
     label_ids = prompts[0].label_token_ids
     if any(p.label_token_ids != label_ids for p in prompts):
-        raise ValueError("all prompts in a batch must share their label tokens (one task, one tokenizer)")
+        raise InvalidConfigError(
+            "all prompts in a batch must share their label tokens (one task, one tokenizer); batch the prompts "
+            "of one task together"
+        )
     seq_len = max(p.length for p in prompts)
     tokens = torch.full((len(prompts), seq_len), pad_token_id, dtype=torch.long)
     label_mask = torch.zeros((len(prompts), len(label_ids), seq_len), dtype=torch.bool)
@@ -621,7 +629,7 @@ def iter_batches(prompts: Sequence[Prompt], batch_size: int, **kwargs) -> Iterat
         One `PromptBatch` per `batch_size` consecutive prompts.
     """
     if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+        raise InvalidConfigError(f"batch_size must be at least 1, got {batch_size}")
     for start in range(0, len(prompts), batch_size):
         yield make_batch(prompts[start : start + batch_size], **kwargs)
 
@@ -673,7 +681,10 @@ def label_loss(
         The loss: a scalar, or [batch] with ``reduction="none"``.
     """
     if bool((batch.gold < 0).any()):
-        raise ValueError("label_loss needs a gold label for every prompt in the batch")
+        raise InvalidConfigError(
+            "label_loss needs a gold label for every prompt in the batch; build the prompts with "
+            "build_prompt(..., query_label=<label word or class id>)"
+        )
     return torch.nn.functional.cross_entropy(
         label_logits(logits, batch), batch.gold.to(logits.device), reduction=reduction
     )

@@ -590,3 +590,21 @@ def test_your_own_prompts_on_smollm2(smol_model):
     assert keys.keys.shape == (3, 2, smol_model.cfg.n_heads * smol_model.cfg.d_head)
     compressed = al.compress(smol_model, prompts, "hidden_anchor", timing_repeats=1)
     assert (compressed["kept_tokens"] < compressed["demo_tokens"]).all()
+
+
+def test_the_building_blocks_refuse_bad_input_with_the_fix(gpt2_like):
+    """The lower-level public functions raise an AnchorlensError naming the fix (they raised bare ValueErrors)."""
+    prompts = own_prompts(gpt2_like)
+    with pytest.raises(errors.InvalidConfigError, match="at least one prompt; build them with"):
+        al.make_batch([])
+    with pytest.raises(errors.InvalidConfigError, match="batch_size must be at least 1, got 0"):
+        next(al.iter_batches(prompts, 0))
+    unlabelled = al.make_batch([dataclasses.replace(prompts[0], query_label=None)])
+    with pytest.raises(errors.InvalidConfigError, match="query_label="):
+        al.label_loss(torch.zeros(1, gpt2_like.cfg.d_vocab), unlabelled)
+    with pytest.raises(errors.InvalidConfigError, match="or neither to run from the embeddings"):
+        al.run_to_target(gpt2_like, al.make_batch(prompts[:1]), start_at_layer=1)
+    other = build_prompt(gpt2_like, "sst2", [("another demonstration", 0), ("and one more", 1)], query="x")
+    cache = al.cache_demonstrations(gpt2_like, prompts[0].token_ids[: prompts[0].length - 8])
+    with pytest.raises(errors.InvalidConfigError, match="group prompts by their demonstrations"):
+        al.query_tokens(other, cache)
