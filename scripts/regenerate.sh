@@ -8,14 +8,22 @@ MODEL=${1:?give a model, e.g. smollm2-135m}
 OUT=${2:-docs/results}/$MODEL
 ANCHORLENS=${ANCHORLENS:-anchorlens}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-# The three short-prompt tasks of every experiment first, AG News (prompts 3-4x longer) last, so that an interrupted
-# regeneration leaves every experiment with some tasks rather than some experiments with every task. A command's
-# summary covers all finished parts in its folder, so the last pass writes the summaries over all four tasks.
-for TASKS in "sst2 trec emoc" "sst2 trec emoc agnews"; do
-  for experiment in auroc saliency diagnose isolation; do
-    $ANCHORLENS $experiment --task $TASKS --model "$MODEL" --n-test 200 --seeds 42 43 44 45 46 --out "$OUT"
-  done
-  for experiment in reweight compress; do
-    $ANCHORLENS $experiment --task $TASKS --model "$MODEL" --n-test 200 --seeds 42 43 44 --out "$OUT"
+ANALYSIS_SEEDS=(42 43 44 45 46)  # saliency, AUROC, diagnosis, isolation (the paper's 5 seeds)
+METHOD_SEEDS=(42 43 44)          # re-weighting, compression
+# Breadth first: the whole job takes about a day of CPU per model, so an interrupted regeneration should leave
+# every experiment with some parts rather than some experiments with all of them. Pass 1 runs one seed of every
+# experiment on the three short-prompt tasks, pass 2 three seeds, pass 3 every seed and AG News (prompts 3-4x
+# longer). Within a pass the cheap analyses come first, then compression (whose anchors a correctness fix
+# changed), re-weighting, diagnosis and isolation (the costliest). A command's summary covers all finished parts
+# in its folder, so every pass rewrites the summaries over everything finished so far.
+for pass in 1 3 5; do
+  TASKS="sst2 trec emoc"
+  [ "$pass" = 5 ] && TASKS="sst2 trec emoc agnews"
+  for experiment in auroc saliency compress reweight diagnose isolation; do
+    case $experiment in
+      compress | reweight) seeds=("${METHOD_SEEDS[@]:0:$pass}") ;;
+      *) seeds=("${ANALYSIS_SEEDS[@]:0:$pass}") ;;
+    esac
+    $ANCHORLENS $experiment --task $TASKS --model "$MODEL" --n-test 200 --seeds "${seeds[@]}" --out "$OUT"
   done
 done
