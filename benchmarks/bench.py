@@ -46,7 +46,7 @@ from anchorlens import paper
 from anchorlens.experiments.auroc import attention_and_prediction
 from anchorlens.experiments.common import batches, device_of, pad_token_id
 from anchorlens.experiments.compress import build_anchor_cache
-from anchorlens.experiments.isolation import IsolationConfig, loyalty_of_batch
+from anchorlens.experiments.isolation import IsolationConfig, loyalty_of_batch, paper_settings, shared_prefixes
 from anchorlens.experiments.reweight import ReweightConfig, five_shot_demonstrations, label_probabilities, query_prompts
 from anchorlens.experiments.saliency import SaliencyConfig, fresh_demonstration_prompts, saliency_of_batch
 from anchorlens.forward import final_logits, run_to_target
@@ -139,6 +139,15 @@ def saliency_throughput(model, prompts: list[Prompt], batch_size: int, repeats: 
     }
 
 
+def isolation_layer_passes(n_layers: int, ks: Sequence[int], shared: bool) -> float:
+    """Layers the isolation experiment runs per batch, in whole forwards: the plain prompt, then each setting
+    from its restart layer (last k: L - k; first k: the shared prefix's end when `shared`, else layer 0)."""
+    settings = paper_settings(n_layers, ks)
+    restart_at = shared_prefixes(settings)[0] if shared else {}
+    layers = n_layers + sum(n_layers - restart_at.get(s.key, s.restart or 0) for s in settings)
+    return layers / n_layers
+
+
 def forward_only(model, prompts: list[Prompt], batch_size: int, repeats: int) -> dict:
     device = device_of(model)
     batched = list(batches(model, prompts, batch_size))
@@ -150,12 +159,17 @@ def forward_only(model, prompts: list[Prompt], batch_size: int, repeats: int) ->
             return run_to_target(model, batch, isolation_hooks({layer: blocked for layer in first_five}))
 
     config = IsolationConfig(k=(5,))
+    # The paper's Fig. 4 settings (k = 1, 3, 5, 7; those the model has), as `run_isolation` runs them by default.
+    paper_k = tuple(k for k in paper.ISOLATION_K if k <= model.cfg.n_layers) or (model.cfg.n_layers,)
     seconds = {
         "bare_forward": best_time(lambda: [bare_forward(model, b) for b in batched], repeats, device),
         "auroc_recorder": best_time(lambda: [attention_and_prediction(model, b) for b in batched], repeats, device),
         "one_isolated_forward": best_time(lambda: [isolated(b) for b in batched], repeats, device),
         "isolation_experiment": best_time(
             lambda: [loyalty_of_batch(model, b, config, 0) for b in batched], repeats, device
+        ),
+        "isolation_experiment_paper_k": best_time(
+            lambda: [loyalty_of_batch(model, b, IsolationConfig(k=paper_k), 0) for b in batched], repeats, device
         ),
     }
     n = len(prompts)
@@ -167,6 +181,15 @@ def forward_only(model, prompts: list[Prompt], batch_size: int, repeats: int) ->
         # The isolation experiment runs the plain prompt and four conditions per k (the last-k ones from a
         # saved residual stream), so its cost is best read in bare-forward equivalents.
         "isolation_experiment_in_bare_forwards": seconds["isolation_experiment"] / seconds["bare_forward"],
+        "isolation_paper_k": list(paper_k),
+        "isolation_experiment_paper_k_in_bare_forwards": seconds["isolation_experiment_paper_k"]
+        / seconds["bare_forward"],
+        # Its floor: the layers it must run, in whole forwards (the plain prompt, each setting from its restart
+        # layer), with the shared first-k prefixes and without them (each first-k setting from the tokens).
+        "isolation_paper_k_layer_passes_in_forwards": isolation_layer_passes(model.cfg.n_layers, paper_k, True),
+        "isolation_paper_k_layer_passes_in_forwards_unshared": isolation_layer_passes(
+            model.cfg.n_layers, paper_k, False
+        ),
         "target_ratio_to_bare_forward": 1.1,
     }
 

@@ -50,6 +50,7 @@ def test_benchmark_reports_every_ratio(tiny_folder, tmp_path, capsys):
         forward["ratio_auroc_to_bare_forward"],
         forward["ratio_isolated_forward_to_bare_forward"],
         forward["isolation_experiment_in_bare_forwards"],
+        forward["isolation_experiment_paper_k_in_bare_forwards"],
         compression["speedup_hidden_anchor"],
         compression["ideal_token_ratio"],
         saliency["reference_protocol"]["speedup_anchorlens_over_reference"],
@@ -57,6 +58,11 @@ def test_benchmark_reports_every_ratio(tiny_folder, tmp_path, capsys):
     ]
     assert all(math.isfinite(r) and r > 0 for r in ratios)
     assert compression["mean_prompt_tokens"] > compression["mean_query_tokens"]
+    assert (
+        1
+        < forward["isolation_paper_k_layer_passes_in_forwards"]
+        <= forward["isolation_paper_k_layer_passes_in_forwards_unshared"]
+    )
     assert compression["paper_speedup"] == {"GPT2-XL": 1.1, "GPT-J": 1.5}
     assert compression["query_only"] == compression["seconds_per_input"]["query_only"] > 0
     assert compression["hidden_anchor_over_query_only"] == pytest.approx(

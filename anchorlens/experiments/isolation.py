@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -157,6 +157,37 @@ def layer_settings(layers: Sequence[int], kinds: Sequence[str]) -> list[Isolated
     return [Isolated((len(chosen), kind), kind, chosen, chosen[0] or None) for kind in kinds]
 
 
+def _is_prefix(isolated: Isolated) -> bool:
+    return isolated.restart is None and isolated.layers == tuple(range(len(isolated.layers)))
+
+
+def shared_prefixes(
+    settings: Sequence[Isolated],
+) -> tuple[dict[tuple[int, str], int], dict[tuple[int, str], list[int]]]:
+    """Which settings restart from a longer one's run, and what that run records.
+
+    A setting isolating layers 0..j-1 of one kind reaches, after layer j - 1, the state of the setting of the
+    same kind isolating the most layers 0..m-1 (m > j): it restarts at layer j from that run's residual stream.
+
+    Returns:
+        (restart layer of each such setting by key, the layers whose entering residual stream each longest
+        setting's run records, by key).
+    """
+    longest: dict[str, Isolated] = {}
+    for isolated in settings:
+        known = longest.get(isolated.kind)
+        if _is_prefix(isolated) and (known is None or len(isolated.layers) > len(known.layers)):
+            longest[isolated.kind] = isolated
+    restart_at = {
+        s.key: len(s.layers) for s in settings if _is_prefix(s) and len(s.layers) < len(longest[s.kind].layers)
+    }
+    records: dict[tuple[int, str], list[int]] = {}
+    for isolated in settings:
+        if isolated.key in restart_at:
+            records.setdefault(longest[isolated.kind].key, []).append(restart_at[isolated.key])
+    return restart_at, records
+
+
 @dataclass(frozen=True)
 class BatchLoyalty:
     """One batch's per-prompt outcome: the un-isolated prediction, and per (k, condition) the edited
@@ -171,11 +202,17 @@ def loyalty_of_settings(
 ) -> BatchLoyalty:
     """Every isolation setting of one batch, with random draws keyed by (seed, example, layer).
 
-    A setting with a restart layer starts from the un-isolated run's residual stream before that layer, since
-    nothing earlier differs: for the paper's last-k conditions about half the forward passes of this experiment
-    are saved. A TransformerBridge cannot start at a layer, so there they run from the tokens (the same
-    numbers). Each mask is built once per batch: the label mask is shared by every layer, and a layer's random
-    mask by every setting.
+    Two shortcuts, each giving the numbers of running every setting from the tokens:
+
+    * a setting with a restart layer (the paper's last k) starts from the un-isolated run's residual stream
+      before that layer, since nothing earlier differs;
+    * settings of one kind that isolate a prefix of layers (the paper's first k) share it: the run isolating
+      the most layers passes through the state every shorter one reaches after its last isolated layer (same
+      masks in the same layers, the random draws being keyed by layer), so a shorter one restarts there and
+      runs the rest un-isolated. At k = 1, 3, 5, 7 that saves 1 + 3 + 5 layers of each kind's 4 runs.
+
+    A TransformerBridge cannot start at a layer, so there every setting runs from the tokens. Each mask is built
+    once per batch: the label mask is shared by every layer, and a layer's random mask by every setting.
     """
     label_blocked = block_earlier_mask(batch, [p.demonstration_label_positions for p in batch.prompts])
     random_blocked: dict[int, Bool[Tensor, "batch query key"]] = {}
@@ -188,30 +225,44 @@ def loyalty_of_settings(
     restarts = supports_start_at_layer(model)
     restart_layers = sorted({s.restart for s in settings if s.restart is not None}) if restarts else []
     saved: dict[int, torch.Tensor] = {}
+    # (kind, layer) -> the residual stream entering `layer` after the kind's isolation of every earlier layer.
+    prefix_saved: dict[tuple[str, int], torch.Tensor] = {}
+    restart_at, records = shared_prefixes(settings) if restarts else ({}, {})
+    # The longest prefix of each kind runs before the shorter ones that restart from its states.
+    order = sorted(settings, key=lambda s: s.key in restart_at)
 
-    def keep(layer: int):
+    def keep(store: dict, key) -> Callable[[torch.Tensor, Any], None]:
         def hook(residual: torch.Tensor, hook) -> None:
-            saved[layer] = residual.detach()
+            store[key] = residual.detach()
 
         return hook
 
     with torch.no_grad():
         logits = run_to_target(
-            model, batch, [(f"blocks.{layer}.hook_resid_pre", keep(layer)) for layer in restart_layers]
+            model, batch, [(f"blocks.{layer}.hook_resid_pre", keep(saved, layer)) for layer in restart_layers]
         )
         base_prediction = label_logits(logits, batch).argmax(-1)
         base_top = logits.topk(word_top_k, dim=-1).indices
         out = {}
-        for isolated in settings:
-            masks = {
-                layer: label_blocked if isolated.kind == "label" else random_mask(layer) for layer in isolated.layers
-            }
-            restart: dict[str, Any] = (
-                {"start_at_layer": isolated.restart, "residual": saved[isolated.restart]}
-                if isolated.restart is not None and restarts
-                else {}
-            )
-            edited = run_to_target(model, batch, isolation_hooks(masks), **restart)
+        for isolated in order:
+            restart: dict[str, Any] = {}
+            if isolated.key in restart_at:  # isolated up to its restart layer already, un-isolated from there
+                layer = restart_at[isolated.key]
+                hooks: list = []
+                restart = {"start_at_layer": layer, "residual": prefix_saved[(isolated.kind, layer)]}
+            else:
+                masks = {
+                    layer: label_blocked if isolated.kind == "label" else random_mask(layer)
+                    for layer in isolated.layers
+                }
+                hooks = isolation_hooks(masks)
+                if isolated.restart is not None and restarts:
+                    restart = {"start_at_layer": isolated.restart, "residual": saved[isolated.restart]}
+                hooks += [
+                    (f"blocks.{layer}.hook_resid_pre", keep(prefix_saved, (isolated.kind, layer)))
+                    for layer in records.get(isolated.key, [])
+                ]
+            edited = run_to_target(model, batch, hooks, **restart)
             prediction = label_logits(edited, batch).argmax(-1)
             top = edited.topk(word_top_k, dim=-1).indices
             out[isolated.key] = (
@@ -219,7 +270,7 @@ def loyalty_of_settings(
                 label_agreement(prediction, base_prediction).cpu(),
                 jaccard(top, base_top).cpu(),
             )
-    return BatchLoyalty(base_prediction.cpu(), out)
+    return BatchLoyalty(base_prediction.cpu(), {s.key: out[s.key] for s in settings})
 
 
 def loyalty_of_batch(model: Model, batch: PromptBatch, config: IsolationConfig, seed: int) -> BatchLoyalty:

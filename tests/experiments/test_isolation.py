@@ -16,10 +16,13 @@ from anchorlens.experiments.isolation import (
     IsolationConfig,
     IsolationResult,
     isolation_layers,
+    loyalty_of_settings,
+    paper_settings,
     random_candidates,
     random_positions,
     random_rows,
     run_isolation,
+    shared_prefixes,
 )
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import block_earlier_mask, isolation_hooks
@@ -209,6 +212,32 @@ def test_batch_size_changes_no_table_random_controls_included(attentive):
     assert len(random) == 6 * 2 * 2
     # The random control moves this model, so a draw that depended on the batching would show.
     assert random.query("condition == 'random_first'")["word_loyalty"].min() < 0.5
+
+
+def test_shorter_first_k_settings_restart_from_the_longest_ones_run(attentive):
+    """The first-k settings of a kind share their isolated layers: each shorter one restarts from the longest
+    one's residual stream. The numbers are those of every setting run alone from the tokens, and layer 0 runs
+    once for the plain prompt, once per kind's longest first-k run and once per last-k run that covers it."""
+    _, prompts = task_prompts(attentive.tokenizer, "sst2", 3, n_test=4, **prompt_settings(attentive))
+    batch = make_batch(prompts)
+    settings = paper_settings(3, (1, 2, 3))
+    restart_at, records = shared_prefixes(settings)
+    assert restart_at == {(1, "label_first"): 1, (2, "label_first"): 2, (1, "random_first"): 1, (2, "random_first"): 2}
+    assert records == {(3, "label_first"): [1, 2], (3, "random_first"): [1, 2]}
+    layer_zero_runs = []
+    attentive.add_hook("blocks.0.hook_resid_pre", lambda residual, hook: layer_zero_runs.append(1))
+    try:
+        together = loyalty_of_settings(attentive, batch, settings, seed=3, word_top_k=5)
+    finally:
+        attentive.reset_hooks()
+    assert len(layer_zero_runs) == 1 + 2 + 2  # not 1 + 6 + 2 without the shared prefixes
+    for isolated in settings:
+        alone = loyalty_of_settings(attentive, batch, [isolated], seed=3, word_top_k=5)
+        assert torch.equal(alone.base_prediction, together.base_prediction)
+        for mine, reference in zip(together.by_condition[isolated.key], alone.by_condition[isolated.key]):
+            torch.testing.assert_close(mine, reference, rtol=0, atol=1e-6)
+    moved = torch.stack([together.by_condition[s.key][2] for s in settings])
+    assert moved.min() < 0.5  # the isolation moves this model, so a wrong restart state would show
 
 
 def test_the_run_blocks_exactly_the_keyed_random_rows(gpt2_like):
