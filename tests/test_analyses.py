@@ -124,3 +124,35 @@ def test_claims_judges_what_the_scripts_wrote(analyses_out, monkeypatch, capsys)
         for number in by_experiment[experiment]:
             assert "**undefined**" not in rows[number], rows[number]
     assert "**undefined**" not in rows["5d"]  # the speed-up comes from compress.csv's seed rows
+
+
+def test_compression_moved_compares_only_the_parts_both_folders_hold(tmp_path, monkeypatch, capsys):
+    def part(folder: str, seed: int, accuracy: float, kept: int) -> None:
+        path = tmp_path / folder / "parts" / "compress" / f"sst2-seed{seed}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame(
+            {
+                "task": "sst2",
+                "model": "m",
+                "seed": seed,
+                "method": ["hidden_anchor", "icl"],
+                "label_loyalty": [0.9, 1.0],
+                "word_loyalty": [0.7, 1.0],
+                "accuracy": [accuracy, 0.5],
+                "kept_tokens": [kept, 57],
+                "n": 200,
+            }
+        )
+        frame.to_csv(path, index=False)
+
+    part("format1/m", 42, 0.6, 18)
+    part("format1/m", 43, 0.1, 99)  # not regenerated yet: left out of the comparison
+    part("m", 42, 0.55, 12)
+    run_script("compression_moved", ["--results", str(tmp_path), "--models", "m"], monkeypatch)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:] == [
+        "| m | sst2 (42) | ICL | 100.0 → 100.0 | 100.0 → 100.0 | 50.0 → 50.0 | 57 → 57 |",
+        "| m | sst2 (42) | Hidden_anchor | 90.0 → 90.0 | 70.0 → 70.0 | 60.0 → 55.0 | 18 → 12 |",
+    ]
+    with pytest.raises(SystemExit, match="no \\(task, seed\\) compression part"):
+        run_script("compression_moved", ["--results", str(tmp_path), "--models", "other"], monkeypatch)

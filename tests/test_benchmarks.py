@@ -92,3 +92,13 @@ def test_compression_profile_compares_hidden_anchor_with_its_floor(tiny_folder, 
         assert [row["self_cpu_seconds_per_round"] for row in operators] == sorted(
             (row["self_cpu_seconds_per_round"] for row in operators), reverse=True
         )
+
+
+def test_hook_overhead_times_the_three_forwards(tiny_folder):
+    """benchmarks/hook_overhead.py runs end to end and reports each forward against the bare one."""
+    spec = importlib.util.spec_from_file_location("anchorlens_hooks_bench", BENCH.parent / "hook_overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ratios = module.main(["--model", str(tiny_folder), "--n-prompts", "2", "--rounds", "1"])
+    assert set(ratios) == {"bare", "isolated", "do_nothing_hooks"} and ratios["bare"] == 1.0
+    assert all(math.isfinite(ratio) and ratio > 0 for ratio in ratios.values())
