@@ -850,7 +850,38 @@ def ranges(numbers: Iterable[int]) -> str:
     return ", ".join(spans)
 
 
-def render(claims: Sequence[Claim], command: str) -> str:
+def coverage(results: Results) -> list[str]:
+    """One line per model: for each experiment with a summary, the seeds and test inputs per seed each task's
+    rows rest on (the largest ``n_seeds`` and ``n_examples`` of its rows), so that a partly regenerated folder
+    says what its verdicts stand on."""
+    lines = []
+    for model in results.models:
+        held = []
+        for experiment in EXPERIMENTS:
+            summary, missing = results.of(experiment, model)
+            if missing or not {"n_seeds", "n_examples"} <= set(summary.columns):
+                continue
+            per_task = summary.groupby("task")[["n_seeds", "n_examples"]].max()
+            tasks = sorted(per_task.index, key=task_key)
+            held.append(
+                f"{experiment} "
+                + ", ".join(
+                    f"{task} {int(per_task.loc[task, 'n_seeds'])}×"
+                    f"{per_task.loc[task, 'n_examples'] / per_task.loc[task, 'n_seeds']:.0f}"
+                    for task in tasks
+                )
+            )
+        lines.append(f"- {model}: " + ("; ".join(held) if held else "no summary yet"))
+    return lines
+
+
+def coverage_text(covered: Sequence[str]) -> list[str]:
+    if not covered:
+        return []
+    return ["", "What the verdicts rest on, per task: seeds × test inputs per seed (from the summaries):", "", *covered]
+
+
+def render(claims: Sequence[Claim], command: str, covered: Sequence[str] = ()) -> str:
     """The markdown the README embeds: a note on where it comes from, the table, then each claim's exceptions."""
 
     def cell(text: str) -> str:
@@ -887,10 +918,11 @@ def render(claims: Sequence[Claim], command: str) -> str:
         for claim, found in listed:
             lines.append(f"- **{claim.number}, {claim.model}** ({claim.verdict}):")
             lines += [f"  - {line}" for line in found]
+    lines += coverage_text(covered)
     return "\n".join(lines) + "\n"
 
 
-def render_short(claims: Sequence[Claim], command: str, full_at: str) -> str:
+def render_short(claims: Sequence[Claim], command: str, full_at: str, covered: Sequence[str] = ()) -> str:
     """The README's form: one row per finding, one column per model (verdict, checks holding, our headline
     number); the checks that do not hold are in the full form at ``full_at``."""
 
@@ -921,6 +953,7 @@ def render_short(claims: Sequence[Claim], command: str, full_at: str) -> str:
             else:
                 cells.append(f"**{claim.verdict}**, {claim.holds}; {claim.ours}")
         lines.append("| " + " | ".join(cell(text) for text in (number, first.finding, first.paper, *cells)) + " |")
+    lines += coverage_text(covered)
     return "\n".join(lines) + "\n"
 
 
@@ -987,8 +1020,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join(["python analyses/claims.py", *args.folders])
     try:
-        found = all_claims(Results.read(args.folders))
-        printed = render_short(found, command, args.short) if args.short else render(found, command)
+        results = Results.read(args.folders)
+        found, covered = all_claims(results), coverage(results)
+        printed = render_short(found, command, args.short, covered) if args.short else render(found, command, covered)
         if args.check:
             return check_block(Path(args.check), printed)
         if args.write:

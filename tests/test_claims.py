@@ -96,6 +96,23 @@ def test_saliency_per_layer_rule_exposes_early_layers_where_s_pq_is_below_s_ww(t
     assert found["1c"].holds == "34/36 (2 tasks)"
 
 
+def test_the_block_says_what_each_verdict_rests_on(tmp_path):
+    """Seeds x test inputs per seed per task, from the summaries' n_seeds and n_examples: a partly regenerated
+    folder's verdicts say what they stand on, in both the full and the README's form."""
+    write_summary(tmp_path, "saliency", saliency_rows(tasks=("trec", "sst2")))
+    summary = pd.read_csv(tmp_path / "saliency_summary.csv")
+    summary.loc[summary["task"] == "trec", ["n_seeds", "n_examples"]] = (1, 200)
+    summary.to_csv(tmp_path / "saliency_summary.csv", index=False)
+    results = claims.Results.read([tmp_path])
+    covered = claims.coverage(results)
+    assert covered == [f"- {MODEL}: saliency sst2 3×200, trec 1×200"]
+    found = claims.all_claims(results)
+    for printed in (claims.render(found, "cmd", covered), claims.render_short(found, "cmd", "full.md", covered)):
+        assert printed.rstrip().endswith(covered[0])
+    (tmp_path / "empty").mkdir()
+    assert claims.coverage(claims.Results.read([tmp_path / "empty"])) == ["- empty: no summary yet"]
+
+
 def test_saliency_thirds_follow_the_models_depth(tmp_path):
     write_summary(tmp_path, "saliency", saliency_rows(n_layers=30))
     checks = judged(tmp_path)["1a"].checks
