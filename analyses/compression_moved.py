@@ -4,7 +4,8 @@ The first wave's parts (results format 1, `docs/results/format1/<model>/parts/co
 token of every demonstration as formatting; the regenerated parts (`docs/results/<model>/parts/compress`) keep
 exactly the paper's anchors. Only the (task, seed) parts both folders hold are compared, so a partly regenerated
 folder is compared on the same test inputs and demonstrations. Prints a markdown table: per task, model and method,
-label loyalty / word loyalty / accuracy (%) and kept tokens, before → after, means over the shared seeds.
+label loyalty / word loyalty / accuracy (%) and kept tokens, before → after, means over the shared seeds. The random
+baselines' draws changed too (each draw keyed by (seed, draw) since cbe09bc), so their rows also move by chance.
 
     python analyses/compression_moved.py [--results docs/results] [--models smollm2-135m gemma-3-270m]
 
@@ -83,16 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=Path("docs/results"))
     parser.add_argument("--models", nargs="+", default=list(OFFLINE_MODELS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="rows of these only")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", metavar="FILE", help="exit 1 (with a diff) when FILE's block differs")
     mode.add_argument("--write", metavar="FILE", help="replace FILE's block with the table printed now")
     args = parser.parse_args(argv)
     table = moved(args.results, args.models)
+    if not table.empty:
+        table = table[table["method"].isin(args.methods)].reset_index(drop=True)
     if table.empty:
         raise SystemExit(
             f"no (task, seed) compression part is in both {args.results}/format1/<model> and {args.results}/<model>"
         )
-    printed = markdown(table, " ".join(["python analyses/compression_moved.py", "--models", *args.models]))
+    methods = [] if list(args.methods) == list(METHODS) else ["--methods", *args.methods]
+    command = " ".join(["python analyses/compression_moved.py", "--models", *args.models, *methods])
+    printed = markdown(table, command)
     if args.check:
         return check_block(Path(args.check), printed, BLOCK, "analyses/compression_moved.py")
     if args.write:

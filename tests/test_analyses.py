@@ -168,5 +168,18 @@ def test_compression_moved_compares_only_the_parts_both_folders_hold(tmp_path, m
     assert "| m | sst2 (42) | Hidden_anchor | 90.0 → 90.0 |" in page.read_text()
     assert page.read_text().startswith("Before.\n") and page.read_text().endswith("After.\n")
     assert exit_code("--models", "m", "--check", str(page)) == 0
+    capsys.readouterr()
+    assert exit_code("--models", "m", "--methods", "hidden_anchor") == 0
+    printed = capsys.readouterr().out
+    assert "--methods hidden_anchor` from" in printed and "| ICL |" not in printed and "| Hidden_anchor |" in printed
     with pytest.raises(SystemExit, match="no \\(task, seed\\) compression part"):
         run_script("compression_moved", ["--results", str(tmp_path), "--models", "other"], monkeypatch)
+
+
+def test_repository_compression_blocks_match_the_parts(monkeypatch, capsys):
+    """README's Hidden_anchor rows and the results page's full table are what the committed parts give now."""
+    monkeypatch.chdir(ANALYSES.parent)
+    for options, page in ((["--methods", "hidden_anchor"], "README.md"), ([], "docs/results.md")):
+        with pytest.raises(SystemExit) as stopped:
+            run_script("compression_moved", [*options, "--check", page], monkeypatch)
+        assert stopped.value.code == 0, capsys.readouterr().out
