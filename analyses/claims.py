@@ -24,7 +24,9 @@ of the per-task means; its interval adds the tasks' half-widths (each side apart
 Verdict of a finding, from its checks: **reproduced** when every check holds; **partly** when at least half
 hold; **not reproduced** when fewer than half hold (a check that fails or is unclear does not hold, so a
 finding whose interval straddles its threshold is never "reproduced"); **undefined** when there is nothing to
-check (experiment, metric or method missing; the reason is given). Every check that does not hold is listed
+check (experiment, metric or method missing; the reason is given) or when no check has an interval to judge by
+(e.g. a speed-up from one seed); a check without an interval among others that have one does not hold. Every
+check that does not hold is listed
 under the table.
 
 | # | finding (paper) | checks (each task; each layer where one is named) |
@@ -41,7 +43,7 @@ under the table.
 | 5a | Hidden_anchor is the most loyal compressed context (§3.2, Table 2) | each task and Avg: label loyalty hidden_anchor > text_anchor, hidden_random, hidden_random_top |
 | 5b | Hidden_anchor beats Hidden_random(-top) on word loyalty (Table 2) | each task and Avg: word loyalty hidden_anchor > hidden_random, hidden_random_top |
 | 5c | Hidden_anchor loses little accuracy against ICL (Table 2) | each task and Avg: accuracy hidden_anchor + the paper's GPT2-XL drop (ICL − Hidden_anchor) > icl |
-| 5d | Hidden_anchor speeds inference up (Table 3) | each task: speed-up > 1 (seed rows of compress.csv: mean ± t-interval over seeds; unclear with one seed) |
+| 5d | Hidden_anchor speeds inference up (Table 3) | each task: speed-up > 1 (seed rows of compress.csv: mean ± t-interval over seeds; no interval, so undefined, from one seed) |
 | 6 | predicted confusion matches the true one (§3.3, Fig. 6) | each task: correlation > 0 and its permutation p-value < 0.05 (pearson and p_pearson of the diagnose summary, else of `DiagnoseResult.summary` of diagnose.csv; a p-value is judged on its value; a task with fewer than 3 class pairs is listed as not judged) |
 """  # noqa: E501 (the table's rows are one line each)
 
@@ -62,7 +64,7 @@ from scipy import stats as scipy_stats
 from anchorlens import paper
 from anchorlens.errors import AnchorlensError, DataFileError
 
-HOLDS, FAILS, UNCLEAR = "holds", "fails", "unclear"
+HOLDS, FAILS, UNCLEAR, NO_INTERVAL = "holds", "fails", "unclear", "no interval"
 REPRODUCED, PARTLY, NOT_REPRODUCED, UNDEFINED = "reproduced", "partly", "not reproduced", "undefined"
 
 #: "≈ 0.5" and "≈ 0.8" of Fig. 5, read as within 0.1.
@@ -181,14 +183,14 @@ def greater(
     b_text = f"{b_name} {b.text(scale, digits)}".strip()
     detail = f"{b_text} vs {a_text}" if b_first else f"{a_text} vs {b_text}"
     if not (a.has_interval and b.has_interval and math.isfinite(a.mean) and math.isfinite(b.mean)):
-        return Check(test, task, UNCLEAR, -math.inf, detail, layer)
+        return Check(test, task, NO_INTERVAL, -math.inf, detail, layer)
     margin = a.low - b.high
     outcome = HOLDS if margin > 0 else FAILS if a.high < b.low else UNCLEAR
     return Check(test, task, outcome, margin, detail, layer)
 
 
 def verdict(checks: Sequence[Check]) -> str:
-    if not checks:
+    if all(check.outcome == NO_INTERVAL for check in checks):  # nothing to check, or nothing decidable
         return UNDEFINED
     holding = sum(check.outcome == HOLDS for check in checks)
     if holding == len(checks):
@@ -834,7 +836,9 @@ def exceptions(claim: Claim) -> list[str]:
             shown = f"worst layer {worst.layer}: {worst.detail}" if len(layers) > 1 else worst.detail
         else:
             where, shown = task, worst.detail
-        state = "fails" if outcome == FAILS else "unclear (intervals overlap)"
+        state = {FAILS: "fails", NO_INTERVAL: "cannot be judged (no interval, e.g. one seed)"}.get(
+            outcome, "unclear (intervals overlap)"
+        )
         lines.append(f"{test} {state}: {where} ({shown})")
     return lines + [f"not judged: {reason}" for reason in claim.skipped]
 

@@ -145,6 +145,8 @@ def test_overlapping_intervals_are_never_reproduced(tmp_path):
         ([claims.HOLDS] + [claims.UNCLEAR] * 3, claims.NOT_REPRODUCED),
         ([claims.FAILS] * 4, claims.NOT_REPRODUCED),
         ([], claims.UNDEFINED),
+        ([claims.NO_INTERVAL] * 3, claims.UNDEFINED),  # nothing decidable, e.g. one seed: not a negative finding
+        ([claims.HOLDS, claims.NO_INTERVAL], claims.PARTLY),
     ],
 )
 def test_verdict_rule(outcomes, expected):
@@ -158,7 +160,7 @@ def test_verdict_rule(outcomes, expected):
         (around(0.5), around(0.4), claims.HOLDS),
         (around(0.4), around(0.5), claims.FAILS),
         (around(0.5), around(0.47), claims.UNCLEAR),  # 0.48 < 0.49: the intervals overlap
-        ((0.5, float("nan"), float("nan")), around(0.1), claims.UNCLEAR),  # no interval: nothing is decided
+        ((0.5, float("nan"), float("nan")), around(0.1), claims.NO_INTERVAL),  # nothing is decided
     ],
 )
 def test_greater_needs_separated_intervals(a, b, outcome):
@@ -341,6 +343,22 @@ def test_compression_findings(tmp_path):
     speedup = found["5d"]
     assert speedup.verdict == claims.PARTLY  # sst2's seeds 1.05, 0.9, 1.1 do not establish > 1
     assert [check.outcome for check in speedup.checks] == [claims.UNCLEAR, claims.HOLDS]
+
+
+def test_a_speedup_from_one_seed_is_undefined_not_a_failure(tmp_path):
+    """One seed gives a speed-up without an interval: the finding cannot be judged, which is not the same as
+    "not reproduced" (what the rule said before, at 3.5x against the paper's 1.1-2.9x)."""
+    write_summary(tmp_path, "compress", compress_rows())
+    rows = [
+        {"task": t, "model": MODEL, "seed": 42, "method": "hidden_anchor", "speedup": 3.5} for t in ("sst2", "trec")
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "compress.csv", index=False)
+    claim = judged(tmp_path)["5d"]
+    assert claim.verdict == claims.UNDEFINED and claim.holds == "0/2 (2 tasks)"
+    assert claims.exceptions(claim) == [
+        "speed-up > 1 cannot be judged (no interval, e.g. one seed): sst2 (speed-up 3.50 (no interval) vs 1.00)",
+        "speed-up > 1 cannot be judged (no interval, e.g. one seed): trec (speed-up 3.50 (no interval) vs 1.00)",
+    ]
 
 
 def test_speedup_without_seed_rows_is_undefined(tmp_path):
