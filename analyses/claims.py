@@ -866,6 +866,17 @@ def coverage(results: Results) -> list[str]:
             if missing or not {"n_seeds", "n_examples"} <= set(summary.columns):
                 continue
             per_task = summary.groupby("task")[["n_seeds", "n_examples"]].max()
+            inputs = results.seed_rows.get(experiment)
+            if (
+                experiment == "diagnose"
+                and inputs is not None
+                and {"task", "model", "seed", "n"} <= set(inputs.columns)
+            ):
+                # The summary's rows are class pairs (n_examples: the pair's two classes); the seed rows carry
+                # every input of the seed (n), top-ups included.
+                inputs = inputs[inputs["model"].astype(str) == model]
+                per_seed = inputs.groupby(["task", "seed"])["n"].max().groupby("task")
+                per_task = pd.DataFrame({"n_seeds": per_seed.size(), "n_examples": per_seed.sum()})
             tasks = sorted(per_task.index, key=task_key)
             held.append(
                 f"{experiment} "

@@ -429,6 +429,8 @@ def test_diagnosis_from_the_seed_rows_when_the_summary_has_no_correlation(tmp_pa
     assert claims.exceptions(claim) == [
         "not judged: sst2 (no correlation: fewer than 3 class pairs, or a constant matrix)"
     ]
+    # What it rests on: the seed rows' inputs per seed (n), not the summary's pair counts (n_examples 600 here).
+    assert claims.coverage(claims.Results.read([tmp_path])) == [f"- {MODEL}: diagnose sst2 2×50, trec 2×50"]
 
 
 # --------------------------------------------------------------------------------------- missing and bad input
