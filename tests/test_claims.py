@@ -103,9 +103,12 @@ def test_the_block_says_what_each_verdict_rests_on(tmp_path):
     summary = pd.read_csv(tmp_path / "saliency_summary.csv")
     summary.loc[summary["task"] == "trec", ["n_seeds", "n_examples"]] = (1, 200)
     summary.to_csv(tmp_path / "saliency_summary.csv", index=False)
+    for experiment in ("compress", "auroc"):  # the same numbers on the same tasks: listed together
+        rows = [{"task": task, "layer": 0, "metric": "m", "value": around(0.5)} for task in ("sst2", "trec")]
+        write_summary(tmp_path, experiment, rows)
     results = claims.Results.read([tmp_path])
     covered = claims.coverage(results)
-    assert covered == [f"- {MODEL}: saliency sst2 3×200, trec 1×200"]
+    assert covered == [f"- {MODEL}: saliency: 3×200 sst2, 1×200 trec; auroc, compress: 3×200 sst2 trec"]
     found = claims.all_claims(results)
     for printed in (claims.render(found, "cmd", covered), claims.render_short(found, "cmd", "full.md", covered)):
         assert printed.rstrip().endswith(covered[0])
@@ -430,7 +433,7 @@ def test_diagnosis_from_the_seed_rows_when_the_summary_has_no_correlation(tmp_pa
         "not judged: sst2 (no correlation: fewer than 3 class pairs, or a constant matrix)"
     ]
     # What it rests on: the seed rows' inputs per seed (n), not the summary's pair counts (n_examples 600 here).
-    assert claims.coverage(claims.Results.read([tmp_path])) == [f"- {MODEL}: diagnose sst2 2×50, trec 2×50"]
+    assert claims.coverage(claims.Results.read([tmp_path])) == [f"- {MODEL}: diagnose: 2×50 sst2 trec"]
 
 
 # --------------------------------------------------------------------------------------- missing and bad input
@@ -575,8 +578,8 @@ def test_short_form_has_a_row_per_finding_and_a_column_per_model(tmp_path, capsy
     printed = capsys.readouterr().out
     assert f"| # | finding | paper | {MODEL} |" in printed and "[results.md](docs/results.md)" in printed
     assert (
-        "| 1c | Saliency: S_wp and S_pq above S_ww | both mostly above S_ww (Fig. 3) | **partly**, 35/36 (2 tasks); "
-        "weakest, sst2 layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320] |"
+        "| 1c | Saliency: S_wp and S_pq above S_ww | both mostly above S_ww (Fig. 3) | **partly**, 35/36; "
+        "sst2 layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320] |"
     ) in printed
     assert "| 4a | Re-weighting beats vanilla 1-shot ICL | 68.64 vs 51.90 % (Avg, Table 1) | **undefined** |" in printed
     assert "Checks that do not hold" not in printed  # those are in the full form only
