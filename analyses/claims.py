@@ -26,8 +26,7 @@ hold; **not reproduced** when fewer than half hold (a check that fails or is unc
 finding whose interval straddles its threshold is never "reproduced"); **undefined** when there is nothing to
 check (experiment, metric or method missing; the reason is given) or when no check has an interval to judge by
 (e.g. a speed-up from one seed); a check without an interval among others that have one does not hold. Every
-check that does not hold is listed
-under the table.
+check that does not hold is listed under the table.
 
 | # | finding (paper) | checks (each task; each layer where one is named) |
 |---|---|---|
