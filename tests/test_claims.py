@@ -664,3 +664,13 @@ def test_reads_the_summaries_the_experiments_save(tmp_path):
     assert found["4a"].verdict == found["4b"].verdict == claims.REPRODUCED
     assert found["3b"].verdict == claims.REPRODUCED  # layers 4-5 separate the classes perfectly
     assert found["3c"].checks and found["3c"].verdict == claims.REPRODUCED  # no rise before layer 4
+
+
+def test_short_form_keeps_isolation_at_the_main_k_only(tmp_path, capsys):
+    write_summary(tmp_path, "isolation", isolation_rows(ks=(1, 5)))
+    assert claims.main([str(tmp_path)]) == 0
+    full = capsys.readouterr().out
+    assert "| 2 (k=5) |" in full and "| 2 (k=1) |" in full
+    assert claims.main([str(tmp_path), "--short", "docs/results.md"]) == 0
+    short = capsys.readouterr().out
+    assert "| 2 (k=5) |" in short and "| 2 (k=1) |" not in short and "isolation at k other than 5" in short
