@@ -36,7 +36,7 @@ check that does not hold is listed under the table.
 | 2 | isolating label words in the first k layers costs most loyalty (§2.2, Fig. 4; one row per k, k = 5 first) | label and word loyalty: label_first < label_last and label_first < random_first |
 | 3a | AUROC ≈ 0.5 in shallow layers (§2.3, Fig. 5) | each shallow layer: AUROC < 0.6 |
 | 3b | AUROC up to ≈ 0.8 in deep layers (Fig. 5) | each deep layer: AUROC > 0.7 |
-| 3c | R_l rises mainly in middle and deep layers (Fig. 5) | R at the last shallow layer < 0.5 (R from the summary's interval if it has one, else from the mean AUROC curve, judged on its value) |
+| 3c | R_l rises mainly in middle and deep layers (Fig. 5) | R at the last shallow layer < 0.5 (R from the summary's interval if it has one, else from the mean AUROC curve, judged on its value). For 3a-3c, a task whose AUROC is defined on fewer than 2 seeds (``n_seeds`` of the summary; the model predicted one class on every input of the others) is listed as not judged |
 | 4a | re-weighting beats vanilla 1-shot ICL (§3.1, Table 1) | each task and Avg: accuracy reweight > vanilla_1shot |
 | 4b | re-weighting beats vanilla 5-shot ICL (Table 1) | each task and Avg: accuracy reweight > vanilla_5shot |
 | 5a | Hidden_anchor is the most loyal compressed context (§3.2, Table 2) | each task and Avg: label loyalty hidden_anchor > text_anchor, hidden_random, hidden_random_top |
@@ -69,6 +69,10 @@ REPRODUCED, PARTLY, NOT_REPRODUCED, UNDEFINED = "reproduced", "partly", "not rep
 #: "≈ 0.5" and "≈ 0.8" of Fig. 5, read as within 0.1.
 AUROC_SHALLOW_BELOW = 0.6
 AUROC_DEEP_ABOVE = 0.7
+#: Seeds on which a task's AUROC must be defined to be judged: the model predicted at least two classes on
+#: their inputs. One seed leaves the spread over demonstration sets unknown (SmolLM2 predicts one class on every
+#: SST-2 input at 4 of 5 seeds, so its SST-2 AUROC would rest on 4 inputs of one seed).
+MIN_AUROC_SEEDS = 2
 #: R_l at the end of the shallow third: below this, most of the rise comes later.
 R_SHALLOW_BELOW = 0.5
 #: Significance level of the diagnosis correlation's permutation test.
@@ -474,8 +478,16 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
         else {}
     )
     shallow, deep = depth_layers(part["layer"])
-    checks, skipped = {"3a": [], "3b": [], "3c": []}, []
+    checks, skipped = {"3a": [], "3b": [], "3c": []}, {"3a": [], "3b": [], "3c": []}
     for task in tasks_of(part):
+        defined_on = auroc_seeds(part, task)
+        if defined_on is not None and defined_on < MIN_AUROC_SEEDS:
+            for number in skipped:
+                skipped[number].append(
+                    f"{task} (AUROC defined on {defined_on} seed{'s' if defined_on != 1 else ''}, fewer than"
+                    f" {MIN_AUROC_SEEDS}: the model predicted one class on every input of the others)"
+                )
+            continue
         for layer in shallow:
             if (task, layer, "auroc") in values:
                 checks["3a"].append(
@@ -505,7 +517,7 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
                 )
         r = r_at(values, r_column, task, sorted({layer for t, layer, _ in values if t == task}), shallow[-1])
         if r is None:
-            skipped.append(f"{task} (no R_l: the AUROC curve's excess over 0.5 sums to 0)")
+            skipped["3c"].append(f"{task} (no R_l: the AUROC curve's excess over 0.5 sums to 0)")
         else:
             checks["3c"].append(
                 greater(
@@ -526,11 +538,26 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
             model,
             p,
             tuple(checks[n]),
-            reason="" if checks[n] else "no AUROC in these layers",
-            skipped=tuple(skipped) if n == "3c" else (),
+            reason=""
+            if checks[n]
+            else (
+                f"no task's AUROC is defined on {MIN_AUROC_SEEDS} seeds or more"
+                if skipped[n] and n != "3c"
+                else "no AUROC in these layers"
+            ),
+            skipped=tuple(skipped[n]),
         )
         for n, f, p in findings
     ]
+
+
+def auroc_seeds(part: pd.DataFrame, task: str) -> int | None:
+    """The seeds a task's AUROC is defined on (the summary's largest ``n_seeds`` of its auroc rows), or None
+    where the summary does not say."""
+    if "n_seeds" not in part.columns:
+        return None
+    rows = part[(part["task"].astype(str) == task) & (part["metric"] == "auroc")]["n_seeds"].dropna()
+    return int(rows.max()) if len(rows) else None
 
 
 def r_at(values: dict, r_column: dict, task: str, layers: list[int], layer: int) -> Estimate | None:

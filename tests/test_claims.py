@@ -45,7 +45,7 @@ def write_summary(folder: Path, experiment: str, rows: list[dict]) -> None:
         row = dict(row)
         mean, low, high = row.pop("value")
         records.append(
-            {"model": MODEL, **row, "mean": mean, "ci_low": low, "ci_high": high, "n_seeds": 3, "n_examples": 600}
+            {"model": MODEL, "n_seeds": 3, "n_examples": 600, **row, "mean": mean, "ci_low": low, "ci_high": high}
         )
     frame = pd.DataFrame(records)
     keys = [
@@ -253,6 +253,25 @@ def test_auroc_is_judged_per_task_and_exposes_a_flat_task(tmp_path):
     assert found["3c"].verdict == claims.REPRODUCED  # R at layer 3 is small for both tasks
     r = next(check for check in found["3c"].checks if check.task == "trec")
     assert r.detail.startswith("R 0.") and "[" not in r.detail  # judged on its value: no interval
+
+
+def test_a_task_whose_auroc_rests_on_one_seed_is_not_judged(tmp_path):
+    """A model that predicts one class on every input of most seeds leaves the AUROC defined on one seed: the
+    task is listed as not judged in 3a-3c, not counted as failing or holding."""
+    rows = [
+        {**row, "n_seeds": 1, "n_examples": 200} if row["task"] == "sst2" else row
+        for row in auroc_rows(flat_task="sst2")
+    ]
+    write_summary(tmp_path, "auroc", rows)
+    found = judged(tmp_path)
+    for number in ("3a", "3b", "3c"):
+        assert {check.task for check in found[number].checks} == {"trec"}
+        assert found[number].skipped == (
+            "sst2 (AUROC defined on 1 seed, fewer than 2: the model predicted one class on every input of the others)",
+        )
+    assert found["3b"].holds == "3/4 (1 task)"
+    write_summary(tmp_path, "auroc", auroc_rows(flat_task="sst2"))  # both tasks on 3 seeds: both judged
+    assert {check.task for check in judged(tmp_path)["3b"].checks} == {"trec", "sst2"}
 
 
 def test_r_metric_with_an_interval_is_used(tmp_path):

@@ -230,7 +230,9 @@ class AurocResult(ExperimentResult):
         inputs, recomputes each drawn seed's AUROC at every layer on the drawn inputs (a seed drawn c times
         counts c times, with one pooled draw of c × n inputs, as in `anchorlens.stats`), averages over the drawn
         seeds and takes R_l of that curve. Long form: ``task, model, layer, metric, mean, ci_low, ci_high,
-        n_seeds, n_examples``."""
+        n_seeds, n_examples``. ``n_seeds`` and ``n_examples`` count the seeds whose AUROC is defined (the model
+        predicted at least two classes on their inputs) and those seeds' inputs: what the mean rests on. A seed
+        on whose every input the model predicts one class adds nothing, and ``n_seeds`` says so."""
         # Single-threaded BLAS: the products are small, and threads fighting over shared cores made them 18 times
         # slower (measured); one thread also makes the numbers independent of the machine's core count.
         with threadpool_limits(limits=1, user_api="blas"):
@@ -269,8 +271,10 @@ class AurocResult(ExperimentResult):
             curves = np.zeros((n_resamples, len(layers)))
             weights = np.zeros((n_resamples, len(layers)))
             point = []
+            seed_sizes = []
             for position in range(len(resamples.seeds)):
                 members = np.flatnonzero(resamples.seed_of_unit == position)
+                seed_sizes.append(len(members))
                 seed_counts = resamples.counts[:, members]
                 drawn = resamples.seed_draws[:, position].astype(float)
                 groups = _kept_groups(predicted[members], seed_counts, n_classes)
@@ -294,9 +298,13 @@ class AurocResult(ExperimentResult):
             estimate = pd.DataFrame(point).mean(axis=0).to_numpy()
             boot_r = cumulative_r(curves)
             estimate_r = cumulative_r(estimate)
-            n_seeds = int(len(resamples.seeds))
-            n_examples = int(len(predicted))
+            # What each number rests on: the seeds whose AUROC is defined (a seed whose inputs the model all
+            # predicts as one class has none) and their inputs, not every seed run.
+            defined = np.isfinite(np.array(point, dtype=float).reshape(len(point), len(layers)))
+            sizes = np.array(seed_sizes)
             for index, layer in enumerate(layers):
+                n_seeds = int(defined[:, index].sum())
+                n_examples = int(sizes[defined[:, index]].sum())
                 for metric, value, boot in (
                     ("auroc", estimate[index], curves[:, index]),
                     ("R", estimate_r[index], boot_r[:, index]),

@@ -185,6 +185,22 @@ def test_summary_with_ci_means_are_the_seed_rows_and_r_their_curve():
     assert summary.equals(result.summary_with_ci())  # seeded: identical on rerun
 
 
+def test_summary_counts_only_the_seeds_whose_auroc_is_defined():
+    """A seed on whose every input the model predicts one class has no AUROC: the summary's n_seeds and
+    n_examples say what the mean rests on (SmolLM2 predicts one class on all of SST-2 at 4 of 5 seeds)."""
+    result = _examples(tasks=(("sst2", 2),), n_seeds=3, n_inputs=40, n_layers=3, seed=5, seed_rows=False)
+    examples = result.examples.copy()
+    examples.loc[examples["seed"] == 11, "prediction"] = 1  # one seed: a single predicted class
+    one_class = AurocResult(pd.DataFrame(), AurocConfig(), examples)
+    summary = one_class.summary_with_ci(n_resamples=50)
+    assert (summary["n_seeds"] == 2).all() and (summary["n_examples"] == 80).all()
+    seed_rows = auroc_from_examples(examples)
+    assert seed_rows.loc[seed_rows["seed"] == 11, "auroc"].isna().all()
+    means = seed_rows.groupby("layer")["auroc"].mean()  # NaN skipped: the two defined seeds
+    auroc_rows = summary[summary["metric"] == "auroc"].set_index("layer")["mean"]
+    assert np.allclose(auroc_rows.sort_index().to_numpy(), means.sort_index().to_numpy())
+
+
 def test_summary_intervals_equal_a_loop_over_resamples():
     """The vectorised bootstrap against layer_auroc (sklearn) on each resample's repeated rows."""
     result = _examples(tasks=(("agnews", 4),), n_seeds=2, n_inputs=20, n_layers=2, seed=3)
