@@ -9,7 +9,8 @@ its 95% interval, and a verdict decided by the rules below, never by hand.
 
 Input: each folder's ``<experiment>_summary.csv`` (long form: ``task, model, <keys>, metric, mean, ci_low,
 ci_high, n_seeds, n_examples``, written by ``ExperimentResult.save``) and the seed rows of ``compress.csv`` (the
-speed-up) and ``diagnose.csv`` (the correlation, while the diagnose summary does not hold it). The results
+speed-up) and ``diagnose.csv`` (the correlation, while the diagnose summary does not hold it); the full form
+also says, from ``auroc_examples.parquet``, how the model's own ICL predictions spread over the classes. The results
 page (docs/results.md) embeds the printed text, and the README its short form (``--short``: a row per finding, a
 column per model), each between ``<!-- claims:start -->`` and ``<!-- claims:end -->``; ``--check`` exits 1
 with a diff when that block differs from what is printed now, ``--write`` replaces it.
@@ -255,6 +256,8 @@ class Results:
     seed_rows: dict[str, pd.DataFrame] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)
     folders_of: dict[str, list[Path]] = field(default_factory=dict)
+    #: one row per (task, model, seed, example) of the AUROC runs: the model's own ICL prediction
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
     def read(cls, folders: Iterable[str | Path]) -> Results:
@@ -280,6 +283,9 @@ class Results:
                         [results.seed_rows.get(experiment, pd.DataFrame()), frame], ignore_index=True
                     )
                     seed_models += list(frame["model"].unique()) if "model" in frame.columns else []
+            predictions = read_predictions(folder / "auroc_examples.parquet")
+            if predictions is not None:
+                results.predictions = pd.concat([results.predictions, predictions], ignore_index=True)
             if not found_model:  # no summary names the model: the seed rows do, else the folder stands for it
                 for model in dict.fromkeys(seed_models or [folder.name]):
                     results.note_model(model, folder)
@@ -332,6 +338,64 @@ def read_summary(path: Path) -> pd.DataFrame | None:
             "(ExperimentResult.save writes the long summary)"
         )
     return frame if not missing else None
+
+
+def read_predictions(path: Path) -> pd.DataFrame | None:
+    """The model's own ICL prediction per test input (one row per task, model, seed and example) from the AUROC
+    run's per-example rows, or None when the folder has none."""
+    columns = ["task", "model", "seed", "example", "prediction"]
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_parquet(path, columns=[*columns, "layer"])
+    except (OSError, ValueError, KeyError) as error:  # pyarrow: ArrowInvalid (a ValueError), a missing column
+        raise DataFileError(
+            f"{path} is not a readable AUROC examples file ({error}); rerun `anchorlens auroc` into that folder"
+        ) from error
+    frame = frame[frame["layer"] == frame["layer"].min()]  # the prediction is the same at every layer
+    if "head" in frame.columns:
+        frame = frame[frame["head"].isna()]
+    return frame[columns].astype({"task": str, "model": str}).reset_index(drop=True)
+
+
+def prediction_spread(results: Results) -> list[str]:
+    """One line per model: per task, the share of a seed's test inputs the model predicts as that seed's most
+    frequent class under ICL (mean over the AUROC run's seeds), and the seeds on which it predicts a single
+    class. A model
+    that predicts one class keeps label loyalty high under any intervention that does not flip it, and leaves
+    the AUROC undefined, so the verdicts read differently there."""
+    frame = results.predictions
+    if frame.empty:
+        return []
+    lines = []
+    for model in results.models:
+        mine = frame[frame["model"] == model]
+        if mine.empty:
+            continue
+        cells = []
+        for task in sorted(mine["task"].unique(), key=task_key):
+            rows = mine[mine["task"] == task]
+            # Per seed: each seed is its own demonstration set, and the class a context favours changes with it.
+            by_seed = rows.groupby("seed")["prediction"]
+            top = by_seed.agg(lambda predicted: predicted.value_counts(normalize=True).iloc[0])
+            single = int((by_seed.nunique() == 1).sum())
+            one_class = f", one class only at {single} of {len(top)} seeds" if single else ""
+            cells.append(f"{task} {100 * top.mean():.1f}%{one_class}")
+        lines.append(f"- {model}: " + "; ".join(cells))
+    return lines
+
+
+def spread_text(lines: Sequence[str]) -> list[str]:
+    if not lines:
+        return []
+    return [
+        "",
+        "How the model's own ICL predictions spread: per task, the share of a seed's test inputs predicted as that"
+        " seed's most frequent class, mean over the AUROC run's seeds (a model that predicts one class keeps label"
+        " loyalty high under any intervention that does not flip it, and has no AUROC):",
+        "",
+        *lines,
+    ]
 
 
 def estimates(part: pd.DataFrame, keys: Sequence[str]) -> dict:
@@ -921,7 +985,7 @@ def coverage_text(covered: Sequence[str]) -> list[str]:
     return ["", "What the verdicts rest on, per task: seeds × test inputs per seed (from the summaries):", "", *covered]
 
 
-def render(claims: Sequence[Claim], command: str, covered: Sequence[str] = ()) -> str:
+def render(claims: Sequence[Claim], command: str, covered: Sequence[str] = (), spread: Sequence[str] = ()) -> str:
     """The markdown the README embeds: a note on where it comes from, the table, then each claim's exceptions."""
 
     def cell(text: str) -> str:
@@ -958,7 +1022,7 @@ def render(claims: Sequence[Claim], command: str, covered: Sequence[str] = ()) -
         for claim, found in listed:
             lines.append(f"- **{claim.number}, {claim.model}** ({claim.verdict}):")
             lines += [f"  - {line}" for line in found]
-    lines += coverage_text(covered)
+    lines += coverage_text(covered) + spread_text(spread)
     return "\n".join(lines) + "\n"
 
 
@@ -1066,7 +1130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         results = Results.read(args.folders)
         found, covered = all_claims(results), coverage(results)
-        printed = render_short(found, command, args.short, covered) if args.short else render(found, command, covered)
+        printed = (
+            render_short(found, command, args.short, covered)
+            if args.short
+            else render(found, command, covered, prediction_spread(results))
+        )
         if args.check:
             return check_block(Path(args.check), printed)
         if args.write:

@@ -693,3 +693,35 @@ def test_short_form_keeps_isolation_at_the_main_k_only(tmp_path, capsys):
     assert claims.main([str(tmp_path), "--short", "docs/results.md"]) == 0
     short = capsys.readouterr().out
     assert "| 2 (k=5) |" in short and "| 2 (k=1) |" not in short and "isolation at k other than 5" in short
+
+
+def test_prediction_spread_says_where_the_model_predicts_one_class(tmp_path):
+    """From the AUROC run's per-example rows: per seed, the share of the seed's most frequent prediction (mean
+    over seeds), and the seeds with a single predicted class; the full form shows it, the short form does not."""
+    write_summary(tmp_path, "auroc", auroc_rows())
+    predictions = {  # (task, seed): predicted classes of 4 inputs
+        ("sst2", 1): [1, 1, 1, 1],
+        ("sst2", 2): [0, 1, 1, 1],
+        ("trec", 1): [0, 1, 2, 3],
+        ("trec", 2): [5, 5, 2, 3],
+    }
+    rows = [
+        {"task": task, "model": MODEL, "seed": seed, "example": example, "gold": 0, "layer": layer,
+         "prediction": predicted, "att_0": 0.1}
+        for (task, seed), classes in predictions.items()
+        for example, predicted in enumerate(classes)
+        for layer in range(2)
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_parquet(tmp_path / "auroc_examples.parquet")
+    results = claims.Results.read([tmp_path])
+    assert claims.prediction_spread(results) == [f"- {MODEL}: sst2 87.5%, one class only at 1 of 2 seeds; trec 37.5%"]
+    found = claims.all_claims(results)
+    assert "sst2 87.5%" in claims.render(found, "cmd", spread=claims.prediction_spread(results))
+    assert "sst2 87.5%" not in claims.render_short(found, "cmd", "docs/results.md")
+
+
+def test_a_damaged_auroc_examples_file_is_a_one_line_error(tmp_path):
+    write_summary(tmp_path, "auroc", auroc_rows())
+    (tmp_path / "auroc_examples.parquet").write_bytes(b"not parquet")
+    with pytest.raises(claims.DataFileError, match="rerun `anchorlens auroc`"):
+        claims.Results.read([tmp_path])
