@@ -33,7 +33,7 @@ check that does not hold is listed under the table.
 |---|---|---|
 | 1a | S_wp dominates shallow layers (§2.1, Fig. 3) | each shallow layer: S_wp > S_pq and S_wp > S_ww |
 | 1b | S_pq dominates deep layers (Fig. 3) | each deep layer: S_pq > S_wp and S_pq > S_ww |
-| 1c | S_wp and S_pq mostly above S_ww (Fig. 3) | each layer: S_wp > S_ww and S_pq > S_ww |
+| 1c | S_wp and S_pq mostly above S_ww (Fig. 3) | each layer: S_wp > S_ww and S_pq > S_ww. In 1a-1c, S_wp is not compared in the last layer, where it is 0 by construction (only the target's attention row reaches the loss); the skip is listed |
 | 2 | isolating label words in the first k layers costs most loyalty (§2.2, Fig. 4; one row per k, k = 5 first) | label and word loyalty: label_first < label_last and label_first < random_first |
 | 3a | AUROC ≈ 0.5 in shallow layers (§2.3, Fig. 5) | each shallow layer: AUROC < 0.6 |
 | 3b | AUROC up to ≈ 0.8 in deep layers (Fig. 5) | each deep layer: AUROC > 0.7 |
@@ -453,11 +453,20 @@ def saliency_claims(results: Results, model: str) -> list[Claim]:
         "1b": [(layer, "S_pq", other) for layer in deep for other in ("S_wp", "S_ww")],
         "1c": [(layer, flow, "S_ww") for layer in sorted(set(part["layer"].astype(int))) for flow in ("S_wp", "S_pq")],
     }
+    last_layer = int(part["layer"].max())
     judged = []
     for number, finding, paper_text in findings:
-        checks = []
+        checks, skipped = [], set()
         for task in tasks_of(part):
             for layer, a, b in comparisons[number]:
+                if layer == last_layer and "S_wp" in (a, b):
+                    # In the last layer only the target's row of attention reaches the loss, so S_wp (label
+                    # words' rows) is 0 by construction: a comparison with it there says nothing about the model.
+                    skipped.add(
+                        f"layer {layer}, {a} > {b} (the last layer: only the target's attention row reaches the"
+                        " loss, so S_wp is 0 by construction)"
+                    )
+                    continue
                 if (task, layer, a) in values and (task, layer, b) in values:
                     checks.append(
                         greater(
@@ -479,6 +488,7 @@ def saliency_claims(results: Results, model: str) -> list[Claim]:
                 paper_text,
                 tuple(checks),
                 reason="" if checks else "the saliency summary lacks S_wp, S_pq or S_ww",
+                skipped=tuple(sorted(skipped)),
             )
         )
     return judged

@@ -90,10 +90,25 @@ def test_saliency_per_layer_rule_exposes_early_layers_where_s_pq_is_below_s_ww(t
     assert found["1b"].verdict == claims.REPRODUCED
     assert found["1c"].verdict == claims.PARTLY
     listed = claims.exceptions(found["1c"])
+    last = "the last layer: only the target's attention row reaches the loss, so S_wp is 0 by construction"
     assert listed == [
-        "S_pq > S_ww fails: sst2 layers 0-1 (worst layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320])"
+        "S_pq > S_ww fails: sst2 layers 0-1 (worst layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320])",
+        f"not judged: layer 8, S_wp > S_ww ({last})",
     ]
-    assert found["1c"].holds == "34/36 (2 tasks)"
+    assert found["1c"].holds == "32/34 (2 tasks)"  # 9 layers x 2 flows x 2 tasks, less S_wp in layer 8
+    assert found["1b"].skipped == (f"layer 8, S_pq > S_wp ({last})",)
+
+
+def test_s_wp_at_the_last_layer_is_not_compared(tmp_path):
+    """S_wp is 0 in the last layer by construction: a 0 there must neither fail 1c nor prop up 1b."""
+    rows = saliency_rows()
+    for row in rows:
+        if row["layer"] == 8 and row["metric"] == "S_wp":
+            row["value"] = (0.0, 0.0, 0.0)
+    write_summary(tmp_path, "saliency", rows)
+    found = judged(tmp_path)
+    assert found["1c"].verdict == claims.REPRODUCED
+    assert all(check.layer != 8 or "S_wp" not in check.test for n in ("1b", "1c") for check in found[n].checks)
 
 
 def test_the_block_says_what_each_verdict_rests_on(tmp_path):
@@ -543,7 +558,7 @@ def test_printed_table_and_exceptions(tmp_path, capsys):
     assert "| # | finding | model | paper | ours, 95% CI | checks holding | verdict |" in printed
     assert (
         f"| 1c | Saliency: S_wp and S_pq above S_ww | {MODEL} | both mostly above S_ww (Fig. 3) | weakest, sst2 "
-        "layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320] | 35/36 (2 tasks) | **partly** |"
+        "layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320] | 33/34 (2 tasks) | **partly** |"
     ) in printed
     assert f"- **1c, {MODEL}** (partly):\n  - S_pq > S_ww fails: sst2 layer 0 (S_pq 0.100" in printed
 
@@ -597,7 +612,7 @@ def test_short_form_has_a_row_per_finding_and_a_column_per_model(tmp_path, capsy
     printed = capsys.readouterr().out
     assert f"| # | finding | paper | {MODEL} |" in printed and "[results.md](docs/results.md)" in printed
     assert (
-        "| 1c | Saliency: S_wp and S_pq above S_ww | both mostly above S_ww (Fig. 3) | **partly**, 35/36; "
+        "| 1c | Saliency: S_wp and S_pq above S_ww | both mostly above S_ww (Fig. 3) | **partly**, 33/34; "
         "sst2 layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320] |"
     ) in printed
     assert "| 4a | Re-weighting beats vanilla 1-shot ICL | 68.64 vs 51.90 % (Avg, Table 1) | **undefined** |" in printed

@@ -88,6 +88,20 @@ def test_fast_path_equals_autograd_reference(request, batch, model_fixture):
     model.zero_grad(set_to_none=True)
 
 
+@pytest.mark.parametrize("model_fixture", ["gpt2_like", "llama_like"])
+def test_s_wp_is_zero_in_the_last_layer_by_construction(request, batch, model_fixture):
+    """In the last layer only the target's attention row reaches the loss, so the label words' rows (S_wp) get
+    no gradient there while S_pq and S_ww do: analyses/claims.py leaves S_wp out of its last-layer checks."""
+    model = request.getfixturevalue(model_fixture)
+    flow = saliency_of_batch(model, batch)  # [b, layer, region]
+    last = flow[:, -1]
+    s_wp, s_pq, s_ww = (last[:, REGIONS.index(region)] for region in ("S_wp", "S_pq", "S_ww"))
+    assert torch.equal(s_wp, torch.zeros_like(s_wp))
+    assert (s_pq > 0).all() and (s_ww > 0).all()
+    assert (flow[:, :-1, REGIONS.index("S_wp")] > 0).all()  # every earlier layer's label rows do reach the loss
+    model.zero_grad(set_to_none=True)
+
+
 def test_a_batch_leaves_no_attention_pattern_alive(gpt2_like, batch):
     """Everything a batch's saliency pass builds is freed when it returns: a gradient hook closing over its own
     pattern made a cycle the collector cannot see, and each batch's whole graph leaked (16.8 GB on 200 TREC
