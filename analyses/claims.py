@@ -17,10 +17,18 @@ with a diff when that block differs from what is printed now, ``--write`` replac
 
 How one check is judged. "A > B" holds when A's interval lies wholly above B's (``A.ci_low > B.ci_high``),
 fails when it lies wholly below (``A.ci_high < B.ci_low``), and is unclear when the intervals overlap. A
-threshold t is an interval of width 0. Shallow layers are the first third of a model's layers, deep layers
-the last third (``n_layers // 3`` each, at least 1), as in ``SaliencyResult.depth_summary``. "Avg" is the mean
+threshold t is an interval of width 0. Where A and B are two arms of one experiment measured on the same test
+inputs (isolation conditions; re-weighting and compression methods) and the folder holds the per-example rows
+(``<experiment>_examples.parquet``), the check is judged on the paired difference A − B instead: the mean over
+seeds of each seed's mean of the per-input differences, with the same two-level bootstrap interval as the
+summaries (`anchorlens.stats.bootstrap_means`). It holds when that interval lies above 0, fails when below,
+and is unclear when it holds 0. Pairing matters: a seed's demonstrations move both arms alike, which widens
+each arm's own interval but not their difference's.
+
+Shallow layers are the first third of a model's layers, deep layers the last third (``n_layers // 3`` each, at least 1), as in ``SaliencyResult.depth_summary``. "Avg" is the mean
 of the per-task means; its interval adds the tasks' half-widths (each side apart) as independent errors,
-``sqrt(sum h_t**2) / T`` (tasks are independent data sets).
+``sqrt(sum h_t**2) / T`` (tasks are independent data sets); a paired Avg check does the same with the tasks'
+differences.
 
 Verdict of a finding, from its checks: **reproduced** when every check holds; **partly** when at least half
 hold; **not reproduced** when fewer than half hold (a check that fails or is unclear does not hold, so a
@@ -53,7 +61,7 @@ import argparse
 import difflib
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +71,7 @@ from scipy import stats as scipy_stats
 
 from anchorlens import paper
 from anchorlens.errors import AnchorlensError, DataFileError
+from anchorlens.stats import bootstrap_means
 
 HOLDS, FAILS, UNCLEAR, NO_INTERVAL = "holds", "fails", "unclear", "no interval"
 REPRODUCED, PARTLY, NOT_REPRODUCED, UNDEFINED = "reproduced", "partly", "not reproduced", "undefined"
@@ -94,6 +103,9 @@ TEXT_COLUMNS = ("task", "model", "metric", "condition", "method", "class_a", "cl
 #: Accuracy is `correct` (per-example 0/1) in the summaries; older tables call it `accuracy`.
 ACCURACY_METRICS = ("correct", "accuracy")
 COMPRESSED = ("text_anchor", "hidden_random", "hidden_random_top", "hidden_anchor")
+#: Experiments whose compared arms are measured on the same test inputs, and the per-example column naming the
+#: arm: their checks are judged on the paired difference when ``<experiment>_examples.parquet`` is present.
+PAIRED_ARMS = {"isolation": "condition", "reweight": "method", "compress": "method"}
 
 
 # ------------------------------------------------------------------------------------------------ estimates
@@ -162,6 +174,8 @@ class Check:
     margin: float
     detail: str
     layer: int | None = None
+    #: the detail without the two sides' own intervals, where a paired difference decides (the README's form)
+    brief: str = ""
 
     @property
     def where(self) -> str:
@@ -180,12 +194,23 @@ def greater(
     scale: float = 1.0,
     digits: int = 2,
     b_first: bool = False,
+    difference: Estimate | None = None,
+    a_brief_name: str | None = None,
 ) -> Check:
     """Does `a` lie above `b`? Holds / fails only when the intervals are apart (module docstring).
-    `b_first` shows b first in the detail (a threshold reads best second)."""
+    `b_first` shows b first in the detail (a threshold reads best second). With `difference` (a − b measured
+    on the same test inputs, with its own interval) the check is judged on it instead: holds when its interval
+    lies above 0, fails when below."""
     a_text = f"{a_name} {a.text(scale, digits)}".strip()
     b_text = f"{b_name} {b.text(scale, digits)}".strip()
     detail = f"{b_text} vs {a_text}" if b_first else f"{a_text} vs {b_text}"
+    if difference is not None and difference.has_interval and math.isfinite(difference.mean):
+        paired = f", paired difference {difference.text(scale, digits)}"
+        a_mean = f"{a_brief_name or a_name} {Estimate.exact(a.mean).text(scale, digits)}".strip()
+        b_mean = f"{b_name} {Estimate.exact(b.mean).text(scale, digits)}".strip()
+        brief = (f"{b_mean} vs {a_mean}" if b_first else f"{a_mean} vs {b_mean}") + paired
+        outcome = HOLDS if difference.low > 0 else FAILS if difference.high < 0 else UNCLEAR
+        return Check(test, task, outcome, difference.low, detail + paired, layer, brief)
     if not (a.has_interval and b.has_interval and math.isfinite(a.mean) and math.isfinite(b.mean)):
         return Check(test, task, NO_INTERVAL, -math.inf, detail, layer)
     margin = a.low - b.high
@@ -232,6 +257,20 @@ class Claim:
         return f"weakest, {weakest.where}: {weakest.detail}"
 
     @property
+    def ours_brief(self) -> str:
+        """`ours` without the compared sides' own intervals where a paired difference decides."""
+        shown = self.headline if self.headline is not None else self.weakest
+        if shown is None or not shown.brief:
+            return self.ours
+        return (
+            f"{shown.where}: {shown.brief}" if self.headline is not None else f"weakest, {shown.where}: {shown.brief}"
+        )
+
+    @property
+    def weakest(self) -> Check | None:
+        return min(self.checks, key=lambda check: check.margin) if self.checks else None
+
+    @property
     def holds(self) -> str:
         if not self.checks:
             return "-"
@@ -258,6 +297,9 @@ class Results:
     folders_of: dict[str, list[Path]] = field(default_factory=dict)
     #: one row per (task, model, seed, example) of the AUROC runs: the model's own ICL prediction
     predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: per-example rows of the experiments in PAIRED_ARMS, for the paired checks
+    examples: dict[str, pd.DataFrame] = field(default_factory=dict)
+    _paired_cache: dict[tuple, dict[str, Estimate]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def read(cls, folders: Iterable[str | Path]) -> Results:
@@ -283,6 +325,12 @@ class Results:
                         [results.seed_rows.get(experiment, pd.DataFrame()), frame], ignore_index=True
                     )
                     seed_models += list(frame["model"].unique()) if "model" in frame.columns else []
+            for experiment in PAIRED_ARMS:
+                rows = read_examples(folder / f"{experiment}_examples.parquet", experiment)
+                if rows is not None:
+                    results.examples[experiment] = pd.concat(
+                        [results.examples.get(experiment, pd.DataFrame()), rows], ignore_index=True
+                    )
             predictions = read_predictions(folder / "auroc_examples.parquet")
             if predictions is not None:
                 results.predictions = pd.concat([results.predictions, predictions], ignore_index=True)
@@ -311,6 +359,41 @@ class Results:
         if folder not in self.folders_of.setdefault(model, []):
             self.folders_of[model].append(folder)
 
+    def paired(
+        self, experiment: str, model: str, better: str, other: str, metric: str, **where: object
+    ) -> dict[str, Estimate]:
+        """Per task: the mean of `better` − `other` on `metric` over the test inputs both arms were measured on
+        (same seed and example), with its two-level bootstrap interval over seeds and test inputs; `where`
+        selects rows (e.g. ``k=5``). Empty without per-example rows."""
+        key = (experiment, model, better, other, metric, tuple(sorted(where.items())))
+        if key not in self._paired_cache:
+            self._paired_cache[key] = self._paired(experiment, model, better, other, metric, where)
+        return self._paired_cache[key]
+
+    def _paired(
+        self, experiment: str, model: str, better: str, other: str, metric: str, where: dict[str, object]
+    ) -> dict[str, Estimate]:
+        examples = self.examples.get(experiment)
+        arm = PAIRED_ARMS[experiment]
+        if examples is None or metric not in examples.columns:
+            return {}
+        rows = examples[(examples["model"] == model) & examples[arm].isin([better, other])]
+        for column, value in where.items():
+            rows = rows[rows[column] == value]
+        if rows.empty:
+            return {}
+        keys = ["task", "model", "seed", "example"]
+        wide = rows.set_index([*keys, arm])[metric].unstack(arm)
+        if better not in wide.columns or other not in wide.columns:
+            return {}
+        wide = wide.dropna(subset=[better, other])
+        wide = wide.assign(difference=wide[better] - wide[other]).reset_index()
+        summary = bootstrap_means(wide, ["task", "model"], ["difference"])
+        return {
+            str(row.task): Estimate(float(row.mean), float(row.ci_low), float(row.ci_high))
+            for row in summary.itertuples(index=False)
+        }
+
     def of(self, experiment: str, model: str) -> tuple[pd.DataFrame, str]:
         """The model's summary of `experiment`, or an empty frame and why it is missing."""
         summary = self.summaries.get(experiment)
@@ -338,6 +421,26 @@ def read_summary(path: Path) -> pd.DataFrame | None:
             "(ExperimentResult.save writes the long summary)"
         )
     return frame if not missing else None
+
+
+def read_examples(path: Path, experiment: str) -> pd.DataFrame | None:
+    """An experiment's per-example rows (one per task, model, seed, example and arm), or None when the folder
+    has none."""
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as error:  # pyarrow: ArrowInvalid is a ValueError
+        raise DataFileError(
+            f"{path} is not a readable examples file ({error}); rerun `anchorlens {experiment}` into that folder"
+        ) from error
+    needed = {"task", "model", "seed", "example", PAIRED_ARMS[experiment]}
+    if not needed <= set(frame.columns):
+        raise DataFileError(
+            f"{path} lacks the columns {sorted(needed - set(frame.columns))}; rerun `anchorlens {experiment}` into "
+            "that folder"
+        )
+    return frame.astype({"task": str, "model": str})
 
 
 def read_predictions(path: Path) -> pd.DataFrame | None:
@@ -514,8 +617,17 @@ def isolation_claims(results: Results, model: str) -> list[Claim]:
                 for other in ("label_last", "random_first"):
                     compared = values.get((task, k, other, metric))
                     if first is not None and compared is not None:
+                        difference = results.paired("isolation", model, other, "label_first", metric, k=k).get(task)
                         checks.append(
-                            greater(f"{short}: {other} > label_first", task, compared, first, other, "label_first")
+                            greater(
+                                f"{short}: {other} > label_first",
+                                task,
+                                compared,
+                                first,
+                                other,
+                                "label_first",
+                                difference=difference,
+                            )
                         )
         judged.append(
             Claim(
@@ -660,9 +772,12 @@ def method_checks(
     shift: float = 0.0,
     scale: float = 100.0,
     digits: int = 1,
+    paired: Callable[[str], dict[str, Estimate]] | None = None,
 ) -> tuple[list[Check], Check | None]:
     """`better` > each of `others` on `metric`, per task and on the Avg of the tasks that have them all.
-    Returns the checks and the Avg check against the strongest other method (the headline)."""
+    Returns the checks and the Avg check against the strongest other method (the headline). `paired(other)`
+    gives per task the difference `better` − `other` on the same test inputs; where it has every task
+    compared, the checks are judged on it (the Avg on the mean of the tasks' differences)."""
     checks, averages = [], {}
     methods = [better, *others]
     complete = [t for t in tasks if all((t, m, metric) in values for m in methods)]
@@ -670,18 +785,40 @@ def method_checks(
     def test(other: str) -> str:
         return f"{better} + {shift * scale:.2f} > {other}" if shift else f"{better} > {other}"
 
-    def compare(task: str, ours: Estimate, other: str, theirs: Estimate) -> Check:
+    differences = {other: paired(other) if paired else {} for other in others}
+    differences = {other: d if all(t in d for t in complete) else {} for other, d in differences.items()}
+
+    def compare(task: str, ours: Estimate, other: str, theirs: Estimate, difference: Estimate | None) -> Check:
         # With a shift, show our own value and the shifted one, so no number appears that was not measured.
         name = f"{better} {ours.text(scale, digits)} + {shift * scale:.2f} =" if shift else better
-        return greater(test(other), task, ours.shifted(shift), theirs, name, other, scale=scale, digits=digits)
+        brief_name = (
+            f"{better} {Estimate.exact(ours.mean).text(scale, digits)} + {shift * scale:.2f} =" if shift else None
+        )
+        shifted = difference.shifted(shift) if difference is not None else None
+        return greater(
+            test(other),
+            task,
+            ours.shifted(shift),
+            theirs,
+            name,
+            other,
+            scale=scale,
+            digits=digits,
+            difference=shifted,
+            a_brief_name=brief_name,
+        )
 
     for task in complete:
         for other in others:
-            checks.append(compare(task, values[(task, better, metric)], other, values[(task, other, metric)]))
+            difference = differences[other].get(task)
+            checks.append(
+                compare(task, values[(task, better, metric)], other, values[(task, other, metric)], difference)
+            )
     if len(complete) >= 2:
         averages = {m: average([values[(t, m, metric)] for t in complete]) for m in methods}
         for other in others:
-            checks.append(compare("Avg", averages[better], other, averages[other]))
+            mean_difference = average([differences[other][t] for t in complete]) if differences[other] else None
+            checks.append(compare("Avg", averages[better], other, averages[other], mean_difference))
     headline = None
     if averages:
         strongest = max(others, key=lambda m: averages[m].mean)
@@ -712,7 +849,14 @@ def reweight_claims(results: Results, model: str) -> list[Claim]:
             )
             continue
         values = estimates(part, ["task", "method"])
-        checks, headline = method_checks(values, tasks_of(part), metric, "reweight", [baseline])
+        checks, headline = method_checks(
+            values,
+            tasks_of(part),
+            metric,
+            "reweight",
+            [baseline],
+            paired=lambda other, metric=metric: results.paired("reweight", model, "reweight", other, metric),
+        )
         judged.append(
             Claim(
                 number,
@@ -778,7 +922,15 @@ def compress_claims(results: Results, model: str) -> list[Claim]:
             )
             continue
         values = estimates(part, ["task", "method"])
-        checks, headline = method_checks(values, tasks_of(part), metric, "hidden_anchor", others, shift=shift)
+        checks, headline = method_checks(
+            values,
+            tasks_of(part),
+            metric,
+            "hidden_anchor",
+            others,
+            shift=shift,
+            paired=lambda other, metric=metric: results.paired("compress", model, "hidden_anchor", other, metric),
+        )
         judged.append(
             Claim(
                 number,
@@ -1051,7 +1203,8 @@ def render_short(claims: Sequence[Claim], command: str, full_at: str, covered: S
         findings.setdefault(claim.number, {})[claim.model] = claim
     lines = [
         f"Generated by `{command} --short {full_at}` by the rules in `analyses/claims.py`; do not edit by hand. "
-        f"Per model: verdict, checks holding, our weakest (or average) number with its 95% interval. The checks "
+        f"Per model: verdict, checks holding, our weakest (or average) number with its 95% interval (of the paired "
+        f"difference, where both sides were measured on the same test inputs). The checks "
         f"that do not hold, and isolation at k other than {MAIN_K}: [{Path(full_at).name}]({full_at}).",
         "",
         "| # | finding | paper | " + " | ".join(models) + " |",
@@ -1068,7 +1221,7 @@ def render_short(claims: Sequence[Claim], command: str, full_at: str, covered: S
                 cells.append(f"**{claim.verdict}**")  # the reason is in the full form
             else:  # the tasks are in the coverage lines; "weakest" is in the header
                 holding = claim.holds.split(" ")[0]
-                cells.append(f"**{claim.verdict}**, {holding}; {claim.ours.removeprefix('weakest, ')}")
+                cells.append(f"**{claim.verdict}**, {holding}; {claim.ours_brief.removeprefix('weakest, ')}")
         lines.append("| " + " | ".join(cell(text) for text in (number, first.finding, first.paper, *cells)) + " |")
     lines += coverage_text(covered)
     return "\n".join(lines) + "\n"

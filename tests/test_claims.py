@@ -7,11 +7,13 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from anchorlens import paper
 from anchorlens.errors import DataFileError
+from anchorlens.stats import bootstrap_means
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
@@ -330,6 +332,54 @@ def test_reweight_average_and_per_task(tmp_path):
     assert one_shot.ours == "Avg: reweight 62.5 [61.0, 64.0] vs vanilla_1shot 52.5 [51.0, 54.0]"
     assert paper.REWEIGHT_TABLE["reweight"]["Avg"] == 68.64 and one_shot.paper.startswith("68.64 vs 51.90")
     assert found["4b"].verdict == claims.PARTLY  # trec 0.40 < 0.60
+
+
+def paired_examples(arms: tuple[str, str], column: str, gain: int = 8, **extra) -> pd.DataFrame:
+    """Per-example rows of two arms on the same inputs: 3 seeds whose demonstrations move both arms alike (20%,
+    50%, 80% correct), and the first arm right on `gain` more inputs of each seed's 100."""
+    generator = np.random.default_rng(0)
+    rows = []
+    for task in ("sst2", "trec"):
+        for seed, level in zip((42, 43, 44), (0.2, 0.5, 0.8)):
+            base = (generator.random(100) < level).astype(float)
+            better = base.copy()
+            better[np.flatnonzero(base == 0)[:gain]] = 1.0
+            for arm, values in zip(arms, (better, base)):
+                rows += [
+                    {"task": task, "model": MODEL, "seed": seed, column: arm, "example": i, "value": v, **extra}
+                    for i, v in enumerate(values)
+                ]
+    return pd.DataFrame(rows)
+
+
+def test_arms_on_the_same_inputs_are_judged_on_their_paired_difference(tmp_path):
+    examples = paired_examples(("reweight", "vanilla_1shot"), "method").rename(columns={"value": "correct"})
+    summary = bootstrap_means(examples, ["task", "model", "method"], ["correct"])  # as the experiments do
+    summary.to_csv(tmp_path / "reweight_summary.csv", index=False)
+    unpaired = judged(tmp_path)["4a"]
+    assert {check.outcome for check in unpaired.checks} == {claims.UNCLEAR}  # each arm's interval is wide
+    examples.to_parquet(tmp_path / "reweight_examples.parquet")
+    paired = judged(tmp_path)["4a"]
+    assert paired.verdict == claims.REPRODUCED and paired.holds == "3/3 (2 tasks)"
+    sst2 = next(check for check in paired.checks if check.task == "sst2")
+    assert "paired difference 8.0 [" in sst2.detail  # 8 of each seed's 100 inputs turn correct
+    assert sst2.margin > 0 and sst2.outcome == claims.HOLDS
+
+
+def test_isolation_conditions_are_paired_within_their_k(tmp_path):
+    frames = []
+    for k, gain in ((5, 8), (3, 0)):
+        one_k = paired_examples(("label_last", "label_first"), "condition", gain=gain, k=k)
+        frames.append(one_k.assign(label_loyalty=one_k["value"], word_loyalty=one_k["value"]).drop(columns="value"))
+    examples = pd.concat(frames, ignore_index=True)
+    summary = bootstrap_means(examples, ["task", "model", "k", "condition"], ["label_loyalty", "word_loyalty"])
+    summary.to_csv(tmp_path / "isolation_summary.csv", index=False)
+    examples.to_parquet(tmp_path / "isolation_examples.parquet")
+    found = judged(tmp_path)
+    assert found["2 (k=5)"].verdict == claims.REPRODUCED
+    same = found["2 (k=3)"]  # no gain at k=3: a difference of exactly 0 is unclear, never holding
+    assert {check.outcome for check in same.checks} == {claims.UNCLEAR}
+    assert all(check.detail.endswith("paired difference 0.00") for check in same.checks)  # exactly 0
 
 
 def test_average_interval_adds_task_errors_in_quadrature():
