@@ -1133,7 +1133,9 @@ def coverage(results: Results) -> list[str]:
             tasks_of_size: dict[str, list[str]] = {}
             for task in sorted(per_task.index, key=task_key):
                 seeds, examples = int(per_task.loc[task, "n_seeds"]), per_task.loc[task, "n_examples"]
-                tasks_of_size.setdefault(f"{seeds}×{examples / seeds:.0f}", []).append(str(task))
+                # An AUROC defined on no seed (one class predicted everywhere) rests on nothing.
+                size = f"{seeds}×{examples / seeds:.0f}" if seeds else "no seed defined:"
+                tasks_of_size.setdefault(size, []).append(str(task))
             text = ", ".join(f"{size} {' '.join(tasks)}" for size, tasks in tasks_of_size.items())
             by_text.setdefault(text, []).append(experiment)
         held = [f"{', '.join(experiments)}: {text}" for text, experiments in by_text.items()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,15 @@ def test_the_block_says_what_each_verdict_rests_on(tmp_path):
         assert printed.rstrip().endswith(covered[0])
     (tmp_path / "empty").mkdir()
     assert claims.coverage(claims.Results.read([tmp_path / "empty"])) == ["- empty: no summary yet"]
+
+
+def test_coverage_of_an_auroc_defined_on_no_seed(tmp_path):
+    rows = [{**row, "n_seeds": 0, "n_examples": 0} if row["task"] == "sst2" else row for row in auroc_rows()]
+    write_summary(tmp_path, "auroc", rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        covered = claims.coverage(claims.Results.read([tmp_path]))
+    assert covered == [f"- {MODEL}: auroc: no seed defined: sst2, 3×200 trec"]
 
 
 def test_saliency_thirds_follow_the_models_depth(tmp_path):
