@@ -1088,9 +1088,8 @@ def exceptions(claim: Claim) -> list[str]:
             shown = f"worst layer {worst.layer}: {worst.detail}" if len(layers) > 1 else worst.detail
         else:
             where, shown = task, worst.detail
-        state = {FAILS: "fails", NO_INTERVAL: "cannot be judged (no interval, e.g. one seed)"}.get(
-            outcome, "unclear (intervals overlap)"
-        )
+        unclear = "unclear (the paired difference's interval holds 0)" if worst.brief else "unclear (intervals overlap)"
+        state = {FAILS: "fails", NO_INTERVAL: "cannot be judged (no interval, e.g. one seed)"}.get(outcome, unclear)
         lines.append(f"{test} {state}: {where} ({shown})")
     return lines + [f"not judged: {reason}" for reason in claim.skipped]
 

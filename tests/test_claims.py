@@ -390,6 +390,7 @@ def test_isolation_conditions_are_paired_within_their_k(tmp_path):
     same = found["2 (k=3)"]  # no gain at k=3: a difference of exactly 0 is unclear, never holding
     assert {check.outcome for check in same.checks} == {claims.UNCLEAR}
     assert all(check.detail.endswith("paired difference 0.00") for check in same.checks)  # exactly 0
+    assert all("unclear (the paired difference's interval holds 0)" in line for line in claims.exceptions(same))
 
 
 def test_average_interval_adds_task_errors_in_quadrature():
