@@ -9,8 +9,9 @@ its 95% interval, and a verdict decided by the rules below, never by hand.
 
 Input: each folder's ``<experiment>_summary.csv`` (long form: ``task, model, <keys>, metric, mean, ci_low,
 ci_high, n_seeds, n_examples``, written by ``ExperimentResult.save``) and the seed rows of ``compress.csv`` (the
-speed-up) and ``diagnose.csv`` (the correlation, while the diagnose summary does not hold it); the full form
-also says, from ``auroc_examples.parquet``, how the model's own ICL predictions spread over the classes. The results
+speed-up) and ``diagnose.csv`` (the correlation, while the diagnose summary does not hold it); the per-example
+rows of isolation, re-weighting and compression (the paired checks below); and ``auroc_examples.parquet``, from
+which the full form says how the model's own ICL predictions spread over the classes. The results
 page (docs/results.md) embeds the printed text, and the README its short form (``--short``: a row per finding, a
 column per model), each between ``<!-- claims:start -->`` and ``<!-- claims:end -->``; ``--check`` exits 1
 with a diff when that block differs from what is printed now, ``--write`` replaces it.
@@ -25,10 +26,10 @@ summaries (`anchorlens.stats.bootstrap_means`). It holds when that interval lies
 and is unclear when it holds 0. Pairing matters: a seed's demonstrations move both arms alike, which widens
 each arm's own interval but not their difference's.
 
-Shallow layers are the first third of a model's layers, deep layers the last third (``n_layers // 3`` each, at least 1), as in ``SaliencyResult.depth_summary``. "Avg" is the mean
-of the per-task means; its interval adds the tasks' half-widths (each side apart) as independent errors,
-``sqrt(sum h_t**2) / T`` (tasks are independent data sets); a paired Avg check does the same with the tasks'
-differences.
+Shallow layers are the first third of a model's layers, deep layers the last third (``n_layers // 3`` each,
+at least 1), as in ``SaliencyResult.depth_summary``. "Avg" is the mean of the per-task means; its interval
+adds the tasks' half-widths (each side apart) as independent errors, ``sqrt(sum h_t**2) / T`` (tasks are
+independent data sets); a paired Avg check does the same with the tasks' differences.
 
 Verdict of a finding, from its checks: **reproduced** when every check holds; **partly** when at least half
 hold; **not reproduced** when fewer than half hold (a check that fails or is unclear does not hold, so a
@@ -253,7 +254,8 @@ class Claim:
             return f"undefined: {self.reason}"
         if self.headline is not None:
             return f"{self.headline.where}: {self.headline.detail}"
-        weakest = min(self.checks, key=lambda check: check.margin)
+        weakest = self.weakest
+        assert weakest is not None  # there are checks
         return f"weakest, {weakest.where}: {weakest.detail}"
 
     @property
@@ -464,9 +466,8 @@ def read_predictions(path: Path) -> pd.DataFrame | None:
 def prediction_spread(results: Results) -> list[str]:
     """One line per model: per task, the share of a seed's test inputs the model predicts as that seed's most
     frequent class under ICL (mean over the AUROC run's seeds), and the seeds on which it predicts a single
-    class. A model
-    that predicts one class keeps label loyalty high under any intervention that does not flip it, and leaves
-    the AUROC undefined, so the verdicts read differently there."""
+    class. A model that predicts one class keeps label loyalty high under any intervention that does not flip
+    it, and leaves the AUROC undefined, so the verdicts read differently there."""
     frame = results.predictions
     if frame.empty:
         return []
@@ -665,9 +666,11 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
     )
     shallow, deep = depth_layers(part["layer"])
     checks, skipped = {"3a": [], "3b": [], "3c": []}, {"3a": [], "3b": [], "3c": []}
+    too_few_seeds = False
     for task in tasks_of(part):
         defined_on = auroc_seeds(part, task)
         if defined_on is not None and defined_on < MIN_AUROC_SEEDS:
+            too_few_seeds = True
             for number in skipped:
                 skipped[number].append(
                     f"{task} (AUROC defined on {defined_on} seed{'s' if defined_on != 1 else ''}, fewer than"
@@ -728,7 +731,7 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
             if checks[n]
             else (
                 f"no task's AUROC is defined on {MIN_AUROC_SEEDS} seeds or more"
-                if skipped[n] and n != "3c"
+                if too_few_seeds
                 else "no AUROC in these layers"
             ),
             skipped=tuple(skipped[n]),
