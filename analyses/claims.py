@@ -10,7 +10,7 @@ its 95% interval, and a verdict decided by the rules below, never by hand.
 Input: each folder's ``<experiment>_summary.csv`` (long form: ``task, model, <keys>, metric, mean, ci_low,
 ci_high, n_seeds, n_examples``, written by ``ExperimentResult.save``) and the seed rows of ``compress.csv`` (the
 speed-up) and ``diagnose.csv`` (the correlation, while the diagnose summary does not hold it); the per-example
-rows of isolation, re-weighting and compression (the paired checks below); and ``auroc_examples.parquet``, from
+rows of saliency, isolation, re-weighting and compression (the paired checks below); and ``auroc_examples.parquet``, from
 which the full form says how the model's own ICL predictions spread over the classes. The results
 page (docs/results.md) embeds the printed text, and the README its short form (``--short``: a row per finding, a
 column per model), each between ``<!-- claims:start -->`` and ``<!-- claims:end -->``; ``--check`` exits 1
@@ -24,7 +24,10 @@ inputs (isolation conditions; re-weighting and compression methods) and the fold
 seeds of each seed's mean of the per-input differences, with the same two-level bootstrap interval as the
 summaries (`anchorlens.stats.bootstrap_means`). It holds when that interval lies above 0, fails when below,
 and is unclear when it holds 0. Pairing matters: a seed's demonstrations move both arms alike, which widens
-each arm's own interval but not their difference's.
+each arm's own interval but not their difference's. Saliency's flows (S_wp, S_pq, S_ww) are likewise
+measured on the same prompts: with ``saliency_examples.parquet`` present, "S_wp > S_pq" in a layer is judged on
+the interval of the difference of the two normalised flows, bootstrapped on the summary's own resamples
+(`anchorlens.experiments.saliency.flow_differences`).
 
 Shallow layers are the first third of a model's layers, deep layers the last third (``n_layers // 3`` each,
 at least 1), as in ``SaliencyResult.depth_summary``. "Avg" is the mean of the per-task means; its interval
@@ -72,6 +75,7 @@ from scipy import stats as scipy_stats
 
 from anchorlens import paper
 from anchorlens.errors import AnchorlensError, DataFileError
+from anchorlens.experiments.saliency import REGIONS, flow_differences
 from anchorlens.stats import bootstrap_means
 
 HOLDS, FAILS, UNCLEAR, NO_INTERVAL = "holds", "fails", "unclear", "no interval"
@@ -107,6 +111,8 @@ COMPRESSED = ("text_anchor", "hidden_random", "hidden_random_top", "hidden_ancho
 #: Experiments whose compared arms are measured on the same test inputs, and the per-example column naming the
 #: arm: their checks are judged on the paired difference when ``<experiment>_examples.parquet`` is present.
 PAIRED_ARMS = {"isolation": "condition", "reweight": "method", "compress": "method"}
+#: The saliency comparisons of findings 1a-1c, each judged on the paired difference of the two flows.
+FLOW_COMPARISONS = (("S_wp", "S_pq"), ("S_wp", "S_ww"), ("S_pq", "S_wp"), ("S_pq", "S_ww"))
 
 
 # ------------------------------------------------------------------------------------------------ estimates
@@ -135,12 +141,15 @@ class Estimate:
     def text(self, scale: float = 1.0, digits: int = 2) -> str:
         if not math.isfinite(self.mean):
             return "n/a"
-        mean = f"{self.mean * scale:.{digits}f}"
+        largest = max(abs(value * scale) for value in (self.mean, self.low, self.high) if math.isfinite(value))
+        # Values that all round to 0 at `digits` (e.g. a flow of 1e-5) keep two significant digits instead.
+        form = ".2g" if 0 < largest < 0.5 * 10**-digits else f".{digits}f"
+        mean = f"{self.mean * scale:{form}}"
         if self.low == self.high == self.mean:
             return mean
         if not self.has_interval:
             return f"{mean} (no interval)"
-        return f"{mean} [{self.low * scale:.{digits}f}, {self.high * scale:.{digits}f}]"
+        return f"{mean} [{self.low * scale:{form}}, {self.high * scale:{form}}]"
 
 
 def average(estimates: Sequence[Estimate]) -> Estimate:
@@ -301,7 +310,10 @@ class Results:
     predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: per-example rows of the experiments in PAIRED_ARMS, for the paired checks
     examples: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: whole-layer per-example saliency rows, for the paired flow checks
+    flows: pd.DataFrame = field(default_factory=pd.DataFrame)
     _paired_cache: dict[tuple, dict[str, Estimate]] = field(default_factory=dict, repr=False)
+    _flow_cache: dict[str, dict[tuple[str, int, str], Estimate]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def read(cls, folders: Iterable[str | Path]) -> Results:
@@ -333,6 +345,9 @@ class Results:
                     results.examples[experiment] = pd.concat(
                         [results.examples.get(experiment, pd.DataFrame()), rows], ignore_index=True
                     )
+            flows = read_flows(folder / "saliency_examples.parquet")
+            if flows is not None:
+                results.flows = pd.concat([results.flows, flows], ignore_index=True)
             predictions = read_predictions(folder / "auroc_examples.parquet")
             if predictions is not None:
                 results.predictions = pd.concat([results.predictions, predictions], ignore_index=True)
@@ -396,6 +411,20 @@ class Results:
             for row in summary.itertuples(index=False)
         }
 
+    def flow_differences(self, model: str) -> dict[tuple[str, int, str], Estimate]:
+        """(task, layer, "A - B") → the difference of two normalised saliency flows with its interval, for each
+        comparison of findings 1a-1c (`FLOW_COMPARISONS`). Empty without per-example saliency rows."""
+        if model not in self._flow_cache:
+            rows = self.flows[self.flows["model"] == model] if not self.flows.empty else self.flows
+            differences = flow_differences(rows, FLOW_COMPARISONS) if not rows.empty else pd.DataFrame()
+            self._flow_cache[model] = {
+                (str(row.task), int(row.layer), str(row.metric)): Estimate(
+                    float(row.mean), float(row.ci_low), float(row.ci_high)
+                )
+                for row in differences.itertuples(index=False)
+            }
+        return self._flow_cache[model]
+
     def of(self, experiment: str, model: str) -> tuple[pd.DataFrame, str]:
         """The model's summary of `experiment`, or an empty frame and why it is missing."""
         summary = self.summaries.get(experiment)
@@ -443,6 +472,26 @@ def read_examples(path: Path, experiment: str) -> pd.DataFrame | None:
             "that folder"
         )
     return frame.astype({"task": str, "model": str})
+
+
+def read_flows(path: Path) -> pd.DataFrame | None:
+    """The whole-layer per-example saliency rows (``task, model, seed, example, layer, S_wp, S_pq, S_ww``), or
+    None when the folder has none."""
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as error:  # pyarrow: ArrowInvalid is a ValueError
+        raise DataFileError(
+            f"{path} is not a readable saliency examples file ({error}); rerun `anchorlens saliency` into that folder"
+        ) from error
+    needed = ["task", "model", "seed", "example", "layer", *REGIONS]
+    missing = sorted(set(needed) - set(frame.columns))
+    if missing:
+        raise DataFileError(f"{path} lacks the columns {missing}; rerun `anchorlens saliency` into that folder")
+    if "head" in frame.columns:  # per-head rows (``--per-head``) are not what Fig. 3 plots
+        frame = frame[frame["head"].isna()]
+    return frame[needed].astype({"task": str, "model": str}).reset_index(drop=True)
 
 
 def read_predictions(path: Path) -> pd.DataFrame | None:
@@ -558,6 +607,7 @@ def saliency_claims(results: Results, model: str) -> list[Claim]:
         "1c": [(layer, flow, "S_ww") for layer in sorted(set(part["layer"].astype(int))) for flow in ("S_wp", "S_pq")],
     }
     last_layer = int(part["layer"].max())
+    differences = results.flow_differences(model)
     judged = []
     for number, finding, paper_text in findings:
         checks, skipped = [], set()
@@ -582,6 +632,7 @@ def saliency_claims(results: Results, model: str) -> list[Claim]:
                             b,
                             layer=layer,
                             digits=3,
+                            difference=differences.get((task, layer, f"{a} - {b}")),
                         )
                     )
         judged.append(

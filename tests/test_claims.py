@@ -14,6 +14,7 @@ import pytest
 
 from anchorlens import paper
 from anchorlens.errors import DataFileError
+from anchorlens.experiments.saliency import SaliencyConfig, SaliencyResult
 from anchorlens.stats import bootstrap_means
 
 ROOT = Path(__file__).parents[1]
@@ -112,6 +113,55 @@ def test_s_wp_at_the_last_layer_is_not_compared(tmp_path):
     found = judged(tmp_path)
     assert found["1c"].verdict == claims.REPRODUCED
     assert all(check.layer != 8 or "S_wp" not in check.test for n in ("1b", "1c") for check in found[n].checks)
+
+
+def flow_examples(n_layers: int = 9) -> pd.DataFrame:
+    """Per-example saliency rows where each seed's demonstrations set S_ww (0.2, 3 or 9 times the other flows),
+    which moves the normalised S_wp and S_pq alike; S_wp is above S_pq on every input in shallow layers and
+    below it in deep ones."""
+    generator = np.random.default_rng(5)
+    rows = []
+    for seed, s_ww in zip((42, 43, 44), (0.2, 3.0, 9.0)):
+        for example in range(30):
+            for layer in range(n_layers):
+                base = generator.uniform(0.9, 1.1)
+                lead = 0.15 if layer < n_layers // 3 else -0.15 if layer >= n_layers - n_layers // 3 else 0.0
+                values = {"S_wp": base + lead, "S_pq": base, "S_ww": s_ww * generator.uniform(0.95, 1.05)}
+                rows.append(
+                    {"task": "sst2", "model": MODEL, "seed": seed, "example": example, "layer": layer, **values}
+                )
+    return pd.DataFrame(rows)
+
+
+def test_saliency_flows_are_judged_on_their_paired_difference(tmp_path):
+    examples = flow_examples()
+    summary = SaliencyResult(pd.DataFrame(), SaliencyConfig(), examples).summary_with_ci()  # as `save` writes it
+    summary.to_csv(tmp_path / "saliency_summary.csv", index=False)
+
+    def wp_against_pq(found):
+        return [
+            check for n in ("1a", "1b") for check in found[n].checks if set(check.test.split(" > ")) == {"S_wp", "S_pq"}
+        ]
+
+    unpaired = wp_against_pq(judged(tmp_path))
+    assert len(unpaired) == 3 + 2  # shallow layers 0-2; deep 6-7 (S_wp is not compared in the last layer)
+    assert {check.outcome for check in unpaired} == {claims.UNCLEAR}  # each flow's interval is wide
+    examples.to_parquet(tmp_path / "saliency_examples.parquet")
+    paired = wp_against_pq(judged(tmp_path))
+    assert {check.outcome for check in paired} == {claims.HOLDS}
+    assert all("paired difference" in check.detail and check.margin > 0 for check in paired)
+    per_head = pd.concat([examples.assign(head=pd.NA), examples.assign(head=0, S_wp=0.0)], ignore_index=True)
+    per_head.to_parquet(tmp_path / "saliency_examples.parquet")  # a --per-head run: its head rows are left out
+    assert [check.detail for check in wp_against_pq(judged(tmp_path))] == [check.detail for check in paired]
+    examples.drop(columns="S_ww").to_parquet(tmp_path / "saliency_examples.parquet")
+    with pytest.raises(DataFileError, match=r"lacks the columns \['S_ww'\]; rerun `anchorlens saliency`"):
+        judged(tmp_path)
+
+
+def test_values_that_round_to_zero_keep_two_significant_digits():
+    assert claims.Estimate(-0.00017, -0.00019, -0.00015).text(digits=3) == "-0.00017 [-0.00019, -0.00015]"
+    assert claims.Estimate(0.004, 0.0035, 0.0041).text(digits=3) == "0.004 [0.004, 0.004]"
+    assert claims.Estimate(0.0, 0.0, 0.0).text(digits=3) == "0.000"
 
 
 def test_the_block_says_what_each_verdict_rests_on(tmp_path):

@@ -26,6 +26,7 @@ Seed rows, per-example rows and the summary then gain a ``head`` column: empty o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -323,6 +324,90 @@ def normalised_seed_means(
         return total / weight[:, None, None]
 
 
+#: The comparisons of the paper's Fig. 3 reading (SPEC §7, finding 1): each flow against the other two.
+FLOW_PAIRS: tuple[tuple[str, str], ...] = (("S_wp", "S_pq"), ("S_wp", "S_ww"), ("S_pq", "S_ww"))
+
+
+@dataclass(frozen=True)
+class FlowBootstrap:
+    """The Fig. 3 statistic of one (task, model) stratum and its bootstrap resamples (`stratum_bootstraps`)."""
+
+    layers: Int[np.ndarray, " layer"]
+    estimate: Float[np.ndarray, "layer region=3"]
+    resampled: Float[np.ndarray, "resample layer region=3"]
+    n_seeds: int
+    n_examples: list[int]
+
+
+def stratum_bootstraps(examples: pd.DataFrame, n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED):
+    """(stratum key, `FlowBootstrap`) per (task, model) of whole-layer per-example rows: per seed the mean over
+    its inputs of the un-normalised S, normalised per layer, then the mean over seeds; and the same statistic
+    under each two-level resample (`normalised_seed_means`). The draws depend only on the stratum and `seed`, so
+    every quantity computed from one stratum's resamples (a flow, a difference of two flows) shares them."""
+    for stratum_key, stratum in strata(examples, ["task", "model"]):
+        layers = np.sort(stratum["layer"].unique())
+        # [unit, layer, region], units sorted by (seed, example): the unit order of `resamples_for`.
+        cube = stratum.set_index(["seed", "example", "layer"])[list(REGIONS)].unstack("layer").sort_index()
+        cube = cube.reorder_levels([1, 0], axis=1).reindex(columns=pd.MultiIndex.from_product([layers, REGIONS]))
+        values = rearrange(cube.to_numpy(dtype=float), "unit (layer region) -> unit layer region", region=3)
+        resamples, _ = resamples_for(stratum_key, stratum, n_resamples=n_resamples, seed=seed)
+        members = [np.flatnonzero(resamples.seed_of_unit == s) for s in range(len(resamples.seeds))]
+        point = []
+        for rows_of_seed in members:
+            mean = values[rows_of_seed].mean(0)
+            point.append(mean / mean.sum(-1, keepdims=True))
+        resampled = normalised_seed_means(
+            [resamples.counts[:, m] for m in members], resamples.seed_draws, [values[m] for m in members]
+        )
+        n_examples = [int(np.isfinite(values[:, index]).all(-1).sum()) for index in range(len(layers))]
+        yield stratum_key, FlowBootstrap(layers, np.mean(point, axis=0), resampled, len(members), n_examples)
+
+
+def flow_differences(
+    examples: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]] = FLOW_PAIRS,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    level: float = LEVEL,
+    seed: int = BOOTSTRAP_SEED,
+) -> pd.DataFrame:
+    """Per task, model and layer, the difference a − b of two normalised flows of Fig. 3 for each (a, b) in
+    `pairs`, with its 95% two-level bootstrap interval.
+
+    Both flows come from the same prompts, so a seed's demonstrations move them together; the interval of the
+    difference, computed on the very resamples of `SaliencyResult.summary_with_ci` (same draws, same statistic),
+    says whether a lies above b where the two flows' own intervals overlap. Reads whole-layer per-example rows
+    (``task, model, seed, example, layer, S_wp, S_pq, S_ww``; per-head rows are left out). Long form:
+    ``task, model, layer, metric`` (``"S_wp - S_pq"``), ``mean, ci_low, ci_high, n_seeds, n_examples``."""
+    unknown = sorted({name for pair in pairs for name in pair} - set(REGIONS))
+    if unknown:
+        raise ValueError(f"unknown saliency flows {unknown}; the flows are {list(REGIONS)}")
+    columns = ["task", "model", "layer", *SUMMARY_COLUMNS]
+    if examples.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    with threadpool_limits(limits=1, user_api="blas"):  # as in summary_with_ci: small products, one thread
+        for stratum_key, flows in stratum_bootstraps(whole_layer_rows(examples), n_resamples, seed):
+            for a, b in pairs:
+                i, j = REGIONS.index(a), REGIONS.index(b)
+                for index, layer in enumerate(flows.layers):
+                    low, high = interval(flows.resampled[:, index, i] - flows.resampled[:, index, j], level)
+                    difference = float(flows.estimate[index, i] - flows.estimate[index, j])
+                    rows.append(
+                        (
+                            *stratum_key,
+                            int(layer),
+                            f"{a} - {b}",
+                            difference,
+                            low,
+                            high,
+                            flows.n_seeds,
+                            flows.n_examples[index],
+                        )
+                    )
+    return pd.DataFrame(rows, columns=columns)
+
+
 @dataclass(frozen=True)
 class SaliencyResult(ExperimentResult):
     """Rows: task, model, seed, layer, S_wp, S_pq, S_ww (normalised per layer), their *_raw values, n.
@@ -365,42 +450,35 @@ class SaliencyResult(ExperimentResult):
     @staticmethod
     def _bootstrap_summary(examples: pd.DataFrame, n_resamples: int, level: float, seed: int) -> pd.DataFrame:
         columns = ["task", "model", "layer", *SUMMARY_COLUMNS]
-        if examples.empty:
-            return pd.DataFrame(columns=columns)
         rows = []
-        for stratum_key, stratum in strata(examples, ["task", "model"]):
-            layers = np.sort(stratum["layer"].unique())
-            # [unit, layer, region], units sorted by (seed, example): the unit order of `resamples_for`.
-            cube = stratum.set_index(["seed", "example", "layer"])[list(REGIONS)].unstack("layer").sort_index()
-            cube = cube.reorder_levels([1, 0], axis=1).reindex(columns=pd.MultiIndex.from_product([layers, REGIONS]))
-            values = rearrange(cube.to_numpy(dtype=float), "unit (layer region) -> unit layer region", region=3)
-            resamples, _ = resamples_for(stratum_key, stratum, n_resamples=n_resamples, seed=seed)
-            members = [np.flatnonzero(resamples.seed_of_unit == s) for s in range(len(resamples.seeds))]
-            point = []
-            for rows_of_seed in members:
-                mean = values[rows_of_seed].mean(0)
-                point.append(mean / mean.sum(-1, keepdims=True))
-            estimate = np.mean(point, axis=0)  # [layer, 3], the mean of the seed rows
-            boot = normalised_seed_means(
-                [resamples.counts[:, m] for m in members], resamples.seed_draws, [values[m] for m in members]
-            )
-            for index, layer in enumerate(layers):
-                n_examples = int(np.isfinite(values[:, index]).all(-1).sum())
+        for stratum_key, flows in stratum_bootstraps(examples, n_resamples, seed):
+            for index, layer in enumerate(flows.layers):
                 for region, metric in enumerate(REGIONS):
-                    low, high = interval(boot[:, index, region], level)
+                    low, high = interval(flows.resampled[:, index, region], level)
                     rows.append(
                         (
                             *stratum_key,
                             int(layer),
                             metric,
-                            float(estimate[index, region]),
+                            float(flows.estimate[index, region]),
                             low,
                             high,
-                            len(members),
-                            n_examples,
+                            flows.n_seeds,
+                            flows.n_examples[index],
                         )
                     )
         return pd.DataFrame(rows, columns=columns)
+
+    def differences_with_ci(
+        self,
+        pairs: Sequence[tuple[str, str]] = FLOW_PAIRS,
+        *,
+        n_resamples: int = N_RESAMPLES,
+        level: float = LEVEL,
+        seed: int = BOOTSTRAP_SEED,
+    ) -> pd.DataFrame:
+        """`flow_differences` of this result's whole-layer per-example rows."""
+        return flow_differences(self.examples, pairs, n_resamples=n_resamples, level=level, seed=seed)
 
     def summary(self) -> pd.DataFrame:
         """Mean and std over seeds per task and layer of the normalised values (whole layers; per-head rows are in

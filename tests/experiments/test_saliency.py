@@ -16,6 +16,7 @@ from anchorlens.experiments.saliency import (
     REGIONS,
     SaliencyConfig,
     SaliencyResult,
+    flow_differences,
     fresh_demonstration_prompts,
     region_weights,
     run_saliency,
@@ -284,16 +285,13 @@ def test_summary_with_ci_is_mean_then_normalise_then_seed_mean():
     assert summary.equals(result.summary_with_ci())  # seeded: identical on rerun
 
 
-def test_summary_intervals_equal_a_loop_over_resamples():
-    """The vectorised bootstrap against the statistic recomputed resample by resample on the same draws."""
-    examples = _examples(n_seeds=2, n_inputs=6, n_layers=2, seed=1)
-    result = SaliencyResult(_seed_rows(examples), SaliencyConfig(), examples)
-    n_resamples = 40
-    summary = result.summary_with_ci(n_resamples=n_resamples)
+def _looped_bootstrap(examples, n_resamples):
+    """The Fig. 3 statistic recomputed resample by resample on the draws of `resamples_for`: [resample, layer, 3]."""
+    n_layers = examples["layer"].nunique()
     resamples, index_of = resamples_for(("sst2", "m"), examples, n_resamples=n_resamples)
-    boot = np.zeros((n_resamples, 2, 3))
+    boot = np.zeros((n_resamples, n_layers, 3))
     for r in range(n_resamples):
-        total, weight = np.zeros((2, 3)), 0
+        total, weight = np.zeros((n_layers, 3)), 0
         for position, seed in enumerate(resamples.seeds):
             times = resamples.seed_draws[r, position]
             if not times:
@@ -307,10 +305,64 @@ def test_summary_intervals_equal_a_loop_over_resamples():
             total += times * means / means.sum(1, keepdims=True)
             weight += times
         boot[r] = total / weight
+    return boot
+
+
+def test_summary_intervals_equal_a_loop_over_resamples():
+    """The vectorised bootstrap against the statistic recomputed resample by resample on the same draws."""
+    examples = _examples(n_seeds=2, n_inputs=6, n_layers=2, seed=1)
+    result = SaliencyResult(_seed_rows(examples), SaliencyConfig(), examples)
+    n_resamples = 40
+    summary = result.summary_with_ci(n_resamples=n_resamples)
+    boot = _looped_bootstrap(examples, n_resamples)
     for row in summary.itertuples():
         values = boot[:, row.layer, REGIONS.index(row.metric)]
         assert row.ci_low == pytest.approx(np.percentile(values, 2.5), rel=1e-9)
         assert row.ci_high == pytest.approx(np.percentile(values, 97.5), rel=1e-9)
+
+
+def test_flow_differences_are_taken_on_the_summarys_own_resamples():
+    examples = _examples(n_seeds=2, n_inputs=6, n_layers=2, seed=1)
+    result = SaliencyResult(_seed_rows(examples), SaliencyConfig(), examples)
+    n_resamples = 40
+    differences = result.differences_with_ci(n_resamples=n_resamples)
+    assert set(differences["metric"]) == {"S_wp - S_pq", "S_wp - S_ww", "S_pq - S_ww"}
+    assert len(differences) == 3 * 2 and (differences["n_seeds"] == 2).all()
+    means = result.summary_with_ci(n_resamples=n_resamples).set_index(["layer", "metric"])["mean"]
+    boot = _looped_bootstrap(examples, n_resamples)
+    for row in differences.itertuples():
+        a, b = row.metric.split(" - ")
+        assert row.mean == pytest.approx(means[(row.layer, a)] - means[(row.layer, b)], abs=1e-12)
+        values = boot[:, row.layer, REGIONS.index(a)] - boot[:, row.layer, REGIONS.index(b)]
+        assert row.ci_low == pytest.approx(np.percentile(values, 2.5), rel=1e-9)
+        assert row.ci_high == pytest.approx(np.percentile(values, 97.5), rel=1e-9)
+    with pytest.raises(ValueError, match="unknown saliency flows"):
+        flow_differences(examples, [("S_wp", "S_qq")])
+
+
+def test_a_difference_is_clear_where_seeds_move_both_flows():
+    """Each seed's demonstrations set S_ww, which moves both normalised shares of S_wp and S_pq alike: their
+    own intervals overlap, while S_wp − S_pq is positive on every input and its interval lies above 0."""
+    generator = np.random.default_rng(3)
+    rows = []
+    for s, s_ww in enumerate([0.2, 3.0, 9.0]):
+        for example in range(20):
+            s_pq = generator.uniform(0.9, 1.1)
+            values = {"S_wp": s_pq + 0.15, "S_pq": s_pq, "S_ww": s_ww * generator.uniform(0.95, 1.05)}
+            rows.append({"task": "sst2", "model": "m", "seed": s, "example": example, "layer": 0, **values})
+    examples = pd.DataFrame(rows)
+    summary = SaliencyResult(_seed_rows(examples), SaliencyConfig(), examples).summary_with_ci()
+    wp, pq = (summary.set_index("metric").loc[name] for name in ("S_wp", "S_pq"))
+    assert wp.ci_low < pq.ci_high  # apart, the two intervals overlap
+    difference = flow_differences(examples, [("S_wp", "S_pq")]).iloc[0]
+    assert difference["mean"] == pytest.approx(wp["mean"] - pq["mean"]) and difference["ci_low"] > 0
+
+
+def test_flow_differences_leave_out_per_head_rows():
+    examples = _examples(n_seeds=2, n_inputs=4, n_layers=2)
+    heads = examples.assign(head=1, S_wp=examples["S_wp"] * 50)
+    with_heads = pd.concat([examples.assign(head=pd.NA), heads], ignore_index=True)
+    assert flow_differences(with_heads, n_resamples=20).equals(flow_differences(examples, n_resamples=20))
 
 
 # ------------------------------------------------------------------------------------------------- per head
