@@ -454,62 +454,48 @@ def read_summary(path: Path) -> pd.DataFrame | None:
     return frame if not missing else None
 
 
-def read_examples(path: Path, experiment: str) -> pd.DataFrame | None:
-    """An experiment's per-example rows (one per task, model, seed, example and arm), or None when the folder
-    has none."""
+def read_rows(path: Path, experiment: str, needed: Sequence[str]) -> pd.DataFrame | None:
+    """An experiment's per-example rows (``<experiment>_examples.parquet``) holding at least the `needed`
+    columns, whole layers only (per-head rows of a ``--per-head`` run are left out), or None when the folder
+    has none; a damaged file or a missing column is an error naming the fix."""
     if not path.is_file():
         return None
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as error:  # pyarrow: ArrowInvalid is a ValueError
         raise DataFileError(
-            f"{path} is not a readable examples file ({error}); rerun `anchorlens {experiment}` into that folder"
-        ) from error
-    needed = {"task", "model", "seed", "example", PAIRED_ARMS[experiment]}
-    if not needed <= set(frame.columns):
-        raise DataFileError(
-            f"{path} lacks the columns {sorted(needed - set(frame.columns))}; rerun `anchorlens {experiment}` into "
+            f"{path} is not a readable {experiment} examples file ({error}); rerun `anchorlens {experiment}` into "
             "that folder"
-        )
-    return frame.astype({"task": str, "model": str})
+        ) from error
+    missing = sorted(set(needed) - set(frame.columns))
+    if missing:
+        raise DataFileError(f"{path} lacks the columns {missing}; rerun `anchorlens {experiment}` into that folder")
+    if "head" in frame.columns:
+        frame = frame[frame["head"].isna()]
+    return frame.astype({"task": str, "model": str}).reset_index(drop=True)
+
+
+def read_examples(path: Path, experiment: str) -> pd.DataFrame | None:
+    """The per-example rows of an experiment in PAIRED_ARMS (one per task, model, seed, example and arm)."""
+    return read_rows(path, experiment, ["task", "model", "seed", "example", PAIRED_ARMS[experiment]])
 
 
 def read_flows(path: Path) -> pd.DataFrame | None:
-    """The whole-layer per-example saliency rows (``task, model, seed, example, layer, S_wp, S_pq, S_ww``), or
-    None when the folder has none."""
-    if not path.is_file():
-        return None
-    try:
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as error:  # pyarrow: ArrowInvalid is a ValueError
-        raise DataFileError(
-            f"{path} is not a readable saliency examples file ({error}); rerun `anchorlens saliency` into that folder"
-        ) from error
+    """The per-example saliency rows: ``task, model, seed, example, layer, S_wp, S_pq, S_ww``."""
     needed = ["task", "model", "seed", "example", "layer", *REGIONS]
-    missing = sorted(set(needed) - set(frame.columns))
-    if missing:
-        raise DataFileError(f"{path} lacks the columns {missing}; rerun `anchorlens saliency` into that folder")
-    if "head" in frame.columns:  # per-head rows (``--per-head``) are not what Fig. 3 plots
-        frame = frame[frame["head"].isna()]
-    return frame[needed].astype({"task": str, "model": str}).reset_index(drop=True)
+    frame = read_rows(path, "saliency", needed)
+    return None if frame is None else frame[needed]
 
 
 def read_predictions(path: Path) -> pd.DataFrame | None:
     """The model's own ICL prediction per test input (one row per task, model, seed and example) from the AUROC
     run's per-example rows, or None when the folder has none."""
     columns = ["task", "model", "seed", "example", "prediction"]
-    if not path.is_file():
+    frame = read_rows(path, "auroc", [*columns, "layer"])
+    if frame is None:
         return None
-    try:
-        frame = pd.read_parquet(path, columns=[*columns, "layer"])
-    except (OSError, ValueError, KeyError) as error:  # pyarrow: ArrowInvalid (a ValueError), a missing column
-        raise DataFileError(
-            f"{path} is not a readable AUROC examples file ({error}); rerun `anchorlens auroc` into that folder"
-        ) from error
     frame = frame[frame["layer"] == frame["layer"].min()]  # the prediction is the same at every layer
-    if "head" in frame.columns:
-        frame = frame[frame["head"].isna()]
-    return frame[columns].astype({"task": str, "model": str}).reset_index(drop=True)
+    return frame[columns].reset_index(drop=True)
 
 
 def prediction_spread(results: Results) -> list[str]:

@@ -844,6 +844,12 @@ def test_prediction_spread_says_where_the_model_predicts_one_class(tmp_path):
     found = claims.all_claims(results)
     assert "sst2 87.5%" in claims.render(found, "cmd", spread=claims.prediction_spread(results))
     assert "sst2 87.5%" not in claims.render_short(found, "cmd", "docs/results.md")
+    # A --per-head run adds one row per head beside each whole-layer row: read, they are left out.
+    whole = pd.DataFrame(rows).assign(head=pd.NA)
+    heads = pd.concat([whole.assign(head=head, prediction=9) for head in range(3)], ignore_index=True)
+    pd.concat([whole, heads], ignore_index=True).to_parquet(tmp_path / "auroc_examples.parquet")
+    assert len(claims.read_predictions(tmp_path / "auroc_examples.parquet")) == len(predictions) * 4
+    assert claims.prediction_spread(claims.Results.read([tmp_path])) == claims.prediction_spread(results)
 
 
 def test_a_damaged_auroc_examples_file_is_a_one_line_error(tmp_path):
