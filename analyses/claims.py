@@ -49,7 +49,7 @@ check that does not hold is listed under the table.
 | 2 | isolating label words in the first k layers costs most loyalty (§2.2, Fig. 4; one row per k, k = 5 first) | label and word loyalty: label_first < label_last and label_first < random_first |
 | 3a | AUROC ≈ 0.5 in shallow layers (§2.3, Fig. 5) | each shallow layer: AUROC < 0.6 |
 | 3b | AUROC up to ≈ 0.8 in deep layers (Fig. 5) | each deep layer: AUROC > 0.7 |
-| 3c | R_l rises mainly in middle and deep layers (Fig. 5) | R at the last shallow layer < 0.5 (R from the summary's interval if it has one, else from the mean AUROC curve, judged on its value). For 3a-3c, a task whose AUROC is defined on fewer than 2 seeds (``n_seeds`` of the summary; the model predicted one class on every input of the others) is listed as not judged |
+| 3c | R_l rises mainly in middle and deep layers (Fig. 5) | R at the last shallow layer < 0.5 (R from the summary's interval if it has one, else from the mean AUROC curve, judged on its value); a task whose total excess over 0.5 (the summary's ``excess`` at the last layer, R_l's denominator) has an interval reaching 0 does not hold, since R_l is then no share of a rise. For 3a-3c, a task whose AUROC is defined on fewer than 2 seeds (``n_seeds`` of the summary; the model predicted one class on every input of the others) is listed as not judged |
 | 4a | re-weighting beats vanilla 1-shot ICL (§3.1, Table 1) | each task and Avg: accuracy reweight > vanilla_1shot |
 | 4b | re-weighting beats vanilla 5-shot ICL (Table 1) | each task and Avg: accuracy reweight > vanilla_5shot |
 | 5a | Hidden_anchor is the most loyal compressed context (§3.2, Table 2) | each task and Avg: label loyalty hidden_anchor > text_anchor, hidden_random, hidden_random_top |
@@ -79,6 +79,8 @@ from anchorlens.experiments.saliency import REGIONS, flow_differences
 from anchorlens.stats import bootstrap_means
 
 HOLDS, FAILS, UNCLEAR, NO_INTERVAL = "holds", "fails", "unclear", "no interval"
+#: An R_l check where the AUROC does not clearly rise: R_l is then no share of a rise, and the check cannot hold.
+NO_RISE = "no rise"
 REPRODUCED, PARTLY, NOT_REPRODUCED, UNDEFINED = "reproduced", "partly", "not reproduced", "undefined"
 
 #: "≈ 0.5" and "≈ 0.8" of Fig. 5, read as within 0.1.
@@ -741,8 +743,17 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
                         layer=layer,
                     )
                 )
-        r = r_at(values, r_column, task, sorted({layer for t, layer, _ in values if t == task}), shallow[-1])
-        if r is None:
+        task_layers = sorted({layer for t, layer, _ in values if t == task})
+        total = values.get((task, task_layers[-1], "excess"))
+        r = r_at(values, r_column, task, task_layers, shallow[-1])
+        if total is not None and total.has_interval and total.low <= 0:
+            # R_l is a share of the whole curve's excess over 0.5; with that excess not clearly above 0 it is no
+            # share of a rise (it swings without bound): the finding cannot hold there, whatever R_l reads.
+            detail = f"total excess of the AUROC over 0.5 {total.text()}, so R_l is no share of a rise"
+            checks["3c"].append(
+                Check(f"R < {R_SHALLOW_BELOW} at the last shallow layer", task, NO_RISE, -math.inf, detail)
+            )
+        elif r is None:
             skipped["3c"].append(f"{task} (no R_l: the AUROC curve's excess over 0.5 sums to 0)")
         else:
             checks["3c"].append(
@@ -1129,7 +1140,11 @@ def exceptions(claim: Claim) -> list[str]:
         else:
             where, shown = task, worst.detail
         unclear = "unclear (the paired difference's interval holds 0)" if worst.brief else "unclear (intervals overlap)"
-        state = {FAILS: "fails", NO_INTERVAL: "cannot be judged (no interval, e.g. one seed)"}.get(outcome, unclear)
+        state = {
+            FAILS: "fails",
+            NO_INTERVAL: "cannot be judged (no interval, e.g. one seed)",
+            NO_RISE: "cannot hold (the AUROC does not clearly rise)",
+        }.get(outcome, unclear)
         lines.append(f"{test} {state}: {where} ({shown})")
     return lines + [f"not judged: {reason}" for reason in claim.skipped]
 

@@ -359,6 +359,26 @@ def test_r_metric_with_an_interval_is_used(tmp_path):
     assert r.outcome == claims.UNCLEAR and "R 0.45 [0.40, 0.55]" in r.detail
 
 
+def test_r_cannot_hold_where_the_total_excess_over_half_reaches_zero(tmp_path):
+    """R_l divides by the whole curve's excess over 0.5: where that excess's interval reaches 0 (an AUROC near
+    0.5 throughout) R_l swings without bound and is no share of a rise, so the check cannot hold there."""
+    rows = auroc_rows()
+    rows.append({"task": "trec", "layer": 3, "metric": "R", "value": (3.54, -4.14, 4.77)})  # SmolLM2's AG News
+    rows.append({"task": "trec", "layer": 11, "metric": "excess", "value": (0.05, -0.4, 0.6)})
+    rows.append({"task": "sst2", "layer": 11, "metric": "excess", "value": (0.7, 0.5, 0.9)})
+    write_summary(tmp_path, "auroc", rows)
+    claim = judged(tmp_path)["3c"]
+    outcomes = {check.task: check.outcome for check in claim.checks}
+    assert outcomes == {"sst2": claims.HOLDS, "trec": claims.NO_RISE} and claim.verdict == claims.PARTLY
+    assert claim.ours == (
+        "weakest, trec: total excess of the AUROC over 0.5 0.05 [-0.40, 0.60], so R_l is no share of a rise"
+    )
+    assert claims.exceptions(claim) == [
+        "R < 0.5 at the last shallow layer cannot hold (the AUROC does not clearly rise): trec (total excess of"
+        " the AUROC over 0.5 0.05 [-0.40, 0.60], so R_l is no share of a rise)"
+    ]
+
+
 # --------------------------------------------------------------------------------------------- re-weighting
 
 

@@ -102,13 +102,19 @@ def layer_auroc(attention: np.ndarray, predicted: np.ndarray) -> float:
     return float(roc_auc_score(targets, scores, multi_class="ovo", labels=list(range(len(kept)))))
 
 
+def cumulative_excess(auroc: np.ndarray) -> np.ndarray:
+    """Σ_{i≤l} (AUC_i − 0.5) from one AUROC curve over layers (NaN layers count as 0.5, i.e. contribute
+    nothing): R_l's numerator, and at the last layer its denominator. A 2-d array is a curve per row."""
+    return np.cumsum(np.nan_to_num(np.asarray(auroc, dtype=float) - 0.5, nan=0.0), -1)
+
+
 def cumulative_r(auroc: np.ndarray) -> np.ndarray:
     """R_l from one AUROC curve over layers (NaN layers count as 0.5, i.e. contribute nothing). A 2-d array is
     a curve per row."""
-    excess = np.nan_to_num(np.asarray(auroc, dtype=float) - 0.5, nan=0.0)
-    total = excess.sum(-1, keepdims=True)
+    excess = cumulative_excess(auroc)
+    total = excess[..., -1:]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total != 0, np.cumsum(excess, -1) / np.where(total != 0, total, 1), np.nan)
+        return np.where(total != 0, excess / np.where(total != 0, total, 1), np.nan)
 
 
 def weighted_auc(
@@ -229,10 +235,13 @@ class AurocResult(ExperimentResult):
         seed-mean curve), each with a two-level bootstrap interval: every resample redraws seeds and their test
         inputs, recomputes each drawn seed's AUROC at every layer on the drawn inputs (a seed drawn c times
         counts c times, with one pooled draw of c × n inputs, as in `anchorlens.stats`), averages over the drawn
-        seeds and takes R_l of that curve. Long form: ``task, model, layer, metric, mean, ci_low, ci_high,
-        n_seeds, n_examples``. ``n_seeds`` and ``n_examples`` count the seeds whose AUROC is defined (the model
-        predicted at least two classes on their inputs) and those seeds' inputs: what the mean rests on. A seed
-        on whose every input the model predicts one class adds nothing, and ``n_seeds`` says so."""
+        seeds and takes R_l of that curve; and ``excess``, that curve's cumulative excess over 0.5,
+        Σ_{i≤l}(AUC_i − 0.5) (R_l's numerator; at the last layer its denominator, so R_l is a share of the
+        AUROC's rise only where the last layer's excess lies above 0). Long form: ``task, model, layer, metric,
+        mean, ci_low, ci_high, n_seeds, n_examples``. ``n_seeds`` and ``n_examples`` count the seeds whose
+        AUROC is defined (the model predicted at least two classes on their inputs) and those seeds' inputs:
+        what the mean rests on. A seed on whose every input the model predicts one class adds nothing, and
+        ``n_seeds`` says so."""
         # Single-threaded BLAS: the products are small, and threads fighting over shared cores made them 18 times
         # slower (measured); one thread also makes the numbers independent of the machine's core count.
         with threadpool_limits(limits=1, user_api="blas"):
@@ -296,8 +305,8 @@ class AurocResult(ExperimentResult):
                 curves = curves / weights
             # Mean over the seeds where the AUROC is defined, as the seed rows' mean (NaN if it is in none).
             estimate = pd.DataFrame(point).mean(axis=0).to_numpy()
-            boot_r = cumulative_r(curves)
-            estimate_r = cumulative_r(estimate)
+            boot_r, boot_excess = cumulative_r(curves), cumulative_excess(curves)
+            estimate_r, estimate_excess = cumulative_r(estimate), cumulative_excess(estimate)
             # What each number rests on: the seeds whose AUROC is defined (a seed whose inputs the model all
             # predicts as one class has none) and their inputs, not every seed run.
             defined = np.isfinite(np.array(point, dtype=float).reshape(len(point), len(layers)))
@@ -308,6 +317,7 @@ class AurocResult(ExperimentResult):
                 for metric, value, boot in (
                     ("auroc", estimate[index], curves[:, index]),
                     ("R", estimate_r[index], boot_r[:, index]),
+                    ("excess", estimate_excess[index], boot_excess[:, index]),
                 ):
                     low, high = interval(boot, level)
                     rows.append((*stratum_key, int(layer), metric, float(value), low, high, n_seeds, n_examples))

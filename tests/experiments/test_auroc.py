@@ -173,10 +173,16 @@ def test_summary_with_ci_means_are_the_seed_rows_and_r_their_curve():
         "n_seeds",
         "n_examples",
     ]
-    assert len(summary) == 2 * 5 * 2
+    assert len(summary) == 2 * 5 * 3
     assert (summary["n_seeds"] == 3).all() and (summary["n_examples"] == 120).all()
     expected = result.summary().set_index(["task", "layer"])
-    for row in summary.itertuples():
+    # excess: the seed-mean curve's cumulative excess over 0.5; R is its share of the last layer's.
+    excess = summary[summary["metric"] == "excess"].set_index(["task", "layer"])["mean"]
+    curve = expected["auroc_mean"] - 0.5
+    assert np.allclose(excess.sort_index(), curve.groupby(level="task").cumsum().sort_index(), atol=1e-12)
+    ratio = excess / excess.groupby(level="task").transform("last")
+    assert np.allclose(ratio.sort_index(), expected["R"].sort_index(), atol=1e-12)
+    for row in summary[summary["metric"] != "excess"].itertuples():
         wanted = expected.loc[(row.task, row.layer), "auroc_mean" if row.metric == "auroc" else "R"]
         assert row.mean == pytest.approx(wanted, abs=1e-12)
         assert row.ci_low <= row.mean + 1e-12 and row.mean <= row.ci_high + 1e-12
@@ -224,8 +230,9 @@ def test_summary_intervals_equal_a_loop_over_resamples():
                     weight += times
             curves[r, layer] = total / weight
     r_curves = cumulative_r(curves)
+    excess = np.cumsum(curves - 0.5, axis=1)
     for layer in range(2):
-        for metric, values in (("auroc", curves[:, layer]), ("R", r_curves[:, layer])):
+        for metric, values in (("auroc", curves[:, layer]), ("R", r_curves[:, layer]), ("excess", excess[:, layer])):
             row = summary.loc[(layer, metric)]
             assert row["ci_low"] == pytest.approx(np.percentile(values, 2.5), abs=1e-12)
             assert row["ci_high"] == pytest.approx(np.percentile(values, 97.5), abs=1e-12)
@@ -316,7 +323,7 @@ def test_run_with_per_head_scores_each_head_and_keeps_the_layer_rows(tmp_path, l
     means = head_summary.set_index(["layer", "head"])["mean"].loc[seed_mean.index]
     assert np.allclose(means, seed_mean, equal_nan=True)
     whole = whole_layer_rows(summary)
-    assert set(whole["metric"]) == {"auroc", "R"}
+    assert set(whole["metric"]) == {"auroc", "R", "excess"}
     again = run_auroc(llama_like, "trec", heads_config, out=tmp_path, progress=False)
     pd.testing.assert_frame_equal(again.examples, result.examples)
 
