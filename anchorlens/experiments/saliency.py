@@ -26,7 +26,7 @@ Seed rows, per-example rows and the summary then gain a ``head`` column: empty o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -339,7 +339,9 @@ class FlowBootstrap:
     n_examples: list[int]
 
 
-def stratum_bootstraps(examples: pd.DataFrame, n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED):
+def stratum_bootstraps(
+    examples: pd.DataFrame, n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> Iterator[tuple[tuple, FlowBootstrap]]:
     """(stratum key, `FlowBootstrap`) per (task, model) of whole-layer per-example rows: per seed the mean over
     its inputs of the un-normalised S, normalised per layer, then the mean over seeds; and the same statistic
     under each two-level resample (`normalised_seed_means`). The draws depend only on the stratum and `seed`, so
