@@ -58,12 +58,20 @@ def moved(results: Path, models: list[str]) -> pd.DataFrame:
 
 def averaged_over_tasks(table: pd.DataFrame) -> pd.DataFrame:
     """One row per model and method: the mean over its tasks (each task weighs the same, as in the paper's
-    Table 2); ``task`` lists the tasks and ``seeds`` the seeds any of them holds."""
+    Table 2); ``task`` lists the tasks with their seeds, tasks sharing their seeds together (``agnews (42 43),
+    emoc sst2 trec (42 43 44)``), and ``seeds`` is empty."""
     values = [f"{value}_{side}" for value in VALUES for side in ("before", "after")]
     grouped = table.groupby(["model", "method"], observed=True, sort=True)
     out = grouped[values].mean()
-    out["task"] = grouped["task"].agg(lambda tasks: " ".join(tasks))
-    out["seeds"] = grouped["seeds"].agg(lambda seeds: " ".join(sorted({s for text in seeds for s in text.split()})))
+
+    def tasks_with_seeds(part: pd.DataFrame) -> str:
+        tasks_of: dict[str, list[str]] = {}
+        for task, seeds in zip(part["task"], part["seeds"]):
+            tasks_of.setdefault(seeds, []).append(task)
+        return ", ".join(f"{' '.join(tasks)} ({seeds})" for seeds, tasks in tasks_of.items())
+
+    out["task"] = [tasks_with_seeds(part) for _, part in grouped[["task", "seeds"]]]
+    out["seeds"] = ""
     return out.reset_index()
 
 
@@ -90,7 +98,7 @@ def markdown(table: pd.DataFrame, command: str, averaged: bool = False) -> str:
         "|" + "---|" * len(columns),
     ]
     for _, row in table.iterrows():
-        cells = [row["model"], f"{row['task']} ({row['seeds']})"]
+        cells = [row["model"], f"{row['task']} ({row['seeds']})" if row["seeds"] else row["task"]]
         cells += [] if one_method else [COMPRESS_METHOD_LABELS.get(row["method"], row["method"])]
         cells += [
             pair(row, "label_loyalty", 100, 1),
