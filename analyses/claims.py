@@ -75,6 +75,7 @@ from scipy import stats as scipy_stats
 
 from anchorlens import paper
 from anchorlens.errors import AnchorlensError, DataFileError
+from anchorlens.experiments.auroc import cumulative_r
 from anchorlens.experiments.saliency import REGIONS, flow_differences
 from anchorlens.stats import bootstrap_means
 
@@ -807,10 +808,10 @@ def r_at(values: dict, r_column: dict, task: str, layers: list[int], layer: int)
     curve = np.array(
         [values[(task, depth, "auroc")].mean if (task, depth, "auroc") in values else np.nan for depth in layers]
     )
-    excess = np.nan_to_num(curve - 0.5, nan=0.0)  # as anchorlens.experiments.auroc.cumulative_r
-    if excess.sum() == 0 or layer not in layers:
+    if layer not in layers:
         return None
-    return Estimate.exact(float(excess[: layers.index(layer) + 1].sum() / excess.sum()))
+    r = float(cumulative_r(curve)[layers.index(layer)])  # NaN where the curve's excess over 0.5 sums to 0
+    return Estimate.exact(r) if math.isfinite(r) else None
 
 
 def method_checks(
