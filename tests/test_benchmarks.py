@@ -102,3 +102,30 @@ def test_hook_overhead_times_the_three_forwards(tiny_folder):
     ratios = module.main(["--model", str(tiny_folder), "--n-prompts", "2", "--rounds", "1"])
     assert set(ratios) == {"bare", "isolated", "do_nothing_hooks"} and ratios["bare"] == 1.0
     assert all(math.isfinite(ratio) and ratio > 0 for ratio in ratios.values())
+
+
+def test_summary_benchmark_times_every_saved_summary(llama_like, tmp_path, capsys):
+    """benchmarks/summaries.py reads saved results back and times each bootstrap summary it finds, rows and all."""
+    from anchorlens.experiments import AurocConfig, SaliencyConfig, run_auroc, run_saliency
+
+    spec = importlib.util.spec_from_file_location("anchorlens_summaries_bench", BENCH.parent / "summaries.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folder = tmp_path / "results"
+    for result in (
+        run_saliency(llama_like, "sst2", SaliencyConfig(seeds=(1, 2), n_test=4, batch_size=2), progress=False),
+        run_auroc(llama_like, "trec", AurocConfig(seeds=(1, 2), n_test=6, batch_size=3), progress=False),
+    ):
+        result.save(folder)
+    out = tmp_path / "summaries.json"
+    assert module.main([str(folder), "--repeats", "1", "--out", str(out)]) == 0
+    timings = json.loads(out.read_text())["folders"][str(folder)]
+    assert set(timings) == {"saliency", "saliency differences", "auroc"}
+    assert timings["saliency"]["examples"] > 0 and timings["saliency"]["seeds"] == 2
+    # Three flows per layer, and three metrics (auroc, R, excess) per layer.
+    n_layers = llama_like.cfg.n_layers
+    assert timings["saliency"]["summary_rows"] == timings["auroc"]["summary_rows"] == 3 * n_layers
+    assert all(math.isfinite(t["seconds"]) and t["seconds"] > 0 for t in timings.values())
+    assert "| results | saliency differences | 1 × 2 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        module.main([str(tmp_path / "empty"), "--out", str(out)])
