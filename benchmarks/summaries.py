@@ -8,8 +8,8 @@ with the number of resamples rather than with the model, so their cost is measur
     python benchmarks/summaries.py docs/results/smollm2-135m docs/results/gemma-3-270m --repeats 2
 
 For every folder and every experiment with a ``<experiment>_examples.parquet``, the result is read back
-(`ExperimentResult.load`) and its summary timed (best of `--repeats`, after no warm-up: the first call is the
-one a user waits for, and a repeat only drops the one-off cost of imports and allocation). The report gives the
+(`ExperimentResult.load`) and its summary timed: the fastest of `--repeats` calls, with no separate warm-up (a
+summary is computed once per run, so the first call is the cost a user meets). The report gives the
 per-example rows the bootstrap resamples, the summary rows it writes and the seconds, as a table and as JSON.
 """
 
