@@ -231,9 +231,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-class",
         choices=["hooked", "bridge"],
-        default="hooked",
-        help="TransformerLens class: HookedTransformer (default) or TransformerBridge; bridge results "
-        "are recorded under the model name MODEL:bridge",
+        default=None,
+        help="TransformerLens class: TransformerBridge (the default with transformer-lens 4.x, the only class "
+        "there) or HookedTransformer (the default with transformer-lens 3.9); bridge results are recorded under "
+        "the model name MODEL:bridge",
     )
     parser.add_argument("--out", required=True, help="output folder; a rerun resumes what is finished there")
     parser.add_argument("--device", default=None, help="torch device (default: TransformerLens's choice)")

@@ -135,3 +135,34 @@ def bridge_logits_at(
         f"the TransformerBridge returned logits of shape {tuple(logits.shape)} for {tuple(tokens.shape)} tokens; "
         "expected one row per token or per requested position"
     )
+
+
+class _FinalResidualReached(Exception):
+    """Raised by `bridge_final_residual`'s hook: the rest of the pass (final norm, unembedding) is not needed."""
+
+
+def bridge_final_residual(
+    model: Model, tokens: Int[Tensor, "batch seq"], fwd_hooks: Sequence = (), **forward_kwargs
+) -> Float[Tensor, "batch seq d_model"]:
+    """A TransformerBridge's residual stream after the last layer (what its final norm receives), hooks applied.
+
+    The pass stops there: a bridge cannot stop after the last layer (``stop_at_layer`` equal to the layer count
+    runs the unembedding), and for a 262k-token vocabulary the unembedding of every row costs more than the
+    layers. ``forward_kwargs`` go to the bridge's forward (``past_key_values``, ``attention_mask``,
+    ``position_ids``).
+    """
+    name = "ln_final.hook_in" if "ln_final.hook_in" in model.hook_dict else f"blocks.{model.cfg.n_layers - 1}.hook_out"
+    check_hook_names(model, [*fwd_hooks, (name, None)])
+    captured: list[Tensor] = []
+
+    def capture(residual: Tensor, hook) -> Tensor:
+        captured.append(residual)
+        raise _FinalResidualReached
+
+    try:
+        model.run_with_hooks(tokens, fwd_hooks=[*fwd_hooks, (name, capture)], **forward_kwargs)
+    except _FinalResidualReached:
+        pass
+    if not captured:
+        raise HookError(f"the TransformerBridge never ran {name!r}, so its final residual stream cannot be read")
+    return captured[0]

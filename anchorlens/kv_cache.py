@@ -35,6 +35,16 @@ position model already hold their positions from the demonstration run. No posit
 model code is replaced; attention masking only asks the mask to be non-zero where attended. Padding is 0.
 The mask is per batch row, so caches with different kept positions can share a pass.
 
+On a TransformerBridge (transformer-lens 4.x's only class, and 3.9's second one) the cache is the one the bridge
+really uses: Hugging Face's own `transformers.DynamicCache`, which the bridge's attention extends with the new
+keys and values in every layer. Hugging Face caches keys *after* rotary, so a kept key keeps the rotation of its
+original position without any mask arithmetic; the query gets its original positions as explicit
+``position_ids`` and an all-ones mask over the kept positions (padding 0). The cache is built without a model
+config, so sliding-window layers keep every position (Hugging Face's own cache would drop all but the last
+window of a long prompt). `cache_demonstrations` checks that the bridge filled the cache in every layer: with
+transformers 5.24 and later a bridge of transformer-lens <= 4.3 does not (the attention receives the cache
+under a name it does not read), which would silently drop every cached position, so it is refused instead.
+
 Two things TransformerLens computes from cache *indices* rather than position ids are handled or refused:
 a sliding window (local layers) gets a score hook that applies the window to the original positions,
 needed only when the prompt is longer than the window; dynamic NTK rotary scaling and log-n attention
@@ -55,16 +65,17 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import TransformerLensKeyValueCache, TransformerLensKeyValueCacheEntry
 
-from anchorlens.errors import InvalidConfigError
-from anchorlens.forward import final_logits
+from anchorlens.errors import InvalidConfigError, UnsupportedModelError
+from anchorlens.forward import bridge_final_residual, final_logits
 from anchorlens.hooks import Hook, scores_hook_name
-from anchorlens.model_classes import Model, require_hooked_transformer
+from anchorlens.model_classes import Model, is_bridge
 from anchorlens.prompts import Prompt, Role
 
 
 @dataclass(frozen=True)
 class AnchorCache:
-    """Per-layer keys (before rotary) and values of the demonstrations at the kept positions only.
+    """Per-layer keys and values of the demonstrations at the kept positions only (keys before rotary on a
+    HookedTransformer, after rotary on a TransformerBridge, as each class caches them).
 
     ``positions`` are the kept positions' original position ids (increasing); the query starts at position
     ``demonstration_length``, right after the demonstrations, whatever was dropped.
@@ -186,14 +197,7 @@ class CacheStack:
 
 
 def check_supported(model: Model) -> None:
-    """Refuse models whose positions TransformerLens computes from cache indices (wrong after pruning), and
-    models that are not a HookedTransformer (a TransformerBridge does not use TransformerLens's cache)."""
-    require_hooked_transformer(
-        model,
-        "anchor-only compression (and re-weighting's prefix cache)",
-        "it runs queries against TransformerLens's own key/value cache (TransformerLensKeyValueCache), which a "
-        "TransformerBridge does not use",
-    )
+    """Refuse models whose positions would be computed from cache indices (wrong after pruning)."""
     cfg = model.cfg
     if cfg.positional_embedding_type not in ("standard", "rotary"):
         raise InvalidConfigError(
@@ -222,16 +226,18 @@ def cache_demonstrations(model: Model, demonstration_tokens: Sequence[int]) -> A
     """One forward pass of the demonstration tokens, keeping every position's keys and values in every layer.
 
     Args:
-        model: a loaded HookedTransformer with learned or rotary positions (`check_supported`).
+        model: a loaded model with learned or rotary positions (`check_supported`).
         demonstration_tokens: the token ids of a prompt's demonstration part (``prompt.token_ids[:n]``).
 
     Returns:
-        `AnchorCache` of every position: per layer keys (before rotary) and values [1, kept, kv_head, d_head];
+        `AnchorCache` of every position: per layer keys and values [1, kept, kv_head, d_head];
         ``keep(positions)`` prunes it.
     """
     check_supported(model)
     device = next(model.parameters()).device
     tokens = torch.tensor([list(demonstration_tokens)], dtype=torch.long, device=device)
+    if is_bridge(model):
+        return _bridge_cache_demonstrations(model, tokens)
     cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size=1)
     with torch.no_grad():
         # An explicit all-ones mask: TransformerLens would otherwise treat pad-id tokens at the end as padding.
@@ -241,6 +247,39 @@ def cache_demonstrations(model: Model, demonstration_tokens: Sequence[int]) -> A
         values=tuple(entry.past_values for entry in cache.entries),
         positions=tuple(range(len(demonstration_tokens))),
         demonstration_tokens=tuple(int(t) for t in demonstration_tokens),
+    )
+
+
+def _hugging_face_cache():
+    from transformers import DynamicCache
+
+    # No config: every layer keeps every position (a config would make sliding-window layers drop old ones).
+    return DynamicCache()
+
+
+def _bridge_cache_demonstrations(model: Model, tokens: Int[Tensor, "1 seq"]) -> AnchorCache:
+    """`cache_demonstrations` on a TransformerBridge: Hugging Face's cache, filled by the bridge's attention."""
+    import transformers
+
+    cache = _hugging_face_cache()
+    with torch.no_grad():
+        model(tokens, past_key_values=cache, attention_mask=torch.ones_like(tokens), logits_to_keep=1)
+    n_layers, length = model.cfg.n_layers, int(tokens.shape[1])
+    layers = list(getattr(cache, "layers", []))
+    filled = [layer for layer in layers if getattr(layer, "keys", None) is not None]
+    if len(filled) != n_layers or any(int(layer.keys.shape[-2]) != length for layer in filled):
+        raise UnsupportedModelError(
+            f"this TransformerBridge did not fill the key/value cache ({len(filled)} of {n_layers} layers hold "
+            f"{length} positions): with transformers {transformers.__version__} its attention does not read the "
+            "cache it is given, so a cached run would silently ignore the demonstrations. Install a transformers "
+            "the bridge supports: pip install 'transformers>=5.0,<5.24'"
+        )
+    return AnchorCache(
+        # Hugging Face's [1, kv_head, seq, d_head] as this module's [1, kept, kv_head, d_head].
+        keys=tuple(rearrange(layer.keys, "1 kv_head seq d_head -> 1 seq kv_head d_head") for layer in filled),
+        values=tuple(rearrange(layer.values, "1 kv_head seq d_head -> 1 seq kv_head d_head") for layer in filled),
+        positions=tuple(range(length)),
+        demonstration_tokens=tuple(int(t) for t in tokens[0].tolist()),
     )
 
 
@@ -278,14 +317,27 @@ def pad_queries(
     return tokens.to(device), lengths.to(device)
 
 
+def sliding_window_layers(model: Model) -> tuple[list[int], int | None]:
+    """The layers whose attention sees only a window of recent positions, and the window (Gemma's local layers).
+
+    A HookedTransformer marks them ``attn_type == "local"`` with ``cfg.window_size``; a bridge keeps Hugging
+    Face's config, whose ``layer_types`` name them ``"sliding_attention"`` with ``sliding_window``."""
+    if is_bridge(model):
+        config = getattr(model.original_model, "config", None)
+        types = list(getattr(config, "layer_types", None) or [])
+        window = getattr(config, "sliding_window", None)
+        return [i for i, kind in enumerate(types) if kind == "sliding_attention"], window
+    local = [i for i, block in enumerate(model.blocks) if getattr(block.attn, "attn_type", "global") == "local"]
+    return local, model.cfg.window_size
+
+
 def _local_window_hooks(model: Model, stack: CacheStack, query_length: int, queries_per_cache: int) -> list[Hook]:
     """Sliding-window layers: block keys whose ORIGINAL distance from the query reaches the window.
 
     TransformerLens applies the window to cache indices, which pruning brings closer; the window only bites
     once the prompt is longer than it, and then this hook restores the original reach (per cache: each has its
     own kept positions)."""
-    local = [i for i, block in enumerate(model.blocks) if getattr(block.attn, "attn_type", "global") == "local"]
-    window = model.cfg.window_size
+    local, window = sliding_window_layers(model)
     if not local or window is None or stack.demonstration_length + query_length <= window:
         return []
     device = stack.positions.device
@@ -301,8 +353,9 @@ def _local_window_hooks(model: Model, stack: CacheStack, query_length: int, quer
 
 
 def rotary_table_size(model: Model) -> int | float:
-    """Positions the model's rotary tables cover (infinite for other position types)."""
-    if model.cfg.positional_embedding_type != "rotary":
+    """Positions the model's rotary tables cover (infinite for other position types, and on a bridge, where
+    Hugging Face computes the rotation of each position id as it comes)."""
+    if model.cfg.positional_embedding_type != "rotary" or is_bridge(model):
         return float("inf")
     return min(int(block.attn.rotary_cos.shape[0]) for block in model.blocks)
 
@@ -341,21 +394,75 @@ def run_queries_with_caches(
     rows = stack.n_caches * batch_size
     # Batch rows are cache-major, (cache batch): every cache holds the whole query batch.
     filled = (torch.arange(width, device=device)[None] < lengths[:, None]).long()
+    hooks = list(fwd_hooks) + _local_window_hooks(model, stack, width, batch_size)
+    if is_bridge(model):
+        residual = _bridge_query_residual(model, stack, tokens, filled, hooks)
+    else:
+        residual = _hooked_query_residual(model, stack, tokens, filled, hooks)
+    last = repeat(lengths.to(residual.device) - 1, "batch -> (cache batch)", cache=stack.n_caches)
+    out = readout(model, residual[torch.arange(rows, device=residual.device), last])
+    return rearrange(out, "(cache batch) ... -> cache batch ...", cache=stack.n_caches)
+
+
+def _bridge_query_residual(
+    model: Model,
+    stack: CacheStack,
+    tokens: Int[Tensor, "batch seq"],
+    filled: Int[Tensor, "batch seq"],
+    hooks: list[Hook],
+) -> Tensor:  # [cache * batch, seq, d_model]: cache-major rows
+    """The final residual stream of every query against every cache, on a TransformerBridge (Hugging Face's
+    cache holding each cache's kept keys, already rotated at their original positions, and values)."""
+    batch_size, width = tokens.shape
+    device = tokens.device
+    cache = _hugging_face_cache()
+    for layer, (keys, values) in enumerate(zip(stack.keys, stack.values)):
+        cache.update(
+            repeat(keys.to(device), "cache kept kv_head d_head -> (cache batch) kv_head kept d_head", batch=batch_size)
+            .contiguous(),
+            repeat(values.to(device), "cache kept kv_head d_head -> (cache batch) kv_head kept d_head", batch=batch_size)
+            .contiguous(),
+            layer,
+        )
+    mask = torch.cat(
+        [
+            torch.ones(stack.n_caches * batch_size, stack.n_kept, dtype=torch.long, device=device),
+            repeat(filled, "batch seq -> (cache batch) seq", cache=stack.n_caches),
+        ],
+        dim=1,
+    )
+    positions = stack.demonstration_length + torch.arange(width, device=device)
+    return bridge_final_residual(
+        model,
+        repeat(tokens, "batch seq -> (cache batch) seq", cache=stack.n_caches),
+        hooks,
+        past_key_values=cache,
+        attention_mask=mask,
+        position_ids=repeat(positions, "seq -> batch seq", batch=stack.n_caches * batch_size),
+    )
+
+
+def _hooked_query_residual(
+    model: Model,
+    stack: CacheStack,
+    tokens: Int[Tensor, "batch seq"],
+    filled: Int[Tensor, "batch seq"],
+    hooks: list[Hook],
+) -> Tensor:  # [cache * batch, seq, d_model]: cache-major rows
+    """The same on a HookedTransformer: TransformerLens's own cache, positions told through the mask's gaps."""
+    batch_size, device = tokens.shape[0], tokens.device
     # A copy: `repeat` may return a view whose rows share memory (one query), and the first column is written.
     mask = repeat(filled, "batch seq -> (cache batch) seq", cache=stack.n_caches).clone()
     mask[:, 0] = repeat(stack.query_start_gaps().to(device), "cache -> (cache batch)", batch=batch_size)
-    residual = model.run_with_hooks(
+    return model.run_with_hooks(
         repeat(tokens, "batch seq -> (cache batch) seq", cache=stack.n_caches),
         # TransformerLens types fwd_hooks as an invariant List[Tuple[str | Callable, Callable]], which no
         # list of (str, hook) pairs matches: its type is too narrow, not the hooks.
-        fwd_hooks=list(fwd_hooks) + _local_window_hooks(model, stack, width, batch_size),  # type: ignore[arg-type]
+        fwd_hooks=hooks,  # type: ignore[arg-type]
         past_kv_cache=stack.key_value_cache(batch_size),
         attention_mask=mask,
         stop_at_layer=model.cfg.n_layers,
     )
-    last = repeat(lengths.to(residual.device) - 1, "batch -> (cache batch)", cache=stack.n_caches)
-    out = readout(model, residual[torch.arange(rows, device=residual.device), last])
-    return rearrange(out, "(cache batch) ... -> cache batch ...", cache=stack.n_caches)
 
 
 def run_query_with_cache(
@@ -373,7 +480,7 @@ def run_query_with_cache(
     `readout` maps the last token's residual stream to what is returned (default the full logits).
 
     Args:
-        model: the HookedTransformer the cache was made with.
+        model: the HookedTransformer or TransformerBridge the cache was made with.
         cache: the (pruned) demonstrations' keys and values (`cache_demonstrations`, `AnchorCache.keep`).
         tokens: right-padded query tokens, [batch, seq].
         lengths: each query's length, [batch] (default all ``seq``).

@@ -81,6 +81,39 @@ else:
 MODEL_CLASSES = ("hooked", "bridge")
 
 
+def transformer_lens_version() -> str:
+    """The installed transformer-lens version (read from the package metadata; nothing imported)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("transformer-lens")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def has_hooked_transformer() -> bool:
+    """Whether the installed transformer-lens has `HookedTransformer` (3.x; 4.0 removed it)."""
+    return _hooked_transformer_class() is not None
+
+
+def default_model_class() -> str:
+    """The class `anchorlens.load_model` builds when none is named: ``"hooked"`` where the installed
+    transformer-lens has HookedTransformer (3.9, the class the design names), else ``"bridge"`` (4.x, where the
+    bridge is the only class)."""
+    return "hooked" if has_hooked_transformer() else "bridge"
+
+
+def check_model_class_available(model_class: str) -> None:
+    """Refuse, with the fix, a model class the installed transformer-lens does not have."""
+    if model_class == "hooked" and not has_hooked_transformer():
+        raise UnsupportedModelError(
+            f"model_class='hooked' needs HookedTransformer, which transformer-lens 4.0 removed (installed: "
+            f"{transformer_lens_version()}); use model_class='bridge' (the default here, CLI: --model-class bridge), "
+            "or install transformer-lens 3.9 for HookedTransformer: pip install 'transformer-lens>=3.9,<3.10'"
+        )
+
+
+@functools.cache
 def _hooked_transformer_class():
     try:
         from transformer_lens import HookedTransformer
@@ -89,6 +122,7 @@ def _hooked_transformer_class():
     return HookedTransformer
 
 
+@functools.cache
 def _bridge_class():
     try:
         from transformer_lens.model_bridge import TransformerBridge

@@ -46,6 +46,8 @@ from anchorlens.files import file_lock, file_sha256
 from anchorlens.model_classes import (
     MODEL_CLASSES,
     Model,
+    check_model_class_available,
+    default_model_class,
     describe,
     is_bridge,
     is_hooked_transformer,
@@ -817,8 +819,10 @@ def recorded_name_for(name: str) -> str:
     return name
 
 
-def expected_recorded_name(name: str, model_class: str = "hooked") -> str:
-    """What `recorded_model_name` will say of ``load_model(name, model_class=...)``, known before loading."""
+def expected_recorded_name(name: str, model_class: str | None = None) -> str:
+    """What `recorded_model_name` will say of ``load_model(name, model_class=...)``, known before loading
+    (``model_class=None``: the class `load_model` picks, `default_model_class`)."""
+    model_class = default_model_class() if model_class is None else model_class
     base = recorded_name_for(name)
     return f"{base}:bridge" if model_class == "bridge" else base
 
@@ -931,12 +935,13 @@ def load_model(
             f"TransformerBridge, got a {type(name).__name__}; e.g. anchorlens.load_model('smollm2-135m')"
         )
     name = os.fspath(name)
-    model_class = "hooked" if model_class is None else model_class
+    model_class = default_model_class() if model_class is None else model_class
     dtype = torch.float32 if dtype is None else dtype
     if model_class not in MODEL_CLASSES:
         raise InvalidConfigError(
             f"unknown model_class {model_class!r}; use 'hooked' (HookedTransformer) or 'bridge' (TransformerBridge)"
         )
+    check_model_class_available(model_class)
     check_device(device)
     check_n_devices(n_devices, torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if model_class == "bridge":
