@@ -45,7 +45,7 @@ from anchorlens.hooks import (
     reweight_hooks,
     verify_attention_hooks,
 )
-from anchorlens.model_classes import Model, recorded_model_name
+from anchorlens.model_classes import Model, default_model_class, recorded_model_name
 from anchorlens.models import (
     DEFAULT_MODEL,
     OFFLINE_MODELS,
@@ -57,6 +57,7 @@ from anchorlens.models import (
     load_hf_model,
     load_model,
     load_tokenizer,
+    model_from_hugging_face,
     tokenizer_dir,
     weights_fingerprint,
 )
@@ -172,8 +173,10 @@ __all__ = [
     "converted_dir",
     "list_models",
     "load_hf_model",
+    "default_model_class",
     "load_model",
     "load_tokenizer",
+    "model_from_hugging_face",
     "recorded_model_name",
     "tokenizer_dir",
     "weights_fingerprint",

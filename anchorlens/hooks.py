@@ -46,8 +46,8 @@ def _layers(model: Model, layers: Iterable[int] | None) -> list[int]:
 
 
 _LOAD_HINT = (
-    "load the model with anchorlens.load_model(name, model_class='hooked') (a HookedTransformer) or "
-    "model_class='bridge' (a TransformerBridge, eager attention)"
+    "load the model with anchorlens.load_model(name) (a TransformerBridge with eager attention, or with "
+    "transformer-lens 3.9 model_class='hooked' for a HookedTransformer)"
 )
 
 

@@ -103,6 +103,17 @@ def default_model_class() -> str:
     return "hooked" if has_hooked_transformer() else "bridge"
 
 
+def hooked_transformer_hint() -> str:
+    """How to get a HookedTransformer for a step only it supports, as the installed transformer-lens allows."""
+    if has_hooked_transformer():
+        return "load the model with anchorlens.load_model(name, model_class='hooked') (CLI: --model-class hooked)"
+    return (
+        f"transformer-lens {transformer_lens_version()} has no HookedTransformer; install transformer-lens 3.9 "
+        "(pip install 'transformer-lens>=3.9,<3.10', or TL=3.9 bash scripts/setup.sh) and load the model with "
+        "model_class='hooked'"
+    )
+
+
 def check_model_class_available(model_class: str) -> None:
     """Refuse, with the fix, a model class the installed transformer-lens does not have."""
     if model_class == "hooked" and not has_hooked_transformer():
@@ -166,8 +177,8 @@ def require_hooked_transformer(model: Model, what: str, why: str) -> None:
     """Refuse, with the fix, an analysis step that only a HookedTransformer supports."""
     if not is_hooked_transformer(model):
         raise UnsupportedModelError(
-            f"{what} needs a HookedTransformer, and this model is a {describe(model)}: {why}. "
-            "Load the model with anchorlens.load_model(name, model_class='hooked') (CLI: --model-class hooked)"
+            f"{what} needs a HookedTransformer, and this model is a {describe(model)}: {why}; "
+            + hooked_transformer_hint()
         )
 
 

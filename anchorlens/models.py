@@ -48,6 +48,7 @@ from anchorlens.model_classes import (
     Model,
     check_model_class_available,
     default_model_class,
+    hooked_transformer_hint,
     describe,
     is_bridge,
     is_hooked_transformer,
@@ -667,9 +668,14 @@ def _from_hf_folder(
             )
         else:
             # TransformerLens has no official name for this checkpoint: build the config from the HF config.
+            hf_cfg = hf_model.config.to_dict()
+            if "n_ctx" not in hf_cfg and "n_positions" in hf_cfg:
+                # TransformerLens reads a GPT-2 config's n_ctx, which GPT2Config stopped writing (a folder saved by
+                # transformers 4.28 has only n_positions); both name the context length.
+                hf_cfg["n_ctx"] = hf_cfg["n_positions"]
             cfg = loading.get_pretrained_model_config(
                 str(folder),
-                hf_cfg=hf_model.config.to_dict(),
+                hf_cfg=hf_cfg,
                 fold_ln=processing["fold_ln"],
                 device=device,
                 n_devices=n_devices,
@@ -732,41 +738,128 @@ def _bridge_from_hf_folder(
     dtype: torch.dtype,
     expected_rope_theta: float | None = None,
 ):
-    """A local HF folder as a `TransformerBridge`, without touching the hub.
+    """A local HF folder as a `TransformerBridge`, without touching the hub (see `_bridge_from_hf_model`)."""
+    hf_model, tokenizer = _hf_folder_model(folder, dtype)
+    return _bridge_from_hf_model(
+        hf_model,
+        tokenizer,
+        str(folder),
+        prepend_bos=prepend_bos,
+        device=device,
+        dtype=dtype,
+        expected_rope_theta=expected_rope_theta,
+    )
 
-    The Hugging Face model is loaded here with eager attention (the bridge computes attention step by step
-    so hook_attn_scores and hook_pattern fire) and handed to the bridge, which then needs neither config nor
-    weights from the hub; remote code is never trusted. Weights stay as Hugging Face has them: no layer-norm
-    folding, centering or value-bias folding, so the logits are Hugging Face's own.
+
+def _bridge_from_hf_model(
+    hf_model,
+    tokenizer,
+    name: str,
+    *,
+    prepend_bos: bool | None,
+    device: str | None,
+    dtype: torch.dtype,
+    expected_rope_theta: float | None = None,
+):
+    """A Hugging Face model already in memory as a `TransformerBridge`.
+
+    The model runs with eager attention (the bridge computes attention step by step so hook_attn_scores and
+    hook_pattern fire) and is handed to the bridge, which then needs neither config nor weights from the hub;
+    remote code is never trusted. Weights stay as Hugging Face has them: no layer-norm folding, centering or
+    value-bias folding, so the logits are Hugging Face's own.
     """
     from transformer_lens.model_bridge import TransformerBridge
     from transformer_lens.utilities.devices import get_device
 
-    hf_model, tokenizer = _hf_folder_model(folder, dtype)
     if prepend_bos is None:  # asked of the plain tokenizer: the bridge's own one always adds BOS
-        prepend_bos = prepend_bos_for(str(folder), tokenizer)
+        prepend_bos = prepend_bos_for(name, tokenizer)
     hf_theta = (getattr(hf_model.config, "rope_parameters", None) or {}).get("rope_theta") or getattr(
         hf_model.config, "rope_theta", None
     )
     if expected_rope_theta is not None and hf_theta is not None and float(hf_theta) != float(expected_rope_theta):
         raise ModelLoadError(
-            f"rotary base mismatch for {folder}: the HF config has {hf_theta}, expected {expected_rope_theta}; "
+            f"rotary base mismatch for {name}: the HF config has {hf_theta}, expected {expected_rope_theta}; "
             "the converted folder is wrong (delete it to rebuild)"
         )
+    if not getattr(hf_model.config, "architectures", None):  # a model built from a config names no architecture
+        hf_model.config.architectures = [type(hf_model).__name__]
+    hf_model.config._attn_implementation = "eager"
     hf_model = hf_model.to(device if device is not None else get_device()).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             model = TransformerBridge.boot_transformers(
-                str(folder), hf_model=hf_model, tokenizer=tokenizer, dtype=dtype, trust_remote_code=False
+                name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype, trust_remote_code=False
             )
         except (ValueError, NotImplementedError, KeyError) as error:
             raise ModelLoadError(
-                f"TransformerBridge cannot wrap {folder} ({type(hf_model).__name__}): {error}. "
-                "Load it with model_class='hooked' if TransformerLens converts this architecture"
+                f"TransformerBridge cannot wrap {name} ({type(hf_model).__name__}): {error}. "
+                "Load it with model_class='hooked' (transformer-lens 3.9) if TransformerLens converts this "
+                "architecture"
             ) from error
     model.cfg.default_prepend_bos = prepend_bos
     return model.eval()
+
+
+def model_from_hugging_face(
+    hf_model,
+    tokenizer,
+    *,
+    model_class: str | None = None,
+    prepend_bos: bool | None = None,
+    device: str | None = None,
+) -> Model:
+    """A Hugging Face causal LM you built or loaded yourself, as a hooked model anchorlens runs on.
+
+    The weights are used as they are (a bridge wraps the model itself; a HookedTransformer is converted from a
+    temporary ``save_pretrained`` folder, value biases never folded). Results are recorded under
+    ``unnamed-model(<layers>L,<d_model>d,<heads>h)`` (with ``:bridge`` for a bridge): a model made in memory has
+    no name that could be loaded again.
+
+    Args:
+        hf_model: a ``transformers`` causal LM (e.g. ``GPT2LMHeadModel(config)``) in float32 or another dtype.
+        tokenizer: its tokenizer.
+        model_class: ``"bridge"`` or ``"hooked"``; default `default_model_class` (the bridge on
+            transformer-lens 4.x).
+        prepend_bos: whether prompts start with BOS (default: what the tokenizer does).
+        device: where to put the model (default: TransformerLens's choice).
+
+    Returns:
+        The model in eval mode.
+
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> import anchorlens as al
+    >>> tokenizer = al.load_tokenizer("smollm2-135m")
+    >>> config = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=256, vocab_size=len(tokenizer))
+    >>> model = al.model_from_hugging_face(GPT2LMHeadModel(config), tokenizer)
+    >>> al.recorded_model_name(model).startswith("unnamed-model(2L,32d,4h)")
+    True
+    """
+    model_class = default_model_class() if model_class is None else model_class
+    if model_class not in MODEL_CLASSES:
+        raise InvalidConfigError(
+            f"unknown model_class {model_class!r}; use 'hooked' (HookedTransformer) or 'bridge' (TransformerBridge)"
+        )
+    check_model_class_available(model_class)
+    dtype = next(hf_model.parameters()).dtype
+    if model_class == "bridge":
+        model = _bridge_from_hf_model(
+            hf_model, tokenizer, "custom", prepend_bos=prepend_bos, device=device, dtype=dtype
+        )
+    else:
+        with tempfile.TemporaryDirectory(prefix="anchorlens-model-") as folder:
+            hf_model.save_pretrained(folder, safe_serialization=True)
+            tokenizer.save_pretrained(folder)
+            model = _from_hf_folder(
+                Path(folder),
+                None,
+                prepend_bos=prepend_bos,
+                device=device,
+                dtype=dtype,
+                processing={"fold_ln": True, "center_writing_weights": True, "center_unembed": True},
+            )
+    model.cfg.model_name = "custom"  # recorded as unnamed-model(...): see recorded_model_name
+    return model
 
 
 def _bridge_from_hub(name: str, *, prepend_bos: bool | None, device: str | None, dtype: torch.dtype, **kwargs: Any):
@@ -790,7 +883,9 @@ def _load_bridge(
 ):
     if n_devices != 1:
         raise ModelLoadError(
-            f"n_devices={n_devices} splits a HookedTransformer only; load with model_class='hooked' to split the model"
+            f"n_devices={n_devices} splits a HookedTransformer only (TransformerLens's multi-device support); "
+            "load one device's worth with model_class='bridge', or, to split the model, "
+            + hooked_transformer_hint()
         )
     if name in OFFLINE_MODELS:
         spec = OFFLINE_MODELS[name]

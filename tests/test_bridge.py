@@ -30,10 +30,17 @@ from anchorlens.hooks import (
     scores_hook_name,
     verify_attention_hooks,
 )
-from anchorlens.model_classes import model_class_of
+from anchorlens.model_classes import has_hooked_transformer, model_class_of
 from anchorlens.prompts import label_loss, make_batch, prompt_settings, task_prompts
 
-CLASSES = ("hooked", "bridge")
+# Every test here runs on both TransformerLens lines in CI (.ci/run); on 4.x, which has no HookedTransformer,
+# the bridge's canaries run and the comparisons with a HookedTransformer are skipped.
+pytestmark = pytest.mark.both_classes
+#: The classes the installed transformer-lens has.
+CLASSES = ("hooked", "bridge") if has_hooked_transformer() else ("bridge",)
+needs_hooked = pytest.mark.skipif(
+    not has_hooked_transformer(), reason="transformer-lens 4.x has no HookedTransformer to compare with"
+)
 #: Largest |Δ log-prob| allowed between the classes at the target, over the whole vocabulary (float32).
 LOG_PROB_TOLERANCE = 1e-4
 #: Largest |Δ| allowed between the classes' recorded target→label attention (a probability).
@@ -141,6 +148,7 @@ def test_unknown_model_class_is_refused(tiny_folder):
         models.load_model(str(tiny_folder), model_class="hf")
 
 
+@needs_hooked
 def test_same_prompt_tokens_in_both_classes(tiny_models):
     hooked_batch, bridge_batch = _batch(tiny_models["hooked"]), _batch(tiny_models["bridge"])
     assert torch.equal(hooked_batch.tokens, bridge_batch.tokens)
@@ -245,6 +253,7 @@ def _compare(request, name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@needs_hooked
 def test_target_log_probs_agree(request, name):
     hooked_model, bridge, batch = _compare(request, name)
     ours, theirs = (_plain(m, batch).log_softmax(-1) for m in (hooked_model, bridge))
@@ -255,6 +264,7 @@ def test_target_log_probs_agree(request, name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@needs_hooked
 def test_label_attention_and_saliency_agree(request, name):
     hooked_model, bridge, batch = _compare(request, name)
     weights = torch.ones(batch.size, 1, batch.seq_len, batch.seq_len).tril(-1)
@@ -278,6 +288,7 @@ def test_label_attention_and_saliency_agree(request, name):
 # ------------------------------------------------------------------------------ experiments on a bridge
 
 
+@needs_hooked
 def test_isolation_auroc_and_saliency_experiments_agree_across_classes(tiny_models):
     from anchorlens.experiments import (
         AurocConfig,
@@ -311,6 +322,7 @@ def test_isolation_auroc_and_saliency_experiments_agree_across_classes(tiny_mode
             )
 
 
+@needs_hooked
 def test_reweight_fits_on_a_bridge_like_on_a_hooked_transformer(tiny_models):
     """The bridge fits β on full prompts (no TransformerLens key/value cache); the result is the same β."""
     from anchorlens.experiments.reweight import fit_beta
@@ -329,11 +341,49 @@ def test_reweight_fits_on_a_bridge_like_on_a_hooked_transformer(tiny_models):
     torch.testing.assert_close(betas["bridge"], betas["hooked"], rtol=1e-3, atol=1e-5)
 
 
-def test_compress_on_a_bridge_names_the_limitation_and_the_fix(tiny_models):
+@pytest.mark.parametrize("model_and_batch", MODEL_AND_CLASS, indirect=True)
+def test_keep_all_compression_equals_the_full_prompt(model_and_batch):
+    """The demonstrations' key/value cache with every position kept, queried at the original positions, gives
+    the full prompt's logits: on a bridge Hugging Face's cache, which its attention extends (transformers < 5.24)."""
+    from anchorlens.kv_cache import cache_demonstrations, demonstration_length, pad_queries, query_tokens
+    from anchorlens.kv_cache import run_query_with_cache
+
+    model, batch = model_and_batch
+    prompts = batch.prompts
+    length = demonstration_length(prompts[0])
+    assert all(p.token_ids[:length] == prompts[0].token_ids[:length] for p in prompts)
+    cache = cache_demonstrations(model, prompts[0].token_ids[:length])
+    tokens, lengths = pad_queries([query_tokens(p, cache) for p in prompts], pad_token_id=0, device=batch.tokens.device)
+    with torch.no_grad():
+        cached = run_query_with_cache(model, cache, tokens, lengths)
+    full = _plain(model, batch)
+    torch.testing.assert_close(cached.log_softmax(-1), full.log_softmax(-1), rtol=0, atol=1e-4)
+    # Dropping the demonstrations' text changes the answer's distribution: the cache really is read.
+    with torch.no_grad():
+        pruned = run_query_with_cache(model, cache.keep(cache.positions[:1]), tokens, lengths)
+    assert (pruned.log_softmax(-1) - full.log_softmax(-1)).abs().max() > 1e-3
+
+
+@needs_hooked
+def test_compress_on_a_bridge_equals_the_hooked_transformer(tiny_models):
+    """All five methods of anchor-only compression give the same numbers in both classes."""
     from anchorlens.experiments import CompressConfig, run_compress
 
-    with pytest.raises(UnsupportedModelError, match="compression.*TransformerBridge.*model_class='hooked'"):
-        run_compress(tiny_models["bridge"], "sst2", CompressConfig(seeds=(42,), n_test=2), progress=False)
+    config = CompressConfig(seeds=(42,), n_test=3, random_draws=2)
+    frames = {
+        model_class: run_compress(tiny_models[model_class], "sst2", config, progress=False).to_frame()
+        for model_class in CLASSES
+    }
+    columns = ["label_loyalty", "word_loyalty", "accuracy"]
+    assert len(frames["bridge"]) == len(frames["hooked"]) > 0
+    for column in columns:
+        torch.testing.assert_close(
+            torch.tensor(frames["bridge"][column].to_numpy(dtype=float)),
+            torch.tensor(frames["hooked"][column].to_numpy(dtype=float)),
+            rtol=1e-3,
+            atol=1e-5,
+            msg=column,
+        )
 
 
 def test_diagnose_refuses_a_bridge_without_post_rotary_keys(tiny_models):
@@ -345,6 +395,7 @@ def test_diagnose_refuses_a_bridge_without_post_rotary_keys(tiny_models):
 
 
 @pytest.mark.integration
+@needs_hooked
 def test_diagnose_agrees_across_classes_on_smollm2(request):
     from anchorlens.experiments import DiagnoseConfig, run_diagnose
 

@@ -184,12 +184,11 @@ def _hook_names(model: Model, layer: int) -> tuple[str, str]:
     names = f"blocks.{layer}.attn.{key}", f"blocks.{layer}.attn.{query}"
     missing = [name for name in names if name not in model.hook_dict]
     if missing:  # e.g. a TransformerBridge of GPT-NeoX exposes no post-rotary keys and queries
-        from anchorlens.model_classes import describe
+        from anchorlens.model_classes import describe, hooked_transformer_hint
 
         raise HookError(
             f"diagnose compares the keys and queries that meet in the attention score, and this {describe(model)} has "
-            f"no hook point {missing[0]!r} for them; load the model with anchorlens.load_model(name, "
-            "model_class='hooked') (CLI: --model-class hooked)"
+            f"no hook point {missing[0]!r} for them; " + hooked_transformer_hint()
         )
     return names
 
@@ -222,12 +221,11 @@ def keys_and_queries(
         logits = run_to_target(model, batch, [(key_name, keep_keys), (query_name, keep_queries)])
     probabilities = label_logits(logits, batch).softmax(-1)
     if set(store) != {"keys", "queries"}:  # e.g. a TransformerBridge of GPT-NeoX has hook_rot_k but never runs it
-        from anchorlens.model_classes import describe
+        from anchorlens.model_classes import describe, hooked_transformer_hint
 
         raise HookError(
             f"{key_name} / {query_name} exist on this {describe(model)} but did not run, so diagnose has no "
-            "post-rotary keys and queries to compare; load the model with "
-            "anchorlens.load_model(name, model_class='hooked') (CLI: --model-class hooked)"
+            "post-rotary keys and queries to compare; " + hooked_transformer_hint()
         )
     return store["keys"].cpu(), store["queries"].cpu(), probabilities.cpu()
 

@@ -49,7 +49,12 @@ TINY = dict(seeds=(3,), n_test=5, batch_size=2, random_draws=3)
 
 
 def gemma_like(tokenizer):
-    """Rotary with a local layer (own rotary base, a window shorter than the prompts) and a global one."""
+    """Rotary with a local layer (own rotary base, a window shorter than the prompts) and a global one, in the
+    installed transformer-lens's default class."""
+    from anchorlens.model_classes import default_model_class
+
+    if default_model_class() == "bridge":
+        return gemma_like_bridge(tokenizer)
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(
@@ -78,6 +83,37 @@ def gemma_like(tokenizer):
         warnings.simplefilter("ignore")
         model.set_tokenizer(tokenizer)
     return model.eval()
+
+
+def gemma_like_bridge(tokenizer):
+    """The same as a Hugging Face Gemma-3 with random weights, wrapped as a TransformerBridge."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from anchorlens.models import model_from_hugging_face
+
+    torch.manual_seed(1)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=512,
+        sliding_window=12,
+        layer_types=["sliding_attention", "full_attention"],
+        rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+        },
+        query_pre_attn_scalar=8,
+        initializer_range=0.8 / 32**0.5,
+        bos_token_id=tokenizer.bos_token_id or 0,
+        eos_token_id=tokenizer.eos_token_id or 0,
+        pad_token_id=tokenizer.pad_token_id or 0,
+    )
+    return model_from_hugging_face(Gemma3ForCausalLM(config), tokenizer, prepend_bos=True, device="cpu")
 
 
 @pytest.fixture(scope="module")
