@@ -418,10 +418,12 @@ def _bridge_query_residual(
     cache = _hugging_face_cache()
     for layer, (keys, values) in enumerate(zip(stack.keys, stack.values)):
         cache.update(
-            repeat(keys.to(device), "cache kept kv_head d_head -> (cache batch) kv_head kept d_head", batch=batch_size)
-            .contiguous(),
-            repeat(values.to(device), "cache kept kv_head d_head -> (cache batch) kv_head kept d_head", batch=batch_size)
-            .contiguous(),
+            repeat(
+                keys.to(device), "cache kept kv_head d_head -> (cache batch) kv_head kept d_head", batch=batch_size
+            ).contiguous(),
+            repeat(
+                values.to(device), "cache kept kv_head d_head -> (cache batch) kv_head kept d_head", batch=batch_size
+            ).contiguous(),
             layer,
         )
     mask = torch.cat(

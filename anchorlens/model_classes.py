@@ -97,9 +97,16 @@ def has_hooked_transformer() -> bool:
 
 
 def default_model_class() -> str:
-    """The class `anchorlens.load_model` builds when none is named: ``"hooked"`` where the installed
-    transformer-lens has HookedTransformer (3.9, the class the design names), else ``"bridge"`` (4.x, where the
-    bridge is the only class)."""
+    """The class `anchorlens.load_model` builds when none is named.
+
+    Returns:
+        ``"hooked"`` where the installed transformer-lens has HookedTransformer (3.9, the class the design
+        names), else ``"bridge"`` (4.x, where the bridge is the only class).
+
+    >>> import anchorlens as al
+    >>> al.default_model_class() in ("hooked", "bridge")
+    True
+    """
     return "hooked" if has_hooked_transformer() else "bridge"
 
 

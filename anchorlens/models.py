@@ -48,8 +48,8 @@ from anchorlens.model_classes import (
     Model,
     check_model_class_available,
     default_model_class,
-    hooked_transformer_hint,
     describe,
+    hooked_transformer_hint,
     is_bridge,
     is_hooked_transformer,
     model_class_of,
@@ -884,8 +884,7 @@ def _load_bridge(
     if n_devices != 1:
         raise ModelLoadError(
             f"n_devices={n_devices} splits a HookedTransformer only (TransformerLens's multi-device support); "
-            "load one device's worth with model_class='bridge', or, to split the model, "
-            + hooked_transformer_hint()
+            "load one device's worth with model_class='bridge', or, to split the model, " + hooked_transformer_hint()
         )
     if name in OFFLINE_MODELS:
         spec = OFFLINE_MODELS[name]
@@ -904,6 +903,33 @@ def _load_bridge(
         model = _bridge_from_hub(name, prepend_bos=prepend_bos, device=device, dtype=dtype, **kwargs)
     model.cfg.model_name = recorded_name_for(name)
     return model
+
+
+def _official_model_name(name: str) -> str | None:
+    """TransformerLens's official name for `name` (an alias resolved), or None if it knows none."""
+    try:
+        from transformer_lens.supported_models import get_official_model_name  # 4.x
+    except ImportError:
+        from transformer_lens.loading_from_pretrained import get_official_model_name  # 3.9
+    try:
+        return get_official_model_name(name)
+    except ValueError:
+        return None
+
+
+def check_model_name(name: str, model_class: str) -> None:
+    """Refuse, before the hub is asked, a name that is no offline model, no local folder, no TransformerLens name
+    and (for a bridge, which loads any supported Hugging Face architecture) no hub repository ``org/name``."""
+    if name in OFFLINE_MODELS or Path(name).expanduser().is_dir() or _official_model_name(name) is not None:
+        return
+    if model_class == "bridge" and name.count("/") == 1 and all(name.split("/")):
+        return
+    hub = ", or a Hugging Face hub repository (org/name)" if model_class == "bridge" else ""
+    raise UnknownModelError(
+        f"unknown model {name!r}. Use an offline model ({', '.join(OFFLINE_MODELS)}), a local Hugging Face "
+        f"folder, an official TransformerLens name (gpt2-xl, EleutherAI/gpt-j-6B, ...: "
+        f"transformer_lens.supported_models){hub}."
+    )
 
 
 def recorded_name_for(name: str) -> str:
@@ -1040,6 +1066,8 @@ def load_model(
     check_device(device)
     check_n_devices(n_devices, torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if model_class == "bridge":
+        if name not in OFFLINE_MODELS and not Path(name).expanduser().is_dir():
+            check_model_name(name, model_class)
         return _load_bridge(
             name, prepend_bos=prepend_bos, device=device, dtype=dtype, n_devices=n_devices, **from_pretrained_kwargs
         )
@@ -1074,16 +1102,7 @@ def load_model(
         )
         model.cfg.model_name = recorded_name_for(name)
         return model
-    import transformer_lens.loading_from_pretrained as loading
-
-    try:
-        loading.get_official_model_name(name)
-    except ValueError:
-        raise UnknownModelError(
-            f"unknown model {name!r}. Use an offline model ({', '.join(OFFLINE_MODELS)}), a local Hugging Face "
-            "folder, or an official TransformerLens name (see "
-            "transformer_lens.loading_from_pretrained.OFFICIAL_MODEL_NAMES)."
-        ) from None
+    check_model_name(name, model_class)
     try:
         model = _hooked_from_pretrained(
             name, processing, device=device, dtype=dtype, n_devices=n_devices, **from_pretrained_kwargs

@@ -181,23 +181,28 @@ def _tiny(smol_tokenizer, **cfg):
     return model
 
 
-def test_load_model_takes_a_loaded_model_and_checks_it(gpt2_like, smol_tokenizer):
-    assert al.load_model(gpt2_like) is gpt2_like
+@pytest.mark.skipif(not al.model_classes.has_hooked_transformer(), reason="a HookedTransformer's (3.9)")
+def test_load_model_warns_of_folded_value_biases_and_refuses_a_missing_hook(smol_tokenizer):
     model = _tiny(smol_tokenizer, original_architecture="GPT2LMHeadModel", normalization_type="LN")
     with pytest.warns(UserWarning, match="fold_value_biases=False"):  # b_V all zero: folded value biases
         assert al.load_model(model, prepend_bos=True) is model
     assert model.cfg.default_prepend_bos is True and not model.training
-    for options, message in (
-        ({"device": "cpu"}, "device: options used only when loading by name"),
-        ({"dtype": torch.float16}, "dtype"),
-        ({"model_class": "bridge"}, "keeps its class"),
-    ):
-        with pytest.raises(errors.InvalidConfigError, match=message):
-            al.load_model(gpt2_like, **options)
-    broken = _tiny(smol_tokenizer)
+    broken = _tiny(smol_tokenizer)  # a HookedTransformer lets a hook point be deleted from its hook_dict
     del broken.hook_dict["blocks.0.attn.hook_pattern"]
     with pytest.raises(errors.HookError, match="'blocks.0.attn.hook_pattern'"):
         al.load_model(broken)
+
+
+def test_load_model_takes_a_loaded_model_and_checks_it(gpt2_like):
+    assert al.load_model(gpt2_like) is gpt2_like
+    other = "hooked" if al.model_classes.is_bridge(gpt2_like) else "bridge"
+    for options, message in (
+        ({"device": "cpu"}, "device: options used only when loading by name"),
+        ({"dtype": torch.float16}, "dtype"),
+        ({"model_class": other}, "keeps its class"),
+    ):
+        with pytest.raises(errors.InvalidConfigError, match=message):
+            al.load_model(gpt2_like, **options)
     with pytest.raises(errors.UnknownModelError, match="got a int"):
         al.load_model(3)
 

@@ -345,8 +345,13 @@ def test_reweight_fits_on_a_bridge_like_on_a_hooked_transformer(tiny_models):
 def test_keep_all_compression_equals_the_full_prompt(model_and_batch):
     """The demonstrations' key/value cache with every position kept, queried at the original positions, gives
     the full prompt's logits: on a bridge Hugging Face's cache, which its attention extends (transformers < 5.24)."""
-    from anchorlens.kv_cache import cache_demonstrations, demonstration_length, pad_queries, query_tokens
-    from anchorlens.kv_cache import run_query_with_cache
+    from anchorlens.kv_cache import (
+        cache_demonstrations,
+        demonstration_length,
+        pad_queries,
+        query_tokens,
+        run_query_with_cache,
+    )
 
     model, batch = model_and_batch
     prompts = batch.prompts

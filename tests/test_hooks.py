@@ -133,16 +133,28 @@ def test_reweight_hooks_refuse_a_beta_that_does_not_fit_the_model_or_the_prompts
 
 
 def _greedy_steps(model, tokens, hooks, steps: int, *, use_cache: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Greedy generation by hand: each step's last-position logits, with or without a key/value cache."""
-    from transformer_lens import TransformerLensKeyValueCache
+    """Greedy generation by hand: each step's last-position logits, with or without a key/value cache (on a
+    HookedTransformer TransformerLens's own, on a bridge Hugging Face's, which the bridge's attention extends)."""
+    from anchorlens.model_classes import is_bridge
 
     logits_per_step = []
     with torch.no_grad():
         if use_cache:
-            cache = TransformerLensKeyValueCache.init_cache(model.cfg, tokens.device, batch_size=tokens.shape[0])
+            if is_bridge(model):
+                from transformers import DynamicCache
+
+                cache_kwargs = {"past_key_values": DynamicCache()}
+            else:
+                from transformer_lens import TransformerLensKeyValueCache
+
+                cache_kwargs = {
+                    "past_kv_cache": TransformerLensKeyValueCache.init_cache(
+                        model.cfg, tokens.device, batch_size=tokens.shape[0]
+                    )
+                }
             step_input = tokens
             for _ in range(steps):
-                logits = model.run_with_hooks(step_input, fwd_hooks=hooks, past_kv_cache=cache)[:, -1]
+                logits = model.run_with_hooks(step_input, fwd_hooks=hooks, **cache_kwargs)[:, -1]
                 logits_per_step.append(logits)
                 step_input = logits.argmax(-1, keepdim=True)
                 tokens = torch.cat([tokens, step_input], dim=1)

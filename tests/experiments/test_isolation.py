@@ -26,7 +26,11 @@ from anchorlens.experiments.isolation import (
 )
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import block_earlier_mask, isolation_hooks
+from anchorlens.model_classes import has_hooked_transformer
 from anchorlens.prompts import Role, build_prompt, label_logits, make_batch, prompt_settings, task_prompts
+
+#: Restarting a pass at a layer (start_at_layer) is a HookedTransformer's: a bridge runs every layer anyway.
+needs_hooked = pytest.mark.skipif(not has_hooked_transformer(), reason="transformer-lens 4.x has no HookedTransformer")
 
 DEMOS = [("a dull , lifeless film ", 0), ("warm and funny ", 1), ("flat and slow ", 0), ("a joy to watch ", 1)]
 QUERIES = ("fine ", "a long and tedious exercise ", "moving , if uneven ")
@@ -101,6 +105,7 @@ def test_isolation_layers():
         IsolationConfig(k=(0,))
 
 
+@needs_hooked
 def test_restarting_from_the_saved_residual_equals_the_full_run(llama_like, batch):
     blocked = block_earlier_mask(batch, [p.demonstration_label_positions for p in batch.prompts])
     saved = {}
@@ -173,6 +178,10 @@ def attentive(smol_tokenizer):
     """A 3-layer random GPT-2-like model whose attention weights are scaled up (x4), so that blocking a few rows
     moves its top tokens and predictions: on the conftest models isolation hardly changes anything, and a
     batch-dependent random control would go unnoticed."""
+    from anchorlens.model_classes import default_model_class
+
+    if default_model_class() == "bridge":
+        return attentive_bridge(smol_tokenizer)
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(
@@ -199,6 +208,32 @@ def attentive(smol_tokenizer):
     return model.eval()
 
 
+def attentive_bridge(tokenizer):
+    """The same as a Hugging Face GPT-2 with random weights, attention weights scaled up, as a TransformerBridge."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from anchorlens.models import model_from_hugging_face
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=3,
+        n_head=4,
+        n_inner=64,
+        n_positions=512,
+        initializer_range=0.8 / 32**0.5,
+        bos_token_id=tokenizer.bos_token_id or 0,
+        eos_token_id=tokenizer.eos_token_id or 0,
+    )
+    hf_model = GPT2LMHeadModel(config)
+    with torch.no_grad():
+        for block in hf_model.transformer.h:
+            block.attn.c_attn.weight.mul_(4)
+            block.attn.c_proj.weight.mul_(4)
+    return model_from_hugging_face(hf_model, tokenizer, prepend_bos=False, device="cpu")
+
+
 def test_batch_size_changes_no_table_random_controls_included(attentive):
     one, eight = (
         run_isolation(
@@ -214,6 +249,7 @@ def test_batch_size_changes_no_table_random_controls_included(attentive):
     assert random.query("condition == 'random_first'")["word_loyalty"].min() < 0.5
 
 
+@needs_hooked
 def test_shorter_first_k_settings_restart_from_the_longest_ones_run(attentive):
     """The first-k settings of a kind share their isolated layers: each shorter one restarts from the longest
     one's residual stream. The numbers are those of every setting run alone from the tokens, and layer 0 runs
