@@ -9,7 +9,7 @@ from pathlib import Path
 from anchorlens import paper
 from anchorlens.cli import add_config_options, config_values
 from anchorlens.experiments.common import ExperimentConfig
-from anchorlens.models import OFFLINE_MODELS
+from anchorlens.models import OFFLINE_MODELS, expected_recorded_name
 
 
 def parser(description: str, config_class: type[ExperimentConfig] = ExperimentConfig) -> argparse.ArgumentParser:
@@ -23,7 +23,7 @@ def parser(description: str, config_class: type[ExperimentConfig] = ExperimentCo
 
 def config_for(args: argparse.Namespace, config_class: type[ExperimentConfig], model: str) -> ExperimentConfig:
     """The experiment's config for one model from the parsed options."""
-    return config_class(model=model, **config_values(args, config_class))
+    return config_class(model=expected_recorded_name(model), **config_values(args, config_class))
 
 
 def model_folder(out: str | Path, model: str) -> Path:

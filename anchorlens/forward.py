@@ -166,3 +166,56 @@ def bridge_final_residual(
     if not captured:
         raise HookError(f"the TransformerBridge never ran {name!r}, so its final residual stream cannot be read")
     return captured[0]
+
+
+def final_residual(
+    model: Model, tokens: Int[Tensor, "batch seq"], fwd_hooks: Sequence = ()
+) -> Float[Tensor, "batch seq d_model"]:
+    """The residual stream after the last layer (what the final norm receives) at every position, hooks applied,
+    on either model class: `final_logits` of a row of it is the model's logits there.
+
+    >>> import torch, anchorlens as al
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> tokenizer = al.load_tokenizer("smollm2-135m")
+    >>> config = GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=64, vocab_size=len(tokenizer))
+    >>> model = al.model_from_hugging_face(GPT2LMHeadModel(config), tokenizer)
+    >>> tokens = torch.tensor([[1, 2, 3]])
+    >>> with torch.no_grad():
+    ...     logits = final_logits(model, final_residual(model, tokens)[:, -1])
+    ...     torch.allclose(logits, model(tokens)[:, -1], atol=1e-5)
+    True
+    """
+    if is_bridge(model):
+        return bridge_final_residual(model, tokens, fwd_hooks)
+    return model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), stop_at_layer=model.cfg.n_layers)
+
+
+def logits_from_embeddings(
+    model: Model, batch: PromptBatch, embedded: Float[Tensor, "batch seq d_model"], fwd_hooks: Sequence = ()
+) -> Float[Tensor, "batch vocab"]:
+    """Logits at each prompt's target from the token embeddings (a leaf a gradient can reach), hooks applied.
+
+    On a HookedTransformer `embedded` is the residual entering layer 0 (``model(tokens, stop_at_layer=0)``,
+    positional embeddings included); on a bridge it is the Hugging Face input embeddings
+    (`input_embeddings`), passed as ``inputs_embeds``.
+    """
+    if is_bridge(model):
+        check_hook_names(model, fwd_hooks)
+        positions = batch.target_positions.to(embedded.device)
+        wanted = torch.unique(positions)  # sorted: Hugging Face unembeds these positions only
+        kwargs = {"logits_to_keep": wanted} if _keeps_logits_of_positions(model) else {}
+        logits = model.run_with_hooks(embedded, fwd_hooks=list(fwd_hooks), **kwargs)
+        rows = torch.arange(batch.size, device=logits.device)
+        if kwargs and logits.shape[1] == wanted.numel():
+            return logits[rows, torch.searchsorted(wanted, positions).to(logits.device)]
+        return logits[rows, positions.to(logits.device)]
+    return run_to_target(model, batch, fwd_hooks, start_at_layer=0, residual=embedded)
+
+
+def input_embeddings(model: Model, tokens: Int[Tensor, "batch seq"]) -> Float[Tensor, "batch seq d_model"]:
+    """What `logits_from_embeddings` starts from: the residual entering layer 0 on a HookedTransformer, the
+    Hugging Face input embeddings on a bridge (positions are added inside the model there)."""
+    with torch.no_grad():
+        if is_bridge(model):
+            return model.original_model.get_input_embeddings()(tokens)
+        return model(tokens, stop_at_layer=0)

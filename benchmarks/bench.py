@@ -49,7 +49,7 @@ from anchorlens.experiments.compress import build_anchor_cache
 from anchorlens.experiments.isolation import IsolationConfig, loyalty_of_batch, paper_settings, shared_prefixes
 from anchorlens.experiments.reweight import ReweightConfig, five_shot_demonstrations, label_probabilities, query_prompts
 from anchorlens.experiments.saliency import SaliencyConfig, fresh_demonstration_prompts, saliency_of_batch
-from anchorlens.forward import final_logits, run_to_target
+from anchorlens.forward import final_logits, final_residual, input_embeddings, logits_from_embeddings, run_to_target
 from anchorlens.hooks import block_earlier_mask, frozen_parameters, isolation_hooks
 from anchorlens.kv_cache import pad_queries, query_tokens, run_query_with_cache
 from anchorlens.models import DEFAULT_MODEL, load_model
@@ -95,10 +95,8 @@ def bare_forward(model, batch: PromptBatch) -> torch.Tensor:
 def bare_forward_backward(model, batch: PromptBatch) -> None:
     """The label loss back-propagated through every layer to the embeddings, no hooks, parameters frozen."""
     with frozen_parameters(model):
-        with torch.no_grad():
-            embedded = model(batch.tokens, stop_at_layer=0)
-        embedded.requires_grad_(True)
-        label_loss(run_to_target(model, batch, start_at_layer=0, residual=embedded), batch).backward()
+        embedded = input_embeddings(model, batch.tokens).requires_grad_(True)
+        label_loss(logits_from_embeddings(model, batch, embedded), batch).backward()
 
 
 # --------------------------------------------------------------------------------------------- measurements
@@ -197,7 +195,7 @@ def forward_only(model, prompts: list[Prompt], batch_size: int, repeats: int) ->
 def query_only_forward(model, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """The floor of a cached query: the query tokens alone through every layer (no context, no cache, no mask:
     right padding is never attended to), then the logits at each query's last token."""
-    residual = model(tokens, stop_at_layer=model.cfg.n_layers)
+    residual = final_residual(model, tokens)
     return final_logits(model, residual[torch.arange(tokens.shape[0], device=residual.device), lengths - 1])
 
 

@@ -17,7 +17,9 @@ import torch
 
 from anchorlens.experiments.common import device_of, pad_token_id
 from anchorlens.experiments.saliency import region_weights
+from anchorlens.forward import input_embeddings
 from anchorlens.hooks import frozen_parameters
+from anchorlens.model_classes import is_bridge
 from anchorlens.prompts import Prompt, label_loss, make_batch
 
 
@@ -41,11 +43,13 @@ def reference_protocol_saliency(model, prompts: Sequence[Prompt]) -> torch.Tenso
 
         hooks = [(f"blocks.{layer}.attn.hook_pattern", keep) for layer in range(model.cfg.n_layers)]
         with frozen_parameters(model):
-            with torch.no_grad():
-                embedded = model(tokens, stop_at_layer=0)
-            embedded.requires_grad_(True)  # the weights are frozen: the gradient flows from the embeddings up
+            # The weights are frozen: the gradient flows from the embeddings up.
+            embedded = input_embeddings(model, tokens).requires_grad_(True)
             # Full-vocabulary logits at every position, [1, longest, vocab], as the reference computes them.
-            logits = model.run_with_hooks(embedded, start_at_layer=0, fwd_hooks=hooks)
+            if is_bridge(model):
+                logits = model.run_with_hooks(embedded, fwd_hooks=hooks)
+            else:
+                logits = model.run_with_hooks(embedded, start_at_layer=0, fwd_hooks=hooks)
             label_loss(logits, batch).backward()
         weights = region_weights(batch).to(device)  # [1, 3, query, key] over the prompt's own positions
         n = prompt.length

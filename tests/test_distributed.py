@@ -112,6 +112,10 @@ def test_device_split_rules():
         check_n_devices(0, 8)
 
 
+@pytest.mark.skipif(
+    not __import__("anchorlens").model_classes.has_hooked_transformer(),
+    reason="splitting a model over GPUs is a HookedTransformer's (transformer-lens 3.9)",
+)
 def test_n_devices_reaches_transformer_lens_and_the_cli_refuses_missing_gpus(tiny_folder, monkeypatch, capsys):
     import anchorlens.models as models
 

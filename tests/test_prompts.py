@@ -141,7 +141,7 @@ def test_batch_is_right_padded_and_keeps_positions(smol_tokenizer):
 @pytest.mark.parametrize("model_name", ["gpt2_like", "llama_like"])
 def test_target_logits_equal_the_full_forward_at_the_targets(request, model_name):
     """run_to_target's own unembedding (no weight copy) and the label-only readout give the model's numbers."""
-    from anchorlens.forward import final_label_logits, final_logits, run_to_target
+    from anchorlens.forward import final_label_logits, final_logits, final_residual, run_to_target
     from anchorlens.prompts import task_prompts
 
     model = request.getfixturevalue(model_name)
@@ -152,9 +152,7 @@ def test_target_logits_equal_the_full_forward_at_the_targets(request, model_name
         full = model(batch.tokens)[torch.arange(batch.size), batch.target_positions]
         with model.hooks(fwd_hooks=[("unembed.hook_out", lambda tensor, hook: fired.append(tensor.shape))]):
             fast = run_to_target(model, batch)
-        residual = model(batch.tokens, stop_at_layer=model.cfg.n_layers)[
-            torch.arange(batch.size), batch.target_positions
-        ]
+        residual = final_residual(model, batch.tokens)[torch.arange(batch.size), batch.target_positions]
         labels_only = final_label_logits(model, residual, batch.label_token_ids)
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(

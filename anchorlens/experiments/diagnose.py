@@ -12,7 +12,10 @@ inputs of gold class i from those of gold class j; diagonal 1. Both matrices say
 values near 1, so the off-diagonal entries should correlate.
 
 Keys and queries are those that meet in the attention score: after rotary embedding for rotary models
-(``hook_rot_k``/``hook_rot_q``), else ``hook_k``/``hook_q``. With grouped-query attention each key head is
+(``hook_rot_k``/``hook_rot_q``), else ``hook_k``/``hook_q``. A TransformerBridge whose post-rotary hook points
+never run (GPT-NeoX) gives its keys and queries before rotary and its cos / sin instead: they are rotated here
+in Hugging Face's rotate-half convention and checked against the layer's attention scores (refused if they do
+not give them). With grouped-query attention each key head is
 repeated for the query heads that read it, so key and query vectors line up head by head.
 
 Inputs (`diagnosis_inputs`): the true confusion of a pair is an AUROC over the inputs of its two classes, so
@@ -75,7 +78,7 @@ from anchorlens.experiments.common import (
     setting,
 )
 from anchorlens.forward import run_to_target
-from anchorlens.model_classes import Model
+from anchorlens.model_classes import Model, describe, hooked_transformer_hint
 from anchorlens.prompts import PromptBatch, Prompts, build_prompt, label_logits, label_tokens
 from anchorlens.sampling import Example, sample_demonstrations, test_indices
 from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata
@@ -178,19 +181,91 @@ def default_layer(n_layers: int) -> int:
     return round(n_layers * 2 / 3)
 
 
-def _hook_names(model: Model, layer: int) -> tuple[str, str]:
+def _hook_names(model: Model, layer: int) -> tuple[str, str] | None:
+    """The hook points carrying the keys and queries that meet in the attention score, or None where a rotary
+    bridge has no such points and they are rotated here (`_rotated_parts_names`)."""
     rotated = model.cfg.positional_embedding_type == "rotary"
     key, query = ("hook_rot_k", "hook_rot_q") if rotated else ("hook_k", "hook_q")
     names = f"blocks.{layer}.attn.{key}", f"blocks.{layer}.attn.{query}"
-    missing = [name for name in names if name not in model.hook_dict]
-    if missing:  # e.g. a TransformerBridge of GPT-NeoX exposes no post-rotary keys and queries
-        from anchorlens.model_classes import describe, hooked_transformer_hint
+    if all(name in model.hook_dict for name in names):
+        return names
+    if rotated and _rotated_parts_names(model, layer) is not None:
+        return None
+    missing = next(name for name in names if name not in model.hook_dict)
+    raise HookError(
+        f"diagnose compares the keys and queries that meet in the attention score, and this {describe(model)} has "
+        f"no hook point {missing!r} for them; " + hooked_transformer_hint()
+    )
 
+
+def _rotated_parts_names(model: Model, layer: int) -> dict[str, str] | None:
+    """A bridge's hook points for keys and queries before rotary (``attn.k`` / ``attn.q``), the rotary cos / sin
+    and the scores, where all exist (the inputs of `_rotate_half_embedding`)."""
+    prefix = f"blocks.{layer}.attn"
+    names = {
+        "keys": f"{prefix}.k.hook_out",
+        "queries": f"{prefix}.q.hook_out",
+        "cos": f"{prefix}.hook_cos",
+        "sin": f"{prefix}.hook_sin",
+        "scores": f"{prefix}.hook_attn_scores",
+    }
+    return names if all(name in model.hook_dict for name in names.values()) else None
+
+
+def _rotate_half_embedding(vectors: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary embedding of the first ``cos.shape[-1]`` dimensions of [batch, seq, head, d_head] vectors, with
+    cos and sin [batch, seq, rotary], in the rotate-half convention of Hugging Face's GPT-NeoX, Llama, Gemma and
+    Qwen models (cos and sin repeat each frequency over the two halves)."""
+    width = cos.shape[-1]
+    rotary, passed = vectors[..., :width], vectors[..., width:]
+    first, second = rotary[..., : width // 2], rotary[..., width // 2 :]
+    rotate_half = torch.cat([-second, first], dim=-1)
+    return torch.cat([rotary * cos[:, :, None] + rotate_half * sin[:, :, None], passed], dim=-1)
+
+
+def _keys_and_queries_rotated_here(model: Model, batch: PromptBatch, layer: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Post-rotary keys and queries of a bridge whose ``hook_rot_k`` / ``hook_rot_q`` do not run (GPT-NeoX): the
+    projections before rotary, rotated here with the model's own cos / sin. Checked against the layer's attention
+    scores, which must be the scaled products of the vectors returned: a model whose rotary convention differs
+    (GPT-J's interleaved pairs) is refused rather than diagnosed from the wrong keys.
+
+    Returns keys [batch, seq, kv_head, d_head], queries [batch, seq, head, d_head] and the target logits."""
+    names = _rotated_parts_names(model, layer)
+    if names is None:
         raise HookError(
-            f"diagnose compares the keys and queries that meet in the attention score, and this {describe(model)} has "
-            f"no hook point {missing[0]!r} for them; " + hooked_transformer_hint()
+            f"this {describe(model)} has no post-rotary keys and queries at layer {layer}, nor the hook points to "
+            "rotate them (attn.k / attn.q / hook_cos / hook_sin); " + hooked_transformer_hint()
         )
-    return names
+    store: dict[str, Tensor] = {}
+
+    def keep(what: str):
+        def hook(tensor: Tensor, hook) -> None:
+            store[what] = tensor.detach()
+
+        return hook
+
+    with torch.no_grad():
+        logits = run_to_target(model, batch, [(name, keep(what)) for what, name in names.items()])
+    if set(store) != set(names) or store["keys"].ndim != 4 or store["cos"].shape[-1] > store["keys"].shape[-1]:
+        raise HookError(
+            f"this {describe(model)} did not run {', '.join(names.values())} with the expected shapes, so diagnose "
+            "has no post-rotary keys and queries to compare; " + hooked_transformer_hint()
+        )
+    keys = _rotate_half_embedding(store["keys"], store["cos"], store["sin"])
+    queries = _rotate_half_embedding(store["queries"], store["cos"], store["sin"])
+    group = queries.shape[2] // keys.shape[2]
+    repeated = repeat(keys, "batch seq kv_head d_head -> batch seq (kv_head group) d_head", group=group)
+    products = torch.einsum("bqhd,bkhd->bhqk", queries, repeated)
+    scores = store["scores"]
+    causal = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
+    scale = (scores[..., causal] / products[..., causal]).median()
+    if not torch.allclose(products[..., causal] * scale, scores[..., causal], rtol=1e-3, atol=1e-4):
+        raise HookError(
+            f"this {describe(model)}'s layer {layer} keys and queries, rotated in the rotate-half convention, do not "
+            "give its attention scores (another rotary convention), so diagnose cannot read post-rotary keys and "
+            "queries from it; " + hooked_transformer_hint()
+        )
+    return keys, queries, logits
 
 
 def keys_and_queries(
@@ -199,34 +274,45 @@ def keys_and_queries(
     """Per prompt: each class's label key (mean over its demonstrations, `anchorlens.activations.label_means`)
     [batch, class, d_qk], the target's query (`anchorlens.activations.target_rows`) [batch, d_qk], and the label
     probabilities [batch, class]. Only these rows leave the hooks."""
-    key_name, query_name = _hook_names(model, layer)
+    names = _hook_names(model, layer)
     store: dict[str, torch.Tensor] = {}
 
-    def keep_keys(keys: torch.Tensor, hook) -> None:  # [batch, seq, kv_head, d_head]
+    def label_keys(keys: torch.Tensor, name: str) -> Tensor:  # [batch, seq, kv_head, d_head]
         if keys.ndim != 4 or keys.shape[1] != batch.seq_len:
             raise HookError(
-                f"{hook.name} carries a tensor of shape {tuple(keys.shape)}, not [batch, position, head, "
+                f"{name} carries a tensor of shape {tuple(keys.shape)}, not [batch, position, head, "
                 "d_head]; diagnose cannot read keys from this model"
             )
         # Grouped-query attention: each key head serves `group` consecutive query heads.
         group = model.cfg.n_heads // keys.shape[2]
         keys = repeat(keys, "batch seq kv_head d_head -> batch seq (kv_head group d_head)", group=group)
-        store["keys"] = label_means(keys, batch).detach()
+        return label_means(keys, batch).detach()
 
-    def keep_queries(queries: torch.Tensor, hook) -> None:  # [batch, seq, head, d_head]
+    def target_queries(queries: torch.Tensor) -> Tensor:  # [batch, seq, head, d_head]
         at_target = target_rows(queries, batch)
-        store["queries"] = rearrange(at_target, "batch head d_head -> batch (head d_head)").detach()
+        return rearrange(at_target, "batch head d_head -> batch (head d_head)").detach()
 
-    with torch.no_grad():
-        logits = run_to_target(model, batch, [(key_name, keep_keys), (query_name, keep_queries)])
+    if names is not None:
+        key_name, query_name = names
+
+        def keep_keys(keys: torch.Tensor, hook) -> None:
+            store["keys"] = label_keys(keys, hook.name)
+
+        def keep_queries(queries: torch.Tensor, hook) -> None:
+            store["queries"] = target_queries(queries)
+
+        with torch.no_grad():
+            logits = run_to_target(model, batch, [(key_name, keep_keys), (query_name, keep_queries)])
+        if set(store) != {"keys", "queries"} and model.cfg.positional_embedding_type != "rotary":
+            raise HookError(
+                f"{key_name} / {query_name} exist on this {describe(model)} but did not run, so diagnose has no "
+                "keys and queries to compare; " + hooked_transformer_hint()
+            )
+    if set(store) != {"keys", "queries"}:
+        # A rotary bridge without post-rotary hook points, or whose hook_rot_k never runs (GPT-NeoX): rotate here.
+        keys, queries, logits = _keys_and_queries_rotated_here(model, batch, layer)
+        store = {"keys": label_keys(keys, f"blocks.{layer}.attn.k.hook_out"), "queries": target_queries(queries)}
     probabilities = label_logits(logits, batch).softmax(-1)
-    if set(store) != {"keys", "queries"}:  # e.g. a TransformerBridge of GPT-NeoX has hook_rot_k but never runs it
-        from anchorlens.model_classes import describe, hooked_transformer_hint
-
-        raise HookError(
-            f"{key_name} / {query_name} exist on this {describe(model)} but did not run, so diagnose has no "
-            "post-rotary keys and queries to compare; " + hooked_transformer_hint()
-        )
     return store["keys"].cpu(), store["queries"].cpu(), probabilities.cpu()
 
 
