@@ -4,7 +4,8 @@
 (also from your own text), the hook recipes and recorders, the analyses of any list of prompts (`saliency`,
 `isolation`, `label_attention_auroc`, `anchor_keys`, `compress`, `fit_beta` / `apply_beta`), one prompt's
 whole flow (`prompt_flow`, `plot_flow`), activations at the anchors (`anchor_activations`), the experiments
-over a task's seeds (``run_*`` with their configs, `run_heads` for head-level anchors, `run_experiment`), the
+over a task's seeds (``run_*`` with their configs, `run_heads` for head-level anchors, `run_experiment`),
+reading a results folder back (`load_result`), the
 `Model` type and `recorded_model_name` (the name results and a saved β are recorded under) and every error class.
 
 Names from the experiment, figure and key/value-cache modules are imported on first use (a module
@@ -123,6 +124,8 @@ _LAZY: dict[str, str] = {
         "anchorlens.experiments",
     ),
     "run_experiment": "anchorlens.orchestrate",
+    # Reading a results folder back.
+    "load_result": "anchorlens.outputs",
     # Figures (plotly).
     "plot_flow": "anchorlens.plots",
     # The pruned key/value cache (imports TransformerLens).

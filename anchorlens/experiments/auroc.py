@@ -46,6 +46,7 @@ from anchorlens.experiments.common import (
     SeedOutput,
     checked_prompts,
     example_ids,
+    finish_run,
     gold_ids,
     in_prompt_order,
     per_head_rows,
@@ -501,4 +502,6 @@ def run_auroc(
         # R is taken across seeds (`with_r`), not per seed.
         return SeedOutput(seed_rows(frame), frame.drop(columns=["auroc", "R"]))
 
-    return AurocResult.from_run(run_seeds("auroc", model, task, config, one_seed, out=out, progress=progress))
+    return finish_run(
+        AurocResult.from_run(run_seeds("auroc", model, task, config, one_seed, out=out, progress=progress)), out
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
@@ -420,6 +422,31 @@ def run_seeds(
         rows.append(seed_rows)
         examples.append(seed_examples)
     return SeedRuns(pd.concat(rows, ignore_index=True), pd.concat(examples, ignore_index=True), config)
+
+
+#: Set while `anchorlens.orchestrate.run_experiment` runs task after task into one folder: it writes the combined
+#: outputs once at the end, so the run functions leave them to it.
+_OUTPUTS_DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar("outputs_deferred", default=False)
+
+
+@contextlib.contextmanager
+def outputs_deferred() -> Iterator[None]:
+    """Inside the block, ``run_*(..., out=DIR)`` writes its parts but not the folder's combined outputs."""
+    token = _OUTPUTS_DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _OUTPUTS_DEFERRED.reset(token)
+
+
+def finish_run(result: ResultT, out: str | Path | None) -> ResultT:
+    """A run function's last step: with `out`, write the folder's combined outputs, exactly as the command line
+    does (`anchorlens.outputs.write_outputs`: tables of everything in the folder, figures, README.md)."""
+    if out is not None and not _OUTPUTS_DEFERRED.get():
+        from anchorlens.outputs import write_outputs
+
+        write_outputs(result.experiment, out, result.config)
+    return result
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ from anchorlens.experiments.common import (
     SeedOutput,
     checked_prompts,
     example_ids,
+    finish_run,
     gold_ids,
     in_prompt_order,
     run_seeds,
@@ -592,4 +593,6 @@ def run_diagnose(
         per_example.insert(1, "split", [item.split for item in inputs])
         return SeedOutput(rows, per_example)
 
-    return DiagnoseResult.from_run(run_seeds("diagnose", model, task, config, one_seed, out=out, progress=progress))
+    return finish_run(
+        DiagnoseResult.from_run(run_seeds("diagnose", model, task, config, one_seed, out=out, progress=progress)), out
+    )
