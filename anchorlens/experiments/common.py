@@ -34,14 +34,16 @@ def setting(
     flag: str | bool | None = True,
     default_text: str | None = None,
     default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
     """A config field that carries its own help text: the one source of a setting's default and meaning.
 
     The command line generates its options from these fields (`anchorlens.cli.add_config_options`): `flag` is the
     field's option, True for ``--field-name``, a string for another name (``--shots``), None for a field set in
     Python only. `default_text` describes a default the value alone does not say (None, a default factory).
+    `aliases` are further option names of the same setting (``--task`` beside ``--tasks``).
     """
-    metadata = {"help": help_text, "flag": flag, "default_text": default_text}
+    metadata = {"help": help_text, "flag": flag, "default_text": default_text, "aliases": tuple(aliases)}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
