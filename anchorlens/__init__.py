@@ -96,6 +96,12 @@ _LAZY: dict[str, str] = {
     "save_beta": "anchorlens.experiments.reweight",
     "load_beta": "anchorlens.experiments.reweight",
     "beta_path": "anchorlens.experiments.reweight",
+    "LabelAttentionAuroc": "anchorlens.experiments.auroc",
+    "FewPromptsWarning": "anchorlens.experiments.auroc",
+    # Frames made with per_head=True: whole layers, heads, and one value as a [layer, head] grid.
+    "layer_rows": "anchorlens.experiments.common",
+    "head_rows": "anchorlens.experiments.common",
+    "head_grid": "anchorlens.experiments.common",
     # The experiments over a task's seeds, and several tasks into a folder.
     **dict.fromkeys(
         [

@@ -155,6 +155,9 @@ def load_result(directory: str | Path, experiment: str | None = None) -> Experim
         directory: the results folder.
         experiment: ``"saliency"``, ``"isolation"``, ... ; may be left out when the folder holds one experiment.
 
+    Returns:
+        The experiment's result class (`SaliencyResult`, `HeadsResult`, ...) of every finished, verified part.
+
     Raises:
         InvalidConfigError: no results there, an unknown experiment, or several in the folder and none named.
     """
