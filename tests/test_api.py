@@ -331,6 +331,15 @@ def test_label_attention_auroc_read_as_one_frame_still_works_with_a_warning(llam
     np.testing.assert_array_equal(old["R"].to_numpy(), measured.layers["R"].to_numpy())
     with pytest.warns(FutureWarning):
         assert len(measured) == len(measured.examples) and list(measured["auroc"]) == list(measured.combined()["auroc"])
+    with pytest.warns(al.FewPromptsWarning):
+        by_head = al.label_attention_auroc(llama_like, prompts, per_head=True, batch_size=4)
+    combined = by_head.combined()  # the old frame: each row's own layer's (or head's) numbers
+    for frame in (al.layer_rows, al.head_rows):
+        expected = frame(by_head.layers).set_index(["layer", "head"] if frame is al.head_rows else ["layer"])
+        rows = frame(combined)
+        keys = list(expected.index.names)
+        got = rows.groupby(keys)[["auroc", "R"]].first()
+        pd.testing.assert_frame_equal(got, expected[["auroc", "R"]], check_names=False)
 
 
 def test_head_grid_lays_out_per_head_saliency(llama_like):

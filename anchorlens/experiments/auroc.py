@@ -429,16 +429,20 @@ class LabelAttentionAuroc:
 
     def combined(self) -> pd.DataFrame:
         """The old single frame: the per-prompt rows with their layer's ``auroc`` and ``R`` on each."""
+        # Whole layers are head -1 in the lookup: an NA key does not match itself in an index.
         keys = ["layer", "head"] if "head" in self.examples.columns else ["layer"]
-        numbers = self.layers.set_index(keys)[["auroc", "R"]]
-        cells = pd.MultiIndex.from_frame(self.examples[keys]) if len(keys) > 1 else self.examples["layer"]
-        looked_up = numbers.reindex(cells)
+
+        def cells(frame: pd.DataFrame) -> pd.MultiIndex:
+            return pd.MultiIndex.from_frame(frame[keys].astype("float").fillna(-1))
+
+        numbers = self.layers[["auroc", "R"]].set_axis(cells(self.layers))
+        looked_up = numbers.reindex(cells(self.examples))
         return self.examples.assign(auroc=looked_up["auroc"].to_numpy(), R=looked_up["R"].to_numpy())
 
     def _deprecated(self) -> pd.DataFrame:
         warnings.warn(
-            "label_attention_auroc returns .examples (per prompt) and .layers (per layer: auroc, R, n) since "
-            "anchorlens 0.2; reading it as one DataFrame is deprecated: use result.layers for auroc and R, "
+            "label_attention_auroc now returns .examples (per prompt) and .layers (per layer: auroc, R, n); "
+            "reading it as one DataFrame is deprecated: use result.layers for auroc and R, "
             "result.examples for the prompts, or result.combined() for the old frame",
             FutureWarning,
             stacklevel=3,
