@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -803,8 +804,6 @@ def static_export_problem(format: str) -> str | None:
 
 def _write_plotly_js(folder) -> None:
     """plotly.js as `PLOTLY_JS` in `folder`, written only when missing or of another plotly version."""
-    from pathlib import Path
-
     from plotly.offline import get_plotlyjs
 
     from anchorlens.files import atomic_write_text
@@ -816,7 +815,9 @@ def _write_plotly_js(folder) -> None:
     atomic_write_text(path, bundle)
 
 
-def save_figure(figure: go.Figure, path_without_suffix, *, format: str = "html", plotlyjs: str = "inline") -> list[str]:
+def save_figure(
+    figure: go.Figure, path_without_suffix: str | Path, *, format: str = "html", plotlyjs: str = "inline"
+) -> list[str]:
     """Write `figure` atomically as ``<path>.<format>`` and return the paths written.
 
     Args:
@@ -828,8 +829,6 @@ def save_figure(figure: go.Figure, path_without_suffix, *, format: str = "html",
             ``"beside"`` (the file references ``plotly.min.js`` in its folder, written once there: what a
             results folder holds, so its figures share one copy and still open offline).
     """
-    from pathlib import Path
-
     from anchorlens.files import atomic_write_bytes, atomic_write_text
 
     problem = static_export_problem(format)
