@@ -10,6 +10,7 @@ and the causal check's verdict per k.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import pandas as pd
 
@@ -68,7 +69,7 @@ def _flat(summary: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def spread_table(summary: pd.DataFrame, covered: set[str] = frozenset()) -> pd.DataFrame:  # type: ignore[assignment]
+def spread_table(summary: pd.DataFrame, covered: Collection[str] = ()) -> pd.DataFrame:
     """`summary` without the metrics in `covered` (printed with intervals already), each ``*_std`` that is NaN
     shown as "one seed": a standard deviation over seeds needs two."""
     frame = _flat(summary)
