@@ -13,9 +13,9 @@ from anchorlens.models import OFFLINE_MODELS, expected_recorded_name
 
 
 def parser(description: str, config_class: type[ExperimentConfig] = ExperimentConfig) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
     parser.add_argument("--models", nargs="+", default=list(OFFLINE_MODELS))
-    parser.add_argument("--tasks", nargs="+", default=list(paper.TASKS))
+    parser.add_argument("--tasks", "--task", dest="tasks", nargs="+", default=list(paper.TASKS))
     add_config_options(parser, config_class)
     parser.add_argument("--out", default="results", help="results go to OUT/<model name>/ (resumable)")
     return parser

@@ -4,7 +4,8 @@
 (also from your own text), the hook recipes and recorders, the analyses of any list of prompts (`saliency`,
 `isolation`, `label_attention_auroc`, `anchor_keys`, `compress`, `fit_beta` / `apply_beta`), one prompt's
 whole flow (`prompt_flow`, `plot_flow`), activations at the anchors (`anchor_activations`), the experiments
-over a task's seeds (``run_*`` with their configs, `run_heads` for head-level anchors, `run_experiment`), the
+over a task's seeds (``run_*`` with their configs, `run_heads` for head-level anchors, `run_experiment`),
+reading a results folder back (`load_result`), the
 `Model` type and `recorded_model_name` (the name results and a saved β are recorded under) and every error class.
 
 Names from the experiment, figure and key/value-cache modules are imported on first use (a module
@@ -96,6 +97,12 @@ _LAZY: dict[str, str] = {
     "save_beta": "anchorlens.experiments.reweight",
     "load_beta": "anchorlens.experiments.reweight",
     "beta_path": "anchorlens.experiments.reweight",
+    "LabelAttentionAuroc": "anchorlens.experiments.auroc",
+    "FewPromptsWarning": "anchorlens.experiments.auroc",
+    # Frames made with per_head=True: whole layers, heads, and one value as a [layer, head] grid.
+    "layer_rows": "anchorlens.experiments.common",
+    "head_rows": "anchorlens.experiments.common",
+    "head_grid": "anchorlens.experiments.common",
     # The experiments over a task's seeds, and several tasks into a folder.
     **dict.fromkeys(
         [
@@ -124,6 +131,8 @@ _LAZY: dict[str, str] = {
         "anchorlens.experiments",
     ),
     "run_experiment": "anchorlens.orchestrate",
+    # Reading a results folder back.
+    "load_result": "anchorlens.outputs",
     # Figures (plotly).
     "plot_flow": "anchorlens.plots",
     # The pruned key/value cache (imports TransformerLens).

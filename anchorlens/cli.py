@@ -27,6 +27,26 @@ RUN_COMMANDS = {
     "heads": "rank heads by label-word flow (S_wp, S_pq per head, AUROC) and block the top k vs random heads",
 }
 
+#: What each run command prints and, for `heads`, what its causal check is: the --help text after the first line.
+RUN_DETAILS = {
+    "heads": (
+        "It prints the top heads of each flow (seed means of S_wp, S_pq, S_ww and AUROC per head) and the causal "
+        "check's verdict table.\n\n"
+        "The causal check: for each flow and each k of --top-k, the flow's edges are blocked in the k top-ranked "
+        "heads (text -> label words for wp, label words -> target for pq), and, as the control, in k random heads "
+        "(--random-draws sets per input, averaged). Loyalty says how often the prediction (label loyalty) and its "
+        "top-k vocabulary (word loyalty) stay as without blocking. Each input's top heads are ranked on the other "
+        "half of the inputs, never on itself. The gap is random - top loyalty per input with its 95% two-level "
+        "bootstrap interval; top_costs_more is 'yes' when that interval lies above 0 (blocking the top heads "
+        "costs more loyalty than random heads), 'no: less' when below 0, 'not shown' when it contains 0."
+    ),
+}
+#: What every run command prints (after the first --help line).
+RUN_PRINTS = (
+    "It prints the summary means with 95% two-level bootstrap intervals (over seeds and test inputs; with one "
+    "seed over the test inputs alone), and writes the tables, figures and a README.md into --out."
+)
+
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from anchorlens.models import list_models
@@ -185,6 +205,7 @@ def add_config_options(
         if flag is None or (wanted is not None and field.name not in wanted):
             continue
         text = f"{field.metadata['help']} (default: {_default_text(field)})"
+        aliases = field.metadata.get("aliases", ())
         # A default factory is left to the config: the option's own default is None, meaning "not given".
         default = field.default if field.default is not dataclasses.MISSING else None
         kind, nargs, choices = _option_form(hints[field.name])
@@ -193,10 +214,11 @@ def add_config_options(
                 raise TypeError(
                     f"{config_class.__name__}.{field.name} defaults to {default!r}: a switch must default to False"
                 )
-            parser.add_argument(flag, dest=field.name, action="store_true", help=text)
+            parser.add_argument(flag, *aliases, dest=field.name, action="store_true", help=text)
         else:
             parser.add_argument(
                 flag,
+                *aliases,
                 dest=field.name,
                 type=kind,
                 nargs=nargs,
@@ -225,9 +247,22 @@ def config_values(args: argparse.Namespace, config_class: type) -> dict:
     return values
 
 
+def _model_help(what: str) -> str:
+    from anchorlens.models import DEFAULT_MODEL
+
+    return f"{what} (default: {DEFAULT_MODEL}; `anchorlens models` lists the offline ones)"
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", nargs="+", required=True, help="one or more tasks (see `anchorlens tasks`)")
-    parser.add_argument("--model", default=None, help="model name (default: the default offline model)")
+    parser.add_argument(
+        "--task",
+        "--tasks",
+        dest="task",
+        nargs="+",
+        required=True,
+        help="one or more tasks (see `anchorlens tasks`); --tasks is the same option",
+    )
+    parser.add_argument("--model", default=None, help=_model_help("model name or local Hugging Face folder"))
     parser.add_argument(
         "--model-class",
         choices=["hooked", "bridge"],
@@ -240,6 +275,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: TransformerLens's choice)")
     _add_device_split_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--format",
+        dest="image_format",
+        choices=["png", "svg", "pdf"],
+        default=None,
+        help="also write each figure as a static png, svg or pdf (needs kaleido: pip install -U kaleido, then "
+        "plotly_get_chrome); the HTML figures are always written",
+    )
 
 
 def _add_device_split_argument(parser: argparse.ArgumentParser) -> None:
@@ -274,13 +317,18 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
         model_class=args.model_class,
         dtype=torch_dtype(config.dtype),
     )
-    result = run_experiment(experiment, model, tasks, config, args.out, progress=not args.no_progress)
+    result = run_experiment(
+        experiment, model, tasks, config, args.out, progress=not args.no_progress, image_format=args.image_format
+    )
     if not process.is_main:
         return 0  # rank 0 prints the merged table once
-    print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    from anchorlens.answers import answer
+
+    print(answer(result))
     out = Path(args.out)
-    figures = ", ".join(str(out / f"{stem}.html") for stem in spec.figures(experiment))
-    print(f"\nwrote {out / (experiment + '.csv')} (+ .parquet), {figures}")
+    suffixes = ["html", *([args.image_format] if args.image_format else [])]
+    figures = ", ".join(str(out / f"{stem}.{suffix}") for stem in spec.figures(experiment) for suffix in suffixes)
+    print(f"\nwrote {out / (experiment + '.csv')} (+ .parquet, _summary.csv), {figures}, {out / 'README.md'}")
     return 0
 
 
@@ -321,21 +369,33 @@ def build_parser(wanted: Collection[str] | None = None) -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(
         prog="anchorlens",
         description="Label words as anchors: information-flow analyses of in-context learning on TransformerLens.",
+        allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    models = commands.add_parser("models", help="list the offline models and how to use others")
+    def command_parser(name: str, help_text: str, details: str = "", **options) -> argparse.ArgumentParser:
+        """A subcommand whose --help starts with its one-line `help_text` (what it measures or shows)."""
+        description = help_text[0].upper() + help_text[1:] + "." + (f"\n\n{details}" if details else "")
+        options.setdefault("formatter_class", _ParagraphsHelpFormatter)
+        return commands.add_parser(name, help=help_text, description=description, allow_abbrev=False, **options)
+
+    models = command_parser("models", "list the offline models and how to use others")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(run=_cmd_models)
 
-    tasks = commands.add_parser("tasks", help="list the tasks, templates and label words")
+    tasks = command_parser("tasks", "list the tasks, templates and label words")
     tasks.add_argument("--json", action="store_true", help="print JSON")
     tasks.set_defaults(run=_cmd_tasks)
 
-    prompt = commands.add_parser("prompt", help="show a seeded k-shot-per-class prompt and its tracked positions")
+    prompt = command_parser("prompt", "show a seeded k-shot-per-class prompt and its tracked positions")
     prompt.add_argument("--task", required=True, help="task name (see `anchorlens tasks`)")
-    prompt.add_argument("--model", default=None, help="model whose tokenizer to use (default: the default model)")
-    prompt.add_argument("--seed", type=int, default=42)
+    prompt.add_argument("--model", default=None, help=_model_help("model whose tokenizer to use"))
+    prompt.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="seed of the demonstrations and of the test-set sample, as in the experiments' --seeds (default: 42)",
+    )
     prompt.add_argument("--shots", type=int, default=1, help="demonstrations per class")
     prompt.add_argument("--index", type=int, default=0, help="which test input of the seeded test set is the query")
     prompt.add_argument(
@@ -345,7 +405,7 @@ def build_parser(wanted: Collection[str] | None = None) -> argparse.ArgumentPars
     prompt.set_defaults(run=_cmd_prompt)
 
     for name, description in RUN_COMMANDS.items():
-        command = commands.add_parser(name, help=description)
+        command = command_parser(name, description, RUN_DETAILS.get(name, RUN_PRINTS))
         _add_run_arguments(command)
         if wanted is None or name in wanted:
             from anchorlens.orchestrate import EXPERIMENTS
@@ -353,10 +413,8 @@ def build_parser(wanted: Collection[str] | None = None) -> argparse.ArgumentPars
             add_config_options(command, EXPERIMENTS[name].config_class)
         command.set_defaults(run=lambda args, experiment=name: _run_experiment(args, experiment))
 
-    reproduce = commands.add_parser(
-        "reproduce",
-        help="run every analysis and method on one model, resumably, and write report.md (main job)",
-        formatter_class=_ParagraphsHelpFormatter,
+    reproduce = command_parser(
+        "reproduce", "run every analysis and method on one model, resumably, and write report.md (main job)"
     )
     if wanted is None or "reproduce" in wanted:
         from anchorlens.reproduce import ReproduceConfig, help_description
@@ -377,6 +435,13 @@ def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse settings that would otherwise fail with a traceback after the model has loaded (minutes later)."""
     from anchorlens.errors import InvalidConfigError
 
+    image_format = getattr(args, "image_format", None)
+    if image_format is not None:
+        from anchorlens.plots import static_export_problem
+
+        problem = static_export_problem(image_format)
+        if problem is not None:
+            raise InvalidConfigError(f"--format {image_format}: {problem}")
     device = getattr(args, "device", None)
     if device is not None:
         from anchorlens.models import check_device
@@ -400,6 +465,15 @@ def _check_arguments(args: argparse.Namespace) -> None:
             )
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning as one ``anchorlens: warning: ...`` line on stderr (Python's default adds the category and
+    the source line that raised it, which means nothing to a command-line user)."""
+    text = " ".join(str(message).split())
+    module = typing.cast(str, getattr(category, "__module__", ""))
+    source = "" if module.startswith("anchorlens") or module == "builtins" else f" ({category.__name__})"
+    print(f"anchorlens: warning: {text}{source}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((argument for argument in argv if not argument.startswith("-")), None)
@@ -409,8 +483,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args.model = DEFAULT_MODEL
     try:
-        _check_arguments(args)
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            _check_arguments(args)
+            return args.run(args)
     except AnchorlensError as error:
         print(f"anchorlens: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -111,18 +111,43 @@ def file_sha256(path: Path) -> str:
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path`, created if missing, opened without following a symlink and never truncated."""
+    """An exclusive lock on `path`, created if missing, opened without following a symlink and never truncated.
+
+    The lock file is removed on release, so a finished run leaves none behind. Removing it is safe against a
+    second process waiting on the same file: a waiter that gets the lock checks that `path` still names the file
+    it locked, and opens the new one if the holder removed it meanwhile (the usual flock-and-unlink protocol).
+    """
     ensure_folder(path.parent)
+    while True:
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise InvalidConfigError(
+                    f"{path} is a symbolic link; anchorlens does not follow links in its output folders. Remove it"
+                ) from None
+            raise _unwritable(path, error) from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if _still_names(path, descriptor):
+            break
+        os.close(descriptor)  # the holder removed the file we waited on: lock the current one
     try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise InvalidConfigError(
-                f"{path} is a symbolic link; anchorlens does not follow links in its output folders. Remove it"
-            ) from None
-        raise _unwritable(path, error) from None
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
+        with contextlib.suppress(OSError):  # a read-only folder keeps its lock file; the lock still works
+            os.unlink(path)
         os.close(descriptor)  # closing releases the lock
+
+
+def _still_names(path: Path, descriptor: int) -> bool:
+    """Whether `path` is the file open as `descriptor` (not removed, nor replaced by another)."""
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(descriptor)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)

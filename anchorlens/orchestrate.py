@@ -9,16 +9,13 @@ data-parallel launchers: those sit on this layer, above them.
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from anchorlens.distributed import init_distributed, place_rank, run_shard
-from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments import (
     AurocConfig,
     AurocResult,
@@ -42,9 +39,10 @@ from anchorlens.experiments import (
     run_reweight,
     run_saliency,
 )
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult
+from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, outputs_deferred
 from anchorlens.model_classes import Model
 from anchorlens.models import expected_recorded_name, load_model
+from anchorlens.outputs import write_outputs
 from anchorlens.plots import (
     plot_auroc,
     plot_compress,
@@ -55,7 +53,6 @@ from anchorlens.plots import (
     plot_isolation_by_k,
     plot_reweight,
     plot_saliency,
-    save_figure,
 )
 from anchorlens.runs import check_folder
 from anchorlens.tasks import get_task
@@ -117,9 +114,10 @@ def run_experiment(
     *,
     progress: bool = True,
     figure: bool = True,
+    image_format: str | None = None,
 ) -> ExperimentResult:
-    """Run one experiment over several tasks into `out` (resuming), then save the combined table and figures
-    (self-contained HTML, `anchorlens.plots.save_figure`).
+    """Run one experiment over several tasks into `out` (resuming), then write the folder's combined outputs
+    (`anchorlens.outputs.write_outputs`: tables, figures sharing one plotly.min.js, README.md).
 
     `model` is a loaded model or a model name, loaded here in ``config.dtype``. Returns the result of
     everything in `out`, so several invocations into one folder (other tasks, more seeds) add up.
@@ -136,6 +134,7 @@ def run_experiment(
         out (str | Path): the results folder; parts already in it are resumed, not recomputed.
         progress: show progress bars (on rank 0 only when distributed).
         figure: also draw and save the experiment's figures.
+        image_format: also write each figure as ``"png"``, ``"svg"`` or ``"pdf"`` (needs kaleido).
 
     Returns:
         The result of everything in `out` (its `to_frame`, `examples`, `summary_with_ci`).
@@ -150,7 +149,7 @@ def run_experiment(
     config = config.for_model(model)
     check_folder(out, name, config.signature())
     progress = progress and process.is_main  # one set of progress bars, not one per rank
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), outputs_deferred():  # the combined outputs are written once, below
         warnings.filterwarnings("once", message="label word")
         if process.is_distributed:
 
@@ -162,16 +161,6 @@ def run_experiment(
         else:
             for task in tasks:
                 spec.run(model, task, config, out=out, progress=progress)
-    result = spec.result_class.from_folder(out, config)
     if process.is_main:
-        try:
-            result.save(out)
-            if figure:
-                for stem, plot in spec.figures(name).items():
-                    save_figure(plot(result), Path(out) / stem)
-        except InvalidConfigError as error:  # a finished, read-only folder can still be read and summarised
-            if not os.access(out, os.W_OK):
-                warnings.warn(f"{error}; the combined tables and figure were not written", stacklevel=2)
-            else:
-                raise
-    return result
+        return write_outputs(name, out, config, figure=figure, image_format=image_format)
+    return spec.result_class.from_folder(out, config)

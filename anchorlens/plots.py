@@ -5,13 +5,15 @@ Every figure names its axes with their units, shows the values (and their interv
 subtitle what its error bars or bands are: the 95% two-level bootstrap interval of the result's
 ``summary_with_ci()`` where the result holds per-example rows, else ±1 standard deviation over seeds where
 there are at least two seeds, else none ("one seed: no interval"). A bar is never drawn from a single value.
-`save_figure` writes self-contained HTML (plotly.js inlined), which opens offline.
+`save_figure` writes self-contained HTML (plotly.js inlined), which opens offline, or HTML that shares one
+``plotly.min.js`` beside it (what a results folder holds), or a static PNG, SVG or PDF where kaleido is installed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -778,23 +780,79 @@ def diagnose_svg(result: DiagnoseResult, task: str, model: str | None = None, ce
     return "\n".join(parts)
 
 
-def save_figure(figure: go.Figure, path_without_suffix) -> list[str]:
-    """Write ``.html`` (always; self-contained, plotly.js inlined so it opens offline) and ``.png`` (when
-    kaleido can render), each atomically; returns the written paths."""
-    from pathlib import Path
+#: The formats `save_figure` writes: HTML (interactive, the default) and the static ones kaleido renders.
+FIGURE_FORMATS = ("html", "png", "svg", "pdf")
+STATIC_FORMATS = ("png", "svg", "pdf")
+#: The one copy of plotly.js beside the figures of a results folder (`save_figure(..., plotlyjs="beside")`).
+PLOTLY_JS = "plotly.min.js"
 
+
+def static_export_problem(format: str) -> str | None:
+    """Why figures cannot be written as `format` here (one line saying how to fix it), or None if they can."""
+    import importlib.util
+
+    if format not in FIGURE_FORMATS:
+        return f"unknown figure format {format!r}; use one of {', '.join(FIGURE_FORMATS)}"
+    if format in STATIC_FORMATS and importlib.util.find_spec("kaleido") is None:
+        return (
+            f"writing {format} figures needs plotly's static exporter kaleido, which is not installed: "
+            "pip install -U kaleido, then run plotly_get_chrome once (kaleido renders with Chrome); the HTML "
+            "figures need neither"
+        )
+    return None
+
+
+def _write_plotly_js(folder) -> None:
+    """plotly.js as `PLOTLY_JS` in `folder`, written only when missing or of another plotly version."""
+    from plotly.offline import get_plotlyjs
+
+    from anchorlens.files import atomic_write_text
+
+    path = Path(folder) / PLOTLY_JS
+    bundle = get_plotlyjs()
+    if path.is_file() and not path.is_symlink() and path.read_text(encoding="utf-8", errors="replace") == bundle:
+        return
+    atomic_write_text(path, bundle)
+
+
+def save_figure(
+    figure: go.Figure, path_without_suffix: str | Path, *, format: str = "html", plotlyjs: str = "inline"
+) -> list[str]:
+    """Write `figure` atomically as ``<path>.<format>`` and return the paths written.
+
+    Args:
+        figure: a plotly figure (any ``plot_*`` of `anchorlens.plots`).
+        path_without_suffix: the file's path; the suffix is the format's.
+        format: ``"html"`` (interactive, the default) or ``"png"``, ``"svg"``, ``"pdf"`` (static, rendered by
+            kaleido; without it, a one-line `InvalidConfigError` says how to install it).
+        plotlyjs: for HTML, ``"inline"`` (one self-contained file, plotly.js inside, about 5 MB) or
+            ``"beside"`` (the file references ``plotly.min.js`` in its folder, written once there: what a
+            results folder holds, so its figures share one copy and still open offline).
+    """
     from anchorlens.files import atomic_write_bytes, atomic_write_text
 
+    problem = static_export_problem(format)
+    if problem is not None:
+        raise InvalidConfigError(problem)
+    if plotlyjs not in ("inline", "beside"):
+        raise InvalidConfigError(f"unknown plotlyjs {plotlyjs!r}; use 'inline' (self-contained) or 'beside'")
     base = Path(path_without_suffix)
-    written = [str(base.with_suffix(".html"))]
-    atomic_write_text(written[0], figure.to_html(include_plotlyjs=True, full_html=True))
+    path = base.with_suffix(f".{format}")
+    if format == "html":
+        if plotlyjs == "beside":
+            _write_plotly_js(base.parent)
+        include = True if plotlyjs == "inline" else PLOTLY_JS
+        atomic_write_text(path, figure.to_html(include_plotlyjs=include, full_html=True))
+        return [str(path)]
     try:
-        image = figure.to_image(format="png", scale=2)
-    except Exception:  # kaleido missing or without a browser: the HTML is still there
-        return written
-    atomic_write_bytes(base.with_suffix(".png"), image)
-    written.append(str(base.with_suffix(".png")))
-    return written
+        image = figure.to_image(format=format, scale=2 if format == "png" else 1)
+    except Exception as error:  # kaleido present but unable to render (most often: no Chrome)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InvalidConfigError(
+            f"kaleido could not write {path} ({first}); run plotly_get_chrome once, or pip install -U kaleido"
+        ) from None
+    atomic_write_bytes(path, image)
+    return [str(path)]
 
 
 # ---------------------------------------------------------------------------------------- one prompt's flow

@@ -371,20 +371,33 @@ def _custom_task(template: str, label_words: Sequence[str] | None, labels_given:
     )
 
 
+def _renamed(value: Any, old_value: Any, old: str, new: str, function: str) -> Any:
+    """The value of a parameter given by its new name or, with a `FutureWarning`, by its old one."""
+    if old_value is None:
+        return value
+    if value is not None and value is not old_value and value != old_value:
+        raise InvalidConfigError(
+            f"{function} got both {new}= and {old}= (its old name) with different values; give {new}="
+        )
+    warnings.warn(f"{function}({old}=...) is deprecated: the parameter is now {new}=", FutureWarning, stacklevel=3)
+    return old_value
+
+
 def build_prompt(
-    tokenizer: Any,
+    model_or_tokenizer: Any = None,
     task: Task | str | None = None,
     demonstrations: Sequence = (),
-    query_text: str | None = None,
+    query: str | None = None,
     query_label: int | str | None = None,
     *,
-    query: str | None = None,
     template: str | None = None,
     label_words: Sequence[str] | None = None,
     prepend_bos: bool | None = None,
     max_length: int | None = None,
     labels: LabelTokens | None = None,
     example_index: int | None = None,
+    tokenizer: Any = None,
+    query_text: str | None = None,
 ) -> Prompt:
     """Build a prompt and its positions from one tokenization of the whole text.
 
@@ -396,18 +409,17 @@ def build_prompt(
 
     or with a registered task (its template and label words), the form the experiments use::
 
-        build_prompt(tokenizer, "sst2", [(text, class_id), ...], query_text, query_label, prepend_bos=False)
+        build_prompt(model, "sst2", [(text, class_id), ...], query, query_label)
 
     Args:
-        tokenizer: a loaded model (its tokenizer, BOS setting and context length are used) or a Hugging Face
-            tokenizer (then `prepend_bos` is required).
+        model_or_tokenizer: a loaded model (its tokenizer, BOS setting and context length are used) or a Hugging
+            Face tokenizer (then `prepend_bos` is required, e.g. ``**prompt_settings(model)``).
         task: a task name or `Task`; None with `template` (and label words) of your own.
         demonstrations: (text, label) pairs in prompt order (anything with ``.text``/``.label`` works too); a
             label is a label word (``" Positive"``) or a class id.
-        query_text: the query's text (or `query`).
+        query: the query's text.
         query_label: the query's gold class as a label word or class id; None when unknown (saliency and
             re-weighting training need it).
-        query: the same as `query_text`.
         template: ``"...{text}...{label}"`` with ``{label}`` last (`Task`); overrides the task's template.
         label_words: every class's label word in class-id order, without a task. Default: the demonstrations'
             label words in order of first appearance (build prompts you analyse together with the same
@@ -416,6 +428,8 @@ def build_prompt(
         max_length: longest prompt allowed in tokens (`PromptTooLongError` beyond); default the model's context.
         labels: a `label_tokens` result, to reuse the label-token check across many prompts.
         example_index: row of the query in its split, when it comes from a task's data.
+        tokenizer: the old name of `model_or_tokenizer` (deprecated: a `FutureWarning`).
+        query_text: the old name of `query` (deprecated: a `FutureWarning`).
 
     Returns:
         A `Prompt`: token ids, each token's `Role`, the label positions p (``label_positions`` by class) and the
@@ -424,10 +438,13 @@ def build_prompt(
     A label word of several tokens is used through its first token (with a warning); label words sharing a
     first token are a `LabelWordError`.
     """
-    tokenizer, prepend_bos, max_length = tokenizer_and_settings(tokenizer, prepend_bos, max_length, what="build_prompt")
-    if query is not None and query_text is not None and query != query_text:
-        raise InvalidConfigError("build_prompt got both query= and query_text= with different texts; give one")
-    query_text = query if query is not None else query_text
+    model_or_tokenizer = _renamed(model_or_tokenizer, tokenizer, "tokenizer", "model_or_tokenizer", "build_prompt")
+    query_text = _renamed(query, query_text, "query_text", "query", "build_prompt")
+    if model_or_tokenizer is None:
+        raise InvalidConfigError("build_prompt needs a loaded model or its tokenizer first: build_prompt(model, ...)")
+    tokenizer, prepend_bos, max_length = tokenizer_and_settings(
+        model_or_tokenizer, prepend_bos, max_length, what="build_prompt"
+    )
     if not isinstance(query_text, str):
         raise InvalidConfigError(f"build_prompt needs the query's text as a string (query='...'), got {query_text!r}")
     given = _demonstration_pairs(demonstrations)
@@ -704,7 +721,7 @@ def prompt_settings(model: Model) -> dict:
 
 
 def task_prompts(
-    tokenizer: Any,
+    model_or_tokenizer: Any,
     task: Task | str,
     seed: int,
     *,
@@ -717,8 +734,9 @@ def task_prompts(
     """The seed's fixed demonstrations and one prompt per seeded test input (SPEC §0 sampling).
 
     Args:
-        tokenizer: a loaded model (its tokenizer, BOS setting and context length are used) or a Hugging Face
-            tokenizer (then `prepend_bos` is required, e.g. ``**prompt_settings(model)``).
+        model_or_tokenizer: a loaded model (its tokenizer, BOS setting and context length are used: the short
+            form, ``task_prompts(model, "sst2", 42)``) or a Hugging Face tokenizer (then `prepend_bos` is
+            required, e.g. ``**prompt_settings(model)``).
         task: a task name or `Task`.
         seed: the seed of the demonstrations and of the test-set shuffle.
         prepend_bos: whether to put the tokenizer's BOS token first; default from the model.
@@ -733,7 +751,9 @@ def task_prompts(
     """
     from anchorlens.sampling import sample_demonstrations, sample_test_set
 
-    tokenizer, prepend_bos, max_length = tokenizer_and_settings(tokenizer, prepend_bos, max_length, what="task_prompts")
+    tokenizer, prepend_bos, max_length = tokenizer_and_settings(
+        model_or_tokenizer, prepend_bos, max_length, what="task_prompts"
+    )
     task = get_task(task)
     demonstrations, _ = sample_demonstrations(task, seed, shots_per_class=shots_per_class, source=source)
     labels = label_tokens(tokenizer, task)

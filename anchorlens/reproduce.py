@@ -34,7 +34,9 @@ class ReproduceConfig:
     """Sizes of the reproduction. The defaults are the README's main job: small enough for 2 CPU cores."""
 
     model: str = setting(DEFAULT_MODEL, "model name (see `anchorlens models`)")
-    tasks: tuple[str, ...] = setting(paper.TASKS, "tasks (see `anchorlens tasks`)")
+    tasks: tuple[str, ...] = setting(
+        paper.TASKS, "tasks (see `anchorlens tasks`); --task is the same option", aliases=("--task",)
+    )
     seeds: tuple[int, ...] = setting((42,), "seeds (paper: 42 43 44 45 46)")
     n_test: int = setting(20, "test inputs per task and seed (paper: 1000)")
     batch_size: int = setting(8, "prompts per forward pass (changes no number)")

@@ -298,23 +298,70 @@ def test_isolation_in_chosen_layers_equals_the_papers_first_and_last_k(gpt2_like
         al.isolation(gpt2_like, prompts, layers=[2])
 
 
-def test_label_attention_auroc_frame_is_the_runs_per_example_rows(llama_like):
+def test_label_attention_auroc_frames_are_the_runs_rows(llama_like):
     config = AurocConfig(seeds=(2,), n_test=6, batch_size=4, per_head=True)
     prompts = seed_prompts(llama_like, 2, 6)
-    frame = al.label_attention_auroc(llama_like, prompts, per_head=True, batch_size=4)
+    with pytest.warns(al.FewPromptsWarning, match=r"rests on \d prompt\(s\) in its rarest class .* fewer than 10"):
+        measured = al.label_attention_auroc(llama_like, prompts, per_head=True, batch_size=4)
     result = run_auroc(llama_like, "sst2", config, progress=False)
-    pd.testing.assert_frame_equal(frame.drop(columns=["auroc", "R"]), run_examples(result))
-    layers = whole_layer_rows(frame)
-    curve = layers.groupby("layer")["auroc"].first().to_numpy()
-    seed_rows = whole_layer_rows(result.frame)
-    np.testing.assert_array_equal(curve, seed_rows["auroc"].to_numpy())
+    pd.testing.assert_frame_equal(measured.examples, run_examples(result))
+    # The per-layer numbers in their own frame: one row per layer (then per head), as the run's seed rows.
+    layers = al.layer_rows(measured.layers)
+    assert list(layers.columns) == ["layer", "auroc", "R", "n", "classes_kept"] and len(layers) == 2
+    curve = layers["auroc"].to_numpy()
+    np.testing.assert_array_equal(curve, whole_layer_rows(result.frame)["auroc"].to_numpy())
+    rows = whole_layer_rows(measured.examples)
     for layer in range(llama_like.cfg.n_layers):
-        rows = layers[layers["layer"] == layer]
-        assert curve[layer] == layer_auroc(rows[["att_0", "att_1"]].to_numpy(), rows["prediction"].to_numpy()) or (
+        at = rows[rows["layer"] == layer]
+        assert curve[layer] == layer_auroc(at[["att_0", "att_1"]].to_numpy(), at["prediction"].to_numpy()) or (
             np.isnan(curve[layer])
         )
-    np.testing.assert_array_equal(layers.groupby("layer")["R"].first().to_numpy(), cumulative_r(curve))
-    assert per_head_rows(frame)["R"].isna().all()
+    np.testing.assert_array_equal(layers["R"].to_numpy(), cumulative_r(curve))
+    assert al.head_rows(measured.layers)["R"].isna().all()
+    assert set(measured.layers["level"]) == {"layer", "head"}
+    grid = al.head_grid(measured.layers, "auroc")
+    assert grid.shape == (llama_like.cfg.n_layers, llama_like.cfg.n_heads)
+    heads = al.head_rows(measured.layers)
+    assert grid.loc[1, 2] == heads[(heads["layer"] == 1) & (heads["head"] == 2)]["auroc"].item() or np.isnan(
+        grid.loc[1, 2]
+    )
+
+
+def test_label_attention_auroc_read_as_one_frame_still_works_with_a_warning(llama_like):
+    prompts = seed_prompts(llama_like, 2, 6)
+    with pytest.warns(al.FewPromptsWarning):
+        measured = al.label_attention_auroc(llama_like, prompts, batch_size=4)
+    with pytest.warns(FutureWarning, match=r"use result.layers for auroc and R"):
+        old = measured.groupby("layer")[["auroc", "R"]].first()
+    np.testing.assert_array_equal(old["R"].to_numpy(), measured.layers["R"].to_numpy())
+    with pytest.warns(FutureWarning):
+        assert len(measured) == len(measured.examples) and list(measured["auroc"]) == list(measured.combined()["auroc"])
+    with pytest.warns(al.FewPromptsWarning):
+        by_head = al.label_attention_auroc(llama_like, prompts, per_head=True, batch_size=4)
+    combined = by_head.combined()  # the old frame: each row's own layer's (or head's) numbers
+    for frame in (al.layer_rows, al.head_rows):
+        expected = frame(by_head.layers).set_index(["layer", "head"] if frame is al.head_rows else ["layer"])
+        rows = frame(combined)
+        keys = list(expected.index.names)
+        got = rows.groupby(keys)[["auroc", "R"]].first()
+        pd.testing.assert_frame_equal(got, expected[["auroc", "R"]], check_names=False)
+
+
+def test_head_grid_lays_out_per_head_saliency(llama_like):
+    prompts = seed_prompts(llama_like, 2, 3)
+    rows = al.saliency(llama_like, prompts, per_head=True, batch_size=4)
+    assert list(rows.columns[:5]) == ["example", "gold", "layer", "head", "level"]
+    assert (rows["level"] == np.where(rows["head"].isna(), "layer", "head")).all()
+    cube = al.head_grid(rows, "S_pq", per_example=True)
+    assert cube.shape == (3, llama_like.cfg.n_layers, llama_like.cfg.n_heads)
+    np.testing.assert_allclose(al.head_grid(rows, "S_pq").to_numpy(), cube.mean(0))
+    heads = al.head_rows(rows)
+    first = heads[heads["example"] == rows["example"].iloc[0]]
+    assert cube[0, 1, 0] == first[(first["layer"] == 1) & (first["head"] == 0)]["S_pq"].item()
+    with pytest.raises(errors.InvalidConfigError, match="no per-head rows; make it with per_head=True"):
+        al.head_grid(al.layer_rows(rows), "S_pq")
+    with pytest.raises(errors.InvalidConfigError, match="has no column 'S_xx'"):
+        al.head_grid(rows, "S_xx")
 
 
 def test_anchor_keys_are_the_diagnosis_keys(llama_like):
@@ -613,3 +660,30 @@ def test_the_building_blocks_refuse_bad_input_with_the_fix(gpt2_like):
     cache = al.cache_demonstrations(gpt2_like, prompts[0].token_ids[: prompts[0].length - 8])
     with pytest.raises(errors.InvalidConfigError, match="group prompts by their demonstrations"):
         al.query_tokens(other, cache)
+
+
+def test_a_true_confusion_on_few_prompts_per_class_warns_in_one_line(llama_like):
+    prompts = seed_prompts(llama_like, 3, 4)
+    keys = al.anchor_keys(llama_like, prompts, layer=1, batch_size=4)
+    with pytest.warns(al.FewPromptsWarning, match=r"true confusion rests on \d prompt\(s\).* fewer than 30 per class"):
+        keys.true_confusion()
+
+
+def test_build_prompt_takes_a_model_or_tokenizer_and_one_query_name(gpt2_like):
+    demonstrations = [("a dull film", 0), ("a joy", 1)]
+    by_position = al.build_prompt(gpt2_like, "sst2", demonstrations, "fine", 1)
+    by_name = al.build_prompt(model_or_tokenizer=gpt2_like, task="sst2", demonstrations=demonstrations, query="fine")
+    assert by_name.token_ids == by_position.token_ids
+    with pytest.warns(
+        FutureWarning, match=r"build_prompt\(tokenizer=...\) is deprecated: the parameter is now model_or"
+    ):
+        old = al.build_prompt(tokenizer=gpt2_like, task="sst2", demonstrations=demonstrations, query="fine")
+    with pytest.warns(
+        FutureWarning, match=r"build_prompt\(query_text=...\) is deprecated: the parameter is now query="
+    ):
+        old_query = al.build_prompt(gpt2_like, "sst2", demonstrations, query_text="fine")
+    assert old.token_ids == old_query.token_ids == by_position.token_ids
+    with pytest.raises(errors.InvalidConfigError, match="both query= and query_text="):
+        al.build_prompt(gpt2_like, "sst2", demonstrations, "fine", query_text="other")
+    with pytest.raises(errors.InvalidConfigError, match=r"needs a loaded model or its tokenizer first"):
+        al.build_prompt(task="sst2", demonstrations=demonstrations, query="fine")

@@ -393,16 +393,50 @@ def test_saved_html_is_self_contained(tmp_path):
     assert not re.search(r"<script[^>]*\bsrc\s*=", html, flags=re.I)
 
 
-def test_an_experiment_run_writes_every_figure_self_contained(tmp_path, llama_like):
-    """`run_experiment` writes the main figure and the extra ones (isolation across k), each self-contained."""
+def test_an_experiment_run_writes_every_figure_sharing_one_plotly_js(tmp_path, llama_like):
+    """`run_experiment` writes the main figure and the extra ones (isolation across k), each loading the one
+    plotly.min.js beside it: nothing is fetched from the web, and plotly.js is not repeated per figure."""
     import re
 
     from anchorlens.experiments import IsolationConfig
     from anchorlens.orchestrate import EXPERIMENTS, run_experiment
+    from anchorlens.plots import PLOTLY_JS
 
     config = IsolationConfig(seeds=(1,), n_test=2, k=(1, 2), batch_size=2)
     run_experiment("isolation", llama_like, ["sst2"], config, tmp_path, progress=False)
     assert list(EXPERIMENTS["isolation"].figures("isolation")) == ["isolation", "isolation_by_k"]
     for stem in ("isolation", "isolation_by_k"):
         html = (tmp_path / f"{stem}.html").read_text(encoding="utf-8")
-        assert "Plotly.newPlot" in html and not re.search(r"<script[^>]*\bsrc\s*=", html, flags=re.I)
+        sources = re.findall(r"<script[^>]*\bsrc\s*=\s*\"([^\"]*)\"", html, flags=re.I)
+        assert "Plotly.newPlot" in html and sources == [PLOTLY_JS] and len(html) < 500_000
+    assert re.match(r"/\*\*\s*\* plotly\.js v\d", (tmp_path / PLOTLY_JS).read_text(encoding="utf-8"))
+    assert sorted(path.name for path in tmp_path.glob("*.js")) == [PLOTLY_JS]
+
+
+def test_a_static_format_without_kaleido_is_one_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else real(name, *a))
+    with pytest.raises(InvalidConfigError, match=r"needs plotly's static exporter kaleido.*pip install -U kaleido"):
+        save_figure(plot_isolation_by_k(_isolation_result()), tmp_path / "figure", format="png")
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(InvalidConfigError, match="unknown figure format 'gif'"):
+        save_figure(plot_isolation_by_k(_isolation_result()), tmp_path / "figure", format="gif")
+
+
+@pytest.mark.parametrize("format", ["png", "svg", "pdf"])
+def test_a_static_format_is_written_where_kaleido_renders(tmp_path, monkeypatch, format):
+    """Where kaleido is installed the figure's `to_image` bytes are written as <path>.<format> (kaleido itself
+    is not a test dependency: its rendering is stood in for)."""
+    import importlib.util
+
+    import plotly.graph_objects as go
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "kaleido" else real(name, *a))
+    asked = []
+    monkeypatch.setattr(go.Figure, "to_image", lambda self, format, scale: asked.append(format) or b"IMAGE")
+    written = save_figure(plot_isolation_by_k(_isolation_result()), tmp_path / "figure", format=format)
+    assert written == [str(tmp_path / f"figure.{format}")] and asked == [format]
+    assert (tmp_path / f"figure.{format}").read_bytes() == b"IMAGE"

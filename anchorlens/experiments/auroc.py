@@ -28,6 +28,7 @@ an AUROC but no R (R_l accumulates over layers; a head index names unrelated hea
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,6 +47,7 @@ from anchorlens.experiments.common import (
     SeedOutput,
     checked_prompts,
     example_ids,
+    finish_run,
     gold_ids,
     in_prompt_order,
     per_head_rows,
@@ -403,32 +405,66 @@ def attention_rows(
     return SeedOutput(seed_rows, frame)
 
 
-def label_attention_auroc(
-    model: Model, prompts: Prompts, *, per_head: bool = False, batch_size: int = 8, progress: bool = False
-) -> pd.DataFrame:
-    """How well the target's attention to the label words predicts the model's answer, layer by layer, over
-    the given prompts (paper §2.3): per layer the AUROC of A_l(q, p_c) -- the target's post-softmax attention
-    to class c's label words, summed over heads and over that class's demonstrations -- against the model's own
-    prediction, and R_l, the share of the AUROC's excess over 0.5 reached by layer l. One forward pass per batch.
+#: Fewer prompts than this in a predicted class leave the AUROC and R_l resting on too little:
+#: `label_attention_auroc` warns.
+MIN_PROMPTS_PER_CLASS = 10
 
-    Classes predicted at least once are kept; two: score = attention to the second kept class; more: attentions
-    renormalised over the kept classes, one-vs-one AUROC. With fewer than two kept classes the AUROC is
-    undefined (NaN): give prompts the model answers differently.
 
-    Args:
-        model: a loaded HookedTransformer or TransformerBridge.
-        prompts: a list of `Prompt`s (or a `PromptBatch`) sharing their label words (gold labels not needed).
-        per_head: also each head's own attention A_{l,h}(q, p_c) and its AUROC, one row per (layer, head).
-        batch_size: prompts per forward pass (changes no number).
-        progress: show a progress bar over batches.
+class FewPromptsWarning(UserWarning):
+    """A number rests on fewer prompts per class than it needs to be read as more than noise."""
 
-    Returns:
-        One row per prompt and layer, prompts in the order given: ``example`` (``example_index`` or position),
-        ``gold`` (-1 where unknown), ``layer``, ``prediction``, ``att_0 … att_{C-1}`` (that prompt's A_l(q, p_c)),
-        and the layer's ``auroc`` and ``R`` over all the prompts (the same on every row of the layer). With
-        `per_head`, a ``head`` column after ``layer``: empty on these rows, followed by one row per prompt, layer
-        and head with that head's attention and AUROC (``R`` empty: it accumulates whole layers).
+
+@dataclass(frozen=True)
+class LabelAttentionAuroc:
+    """What `label_attention_auroc` returns: the per-prompt rows and, beside them, the per-layer numbers.
+
+    Reading it as the single DataFrame it used to be (``frame["auroc"]``, ``frame.groupby(...)``) still works
+    for now, with a `FutureWarning`: that frame repeated each layer's ``auroc`` and ``R`` on every prompt's row.
     """
+
+    #: One row per prompt and layer (and head): ``example, gold, layer, [head, level,] prediction, att_0 …``.
+    examples: pd.DataFrame
+    #: One row per layer (and head): ``layer, [head, level,] auroc, R, n, classes_kept`` (R empty on heads).
+    layers: pd.DataFrame
+
+    def combined(self) -> pd.DataFrame:
+        """The old single frame: the per-prompt rows with their layer's ``auroc`` and ``R`` on each."""
+        # Whole layers are head -1 in the lookup: an NA key does not match itself in an index.
+        keys = ["layer", "head"] if "head" in self.examples.columns else ["layer"]
+
+        def cells(frame: pd.DataFrame) -> pd.MultiIndex:
+            return pd.MultiIndex.from_frame(frame[keys].astype("float").fillna(-1))
+
+        numbers = self.layers[["auroc", "R"]].set_axis(cells(self.layers))
+        looked_up = numbers.reindex(cells(self.examples))
+        return self.examples.assign(auroc=looked_up["auroc"].to_numpy(), R=looked_up["R"].to_numpy())
+
+    def _deprecated(self) -> pd.DataFrame:
+        warnings.warn(
+            "label_attention_auroc now returns .examples (per prompt) and .layers (per layer: auroc, R, n); "
+            "reading it as one DataFrame is deprecated: use result.layers for auroc and R, "
+            "result.examples for the prompts, or result.combined() for the old frame",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return self.combined()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name in ("examples", "layers"):
+            raise AttributeError(name)
+        return getattr(self._deprecated(), name)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._deprecated()[key]
+
+    def __len__(self) -> int:
+        return len(self._deprecated())
+
+
+def measure_label_attention(
+    model: Model, prompts: Prompts, *, per_head: bool = False, batch_size: int = 8, progress: bool = False
+) -> LabelAttentionAuroc:
+    """`label_attention_auroc` without its warning about too few prompts (the runs report ``n`` instead)."""
     prompts = checked_prompts(model, prompts, what="label_attention_auroc")
     recorded, predictions = in_prompt_order(
         model,
@@ -441,17 +477,69 @@ def label_attention_auroc(
     predicted = predictions.numpy()
     examples, gold = example_ids(prompts), gold_ids(prompts)
     layers = attention_rows(attention.sum(2) if per_head else attention, examples, gold, predicted)
-    curve = layers.rows["auroc"].to_numpy()
-    frame = layers.examples.assign(
-        auroc=curve[layers.examples["layer"].to_numpy()], R=cumulative_r(curve)[layers.examples["layer"].to_numpy()]
-    )
+    numbers = layers.rows.copy()
+    numbers.insert(list(numbers.columns).index("auroc") + 1, "R", cumulative_r(numbers["auroc"].to_numpy()))
     if not per_head:
-        return frame
+        return LabelAttentionAuroc(layers.examples, numbers)
     heads = attention_rows(attention, examples, gold, predicted)
-    by_cell = heads.rows.set_index(["layer", "head"])["auroc"]
-    cells = pd.MultiIndex.from_frame(heads.examples[["layer", "head"]])
-    head_frame = heads.examples.assign(auroc=by_cell.reindex(cells).to_numpy(), R=np.nan)
-    return with_head_column(frame, head_frame)
+    head_numbers = heads.rows.copy()
+    head_numbers.insert(list(head_numbers.columns).index("auroc") + 1, "R", np.nan)
+    return LabelAttentionAuroc(
+        with_head_column(layers.examples, heads.examples), with_head_column(numbers, head_numbers)
+    )
+
+
+def warn_if_few_prompts_per_class(
+    labels: Int[np.ndarray, " example"], what: str, minimum: int, risk: str = "it can swing far"
+) -> None:
+    """One line (`FewPromptsWarning`) when the rarest class among `labels` (predicted or gold classes, one per
+    prompt) has fewer than `minimum` prompts; `risk` says what can go wrong then."""
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) and counts.min() < minimum:
+        shown = ", ".join(f"class {c}: {n}" for c, n in zip(classes.tolist(), counts.tolist()))
+        warnings.warn(
+            f"{what} rests on {counts.min()} prompt(s) in its rarest class ({shown}), fewer than {minimum} per "
+            f"class: {risk}; give more prompts",
+            FewPromptsWarning,
+            stacklevel=3,
+        )
+
+
+def label_attention_auroc(
+    model: Model, prompts: Prompts, *, per_head: bool = False, batch_size: int = 8, progress: bool = False
+) -> LabelAttentionAuroc:
+    """How well the target's attention to the label words predicts the model's answer, layer by layer, over
+    the given prompts (paper §2.3): per layer the AUROC of A_l(q, p_c) -- the target's post-softmax attention
+    to class c's label words, summed over heads and over that class's demonstrations -- against the model's own
+    prediction, and R_l, the share of the AUROC's excess over 0.5 reached by layer l. One forward pass per batch.
+
+    Classes predicted at least once are kept; two: score = attention to the second kept class; more: attentions
+    renormalised over the kept classes, one-vs-one AUROC. With fewer than two kept classes the AUROC is
+    undefined (NaN): give prompts the model answers differently. With fewer than `MIN_PROMPTS_PER_CLASS`
+    prompts in a predicted class a one-line `FewPromptsWarning` says the numbers rest on too little.
+
+    Args:
+        model: a loaded HookedTransformer or TransformerBridge.
+        prompts: a list of `Prompt`s (or a `PromptBatch`) sharing their label words (gold labels not needed).
+        per_head: also each head's own attention A_{l,h}(q, p_c) and its AUROC, one row per (layer, head).
+        batch_size: prompts per forward pass (changes no number).
+        progress: show a progress bar over batches.
+
+    Returns:
+        `LabelAttentionAuroc` with ``.examples``, one row per prompt and layer, prompts in the order given:
+        ``example`` (``example_index`` or position), ``gold`` (-1 where unknown), ``layer``, ``prediction``,
+        ``att_0 … att_{C-1}`` (that prompt's A_l(q, p_c)); and ``.layers``, one row per layer: ``layer``,
+        ``auroc`` and ``R`` over all the prompts, ``n`` (prompts) and ``classes_kept``. With `per_head`, both
+        have ``head`` and ``level`` columns after ``layer`` (``head`` empty and ``level`` = ``"layer"`` on the
+        whole-layer rows), followed by one row per head (``R`` empty: it accumulates whole layers);
+        ``head_grid(result.layers, "auroc")`` lays the heads' AUROC out as [layer, head].
+    """
+    measured = measure_label_attention(model, prompts, per_head=per_head, batch_size=batch_size, progress=progress)
+    predicted = whole_layer_rows(measured.examples).groupby("example", sort=False)["prediction"].first()
+    warn_if_few_prompts_per_class(
+        predicted.to_numpy(), "the AUROC and R_l of label_attention_auroc", MIN_PROMPTS_PER_CLASS
+    )
+    return measured
 
 
 def seed_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -489,16 +577,18 @@ def run_auroc(
 
     Returns:
         `AurocResult`: per seed and layer the AUROC, with R_l of the task's seed-averaged curve (`to_frame`), and one
-        row per test input and layer (`examples`): `label_attention_auroc`'s rows without ``auroc`` and ``R``.
+        row per test input and layer (`examples`): `label_attention_auroc`'s ``examples``.
     """
     task = get_task(task)
 
     def one_seed(seed: int) -> SeedOutput:
         _, prompts = task_prompts(model, task, seed, n_test=config.n_test, shots_per_class=config.shots_per_class)
-        frame = label_attention_auroc(
+        measured = measure_label_attention(
             model, prompts, per_head=config.per_head, batch_size=config.batch_size, progress=progress
         )
         # R is taken across seeds (`with_r`), not per seed.
-        return SeedOutput(seed_rows(frame), frame.drop(columns=["auroc", "R"]))
+        return SeedOutput(measured.layers.drop(columns="R"), measured.examples)
 
-    return AurocResult.from_run(run_seeds("auroc", model, task, config, one_seed, out=out, progress=progress))
+    return finish_run(
+        AurocResult.from_run(run_seeds("auroc", model, task, config, one_seed, out=out, progress=progress)), out
+    )

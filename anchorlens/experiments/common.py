@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +14,7 @@ from typing import Any, ClassVar, Literal, TypeVar, get_args
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
 from anchorlens.errors import InvalidConfigError, LabelWordError, PromptTooLongError, TokenizationError
@@ -32,14 +34,16 @@ def setting(
     flag: str | bool | None = True,
     default_text: str | None = None,
     default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
     """A config field that carries its own help text: the one source of a setting's default and meaning.
 
     The command line generates its options from these fields (`anchorlens.cli.add_config_options`): `flag` is the
     field's option, True for ``--field-name``, a string for another name (``--shots``), None for a field set in
     Python only. `default_text` describes a default the value alone does not say (None, a default factory).
+    `aliases` are further option names of the same setting (``--task`` beside ``--tasks``).
     """
-    metadata = {"help": help_text, "flag": flag, "default_text": default_text}
+    metadata = {"help": help_text, "flag": flag, "default_text": default_text, "aliases": tuple(aliases)}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
@@ -218,29 +222,101 @@ def batches(
     return iter(tqdm(made, total=len(groups), desc="batches", unit="batch", disable=not progress, leave=False))
 
 
+#: The ``level`` column of a frame made with ``per_head=True``: what each row is of, a whole layer or one head.
+LEVELS = ("layer", "head")
+
+
 def whole_layer_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of whole layers. A result made with ``per_head=True`` also holds one row per head, marked by a
-    ``head`` column that is empty (NA) on the whole-layer rows: those are returned, without the column."""
+    """The rows of whole layers (``al.layer_rows``). A frame made with ``per_head=True`` also holds one row per
+    head, marked by ``level`` = ``"head"`` and a ``head`` number (empty, NA, on the whole-layer rows).
+
+    Args:
+        frame: any frame of the analyses or results; one without a ``head`` column is returned as it is.
+
+    Returns:
+        The whole-layer rows, without the ``head`` and ``level`` columns.
+    """
     if "head" not in frame.columns:
         return frame
-    return frame[frame["head"].isna()].drop(columns="head").reset_index(drop=True)
+    layers = frame[frame["head"].isna()].drop(columns=["head", "level"], errors="ignore")
+    return layers.reset_index(drop=True)
 
 
 def per_head_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The per-head rows of a result made with ``per_head=True`` (``head`` as int); none without it."""
+    """The per-head rows of a frame made with ``per_head=True`` (``al.head_rows``).
+
+    Args:
+        frame: any frame of the analyses or results.
+
+    Returns:
+        The rows of single heads, ``head`` as int, without the ``level`` column; no rows for a frame without
+        per-head rows.
+    """
     if "head" not in frame.columns:
         return frame.iloc[0:0].assign(head=pd.Series(dtype="int64"))
-    heads = frame[frame["head"].notna()].reset_index(drop=True)
+    heads = frame[frame["head"].notna()].drop(columns="level", errors="ignore").reset_index(drop=True)
     return heads.assign(head=heads["head"].astype("int64"))
 
 
+#: Public names (``al.layer_rows``, ``al.head_rows``) of the two halves of a ``per_head=True`` frame.
+layer_rows = whole_layer_rows
+head_rows = per_head_rows
+
+
 def with_head_column(layer_rows: pd.DataFrame, head_rows: pd.DataFrame) -> pd.DataFrame:
-    """Whole-layer rows (``head`` empty) followed by per-head rows: the tidy frame of ``per_head=True``."""
+    """Whole-layer rows followed by per-head rows: the tidy frame of ``per_head=True``, with a ``head`` column
+    (empty on the whole-layer rows) and, after it, ``level`` saying which kind each row is (``"layer"`` or
+    ``"head"``, `LEVELS`)."""
     layer_rows = layer_rows.copy()
     position = list(layer_rows.columns).index("layer") + 1 if "layer" in layer_rows.columns else 0
     layer_rows.insert(position, "head", pd.array([pd.NA] * len(layer_rows), dtype="Int64"))
-    head_rows = head_rows.assign(head=pd.array(head_rows["head"], dtype="Int64"))
+    layer_rows.insert(position + 1, "level", "layer")
+    head_rows = head_rows.assign(head=pd.array(head_rows["head"], dtype="Int64"), level="head")
     return pd.concat([layer_rows, head_rows[list(layer_rows.columns)]], ignore_index=True)
+
+
+def head_grid(
+    frame: pd.DataFrame, value: str, *, per_example: bool = False
+) -> pd.DataFrame | Float[np.ndarray, "example layer head"]:
+    """One value of the per-head rows as a [layer, head] grid, so a heatmap is one line
+    (``px.imshow(head_grid(frame, "S_pq"))``).
+
+    Args:
+        frame: a frame with per-head rows (``al.saliency(..., per_head=True)``, ``al.label_attention_auroc(...,
+            per_head=True).layers``, a ``per_head=True`` result's ``to_frame()`` or ``examples``, `run_heads`'s
+            ``to_frame()``), of one task and model.
+        value: the column to lay out (``"S_wp"``, ``"auroc"``, ...).
+        per_example: instead of the mean over the rows of each (layer, head), an array [example, layer, head]
+            with one slice per prompt (per (seed, example) of a run, in the order they first appear).
+
+    Returns:
+        A DataFrame indexed by ``layer`` with one column per ``head`` (the mean over seeds or prompts), or, with
+        `per_example`, a NumPy array [example, layer, head].
+    """
+    if value not in frame.columns:
+        raise InvalidConfigError(f"the frame has no column {value!r}; its columns are {list(frame.columns)}")
+    heads = per_head_rows(frame)
+    if heads.empty:
+        raise InvalidConfigError("the frame has no per-head rows; make it with per_head=True (CLI: --per-head)")
+    for column in ("task", "model"):
+        if column in heads.columns and heads[column].nunique() > 1:
+            raise InvalidConfigError(
+                f"the frame holds several {column}s ({', '.join(map(str, heads[column].unique()))}); lay out one: "
+                f"head_grid(frame[frame[{column!r}] == ...], {value!r})"
+            )
+    if not per_example:
+        return heads.pivot_table(index="layer", columns="head", values=value, aggfunc="mean", dropna=False)
+    if "example" not in heads.columns:
+        raise InvalidConfigError("per_example needs per-example rows (an `example` column), e.g. result.examples")
+    units = [column for column in ("seed", "example") if column in heads.columns]
+    order = heads[units].drop_duplicates()
+    layers, n_heads = sorted(heads["layer"].unique()), int(heads["head"].max()) + 1
+    indexed = heads.set_index([*units, "layer", "head"])[value]
+    cells = pd.MultiIndex.from_tuples(
+        [(*unit, layer, head) for unit in order.itertuples(index=False) for layer in layers for head in range(n_heads)],
+        names=[*units, "layer", "head"],
+    )
+    return indexed.reindex(cells).to_numpy(dtype=float).reshape(len(order), len(layers), n_heads)
 
 
 # ------------------------------------------------------------------- analyses of any prompts (public API)
@@ -420,6 +496,31 @@ def run_seeds(
         rows.append(seed_rows)
         examples.append(seed_examples)
     return SeedRuns(pd.concat(rows, ignore_index=True), pd.concat(examples, ignore_index=True), config)
+
+
+#: Set while `anchorlens.orchestrate.run_experiment` runs task after task into one folder: it writes the combined
+#: outputs once at the end, so the run functions leave them to it.
+_OUTPUTS_DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar("outputs_deferred", default=False)
+
+
+@contextlib.contextmanager
+def outputs_deferred() -> Iterator[None]:
+    """Inside the block, ``run_*(..., out=DIR)`` writes its parts but not the folder's combined outputs."""
+    token = _OUTPUTS_DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _OUTPUTS_DEFERRED.reset(token)
+
+
+def finish_run(result: ResultT, out: str | Path | None) -> ResultT:
+    """A run function's last step: with `out`, write the folder's combined outputs, exactly as the command line
+    does (`anchorlens.outputs.write_outputs`: tables of everything in the folder, figures, README.md)."""
+    if out is not None and not _OUTPUTS_DEFERRED.get():
+        from anchorlens.outputs import write_outputs
+
+        write_outputs(result.experiment, out, result.config)
+    return result
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ from anchorlens.experiments.common import (
     checked_prompts,
     device_of,
     example_ids,
+    finish_run,
     gold_ids,
     pad_token_id,
     run_seeds,
@@ -651,4 +652,4 @@ def run_compress(
         out=out,
         progress=progress,
     )
-    return CompressResult.from_run(run)
+    return finish_run(CompressResult.from_run(run), out)

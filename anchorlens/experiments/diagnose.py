@@ -72,6 +72,7 @@ from anchorlens.experiments.common import (
     SeedOutput,
     checked_prompts,
     example_ids,
+    finish_run,
     gold_ids,
     in_prompt_order,
     run_seeds,
@@ -339,12 +340,20 @@ class AnchorKeys:
         return predicted_confusion(self.keys.double().mean(0).numpy(), self.queries.double().numpy(), n_components)
 
     def true_confusion(self) -> Float[np.ndarray, "class class"]:
-        """AUROC of p_i / p_j telling gold class i from gold class j over these prompts (`true_confusion`)."""
+        """AUROC of p_i / p_j telling gold class i from gold class j over these prompts (`true_confusion`).
+
+        With fewer than `MIN_PER_CLASS` prompts of some gold class (the diagnosis's own minimum), a one-line
+        `FewPromptsWarning` says the matrix rests on too little (on 2 a class, AUROCs of 1 are common)."""
+        from anchorlens.experiments.auroc import warn_if_few_prompts_per_class
+
         gold = self.examples["gold"].to_numpy()
         if (gold < 0).any():
             raise InvalidConfigError(
                 "true confusion needs every prompt's gold class; build the prompts with query_label=..."
             )
+        warn_if_few_prompts_per_class(
+            gold, "anchor_keys' true confusion", MIN_PER_CLASS, "its AUROCs can be 1 by chance"
+        )
         return true_confusion(self.probabilities.double().numpy(), gold)
 
 
@@ -652,8 +661,9 @@ def run_diagnose(
         recorded = anchor_keys(model, prompts, layer, batch_size=config.batch_size, progress=progress)
         # The label keys depend only on the demonstrations (causal attention), the same in every prompt.
         predicted = recorded.predicted_confusion(config.n_components)
-        true = recorded.true_confusion()
         gold = recorded.examples["gold"].to_numpy()
+        # The run's own minimum (config.min_per_class) was enforced above; rows record each class's count.
+        true = true_confusion(recorded.probabilities.double().numpy(), gold)
         per_class = np.bincount(gold, minlength=task.num_classes)
         names = task.class_names
         rows = pd.DataFrame(
@@ -676,4 +686,6 @@ def run_diagnose(
         per_example.insert(1, "split", [item.split for item in inputs])
         return SeedOutput(rows, per_example)
 
-    return DiagnoseResult.from_run(run_seeds("diagnose", model, task, config, one_seed, out=out, progress=progress))
+    return finish_run(
+        DiagnoseResult.from_run(run_seeds("diagnose", model, task, config, one_seed, out=out, progress=progress)), out
+    )

@@ -61,6 +61,7 @@ from anchorlens.experiments.common import (
     ExperimentResult,
     SeedOutput,
     batches,
+    finish_run,
     option_name,
     run_seeds,
     setting,
@@ -534,4 +535,6 @@ def run_heads(
         per_example = per_example.sort_values(["_flow", "k", "_condition", "draw", "example"], kind="stable")
         return SeedOutput(table, per_example.drop(columns=["_flow", "_condition"]).reset_index(drop=True))
 
-    return HeadsResult.from_run(run_seeds("heads", model, task, config, one_seed, out=out, progress=progress))
+    return finish_run(
+        HeadsResult.from_run(run_seeds("heads", model, task, config, one_seed, out=out, progress=progress)), out
+    )

@@ -46,6 +46,7 @@ from anchorlens.experiments.common import (
     SeedOutput,
     checked_prompts,
     example_ids,
+    finish_run,
     gold_ids,
     in_prompt_order,
     run_seeds,
@@ -475,6 +476,7 @@ def run_isolation(
         ]
         return SeedOutput(pd.DataFrame(rows), per_example)
 
-    return IsolationResult.from_run(
-        run_seeds("isolation", model, task, requested, one_seed, out=out, progress=progress)
+    return finish_run(
+        IsolationResult.from_run(run_seeds("isolation", model, task, requested, one_seed, out=out, progress=progress)),
+        out,
     )

@@ -46,6 +46,7 @@ from anchorlens.experiments.common import (
     checked_prompts,
     device_of,
     example_ids,
+    finish_run,
     option_name,
     pad_token_id,
     run_seeds,
@@ -867,4 +868,4 @@ def run_reweight(
         out=out,
         progress=progress,
     )
-    return ReweightResult.from_run(run)
+    return finish_run(ReweightResult.from_run(run), out)

@@ -45,6 +45,7 @@ from anchorlens.experiments.common import (
     SeedOutput,
     checked_prompts,
     example_ids,
+    finish_run,
     gold_ids,
     in_prompt_order,
     per_head_rows,
@@ -548,4 +549,6 @@ def run_saliency(
         )
         return SeedOutput(seed_rows(per_example), per_example)
 
-    return SaliencyResult.from_run(run_seeds("saliency", model, task, config, one_seed, out=out, progress=progress))
+    return finish_run(
+        SaliencyResult.from_run(run_seeds("saliency", model, task, config, one_seed, out=out, progress=progress)), out
+    )
