@@ -83,10 +83,7 @@ def hook_name(hook: str, layer: int) -> str:
     ``"attn_out"``, ...), or a full name with ``{layer}`` (``"blocks.{layer}.hook_resid_post"``)."""
     if "{layer}" in hook:
         return hook.format(layer=layer)
-    try:
-        from transformer_lens.utilities import get_act_name
-    except ImportError:  # transformer-lens before 3.x keeps it in `utils` only
-        from transformer_lens.utils import get_act_name
+    from transformer_lens.utilities import get_act_name  # both supported lines (3.9, 4.x) have it here
 
     return get_act_name(hook, layer)
 

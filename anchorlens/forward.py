@@ -217,5 +217,7 @@ def input_embeddings(model: Model, tokens: Int[Tensor, "batch seq"]) -> Float[Te
     Hugging Face input embeddings on a bridge (positions are added inside the model there)."""
     with torch.no_grad():
         if is_bridge(model):
-            return model.original_model.get_input_embeddings()(tokens)
+            # getattr: torch types a module's attributes as tensors or modules, not as the method it is here.
+            embed = getattr(model.original_model, "get_input_embeddings")()  # noqa: B009
+            return embed(tokens)
         return model(tokens, stop_at_layer=0)

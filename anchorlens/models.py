@@ -25,6 +25,7 @@ the offline models still need no hub. See `anchorlens.model_classes`.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import json
 import logging
@@ -644,7 +645,9 @@ def _from_hf_folder(
     n_devices: int = 1,
 ):
     """Convert a local HF folder to a HookedTransformer without touching the hub."""
-    import transformer_lens.loading_from_pretrained as loading
+    # transformer-lens 3.9 only (4.0 removed the module with HookedTransformer); imported by name so that the type
+    # check, run against 4.x, does not look for it.
+    loading = importlib.import_module("transformer_lens.loading_from_pretrained")
     from transformer_lens import HookedTransformer
 
     hf_model, tokenizer = _hf_folder_model(folder, dtype)
@@ -908,11 +911,11 @@ def _load_bridge(
 def _official_model_name(name: str) -> str | None:
     """TransformerLens's official name for `name` (an alias resolved), or None if it knows none."""
     try:
-        from transformer_lens.supported_models import get_official_model_name  # 4.x
+        resolver = importlib.import_module("transformer_lens.supported_models")  # 4.x
     except ImportError:
-        from transformer_lens.loading_from_pretrained import get_official_model_name  # 3.9
+        resolver = importlib.import_module("transformer_lens.loading_from_pretrained")  # 3.9
     try:
-        return get_official_model_name(name)
+        return resolver.get_official_model_name(name)
     except ValueError:
         return None
 
