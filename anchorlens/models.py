@@ -805,8 +805,8 @@ def _bridge_from_hf_model(
 
 
 def model_from_hugging_face(
-    hf_model,
-    tokenizer,
+    hf_model: Any,
+    tokenizer: Any,
     *,
     model_class: str | None = None,
     prepend_bos: bool | None = None,

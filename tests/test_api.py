@@ -335,7 +335,9 @@ def test_label_attention_auroc_read_as_one_frame_still_works_with_a_warning(llam
         old = measured.groupby("layer")[["auroc", "R"]].first()
     np.testing.assert_array_equal(old["R"].to_numpy(), measured.layers["R"].to_numpy())
     with pytest.warns(FutureWarning):
-        assert len(measured) == len(measured.examples) and list(measured["auroc"]) == list(measured.combined()["auroc"])
+        assert len(measured) == len(measured.examples)
+        # NaN where a random tiny model predicts one class only: equal as arrays, NaN matching NaN
+        np.testing.assert_array_equal(measured["auroc"].to_numpy(), measured.combined()["auroc"].to_numpy())
     with pytest.warns(al.FewPromptsWarning):
         by_head = al.label_attention_auroc(llama_like, prompts, per_head=True, batch_size=4)
     combined = by_head.combined()  # the old frame: each row's own layer's (or head's) numbers

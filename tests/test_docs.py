@@ -71,13 +71,13 @@ def test_readme_keeps_the_two_commands_and_the_ci_test_command():
     text = README.read_text(encoding="utf-8")
     assert "bash scripts/setup.sh && .venv/bin/python -m pytest -q" in text
     assert "bash scripts/setup.sh && .venv/bin/anchorlens reproduce --out results/reproduce" in text
-    # CI runs the fast tier first, then the README's command (the full suite): that last one must be the README's.
+    # CI runs the README's command (the whole suite, once) on the default line; its last .venv test step is it.
     ci_tests = [
         line[line.index(".venv/bin/python -m pytest") :].strip()
         for line in (ROOT / ".ci" / "run").read_text().splitlines()
         if ".venv/bin/python -m pytest" in line
     ]
-    assert ci_tests and ci_tests[-1] == ".venv/bin/python -m pytest -q", f"CI's last test step is {ci_tests}"
+    assert ci_tests and ci_tests[-1].startswith(".venv/bin/python -m pytest -q"), f"CI's last test step is {ci_tests}"
     assert f"bash scripts/setup.sh && {ci_tests[-1]}" in text, f"README lacks CI's test command {ci_tests[-1]}"
 
 

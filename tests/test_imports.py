@@ -58,12 +58,29 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         ),
     ),
     ("experiments package", frozenset({"anchorlens.experiments"})),
-    ("figures and orchestration", frozenset({"anchorlens.plots", "anchorlens.distributed", "anchorlens.orchestrate"})),
+    (
+        "figures and orchestration",
+        frozenset(
+            {
+                "anchorlens.plots",
+                "anchorlens.distributed",
+                "anchorlens.orchestrate",
+                # a results folder's combined outputs (tables, figures, README.md), and the answers a command prints
+                "anchorlens.outputs",
+                "anchorlens.answers",
+            }
+        ),
+    ),
     ("entry points", frozenset({"anchorlens.reproduce", "anchorlens.cli"})),
     ("public API", frozenset({"anchorlens"})),
 )
 
 LAYER_OF = {module: index for index, (_, modules) in enumerate(LAYERS) for module in modules}
+
+#: The one import that goes up the layers, inside a function, at call time: ``run_*(..., out=DIR)`` writes what
+#: the command writes, figures included, so the experiment framework's last step calls the outputs writer a layer
+#: above it. Listed here so that the checks below see every other import and no second one slips in.
+CALL_TIME_UPWARD = {("anchorlens.experiments.common", "anchorlens.outputs")}
 
 
 def module_name(path: Path) -> str:
@@ -148,6 +165,8 @@ def upward_imports(module: str, source: str | None = None) -> list[str]:
     found = []
     for line, imported, name in imports_of(module, source):
         target = _target(imported)
+        if (module, target) in CALL_TIME_UPWARD:
+            continue
         if target in LAYER_OF and LAYER_OF[target] > LAYER_OF[module]:
             what = imported if name is None else f"{name} from {imported}"
             found.append(
@@ -164,6 +183,12 @@ def private_crossings(module: str, source: str | None = None) -> list[str]:
         if name is not None and _is_private(name) and imported != module
     ]
     return found + [f"{module} uses {used} at line {line}" for line, used in private_attribute_uses(module, source)]
+
+
+def test_the_call_time_upward_imports_are_there():
+    """An exception that no longer matches an import is removed, not left to excuse a later one."""
+    for module, target in CALL_TIME_UPWARD:
+        assert any(_target(imported) == target for _, imported, _ in imports_of(module)), (module, target)
 
 
 def test_every_module_has_a_layer():
@@ -204,6 +229,8 @@ def test_figures_are_drawn_only_in_plots():
 def test_the_module_graph_has_no_cycle():
     """Same-layer imports are allowed, so check the graph as a whole too (depth-first, colours)."""
     graph = {module: {_target(imported) for _, imported, _ in imports_of(module)} - {module} for module in MODULES}
+    for module, target in CALL_TIME_UPWARD:
+        graph[module].discard(target)
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []
 
