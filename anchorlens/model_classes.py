@@ -49,6 +49,7 @@ An axis that merges two is written as their product (`layer*head`, checked again
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeGuard, no_type_check
 
@@ -149,6 +150,14 @@ def check_hook_names(model: Model, hooks: Sequence[tuple[object, object]]) -> No
         return
     known = model.hook_dict
     missing = [name for name in names if name not in known]
+    n_layers = int(model.cfg.n_layers)
+    deeper = [int(found[1]) for found in (re.match(r"blocks\.(\d+)\.", name) for name in missing) if found]
+    if deeper and max(deeper) >= n_layers:
+        raise HookError(
+            f"a hook is for layer {max(deeper)}, and this {describe(model)} has {n_layers} layers (0..{n_layers - 1}): "
+            "the hooks were made for a deeper model (a β of another model has more layers; reweight_hooks(..., "
+            "model=model) checks it)"
+        )
     if missing:
         raise HookError(
             f"this {describe(model)} has no hook point {missing[0]!r}"
