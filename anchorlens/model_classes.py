@@ -192,6 +192,16 @@ def recorded_model_name(model: Model) -> str:
     return f"{name}:bridge" if is_bridge(model) and not str(name).endswith(":bridge") else str(name)
 
 
+#: Where `anchorlens.models.load_model` keeps a local folder's `model_files_sha256` on the loaded model.
+MODEL_FILES_KEY = "_anchorlens_model_files_sha256"
+
+
+def recorded_model_files(model: Model) -> str | None:
+    """The sha256 of the config, tokenizer and weight files a local model folder was loaded from (None for other
+    models): part of the results' signature, so a folder edited between runs never mixes into one --out."""
+    return getattr(model, "__dict__", {}).get(MODEL_FILES_KEY)
+
+
 #: Hugging Face architectures whose attention has value biases: TransformerLens's default loading folds them
 #: into the output bias, which changes ∂L/∂A and un-normalised re-weighting (SPEC §8).
 VALUE_BIAS_ARCHITECTURES = frozenset(
