@@ -11,7 +11,11 @@ Input: each folder's ``<experiment>_summary.csv`` (long form: ``task, model, <ke
 ci_high, n_seeds, n_examples``, written by ``ExperimentResult.save``) and the seed rows of ``compress.csv`` (the
 speed-up) and ``diagnose.csv`` (the correlation, while the diagnose summary does not hold it); the per-example
 rows of saliency, isolation, re-weighting and compression (the paired checks below); and ``auroc_examples.parquet``, from
-which the full form says how the model's own ICL predictions spread over the classes. The results
+which the full form says how the model's own ICL predictions spread over the classes. In a folder a run made,
+these files are read only once they match the record written beside them (``<experiment>.record.json``: each
+file's sha256, the parts it was made of, the settings); files that do not (cut, edited, another run's or model's
+copied in) are recomputed from the folder's verified parts with a warning, never judged as they are
+(`anchorlens.experiments.saved_files`). The results
 page (docs/results.md) embeds the printed text, and the README its short form (``--short``: a row per finding, a
 column per model), each between ``<!-- claims:start -->`` and ``<!-- claims:end -->``; ``--check`` exits 1
 with a diff when that block differs from what is printed now, ``--write`` replaces it.

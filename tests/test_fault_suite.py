@@ -7,7 +7,9 @@ Faults (`fault_cases`): each file truncated at several offsets, a byte zeroed, d
 name, replaced by the same file of another run (fewer test inputs) or of another model, replaced by a symbolic
 link to an identical copy outside, made read-only; each folder replaced by a symbolic link to a copy outside.
 Readers (`READERS`): resuming the experiment into the folder (`run_experiment`), running another experiment into
-it, the claims script, and the result readers `from_folder` and `load`.
+it, the claims script, and the result readers `from_folder` and `load`. `reproduce` loads its model by name, so its
+product is apart (`test_every_fault_of_a_reproduce_folder`): a folder it made with a tiny random GPT-NeoX saved as
+a local folder (the `tiny_folder` fixture), every fault of its ``OUT/isolation``, then `reproduce` again.
 
 The fast tier runs a seeded sample; the whole product is in the slow tier (``integration``). docs/bad-input.md
 states the count of cases, checked against `fault_cases` here.
@@ -39,6 +41,8 @@ ROOT = Path(__file__).parents[1]
 EXPERIMENT = "isolation"
 TASKS = ("sst2",)
 SETTINGS = dict(seeds=(1, 2), n_test=4, batch_size=4, k=(1,))
+#: The sizes of the `reproduce` product (isolation at its default k, on a 6-layer model: slower per part).
+REPRODUCE_SETTINGS = dict(seeds=(1,), n_test=2, batch_size=2)
 #: Of the fast tier: this many cases drawn with a fixed seed (about 20 s on one core).
 SAMPLE = 16
 
@@ -216,6 +220,16 @@ def read_load(model, out: Path, reference: Reference) -> None:
     _same_result(IsolationResult.load(out), reference)
 
 
+def read_reproduce(model, out: Path, reference: Reference) -> None:
+    from anchorlens.experiments import IsolationResult
+    from anchorlens.reproduce import ReproduceConfig, reproduce
+
+    config = ReproduceConfig(model=model, tasks=TASKS, experiments=(EXPERIMENT,), **REPRODUCE_SETTINGS)
+    with contextlib.redirect_stdout(io.StringIO()):
+        reproduce(config, out.parent, progress=False)
+    _same_result(IsolationResult.from_folder(out), reference)
+
+
 def read_claims(model, out: Path, reference: Reference) -> None:
     code, text, err = _claims_text(out)
     if code != 0:
@@ -263,11 +277,11 @@ def finished(tmp_path_factory, gpt2_like, llama_like):
     return base, others, Reference(result.frame, result.examples, text, saliency)
 
 
-def judge(fault: Fault, reader: str, model, finished, tmp_path) -> str:
+def judge(fault: Fault, reader: str, model, finished, tmp_path, readers: dict[str, Callable] = READERS) -> str:
     """Run one case; returns "identical", "recomputed" (with a warning) or "refused" (one line), or fails."""
     base, others, reference = finished
     case = tmp_path / f"case-{abs(hash((str(fault), reader)))}"
-    out, outside = case / "out", case / "outside"
+    out, outside = case / "root" / EXPERIMENT, case / "outside"  # root: `reproduce`'s --out
     shutil.copytree(base, out, symlinks=True)
     outside.mkdir(parents=True)
     apply(fault, out, outside, others)
@@ -276,7 +290,7 @@ def judge(fault: Fault, reader: str, model, finished, tmp_path) -> str:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                READERS[reader](model, out, reference)
+                readers[reader](model, out, reference)
             except AnchorlensError as error:
                 assert "\n" not in str(error).strip(), f"{fault} × {reader}: a refusal of more than one line"
                 outcome = "refused"
@@ -321,6 +335,45 @@ def test_every_fault_times_every_reader(finished, gpt2_like, tmp_path):
             failures.append(str(error).splitlines()[0])
     print(f"fault suite: {len(_cases(finished))} cases, outcomes {dict(outcomes)}, {len(failures)} failed")
     assert not failures, "\n".join(failures[:30])
+
+
+@pytest.mark.integration
+def test_every_fault_of_a_reproduce_folder(tmp_path_factory, tiny_folder, tmp_path):
+    """The slow tier: `reproduce` (isolation only, `REPRODUCE_SETTINGS`) into a folder, every fault of its
+    ``OUT/isolation`` (and of another run's, with 3 test inputs, as replacements), then `reproduce` again."""
+    from collections import Counter
+
+    from anchorlens.experiments import IsolationResult
+    from anchorlens.reproduce import ReproduceConfig, reproduce
+
+    root = tmp_path_factory.mktemp("reproduce-faults")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        for name, n_test in (("base", REPRODUCE_SETTINGS["n_test"]), ("other-run", 3)):
+            config = ReproduceConfig(
+                model=str(tiny_folder),
+                tasks=TASKS,
+                experiments=(EXPERIMENT,),
+                **{**REPRODUCE_SETTINGS, "n_test": n_test},
+            )
+            reproduce(config, root / name, progress=False)
+        reference = IsolationResult.from_folder(root / "base" / EXPERIMENT)
+    base, others = root / "base" / EXPERIMENT, {"another run": root / "other-run" / EXPERIMENT}
+    finished = (base, others, Reference(reference.frame, reference.examples, "", pd.DataFrame()))
+    faults = fault_cases(base, others)
+    outcomes: Counter = Counter()
+    failures = []
+    for fault in faults:
+        try:
+            outcomes[
+                judge(fault, "reproduce", str(tiny_folder), finished, tmp_path, {"reproduce": read_reproduce})
+            ] += 1
+        except AssertionError as error:
+            failures.append(str(error).splitlines()[0])
+    print(f"reproduce fault suite: {len(faults)} cases, outcomes {dict(outcomes)}, {len(failures)} failed")
+    assert not failures, "\n".join(failures[:30])
+    text = (ROOT / "docs" / "bad-input.md").read_text()
+    assert f"{len(faults)} faults of a folder `reproduce` made" in text, f"docs: {len(faults)} faults of a folder"
 
 
 def test_the_docs_state_the_count_of_cases(finished):
