@@ -11,7 +11,11 @@ Input: each folder's ``<experiment>_summary.csv`` (long form: ``task, model, <ke
 ci_high, n_seeds, n_examples``, written by ``ExperimentResult.save``) and the seed rows of ``compress.csv`` (the
 speed-up) and ``diagnose.csv`` (the correlation, while the diagnose summary does not hold it); the per-example
 rows of saliency, isolation, re-weighting and compression (the paired checks below); and ``auroc_examples.parquet``, from
-which the full form says how the model's own ICL predictions spread over the classes. The results
+which the full form says how the model's own ICL predictions spread over the classes. In a folder a run made,
+these files are read only once they match the record written beside them (``<experiment>.record.json``: each
+file's sha256, the parts it was made of, the settings); files that do not (cut, edited, another run's or model's
+copied in) are recomputed from the folder's verified parts with a warning, never judged as they are
+(`anchorlens.experiments.saved_files`). The results
 page (docs/results.md) embeds the printed text, and the README its short form (``--short``: a row per finding, a
 column per model), each between ``<!-- claims:start -->`` and ``<!-- claims:end -->``; ``--check`` exits 1
 with a diff when that block differs from what is printed now, ``--write`` replaces it.
@@ -63,9 +67,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import io
 import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +80,7 @@ from scipy import stats as scipy_stats
 
 from anchorlens import paper
 from anchorlens.errors import AnchorlensError, DataFileError
+from anchorlens.experiments import saved_files
 from anchorlens.experiments.auroc import cumulative_r
 from anchorlens.experiments.saliency import REGIONS, flow_differences
 from anchorlens.stats import bootstrap_means
@@ -328,30 +334,31 @@ class Results:
                     "--out DIR` or the analyses scripts, e.g. docs/results/smollm2-135m"
                 )
             found_model = False
+            files = {name: data for experiment in EXPERIMENTS for name, data in saved_files(folder, experiment).items()}
             for experiment in EXPERIMENTS:
-                summary = read_summary(folder / f"{experiment}_summary.csv")
+                summary = read_summary(folder / f"{experiment}_summary.csv", files)
                 if summary is not None and not summary.empty:
                     results.add(experiment, summary, folder)
                     found_model = True
             seed_models = []
             for experiment in ("compress", "diagnose"):  # seed rows: the speed-up; the diagnosis correlation
-                rows = folder / f"{experiment}.csv"
-                if rows.is_file():
-                    frame = pd.read_csv(rows, dtype={column: str for column in TEXT_COLUMNS})
+                rows = files.get(f"{experiment}.csv")
+                if rows is not None:
+                    frame = pd.read_csv(io.BytesIO(rows), dtype={column: str for column in TEXT_COLUMNS})
                     results.seed_rows[experiment] = pd.concat(
                         [results.seed_rows.get(experiment, pd.DataFrame()), frame], ignore_index=True
                     )
                     seed_models += list(frame["model"].unique()) if "model" in frame.columns else []
             for experiment in PAIRED_ARMS:
-                rows = read_examples(folder / f"{experiment}_examples.parquet", experiment)
+                rows = read_examples(folder / f"{experiment}_examples.parquet", experiment, files)
                 if rows is not None:
                     results.examples[experiment] = pd.concat(
                         [results.examples.get(experiment, pd.DataFrame()), rows], ignore_index=True
                     )
-            flows = read_flows(folder / "saliency_examples.parquet")
+            flows = read_flows(folder / "saliency_examples.parquet", files)
             if flows is not None:
                 results.flows = pd.concat([results.flows, flows], ignore_index=True)
-            predictions = read_predictions(folder / "auroc_examples.parquet")
+            predictions = read_predictions(folder / "auroc_examples.parquet", files)
             if predictions is not None:
                 results.predictions = pd.concat([results.predictions, predictions], ignore_index=True)
             if not found_model:  # no summary names the model: the seed rows do, else the folder stands for it
@@ -438,12 +445,21 @@ class Results:
         return part, ""
 
 
-def read_summary(path: Path) -> pd.DataFrame | None:
+def file_data(path: Path, files: Mapping[str, bytes] | None) -> bytes | None:
+    """The content to read for `path`: from `files` (file name → content, as `saved_files` verified or
+    recomputed it) when given, else from the disk; None when there is none."""
+    if files is not None:
+        return files.get(path.name)
+    return path.read_bytes() if path.is_file() else None
+
+
+def read_summary(path: Path, files: Mapping[str, bytes] | None = None) -> pd.DataFrame | None:
     """A summary CSV, or None when the folder has none; a malformed one is an error."""
-    if not path.is_file():
+    data = file_data(path, files)
+    if data is None:
         return None
     try:
-        frame = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
+        frame = pd.read_csv(io.BytesIO(data), dtype={column: str for column in TEXT_COLUMNS})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataFileError(
             f"{path} is not a readable CSV ({error}); rerun the experiment into that folder to rewrite it"
@@ -457,14 +473,17 @@ def read_summary(path: Path) -> pd.DataFrame | None:
     return frame if not missing else None
 
 
-def read_rows(path: Path, experiment: str, needed: Sequence[str]) -> pd.DataFrame | None:
+def read_rows(
+    path: Path, experiment: str, needed: Sequence[str], files: Mapping[str, bytes] | None = None
+) -> pd.DataFrame | None:
     """An experiment's per-example rows (``<experiment>_examples.parquet``) holding at least the `needed`
     columns, whole layers only (per-head rows of a ``--per-head`` run are left out), or None when the folder
     has none; a damaged file or a missing column is an error naming the fix."""
-    if not path.is_file():
+    data = file_data(path, files)
+    if data is None:
         return None
     try:
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(io.BytesIO(data))
     except (OSError, ValueError) as error:  # pyarrow: ArrowInvalid is a ValueError
         raise DataFileError(
             f"{path} is not a readable {experiment} examples file ({error}); rerun `anchorlens {experiment}` into "
@@ -478,23 +497,23 @@ def read_rows(path: Path, experiment: str, needed: Sequence[str]) -> pd.DataFram
     return frame.astype({"task": str, "model": str}).reset_index(drop=True)
 
 
-def read_examples(path: Path, experiment: str) -> pd.DataFrame | None:
+def read_examples(path: Path, experiment: str, files: Mapping[str, bytes] | None = None) -> pd.DataFrame | None:
     """The per-example rows of an experiment in PAIRED_ARMS (one per task, model, seed, example and arm)."""
-    return read_rows(path, experiment, ["task", "model", "seed", "example", PAIRED_ARMS[experiment]])
+    return read_rows(path, experiment, ["task", "model", "seed", "example", PAIRED_ARMS[experiment]], files)
 
 
-def read_flows(path: Path) -> pd.DataFrame | None:
+def read_flows(path: Path, files: Mapping[str, bytes] | None = None) -> pd.DataFrame | None:
     """The per-example saliency rows: ``task, model, seed, example, layer, S_wp, S_pq, S_ww``."""
     needed = ["task", "model", "seed", "example", "layer", *REGIONS]
-    frame = read_rows(path, "saliency", needed)
+    frame = read_rows(path, "saliency", needed, files)
     return None if frame is None else frame[needed]
 
 
-def read_predictions(path: Path) -> pd.DataFrame | None:
+def read_predictions(path: Path, files: Mapping[str, bytes] | None = None) -> pd.DataFrame | None:
     """The model's own ICL prediction per test input (one row per task, model, seed and example) from the AUROC
     run's per-example rows, or None when the folder has none."""
     columns = ["task", "model", "seed", "example", "prediction"]
-    frame = read_rows(path, "auroc", [*columns, "layer"])
+    frame = read_rows(path, "auroc", [*columns, "layer"], files)
     if frame is None:
         return None
     frame = frame[frame["layer"] == frame["layer"].min()]  # the prediction is the same at every layer

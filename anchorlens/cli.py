@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import types
 import typing
@@ -14,6 +15,8 @@ from collections.abc import Collection, Iterable, Sequence
 from anchorlens.errors import AnchorlensError
 
 EXIT_USER_ERROR = 2
+#: What a shell reports for a process ended by SIGPIPE (128 + 13): the reader of its output went away.
+EXIT_BROKEN_PIPE = 141
 
 #: The commands that run an experiment (`anchorlens.orchestrate.EXPERIMENTS`), with their one-line help. Their
 #: options come from the experiment's config class.
@@ -298,7 +301,7 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
     from pathlib import Path
 
     from anchorlens.distributed import init_distributed, place_rank
-    from anchorlens.models import DEFAULT_MODEL, expected_recorded_name, load_model
+    from anchorlens.models import DEFAULT_MODEL, expected_recorded_name, load_model, model_files_sha256
     from anchorlens.orchestrate import EXPERIMENTS, run_experiment, torch_dtype
     from anchorlens.runs import check_folder
     from anchorlens.tasks import get_task
@@ -306,7 +309,8 @@ def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
     spec = EXPERIMENTS[experiment]
     tasks = [get_task(name) for name in args.task]  # unknown tasks fail before the model loads
     recorded = expected_recorded_name(args.model or DEFAULT_MODEL, args.model_class)
-    config = spec.config_class(model=recorded, **config_values(args, spec.config_class))
+    files = model_files_sha256(args.model or DEFAULT_MODEL)  # a local folder's config and weights, hashed
+    config = spec.config_class(model=recorded, model_files=files, **config_values(args, spec.config_class))
     check_folder(args.out, experiment, config.signature())  # before the model loads (seconds), not after
     process = init_distributed()  # a no-op unless launched by torchrun / accelerate launch
     device = place_rank(process, args.device, n_devices=args.n_devices)
@@ -486,7 +490,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             _check_arguments(args)
-            return args.run(args)
+            code = args.run(args)
+            sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+            return code
+    except BrokenPipeError:
+        # The reader went away (`anchorlens prompt ... --json | head`): stop quietly, as Unix tools do. Point
+        # stdout at /dev/null so the interpreter's own final flush cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except AnchorlensError as error:
         print(f"anchorlens: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

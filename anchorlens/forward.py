@@ -60,6 +60,7 @@ def run_to_target(
         )
     if is_bridge(model):  # no final residual to stop at: Hugging Face unembeds only the target positions
         return bridge_logits_at(model, batch.tokens, batch.target_positions, fwd_hooks)
+    check_hook_names(model, fwd_hooks)  # a missing name is otherwise a bare KeyError from TransformerLens
     source = batch.tokens if residual is None else residual
     residual = model.run_with_hooks(
         source, fwd_hooks=list(fwd_hooks), start_at_layer=start_at_layer, stop_at_layer=model.cfg.n_layers

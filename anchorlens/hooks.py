@@ -280,12 +280,43 @@ def _reweighted(
     beta = beta.to(device=tensor.device, dtype=tensor.dtype)
     per_key = einsum(beta, mask, "head label, batch label key -> batch head key")[:, :, None, :]
     if at_target is None:
-        return tensor * per_key.exp() if variant == "pattern" else tensor + per_key
-    # `where`, not a 0/1 product: an overflowing exp(β) must not turn the untouched rows into 0 · inf = NaN.
-    at = at_target.to(device=tensor.device, dtype=torch.bool)[:, None, :, None]
+        edited = tensor * per_key.exp() if variant == "pattern" else tensor + per_key
+    else:
+        # `where`, not a 0/1 product: an overflowing exp(β) must not turn the untouched rows into 0 · inf = NaN.
+        at = at_target.to(device=tensor.device, dtype=torch.bool)[:, None, :, None]
+        if variant == "pattern":
+            edited = tensor * torch.where(at, per_key.exp(), torch.ones((), dtype=tensor.dtype, device=tensor.device))
+        else:
+            edited = tensor + torch.where(at, per_key, torch.zeros((), dtype=tensor.dtype, device=tensor.device))
+    check_finite_reweighting(edited, beta, tensor, variant)
+    return edited
+
+
+class NonFiniteReweightingError(InvalidConfigError):
+    """Re-weighting made the attention (or the logits after it) NaN or infinite: β is too large for the model's
+    dtype, which a lower learning rate avoids. Never a prediction: every place re-weighting runs refuses."""
+
+
+def beta_too_large(beta: Tensor, where: str, dtype: torch.dtype) -> NonFiniteReweightingError:
+    """The one-line error of a re-weighting whose numbers stopped being finite (`NonFiniteReweightingError`)."""
+    largest = float(beta.detach().abs().max()) if beta.numel() else 0.0
+    limit = float(torch.log(torch.tensor(torch.finfo(dtype).max, dtype=torch.float64)))
+    return NonFiniteReweightingError(
+        f"re-weighting made {where} non-finite (NaN or ±inf): β is too large for this model's {dtype} "
+        f"(largest |β| {largest:.3g}; exp(β) overflows above {limit:.1f}), so no prediction is made; refit β with "
+        "a lower --learning-rate (paper 0.01) or fewer --epochs"
+    )
+
+
+def check_finite_reweighting(edited: Tensor, beta: Tensor, original: Tensor, variant: str) -> None:
+    """Refuse a re-weighted attention tensor with a NaN or ±inf entry its input did not have: an overflowing
+    exp(β) (or β added to the scores) would otherwise flow on to NaN logits and a prediction of class 0.
+    Masked pre-softmax scores are -inf by design, so only new non-finite entries count."""
+    new = ~torch.isfinite(edited) & torch.isfinite(original)
     if variant == "pattern":
-        return tensor * torch.where(at, per_key.exp(), torch.ones((), dtype=tensor.dtype, device=tensor.device))
-    return tensor + torch.where(at, per_key, torch.zeros((), dtype=tensor.dtype, device=tensor.device))
+        new = new | torch.isnan(edited)  # a pattern is never -inf; a NaN that came in is a NaN all the same
+    if bool(new.any()):
+        raise beta_too_large(beta, "the attention", edited.dtype)
 
 
 def reweight_hook(

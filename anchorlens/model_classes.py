@@ -49,6 +49,7 @@ An axis that merges two is written as their product (`layer*head`, checked again
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeGuard, no_type_check
 
@@ -201,6 +202,14 @@ def check_hook_names(model: Model, hooks: Sequence[tuple[object, object]]) -> No
         return
     known = model.hook_dict
     missing = [name for name in names if name not in known]
+    n_layers = int(model.cfg.n_layers)
+    deeper = [int(found[1]) for found in (re.match(r"blocks\.(\d+)\.", name) for name in missing) if found]
+    if deeper and max(deeper) >= n_layers:
+        raise HookError(
+            f"a hook is for layer {max(deeper)}, and this {describe(model)} has {n_layers} layers (0..{n_layers - 1}): "
+            "the hooks were made for a deeper model (a β of another model has more layers; reweight_hooks(..., "
+            "model=model) checks it)"
+        )
     if missing:
         raise HookError(
             f"this {describe(model)} has no hook point {missing[0]!r}"
@@ -233,6 +242,16 @@ def recorded_model_name(model: Model) -> str:
     if not name or name == "custom":
         name = f"{UNNAMED_MODEL}({cfg.n_layers}L,{cfg.d_model}d,{cfg.n_heads}h)"
     return f"{name}:bridge" if is_bridge(model) and not str(name).endswith(":bridge") else str(name)
+
+
+#: Where `anchorlens.models.load_model` keeps a local folder's `model_files_sha256` on the loaded model.
+MODEL_FILES_KEY = "_anchorlens_model_files_sha256"
+
+
+def recorded_model_files(model: Model) -> str | None:
+    """The sha256 of the config, tokenizer and weight files a local model folder was loaded from (None for other
+    models): part of the results' signature, so a folder edited between runs never mixes into one --out."""
+    return getattr(model, "__dict__", {}).get(MODEL_FILES_KEY)
 
 
 #: Hugging Face architectures whose attention has value biases: TransformerLens's default loading folds them

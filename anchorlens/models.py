@@ -25,6 +25,7 @@ the offline models still need no hub. See `anchorlens.model_classes`.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import json
@@ -46,6 +47,7 @@ from anchorlens.errors import HookError, InvalidConfigError, ModelLoadError, Unk
 from anchorlens.files import file_lock, file_sha256
 from anchorlens.model_classes import (
     MODEL_CLASSES,
+    MODEL_FILES_KEY,
     Model,
     check_model_class_available,
     default_model_class,
@@ -905,6 +907,7 @@ def _load_bridge(
     else:
         model = _bridge_from_hub(name, prepend_bos=prepend_bos, device=device, dtype=dtype, **kwargs)
     model.cfg.model_name = recorded_name_for(name)
+    _record_model_files(model, name)
     return model
 
 
@@ -941,6 +944,29 @@ def recorded_name_for(name: str) -> str:
     if name not in OFFLINE_MODELS and Path(name).expanduser().is_dir():
         return str(Path(name).expanduser().resolve())
     return name
+
+
+#: The files of a local Hugging Face folder that decide a model's numbers: config, tokenizer, weights.
+MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".tiktoken", ".gguf", ".pt", ".pth")
+
+
+def model_files_sha256(name: str) -> str | None:
+    """For a local Hugging Face folder, one sha256 over the name and sha256 of each of its config, tokenizer and
+    weight files (`MODEL_FILE_SUFFIXES`); None for any other name. Each file is hashed once per process while it
+    is unchanged (`_sha256_once`, as the offline cache verifies its files), so loading after a check costs
+    nothing more."""
+    if name in OFFLINE_MODELS or not Path(name).expanduser().is_dir():
+        return None
+    folder = Path(name).expanduser()
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix in MODEL_FILE_SUFFIXES and not path.name.startswith("."):
+            digest.update(f"{path.name}\0{_sha256_once(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _record_model_files(model: Model, name: str) -> None:
+    model.__dict__[MODEL_FILES_KEY] = model_files_sha256(name)
 
 
 def expected_recorded_name(name: str, model_class: str | None = None) -> str:
@@ -1104,6 +1130,7 @@ def load_model(
             n_devices=n_devices,
         )
         model.cfg.model_name = recorded_name_for(name)
+        _record_model_files(model, name)
         return model
     check_model_name(name, model_class)
     try:

@@ -41,7 +41,7 @@ from anchorlens.experiments import (
 )
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, outputs_deferred
 from anchorlens.model_classes import Model
-from anchorlens.models import expected_recorded_name, load_model
+from anchorlens.models import expected_recorded_name, load_model, model_files_sha256
 from anchorlens.outputs import write_outputs
 from anchorlens.plots import (
     plot_auroc,
@@ -143,7 +143,11 @@ def run_experiment(
     tasks = [get_task(task) for task in tasks]  # unknown tasks fail before a model loads
     process = init_distributed()
     if isinstance(model, str):
-        expected = dataclasses.replace(config, model=config.model or expected_recorded_name(model))
+        expected = dataclasses.replace(
+            config,
+            model=config.model or expected_recorded_name(model),
+            model_files=config.model_files or model_files_sha256(model),
+        )
         check_folder(out, name, expected.signature())  # settings are checked before the model loads
         model = load_model(model, device=place_rank(process, None), dtype=torch_dtype(config.dtype))
     config = config.for_model(model)

@@ -12,7 +12,7 @@ import importlib.metadata
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -202,12 +202,12 @@ def reproduce(
     """
     from anchorlens.distributed import init_distributed, place_rank
     from anchorlens.files import atomic_write_text
-    from anchorlens.models import expected_recorded_name, load_model
+    from anchorlens.models import expected_recorded_name, load_model, model_files_sha256
     from anchorlens.orchestrate import EXPERIMENTS, run_experiment, torch_dtype
-    from anchorlens.runs import check_folder, on_part_written
+    from anchorlens.runs import check_folder, check_out_path, on_part_written
     from anchorlens.tasks import get_task
 
-    out = Path(out)
+    out = check_out_path(out)
     tasks = [get_task(task) for task in config.tasks]
     started = time.perf_counter()
     process = init_distributed()
@@ -222,7 +222,14 @@ def reproduce(
         )
 
     for name in config.experiments:  # settings are checked before the model loads
-        expected = experiment_config(name, expected_recorded_name(config.model))
+        expected = replace(
+            experiment_config(name, expected_recorded_name(config.model)), model_files=model_files_sha256(config.model)
+        )
+        if (out / name).is_symlink():  # each experiment's folder is one anchorlens makes inside --out
+            raise InvalidConfigError(
+                f"{out / name} is a symbolic link; anchorlens does not follow links inside its output folders: "
+                "remove the link, or choose another --out"
+            )
         check_folder(out / name, name, expected.signature())
     model = load_model(
         config.model,

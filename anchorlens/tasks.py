@@ -48,6 +48,30 @@ class HubSource:
     label_column: str = "label"
 
 
+#: The longest name that becomes part of a file name (``<task>-seed<seed>.examples.parquet`` in 255 bytes).
+MAX_FILE_NAME = 200
+
+
+def check_file_name(name: str, what: str) -> str:
+    """Refuse a name that becomes part of a file name (``parts/<experiment>/<task>-seed<seed>.csv``, β files)
+    and could name another place: a path separator, ``.`` or ``..``, a leading dot, control characters, or one
+    too long for a file name. Checked where the name is made, so nothing is written before the refusal."""
+    bad = (
+        "/" in name
+        or "\\" in name
+        or name in (".", "..")
+        or name.startswith(".")
+        or any(ord(character) < 32 or ord(character) == 127 for character in name)
+        or len(name.encode("utf-8")) > MAX_FILE_NAME
+    )
+    if bad:
+        raise TaskDefinitionError(
+            f"{what} {name!r} cannot be part of a file name (results are saved as <task>-seed<seed>.*): use letters, "
+            f"digits, '-' and '_' (no '/', '\\', leading '.', control characters; at most {MAX_FILE_NAME} bytes)"
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class Task:
     """One classification task: how an example is written into the prompt and where its data is.
@@ -76,6 +100,7 @@ class Task:
             object.__setattr__(self, "data_dir", Path(self.data_dir))
         if not isinstance(self.name, str) or not self.name.strip():
             raise TaskDefinitionError(f"task name must be a non-empty string, got {self.name!r}")
+        check_file_name(self.name, "task name")
         self._template_pieces()  # validates the template
         self._check_words()
         for attribute in ("demo_split", "test_split"):

@@ -439,3 +439,71 @@ def test_a_model_in_a_dtype_experiments_do_not_run_is_refused(gpt2_like):
         InvalidConfigError, match=r"runs in float64, and experiments run in float32, bfloat16, float16; "
     ):
         AurocConfig().for_model(double)
+
+
+# ------------------------------------------------------------------ issue 31: refusals before the first write
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """Issue 31 item 9: ``anchorlens prompt ... --json | head -c 300`` ended in a BrokenPipeError traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anchorlens.cli", "tasks"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # the reader goes away before the command writes
+    err = process.stderr.read().decode()
+    process.wait()
+    assert process.returncode == 141 and err == ""
+
+
+def test_an_empty_out_is_refused_and_nothing_is_written(tmp_path, capsys, monkeypatch):
+    """Issue 31 item 13: ``--out ""`` wrote into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["auroc", "--task", "sst2", "--n-test", "2", "--seeds", "1", "--out", ""]) == 2
+    assert "the output folder is an empty path" in _one_error_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _copy_folder(source, target):
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_local_model_folder_edited_between_runs_is_refused(tmp_path, capsys, tiny_folder):
+    """Issue 31 item 4: a run with ``--model ./m`` into ``lf``, then ``m/config.json`` edited to fewer layers and a
+    resume with another seed into ``lf``, put seeds of a 6-layer and a 4-layer model in one table."""
+    model = _copy_folder(tiny_folder, tmp_path / "m")
+    out = tmp_path / "lf"
+    args = ["auroc", "--task", "sst2", "--model", str(model), "--n-test", "2", "--out", str(out), "--no-progress"]
+    assert main([*args, "--seeds", "1"]) == 0
+    capsys.readouterr()
+    original = (model / "config.json").read_text()
+    (model / "config.json").write_text(json.dumps({**json.loads(original), "num_hidden_layers": 4}))
+    before = sorted(str(path) for path in out.rglob("*"))
+    assert main([*args, "--seeds", "2"]) == 2
+    assert "made with other settings (model_files differ)" in _one_error_line(capsys.readouterr().err)
+    assert sorted(str(path) for path in out.rglob("*")) == before
+    (model / "config.json").write_text(original)  # restored: the same files resume
+    assert main([*args, "--seeds", "1"]) == 0
+
+
+def test_a_link_or_a_deleted_manifest_is_refused_before_the_model_loads(tmp_path, capsys, tiny_folder):
+    """Issue 31 items 10 and 12 on the command line: a folder link inside --out, and a run of the other model
+    class into a folder whose manifest was deleted, are refused with one line before anything is written."""
+    out, elsewhere = tmp_path / "O", tmp_path / "elsewhere"
+    args = ["auroc", "--task", "sst2", "--model", str(tiny_folder), "--n-test", "2", "--out", str(out), "--no-progress"]
+    assert main([*args, "--seeds", "1"]) == 0
+    capsys.readouterr()
+    (out / "manifest.json").unlink()
+    before = sorted(str(path) for path in out.rglob("*"))
+    assert main([*args, "--seeds", "44", "--model-class", "bridge"]) == 2
+    assert "holds results of model" in _one_error_line(capsys.readouterr().err)
+    assert sorted(str(path) for path in out.rglob("*")) == before
+    elsewhere.mkdir()
+    (out / "parts" / "auroc").rename(elsewhere / "auroc")
+    (out / "parts" / "auroc").symlink_to(elsewhere / "auroc", target_is_directory=True)
+    linked = sorted(path.name for path in (elsewhere / "auroc").iterdir())
+    assert main([*args, "--seeds", "1", "2"]) == 2
+    assert "parts/auroc is a symbolic link" in _one_error_line(capsys.readouterr().err)
+    assert sorted(path.name for path in (elsewhere / "auroc").iterdir()) == linked

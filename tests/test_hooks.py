@@ -362,3 +362,21 @@ def test_unhookable_models_get_a_clear_error():
     plain.hook_dict = {}
     with pytest.raises(HookError, match="cannot be hooked"):
         require_attention_hooks(plain)
+
+
+def test_a_huge_beta_without_model_is_refused_not_nan_logits(model, batch):
+    """Issue 31 item 5: `reweight_hooks` without `model=` and a huge β gave NaN logits silently."""
+    from anchorlens.forward import run_to_target
+
+    beta = torch.full((model.cfg.n_layers, model.cfg.n_heads, 2), 1e4)
+    with pytest.raises(InvalidConfigError, match="non-finite.*β is too large.*largest \\|β\\| 1e\\+04"):
+        run_to_target(model, batch, reweight_hooks(beta, batch))
+
+
+def test_a_beta_of_a_deeper_model_is_one_line(model, batch):
+    """Issue 31 item 8: a β of 40 layers on a shallower model ended in KeyError 'blocks.N.attn.hook_pattern'."""
+    from anchorlens.forward import run_to_target
+
+    beta = torch.ones(40, model.cfg.n_heads, 2)
+    with pytest.raises(HookError, match=f"a hook is for layer 39, and this .* has {model.cfg.n_layers} layers"):
+        run_to_target(model, batch, reweight_hooks(beta, batch))

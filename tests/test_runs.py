@@ -87,12 +87,11 @@ def test_damaged_examples_or_record_are_not_read_as_data(tmp_path):
 
 def test_a_part_made_with_other_settings_is_refused_even_without_the_manifest(tmp_path):
     """With manifest.json deleted, a rerun with --n-test 2 reused an n_test 4 part: the part's own record
-    now carries its settings."""
+    now carries its settings, checked when the store is made (before anything is written)."""
     _written(tmp_path)
     (tmp_path / MANIFEST).unlink()
-    other = _store(tmp_path, {"n_test": 4, "model": "m"})
     with pytest.raises(InvalidConfigError, match=r"sst2-seed42.json was made with other settings \(n_test differ\)"):
-        other.done("sst2", 42)
+        _store(tmp_path, {"n_test": 4, "model": "m"})
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
@@ -186,3 +185,67 @@ def test_unwritable_folder_is_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile_module, "mkstemp", refuse)
     with pytest.raises(InvalidConfigError, match=r"cannot write .*permission denied.*writable --out"):
         atomic_write_text(tmp_path / "x.txt", "x")
+
+
+def test_a_part_copied_under_another_seeds_name_is_damaged_not_read(tmp_path):
+    """Issue 31 item 7: ``sst2-seed42.*`` copied to ``sst2-seed43.*`` was read as seed 43 (and a resume wrote a
+    table holding seed 42 twice). A record that disagrees with its file name is damaged: recomputed."""
+    store = _store(tmp_path)
+    rows = ROWS.assign(task="sst2", seed=42)
+    store.write_part("sst2", 42, rows, EXAMPLES.assign(task="sst2", seed=42))
+    for suffix in (".csv", ".examples.parquet", ".json"):
+        source = tmp_path / "parts" / "auroc" / f"sst2-seed42{suffix}"
+        (source.parent / f"sst2-seed43{suffix}").write_bytes(source.read_bytes())
+    with pytest.warns(DamagedPartWarning, match="sst2-seed43 is damaged: its record is of"):
+        assert not store.done("sst2", 43)
+    assert store.done("sst2", 42)
+    with pytest.raises(InvalidConfigError, match="sst2-seed43 is damaged: its record is of .*rerun the experiment"):
+        read_parts(tmp_path, "auroc")  # a reader cannot recompute it; a table without it would be another result
+
+
+def test_a_record_renamed_with_its_rows_still_labelled_is_damaged(tmp_path):
+    """A record edited to the new name, its rows still saying seed 42: the rows decide, the part is damaged."""
+    store = _store(tmp_path)
+    store.write_part("sst2", 42, ROWS.assign(task="sst2", seed=42), EXAMPLES.assign(task="sst2", seed=42))
+    folder = tmp_path / "parts" / "auroc"
+    for suffix in (".csv", ".examples.parquet"):
+        (folder / f"sst2-seed43{suffix}").write_bytes((folder / f"sst2-seed42{suffix}").read_bytes())
+    record = json.loads((folder / "sst2-seed42.json").read_text())
+    (folder / "sst2-seed43.json").write_text(json.dumps({**record, "seed": 43}))
+    with pytest.warns(DamagedPartWarning, match="rows are of another task or seed"):
+        assert not store.done("sst2", 43)
+
+
+@pytest.mark.parametrize("link", ["parts", "parts/auroc", "beta"])
+def test_a_folder_symlink_inside_out_is_refused_before_any_write(tmp_path, link):
+    """Issue 31 item 10: ``ln -s /elsewhere O/parts`` made a run write ``/elsewhere/isolation/...``."""
+    out, elsewhere = tmp_path / "O", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / link).parent.mkdir(parents=True, exist_ok=True)
+    (out / link).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(InvalidConfigError, match=f"{link} is a symbolic link; anchorlens does not follow links"):
+        _store(out).write_part("sst2", 42, ROWS, EXAMPLES)
+    assert list(elsewhere.iterdir()) == [] and not (out / MANIFEST).exists()
+
+
+def test_a_refused_run_without_a_manifest_writes_nothing(tmp_path):
+    """Issue 31 item 12: with manifest.json deleted, a run of another model (``--model-class bridge``) wrote its
+    part and a new manifest into the folder, then refused. The part records are checked first."""
+    _written(tmp_path)
+    (tmp_path / MANIFEST).unlink()
+    before = sorted(path.name for path in tmp_path.rglob("*"))
+    for other in ({**SETTINGS, "model": "m:bridge"}, {**SETTINGS, "n_test": 3}, {**SETTINGS, "dtype": "bfloat16"}):
+        with pytest.raises(InvalidConfigError, match="sst2-seed42.json (holds results of model|was made with|was co)"):
+            _store(tmp_path, other)
+    with pytest.raises(InvalidConfigError, match="holds results of model 'm'"):
+        _store(tmp_path, {**SETTINGS, "model": "m:bridge"}, experiment="saliency")  # another experiment: the model
+    assert sorted(path.name for path in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("out", ["", "  "])
+def test_an_empty_output_path_is_refused(tmp_path, monkeypatch, out):
+    """Issue 31 item 13: ``--out ""`` wrote into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidConfigError, match="the output folder is an empty path"):
+        _store(out)
+    assert list(tmp_path.iterdir()) == []

@@ -556,3 +556,19 @@ def test_custom_files_keep_what_they_can(tmp_path):
     )
     assert load_split(task, "train")[:] == {"text": ["a, with\ttab", "plain"], "label": [1, 0]}
     assert load_split(task, "test")[:] == {"text": ["z", "w"], "label": [1, 0]}
+
+
+@pytest.mark.parametrize("name", ["/some/abs", "../../x", "a/b", "a\\b", ".", "..", ".hidden", "tab\there", "x" * 201])
+def test_a_task_name_that_is_not_a_file_name_is_refused_when_the_task_is_made(tmp_path, name):
+    """Issue 31 item 11: ``task_from_files("/some/abs", ...)`` then a run wrote ``/some/abs-seed42.*``, and
+    ``../../x`` or ``a/b`` wrote elsewhere before refusing. The name is checked where the task is made, before
+    its data files are read or anything is written."""
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\nx,0\ny,1\n")
+    with pytest.raises(TaskDefinitionError, match="cannot be part of a file name"):
+        task_from_files(
+            name, "{text} ->{label}", [" bad", " good"], ["bad", "good"], train, train, data_dir=tmp_path / "b"
+        )
+    with pytest.raises(TaskDefinitionError, match="cannot be part of a file name"):
+        Task(name=name, template="{text} ->{label}", label_words=[" bad", " good"], class_names=["bad", "good"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["train.csv"]

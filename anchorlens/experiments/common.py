@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import io
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +19,27 @@ import torch
 from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
-from anchorlens.errors import InvalidConfigError, LabelWordError, PromptTooLongError, TokenizationError
-from anchorlens.files import write_frame, write_parquet
+from anchorlens.errors import (
+    DataFileError,
+    InvalidConfigError,
+    LabelWordError,
+    PromptTooLongError,
+    TokenizationError,
+)
+from anchorlens.files import atomic_write_bytes, parquet_bytes
 from anchorlens.hooks import verify_attention_hooks
-from anchorlens.model_classes import Model, recorded_model_name, warn_if_value_biases_folded
+from anchorlens.model_classes import Model, recorded_model_files, recorded_model_name, warn_if_value_biases_folded
 from anchorlens.prompts import Prompt, PromptBatch, Prompts, make_batch
-from anchorlens.runs import DEFAULT_DTYPE, ResultStore, read_manifest, read_parts
+from anchorlens.runs import (
+    DEFAULT_DTYPE,
+    ResultStore,
+    StaleResultsWarning,
+    combined_names,
+    combined_problem,
+    read_manifest,
+    read_parts,
+    write_combined_record,
+)
 from anchorlens.stats import bootstrap_means
 from anchorlens.tasks import Task, get_task
 
@@ -77,9 +94,12 @@ class ExperimentConfig:
 
     ``model`` is the name results are recorded under. Leave it None: the run function takes it from the loaded
     model (`anchorlens.model_classes.recorded_model_name`); a name given here must be that model's, or the run
-    is refused. ``n_test`` is the number of test inputs per seed (capped at the split size and the task's
-    1000); None takes them all. ``dtype`` is what the model runs in: a run function refuses a model in another
-    one, and the signature names it unless it is float32 (so results made before it existed still resume).
+    is refused. ``model_files`` is, for a local model folder, the sha256 of its config, tokenizer and weights
+    (`anchorlens.models.model_files_sha256`), taken from the loaded model like ``model``: a folder edited between
+    two runs into one --out is refused, not mixed in. ``n_test`` is the number of test inputs per seed (capped
+    at the split size and the task's 1000); None takes them all. ``dtype`` is what the model runs in: a run
+    function refuses a model in another one, and the signature names it unless it is float32 (so results made
+    before it existed still resume).
     """
 
     model: str | None = setting(
@@ -95,6 +115,11 @@ class ExperimentConfig:
         DEFAULT_DTYPE,
         "dtype of the model's weights and activations; results of two dtypes are never mixed in one --out folder",
     )
+    model_files: str | None = setting(
+        None,
+        "sha256 of the config, tokenizer and weight files of a local model folder; None takes the loaded model's",
+        flag=None,
+    )
 
     #: Fields that do not change the numbers: a run may resume with other values.
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("seeds", "batch_size")
@@ -102,7 +127,7 @@ class ExperimentConfig:
     #: that leaves them alone has the signature it had before they existed and its saved parts still resume.
     #: Set to another value, such a field is in the signature and the results are kept apart.
     #: A subclass's list adds to its parents' (`signature` reads them all).
-    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("dtype",)
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("dtype", "model_files")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
@@ -163,7 +188,16 @@ class ExperimentConfig:
                 f"recorded under the dtype that made them: pass {type(self).__name__}(dtype={weights!r}) (CLI: "
                 f"--dtype {weights}), or load the model with anchorlens.load_model(name, dtype=torch.{self.dtype})"
             )
-        return self if self.model == name else dataclasses.replace(self, model=name)
+        files = recorded_model_files(model)
+        if self.model_files is not None and self.model_files != files:
+            raise InvalidConfigError(
+                f"the config records model files sha256 {self.model_files[:12]}…, but the model passed was loaded from "
+                f"files hashing to {str(files)[:12]}…: the model folder {name} changed (config or weights edited); "
+                "results of two versions of a model are never mixed: choose another --out, or restore the folder"
+            )
+        if self.model == name and self.model_files == files:
+            return self
+        return dataclasses.replace(self, model=name, model_files=files)
 
     @classmethod
     def from_signature(cls: type[ConfigT], signature: dict[str, Any], seeds: tuple[int, ...] | None = None) -> ConfigT:
@@ -564,7 +598,9 @@ class ExperimentResult:
     @classmethod
     def from_folder(cls: type[ResultT], directory: str | Path, config: ExperimentConfig | None = None) -> ResultT:
         """Every finished, verified (task, seed) part in an output folder, as one result (config from the
-        folder's manifest unless given)."""
+        folder's manifest unless given). A damaged part, or one the folder's tables were made of whose record is
+        gone, is a one-line `InvalidConfigError` (only a run can recompute it; a result without it would be
+        another result)."""
         part = read_parts(directory, cls.experiment)
         if config is None:
             signature = read_manifest(Path(directory))["experiments"][cls.experiment]
@@ -573,11 +609,89 @@ class ExperimentResult:
 
     @classmethod
     def load(cls, directory: str | Path, config: ExperimentConfig | None = None) -> ExperimentResult:
-        """Read back what `save` wrote."""
+        """Read back what `save` wrote, verified against the parts it was made from (`saved_files`)."""
+        files = cls.saved_files(directory)
+        table = files.get(f"{cls.experiment}.csv")
+        if table is None:
+            raise DataFileError(
+                f"{Path(directory) / (cls.experiment + '.csv')} does not exist; rerun `anchorlens {cls.experiment}` "
+                "into that folder"
+            )
+        examples_data = files.get(f"{cls.experiment}_examples.parquet")
+        examples = pd.read_parquet(io.BytesIO(examples_data)) if examples_data is not None else pd.DataFrame()
+        return cls(pd.read_csv(io.BytesIO(table)), config or cls.config_class(), examples)
+
+    @classmethod
+    def saved_files(cls, directory: str | Path) -> dict[str, bytes]:
+        """File name → content of the combined files of this experiment in `directory`, as they are to be read.
+
+        In a folder made by a run, the files are checked against the record `save` wrote beside them (each file's
+        sha256, the parts they were made of, the settings; `anchorlens.runs.combined_problem`). Files that do
+        not match (cut, edited, another run's or model's copied in, parts changed since) are recomputed from
+        the verified parts, with a `StaleResultsWarning` naming the problem, and nothing is written; with no
+        verified part left it is a one-line `DataFileError`. A folder of hand-made tables is read as it is.
+        """
         directory = Path(directory)
-        examples_path = directory / f"{cls.experiment}_examples.parquet"
-        examples = pd.read_parquet(examples_path) if examples_path.is_file() else pd.DataFrame()
-        return cls(pd.read_csv(directory / f"{cls.experiment}.csv"), config or cls.config_class(), examples)
+        problem = combined_problem(directory, cls.experiment)
+        if problem is None:
+            files = {}
+            for name in combined_names(cls.experiment):
+                path = directory / name
+                if path.is_file():
+                    try:
+                        files[name] = path.read_bytes()
+                    except OSError as error:
+                        raise DataFileError(f"{path} cannot be read ({error.strerror or error})") from None
+            return files
+        try:
+            recomputed = cls.from_folder(directory)
+        except InvalidConfigError as error:
+            raise DataFileError(
+                f"the {cls.experiment} tables in {directory} cannot be used ({problem}) and cannot be recomputed "
+                f"({error})"
+            ) from None
+        warnings.warn(
+            f"the {cls.experiment} tables in {directory} were not read: {problem}; recomputed from its verified "
+            f"parts (rerun `anchorlens {cls.experiment}` into that folder to rewrite them)",
+            StaleResultsWarning,
+            stacklevel=2,
+        )
+        return recomputed.file_contents()
+
+    @classmethod
+    def record_saved(cls, directory: str | Path, *, rtol: float = 1e-9) -> None:
+        """Write the record `save` writes for combined files saved before records existed (or whose record was
+        lost), after checking them against a recomputation from the verified parts: each file present must hold
+        the recomputed table, numbers equal to `rtol` (summing in another order moves the last bits). A file that
+        differs is a one-line `DataFileError` naming it; rerun the experiment into the folder to rewrite it."""
+        directory = Path(directory)
+        recomputed = cls.from_folder(directory).file_contents()
+        found = {}
+        for name in combined_names(cls.experiment):
+            path = directory / name
+            if not path.is_file() or path.is_symlink():
+                if name in recomputed:
+                    raise DataFileError(f"{path} is missing; rerun `anchorlens {cls.experiment}` into that folder")
+                continue
+            found[name] = path.read_bytes()
+            if name not in recomputed or not _same_table(name, found[name], recomputed[name], rtol):
+                raise DataFileError(
+                    f"{path} does not hold what its parts give; rerun `anchorlens {cls.experiment}` into that folder"
+                )
+        write_combined_record(directory, cls.experiment, found)
+
+    def file_contents(self) -> dict[str, bytes]:
+        """File name → content of what `save` writes: ``<experiment>.csv`` and ``.parquet``, and with
+        per-example rows ``<experiment>_examples.parquet`` and ``<experiment>_summary.csv``."""
+        frame = self.to_frame()
+        files = {
+            f"{self.experiment}.csv": frame.to_csv(index=False).encode("utf-8"),
+            f"{self.experiment}.parquet": parquet_bytes(frame),
+        }
+        if not self.examples.empty:
+            files[f"{self.experiment}_examples.parquet"] = parquet_bytes(self.examples)
+            files[f"{self.experiment}_summary.csv"] = self.summary_with_ci().to_csv(index=False).encode("utf-8")
+        return files
 
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
@@ -598,13 +712,24 @@ class ExperimentResult:
 
     def save(self, directory: str | Path) -> Path:
         """Write ``<experiment>.csv`` (+ ``.parquet``), ``<experiment>_examples.parquet`` and
-        ``<experiment>_summary.csv`` into `directory`, each atomically; returns the CSV path."""
+        ``<experiment>_summary.csv`` into `directory`, each atomically, then ``<experiment>.record.json`` (their
+        sha256 and those of the parts they were made of, which `load` and `saved_files` check); returns the CSV
+        path."""
         directory = Path(directory)
-        path = directory / f"{self.experiment}.csv"
-        frame = self.to_frame()
-        write_frame(frame, path)
-        write_parquet(frame, directory / f"{self.experiment}.parquet")
-        if not self.examples.empty:
-            write_parquet(self.examples, directory / f"{self.experiment}_examples.parquet")
-            write_frame(self.summary_with_ci(), directory / f"{self.experiment}_summary.csv")
-        return path
+        files = self.file_contents()
+        for name, data in files.items():
+            atomic_write_bytes(directory / name, data)
+        write_combined_record(directory, self.experiment, files)  # last: files without it are recomputed on reading
+        return directory / f"{self.experiment}.csv"
+
+
+def _same_table(name: str, saved: bytes, recomputed: bytes, rtol: float) -> bool:
+    """Whether two contents of a combined file hold the same table, numbers equal to `rtol`."""
+    read = pd.read_parquet if name.endswith(".parquet") else pd.read_csv
+    try:
+        pd.testing.assert_frame_equal(
+            read(io.BytesIO(saved)), read(io.BytesIO(recomputed)), check_dtype=False, rtol=rtol, atol=1e-12
+        )
+    except AssertionError:
+        return False
+    return True

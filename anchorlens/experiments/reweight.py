@@ -45,6 +45,7 @@ from anchorlens.experiments.common import (
     batches,
     checked_prompts,
     device_of,
+    dtype_of,
     example_ids,
     finish_run,
     option_name,
@@ -55,7 +56,9 @@ from anchorlens.experiments.common import (
 from anchorlens.forward import final_label_logits, run_to_target
 from anchorlens.hooks import (
     Hook,
+    NonFiniteReweightingError,
     ReweightVariant,
+    beta_too_large,
     check_beta,
     check_variant,
     frozen_parameters,
@@ -362,7 +365,10 @@ def fit_beta(
             order = torch.randperm(len(losses), generator=generator).tolist()
             for step, index in enumerate(order, start=1):
                 optimizer.zero_grad()
-                loss = losses[index](beta)
+                try:
+                    loss = losses[index](beta)
+                except NonFiniteReweightingError as error:
+                    _diverged(str(error), epoch, epochs, step, len(order), prompts[index], learning_rate)
                 if not bool(torch.isfinite(loss.detach())):
                     _diverged(
                         f"the loss is {loss.item()}", epoch, epochs, step, len(order), prompts[index], learning_rate
@@ -379,7 +385,23 @@ def fit_beta(
                         prompts[index],
                         learning_rate,
                     )
+    if variant == "pattern" and float(beta.detach().max()) >= exp_limit(model):
+        _diverged(
+            f"β reached {float(beta.detach().max()):.3g}, where exp(β) overflows {dtype_of(model)}",
+            epochs,
+            epochs,
+            len(prompts),
+            len(prompts),
+            prompts[order[-1]],
+            learning_rate,
+        )
     return beta.detach()
+
+
+def exp_limit(model: Model) -> float:
+    """The largest β whose exp(β) the model's attention dtype holds: above it re-weighting gives inf."""
+    dtype = next(model.parameters()).dtype
+    return math.log(torch.finfo(dtype).max)
 
 
 def _diverged(
@@ -591,12 +613,24 @@ def label_probabilities(
                 logits = label_logits(run_to_target(model, batch, hooks), batch)
             else:
                 logits = cached_label_logits(model, cache, batch, beta, variant)
+            if not bool(torch.isfinite(logits).all()):
+                raise non_finite_logits(beta, logits.dtype)
             probabilities.append(logits.float().softmax(-1).cpu())
             gold.append(batch.gold.cpu())
             order.extend(places[id(prompt)].pop(0) for prompt in batch.prompts)
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
     return torch.cat(probabilities)[inverse], torch.cat(gold)[inverse]
+
+
+def non_finite_logits(beta: torch.Tensor | None, dtype: torch.dtype) -> InvalidConfigError:
+    """The error of NaN or ±inf label logits: β too large under re-weighting, else the model's own overflow."""
+    if beta is not None:
+        return beta_too_large(beta, "the label logits", dtype)
+    return InvalidConfigError(
+        f"the model's label logits are non-finite (NaN or ±inf) in {dtype}, so no prediction is made; load the "
+        "model in float32 (--dtype float32)"
+    )
 
 
 def shared_demonstrations(model: Model, prompts: Sequence[Prompt]) -> AnchorCache | None:

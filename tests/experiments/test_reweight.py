@@ -356,7 +356,7 @@ def test_diverging_training_stops_naming_the_epoch_and_step(gpt2_like, prefix_ca
     with pytest.raises(
         InvalidConfigError,
         match="diverged at epoch 1 of 2, step 2 of 4, training example row "
-        "\\d+: the loss is nan.*lower --learning-rate",
+        "\\d+: (the loss is nan|re-weighting made the attention non-finite).*lower --learning-rate",
     ):
         fit_seed_beta(gpt2_like, SST2, demonstrations, extra, config, seed=0)
 
@@ -378,6 +378,73 @@ def test_training_stops_when_beta_itself_becomes_non_finite(gpt2_like, monkeypat
     config = ReweightConfig(extra_per_class=2, epochs=2)
     with pytest.raises(InvalidConfigError, match="epoch 2 of 2, step 1 of 4.*β has non-finite entries"):
         fit_seed_beta(gpt2_like, SST2, demonstrations, extra, config, seed=0)
+
+
+@pytest.mark.parametrize("prefix_cache", [False, True])
+def test_a_huge_finite_beta_is_refused_never_predicted(gpt2_like, sst2_setup, prefix_cache):
+    """Issue 31 item 3: a finite β of 1e4 through apply_beta gave NaN probabilities and predictions of class 0.
+    (The "scores" variant adds β before the softmax, which stays finite for any finite float32 β.)"""
+    from anchorlens.experiments.reweight import apply_beta
+
+    beta = torch.full((gpt2_like.cfg.n_layers, gpt2_like.cfg.n_heads, 2), 1e4)
+    with pytest.raises(InvalidConfigError, match="non-finite .*β is too large.*lower --learning-rate"):
+        apply_beta(gpt2_like, sst2_setup[2], beta, variant="pattern", prefix_cache=prefix_cache)
+
+
+def test_training_to_a_beta_whose_exp_overflows_is_refused(gpt2_like, monkeypatch):
+    """Issue 31 item 3: `--learning-rate 27` trained β up to 92 (finite, exp(92) overflows float32) and the run
+    reported accuracy 0.000 from NaN probabilities. The last step's β is checked too."""
+    demonstrations, extra = sample_demonstrations(SST2, 3, extra_per_class=2)
+    real_step = torch.optim.Adam.step
+    steps = []
+
+    def last_step_overshoots(self, *args, **kwargs):
+        result = real_step(self, *args, **kwargs)
+        steps.append(1)
+        if len(steps) == 4:  # the last of 2 classes x 2 extras, 1 epoch
+            with torch.no_grad():
+                self.param_groups[0]["params"][0][0, 0, 0] = 92.0
+        return result
+
+    monkeypatch.setattr(torch.optim.Adam, "step", last_step_overshoots)
+    config = ReweightConfig(extra_per_class=2, epochs=1)
+    with pytest.raises(InvalidConfigError, match="β reached 92, where exp\\(β\\) overflows float32.*--learning-rate"):
+        fit_seed_beta(gpt2_like, SST2, demonstrations, extra, config, seed=0)
+
+
+def test_random_finite_betas_and_learning_rates_train_finite_or_are_refused(gpt2_like, sst2_setup):
+    """Property (issue 31): for seeded random finite learning rates (1e-4 .. 1e6) and β scales (1e-2 .. 1e6),
+    training returns a finite β or is refused with one line, and applying a finite β gives finite probabilities
+    or is refused: never NaN probabilities or a prediction made from them."""
+    from anchorlens.experiments.reweight import apply_beta
+
+    demonstrations, extra, prompts = sst2_setup
+    train = query_prompts(gpt2_like.tokenizer, SST2, demonstrations, extra[:2], prepend_bos=False)
+    rng = np.random.default_rng(31)
+    outcomes = Counter()
+    for trial in range(12):
+        learning_rate = float(10 ** rng.uniform(-4, 6))
+        try:
+            beta = fit_beta(gpt2_like, train, learning_rate=learning_rate, epochs=1, seed=trial, prefix_cache=False)
+        except InvalidConfigError as error:
+            assert "\n" not in str(error) and "learning-rate" in str(error)
+            outcomes["training refused"] += 1
+        else:
+            assert bool(torch.isfinite(beta).all())
+            outcomes["trained"] += 1
+        scale = float(10 ** rng.uniform(-2, 6))
+        beta = scale * torch.randn(
+            gpt2_like.cfg.n_layers, gpt2_like.cfg.n_heads, 2, generator=torch.Generator().manual_seed(trial)
+        )
+        try:
+            frame = apply_beta(gpt2_like, prompts[:2], beta, variant=str(rng.choice(["pattern", "scores"])))
+        except InvalidConfigError as error:
+            assert "\n" not in str(error) and "β is too large" in str(error)
+            outcomes["applying refused"] += 1
+        else:
+            assert np.isfinite(frame[["p_0", "p_1"]].to_numpy()).all()
+            outcomes["applied"] += 1
+    assert outcomes["trained"] and outcomes["applied"] and outcomes["applying refused"], outcomes
 
 
 @pytest.mark.bad_input  # variants outside ReweightVariant
