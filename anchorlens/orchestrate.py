@@ -10,50 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from anchorlens.distributed import init_distributed, place_rank, run_shard
-from anchorlens.experiments import (
-    AurocConfig,
-    AurocResult,
-    CompressConfig,
-    CompressResult,
-    DiagnoseConfig,
-    DiagnoseResult,
-    HeadsConfig,
-    HeadsResult,
-    IsolationConfig,
-    IsolationResult,
-    ReweightConfig,
-    ReweightResult,
-    SaliencyConfig,
-    SaliencyResult,
-    run_auroc,
-    run_compress,
-    run_diagnose,
-    run_heads,
-    run_isolation,
-    run_reweight,
-    run_saliency,
-)
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, outputs_deferred
 from anchorlens.model_classes import Model
 from anchorlens.models import expected_recorded_name, load_model, model_files_sha256
 from anchorlens.outputs import write_outputs
-from anchorlens.plots import (
-    plot_auroc,
-    plot_compress,
-    plot_compress_by_task,
-    plot_diagnose,
-    plot_heads,
-    plot_isolation,
-    plot_isolation_by_k,
-    plot_reweight,
-    plot_saliency,
-)
+from anchorlens.registry import EXPERIMENTS
 from anchorlens.runs import check_folder
 from anchorlens.tasks import get_task
 
@@ -61,48 +26,6 @@ from anchorlens.tasks import get_task
 def torch_dtype(name: str) -> torch.dtype:
     """The torch dtype of a config's ``dtype`` name (``"bfloat16"`` → ``torch.bfloat16``)."""
     return getattr(torch, name)
-
-
-@dataclass(frozen=True)
-class ExperimentSpec:
-    """What the registry knows of one experiment: its config and result classes, its run function over
-    (model, task, config), the function that draws its result (written as ``<experiment>.html``), further
-    figures (``<name>.html`` each), and whether it reproduces a part of the paper (`anchorlens reproduce` runs
-    those by default)."""
-
-    config_class: type[ExperimentConfig]
-    result_class: type[ExperimentResult]
-    run: Callable
-    plot: Callable
-    paper: bool = True
-    more_plots: tuple[tuple[str, Callable], ...] = ()
-
-    def figures(self, name: str) -> dict[str, Callable]:
-        """File stem → figure function of every figure of the experiment `name`, its main figure first."""
-        return {name: self.plot, **dict(self.more_plots)}
-
-
-EXPERIMENTS: dict[str, ExperimentSpec] = {
-    "saliency": ExperimentSpec(SaliencyConfig, SaliencyResult, run_saliency, plot_saliency),
-    "isolation": ExperimentSpec(
-        IsolationConfig,
-        IsolationResult,
-        run_isolation,
-        plot_isolation,
-        more_plots=(("isolation_by_k", plot_isolation_by_k),),
-    ),
-    "auroc": ExperimentSpec(AurocConfig, AurocResult, run_auroc, plot_auroc),
-    "diagnose": ExperimentSpec(DiagnoseConfig, DiagnoseResult, run_diagnose, plot_diagnose),
-    "reweight": ExperimentSpec(ReweightConfig, ReweightResult, run_reweight, plot_reweight),
-    "compress": ExperimentSpec(
-        CompressConfig,
-        CompressResult,
-        run_compress,
-        plot_compress,
-        more_plots=(("compress_by_task", plot_compress_by_task),),
-    ),
-    "heads": ExperimentSpec(HeadsConfig, HeadsResult, run_heads, plot_heads, paper=False),
-}
 
 
 def run_experiment(

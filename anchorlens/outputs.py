@@ -60,8 +60,8 @@ def write_outputs(
     `image_format` ``"png"``, ``"svg"`` or ``"pdf"``, a static copy of each, which needs kaleido) and the
     folder's ``README.md``. A read-only folder is read and summarised with a warning instead.
     """
-    from anchorlens.orchestrate import EXPERIMENTS
     from anchorlens.plots import save_figure
+    from anchorlens.registry import EXPERIMENTS
 
     spec = EXPERIMENTS[experiment]
     result = spec.result_class.from_folder(out, config)
@@ -86,7 +86,7 @@ def rewrite_folder(out: str | Path, *, image_format: str | None = None) -> list[
     """Rewrite the combined outputs of every experiment in a results folder from its saved parts (no model
     loads, nothing is recomputed): after an upgrade, or to turn figures with plotly.js inlined into figures
     sharing one ``plotly.min.js``. Returns the experiments rewritten."""
-    from anchorlens.orchestrate import EXPERIMENTS
+    from anchorlens.registry import EXPERIMENTS
 
     held = [name for name in read_manifest(Path(out)).get("experiments", {}) if name in EXPERIMENTS]
     if not held:
@@ -96,18 +96,23 @@ def rewrite_folder(out: str | Path, *, image_format: str | None = None) -> list[
     return held
 
 
-def _columns_of(path: Path) -> list[str]:
-    if path.suffix == ".csv":
-        return [str(column) for column in pd.read_csv(path, nrows=0).columns]
+def _columns_of(path: Path) -> list[str] | None:
+    """The columns of a table file, or None where it cannot be read (a damaged table of another experiment in
+    the folder is that experiment's to recompute when it is read; the README only describes it)."""
     import pyarrow.parquet as pq
 
-    return list(pq.read_schema(path).names)
+    try:
+        if path.suffix == ".csv":
+            return [str(column) for column in pd.read_csv(path, nrows=0).columns]
+        return list(pq.read_schema(path).names)
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):  # pyarrow's errors are ValueErrors
+        return None
 
 
 def folder_readme(out: str | Path) -> str:
     """The README.md of a results folder: its model, and per experiment the files there, what each holds
     (`OUTPUT_FILES`) and the columns of each table as written."""
-    from anchorlens.orchestrate import EXPERIMENTS
+    from anchorlens.registry import EXPERIMENTS
 
     out = Path(out)
     manifest = read_manifest(out)
@@ -130,7 +135,8 @@ def folder_readme(out: str | Path) -> str:
         ]
         for name, pattern in tables:
             if (out / name).is_file():
-                columns = ", ".join(f"`{column}`" for column in _columns_of(out / name))
+                found = _columns_of(out / name)
+                columns = ", ".join(f"`{column}`" for column in found) if found is not None else "unreadable now"
                 lines.append(f"- `{name}`: {_described(pattern)}. Columns: {columns}.")
         for stem in EXPERIMENTS[experiment].figures(experiment):
             found = sorted(path.name for path in out.glob(f"{stem}.*") if path.suffix in (".html", ".png", ".svg"))
@@ -161,7 +167,7 @@ def load_result(directory: str | Path, experiment: str | None = None) -> Experim
     Raises:
         InvalidConfigError: no results there, an unknown experiment, or several in the folder and none named.
     """
-    from anchorlens.orchestrate import EXPERIMENTS
+    from anchorlens.registry import EXPERIMENTS
 
     directory = Path(directory)
     if not (directory / MANIFEST).is_file():

@@ -489,15 +489,20 @@ def test_a_local_model_folder_edited_between_runs_is_refused(tmp_path, capsys, t
 
 
 def test_a_link_or_a_deleted_manifest_is_refused_before_the_model_loads(tmp_path, capsys, tiny_folder):
-    """Issue 31 items 10 and 12 on the command line: a folder link inside --out, and a run of the other model
-    class into a folder whose manifest was deleted, are refused with one line before anything is written."""
-    out, elsewhere = tmp_path / "O", tmp_path / "elsewhere"
+    """Issue 31 items 10 and 12 on the command line: a folder link inside --out, and a run of another model (the
+    same weights in another folder) into a folder whose manifest was deleted, are refused with one line before
+    anything is written."""
+    import shutil
+
+    out, elsewhere, other = tmp_path / "O", tmp_path / "elsewhere", tmp_path / "other-model"
+    shutil.copytree(tiny_folder, other)
     args = ["auroc", "--task", "sst2", "--model", str(tiny_folder), "--n-test", "2", "--out", str(out), "--no-progress"]
     assert main([*args, "--seeds", "1"]) == 0
     capsys.readouterr()
     (out / "manifest.json").unlink()
     before = sorted(str(path) for path in out.rglob("*"))
-    assert main([*args, "--seeds", "44", "--model-class", "bridge"]) == 2
+    other_args = [*args[: args.index("--model") + 1], str(other), *args[args.index("--model") + 2 :]]
+    assert main([*other_args, "--seeds", "44"]) == 2
     assert "holds results of model" in _one_error_line(capsys.readouterr().err)
     assert sorted(str(path) for path in out.rglob("*")) == before
     elsewhere.mkdir()

@@ -65,6 +65,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchorlens.plots",
                 "anchorlens.distributed",
                 "anchorlens.orchestrate",
+                "anchorlens.registry",
                 # a results folder's combined outputs (tables, figures, README.md), and the answers a command prints
                 "anchorlens.outputs",
                 "anchorlens.answers",
