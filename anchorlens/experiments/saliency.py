@@ -15,8 +15,8 @@ Demonstrations are drawn afresh for every test input, as in the paper's code.
 
 Per-example rows (`SaliencyResult.examples`): one per test input and layer with that prompt's un-normalised
 S_wp, S_pq, S_ww, the gold class and the model's prediction; the seed rows are their means, normalised.
-`SaliencyResult.summary_with_ci` bootstraps that exact statistic (mean over inputs → normalise → mean over
-seeds), so its intervals are of the numbers the paper plots.
+`SaliencyResult.summary_with_ci` gives that exact statistic (mean over inputs → normalise → mean over seeds) a
+seed-level interval (`anchorlens.stats`), so its intervals are of the numbers the paper plots.
 
 Per head (``per_head=True``, ``--per-head``): the same backward pass also keeps every head apart, with a head's
 saliency I_{l,h} = |A_{h,l} ⊙ ∂L/∂A_{h,l}| (one head: summing before or after the absolute value is the same).
@@ -67,7 +67,16 @@ from anchorlens.prompts import (
     prompt_settings,
 )
 from anchorlens.sampling import sample_test_set
-from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata
+from anchorlens.stats import (
+    BOOTSTRAP_SEED,
+    LEVEL,
+    N_RESAMPLES,
+    SUMMARY_COLUMNS,
+    resamples_for,
+    seed_interval,
+    strata,
+    within_sd_of,
+)
 from anchorlens.tasks import Task, get_task, load_split
 
 REGIONS = ("S_wp", "S_pq", "S_ww")
@@ -330,9 +339,11 @@ FLOW_PAIRS: tuple[tuple[str, str], ...] = (("S_wp", "S_pq"), ("S_wp", "S_ww"), (
 
 @dataclass(frozen=True)
 class FlowBootstrap:
-    """The Fig. 3 statistic of one (task, model) stratum and its bootstrap resamples (`stratum_bootstraps`)."""
+    """The Fig. 3 statistic of one (task, model) stratum: per seed, their mean, and its resamples over the test
+    inputs within each seed (`stratum_bootstraps`)."""
 
     layers: Int[np.ndarray, " layer"]
+    per_seed: Float[np.ndarray, "seed layer region=3"]
     estimate: Float[np.ndarray, "layer region=3"]
     resampled: Float[np.ndarray, "resample layer region=3"]
     n_seeds: int
@@ -344,8 +355,9 @@ def stratum_bootstraps(
 ) -> Iterator[tuple[tuple, FlowBootstrap]]:
     """(stratum key, `FlowBootstrap`) per (task, model) of whole-layer per-example rows: per seed the mean over
     its inputs of the un-normalised S, normalised per layer, then the mean over seeds; and the same statistic
-    under each two-level resample (`normalised_seed_means`). The draws depend only on the stratum and `seed`, so
-    every quantity computed from one stratum's resamples (a flow, a difference of two flows) shares them."""
+    under each resample of the inputs within the seeds (`normalised_seed_means`). The draws depend only on the
+    stratum and `seed`, so every quantity computed from one stratum's resamples (a flow, a difference of two
+    flows) shares them."""
     for stratum_key, stratum in strata(examples, ["task", "model"]):
         layers = np.sort(stratum["layer"].unique())
         # [unit, layer, region], units sorted by (seed, example): the unit order of `resamples_for`.
@@ -362,7 +374,8 @@ def stratum_bootstraps(
             [resamples.counts[:, m] for m in members], resamples.seed_draws, [values[m] for m in members]
         )
         n_examples = [int(np.isfinite(values[:, index]).all(-1).sum()) for index in range(len(layers))]
-        yield stratum_key, FlowBootstrap(layers, np.mean(point, axis=0), resampled, len(members), n_examples)
+        per_seed = np.array(point)
+        yield stratum_key, FlowBootstrap(layers, per_seed, per_seed.mean(0), resampled, len(members), n_examples)
 
 
 def flow_differences(
@@ -374,10 +387,10 @@ def flow_differences(
     seed: int = BOOTSTRAP_SEED,
 ) -> pd.DataFrame:
     """Per task, model and layer, the difference a − b of two normalised flows of Fig. 3 for each (a, b) in
-    `pairs`, with its 95% two-level bootstrap interval.
+    `pairs`, with its 95% seed-level interval (`anchorlens.stats.seed_interval`).
 
     Both flows come from the same prompts, so a seed's demonstrations move them together; the interval of the
-    difference, computed on the very resamples of `SaliencyResult.summary_with_ci` (same draws, same statistic),
+    difference, from the seeds' differences and the very resamples of `SaliencyResult.summary_with_ci`,
     says whether a lies above b where the two flows' own intervals overlap. Reads whole-layer per-example rows
     (``task, model, seed, example, layer, S_wp, S_pq, S_ww``; per-head rows are left out). Long form:
     ``task, model, layer, metric`` (``"S_wp - S_pq"``), ``mean, ci_low, ci_high, n_seeds, n_examples``."""
@@ -393,7 +406,11 @@ def flow_differences(
             for a, b in pairs:
                 i, j = REGIONS.index(a), REGIONS.index(b)
                 for index, layer in enumerate(flows.layers):
-                    low, high = interval(flows.resampled[:, index, i] - flows.resampled[:, index, j], level)
+                    low, high = seed_interval(
+                        flows.per_seed[:, index, i] - flows.per_seed[:, index, j],
+                        within_sd_of(flows.resampled[:, index, i] - flows.resampled[:, index, j]),
+                        level,
+                    )
                     difference = float(flows.estimate[index, i] - flows.estimate[index, j])
                     rows.append(
                         (
@@ -426,13 +443,13 @@ class SaliencyResult(ExperimentResult):
     def summary_with_ci(
         self, *, n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = BOOTSTRAP_SEED
     ) -> pd.DataFrame:
-        """Per task, model and layer, the paper's statistic with a 95% two-level bootstrap interval.
+        """Per task, model and layer, the paper's statistic with a 95% seed-level interval.
 
         The statistic is that of Fig. 3: per seed the mean over its test inputs of the un-normalised S, normalised
-        per layer so S_wp + S_pq + S_ww = 1, then the mean over seeds (equal to the seed rows' mean). Each
-        resample redraws seeds and, within them, test inputs (`anchorlens.stats.TwoLevelResamples`; a seed
-        drawn c times contributes one pooled draw of c × n inputs, as everywhere in `anchorlens.stats`) and
-        recomputes the weighted means, the normalisation and the seed mean, all layers at once. Long form:
+        per layer so S_wp + S_pq + S_ww = 1, then the mean over seeds (equal to the seed rows' mean). The
+        interval is `anchorlens.stats.seed_interval` of the seeds' values, its floor the spread of the statistic
+        over resamples of the test inputs within each seed (`anchorlens.stats.TwoLevelResamples`), which
+        recompute the weighted means, the normalisation and the seed mean, all layers at once. Long form:
         ``task, model, layer, metric, mean, ci_low, ci_high, n_seeds, n_examples``.
         """
         # Single-threaded BLAS: the products are small, and threads fighting over shared cores made them 18 times
@@ -456,7 +473,9 @@ class SaliencyResult(ExperimentResult):
         for stratum_key, flows in stratum_bootstraps(examples, n_resamples, seed):
             for index, layer in enumerate(flows.layers):
                 for region, metric in enumerate(REGIONS):
-                    low, high = interval(flows.resampled[:, index, region], level)
+                    low, high = seed_interval(
+                        flows.per_seed[:, index, region], within_sd_of(flows.resampled[:, index, region]), level
+                    )
                     rows.append(
                         (
                             *stratum_key,
