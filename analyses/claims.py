@@ -350,7 +350,10 @@ class Claim:
 
     @property
     def weakest(self) -> Check | None:
-        return min(self.checks, key=lambda check: check.margin) if self.checks else None
+        """The decided check with the smallest margin (a check that cannot be judged, on one seed or without a
+        rise, has no margin to show), else the first check."""
+        decided = [check for check in self.checks if math.isfinite(check.margin)]
+        return min(decided, key=lambda check: check.margin) if decided else (self.checks[0] if self.checks else None)
 
     @property
     def holds(self) -> str:
