@@ -5,7 +5,8 @@ then mean over seeds"; for AUROC, saliency and confusion the statistic of a seed
 
     estimate ± max(t_{S−1} · sd(seed values) / √S,  FLOOR_SHARE · z · within_sd)
 
-with S the seeds whose value is defined, t_{S−1} and z the (1 + level)/2 quantiles of Student's t and the normal,
+with S the seeds whose value is defined, t_{S−1} the (1 + level + SKEW_ALLOWANCE)/2 quantile of Student's t (a
+96% t for a 95% interval: see below), z the (1 + level)/2 quantile of the normal,
 and ``within_sd`` the standard error the test inputs alone give the estimate, (√Σ_s v_s) / S with v_s the
 variance of seed s's value over resamples of its own inputs (for a mean: its inputs' variance over their number).
 
@@ -19,10 +20,14 @@ time at 3 seeds and 87% at 5 where the seed spread was 2.8 times the input error
 and 98-100% with no seed spread. The floor keeps an interval from collapsing when seeds agree by construction
 (a zero-shot baseline on a fixed test set: every seed sees the same inputs and gives the same accuracy, so the
 t part is 0, yet the inputs are a sample); its factor FLOOR_SHARE < 1 because a full z floor on top of the t
-part over-covers with no seed spread (98.8% at 3 seeds, against about 96.5% with the share below;
-`analyses/coverage.py` measures every cell, and docs/coverage.md holds the table: 93-98% at 3 and 5 seeds for a
-seed spread of 0 to 5 input errors, binary and continuous outcomes, paired differences and averages over tasks).
-Costs: at 3 seeds t_2 = 4.30, so intervals are wide; that width is what 3 seeds know.
+part over-covers with no seed spread (98.8% at 3 seeds). The t part is exact only for normal seed values;
+rates near a bound have skewed seed effects (logit-normal), and at 3 seeds with a seed spread of 5 input errors a
+95% t covered 92.6% (measured by `analyses/coverage.py`, first run); its quantile is therefore taken one point
+higher (SKEW_ALLOWANCE), which brings that cell back above 94% and costs about one point of over-coverage where
+seeds agree. docs/coverage.md holds the table: every cell in [93%, 98%] at 3 and 5 seeds for a seed spread of 0
+to 5 input errors, binary and continuous outcomes, paired differences and averages over tasks. Costs: at 3 seeds
+the t quantile is 4.85 (4.30 at 95%), so intervals are wide; that width is what 3 seeds know. Known limit: a rate
+near 0.85 with seed spread 5 input errors still covers about 92.5% (a quick check of the same model).
 
 Paired differences (two arms on the same inputs) use the same interval on the per-input differences; an average
 over tasks (`average_interval`) pairs the tasks' seeds by position, so its seed values are the means over tasks of
@@ -52,10 +57,13 @@ N_RESAMPLES = 1000
 LEVEL = 0.95
 #: Seed of the resampling generators (combined with each stratum's name).
 BOOTSTRAP_SEED = 0
-#: The input-sampling floor's share of the normal quantile (module docstring): 0.6 · 1.96 = 1.18 at 95%. Set
+#: The input-sampling floor's share of the normal quantile (module docstring): 0.5 · 1.96 = 0.98 at 95%. Set
 #: from the no-seed-spread cells of the coverage study, the ones it moves: a full z (share 1) covers 98.8% there
-#: at 3 seeds, above the 98% bound; 0.6 about 96.5%.
-FLOOR_SHARE = 0.6
+#: at 3 seeds, above the 98% bound; 0.5, with the t part's allowance, about 96.5%.
+FLOOR_SHARE = 0.5
+#: Added to the level of the t part's quantile (module docstring): skewed seed effects of bounded rates made a
+#: 95% t under-cover (92.6% at 3 seeds, seed spread 5 input errors); a 96% t covers 94-97% in every cell.
+SKEW_ALLOWANCE = 0.01
 
 SUMMARY_COLUMNS = ("metric", "mean", "ci_low", "ci_high", "n_seeds", "n_examples")
 _STRATA = ("task", "model")
@@ -64,7 +72,8 @@ _STRATA = ("task", "model")
 def seed_interval(
     seed_values: Sequence[float] | np.ndarray, within_sd: float = 0.0, level: float = LEVEL
 ) -> tuple[float, float]:
-    """The interval of the mean of `seed_values` (module docstring): the seed-level t half-width, floored by
+    """The interval of the mean of `seed_values` (module docstring): the seed-level t half-width (its quantile
+    SKEW_ALLOWANCE above the level), floored by
     FLOOR_SHARE · z · `within_sd` (the estimate's standard error from the test inputs alone; 0: no floor).
     NaN values (a seed where the statistic is undefined) are left out. With one seed the interval is the test
     inputs' alone, z · `within_sd` (the spread over seeds is unknown, as ``n_seeds`` says); with none, or one
@@ -79,7 +88,8 @@ def seed_interval(
     if values.size == 1:
         return (mean - z * within_sd, mean + z * within_sd) if within_sd > 0 else (float("nan"), float("nan"))
     floor = FLOOR_SHARE * z * within_sd
-    t_half = scipy_stats.t.ppf((1 + level) / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
+    t_quantile = scipy_stats.t.ppf((1 + level + SKEW_ALLOWANCE) / 2, values.size - 1)
+    t_half = t_quantile * values.std(ddof=1) / math.sqrt(values.size)
     half = max(float(t_half), floor)
     return mean - half, mean + half
 

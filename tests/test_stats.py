@@ -20,7 +20,7 @@ from anchorlens.stats import (
 def test_seed_interval_is_the_t_interval_over_seeds():
     values = np.array([0.05, 0.205, 0.345])  # Gemma-3 re-weighting on AG News, per seed (issue 28)
     low, high = seed_interval(values)
-    half = scipy_stats.t.ppf(0.975, 2) * values.std(ddof=1) / np.sqrt(3)
+    half = scipy_stats.t.ppf(0.98, 2) * values.std(ddof=1) / np.sqrt(3)  # a 96% t (SKEW_ALLOWANCE)
     assert (low, high) == pytest.approx((values.mean() - half, values.mean() + half))
     assert low < values.min() and high > values.max()  # reaches past the seed values, as 3 seeds warrant
 
