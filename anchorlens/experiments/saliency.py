@@ -60,6 +60,7 @@ from anchorlens.prompts import (
     Prompt,
     PromptBatch,
     Prompts,
+    Role,
     build_prompt,
     label_logits,
     label_loss,
@@ -91,9 +92,14 @@ class SaliencyConfig(ExperimentConfig):
         1536, "cap on batch size x padded length: the backward pass holds every layer's attention maps", flag=None
     )
     per_head: bool = setting(False, "also one row per (layer, head), |A_h*dL/dA_h| per head, with a head column")
+    exclude_bos: bool = setting(
+        False,
+        "leave the BOS token's key column out of S_wp and S_ww (GPT-2, the paper's model, has none; default: kept, "
+        "as the formula reads on the model's own tokens)",
+    )
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("seeds", "batch_size", "max_batch_tokens")
-    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("per_head",)
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("per_head", "exclude_bos")
 
 
 def fresh_demonstration_prompts(
@@ -140,8 +146,13 @@ def fresh_demonstration_prompts(
     return prompts
 
 
-def region_weights(batch: PromptBatch) -> Float[Tensor, "batch region=3 query key"]:
-    """Weight maps whose weighted sums of I_l are S_wp, S_pq, S_ww (each set's entries weigh 1/count)."""
+def region_weights(batch: PromptBatch, *, exclude_bos: bool = False) -> Float[Tensor, "batch region=3 query key"]:
+    """Weight maps whose weighted sums of I_l are S_wp, S_pq, S_ww (each set's entries weigh 1/count).
+
+    A model that prepends a BOS token (Gemma-3; not the paper's GPT-2) has one more key column, which S_wp and
+    S_ww include by default: every row attends to it, often heavily (an attention sink). `exclude_bos` leaves
+    that column out of both sets, so S_wp and S_ww are means over the same (i, j) pairs as on a model without
+    BOS; S_pq (target → label words) never contains it."""
     seq = batch.seq_len
     weights = torch.zeros(batch.size, 3, seq, seq)
     lower = torch.ones(seq, seq).tril(-1)  # i > j: the diagonal never counts
@@ -154,17 +165,21 @@ def region_weights(batch: PromptBatch) -> Float[Tensor, "batch region=3 query ke
         ww = lower.clone()
         ww[q + 1 :] = 0  # rows after the target (padding) are outside every set
         ww = ww - wp - pq
+        if exclude_bos:
+            for bos in prompt.positions_with(Role.BOS):
+                wp[:, bos] = 0
+                ww[:, bos] = 0
         for index, mask in enumerate((wp, pq, ww)):
             weights[row, index] = mask / mask.sum().clamp(min=1)
     return weights.to(batch.tokens.device)
 
 
 def saliency_and_prediction(
-    model: Model, batch: PromptBatch, *, abs_per_head: bool = False
+    model: Model, batch: PromptBatch, *, abs_per_head: bool = False, exclude_bos: bool = False
 ) -> tuple[Float[Tensor, "batch layer region=3"], Int[Tensor, " batch"]]:
     """S_wp, S_pq, S_ww per prompt and layer, and each prompt's predicted class: one forward and one backward
-    pass for the whole batch."""
-    recorder = SaliencyRecorder(model, region_weights(batch), abs_per_head=abs_per_head)
+    pass for the whole batch (`exclude_bos`: `region_weights`)."""
+    recorder = SaliencyRecorder(model, region_weights(batch, exclude_bos=exclude_bos), abs_per_head=abs_per_head)
     with frozen_parameters(model):
         logits = run_to_target(model, batch, recorder.hooks())
         # Summed loss: each prompt's gradient is that of its own loss, as with batch size 1.
@@ -173,11 +188,11 @@ def saliency_and_prediction(
 
 
 def saliency_by_head(
-    model: Model, batch: PromptBatch, *, abs_per_head: bool = False
+    model: Model, batch: PromptBatch, *, abs_per_head: bool = False, exclude_bos: bool = False
 ) -> tuple[Float[Tensor, "batch layer region=3"], Float[Tensor, "batch layer head region=3"], Int[Tensor, " batch"]]:
     """`saliency_and_prediction` with every head kept apart as well, from the same forward and backward pass:
     (whole-layer S as configured, per-head S from I_{l,h} = |A_{h,l} ⊙ ∂L/∂A_{h,l}|, predicted class)."""
-    weights = region_weights(batch)
+    weights = region_weights(batch, exclude_bos=exclude_bos)
     layer_recorder = SaliencyRecorder(model, weights, abs_per_head=abs_per_head)
     head_recorder = SaliencyRecorder(model, weights, per_head=True)
     with frozen_parameters(model):
@@ -224,6 +239,7 @@ def saliency(
     *,
     per_head: bool = False,
     abs_per_head: bool = False,
+    exclude_bos: bool = False,
     batch_size: int = 8,
     max_batch_tokens: int | None = SaliencyConfig.max_batch_tokens,
     progress: bool = False,
@@ -238,6 +254,7 @@ def saliency(
         prompts: a list of `Prompt`s (or a `PromptBatch`) with gold labels, sharing their label words.
         per_head: also one row per (layer, head) with that head's S, from I_{l,h} = |A_{h,l} ⊙ ∂L/∂A_{h,l}|.
         abs_per_head: whole layers from Σ_h |A ⊙ ∂L/∂A| instead of the paper's |Σ_h A ⊙ ∂L/∂A|.
+        exclude_bos: leave a BOS token's key column out of S_wp and S_ww (`region_weights`); default kept.
         batch_size: prompts per forward pass (changes no number).
         max_batch_tokens: cap on batch size × padded length (the backward pass holds every layer's attention
             maps); None for no cap.
@@ -256,7 +273,7 @@ def saliency(
         values, head_values, predictions = in_prompt_order(
             model,
             prompts,
-            lambda batch: saliency_by_head(model, batch, abs_per_head=abs_per_head),
+            lambda batch: saliency_by_head(model, batch, abs_per_head=abs_per_head, exclude_bos=exclude_bos),
             batch_size=batch_size,
             max_tokens=max_batch_tokens,
             progress=progress,
@@ -265,7 +282,7 @@ def saliency(
         values, predictions = in_prompt_order(
             model,
             prompts,
-            lambda batch: saliency_and_prediction(model, batch, abs_per_head=abs_per_head),
+            lambda batch: saliency_and_prediction(model, batch, abs_per_head=abs_per_head, exclude_bos=exclude_bos),
             batch_size=batch_size,
             max_tokens=max_batch_tokens,
             progress=progress,
@@ -561,6 +578,7 @@ def run_saliency(
             prompts,
             per_head=config.per_head,
             abs_per_head=config.abs_per_head,
+            exclude_bos=config.exclude_bos,
             batch_size=config.batch_size,
             max_batch_tokens=config.max_batch_tokens,
             progress=progress,

@@ -25,7 +25,7 @@ from anchorlens.experiments.saliency import (
 )
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import SaliencyRecorder, frozen_parameters, pattern_hook_name
-from anchorlens.prompts import build_prompt, label_logits, label_loss, make_batch, prompt_settings
+from anchorlens.prompts import Role, build_prompt, label_logits, label_loss, make_batch, prompt_settings
 from anchorlens.sampling import sample_test_set
 from anchorlens.stats import resamples_for, seed_interval, within_sd_of
 from anchorlens.tasks import get_task, load_split
@@ -64,6 +64,29 @@ def test_region_weights_reproduce_the_spec_formula(batch):
         fast = (torch.from_numpy(saliency).float()[None] * weights[row]).sum((-1, -2)).double().numpy()
         expected = spec_formula(saliency, list(prompt.demonstration_label_positions), prompt.target_position)
         assert np.allclose(fast, expected, rtol=1e-5)
+
+
+def test_exclude_bos_leaves_the_bos_column_out_of_s_wp_and_s_ww(smol_tokenizer):
+    """With a BOS token (Gemma-3) S_wp and S_ww include its key column unless `exclude_bos`: then they are the
+    means over the pairs (i, j) with j ≥ 1, as on a model without BOS; S_pq is the same either way."""
+    demos = [("a dull , lifeless film ", 0), ("warm and funny ", 1)]
+    prompt = build_prompt(smol_tokenizer, "sst2", demos, "the best film of the year ", 1, prepend_bos=True)
+    batch = make_batch([prompt])
+    assert prompt.positions_with(Role.BOS) == (0,)
+    saliency = np.tril(np.random.default_rng(1).random((batch.seq_len, batch.seq_len)), -1)
+    saliency[:, 0] += 5.0  # a heavy attention sink on BOS
+    flows = {}
+    for exclude in (False, True):
+        weights = region_weights(batch, exclude_bos=exclude)[0]
+        flows[exclude] = (torch.from_numpy(saliency).float()[None] * weights).sum((-1, -2)).double().numpy()
+    labels, q = list(prompt.demonstration_label_positions), prompt.target_position
+    wp = np.mean([saliency[p, j] for p in labels for j in range(1, p)])
+    ww_pairs = [(i, j) for i in range(q + 1) for j in range(1, i) if not (i in labels or (i == q and j in labels))]
+    ww = np.mean([saliency[i, j] for i, j in ww_pairs])
+    assert np.allclose(flows[True], [wp, np.mean(saliency[q, labels]), ww], rtol=1e-5)
+    assert flows[False][1] == pytest.approx(flows[True][1]) and flows[False][0] > flows[True][0] + 0.1  # the sink
+    assert SaliencyConfig().exclude_bos is False  # the stated default: the BOS column is kept
+    assert "exclude_bos" not in SaliencyConfig().signature()  # a default run's manifest is unchanged
 
 
 @pytest.mark.parametrize("model_fixture", ["gpt2_like", "llama_like"])
