@@ -234,7 +234,8 @@ def test_a_failure_at_one_layer_in_every_task_is_named(tmp_path):
     assert claim.verdict == claims.PARTLY and claim.holds == "0/3 tasks, 3 partly"
     repeated = "S_wp > S_pq fails at layer 2 in 3 tasks (sst2, trec, agnews)"
     assert claims.exceptions(claim)[0] == f"repeated across tasks: {repeated}"
-    assert f"**partly**, 0/3 tasks, 3 partly ({repeated})" in claims.render_short([claim], "cmd", "full.md")
+    short = "S_wp > S_pq fails at layer 2 in 3 tasks"  # the short form leaves the tasks to the full form
+    assert f"**partly**, 0/3 tasks, 3 partly ({short})" in claims.render_short([claim], "cmd", "full.md")
     assert claims.repeated_failures(judged(tmp_path)["1b"].checks) == []
 
 
@@ -409,7 +410,7 @@ def test_deep_auroc_is_tested_at_a_layer_chosen_on_other_seeds(tmp_path):
     outcomes = {check.task: check.outcome for check in claim.checks}
     assert outcomes == {"trec": claims.HOLDS, "agnews": claims.FAILS}
     trec = next(check for check in claim.checks if check.task == "trec")
-    assert "chosen on the other seeds (layer 10) 0.86 [" in trec.detail
+    assert "held-out AUROC (layer 10) 0.86 [" in trec.detail
     agnews = next(check for check in claim.checks if check.task == "agnews")
     assert "(layers 9-10) 0.55 vs 0.70" in agnews.detail  # each seed's pick is another seed's lucky layer
     assert claim.verdict == claims.PARTLY and claim.finding.endswith("in a deep layer chosen on other seeds")
