@@ -13,22 +13,22 @@ variance of seed s's value over resamples of its own inputs (for a mean: its inp
 Why this method. A seed is one draw of demonstrations (and of the test subset); its inputs are nested in it. Under
 that two-level model each seed's value is the true mean plus a seed effect plus its inputs' error, independent
 across seeds, so the seed values' sample variance already holds both levels, and the t-interval over the S seed
-values is the exact interval of a balanced one-way random-effects model: its coverage does not depend on how
-the seed spread compares with the input error. The two-level percentile bootstrap this replaces did depend on it:
-a bootstrap over 3 seeds cannot reach past the range of their values, and covered the true mean 77% of the
-time at 3 seeds and 87% at 5 where the seed spread was 2.8 times the input error (the committed results' regime),
-and 98-100% with no seed spread. The floor keeps an interval from collapsing when seeds agree by construction
-(a zero-shot baseline on a fixed test set: every seed sees the same inputs and gives the same accuracy, so the
-t part is 0, yet the inputs are a sample); its factor FLOOR_SHARE < 1 because a full z floor on top of the t
-part over-covers with no seed spread (98.8% at 3 seeds). The t part is exact only for normal seed values;
-rates near a bound have skewed seed effects (logit-normal), and at 3 seeds with a seed spread of 5 input errors a
-95% t covered 92.6% (measured by `analyses/coverage.py`, first run); its quantile is therefore taken one point
-higher (SKEW_ALLOWANCE), which brings that cell back above 94% and costs about one point of over-coverage where
-seeds agree. docs/coverage.md holds the table: every cell in [93%, 98%] at 3 and 5 seeds for a seed spread of 0
-to 5 input errors, binary and continuous outcomes, paired differences and averages over tasks. Costs: at 3 seeds
-the t quantile is 4.85 (4.30 at 95%), so intervals are wide; that width is what 3 seeds know. Known limit: a rate
-near 0.85 with seed spread 5 input errors still covers 92.5% at 3 seeds, 92.8% at 5 (`analyses/coverage.py
---outcomes binary --rate 0.85`).
+values is the exact interval of a balanced one-way random-effects model: its coverage does not depend on how the
+seed spread compares with the input error. The two-level percentile bootstrap this replaces did depend on it: a
+bootstrap over 3 seeds cannot reach past the range of their values, and covered the true mean 77% of the time at 3
+seeds and 87% at 5 where the seed spread was 2.8 times the input error (the committed results' regime), and 98-100%
+with no seed spread (issue 28, simulated with that bootstrap). The floor keeps an interval from collapsing when
+seeds agree by construction (a zero-shot baseline on a fixed test set: every seed sees the same inputs and gives the
+same accuracy, so the t part is 0, yet the inputs are a sample); its factor FLOOR_SHARE < 1 because with no seed
+spread a full z floor alone already covers 95%, and the t part on top of it pushes coverage above that. The t part
+is exact only for normal seed values; rates near a bound have skewed seed effects (logit-normal), and at 3 seeds
+with a seed spread of 5 input errors a 95% t covered 92.6% (measured by `analyses/coverage.py`, first run); its
+quantile is therefore taken one point higher (SKEW_ALLOWANCE), which brings that cell back above 94% and costs about
+one point of over-coverage where seeds agree. docs/coverage.md holds the table: every cell in [93%, 98%] at 3 and 5
+seeds for a seed spread of 0 to 5 input errors, binary and continuous outcomes, paired differences and averages over
+tasks. Costs: at 3 seeds the t quantile is 4.85 (4.30 at 95%), so intervals are wide; that width is what 3 seeds
+know. Known limit: a rate near 0.85 with seed spread 5 input errors still covers 92.5% at 3 seeds, 92.8% at 5
+(`analyses/coverage.py --outcomes binary --rate 0.85`).
 
 Paired differences (two arms on the same inputs) use the same interval on the per-input differences; an average
 over tasks (`average_interval`) pairs the tasks' seeds by position, so its seed values are the means over tasks of
@@ -59,8 +59,8 @@ LEVEL = 0.95
 #: Seed of the resampling generators (combined with each stratum's name).
 BOOTSTRAP_SEED = 0
 #: The input-sampling floor's share of the normal quantile (module docstring): 0.5 · 1.96 = 0.98 at 95%. Set
-#: from the no-seed-spread cells of the coverage study, the ones it moves: a full z (share 1) covers 98.8% there
-#: at 3 seeds, above the 98% bound; 0.5, with the t part's allowance, about 96.5%.
+#: from the no-seed-spread cells of the coverage study, the ones it moves: 0.6 with a 95% t covered 96.0-96.8%
+#: there, 0.5 with the 96% t covers 96.1-97.1% (docs/coverage.md).
 FLOOR_SHARE = 0.5
 #: Added to the level of the t part's quantile (module docstring): skewed seed effects of bounded rates made a
 #: 95% t under-cover (92.6% at 3 seeds, seed spread 5 input errors); a 96% t covers 94-97% in every cell.
@@ -155,23 +155,6 @@ class TwoLevelResamples:
             members = np.flatnonzero(self.seed_of_unit == index)
             n = len(members)
             self.counts[:, members] = generator.multinomial(n, np.full(n, 1 / n), size=n_resamples)
-
-    def mean_of_seed_means(self, units: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Resampled mean over seeds of per-seed means of `x` (one value per unit in `units`), [resample]."""
-        numerator = np.zeros(len(self.seed_draws))
-        seed_weight = np.zeros(len(self.seed_draws))
-        seed_index = self.seed_of_unit[units]
-        for index in np.unique(seed_index):
-            mine = seed_index == index
-            counts = self.counts[:, units[mine]]
-            total = counts.sum(1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                seed_mean = counts @ x[mine] / total
-            drawn = total > 0
-            numerator[drawn] += seed_mean[drawn]
-            seed_weight[drawn] += 1
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return numerator / seed_weight
 
 
 def strata(examples: pd.DataFrame, by: Sequence[str]):
