@@ -38,17 +38,17 @@ rows its interval is the same method over tasks (`anchorlens.stats.task_average_
 averaged over the tasks, seeds paired by order), else the tasks' half-widths added as independent errors.
 
 Counting. The unit is the task, the data set resampled independently; layers and comparisons within a task
-are not independent checks. A task **holds** when every one of its checks holds, **fails** when any fails, and
-is unclear otherwise (finding 1c, "mostly above": holds when more than half of its checks hold, fails when
-more than half fail). The Avg is shown beside the tasks, never counted as one. A check that is unclear, has
-no interval, rests on one seed or cannot be judged counts neither as holding nor as failing.
+are not independent checks. A task **holds** when every one of its checks holds (finding 1c, "mostly above":
+more than half), **fails** when more of its checks fail than hold, holds **partly** when some hold and no
+fewer than fail, and is unclear when none holds or fails. The Avg is shown beside the tasks, never counted as
+one. A check that is unclear, has no interval, rests on one seed or cannot be judged counts neither as holding
+nor as failing.
 
 Verdict of a finding, from its tasks (set before looking at the results): **reproduced** when every task
-holds; **not shown** when no task holds or fails (the checks are too weak to decide, or there is nothing to
-check: experiment, metric or method missing, with the reason); **not reproduced** when more tasks fail than
-hold; **partly** otherwise (a task holds, and no fewer hold than fail). Every check that does not hold is
-listed under the table, and a failure at the same layer in two tasks or more is named first ("repeated
-across tasks").
+holds; **not shown** when no task holds, holds partly or fails (the checks are too weak to decide, or there is
+nothing to check: experiment, metric or method missing, with the reason); **not reproduced** when more tasks
+fail than hold wholly or partly; **partly** otherwise. Every check that does not hold is listed under the
+table, and a failure at the same layer in two tasks or more is named first ("repeated across tasks").
 
 | # | finding (paper) | checks (each task; each layer where one is named) |
 |---|---|---|
