@@ -9,7 +9,8 @@ its 95% interval, and a verdict decided by the rules below, never by hand.
 
 Input: each folder's ``<experiment>_summary.csv`` (long form: ``task, model, <keys>, metric, mean, ci_low,
 ci_high, n_seeds, n_examples``, written by ``ExperimentResult.save``) and the seed rows of ``compress.csv`` (the
-speed-up) and ``diagnose.csv`` (the correlation, while the diagnose summary does not hold it); the per-example
+speed-up), ``diagnose.csv`` (the correlation, per seed and of the seed means) and ``auroc.csv`` (3b's layer
+chosen on other seeds); the per-example
 rows of saliency, isolation, re-weighting and compression (the paired checks below); and ``auroc_examples.parquet``, from
 which the full form says how the model's own ICL predictions spread over the classes. In a folder a run made,
 these files are read only once they match the record written beside them (``<experiment>.record.json``: each
@@ -22,45 +23,53 @@ with a diff when that block differs from what is printed now, ``--write`` replac
 
 How one check is judged. "A > B" holds when A's interval lies wholly above B's (``A.ci_low > B.ci_high``),
 fails when it lies wholly below (``A.ci_high < B.ci_low``), and is unclear when the intervals overlap. A
-threshold t is an interval of width 0. Where A and B are two arms of one experiment measured on the same test
-inputs (isolation conditions; re-weighting and compression methods) and the folder holds the per-example rows
-(``<experiment>_examples.parquet``), the check is judged on the paired difference A − B instead: the mean over
-seeds of each seed's mean of the per-input differences, with the same two-level bootstrap interval as the
-summaries (`anchorlens.stats.bootstrap_means`). It holds when that interval lies above 0, fails when below,
-and is unclear when it holds 0. Pairing matters: a seed's demonstrations move both arms alike, which widens
-each arm's own interval but not their difference's. Saliency's flows (S_wp, S_pq, S_ww) are likewise
-measured on the same prompts: with ``saliency_examples.parquet`` present, "S_wp > S_pq" in a layer is judged on
-the interval of the difference of the two normalised flows, bootstrapped on the summary's own resamples
-(`anchorlens.experiments.saliency.flow_differences`).
+threshold t is an interval of width 0. The intervals are the summaries' (`anchorlens.stats`: a seed-level
+t-interval floored by the test inputs' error, 93-98% coverage at 3 and 5 seeds in docs/coverage.md). Where A and
+B are two arms of one experiment measured on the same test inputs (isolation conditions; re-weighting and
+compression methods) and the folder holds the per-example rows (``<experiment>_examples.parquet``), the check is
+judged on the paired difference A − B instead, by the same method (`anchorlens.stats.means_with_ci` of the
+per-input differences): it holds when that interval lies above 0, fails when below, and is unclear when it
+holds 0. Pairing matters: a seed's demonstrations move both arms alike, which widens each arm's own interval
+but not their difference's. Saliency's flows (S_wp, S_pq, S_ww) are likewise measured on the same prompts: with
+``saliency_examples.parquet`` present, "S_wp > S_pq" in a layer is judged on the interval of the difference of
+the two normalised flows (`anchorlens.experiments.saliency.flow_differences`). A check whose interval rests on
+fewer than ``MIN_SEEDS_TO_DECIDE`` (2) seeds is unclear whatever it reads: one seed says nothing of another
+demonstration set (a rule about power, for every task).
 
 Shallow layers are the first third of a model's layers, deep layers the last third (``n_layers // 3`` each,
-at least 1), as in ``SaliencyResult.depth_summary``. "Avg" is the mean of the per-task means; its interval
-adds the tasks' half-widths (each side apart) as independent errors, ``sqrt(sum h_t**2) / T`` (tasks are
-independent data sets); a paired Avg check does the same with the tasks' differences.
+at least 1), as in ``SaliencyResult.depth_summary``. "Avg" is the mean of the per-task means; with per-example
+rows its interval is the same method over tasks (`anchorlens.stats.task_average_with_ci`: each seed's values
+averaged over the tasks, seeds paired by order), else the tasks' half-widths added as independent errors.
 
-Verdict of a finding, from its checks: **reproduced** when every check holds; **partly** when at least half
-hold; **not reproduced** when fewer than half hold (a check that fails or is unclear does not hold, so a
-finding whose interval straddles its threshold is never "reproduced"); **undefined** when there is nothing to
-check (experiment, metric or method missing; the reason is given) or when no check has an interval to judge by
-(e.g. a speed-up from one seed); a check without an interval among others that have one does not hold. Every
-check that does not hold is listed under the table.
+Counting. The unit is the task, the data set resampled independently; layers and comparisons within a task
+are not independent checks. A task **holds** when every one of its checks holds (finding 1c, "mostly above":
+more than half), **fails** when more of its checks fail than hold, holds **partly** when some hold and no
+fewer than fail, and is unclear when none holds or fails. The Avg is shown beside the tasks, never counted as
+one. A check that is unclear, has no interval, rests on one seed or cannot be judged counts neither as holding
+nor as failing.
+
+Verdict of a finding, from its tasks (set before looking at the results): **reproduced** when every task
+holds; **not shown** when no task holds, holds partly or fails (the checks are too weak to decide, or there is
+nothing to check: experiment, metric or method missing, with the reason); **not reproduced** when more tasks
+fail than hold wholly or partly; **partly** otherwise. Every check that does not hold is listed under the
+table, and a failure at the same layer in two tasks or more is named first ("repeated across tasks").
 
 | # | finding (paper) | checks (each task; each layer where one is named) |
 |---|---|---|
 | 1a | S_wp dominates shallow layers (§2.1, Fig. 3) | each shallow layer: S_wp > S_pq and S_wp > S_ww |
 | 1b | S_pq dominates deep layers (Fig. 3) | each deep layer: S_pq > S_wp and S_pq > S_ww |
-| 1c | S_wp and S_pq mostly above S_ww (Fig. 3) | each layer: S_wp > S_ww and S_pq > S_ww. In 1a-1c, S_wp is not compared in the last layer, where it is 0 by construction (only the target's attention row reaches the loss); the skip is listed |
+| 1c | S_wp and S_pq mostly above S_ww (Fig. 3) | each layer: S_wp > S_ww and S_pq > S_ww; a task holds when most of them hold. In 1a-1c, S_wp is not compared in the last layer, where it is 0 by construction (only the target's attention row reaches the loss); the skip is listed |
 | 2 | isolating label words in the first k layers costs most loyalty (§2.2, Fig. 4; one row per k, k = 5 first) | label and word loyalty: label_first < label_last and label_first < random_first |
-| 3a | AUROC ≈ 0.5 in shallow layers (§2.3, Fig. 5) | each shallow layer: AUROC < 0.6 |
-| 3b | AUROC up to ≈ 0.8 in deep layers (Fig. 5) | each deep layer: AUROC > 0.7 |
-| 3c | R_l rises mainly in middle and deep layers (Fig. 5) | R at the last shallow layer < 0.5 (R from the summary's interval if it has one, else from the mean AUROC curve, judged on its value); a task whose total excess over 0.5 (the summary's ``excess`` at the last layer, R_l's denominator) has an interval reaching 0 does not hold, since R_l is then no share of a rise. For 3a-3c, a task whose AUROC is defined on fewer than 2 seeds (``n_seeds`` of the summary; the model predicted one class on every input of the others) is listed as not judged |
-| 4a | re-weighting beats vanilla 1-shot ICL (§3.1, Table 1) | each task and Avg: accuracy reweight > vanilla_1shot |
-| 4b | re-weighting beats vanilla 5-shot ICL (Table 1) | each task and Avg: accuracy reweight > vanilla_5shot |
-| 5a | Hidden_anchor is the most loyal compressed context (§3.2, Table 2) | each task and Avg: label loyalty hidden_anchor > text_anchor, hidden_random, hidden_random_top |
-| 5b | Hidden_anchor beats Hidden_random(-top) on word loyalty (Table 2) | each task and Avg: word loyalty hidden_anchor > hidden_random, hidden_random_top |
-| 5c | Hidden_anchor loses little accuracy against ICL (Table 2) | each task and Avg: accuracy hidden_anchor + the paper's GPT2-XL drop (ICL − Hidden_anchor) > icl |
-| 5d | Hidden_anchor speeds inference up (Table 3) | each task: speed-up > 1 (seed rows of compress.csv: mean ± t-interval over seeds; no interval, so undefined, from one seed) |
-| 6 | predicted confusion matches the true one (§3.3, Fig. 6) | each task: correlation > 0 and its permutation p-value < 0.05 (pearson and p_pearson of the diagnose summary, else of `DiagnoseResult.summary` of diagnose.csv; a p-value is judged on its value; a task with fewer than 3 class pairs is listed as not judged) |
+| 3a | AUROC ≈ 0.5 in shallow layers (§2.3, Fig. 5) | each shallow layer: AUROC < 0.6 (≈ 0.5 read as within 0.1) |
+| 3b | AUROC reaches ≈ 0.8 in deep layers (Fig. 5) | what is tested: the AUROC clears 0.7 (0.8 less 0.1) at a deep layer chosen on other seeds. Per seed, the deep layer with the highest mean AUROC over the other seeds (leave one seed out; seed rows of auroc.csv), and this seed's AUROC there; the held-out values' t-interval over seeds > 0.7. Picking the best of many noisy layers and testing it on the same seeds would favour noise |
+| 3c | R_l rises mainly in middle and deep layers (Fig. 5) | R at the last shallow layer < the uniform share (shallow layers / layers: R_l of a curve that rises by the same step in every layer), R from the summary's interval if it has one, else from the mean AUROC curve, judged on its value. A task whose total excess over 0.5 (the summary's ``excess`` at the last layer, R_l's denominator) has an interval reaching 0 cannot be judged, since R_l is then no share of a rise |
+| 4a | re-weighting beats vanilla 1-shot ICL (§3.1, Table 1) | each task (and Avg): accuracy reweight > vanilla_1shot |
+| 4b | re-weighting beats vanilla 5-shot ICL (Table 1) | each task (and Avg): accuracy reweight > vanilla_5shot |
+| 5a | Hidden_anchor is the most loyal compressed context (§3.2, Table 2) | each task (and Avg): label loyalty hidden_anchor > text_anchor, hidden_random, hidden_random_top |
+| 5b | Hidden_anchor beats Hidden_random(-top) on word loyalty (Table 2) | each task (and Avg): word loyalty hidden_anchor > hidden_random, hidden_random_top |
+| 5c | Hidden_anchor keeps more of ICL's accuracy than every other compressed context (Table 2: 45.04 vs 38.77 / 39.96 / 41.72, ICL 51.90) | each testable task (and their Avg): accuracy hidden_anchor > text_anchor, hidden_random, hidden_random_top. Testable: ICL's accuracy lies above the no-demonstration baseline (a zero_shot arm if the rows hold one, else the seed's most frequent gold class for every input; paired interval above 0); elsewhere ICL adds nothing to keep, and the task is listed as not testable |
+| 5d | Hidden_anchor speeds inference up (Table 3) | each task: speed-up > 1 (seed rows of compress.csv: mean with its t-interval over seeds; from one seed it cannot be judged) |
+| 6 | predicted confusion matches the true one (§3.3, Fig. 6) | each task: holds when the Pearson correlation of the predicted and true confusion (off-diagonal pairs) has its t-interval over seeds above 0 and the seed-mean matrices' one-sided permutation p-value (class labels relabelled) is below 0.05; fails only when the interval lies below 0 (the data contradict); else unclear. The smallest reachable p-value is one over the relabellings, 1/C! for C classes: 1/24 ≈ 0.042 for 4, so 3 classes (1/6) can never reach 0.05 and say so. A task with fewer than 3 class pairs is listed as not judged |
 """  # noqa: E501 (the table's rows are one line each)
 
 from __future__ import annotations
@@ -76,29 +85,30 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
 from anchorlens import paper
 from anchorlens.errors import AnchorlensError, DataFileError
 from anchorlens.experiments import saved_files
 from anchorlens.experiments.auroc import cumulative_r
 from anchorlens.experiments.saliency import REGIONS, flow_differences
-from anchorlens.stats import bootstrap_means
+from anchorlens.stats import means_with_ci, seed_interval, task_average_with_ci
 
 HOLDS, FAILS, UNCLEAR, NO_INTERVAL = "holds", "fails", "unclear", "no interval"
-#: An R_l check where the AUROC does not clearly rise: R_l is then no share of a rise, and the check cannot hold.
+#: An R_l check where the AUROC does not clearly rise: R_l is then no share of a rise, so the check cannot decide.
 NO_RISE = "no rise"
-REPRODUCED, PARTLY, NOT_REPRODUCED, UNDEFINED = "reproduced", "partly", "not reproduced", "undefined"
+#: A check whose interval rests on fewer than MIN_SEEDS_TO_DECIDE seeds.
+FEW_SEEDS = "few seeds"
+REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_SHOWN = "reproduced", "partly", "not reproduced", "not shown"
+#: The row of the average over tasks: shown as a headline, never counted as a task.
+AVG = "Avg"
 
 #: "≈ 0.5" and "≈ 0.8" of Fig. 5, read as within 0.1.
 AUROC_SHALLOW_BELOW = 0.6
 AUROC_DEEP_ABOVE = 0.7
-#: Seeds on which a task's AUROC must be defined to be judged: the model predicted at least two classes on
-#: their inputs. One seed leaves the spread over demonstration sets unknown (SmolLM2 predicts one class on every
-#: SST-2 input at 4 of 5 seeds, so its SST-2 AUROC would rest on 4 inputs of one seed).
-MIN_AUROC_SEEDS = 2
-#: R_l at the end of the shallow third: below this, most of the rise comes later.
-R_SHALLOW_BELOW = 0.5
+#: Seeds a check's interval must rest on to decide it, for any task and check: with one seed the interval is
+#: the test inputs' alone and says nothing of how another demonstration set moves the value, so such a check
+#: is unclear (never failing, never holding). A rule about power, not about a task.
+MIN_SEEDS_TO_DECIDE = 2
 #: Significance level of the diagnosis correlation's permutation test.
 P_VALUE_BELOW = 0.05
 MAIN_K = 5
@@ -129,11 +139,12 @@ FLOW_COMPARISONS = (("S_wp", "S_pq"), ("S_wp", "S_ww"), ("S_pq", "S_wp"), ("S_pq
 
 @dataclass(frozen=True)
 class Estimate:
-    """A summary mean and its interval (NaN bounds: no interval)."""
+    """A summary mean and its interval (NaN bounds: no interval), and the seeds it rests on where known."""
 
     mean: float
     low: float
     high: float
+    seeds: int | None = None
 
     @classmethod
     def exact(cls, value: float) -> Estimate:
@@ -145,7 +156,7 @@ class Estimate:
         return math.isfinite(self.low) and math.isfinite(self.high)
 
     def shifted(self, by: float) -> Estimate:
-        return Estimate(self.mean + by, self.low + by, self.high + by)
+        return Estimate(self.mean + by, self.low + by, self.high + by, self.seeds)
 
     def text(self, scale: float = 1.0, digits: int = 2) -> str:
         if not math.isfinite(self.mean):
@@ -162,21 +173,24 @@ class Estimate:
 
 
 def average(estimates: Sequence[Estimate]) -> Estimate:
-    """Mean of per-task means; each side of its interval adds the tasks' half-widths as independent errors."""
+    """Mean of per-task means where only the tasks' summaries are at hand (no per-example rows): each side of its
+    interval adds the tasks' half-widths as independent errors. With per-example rows the Avg is
+    `anchorlens.stats.task_average_with_ci` instead (`Results.paired_average`), the summaries' own method."""
     mean = float(np.mean([e.mean for e in estimates]))
     below = math.sqrt(sum((e.mean - e.low) ** 2 for e in estimates)) / len(estimates)
     above = math.sqrt(sum((e.high - e.mean) ** 2 for e in estimates)) / len(estimates)
     return Estimate(mean, mean - below, mean + above)
 
 
-def seed_interval(values: Sequence[float], level: float = LEVEL) -> Estimate:
-    """Mean over seeds with a t-interval (no interval from a single seed)."""
+def over_seeds(values: Sequence[float], level: float = LEVEL) -> Estimate:
+    """Mean over seeds of per-seed values with their seed-level t-interval (`anchorlens.stats.seed_interval`
+    without an input floor, as the values come without their inputs; no interval from a single seed)."""
     values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return Estimate(mean, float("nan"), float("nan"))
-    half = scipy_stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return Estimate(mean, mean - half, mean + half)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    low, high = seed_interval(values, 0.0, level)
+    return Estimate(float(values.mean()), low, high, int(values.size))
 
 
 # --------------------------------------------------------------------------------------------------- checks
@@ -195,6 +209,8 @@ class Check:
     layer: int | None = None
     #: the detail without the two sides' own intervals, where a paired difference decides (the README's form)
     brief: str = ""
+    #: why an unclear check is unclear, where it is not that two intervals overlap
+    unclear_why: str = ""
 
     @property
     def where(self) -> str:
@@ -219,10 +235,16 @@ def greater(
     """Does `a` lie above `b`? Holds / fails only when the intervals are apart (module docstring).
     `b_first` shows b first in the detail (a threshold reads best second). With `difference` (a − b measured
     on the same test inputs, with its own interval) the check is judged on it instead: holds when its interval
-    lies above 0, fails when below."""
+    lies above 0, fails when below. An interval on fewer than MIN_SEEDS_TO_DECIDE seeds decides nothing."""
     a_text = f"{a_name} {a.text(scale, digits)}".strip()
     b_text = f"{b_name} {b.text(scale, digits)}".strip()
     detail = f"{b_text} vs {a_text}" if b_first else f"{a_text} vs {b_text}"
+    judged_on = [difference] if difference is not None and difference.has_interval else [a, b]
+    seeds = [e.seeds for e in judged_on if e.seeds is not None]
+    if seeds and min(seeds) < MIN_SEEDS_TO_DECIDE:
+        fewest = min(seeds)
+        detail += f"; {fewest} seed{'s' if fewest != 1 else ''}, fewer than {MIN_SEEDS_TO_DECIDE}"
+        return Check(test, task, FEW_SEEDS, -math.inf, detail, layer)
     if difference is not None and difference.has_interval and math.isfinite(difference.mean):
         paired = f", paired difference {difference.text(scale, digits)}"
         a_mean = f"{a_brief_name or a_name} {Estimate.exact(a.mean).text(scale, digits)}".strip()
@@ -237,13 +259,56 @@ def greater(
     return Check(test, task, outcome, margin, detail, layer)
 
 
-def verdict(checks: Sequence[Check]) -> str:
-    if all(check.outcome == NO_INTERVAL for check in checks):  # nothing to check, or nothing decidable
-        return UNDEFINED
-    holding = sum(check.outcome == HOLDS for check in checks)
-    if holding == len(checks):
+def task_outcomes(checks: Sequence[Check], rule: str = "every") -> dict[str, str]:
+    """Per task (the unit resampled independently; the Avg is no task), from its checks (its layers and
+    comparisons): HOLDS when every check holds (rule "most", for a finding that says "mostly": more than half);
+    FAILS when more of its checks fail than hold; PARTLY when some hold, at least as many as fail; UNCLEAR when
+    none holds or fails. A check that is unclear, has no interval, rests on too few seeds or cannot be judged
+    (no rise) counts as neither holding nor failing."""
+    by_task: dict[str, list[str]] = {}
+    for check in checks:
+        if check.task != AVG:
+            by_task.setdefault(check.task, []).append(check.outcome)
+    judged = {}
+    for task, outcomes in by_task.items():
+        holding, failing = outcomes.count(HOLDS), outcomes.count(FAILS)
+        enough = 2 * holding > len(outcomes) if rule == "most" else holding == len(outcomes)
+        if enough:
+            judged[task] = HOLDS
+        elif failing > holding:
+            judged[task] = FAILS
+        else:
+            judged[task] = PARTLY if holding else UNCLEAR
+    return judged
+
+
+def verdict(outcomes: dict[str, str]) -> str:
+    """The finding's verdict from its tasks' outcomes (`task_outcomes`): **reproduced** when every task holds;
+    **not shown** when no task holds, holds partly or fails (nothing to check, or nothing decidable); **not
+    reproduced** when more tasks fail than hold wholly or partly; else **partly**."""
+    counts = {state: sum(outcome == state for outcome in outcomes.values()) for state in (HOLDS, PARTLY, FAILS)}
+    if not any(counts.values()):
+        return NOT_SHOWN
+    if counts[HOLDS] == len(outcomes):
         return REPRODUCED
-    return PARTLY if 2 * holding >= len(checks) else NOT_REPRODUCED
+    return NOT_REPRODUCED if counts[FAILS] > counts[HOLDS] + counts[PARTLY] else PARTLY
+
+
+def repeated_failures(checks: Sequence[Check], name_tasks: bool = True) -> list[str]:
+    """Failing checks of one test at one layer in two tasks or more, most tasks first: one cause seen several
+    times, which a count of tasks would hide (e.g. every task reversed at one layer). `name_tasks`: list them."""
+    tasks_of_failure: dict[tuple[str, int], list[str]] = {}
+    for check in checks:
+        if check.outcome == FAILS and check.layer is not None and check.task != AVG:
+            tasks_of_failure.setdefault((check.test, check.layer), []).append(check.task)
+    repeated = sorted(
+        ((test, layer, tasks) for (test, layer), tasks in tasks_of_failure.items() if len(tasks) > 1),
+        key=lambda found: -len(found[2]),
+    )
+    return [
+        f"{test} fails at layer {layer} in {len(tasks)} tasks" + (f" ({', '.join(tasks)})" if name_tasks else "")
+        for test, layer, tasks in repeated
+    ]
 
 
 @dataclass(frozen=True)
@@ -255,21 +320,27 @@ class Claim:
     model: str
     paper: str
     checks: tuple[Check, ...] = ()
-    #: why there is nothing to check (for an undefined verdict)
+    #: why there is nothing to check (for a verdict of not shown)
     reason: str = ""
     #: the check whose numbers stand for ours (e.g. the Avg); the weakest check when None
     headline: Check | None = None
     #: tasks that could not be judged at all, with why (listed under the table, not counted)
     skipped: tuple[str, ...] = ()
+    #: how a task's checks make its outcome (`task_outcomes`): "every" or "most"
+    rule: str = "every"
+
+    @property
+    def outcomes(self) -> dict[str, str]:
+        return task_outcomes(self.checks, self.rule)
 
     @property
     def verdict(self) -> str:
-        return verdict(self.checks)
+        return verdict(self.outcomes)
 
     @property
     def ours(self) -> str:
         if not self.checks:
-            return f"undefined: {self.reason}"
+            return f"not shown: {self.reason}"
         if self.headline is not None:
             return f"{self.headline.where}: {self.headline.detail}"
         weakest = self.weakest
@@ -288,15 +359,27 @@ class Claim:
 
     @property
     def weakest(self) -> Check | None:
-        return min(self.checks, key=lambda check: check.margin) if self.checks else None
+        """The decided check with the smallest margin (a check that cannot be judged, on one seed or without a
+        rise, has no margin to show), else the first check."""
+        decided = [check for check in self.checks if math.isfinite(check.margin)]
+        return min(decided, key=lambda check: check.margin) if decided else (self.checks[0] if self.checks else None)
 
     @property
     def holds(self) -> str:
+        """Tasks holding of tasks judged, those holding partly and failing, and the Avg's: "2/4 tasks, 1 partly,
+        1 fails; Avg holds"."""
         if not self.checks:
             return "-"
-        tasks = {check.task for check in self.checks} - {"Avg"}
-        holding = sum(check.outcome == HOLDS for check in self.checks)
-        return f"{holding}/{len(self.checks)} ({len(tasks)} task{'s' if len(tasks) != 1 else ''})"
+        outcomes = self.outcomes
+        holding, partly, failing = (sum(o == state for o in outcomes.values()) for state in (HOLDS, PARTLY, FAILS))
+        text = f"{holding}/{len(outcomes)} task{'s' if len(outcomes) != 1 else ''}"
+        text += f", {partly} partly" if partly else ""
+        text += f", {failing} fail{'s' if failing == 1 else ''}" if failing else ""
+        averages = [check.outcome for check in self.checks if check.task == AVG]
+        if averages:
+            state = HOLDS if all(o == HOLDS for o in averages) else FAILS if FAILS in averages else UNCLEAR
+            text += f"; Avg {state}"
+        return text
 
 
 # ---------------------------------------------------------------------------------------------------- input
@@ -341,7 +424,7 @@ class Results:
                     results.add(experiment, summary, folder)
                     found_model = True
             seed_models = []
-            for experiment in ("compress", "diagnose"):  # seed rows: the speed-up; the diagnosis correlation
+            for experiment in ("compress", "diagnose", "auroc"):  # seed rows: speed-up, correlation, 3b held out
                 rows = files.get(f"{experiment}.csv")
                 if rows is not None:
                     frame = pd.read_csv(io.BytesIO(rows), dtype={column: str for column in TEXT_COLUMNS})
@@ -400,26 +483,53 @@ class Results:
     def _paired(
         self, experiment: str, model: str, better: str, other: str, metric: str, where: dict[str, object]
     ) -> dict[str, Estimate]:
+        wide = self.differences(experiment, model, better, other, metric, **where)
+        if wide is None:
+            return {}
+        summary = means_with_ci(wide, ["task", "model"], ["difference"])
+        return {
+            str(row.task): Estimate(float(row.mean), float(row.ci_low), float(row.ci_high), int(row.n_seeds))
+            for row in summary.itertuples(index=False)
+        }
+
+    def differences(
+        self, experiment: str, model: str, better: str, other: str, metric: str, **where: object
+    ) -> pd.DataFrame | None:
+        """Per-input rows ``task, model, seed, example, <better>, <other>, difference`` of `better` − `other` on
+        `metric` over the test inputs both arms were measured on; None without per-example rows."""
         examples = self.examples.get(experiment)
         arm = PAIRED_ARMS[experiment]
         if examples is None or metric not in examples.columns:
-            return {}
+            return None
         rows = examples[(examples["model"] == model) & examples[arm].isin([better, other])]
         for column, value in where.items():
             rows = rows[rows[column] == value]
         if rows.empty:
-            return {}
+            return None
         keys = ["task", "model", "seed", "example"]
         wide = rows.set_index([*keys, arm])[metric].unstack(arm)
         if better not in wide.columns or other not in wide.columns:
-            return {}
+            return None
         wide = wide.dropna(subset=[better, other])
-        wide = wide.assign(difference=wide[better] - wide[other]).reset_index()
-        summary = bootstrap_means(wide, ["task", "model"], ["difference"])
-        return {
-            str(row.task): Estimate(float(row.mean), float(row.ci_low), float(row.ci_high))
-            for row in summary.itertuples(index=False)
-        }
+        return wide.assign(difference=wide[better] - wide[other]).reset_index()
+
+    def paired_average(
+        self, experiment: str, model: str, better: str, other: str, metric: str, tasks: Sequence[str]
+    ) -> Estimate | None:
+        """The Avg over `tasks` of `better` − `other` (`anchorlens.stats.task_average_with_ci`: seeds paired
+        across tasks by their order), or None without per-example rows of every task or with differing numbers
+        of seeds."""
+        wide = self.differences(experiment, model, better, other, metric)
+        if wide is None:
+            return None
+        wide = wide[wide["task"].isin(list(tasks))]
+        if set(wide["task"]) != set(tasks):
+            return None
+        try:
+            mean, low, high = task_average_with_ci(wide, "difference")
+        except ValueError:  # the tasks hold different numbers of seeds: the summaries' combination instead
+            return None
+        return Estimate(mean, low, high, int(wide.groupby("task")["seed"].nunique().min()))
 
     def flow_differences(self, model: str) -> dict[tuple[str, int, str], Estimate]:
         """(task, layer, "A - B") → the difference of two normalised saliency flows with its interval, for each
@@ -429,7 +539,7 @@ class Results:
             differences = flow_differences(rows, FLOW_COMPARISONS) if not rows.empty else pd.DataFrame()
             self._flow_cache[model] = {
                 (str(row.task), int(row.layer), str(row.metric)): Estimate(
-                    float(row.mean), float(row.ci_low), float(row.ci_high)
+                    float(row.mean), float(row.ci_low), float(row.ci_high), int(row.n_seeds)
                 )
                 for row in differences.itertuples(index=False)
             }
@@ -564,7 +674,9 @@ def estimates(part: pd.DataFrame, keys: Sequence[str]) -> dict:
     out = {}
     for values in part.to_dict("records"):
         key = tuple(_plain(values[k]) for k in keys) + (values["metric"],)
-        out[key] = Estimate(float(values["mean"]), float(values["ci_low"]), float(values["ci_high"]))
+        seeds = values.get("n_seeds")
+        seeds = int(seeds) if seeds is not None and pd.notna(seeds) else None
+        out[key] = Estimate(float(values["mean"]), float(values["ci_low"]), float(values["ci_high"]), seeds)
     return out
 
 
@@ -601,7 +713,7 @@ def saliency_claims(results: Results, model: str) -> list[Claim]:
     findings = [
         ("1a", "Saliency: S_wp dominates shallow layers", "S_wp largest in shallow layers (Fig. 3)"),
         ("1b", "Saliency: S_pq dominates deep layers", "S_pq largest in deep layers (Fig. 3)"),
-        ("1c", "Saliency: S_wp and S_pq above S_ww", "both mostly above S_ww (Fig. 3)"),
+        ("1c", "Saliency: S_wp and S_pq mostly above S_ww", "both mostly above S_ww (Fig. 3)"),
     ]
     part, reason = results.of("saliency", model)
     if part.empty or "layer" not in part.columns:
@@ -652,6 +764,7 @@ def saliency_claims(results: Results, model: str) -> list[Claim]:
                 tuple(checks),
                 reason="" if checks else "the saliency summary lacks S_wp, S_pq or S_ww",
                 skipped=tuple(sorted(skipped)),
+                rule="most" if number == "1c" else "every",
             )
         )
     return judged
@@ -705,7 +818,7 @@ def isolation_claims(results: Results, model: str) -> list[Claim]:
 def auroc_claims(results: Results, model: str) -> list[Claim]:
     findings = [
         ("3a", "AUROC ≈ 0.5 in shallow layers", "≈ 0.5 in shallow layers (Fig. 5)"),
-        ("3b", "AUROC high in deep layers", "up to ≈ 0.8 in deep layers (Fig. 5)"),
+        ("3b", "AUROC clears 0.7 in a deep layer chosen on other seeds", "up to ≈ 0.8 in deep layers (Fig. 5)"),
         ("3c", "R_l rises mainly after the shallow layers", "R_l rises in middle and deep layers (Fig. 5)"),
     ]
     part, reason = results.of("auroc", model)
@@ -724,18 +837,12 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
         else {}
     )
     shallow, deep = depth_layers(part["layer"])
-    checks, skipped = {"3a": [], "3b": [], "3c": []}, {"3a": [], "3b": [], "3c": []}
-    too_few_seeds = False
+    n_layers = max(int(layer) for layer in part["layer"]) + 1
+    uniform = len(shallow) / n_layers  # R_l at the last shallow layer if every layer added the same excess
+    seed_rows = results.seed_rows.get("auroc")
+    checks: dict[str, list[Check]] = {"3a": [], "3b": [], "3c": []}
+    skipped: dict[str, list[str]] = {"3a": [], "3b": [], "3c": []}
     for task in tasks_of(part):
-        defined_on = auroc_seeds(part, task)
-        if defined_on is not None and defined_on < MIN_AUROC_SEEDS:
-            too_few_seeds = True
-            for number in skipped:
-                skipped[number].append(
-                    f"{task} (AUROC defined on {defined_on} seed{'s' if defined_on != 1 else ''}, fewer than"
-                    f" {MIN_AUROC_SEEDS}: the model predicted one class on every input of the others)"
-                )
-            continue
         for layer in shallow:
             if (task, layer, "auroc") in values:
                 checks["3a"].append(
@@ -750,43 +857,35 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
                         b_first=True,
                     )
                 )
-        for layer in deep:
-            if (task, layer, "auroc") in values:
-                checks["3b"].append(
-                    greater(
-                        f"AUROC > {AUROC_DEEP_ABOVE}",
-                        task,
-                        values[(task, layer, "auroc")],
-                        Estimate.exact(AUROC_DEEP_ABOVE),
-                        "AUROC",
-                        "",
-                        layer=layer,
-                    )
+        held_out = held_out_deep_auroc(seed_rows, model, task, deep)
+        if held_out is None:
+            skipped["3b"].append(f"{task} (no per-seed AUROC of the deep layers: auroc.csv is missing or lacks it)")
+        else:
+            estimate, chosen = held_out
+            checks["3b"].append(
+                greater(
+                    f"held-out AUROC > {AUROC_DEEP_ABOVE}",
+                    task,
+                    estimate,
+                    Estimate.exact(AUROC_DEEP_ABOVE),
+                    f"held-out AUROC ({chosen})",
+                    "",
                 )
+            )
         task_layers = sorted({layer for t, layer, _ in values if t == task})
         total = values.get((task, task_layers[-1], "excess"))
         r = r_at(values, r_column, task, task_layers, shallow[-1])
+        test = f"R < {uniform:.2f} (uniform rise) at the last shallow layer"
         if total is not None and total.has_interval and total.low <= 0:
             # R_l is a share of the whole curve's excess over 0.5; with that excess not clearly above 0 it is no
-            # share of a rise (it swings without bound): the finding cannot hold there, whatever R_l reads.
+            # share of a rise (it swings without bound): the check cannot decide, whatever R_l reads.
             detail = f"total excess of the AUROC over 0.5 {total.text()}, so R_l is no share of a rise"
-            checks["3c"].append(
-                Check(f"R < {R_SHALLOW_BELOW} at the last shallow layer", task, NO_RISE, -math.inf, detail)
-            )
+            checks["3c"].append(Check(test, task, NO_RISE, -math.inf, detail))
         elif r is None:
             skipped["3c"].append(f"{task} (no R_l: the AUROC curve's excess over 0.5 sums to 0)")
         else:
             checks["3c"].append(
-                greater(
-                    f"R < {R_SHALLOW_BELOW} at the last shallow layer",
-                    task,
-                    Estimate.exact(R_SHALLOW_BELOW),
-                    r,
-                    "",
-                    "R",
-                    layer=shallow[-1],
-                    b_first=True,
-                )
+                greater(test, task, Estimate.exact(uniform), r, "", "R", layer=shallow[-1], b_first=True)
             )
     return [
         Claim(
@@ -797,24 +896,44 @@ def auroc_claims(results: Results, model: str) -> list[Claim]:
             tuple(checks[n]),
             reason=""
             if checks[n]
-            else (
-                f"no task's AUROC is defined on {MIN_AUROC_SEEDS} seeds or more"
-                if too_few_seeds
-                else "no AUROC in these layers"
-            ),
+            else "no per-seed AUROC (auroc.csv) of the deep layers"
+            if skipped[n]
+            else "no AUROC in these layers",
             skipped=tuple(skipped[n]),
         )
         for n, f, p in findings
     ]
 
 
-def auroc_seeds(part: pd.DataFrame, task: str) -> int | None:
-    """The seeds a task's AUROC is defined on (the summary's largest ``n_seeds`` of its auroc rows), or None
-    where the summary does not say."""
-    if "n_seeds" not in part.columns:
+def held_out_deep_auroc(
+    seed_rows: pd.DataFrame | None, model: str, task: str, deep: Sequence[int], level: float = LEVEL
+) -> tuple[Estimate, str] | None:
+    """Finding 3b without picking the best of many noisy layers unchecked: for each seed, the deep layer with
+    the highest mean AUROC over the other seeds is chosen, and this seed's AUROC at that layer is kept (leave
+    one seed out). Returns the held-out values' mean with their seed-level t-interval, and the chosen layers;
+    None without per-seed AUROC rows (``auroc.csv``: ``task, model, seed, layer, auroc``). Seeds where the
+    AUROC is undefined (one class predicted) take no part; with one defined seed nothing is held out, and the
+    estimate (that seed's best deep layer) rests on one seed, so it decides nothing."""
+    needed = {"task", "model", "seed", "layer", "auroc"}
+    if seed_rows is None or not needed <= set(seed_rows.columns):
         return None
-    rows = part[(part["task"].astype(str) == task) & (part["metric"] == "auroc")]["n_seeds"].dropna()
-    return int(rows.max()) if len(rows) else None
+    rows = seed_rows[(seed_rows["model"].astype(str) == model) & (seed_rows["task"].astype(str) == task)]
+    rows = rows[rows["layer"].astype(int).isin(list(deep))]
+    if "head" in rows.columns:
+        rows = rows[rows["head"].isna()]
+    if rows.empty:
+        return None
+    table = rows.pivot_table(index="seed", columns="layer", values="auroc", dropna=False).dropna(how="all")
+    if table.empty:  # the model predicted one class on every input of every seed
+        return Estimate(float("nan"), float("nan"), float("nan"), 0), "defined on no seed"
+    if len(table) == 1:
+        return over_seeds(table.max(axis=1).to_numpy(), level), "one seed: no layer chosen apart"
+    held_out, chosen = [], []
+    for seed in table.index:
+        layer = int(table.drop(index=seed).mean().idxmax())
+        held_out.append(float(table.loc[seed, layer]))
+        chosen.append(layer)
+    return over_seeds(held_out, level), f"layer{'s' if len(set(chosen)) > 1 else ''} {ranges(chosen)}"
 
 
 def r_at(values: dict, r_column: dict, task: str, layers: list[int], layer: int) -> Estimate | None:
@@ -844,11 +963,13 @@ def method_checks(
     scale: float = 100.0,
     digits: int = 1,
     paired: Callable[[str], dict[str, Estimate]] | None = None,
+    paired_average: Callable[[str, list[str]], Estimate | None] | None = None,
 ) -> tuple[list[Check], Check | None]:
     """`better` > each of `others` on `metric`, per task and on the Avg of the tasks that have them all.
     Returns the checks and the Avg check against the strongest other method (the headline). `paired(other)`
     gives per task the difference `better` − `other` on the same test inputs; where it has every task
-    compared, the checks are judged on it (the Avg on the mean of the tasks' differences)."""
+    compared, the checks are judged on it, and the Avg on `paired_average(other, tasks)` (the summaries'
+    method over the tasks' per-input differences), else on `average` of the tasks' differences."""
     checks, averages = [], {}
     methods = [better, *others]
     complete = [t for t in tasks if all((t, m, metric) in values for m in methods)]
@@ -888,12 +1009,16 @@ def method_checks(
     if len(complete) >= 2:
         averages = {m: average([values[(t, m, metric)] for t in complete]) for m in methods}
         for other in others:
-            mean_difference = average([differences[other][t] for t in complete]) if differences[other] else None
-            checks.append(compare("Avg", averages[better], other, averages[other], mean_difference))
+            mean_difference = None
+            if differences[other]:
+                mean_difference = paired_average(other, complete) if paired_average else None
+                if mean_difference is None:
+                    mean_difference = average([differences[other][t] for t in complete])
+            checks.append(compare(AVG, averages[better], other, averages[other], mean_difference))
     headline = None
     if averages:
         strongest = max(others, key=lambda m: averages[m].mean)
-        headline = next(c for c in checks if c.task == "Avg" and c.test == test(strongest))
+        headline = next(c for c in checks if c.task == AVG and c.test == test(strongest))
     return checks, headline
 
 
@@ -927,6 +1052,9 @@ def reweight_claims(results: Results, model: str) -> list[Claim]:
             "reweight",
             [baseline],
             paired=lambda other, metric=metric: results.paired("reweight", model, "reweight", other, metric),
+            paired_average=lambda other, tasks, metric=metric: results.paired_average(
+                "reweight", model, "reweight", other, metric, tasks
+            ),
         )
         judged.append(
             Claim(
@@ -946,7 +1074,7 @@ def compress_claims(results: Results, model: str) -> list[Claim]:
     gpt2 = paper.COMPRESS_TABLE["GPT2-XL"]
     label, word, accuracy = 0, 1, 2  # positions in the paper's (label loyalty, word loyalty, accuracy)
     best_other_label = max(gpt2[m][label] for m in COMPRESSED if m != "hidden_anchor")
-    paper_drop = gpt2["icl"][accuracy] - gpt2["hidden_anchor"][accuracy]
+    other_contexts = [m for m in COMPRESSED if m != "hidden_anchor"]
     speedups = [v for values in paper.COMPRESS_SPEEDUP.values() for v in values.values()]
     findings = [
         (
@@ -954,8 +1082,7 @@ def compress_claims(results: Results, model: str) -> list[Claim]:
             "Compression: Hidden_anchor most loyal (label loyalty)",
             f"{gpt2['hidden_anchor'][label]:.2f} vs {best_other_label:.2f} % (best other, GPT2-XL, Table 2)",
             "label_loyalty",
-            ["text_anchor", "hidden_random", "hidden_random_top"],
-            0.0,
+            other_contexts,
         ),
         (
             "5b",
@@ -964,20 +1091,20 @@ def compress_claims(results: Results, model: str) -> list[Claim]:
             f"{gpt2['hidden_random_top'][word]:.2f} % (GPT2-XL)",
             "word_loyalty",
             ["hidden_random", "hidden_random_top"],
-            0.0,
         ),
         (
             "5c",
-            f"Compression: Hidden_anchor within {paper_drop:.2f} points of ICL accuracy",
-            f"{gpt2['hidden_anchor'][accuracy]:.2f} vs ICL {gpt2['icl'][accuracy]:.2f} % (GPT2-XL)",
+            "Compression: Hidden_anchor keeps more ICL accuracy than other compressed contexts",
+            f"{gpt2['hidden_anchor'][accuracy]:.2f} vs "
+            + " / ".join(f"{gpt2[m][accuracy]:.2f}" for m in other_contexts)
+            + f", ICL {gpt2['icl'][accuracy]:.2f} % (GPT2-XL)",
             None,
-            ["icl"],
-            paper_drop / 100,
+            other_contexts,
         ),
     ]
     part, reason = results.of("compress", model)
     judged = []
-    for number, finding, paper_text, metric, others, shift in findings:
+    for number, finding, paper_text, metric, others in findings:
         if metric is None:
             metric = first_present(part["metric"], ACCURACY_METRICS) if not part.empty else None
         if part.empty or "method" not in part.columns or metric is None or metric not in set(part["metric"]):
@@ -993,14 +1120,19 @@ def compress_claims(results: Results, model: str) -> list[Claim]:
             )
             continue
         values = estimates(part, ["task", "method"])
+        tasks, untestable = tasks_of(part), []
+        if number == "5c":
+            tasks, untestable = icl_above_baseline(results, model, tasks, metric)
         checks, headline = method_checks(
             values,
-            tasks_of(part),
+            tasks,
             metric,
             "hidden_anchor",
             others,
-            shift=shift,
             paired=lambda other, metric=metric: results.paired("compress", model, "hidden_anchor", other, metric),
+            paired_average=lambda other, tasks, metric=metric: results.paired_average(
+                "compress", model, "hidden_anchor", other, metric, tasks
+            ),
         )
         judged.append(
             Claim(
@@ -1010,11 +1142,59 @@ def compress_claims(results: Results, model: str) -> list[Claim]:
                 paper_text,
                 tuple(checks),
                 headline=headline,
-                reason="" if checks else f"no task has hidden_anchor and {', '.join(others)}",
+                reason=""
+                if checks
+                else "not testable on any task (ICL does not beat the no-demonstration baseline)"
+                if untestable
+                else f"no task has hidden_anchor and {', '.join(others)}",
+                skipped=tuple(untestable),
             )
         )
     judged.append(speedup_claim(results, model, f"{min(speedups):.1f}-{max(speedups):.1f}x (GPT2-XL, GPT-J; Table 3)"))
     return judged
+
+
+def icl_above_baseline(results: Results, model: str, tasks: list[str], metric: str) -> tuple[list[str], list[str]]:
+    """(tasks where ICL's accuracy lies above the no-demonstration baseline, why each other task is not testable).
+
+    Finding 5c asks which compressed context keeps most of what the demonstrations add; where ICL adds nothing
+    measurable there is nothing to keep, and every compressed context may tie it. The baseline: a
+    ``zero_shot`` arm of the compression rows where there is one, else the most frequent gold class of the
+    seed's test inputs predicted for every input (what a prompt without demonstrations that only knows the
+    class frequencies gets; ICL at chance does not beat it). Judged on the paired per-input difference,
+    `anchorlens.stats.means_with_ci`: testable when its interval lies above 0. Without per-example rows every
+    task is kept (nothing to decide it on)."""
+    examples = results.examples.get("compress")
+    arm = PAIRED_ARMS["compress"]
+    if examples is None or not {"gold", metric} <= set(examples.columns):
+        return tasks, []
+    rows = examples[(examples["model"] == model) & examples["task"].isin(tasks)]
+    icl = rows[rows[arm] == "icl"].set_index(["task", "model", "seed", "example"])
+    zero_shot = rows[rows[arm] == "zero_shot"].set_index(["task", "model", "seed", "example"])
+    if not zero_shot.empty:
+        baseline, name = zero_shot[metric].reindex(icl.index), "zero-shot"
+    else:
+        gold = icl["gold"]
+        majority = gold.groupby(level=["task", "seed"]).transform(lambda g: g.value_counts().idxmax())
+        baseline, name = (gold == majority).astype(float), "most frequent class"
+    frame = pd.DataFrame({"icl": icl[metric], "baseline": baseline}).dropna()
+    frame = frame.assign(difference=frame["icl"] - frame["baseline"]).reset_index()
+    summary = means_with_ci(frame, ["task"], ["icl", "baseline", "difference"]).set_index(["task", "metric"])
+    testable, untestable = [], []
+    for task in tasks:
+        if (task, "difference") not in summary.index:
+            testable.append(task)
+            continue
+        row = {m: summary.loc[(task, m)] for m in ("icl", "baseline", "difference")}
+        if row["difference"]["ci_low"] > 0:
+            testable.append(task)
+            continue
+        text = {m: Estimate(r["mean"], r["ci_low"], r["ci_high"]).text(100, 1) for m, r in row.items()}
+        untestable.append(
+            f"{task}: not testable (ICL {text['icl']} does not beat the {name} baseline {text['baseline']}; "
+            f"paired difference {text['difference']} %)"
+        )
+    return testable, untestable
 
 
 def speedup_claim(results: Results, model: str, paper_text: str) -> Claim:
@@ -1036,7 +1216,7 @@ def speedup_claim(results: Results, model: str, paper_text: str) -> Claim:
     for task in sorted(anchor["task"].astype(str).unique(), key=task_key):
         per_seed = anchor[anchor["task"] == task].groupby("seed")["speedup"].mean()
         checks.append(
-            greater("speed-up > 1", task, seed_interval(per_seed.to_numpy()), Estimate.exact(1.0), "speed-up", "")
+            greater("speed-up > 1", task, over_seeds(per_seed.to_numpy()), Estimate.exact(1.0), "speed-up", "")
         )
     return Claim(
         number,
@@ -1060,19 +1240,34 @@ def diagnose_claims(results: Results, model: str) -> list[Claim]:
     name, per_task = found
     checks, skipped = [], []
     for task in sorted(per_task, key=task_key):
-        r, p = per_task[task]
-        if not (math.isfinite(r.mean) and math.isfinite(p)):
+        over, pooled, p, n_permutations = per_task[task]
+        if not (math.isfinite(pooled) and math.isfinite(p)):
             skipped.append(f"{task} (no correlation: fewer than 3 class pairs, or a constant matrix)")
             continue
-        # A p-value is a statement about the value, not an interval: significant = positive and p < the level.
-        significant = r.mean > 0 and p < P_VALUE_BELOW
+        smallest = 1 / n_permutations if n_permutations else float("nan")
+        detail = (
+            f"{name} over seeds {over.text()}; seed-mean matrices {pooled:.2f}, permutation p = {p:.3f} "
+            f"(smallest reachable {smallest:.3f})"
+        )
+        test = f"{name} > 0 over seeds, permutation p < {P_VALUE_BELOW}"
+        if over.seeds is not None and over.seeds < MIN_SEEDS_TO_DECIDE:
+            checks.append(Check(test, task, FEW_SEEDS, -math.inf, detail + f"; {over.seeds} seed"))
+            continue
+        # Holds when both the seeds and the permutation test place it above 0; contradicted only when the seeds
+        # place it below 0; anything between (a positive value the test cannot confirm) is not shown.
+        if over.has_interval and over.low > 0 and p < P_VALUE_BELOW:
+            outcome = HOLDS
+        elif over.has_interval and over.high < 0:
+            outcome = FAILS
+        else:
+            outcome = UNCLEAR
+            if smallest >= P_VALUE_BELOW:
+                detail += f": {n_permutations} relabellings cannot reach p < {P_VALUE_BELOW}"
+        brief = f"{name} over seeds {over.text()}, p = {p:.3f} (min. {smallest:.3f})"
+        why = "unclear (the seeds' interval holds 0, or the permutation test does not confirm it)"
         checks.append(
             Check(
-                f"{name} > 0 with permutation p < {P_VALUE_BELOW}",
-                task,
-                HOLDS if significant else FAILS,
-                (P_VALUE_BELOW - p) if r.mean > 0 else -1.0,
-                f"{name} {r.text()}, p = {p:.3f}",
+                test, task, outcome, over.low if over.has_interval else -math.inf, detail, brief=brief, unclear_why=why
             )
         )
     return [
@@ -1088,23 +1283,15 @@ def diagnose_claims(results: Results, model: str) -> list[Claim]:
     ]
 
 
-def diagnosis_correlations(results: Results, model: str) -> tuple[tuple[str, dict] | None, str]:
-    """((correlation name, {task: (correlation, p-value)}), "") from the diagnose summary's metrics, else from the
-    summary of the seed rows (`DiagnoseResult.summary`: correlation of the seed-mean matrices, no interval);
-    (None, why) when neither has them."""
-    part, reason = results.of("diagnose", model)
-    metrics = set(part["metric"]) if not part.empty else set()
-    for name, p_name in CORRELATIONS:
-        if {name, p_name} <= metrics:
-            values = estimates(part, ["task"])
-            return (
-                name,
-                {
-                    task: (values[(task, name)], values[(task, p_name)].mean)
-                    for task in tasks_of(part)
-                    if (task, name) in values and (task, p_name) in values
-                },
-            ), ""
+def diagnosis_correlations(
+    results: Results, model: str
+) -> tuple[tuple[str, dict[str, tuple[Estimate, float, float, int]]] | None, str]:
+    """((correlation name, {task: (over seeds, seed-mean, p-value, relabellings)}), "") from the seed rows of
+    diagnose.csv: the correlation of each seed's predicted and true confusion (`DiagnoseResult.summary` of that
+    seed's rows) with its seed-level t-interval (`over_seeds`), and the correlation of the seed-mean matrices
+    with its one-sided permutation p-value and the number of relabellings compared (the smallest reachable
+    p-value is one over it: 1/24 with 4 classes); (None, why) without seed rows."""
+    _, reason = results.of("diagnose", model)
     rows = results.seed_rows.get("diagnose")
     rows = rows[rows["model"].astype(str) == model] if rows is not None and "model" in rows.columns else None
     if rows is None or rows.empty:
@@ -1112,21 +1299,26 @@ def diagnosis_correlations(results: Results, model: str) -> tuple[tuple[str, dic
     from anchorlens.experiments import DiagnoseResult
 
     try:
-        summary = DiagnoseResult.from_frame(rows).summary()
+        pooled = DiagnoseResult.from_frame(rows).summary()
+        per_seed = pd.concat(
+            [
+                DiagnoseResult.from_frame(seed_rows).summary().assign(seed=seed)
+                for seed, seed_rows in rows.groupby("seed")
+            ],
+            ignore_index=True,
+        )
     except (AnchorlensError, KeyError, ValueError) as error:
         return None, f"the diagnose rows of {model} cannot be summarised ({error})"
     for name, p_name in CORRELATIONS:
-        if {name, p_name} <= set(summary.columns):
-            no_interval = float("nan")
-            return (
-                name,
-                {
-                    str(row["task"]): (Estimate(float(row[name]), no_interval, no_interval), float(row[p_name]))
-                    for row in summary.to_dict("records")
-                },
-            ), ""
+        if {name, p_name, "n_permutations"} <= set(pooled.columns):
+            found = {}
+            for row in pooled.to_dict("records"):
+                task = str(row["task"])
+                seeds = per_seed.loc[per_seed["task"].astype(str) == task, name].to_numpy(dtype=float)
+                found[task] = (over_seeds(seeds), float(row[name]), float(row[p_name]), int(row["n_permutations"]))
+            return (name, found), ""
     wanted = " or ".join(f"{name} with {p_name}" for name, p_name in CORRELATIONS)
-    return None, f"neither the diagnose summary nor the summary of diagnose.csv has {wanted}"
+    return None, f"the summary of diagnose.csv has no {wanted}"
 
 
 FINDINGS = (saliency_claims, isolation_claims, auroc_claims, reweight_claims, compress_claims, diagnose_claims)
@@ -1159,14 +1351,18 @@ def exceptions(claim: Claim) -> list[str]:
             shown = f"worst layer {worst.layer}: {worst.detail}" if len(layers) > 1 else worst.detail
         else:
             where, shown = task, worst.detail
-        unclear = "unclear (the paired difference's interval holds 0)" if worst.brief else "unclear (intervals overlap)"
+        unclear = worst.unclear_why or (
+            "unclear (the paired difference's interval holds 0)" if worst.brief else "unclear (intervals overlap)"
+        )
         state = {
             FAILS: "fails",
             NO_INTERVAL: "cannot be judged (no interval, e.g. one seed)",
-            NO_RISE: "cannot hold (the AUROC does not clearly rise)",
+            NO_RISE: "cannot be judged (the AUROC does not clearly rise)",
+            FEW_SEEDS: f"cannot be judged (fewer than {MIN_SEEDS_TO_DECIDE} seeds)",
         }.get(outcome, unclear)
         lines.append(f"{test} {state}: {where} ({shown})")
-    return lines + [f"not judged: {reason}" for reason in claim.skipped]
+    repeated = [f"repeated across tasks: {text}" for text in repeated_failures(claim.checks)]
+    return repeated + lines + [f"not judged: {reason}" for reason in claim.skipped]
 
 
 def ranges(numbers: Iterable[int]) -> str:
@@ -1279,9 +1475,9 @@ def render_short(claims: Sequence[Claim], command: str, full_at: str, covered: S
         findings.setdefault(claim.number, {})[claim.model] = claim
     lines = [
         f"Generated by `{command} --short {full_at}` by the rules in `analyses/claims.py`; do not edit by hand. "
-        f"Per model: verdict, checks holding, our weakest (or average) number with its 95% interval (of the paired "
-        f"difference, where both sides were measured on the same test inputs). The checks "
-        f"that do not hold, and isolation at k other than {MAIN_K}: [{Path(full_at).name}]({full_at}).",
+        f"Per model: verdict, tasks holding, our weakest (or average) number with its 95% interval (of the paired "
+        f"difference where both sides share test inputs). What does not hold, and isolation at k other than "
+        f"{MAIN_K}: [{Path(full_at).name}]({full_at}).",
         "",
         "| # | finding | paper | " + " | ".join(models) + " |",
         "|---|---|---|" + "---|" * len(models),
@@ -1296,8 +1492,12 @@ def render_short(claims: Sequence[Claim], command: str, full_at: str, covered: S
             elif not claim.checks:
                 cells.append(f"**{claim.verdict}**")  # the reason is in the full form
             else:  # the tasks are in the coverage lines; "weakest" is in the header
-                holding = claim.holds.split(" ")[0]
-                cells.append(f"**{claim.verdict}**, {holding}; {claim.ours_brief.removeprefix('weakest, ')}")
+                # The most repeated failure across tasks (all of them are in the full form).
+                failures = repeated_failures(claim.checks, name_tasks=False)
+                repeated = f" ({failures[0]}{', and more' if len(failures) > 1 else ''})" if failures else ""
+                cells.append(
+                    f"**{claim.verdict}**, {claim.holds}{repeated}; {claim.ours_brief.removeprefix('weakest, ')}"
+                )
         lines.append("| " + " | ".join(cell(text) for text in (number, first.finding, first.paper, *cells)) + " |")
     lines += coverage_text(covered)
     return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """Per-example measures shared by the experiments: loyalty (agreement with a reference run) and accuracy.
 
-Each returns one value per test input, so summaries and their bootstrap intervals (`anchorlens.stats`)
+Each returns one value per test input, so summaries and their intervals (`anchorlens.stats`)
 are computed from the same per-example numbers that are saved.
 """
 

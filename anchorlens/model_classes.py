@@ -39,8 +39,8 @@ pyproject.toml). One name per axis, across the package, in jaxtyping shapes and 
 | `draw` | random draws of a baseline (compression's random positions) |
 | `cache` | key/value caches stacked into one pass |
 | `seed` | seeds of a run |
-| `resample` | bootstrap resamples |
-| `unit` | bootstrap units: a summary's (seed, test input) pairs, all seeds together |
+| `resample` | resamples of the test inputs within each seed |
+| `unit` | resampled units: a summary's (seed, test input) pairs, all seeds together |
 | `rest` | trailing axes a function passes through untouched: `*rest` (any number; one where einops merges them) |
 
 An axis that merges two is written as their product (`layer*head`, checked against both).

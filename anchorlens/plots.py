@@ -2,7 +2,7 @@
 that the result does not hold, beyond seed means and the result's own intervals).
 
 Every figure names its axes with their units, shows the values (and their interval) on hover, and says in its
-subtitle what its error bars or bands are: the 95% two-level bootstrap interval of the result's
+subtitle what its error bars or bands are: the 95% seed-level interval (`anchorlens.stats`) of the result's
 ``summary_with_ci()`` where the result holds per-example rows, else ±1 standard deviation over seeds where
 there are at least two seeds, else none ("one seed: no interval"). A bar is never drawn from a single value.
 `save_figure` writes self-contained HTML (plotly.js inlined), which opens offline, or HTML that shares one
@@ -99,10 +99,10 @@ def _with_intervals(
 
     `metrics` maps each seed-row column to its metric in ``result.summary_with_ci()`` (``accuracy`` →
     ``correct``). Returns the long table ``task, model, <keys>, metric, mean, low, high, kind, hover``: `kind` is
-    ``"ci"`` (95% two-level bootstrap interval over seeds and test inputs, from the result's per-example rows),
+    ``"ci"`` (95% seed-level interval, floored by the test inputs' error, from the result's per-example rows),
     ``"std"`` (mean ± 1 std over seeds, where there are no per-example rows and at least two seeds) or
     ``"none"`` (one seed and no per-example rows: no interval, low and high NaN); `hover` says it in words.
-    Values are multiplied by `scale` (100 for %). `intervals=False` skips the bootstrap."""
+    Values are multiplied by `scale` (100 for %). `intervals=False` skips those intervals."""
     group = ["task", "model", *keys]
     long = rows.melt(id_vars=group, value_vars=list(metrics), var_name="metric", value_name="value")
     table = (
@@ -148,16 +148,16 @@ def _with_intervals(
 
 def _caption(tables: Sequence[pd.DataFrame], what: str = "error bars") -> str:
     """What the intervals of `tables` (from `_with_intervals`) are, in one line: e.g. "error bars: 95%
-    bootstrap interval over seeds and test inputs", or "one seed: no interval"."""
+    interval over seeds (t, floored by the test inputs' error)", or "one seed: no interval"."""
     table = pd.concat(tables, ignore_index=True)
     kinds = set(table["kind"])
     parts = []
     if "ci" in kinds:
         one_seed = (table.loc[table["kind"] == "ci", "ci_seeds"] <= 1).all()
         parts.append(
-            "95% bootstrap interval over the test inputs of one seed (no spread over seeds)"
+            "95% interval over the test inputs of one seed (no spread over seeds)"
             if one_seed
-            else "95% bootstrap interval over seeds and test inputs"
+            else "95% interval over seeds (t, floored by the test inputs' error)"
         )
     if "std" in kinds:
         parts.append("±1 std over seeds")
@@ -379,12 +379,12 @@ def plot_isolation_by_k(result: IsolationResult) -> go.Figure:
 
 def plot_auroc(result: AurocResult) -> go.Figure:
     """Paper Fig. 5: AUROC_l of target→label attention against the prediction, and R_l, per task (seed means
-    with their intervals; R_l's interval comes only from the bootstrap, as it is one curve's value)."""
+    with their intervals; R_l's interval comes only from the per-example rows, as it is one curve's value)."""
     summary = result.summary()
     frame = whole_layer_rows(result.frame)
     table = _with_intervals(result, frame, ["layer"], {"auroc": "auroc", "R": "R"})
     # R_l is computed from the seed-mean curve: every seed row holds the same value, so a std over seeds says
-    # nothing. Only the bootstrap (which recomputes R on every resample) gives it an interval.
+    # nothing. Only the per-example rows (each seed's curve, and R's linearisation over seeds) give it an interval.
     r_rows = table["metric"] == "R"
     table.loc[r_rows & (table["kind"] == "std"), ["low", "high"]] = np.nan
     table.loc[r_rows & (table["kind"] == "std"), ["kind", "hover"]] = [
@@ -434,7 +434,7 @@ def plot_auroc(result: AurocResult) -> go.Figure:
 
 def plot_diagnose(result: DiagnoseResult) -> go.Figure:
     """Paper Fig. 6: predicted confusion (label-key distances) beside true confusion (AUROC), one row per task;
-    seed means, with the true confusion's 95% bootstrap interval on hover where the result has per-example rows
+    seed means, with the true confusion's 95% interval on hover where the result has per-example rows
     (the predicted one has none: `DiagnoseResult.summary_with_ci`)."""
     keys = result.frame[["task", "model"]].drop_duplicates().values.tolist()
     titles = [f"{kind}: {task} ({model})" for task, model in keys for kind in DIAGNOSE_PANELS]
@@ -486,8 +486,8 @@ def plot_diagnose(result: DiagnoseResult) -> go.Figure:
     if bootstrap.empty:
         caption = f"seed means; {NO_INTERVAL}" if n_seeds < 2 else "seed means; no per-example rows, so no interval"
     else:
-        over = "the test inputs of one seed" if bootstrap["n_seeds"].max() <= 1 else "seeds and test inputs"
-        caption = f"seed means; hover gives the true confusion's 95% bootstrap interval over {over}"
+        over = "the test inputs of one seed" if bootstrap["n_seeds"].max() <= 1 else "seeds"
+        caption = f"seed means; hover gives the true confusion's 95% interval over {over}"
     figure.update_layout(
         title=_title("Error diagnosis: near 1 = well separated, small = confused", caption),
         template="plotly_white",

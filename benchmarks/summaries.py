@@ -1,4 +1,4 @@
-"""Time each experiment's 95% bootstrap summary on saved results, at the sizes the committed results have.
+"""Time each experiment's 95% interval summary on saved results, at the sizes the committed results have.
 
 Every run command ends by writing ``<experiment>_summary.csv`` (`ExperimentResult.summary_with_ci`), and
 `analyses/claims.py` adds the paired saliency differences (`SaliencyResult.differences_with_ci`). At the paper's

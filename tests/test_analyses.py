@@ -105,7 +105,7 @@ def test_heatmaps_without_matrices_is_refused(tmp_path, monkeypatch, capsys):
 
 def test_claims_judges_what_the_scripts_wrote(analyses_out, monkeypatch, capsys):
     # The summaries the experiments save are what analyses/claims.py reads: every experiment with a summary
-    # gets checks (a renamed column, key or metric would leave it none: undefined, with the reason).
+    # gets checks (a renamed column, key or metric would leave it none: not shown, with the reason).
     with pytest.raises(SystemExit) as exit_info:  # claims.py exits with its status (1 when a README is stale)
         run_script("claims", [str(analyses_out)], monkeypatch)
     assert exit_info.value.code == 0
@@ -123,10 +123,10 @@ def test_claims_judges_what_the_scripts_wrote(analyses_out, monkeypatch, capsys)
 
     def checked(number: str) -> bool:
         """The finding has checks (its "checks holding" cell is not "-"): the data was read. At these sizes a
-        verdict may still be undefined when no check has an interval (one seed), or when every task's AUROC rests
-        on fewer than two seeds (the tiny model predicts one class): the reason then says so."""
+        verdict may still be "not shown" when no check can decide (one seed; an AUROC defined on fewer than two
+        seeds), or, for 5c, when ICL beats the no-demonstration baseline on no task: the reason then says so."""
         cells = rows[number].split(" | ")
-        return cells[5] != "-" or "defined on" in cells[4]
+        return cells[5] != "-" or "not testable" in cells[4]
 
     for experiment in judged:
         for number in by_experiment[experiment]:

@@ -15,7 +15,7 @@ import pytest
 from anchorlens import paper
 from anchorlens.errors import DataFileError
 from anchorlens.experiments.saliency import SaliencyConfig, SaliencyResult
-from anchorlens.stats import bootstrap_means
+from anchorlens.stats import means_with_ci
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
@@ -92,14 +92,15 @@ def test_saliency_per_layer_rule_exposes_early_layers_where_s_pq_is_below_s_ww(t
     found = judged(tmp_path)
     assert found["1a"].verdict == claims.REPRODUCED  # S_wp still dominates there
     assert found["1b"].verdict == claims.REPRODUCED
-    assert found["1c"].verdict == claims.PARTLY
+    # "mostly above S_ww": 15 of sst2's 17 checks hold, so the task holds, and the two failures are listed
+    assert found["1c"].verdict == claims.REPRODUCED
     listed = claims.exceptions(found["1c"])
     last = "the last layer: only the target's attention row reaches the loss, so S_wp is 0 by construction"
     assert listed == [
         "S_pq > S_ww fails: sst2 layers 0-1 (worst layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320])",
         f"not judged: layer 8, S_wp > S_ww ({last})",
     ]
-    assert found["1c"].holds == "32/34 (2 tasks)"  # 9 layers x 2 flows x 2 tasks, less S_wp in layer 8
+    assert found["1c"].holds == "2/2 tasks"  # counted by task, not by layer
     assert found["1b"].skipped == (f"layer 8, S_pq > S_wp ({last})",)
 
 
@@ -116,12 +117,12 @@ def test_s_wp_at_the_last_layer_is_not_compared(tmp_path):
 
 
 def flow_examples(n_layers: int = 9) -> pd.DataFrame:
-    """Per-example saliency rows where each seed's demonstrations set S_ww (0.2, 3 or 9 times the other flows),
+    """Per-example saliency rows where each seed's demonstrations set S_ww (2, 3 or 4 times the other flows),
     which moves the normalised S_wp and S_pq alike; S_wp is above S_pq on every input in shallow layers and
     below it in deep ones."""
     generator = np.random.default_rng(5)
     rows = []
-    for seed, s_ww in zip((42, 43, 44), (0.2, 3.0, 9.0)):
+    for seed, s_ww in zip((42, 43, 44), (2.0, 3.0, 4.0)):
         for example in range(30):
             for layer in range(n_layers):
                 base = generator.uniform(0.9, 1.1)
@@ -210,8 +211,32 @@ def test_overlapping_intervals_are_never_reproduced(tmp_path):
     claim = judged(tmp_path)["1a"]
     outcomes = {(check.test, check.outcome) for check in claim.checks}
     assert outcomes == {("S_wp > S_pq", claims.UNCLEAR), ("S_wp > S_ww", claims.HOLDS)}
-    assert claim.verdict == claims.PARTLY  # half hold: S_wp > S_ww
+    assert claim.verdict == claims.PARTLY and claim.holds == "0/1 task, 1 partly"  # S_wp > S_ww holds
     assert "unclear (intervals overlap): sst2 layers 0-2" in claims.exceptions(claim)[0]
+
+
+def test_most_checks_failing_fails_mostly_above(tmp_path):
+    """1c says "mostly": a task where most of its layers have S_pq below S_ww fails it, not only partly."""
+    write_summary(tmp_path, "saliency", saliency_rows(tasks=("sst2",), low_pq_layers=range(9)))
+    claim = judged(tmp_path)["1c"]
+    assert claim.outcomes == {"sst2": claims.FAILS} and claim.verdict == claims.NOT_REPRODUCED
+
+
+def test_a_failure_at_one_layer_in_every_task_is_named(tmp_path):
+    """Gemma-3's 1a: S_pq above S_wp at one shallow layer of every task (a full reversal). Counted by task it
+    is partly; the repeated layer is named first, in the full and the short form."""
+    rows = saliency_rows(tasks=("sst2", "trec", "agnews"))
+    for row in rows:
+        if row["layer"] == 2:
+            row["value"] = around({"S_wp": 0.05, "S_pq": 0.9, "S_ww": 0.0}[row["metric"]])
+    write_summary(tmp_path, "saliency", rows)
+    claim = judged(tmp_path)["1a"]
+    assert claim.verdict == claims.PARTLY and claim.holds == "0/3 tasks, 3 partly"
+    repeated = "S_wp > S_pq fails at layer 2 in 3 tasks (sst2, trec, agnews)"
+    assert claims.exceptions(claim)[0] == f"repeated across tasks: {repeated}"
+    short = "S_wp > S_pq fails at layer 2 in 3 tasks"  # the short form leaves the tasks to the full form
+    assert f"**partly**, 0/3 tasks, 3 partly ({short})" in claims.render_short([claim], "cmd", "full.md")
+    assert claims.repeated_failures(judged(tmp_path)["1b"].checks) == []
 
 
 # ------------------------------------------------------------------------------------------ the four verdicts
@@ -222,16 +247,44 @@ def test_overlapping_intervals_are_never_reproduced(tmp_path):
     [
         ([claims.HOLDS] * 4, claims.REPRODUCED),
         ([claims.HOLDS] * 2 + [claims.FAILS, claims.UNCLEAR], claims.PARTLY),
-        ([claims.HOLDS] + [claims.UNCLEAR] * 3, claims.NOT_REPRODUCED),
+        ([claims.HOLDS] + [claims.UNCLEAR] * 3, claims.PARTLY),  # unclear tasks count neither way
+        ([claims.PARTLY, claims.FAILS], claims.PARTLY),
+        ([claims.HOLDS, claims.FAILS, claims.FAILS], claims.NOT_REPRODUCED),
+        ([claims.FAILS] + [claims.UNCLEAR] * 3, claims.NOT_REPRODUCED),
         ([claims.FAILS] * 4, claims.NOT_REPRODUCED),
-        ([], claims.UNDEFINED),
-        ([claims.NO_INTERVAL] * 3, claims.UNDEFINED),  # nothing decidable, e.g. one seed: not a negative finding
-        ([claims.HOLDS, claims.NO_INTERVAL], claims.PARTLY),
+        ([], claims.NOT_SHOWN),
+        ([claims.UNCLEAR] * 3, claims.NOT_SHOWN),  # nothing decidable: not a negative finding
     ],
 )
 def test_verdict_rule(outcomes, expected):
-    checks = [claims.Check("a > b", "sst2", outcome, 0.0, "") for outcome in outcomes]
-    assert claims.verdict(checks) == expected
+    assert claims.verdict({f"task{i}": outcome for i, outcome in enumerate(outcomes)}) == expected
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "rule", "expected"),
+    [
+        ([claims.HOLDS] * 3, "every", claims.HOLDS),
+        ([claims.HOLDS, claims.HOLDS, claims.UNCLEAR], "every", claims.PARTLY),
+        ([claims.HOLDS, claims.FAILS, claims.FAILS], "every", claims.FAILS),
+        ([claims.HOLDS, claims.FAILS], "every", claims.PARTLY),
+        ([claims.UNCLEAR, claims.NO_INTERVAL, claims.FEW_SEEDS, claims.NO_RISE], "every", claims.UNCLEAR),
+        ([claims.HOLDS, claims.HOLDS, claims.FAILS], "most", claims.HOLDS),
+        ([claims.HOLDS, claims.UNCLEAR], "most", claims.PARTLY),
+    ],
+)
+def test_a_tasks_outcome_from_its_checks(outcomes, rule, expected):
+    checks = [claims.Check("a > b", "sst2", outcome, 0.0, "", layer=i) for i, outcome in enumerate(outcomes)]
+    checks.append(claims.Check("a > b", "Avg", claims.FAILS, 0.0, ""))  # the Avg is no task
+    assert claims.task_outcomes(checks, rule) == {"sst2": expected}
+
+
+def test_an_interval_on_one_seed_decides_nothing():
+    """A rule about power, for every task: one seed says nothing of another demonstration set."""
+    one_seed = claims.Estimate(0.9, 0.85, 0.95, seeds=1)
+    check = claims.greater("a > b", "sst2", one_seed, claims.Estimate.exact(0.5), "a", "b")
+    assert check.outcome == claims.FEW_SEEDS and check.detail.endswith("1 seed, fewer than 2")
+    two_seeds = claims.Estimate(0.9, 0.85, 0.95, seeds=2)
+    assert claims.greater("a > b", "sst2", two_seeds, claims.Estimate.exact(0.5), "a", "b").outcome == claims.HOLDS
 
 
 @pytest.mark.parametrize(
@@ -294,7 +347,7 @@ def test_isolation_random_words_as_harmful_as_label_words_is_an_exception(tmp_pa
     # On sst2 random_first label loyalty 0.51 vs label_first 0.50: not "more than random non-label words".
     write_summary(tmp_path, "isolation", isolation_rows(random_first_label=0.51))
     claim = judged(tmp_path)["2 (k=5)"]
-    assert claim.verdict == claims.PARTLY and claim.holds == "7/8 (2 tasks)"
+    assert claim.verdict == claims.PARTLY and claim.holds == "1/2 tasks, 1 partly"
     assert claims.exceptions(claim) == [
         "label loyalty: random_first > label_first unclear (intervals overlap): sst2 "
         "(random_first 0.51 [0.49, 0.53] vs label_first 0.50 [0.48, 0.52])"
@@ -316,39 +369,67 @@ def auroc_rows(n_layers=12, flat_task="sst2"):
     return rows
 
 
+def auroc_seed_rows(per_seed: dict[str, list[list[float]]]) -> pd.DataFrame:
+    """auroc.csv as `run_auroc` writes it: {task: one AUROC curve over layers per seed}."""
+    return pd.DataFrame(
+        [
+            {"task": task, "model": MODEL, "seed": 42 + seed, "layer": layer, "auroc": value}
+            for task, curves in per_seed.items()
+            for seed, curve in enumerate(curves)
+            for layer, value in enumerate(curve)
+        ]
+    )
+
+
 def test_auroc_is_judged_per_task_and_exposes_a_flat_task(tmp_path):
     write_summary(tmp_path, "auroc", auroc_rows())
     found = judged(tmp_path)
     assert found["3a"].verdict == claims.REPRODUCED
-    # deep layers 8-11: trec's 0.75-0.85 hold except layer 8 (0.70 [0.68, 0.72] straddles 0.7); sst2 only at 11
-    deep = found["3b"]
-    assert deep.verdict == claims.PARTLY and deep.holds == "4/8 (2 tasks)"
-    assert claims.exceptions(deep) == [
-        "AUROC > 0.7 fails: sst2 layers 8-10 (worst layer 8: AUROC 0.52 [0.50, 0.54] vs 0.70)",
-        "AUROC > 0.7 unclear (intervals overlap): trec layer 8 (AUROC 0.70 [0.68, 0.72] vs 0.70)",
-    ]
-    assert found["3c"].verdict == claims.REPRODUCED  # R at layer 3 is small for both tasks
+    assert found["3b"].verdict == claims.NOT_SHOWN  # no seed rows: no layer can be chosen on other seeds
+    assert found["3b"].skipped[0].startswith("sst2 (no per-seed AUROC of the deep layers")
+    # R at layer 3 against the uniform share 4/12: trec has not risen yet (0), sst2's 0.08 of 0.57 is 0.14
+    assert found["3c"].verdict == claims.REPRODUCED
     r = next(check for check in found["3c"].checks if check.task == "trec")
+    assert r.test == "R < 0.33 (uniform rise) at the last shallow layer"
     assert r.detail.startswith("R 0.") and "[" not in r.detail  # judged on its value: no interval
 
 
-def test_a_task_whose_auroc_rests_on_one_seed_is_not_judged(tmp_path):
-    """A model that predicts one class on every input of most seeds leaves the AUROC defined on one seed: the
-    task is listed as not judged in 3a-3c, not counted as failing or holding."""
+def test_deep_auroc_is_tested_at_a_layer_chosen_on_other_seeds(tmp_path):
+    """3b reads "reaches ≈ 0.8 in some deep layer": each seed's AUROC at the deep layer the other seeds pick.
+    trec's layer 10 is high on every seed (holds); on agnews each seed has its own lucky layer, which the
+    other seeds do not pick, so held out it falls to 0.55 (fails), though every seed's best layer is 0.9."""
+    write_summary(tmp_path, "auroc", auroc_rows(flat_task="agnews"))
+    flat = [0.5] * 8
+    lucky = {0: 9, 1: 10, 2: 11}  # agnews: seed s peaks at its own layer
+    curves = {
+        "trec": [flat + [0.6, 0.6, 0.85 + 0.01 * seed, 0.6] for seed in range(3)],
+        "agnews": [flat + [0.9 if layer == lucky[seed] else 0.55 for layer in range(8, 12)] for seed in range(3)],
+    }
+    auroc_seed_rows(curves).to_csv(tmp_path / "auroc.csv", index=False)
+    claim = judged(tmp_path)["3b"]
+    outcomes = {check.task: check.outcome for check in claim.checks}
+    assert outcomes == {"trec": claims.HOLDS, "agnews": claims.FAILS}
+    trec = next(check for check in claim.checks if check.task == "trec")
+    assert "held-out AUROC (layer 10) 0.86 [" in trec.detail
+    agnews = next(check for check in claim.checks if check.task == "agnews")
+    assert "(layers 9-10) 0.55 vs 0.70" in agnews.detail  # each seed's pick is another seed's lucky layer
+    assert claim.verdict == claims.PARTLY and claim.finding.endswith("in a deep layer chosen on other seeds")
+
+
+def test_a_task_whose_auroc_rests_on_one_seed_counts_neither_way(tmp_path):
+    """A model that predicts one class on every input of most seeds leaves the AUROC defined on one seed: its
+    checks rest on one seed and decide nothing (a rule about power, not a named task)."""
     rows = [
         {**row, "n_seeds": 1, "n_examples": 200} if row["task"] == "sst2" else row
         for row in auroc_rows(flat_task="sst2")
     ]
     write_summary(tmp_path, "auroc", rows)
     found = judged(tmp_path)
-    for number in ("3a", "3b", "3c"):
-        assert {check.task for check in found[number].checks} == {"trec"}
-        assert found[number].skipped == (
-            "sst2 (AUROC defined on 1 seed, fewer than 2: the model predicted one class on every input of the others)",
-        )
-    assert found["3b"].holds == "3/4 (1 task)"
-    write_summary(tmp_path, "auroc", auroc_rows(flat_task="sst2"))  # both tasks on 3 seeds: both judged
-    assert {check.task for check in judged(tmp_path)["3b"].checks} == {"trec", "sst2"}
+    sst2 = [check for check in found["3a"].checks if check.task == "sst2"]
+    assert sst2 and {check.outcome for check in sst2} == {claims.FEW_SEEDS}
+    assert found["3a"].outcomes == {"trec": claims.HOLDS, "sst2": claims.UNCLEAR}
+    assert found["3a"].verdict == claims.PARTLY
+    assert "cannot be judged (fewer than 2 seeds): sst2 layers 0-3" in "\n".join(claims.exceptions(found["3a"]))
 
 
 def test_r_metric_with_an_interval_is_used(tmp_path):
@@ -356,12 +437,35 @@ def test_r_metric_with_an_interval_is_used(tmp_path):
     rows.append({"task": "trec", "layer": 3, "metric": "R", "value": (0.45, 0.40, 0.55)})
     write_summary(tmp_path, "auroc", rows)
     r = next(check for check in judged(tmp_path)["3c"].checks if check.task == "trec")
-    assert r.outcome == claims.UNCLEAR and "R 0.45 [0.40, 0.55]" in r.detail
+    assert r.outcome == claims.FAILS and "R 0.45 [0.40, 0.55]" in r.detail  # above the uniform 0.33
 
 
-def test_r_cannot_hold_where_the_total_excess_over_half_reaches_zero(tmp_path):
+@pytest.mark.parametrize(
+    ("shallow", "later", "outcome"),
+    [
+        (0.8, 0.8, claims.UNCLEAR),  # a uniform rise: R = 4/12 at layer 3 (its interval holds the uniform share)
+        (0.8, 0.7, claims.FAILS),  # R = 1.2 / 2.8 = 0.43: below the old 0.5, above the uniform share
+        (0.55, 0.8, claims.HOLDS),  # R = 0.2 / 2.6 = 0.08
+    ],
+)
+def test_r_is_tested_against_the_uniform_share(tmp_path, shallow, later, outcome):
+    rows = [
+        {"task": "trec", "layer": layer, "metric": "auroc", "value": around(shallow if layer < 4 else later)}
+        for layer in range(12)
+    ]
+    if shallow == later:  # a uniform rise's R with the interval the summary gives it
+        rows.append({"task": "trec", "layer": 3, "metric": "R", "value": around(1 / 3)})
+    write_summary(tmp_path, "auroc", rows)
+    claim = judged(tmp_path)["3c"]
+    assert [check.outcome for check in claim.checks] == [outcome]
+    assert claim.verdict == {claims.HOLDS: claims.REPRODUCED, claims.FAILS: claims.NOT_REPRODUCED}.get(
+        outcome, claims.NOT_SHOWN
+    )
+
+
+def test_r_cannot_be_judged_where_the_total_excess_over_half_reaches_zero(tmp_path):
     """R_l divides by the whole curve's excess over 0.5: where that excess's interval reaches 0 (an AUROC near
-    0.5 throughout) R_l swings without bound and is no share of a rise, so the check cannot hold there."""
+    0.5 throughout) R_l swings without bound and is no share of a rise, so the check decides nothing there."""
     rows = auroc_rows()
     rows.append({"task": "trec", "layer": 3, "metric": "R", "value": (3.54, -4.14, 4.77)})  # SmolLM2's AG News
     rows.append({"task": "trec", "layer": 11, "metric": "excess", "value": (0.05, -0.4, 0.6)})
@@ -370,12 +474,10 @@ def test_r_cannot_hold_where_the_total_excess_over_half_reaches_zero(tmp_path):
     claim = judged(tmp_path)["3c"]
     outcomes = {check.task: check.outcome for check in claim.checks}
     assert outcomes == {"sst2": claims.HOLDS, "trec": claims.NO_RISE} and claim.verdict == claims.PARTLY
-    assert claim.ours == (
-        "weakest, trec: total excess of the AUROC over 0.5 0.05 [-0.40, 0.60], so R_l is no share of a rise"
-    )
+    assert claim.ours == "weakest, sst2 layer 3: R 0.14 vs 0.33"  # the weakest decided check: trec has none
     assert claims.exceptions(claim) == [
-        "R < 0.5 at the last shallow layer cannot hold (the AUROC does not clearly rise): trec (total excess of"
-        " the AUROC over 0.5 0.05 [-0.40, 0.60], so R_l is no share of a rise)"
+        "R < 0.33 (uniform rise) at the last shallow layer cannot be judged (the AUROC does not clearly rise): trec"
+        " (total excess of the AUROC over 0.5 0.05 [-0.40, 0.60], so R_l is no share of a rise)"
     ]
 
 
@@ -404,7 +506,7 @@ def test_reweight_average_and_per_task(tmp_path):
     )
     found = judged(tmp_path)
     one_shot = found["4a"]
-    assert one_shot.verdict == claims.PARTLY and one_shot.holds == "4/5 (4 tasks)"  # trec fails, Avg holds
+    assert one_shot.verdict == claims.PARTLY and one_shot.holds == "3/4 tasks, 1 fails; Avg holds"
     assert claims.exceptions(one_shot) == [
         "reweight > vanilla_1shot fails: trec (reweight 40.0 [37.0, 43.0] vs vanilla_1shot 50.0 [47.0, 53.0])"
     ]
@@ -434,13 +536,15 @@ def paired_examples(arms: tuple[str, str], column: str, gain: int = 8, **extra) 
 
 def test_arms_on_the_same_inputs_are_judged_on_their_paired_difference(tmp_path):
     examples = paired_examples(("reweight", "vanilla_1shot"), "method").rename(columns={"value": "correct"})
-    summary = bootstrap_means(examples, ["task", "model", "method"], ["correct"])  # as the experiments do
+    summary = means_with_ci(examples, ["task", "model", "method"], ["correct"])  # as the experiments do
     summary.to_csv(tmp_path / "reweight_summary.csv", index=False)
     unpaired = judged(tmp_path)["4a"]
     assert {check.outcome for check in unpaired.checks} == {claims.UNCLEAR}  # each arm's interval is wide
     examples.to_parquet(tmp_path / "reweight_examples.parquet")
     paired = judged(tmp_path)["4a"]
-    assert paired.verdict == claims.REPRODUCED and paired.holds == "3/3 (2 tasks)"
+    assert paired.verdict == claims.REPRODUCED and paired.holds == "2/2 tasks; Avg holds"
+    average = next(check for check in paired.checks if check.task == "Avg")
+    assert "paired difference 8.0 [" in average.detail  # the Avg over the tasks' seeds, by the same method
     sst2 = next(check for check in paired.checks if check.task == "sst2")
     assert "paired difference 8.0 [" in sst2.detail  # 8 of each seed's 100 inputs turn correct
     assert sst2.margin > 0 and sst2.outcome == claims.HOLDS
@@ -452,7 +556,7 @@ def test_isolation_conditions_are_paired_within_their_k(tmp_path):
         one_k = paired_examples(("label_last", "label_first"), "condition", gain=gain, k=k)
         frames.append(one_k.assign(label_loyalty=one_k["value"], word_loyalty=one_k["value"]).drop(columns="value"))
     examples = pd.concat(frames, ignore_index=True)
-    summary = bootstrap_means(examples, ["task", "model", "k", "condition"], ["label_loyalty", "word_loyalty"])
+    summary = means_with_ci(examples, ["task", "model", "k", "condition"], ["label_loyalty", "word_loyalty"])
     summary.to_csv(tmp_path / "isolation_summary.csv", index=False)
     examples.to_parquet(tmp_path / "isolation_examples.parquet")
     found = judged(tmp_path)
@@ -499,21 +603,80 @@ def test_compression_findings(tmp_path):
         ]
     ).to_csv(tmp_path / "compress.csv", index=False)
     found = judged(tmp_path)
-    assert found["5a"].verdict == claims.REPRODUCED and found["5a"].holds == "9/9 (2 tasks)"
+    assert found["5a"].verdict == claims.REPRODUCED and found["5a"].holds == "2/2 tasks; Avg holds"
     assert found["5b"].verdict == claims.REPRODUCED
-    # accuracy 57 vs ICL 60, within the paper's 6.86-point drop; per task 57 + 6.86 = 63.9 [61.9, 65.9] and
-    # 60 [58, 62] overlap, so only the Avg (narrower intervals: two tasks) establishes it
-    assert found["5c"].verdict == claims.NOT_REPRODUCED and found["5c"].holds == "1/3 (2 tasks)"
-    assert found["5c"].ours == (
-        "Avg: hidden_anchor 57.0 [55.6, 58.4] + 6.86 = 63.9 [62.4, 65.3] vs icl 60.0 [58.6, 61.4]"
-    )
-    assert [c.outcome for c in found["5c"].checks] == [claims.UNCLEAR, claims.UNCLEAR, claims.HOLDS]
+    # accuracy 57 against 45 / 40 / 44 for the other compressed contexts: kept more of ICL's 60 on both tasks
+    # (no per-example rows, so nothing says ICL beats the no-demonstration baseline: every task is kept)
+    assert found["5c"].verdict == claims.REPRODUCED and found["5c"].holds == "2/2 tasks; Avg holds"
+    assert found["5c"].paper == "45.04 vs 38.77 / 39.96 / 41.72, ICL 51.90 % (GPT2-XL)"
     speedup = found["5d"]
     assert speedup.verdict == claims.PARTLY  # sst2's seeds 1.05, 0.9, 1.1 do not establish > 1
     assert [check.outcome for check in speedup.checks] == [claims.UNCLEAR, claims.HOLDS]
 
 
-def test_a_speedup_from_one_seed_is_undefined_not_a_failure(tmp_path):
+def compress_examples(icl: float, accuracies: dict[str, float]) -> pd.DataFrame:
+    """Per-example compression rows of sst2 and agnews, 3 seeds x 200 inputs, gold classes balanced: ICL right
+    on a share `icl` of the inputs of sst2 (agnews: 0.9), each compressed context on its `accuracies` share."""
+    rows = []
+    for task, n_classes in (("sst2", 2), ("agnews", 4)):
+        for seed in (42, 43, 44):
+            for example in range(200):
+                gold = example % n_classes
+                shares = {"icl": icl if task == "sst2" else 0.9, **accuracies}
+                for method, share in shares.items():
+                    right = (example + seed) % 100 < 100 * share
+                    rows.append(
+                        {"task": task, "model": MODEL, "seed": seed, "method": method, "example": example,
+                         "gold": gold, "prediction": gold if right else (gold + 1) % n_classes,
+                         "label_loyalty": 1.0, "word_loyalty": 1.0, "correct": float(right)}
+                    )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("icl", "accuracies", "tasks", "verdict"),
+    [
+        # ICL at chance on sst2 (50%, the most frequent class's share): nothing to keep there, not testable
+        (0.5, {"text_anchor": 0.6, "hidden_random": 0.5, "hidden_random_top": 0.5, "hidden_anchor": 0.8}, ["agnews"],
+         claims.REPRODUCED),
+        # ICL above chance on both; Text_anchor keeps as much as Hidden_anchor: beats two of three, partly
+        (0.9, {"text_anchor": 0.8, "hidden_random": 0.5, "hidden_random_top": 0.5, "hidden_anchor": 0.8},
+         ["sst2", "agnews"], claims.PARTLY),
+        # Hidden_anchor keeps less than every other compressed context: not reproduced
+        (0.9, {"text_anchor": 0.9, "hidden_random": 0.6, "hidden_random_top": 0.6, "hidden_anchor": 0.3},
+         ["sst2", "agnews"], claims.NOT_REPRODUCED),
+    ],
+)  # fmt: skip
+def test_hidden_anchor_keeps_more_icl_accuracy_than_every_other_context(tmp_path, icl, accuracies, tasks, verdict):
+    examples = compress_examples(icl, accuracies)
+    means_with_ci(examples, ["task", "model", "method"], ["label_loyalty", "word_loyalty", "correct"]).to_csv(
+        tmp_path / "compress_summary.csv", index=False
+    )
+    examples.to_parquet(tmp_path / "compress_examples.parquet")
+    claim = judged(tmp_path)["5c"]
+    assert sorted(claim.outcomes) == sorted(tasks) and claim.verdict == verdict
+    if len(tasks) == 1:
+        assert claim.skipped == (
+            # every seed at 50%: the intervals are the inputs' floor, 0.5 z √(3 · 0.25 / 200) / 3 = 2.0 points
+            "sst2: not testable (ICL 50.0 [48.0, 52.0] does not beat the most frequent class baseline 50.0 [48.0,"
+            " 52.0]; paired difference 0.0 [-2.8, 2.8] %)",
+        )
+
+
+def test_5c_at_chance_everywhere_is_not_testable(tmp_path):
+    examples = compress_examples(0.5, {m: 0.5 for m in claims.COMPRESSED})
+    examples.loc[examples["method"] == "icl", "correct"] = (examples["gold"] == 0).astype(float)  # one class
+    means_with_ci(examples, ["task", "model", "method"], ["label_loyalty", "word_loyalty", "correct"]).to_csv(
+        tmp_path / "compress_summary.csv", index=False
+    )
+    examples.to_parquet(tmp_path / "compress_examples.parquet")
+    claim = judged(tmp_path)["5c"]
+    assert not claim.checks and claim.verdict == claims.NOT_SHOWN
+    assert claim.ours == "not shown: not testable on any task (ICL does not beat the no-demonstration baseline)"
+    assert [line.split(":")[0] for line in claim.skipped] == ["sst2", "agnews"]
+
+
+def test_a_speedup_from_one_seed_is_not_shown_not_a_failure(tmp_path):
     """One seed gives a speed-up without an interval: the finding cannot be judged, which is not the same as
     "not reproduced" (what the rule said before, at 3.5x against the paper's 1.1-2.9x)."""
     write_summary(tmp_path, "compress", compress_rows())
@@ -522,43 +685,30 @@ def test_a_speedup_from_one_seed_is_undefined_not_a_failure(tmp_path):
     ]
     pd.DataFrame(rows).to_csv(tmp_path / "compress.csv", index=False)
     claim = judged(tmp_path)["5d"]
-    assert claim.verdict == claims.UNDEFINED and claim.holds == "0/2 (2 tasks)"
+    assert claim.verdict == claims.NOT_SHOWN and claim.holds == "0/2 tasks"
     assert claims.exceptions(claim) == [
-        "speed-up > 1 cannot be judged (no interval, e.g. one seed): sst2 (speed-up 3.50 (no interval) vs 1.00)",
-        "speed-up > 1 cannot be judged (no interval, e.g. one seed): trec (speed-up 3.50 (no interval) vs 1.00)",
+        f"speed-up > 1 cannot be judged (fewer than 2 seeds): {task} (speed-up 3.50 (no interval) vs 1.00; 1 seed,"
+        " fewer than 2)"
+        for task in ("sst2", "trec")
     ]
 
 
-def test_speedup_without_seed_rows_is_undefined(tmp_path):
+def test_speedup_without_seed_rows_is_not_shown(tmp_path):
     write_summary(tmp_path, "compress", compress_rows())
     claim = judged(tmp_path)["5d"]
-    assert claim.verdict == claims.UNDEFINED and claim.ours == "undefined: no compress.csv with a speedup column"
+    assert claim.verdict == claims.NOT_SHOWN and claim.ours == "not shown: no compress.csv with a speedup column"
 
 
 # ------------------------------------------------------------------------------------------------ diagnosis
 
 
-@pytest.mark.parametrize(("p_value", "expected"), [(0.01, claims.REPRODUCED), (0.12, claims.NOT_REPRODUCED)])
-def test_diagnosis_needs_a_significant_permutation_p_value(tmp_path, p_value, expected):
-    # The README's old reading: 0.42 over 15 pairs looked like agreement, but p = 0.12 is not significant.
-    write_summary(
-        tmp_path,
-        "diagnose",
-        [
-            {"task": "trec", "metric": "pearson", "value": (0.42, 0.1, 0.7)},
-            {"task": "trec", "metric": "p_pearson", "value": (p_value, float("nan"), float("nan"))},
-        ],
-    )
-    claim = judged(tmp_path)["6"]
-    assert claim.verdict == expected
-    assert claim.checks[0].detail == f"pearson 0.42 [0.10, 0.70], p = {p_value:.3f}"
-
-
-def diagnose_seed_rows(task: str, distance) -> pd.DataFrame:
-    """Seed rows as `run_diagnose` writes them: predicted and true confusion of every ordered class pair."""
+def diagnose_seed_rows(task: str, distance, true=None, seeds=(42, 43)) -> pd.DataFrame:
+    """Seed rows as `run_diagnose` writes them: predicted and true confusion of every ordered class pair;
+    `true(i, j, seed)` defaults to 0.5 + distance / 2 (a correlation of 1)."""
     from anchorlens.tasks import get_task
 
     names = get_task(task).class_names
+    true = true or (lambda i, j, seed: 0.5 + distance(i, j) / 2)
     return pd.DataFrame(
         [
             {
@@ -569,18 +719,49 @@ def diagnose_seed_rows(task: str, distance) -> pd.DataFrame:
                 "class_a": a,
                 "class_b": b,
                 "predicted": 1.0 if i == j else distance(i, j),
-                "true": 1.0 if i == j else 0.5 + distance(i, j) / 2,
+                "true": 1.0 if i == j else true(min(i, j), max(i, j), seed),
                 "n": 50,
             }
-            for seed in (42, 43)
+            for seed in seeds
             for i, a in enumerate(names)
             for j, b in enumerate(names)
         ]
     )
 
 
-def test_diagnosis_from_the_seed_rows_when_the_summary_has_no_correlation(tmp_path):
-    # The summary holds only the true confusion per pair: the correlation comes from DiagnoseResult.summary.
+#: AG News (4 classes, 6 pairs): pair (i, j) → predicted distance, and a true confusion that correlates with it
+#: at 0.15 (positive on every seed, yet 12 of the 24 relabellings correlate as much: p = 0.5).
+PAIRS_PREDICTED = {(0, 1): 0.2, (0, 2): 0.4, (0, 3): 0.6, (1, 2): 0.3, (1, 3): 0.5, (2, 3): 0.7}
+PAIRS_WEAK = {(0, 1): 0.3, (0, 2): 0.35, (0, 3): 0.5, (1, 2): 0.6, (1, 3): 0.45, (2, 3): 0.4}
+
+
+@pytest.mark.parametrize(
+    ("true", "outcome", "verdict"),
+    [
+        (lambda i, j, seed: PAIRS_WEAK[(i, j)] + 0.002 * seed * (i == 0), claims.UNCLEAR, claims.NOT_SHOWN),
+        (lambda i, j, seed: 1 - PAIRS_PREDICTED[(i, j)] + 0.01 * (seed - 42) * j, claims.FAILS, claims.NOT_REPRODUCED),
+        (
+            lambda i, j, seed: 0.5 + PAIRS_PREDICTED[(i, j)] / 2 + 0.01 * (seed - 42) * j,
+            claims.HOLDS,
+            claims.REPRODUCED,
+        ),
+    ],
+)
+def test_diagnosis_holds_fails_or_is_not_shown(tmp_path, true, outcome, verdict):
+    """Holds when the seeds place the correlation above 0 and the permutation test confirms it; fails only when
+    the seeds place it below 0; a positive correlation the test cannot confirm (the README's TREC 0.41,
+    p = 0.146) is not shown, never a failure. The smallest reachable p-value is stated: 1/24 for 4 classes."""
+    distance = lambda i, j: PAIRS_PREDICTED[(min(i, j), max(i, j))]  # noqa: E731
+    diagnose_seed_rows("agnews", distance, true, seeds=(42, 43, 44)).to_csv(tmp_path / "diagnose.csv", index=False)
+    claim = judged(tmp_path)["6"]
+    assert [check.outcome for check in claim.checks] == [outcome] and claim.verdict == verdict
+    assert "(smallest reachable 0.042)" in claim.checks[0].detail and "pearson over seeds" in claim.checks[0].detail
+    if outcome == claims.UNCLEAR:
+        assert "p = 0.500" in claim.checks[0].detail and claim.checks[0].detail.split("over seeds ")[1].startswith("0.")
+
+
+def test_diagnosis_from_the_seed_rows(tmp_path):
+    # The summary holds only the true confusion per pair: the correlation comes from the seed rows.
     write_summary(
         tmp_path,
         "diagnose",
@@ -593,7 +774,9 @@ def test_diagnosis_from_the_seed_rows_when_the_summary_has_no_correlation(tmp_pa
     claim = judged(tmp_path)["6"]
     assert [check.task for check in claim.checks] == ["trec"]
     assert claim.verdict == claims.REPRODUCED  # true = 0.5 + predicted / 2: correlation 1, smallest p of 720
-    assert claim.checks[0].detail == "pearson 1.00 (no interval), p = 0.001"
+    assert claim.checks[0].detail == (
+        "pearson over seeds 1.00; seed-mean matrices 1.00, permutation p = 0.001 (smallest reachable 0.001)"
+    )
     assert claims.exceptions(claim) == [
         "not judged: sst2 (no correlation: fewer than 3 class pairs, or a constant matrix)"
     ]
@@ -604,19 +787,19 @@ def test_diagnosis_from_the_seed_rows_when_the_summary_has_no_correlation(tmp_pa
 # --------------------------------------------------------------------------------------- missing and bad input
 
 
-def test_missing_experiments_are_undefined_with_the_reason(tmp_path):
+def test_missing_experiments_are_not_shown_with_the_reason(tmp_path):
     write_summary(tmp_path / "run", "saliency", saliency_rows())
     found = claims.all_claims(claims.Results.read([tmp_path / "run"]))
-    undefined = {claim.number: claim.ours for claim in found if claim.verdict == claims.UNDEFINED}
-    assert set(undefined) == {"2 (k=5)", "3a", "3b", "3c", "4a", "4b", "5a", "5b", "5c", "5d", "6"}
-    assert undefined["3a"] == f"undefined: no auroc_summary.csv for {MODEL} in {tmp_path / 'run'}"
+    missing = {claim.number: claim.ours for claim in found if claim.verdict == claims.NOT_SHOWN}
+    assert set(missing) == {"2 (k=5)", "3a", "3b", "3c", "4a", "4b", "5a", "5b", "5c", "5d", "6"}
+    assert missing["3a"] == f"not shown: no auroc_summary.csv for {MODEL} in {tmp_path / 'run'}"
 
 
 def test_a_folder_without_summaries_stands_for_its_model(tmp_path):
     (tmp_path / "gemma-3-270m").mkdir()
     found = claims.all_claims(claims.Results.read([tmp_path / "gemma-3-270m"]))
     assert {claim.model for claim in found} == {"gemma-3-270m"}
-    assert {claim.verdict for claim in found} == {claims.UNDEFINED}
+    assert {claim.verdict for claim in found} == {claims.NOT_SHOWN}
 
 
 def test_a_folder_with_only_seed_rows_takes_the_model_name_from_them(tmp_path):
@@ -688,10 +871,10 @@ def test_printed_table_and_exceptions(tmp_path, capsys):
     assert printed.startswith(f"Generated by `python analyses/claims.py {tmp_path}`")
     assert "| # | finding | model | paper | ours, 95% CI | checks holding | verdict |" in printed
     assert (
-        f"| 1c | Saliency: S_wp and S_pq above S_ww | {MODEL} | both mostly above S_ww (Fig. 3) | weakest, sst2 "
-        "layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320] | 33/34 (2 tasks) | **partly** |"
+        f"| 1c | Saliency: S_wp and S_pq mostly above S_ww | {MODEL} | both mostly above S_ww (Fig. 3) | weakest, "
+        "sst2 layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320] | 2/2 tasks | **reproduced** |"
     ) in printed
-    assert f"- **1c, {MODEL}** (partly):\n  - S_pq > S_ww fails: sst2 layer 0 (S_pq 0.100" in printed
+    assert f"- **1c, {MODEL}** (reproduced):\n  - S_pq > S_ww fails: sst2 layer 0 (S_pq 0.100" in printed
 
 
 # ------------------------------------------------------------------------------------------- README block
@@ -743,10 +926,10 @@ def test_short_form_has_a_row_per_finding_and_a_column_per_model(tmp_path, capsy
     printed = capsys.readouterr().out
     assert f"| # | finding | paper | {MODEL} |" in printed and "[results.md](docs/results.md)" in printed
     assert (
-        "| 1c | Saliency: S_wp and S_pq above S_ww | both mostly above S_ww (Fig. 3) | **partly**, 33/34; "
-        "sst2 layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320] |"
+        "| 1c | Saliency: S_wp and S_pq mostly above S_ww | both mostly above S_ww (Fig. 3) | **reproduced**, 2/2 "
+        "tasks; sst2 layer 0: S_pq 0.100 [0.080, 0.120] vs S_ww 0.300 [0.280, 0.320] |"
     ) in printed
-    assert "| 4a | Re-weighting beats vanilla 1-shot ICL | 68.64 vs 51.90 % (Avg, Table 1) | **undefined** |" in printed
+    assert "| 4a | Re-weighting beats vanilla 1-shot ICL | 68.64 vs 51.90 % (Avg, Table 1) | **not shown** |" in printed
     assert "Checks that do not hold" not in printed  # those are in the full form only
 
 
@@ -759,9 +942,10 @@ def test_reads_the_summaries_the_experiments_save(tmp_path):
     import numpy as np
 
     from anchorlens.experiments import AurocResult, IsolationResult, ReweightResult, SaliencyResult
+    from anchorlens.experiments.auroc import auroc_from_examples
 
     rng = np.random.default_rng(0)
-    seeds, examples, layers = (42, 43), range(40), range(6)
+    seeds, examples, layers = (42, 43, 44), range(60), range(6)
     base = [
         {"task": "sst2", "model": MODEL, "seed": seed, "example": example, "gold": example % 2}
         for seed in seeds
@@ -820,9 +1004,9 @@ def test_reads_the_summaries_the_experiments_save(tmp_path):
         (SaliencyResult, saliency),
         (IsolationResult, isolation),
         (ReweightResult, reweight),
-        (AurocResult, auroc),
     ):
         result_class(frame, result_class.config_class(), frame).save(tmp_path)
+    AurocResult(auroc_from_examples(auroc), AurocResult.config_class(), auroc).save(tmp_path)  # seed rows: 3b
     found = judged(tmp_path)
     assert found["1a"].verdict == found["1b"].verdict == claims.REPRODUCED
     assert found["2 (k=1)"].verdict == claims.REPRODUCED

@@ -254,7 +254,7 @@ def test_two_seeds_without_examples_draw_one_std_over_seeds():
     assert "±1 std over seeds" in figure.layout.title.subtitle.text
 
 
-def test_error_bars_are_the_bootstrap_interval_when_the_result_has_examples():
+def test_error_bars_are_the_seed_level_interval_when_the_result_has_examples():
     result = _isolation_result(seeds=(1, 2))
     interval = result.summary_with_ci().set_index(["k", "condition", "metric"])
     figure = plot_isolation(result, k=5)
@@ -265,7 +265,7 @@ def test_error_bars_are_the_bootstrap_interval_when_the_result_has_examples():
         assert bars.y[position] == pytest.approx(row["mean"] * 100)
         assert bars.error_y.array[position] == pytest.approx((row["ci_high"] - row["mean"]) * 100)
         assert bars.error_y.arrayminus[position] == pytest.approx((row["mean"] - row["ci_low"]) * 100)
-    assert "95% bootstrap interval over seeds and test inputs" in figure.layout.title.subtitle.text
+    assert "95% interval over seeds (t, floored by the test inputs' error)" in figure.layout.title.subtitle.text
     assert "95% interval" in bars.customdata[0][1]
     with pytest.raises(InvalidConfigError, match="has no k = 9; it holds k = 1, 3, 5, 7"):
         plot_isolation(result, k=9)

@@ -15,10 +15,10 @@ contributes to one layer's AUROC). A seed's AUROC at a layer is ``layer_auroc(ro
 ["prediction"])`` over that seed's rows of the layer (`auroc_from_examples`), so every number can be recomputed
 from the examples alone. In a table of several tasks the columns past a task's own classes are empty (NaN).
 
-`AurocResult.summary_with_ci` gives, per task, model and layer, the seed-mean AUROC and R_l with two-level
-bootstrap intervals (seeds and test inputs resampled; each resample's AUROC recomputed on the drawn inputs
-with a vectorised, count-weighted rank AUROC equal to `roc_auc_score` on the repeated rows, and R_l from each
-resample's seed-mean curve). It uses `AUROC_RESAMPLES` resamples.
+`AurocResult.summary_with_ci` gives, per task, model and layer, the seed-mean AUROC and R_l with seed-level
+intervals (`anchorlens.stats`), floored by the spread over resamples of each seed's test inputs (each resample's
+AUROC recomputed on the drawn inputs with a vectorised, count-weighted rank AUROC equal to `roc_auc_score` on
+the repeated rows, and R_l from each resample's seed-mean curve). It uses `AUROC_RESAMPLES` resamples.
 
 Per head (``per_head=True``, ``--per-head``): the same forward pass scores each head's own target→label
 attention A_{l,h}(q, p_c) against the prediction. Seed rows, per-example rows and the summary then gain a
@@ -60,12 +60,21 @@ from anchorlens.forward import run_to_target
 from anchorlens.hooks import LabelAttentionRecorder
 from anchorlens.model_classes import Model
 from anchorlens.prompts import PromptBatch, Prompts, label_logits, task_prompts
-from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata
+from anchorlens.stats import (
+    BOOTSTRAP_SEED,
+    LEVEL,
+    N_RESAMPLES,
+    SUMMARY_COLUMNS,
+    resamples_for,
+    seed_interval,
+    strata,
+    within_sd_of,
+)
 from anchorlens.tasks import Task, get_task
 
-#: Bootstrap resamples of the AUROC summary: the full `anchorlens.stats.N_RESAMPLES` (1000). With the vectorised
-#: AUROC the summary of 4 tasks × 30 layers × 5 seeds × 200 inputs took 6.2 s of CPU time on one core (measured;
-#: a test holds it under a minute).
+#: Resamples of the inputs behind the AUROC summary's floor: the full `anchorlens.stats.N_RESAMPLES` (1000).
+#: With the vectorised AUROC the summary of 4 tasks × 30 layers × 5 seeds × 200 inputs took 6.2 s of CPU time on
+#: one core (measured with the earlier two-level resamples, which cost the same; a test holds it under a minute).
 AUROC_RESAMPLES = N_RESAMPLES
 
 
@@ -117,6 +126,18 @@ def cumulative_r(auroc: np.ndarray) -> np.ndarray:
     total = excess[..., -1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total != 0, excess / np.where(total != 0, total, 1), np.nan)
+
+
+def r_pseudo_values(
+    seed_excess: Float[np.ndarray, "seed layer"], r: Float[np.ndarray, " layer"]
+) -> Float[np.ndarray, "seed layer"]:
+    """Per-seed values of R_l whose mean is `r` (R_l of the seed-mean curve) and whose spread is R_l's: R_l is a
+    ratio of seed means, E_l / E_L, so each seed enters through its linearisation
+    R_l + (e_{s,l} − R_l · e_{s,L}) / E_L (delta method), which `anchorlens.stats.seed_interval` takes like any
+    seed values. Seeds whose excess is NaN (AUROC undefined) stay NaN."""
+    mean_excess = np.nanmean(seed_excess, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return r + (seed_excess - r * seed_excess[:, -1:]) / mean_excess[-1]
 
 
 def weighted_auc(
@@ -234,10 +255,10 @@ class AurocResult(ExperimentResult):
         self, *, n_resamples: int = AUROC_RESAMPLES, level: float = LEVEL, seed: int = BOOTSTRAP_SEED
     ) -> pd.DataFrame:
         """Per task, model and layer: ``auroc`` (seed mean; equals the seed rows' mean) and ``R`` (R_l of the
-        seed-mean curve), each with a two-level bootstrap interval: every resample redraws seeds and their test
-        inputs, recomputes each drawn seed's AUROC at every layer on the drawn inputs (a seed drawn c times
-        counts c times, with one pooled draw of c × n inputs, as in `anchorlens.stats`), averages over the drawn
-        seeds and takes R_l of that curve; and ``excess``, that curve's cumulative excess over 0.5,
+        seed-mean curve), each with a seed-level interval (`anchorlens.stats.seed_interval`; R_l through its
+        per-seed linearisation, `r_pseudo_values`) whose floor is the spread over resamples that redraw each
+        seed's test inputs, recompute its AUROC at every layer, average over the seeds and take R_l of that
+        curve; and ``excess``, that curve's cumulative excess over 0.5,
         Σ_{i≤l}(AUC_i − 0.5) (R_l's numerator; at the last layer its denominator, so R_l is a share of the
         AUROC's rise only where the last layer's excess lies above 0). Long form: ``task, model, layer, metric,
         mean, ci_low, ci_high, n_seeds, n_examples``. ``n_seeds`` and ``n_examples`` count the seeds whose
@@ -309,6 +330,10 @@ class AurocResult(ExperimentResult):
             estimate = pd.DataFrame(point).mean(axis=0).to_numpy()
             boot_r, boot_excess = cumulative_r(curves), cumulative_excess(curves)
             estimate_r, estimate_excess = cumulative_r(estimate), cumulative_excess(estimate)
+            seed_curves = np.array(point, dtype=float).reshape(len(point), len(layers))
+            seed_excess = cumulative_excess(seed_curves)
+            seed_excess[~np.isfinite(seed_curves).any(1)] = np.nan  # a seed without AUROC has no excess either
+            seed_r = r_pseudo_values(seed_excess, estimate_r)
             # What each number rests on: the seeds whose AUROC is defined (a seed whose inputs the model all
             # predicts as one class has none) and their inputs, not every seed run.
             defined = np.isfinite(np.array(point, dtype=float).reshape(len(point), len(layers)))
@@ -316,12 +341,12 @@ class AurocResult(ExperimentResult):
             for index, layer in enumerate(layers):
                 n_seeds = int(defined[:, index].sum())
                 n_examples = int(sizes[defined[:, index]].sum())
-                for metric, value, boot in (
-                    ("auroc", estimate[index], curves[:, index]),
-                    ("R", estimate_r[index], boot_r[:, index]),
-                    ("excess", estimate_excess[index], boot_excess[:, index]),
+                for metric, value, per_seed, boot in (
+                    ("auroc", estimate[index], np.array(point, dtype=float)[:, index], curves[:, index]),
+                    ("R", estimate_r[index], seed_r[:, index], boot_r[:, index]),
+                    ("excess", estimate_excess[index], seed_excess[:, index], boot_excess[:, index]),
                 ):
-                    low, high = interval(boot, level)
+                    low, high = seed_interval(per_seed, within_sd_of(boot), level)
                     rows.append((*stratum_key, int(layer), metric, float(value), low, high, n_seeds, n_examples))
         return pd.DataFrame(rows, columns=columns)
 

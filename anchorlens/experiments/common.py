@@ -40,7 +40,7 @@ from anchorlens.runs import (
     read_parts,
     write_combined_record,
 )
-from anchorlens.stats import bootstrap_means
+from anchorlens.stats import means_with_ci
 from anchorlens.tasks import Task, get_task
 
 
@@ -704,11 +704,11 @@ class ExperimentResult:
         return self.summary()
 
     def summary_with_ci(self) -> pd.DataFrame:
-        """The summary means with 95% bootstrap intervals over seeds and test inputs (`anchorlens.stats`):
+        """The summary means with 95% seed-level intervals, floored by the test inputs' error (`anchorlens.stats`):
         long form, ``task, model, <keys>, metric, mean, ci_low, ci_high, n_seeds, n_examples``."""
         if self.examples.empty or not self.example_values:
             return pd.DataFrame()
-        return bootstrap_means(self.examples, ["task", "model", *self.example_keys], self.example_values)
+        return means_with_ci(self.examples, ["task", "model", *self.example_keys], self.example_values)
 
     def save(self, directory: str | Path) -> Path:
         """Write ``<experiment>.csv`` (+ ``.parquet``), ``<experiment>_examples.parquet`` and

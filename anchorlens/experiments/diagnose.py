@@ -82,7 +82,16 @@ from anchorlens.forward import run_to_target
 from anchorlens.model_classes import Model, describe, hooked_transformer_hint
 from anchorlens.prompts import PromptBatch, Prompts, build_prompt, label_logits, label_tokens
 from anchorlens.sampling import Example, sample_demonstrations, test_indices
-from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata
+from anchorlens.stats import (
+    BOOTSTRAP_SEED,
+    LEVEL,
+    N_RESAMPLES,
+    SUMMARY_COLUMNS,
+    resamples_for,
+    seed_interval,
+    strata,
+    within_sd_of,
+)
 from anchorlens.tasks import Source, Task, get_task, load_split
 
 #: Inputs every class needs per seed for its true-confusion AUROCs (module docstring).
@@ -557,12 +566,13 @@ class DiagnoseResult(ExperimentResult):
     def summary_with_ci(
         self, *, n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = BOOTSTRAP_SEED
     ) -> pd.DataFrame:
-        """The true confusion of each ordered class pair (seed mean, as `matrices`) with a two-level bootstrap
-        interval: seeds and their inputs redrawn, each drawn seed's AUROC of p_a / p_b recomputed on the drawn
-        inputs of gold a or b (count-weighted, `anchorlens.experiments.auroc.weighted_auc`), averaged over the drawn
-        seeds. The predicted confusion has no interval: it comes from the keys and a PCA of all the seed's
-        queries, which the per-example rows do not hold. Long form: ``task, model, class_a, class_b, metric,
-        mean, ci_low, ci_high, n_seeds, n_examples`` (n_examples: inputs of gold a or b over the seeds)."""
+        """The true confusion of each ordered class pair (seed mean, as `matrices`) with a seed-level interval
+        (`anchorlens.stats.seed_interval`), floored by the spread over resamples of each seed's inputs: each seed's
+        AUROC of p_a / p_b recomputed on its drawn inputs of gold a or b (count-weighted,
+        `anchorlens.experiments.auroc.weighted_auc`), averaged over the seeds. The predicted confusion has no interval:
+        it comes from the keys and a PCA of all the seed's queries, which the per-example rows do not hold. Long form:
+        ``task, model, class_a, class_b, metric, mean, ci_low, ci_high, n_seeds, n_examples`` (n_examples: inputs of
+        gold a or b over the seeds)."""
         # Single-threaded BLAS: the products are small, and threads fighting over shared cores made them 18 times
         # slower (measured); one thread also makes the numbers independent of the machine's core count.
         with threadpool_limits(limits=1, user_api="blas"):
@@ -604,7 +614,7 @@ class DiagnoseResult(ExperimentResult):
                         total[use] += drawn[use] * boot[use]
                         weight[use] += drawn[use]
                     with np.errstate(invalid="ignore", divide="ignore"):
-                        low, high = interval(total / weight, level)
+                        low, high = seed_interval(point, within_sd_of(total / weight), level)
                     n_examples = int(((gold == a) | (gold == b)).sum())
                     mean = float(pd.Series(point, dtype=float).mean())  # over seeds where it is defined, as `matrices`
                     rows.append((task, model, names[a], names[b], "true", mean, low, high, len(members), n_examples))

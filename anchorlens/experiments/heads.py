@@ -35,7 +35,7 @@ auroc, rank_wp, rank_pq (1 = most flow), n. Per-example rows (`HeadsResult.examp
 flow, k, condition, draw): example, gold, flow, k, condition (``top`` or ``random``), draw (0 for ``top``),
 heads (the blocked heads as ``layer.head``, in rank or draw order), base_prediction, prediction,
 label_loyalty (0/1), word_loyalty. `HeadsResult.summary_with_ci` averages an input's random draws first, then
-bootstraps loyalty per (flow, k, condition) and the paired gap random − top; `HeadsResult.causal_check` states
+gives intervals of loyalty per (flow, k, condition) and the paired gap random − top; `HeadsResult.causal_check` states
 for each flow and k whether blocking the top heads costs more loyalty than random heads: yes when the gap's 95%
 interval lies above 0, no (less) when below 0, "not shown" when it contains 0.
 """
@@ -80,7 +80,7 @@ from anchorlens.hooks import (
 from anchorlens.metrics import jaccard, label_agreement
 from anchorlens.model_classes import Model
 from anchorlens.prompts import Prompt, PromptBatch, label_logits, label_loss, prompt_settings, task_prompts
-from anchorlens.stats import bootstrap_means
+from anchorlens.stats import means_with_ci
 from anchorlens.tasks import Task, get_task
 
 #: The two flows a head can carry, by the saliency that ranks it: text → label words (S_wp) and label words →
@@ -387,13 +387,13 @@ class HeadsResult(ExperimentResult):
 
     def summary_with_ci(self) -> pd.DataFrame:
         """Loyalty per (flow, k, condition), and the paired gap random − top (condition ``random_minus_top``),
-        each the mean over seeds of the mean over test inputs with a 95% two-level bootstrap interval. An
+        each the mean over seeds of the mean over test inputs with a 95% seed-level interval (`anchorlens.stats`). An
         input's random draws are averaged first: the input, not the draw, is the resampled unit."""
         by = ["task", "model", "flow", "k", "condition"]
         if self.examples.empty:
             return pd.DataFrame()
-        loyalty = bootstrap_means(self.per_input(), by, LOYALTIES)
-        gap = bootstrap_means(self.gaps(), by, LOYALTIES)
+        loyalty = means_with_ci(self.per_input(), by, LOYALTIES)
+        gap = means_with_ci(self.gaps(), by, LOYALTIES)
         summary = pd.concat([loyalty, gap], ignore_index=True)
         order = {"top": 0, "random": 1, GAP: 2}
         summary = summary.assign(

@@ -73,10 +73,23 @@ class IsolationConfig(ExperimentConfig):
     word_top_k: int = setting(
         5, "top-k vocabulary tokens compared by word loyalty (paper 5; its reference notebook used 10)"
     )
+    depth_fractions: tuple[float, ...] = setting(
+        (),
+        "also isolate round(f x layers) layers for each depth fraction f, beside the absolute k: the paper's "
+        "k = 5 is 5/48 = 0.1042 of GPT2-XL's depth, which is 3 of SmolLM2's 30 layers and 2 of Gemma-3's 18",
+        default_text="none",
+    )
+
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("depth_fractions",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "k", tuple(int(k) for k in self.k))
+        object.__setattr__(self, "depth_fractions", tuple(float(f) for f in self.depth_fractions))
+        if any(not 0 < f <= 1 for f in self.depth_fractions):
+            raise InvalidConfigError(
+                f"depth fractions must lie in (0, 1], got {self.depth_fractions}; e.g. 0.1042 for the paper's 5/48"
+            )
         if not self.k or min(self.k) < 1:
             raise InvalidConfigError(
                 f"k must be one or more positive layer counts, got {self.k} (the paper uses 1 3 5 7)"
@@ -280,6 +293,17 @@ def loyalty_of_batch(model: Model, batch: PromptBatch, config: IsolationConfig, 
     return loyalty_of_settings(model, batch, settings, seed, config.word_top_k)
 
 
+def k_at_depth_fractions(n_layers: int, fractions: Sequence[float]) -> tuple[int, ...]:
+    """The layer count of each depth fraction on a model of `n_layers`: round(f · n_layers), at least 1 (5/48 of
+    30 layers is 3; of 18 layers, 2)."""
+    return tuple(max(1, round(f * n_layers)) for f in fractions)
+
+
+def with_depth_fractions(ks: Sequence[int], n_layers: int, fractions: Sequence[float]) -> tuple[int, ...]:
+    """`ks` followed by the layer counts of `fractions` that are not among them yet (each k once)."""
+    return tuple(dict.fromkeys([*ks, *k_at_depth_fractions(n_layers, fractions)]))
+
+
 def paper_k(n_layers: int) -> tuple[int, ...]:
     """The paper's k = 1, 3, 5, 7, with a warning keeping those a shallow model has (at least its depth)."""
     if max(ISOLATION_K) <= n_layers:
@@ -447,6 +471,10 @@ def run_isolation(
         # The paper's default on a shallow model: run the k it has rather than refuse the default. The results
         # keep the requested settings (so a resumed run matches); the rows show which k ran.
         config = dataclasses.replace(config, k=paper_k(model.cfg.n_layers))
+    if config.depth_fractions:  # rows keep the absolute k; the fractions' k run beside the others
+        config = dataclasses.replace(
+            config, k=with_depth_fractions(config.k, model.cfg.n_layers, config.depth_fractions)
+        )
     for k in config.k:
         isolation_layers(model.cfg.n_layers, k, "first")  # fail before any work
 

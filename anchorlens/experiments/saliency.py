@@ -15,8 +15,8 @@ Demonstrations are drawn afresh for every test input, as in the paper's code.
 
 Per-example rows (`SaliencyResult.examples`): one per test input and layer with that prompt's un-normalised
 S_wp, S_pq, S_ww, the gold class and the model's prediction; the seed rows are their means, normalised.
-`SaliencyResult.summary_with_ci` bootstraps that exact statistic (mean over inputs → normalise → mean over
-seeds), so its intervals are of the numbers the paper plots.
+`SaliencyResult.summary_with_ci` gives that exact statistic (mean over inputs → normalise → mean over seeds) a
+seed-level interval (`anchorlens.stats`), so its intervals are of the numbers the paper plots.
 
 Per head (``per_head=True``, ``--per-head``): the same backward pass also keeps every head apart, with a head's
 saliency I_{l,h} = |A_{h,l} ⊙ ∂L/∂A_{h,l}| (one head: summing before or after the absolute value is the same).
@@ -61,6 +61,7 @@ from anchorlens.prompts import (
     Prompt,
     PromptBatch,
     Prompts,
+    Role,
     build_prompt,
     label_logits,
     label_loss,
@@ -68,7 +69,16 @@ from anchorlens.prompts import (
     prompt_settings,
 )
 from anchorlens.sampling import sample_test_set
-from anchorlens.stats import BOOTSTRAP_SEED, LEVEL, N_RESAMPLES, SUMMARY_COLUMNS, interval, resamples_for, strata
+from anchorlens.stats import (
+    BOOTSTRAP_SEED,
+    LEVEL,
+    N_RESAMPLES,
+    SUMMARY_COLUMNS,
+    resamples_for,
+    seed_interval,
+    strata,
+    within_sd_of,
+)
 from anchorlens.tasks import Task, get_task, load_split
 
 REGIONS = ("S_wp", "S_pq", "S_ww")
@@ -83,9 +93,14 @@ class SaliencyConfig(ExperimentConfig):
         1536, "cap on batch size x padded length: the backward pass holds every layer's attention maps", flag=None
     )
     per_head: bool = setting(False, "also one row per (layer, head), |A_h*dL/dA_h| per head, with a head column")
+    exclude_bos: bool = setting(
+        False,
+        "leave the BOS token's key column out of S_wp and S_ww (GPT-2, the paper's model, has none; default: kept, "
+        "as the formula reads on the model's own tokens)",
+    )
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("seeds", "batch_size", "max_batch_tokens")
-    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("per_head",)
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("per_head", "exclude_bos")
 
 
 def fresh_demonstration_prompts(
@@ -132,8 +147,13 @@ def fresh_demonstration_prompts(
     return prompts
 
 
-def region_weights(batch: PromptBatch) -> Float[Tensor, "batch region=3 query key"]:
-    """Weight maps whose weighted sums of I_l are S_wp, S_pq, S_ww (each set's entries weigh 1/count)."""
+def region_weights(batch: PromptBatch, *, exclude_bos: bool = False) -> Float[Tensor, "batch region=3 query key"]:
+    """Weight maps whose weighted sums of I_l are S_wp, S_pq, S_ww (each set's entries weigh 1/count).
+
+    A model that prepends a BOS token (Gemma-3; not the paper's GPT-2) has one more key column, which S_wp and
+    S_ww include by default: every row attends to it, often heavily (an attention sink). `exclude_bos` leaves
+    that column out of both sets, so S_wp and S_ww are means over the same (i, j) pairs as on a model without
+    BOS; S_pq (target → label words) never contains it."""
     seq = batch.seq_len
     weights = torch.zeros(batch.size, 3, seq, seq)
     lower = torch.ones(seq, seq).tril(-1)  # i > j: the diagonal never counts
@@ -146,17 +166,21 @@ def region_weights(batch: PromptBatch) -> Float[Tensor, "batch region=3 query ke
         ww = lower.clone()
         ww[q + 1 :] = 0  # rows after the target (padding) are outside every set
         ww = ww - wp - pq
+        if exclude_bos:
+            for bos in prompt.positions_with(Role.BOS):
+                wp[:, bos] = 0
+                ww[:, bos] = 0
         for index, mask in enumerate((wp, pq, ww)):
             weights[row, index] = mask / mask.sum().clamp(min=1)
     return weights.to(batch.tokens.device)
 
 
 def saliency_and_prediction(
-    model: Model, batch: PromptBatch, *, abs_per_head: bool = False
+    model: Model, batch: PromptBatch, *, abs_per_head: bool = False, exclude_bos: bool = False
 ) -> tuple[Float[Tensor, "batch layer region=3"], Int[Tensor, " batch"]]:
     """S_wp, S_pq, S_ww per prompt and layer, and each prompt's predicted class: one forward and one backward
-    pass for the whole batch."""
-    recorder = SaliencyRecorder(model, region_weights(batch), abs_per_head=abs_per_head)
+    pass for the whole batch (`exclude_bos`: `region_weights`)."""
+    recorder = SaliencyRecorder(model, region_weights(batch, exclude_bos=exclude_bos), abs_per_head=abs_per_head)
     with frozen_parameters(model):
         logits = run_to_target(model, batch, recorder.hooks())
         # Summed loss: each prompt's gradient is that of its own loss, as with batch size 1.
@@ -165,11 +189,11 @@ def saliency_and_prediction(
 
 
 def saliency_by_head(
-    model: Model, batch: PromptBatch, *, abs_per_head: bool = False
+    model: Model, batch: PromptBatch, *, abs_per_head: bool = False, exclude_bos: bool = False
 ) -> tuple[Float[Tensor, "batch layer region=3"], Float[Tensor, "batch layer head region=3"], Int[Tensor, " batch"]]:
     """`saliency_and_prediction` with every head kept apart as well, from the same forward and backward pass:
     (whole-layer S as configured, per-head S from I_{l,h} = |A_{h,l} ⊙ ∂L/∂A_{h,l}|, predicted class)."""
-    weights = region_weights(batch)
+    weights = region_weights(batch, exclude_bos=exclude_bos)
     layer_recorder = SaliencyRecorder(model, weights, abs_per_head=abs_per_head)
     head_recorder = SaliencyRecorder(model, weights, per_head=True)
     with frozen_parameters(model):
@@ -216,6 +240,7 @@ def saliency(
     *,
     per_head: bool = False,
     abs_per_head: bool = False,
+    exclude_bos: bool = False,
     batch_size: int = 8,
     max_batch_tokens: int | None = SaliencyConfig.max_batch_tokens,
     progress: bool = False,
@@ -230,6 +255,7 @@ def saliency(
         prompts: a list of `Prompt`s (or a `PromptBatch`) with gold labels, sharing their label words.
         per_head: also one row per (layer, head) with that head's S, from I_{l,h} = |A_{h,l} ⊙ ∂L/∂A_{h,l}|.
         abs_per_head: whole layers from Σ_h |A ⊙ ∂L/∂A| instead of the paper's |Σ_h A ⊙ ∂L/∂A|.
+        exclude_bos: leave a BOS token's key column out of S_wp and S_ww (`region_weights`); default kept.
         batch_size: prompts per forward pass (changes no number).
         max_batch_tokens: cap on batch size × padded length (the backward pass holds every layer's attention
             maps); None for no cap.
@@ -248,7 +274,7 @@ def saliency(
         values, head_values, predictions = in_prompt_order(
             model,
             prompts,
-            lambda batch: saliency_by_head(model, batch, abs_per_head=abs_per_head),
+            lambda batch: saliency_by_head(model, batch, abs_per_head=abs_per_head, exclude_bos=exclude_bos),
             batch_size=batch_size,
             max_tokens=max_batch_tokens,
             progress=progress,
@@ -257,7 +283,7 @@ def saliency(
         values, predictions = in_prompt_order(
             model,
             prompts,
-            lambda batch: saliency_and_prediction(model, batch, abs_per_head=abs_per_head),
+            lambda batch: saliency_and_prediction(model, batch, abs_per_head=abs_per_head, exclude_bos=exclude_bos),
             batch_size=batch_size,
             max_tokens=max_batch_tokens,
             progress=progress,
@@ -331,9 +357,11 @@ FLOW_PAIRS: tuple[tuple[str, str], ...] = (("S_wp", "S_pq"), ("S_wp", "S_ww"), (
 
 @dataclass(frozen=True)
 class FlowBootstrap:
-    """The Fig. 3 statistic of one (task, model) stratum and its bootstrap resamples (`stratum_bootstraps`)."""
+    """The Fig. 3 statistic of one (task, model) stratum: per seed, their mean, and its resamples over the test
+    inputs within each seed (`stratum_bootstraps`)."""
 
     layers: Int[np.ndarray, " layer"]
+    per_seed: Float[np.ndarray, "seed layer region=3"]
     estimate: Float[np.ndarray, "layer region=3"]
     resampled: Float[np.ndarray, "resample layer region=3"]
     n_seeds: int
@@ -345,8 +373,9 @@ def stratum_bootstraps(
 ) -> Iterator[tuple[tuple, FlowBootstrap]]:
     """(stratum key, `FlowBootstrap`) per (task, model) of whole-layer per-example rows: per seed the mean over
     its inputs of the un-normalised S, normalised per layer, then the mean over seeds; and the same statistic
-    under each two-level resample (`normalised_seed_means`). The draws depend only on the stratum and `seed`, so
-    every quantity computed from one stratum's resamples (a flow, a difference of two flows) shares them."""
+    under each resample of the inputs within the seeds (`normalised_seed_means`). The draws depend only on the
+    stratum and `seed`, so every quantity computed from one stratum's resamples (a flow, a difference of two
+    flows) shares them."""
     for stratum_key, stratum in strata(examples, ["task", "model"]):
         layers = np.sort(stratum["layer"].unique())
         # [unit, layer, region], units sorted by (seed, example): the unit order of `resamples_for`.
@@ -363,7 +392,8 @@ def stratum_bootstraps(
             [resamples.counts[:, m] for m in members], resamples.seed_draws, [values[m] for m in members]
         )
         n_examples = [int(np.isfinite(values[:, index]).all(-1).sum()) for index in range(len(layers))]
-        yield stratum_key, FlowBootstrap(layers, np.mean(point, axis=0), resampled, len(members), n_examples)
+        per_seed = np.array(point)
+        yield stratum_key, FlowBootstrap(layers, per_seed, per_seed.mean(0), resampled, len(members), n_examples)
 
 
 def flow_differences(
@@ -375,10 +405,10 @@ def flow_differences(
     seed: int = BOOTSTRAP_SEED,
 ) -> pd.DataFrame:
     """Per task, model and layer, the difference a − b of two normalised flows of Fig. 3 for each (a, b) in
-    `pairs`, with its 95% two-level bootstrap interval.
+    `pairs`, with its 95% seed-level interval (`anchorlens.stats.seed_interval`).
 
     Both flows come from the same prompts, so a seed's demonstrations move them together; the interval of the
-    difference, computed on the very resamples of `SaliencyResult.summary_with_ci` (same draws, same statistic),
+    difference, from the seeds' differences and the very resamples of `SaliencyResult.summary_with_ci`,
     says whether a lies above b where the two flows' own intervals overlap. Reads whole-layer per-example rows
     (``task, model, seed, example, layer, S_wp, S_pq, S_ww``; per-head rows are left out). Long form:
     ``task, model, layer, metric`` (``"S_wp - S_pq"``), ``mean, ci_low, ci_high, n_seeds, n_examples``."""
@@ -394,7 +424,11 @@ def flow_differences(
             for a, b in pairs:
                 i, j = REGIONS.index(a), REGIONS.index(b)
                 for index, layer in enumerate(flows.layers):
-                    low, high = interval(flows.resampled[:, index, i] - flows.resampled[:, index, j], level)
+                    low, high = seed_interval(
+                        flows.per_seed[:, index, i] - flows.per_seed[:, index, j],
+                        within_sd_of(flows.resampled[:, index, i] - flows.resampled[:, index, j]),
+                        level,
+                    )
                     difference = float(flows.estimate[index, i] - flows.estimate[index, j])
                     rows.append(
                         (
@@ -427,13 +461,13 @@ class SaliencyResult(ExperimentResult):
     def summary_with_ci(
         self, *, n_resamples: int = N_RESAMPLES, level: float = LEVEL, seed: int = BOOTSTRAP_SEED
     ) -> pd.DataFrame:
-        """Per task, model and layer, the paper's statistic with a 95% two-level bootstrap interval.
+        """Per task, model and layer, the paper's statistic with a 95% seed-level interval.
 
         The statistic is that of Fig. 3: per seed the mean over its test inputs of the un-normalised S, normalised
-        per layer so S_wp + S_pq + S_ww = 1, then the mean over seeds (equal to the seed rows' mean). Each
-        resample redraws seeds and, within them, test inputs (`anchorlens.stats.TwoLevelResamples`; a seed
-        drawn c times contributes one pooled draw of c × n inputs, as everywhere in `anchorlens.stats`) and
-        recomputes the weighted means, the normalisation and the seed mean, all layers at once. Long form:
+        per layer so S_wp + S_pq + S_ww = 1, then the mean over seeds (equal to the seed rows' mean). The
+        interval is `anchorlens.stats.seed_interval` of the seeds' values, its floor the spread of the statistic
+        over resamples of the test inputs within each seed (`anchorlens.stats.TwoLevelResamples`), which
+        recompute the weighted means, the normalisation and the seed mean, all layers at once. Long form:
         ``task, model, layer, metric, mean, ci_low, ci_high, n_seeds, n_examples``.
         """
         # Single-threaded BLAS: the products are small, and threads fighting over shared cores made them 18 times
@@ -457,7 +491,9 @@ class SaliencyResult(ExperimentResult):
         for stratum_key, flows in stratum_bootstraps(examples, n_resamples, seed):
             for index, layer in enumerate(flows.layers):
                 for region, metric in enumerate(REGIONS):
-                    low, high = interval(flows.resampled[:, index, region], level)
+                    low, high = seed_interval(
+                        flows.per_seed[:, index, region], within_sd_of(flows.resampled[:, index, region]), level
+                    )
                     rows.append(
                         (
                             *stratum_key,
@@ -543,6 +579,7 @@ def run_saliency(
             prompts,
             per_head=config.per_head,
             abs_per_head=config.abs_per_head,
+            exclude_bos=config.exclude_bos,
             batch_size=config.batch_size,
             max_batch_tokens=config.max_batch_tokens,
             progress=progress,

@@ -25,7 +25,7 @@ from anchorlens.experiments.auroc import (
 )
 from anchorlens.experiments.common import per_head_rows, whole_layer_rows
 from anchorlens.prompts import make_batch, task_prompts
-from anchorlens.stats import resamples_for
+from anchorlens.stats import resamples_for, seed_interval, within_sd_of
 
 
 def test_binary_auroc_scores_attention_to_the_second_class():
@@ -207,7 +207,8 @@ def test_summary_counts_only_the_seeds_whose_auroc_is_defined():
 
 
 def test_summary_intervals_equal_a_loop_over_resamples():
-    """The vectorised bootstrap against layer_auroc (sklearn) on each resample's repeated rows."""
+    """The seed-level interval of each seed's AUROC (R_l through its linearisation over seeds), floored by the
+    spread of layer_auroc (sklearn) on each resample's repeated rows."""
     result = _examples(tasks=(("agnews", 4),), n_seeds=2, n_inputs=20, n_layers=2, seed=3)
     n_resamples = 30
     summary = result.summary_with_ci(n_resamples=n_resamples).set_index(["layer", "metric"])
@@ -230,11 +231,32 @@ def test_summary_intervals_equal_a_loop_over_resamples():
             curves[r, layer] = total / weight
     r_curves = cumulative_r(curves)
     excess = np.cumsum(curves - 0.5, axis=1)
+    seed_curves = np.array(
+        [
+            [
+                layer_auroc(
+                    mine.loc[mine["layer"] == layer, [f"att_{c}" for c in range(4)]].to_numpy(),
+                    mine.loc[mine["layer"] == layer, "prediction"].to_numpy(),
+                )
+                for layer in range(2)
+            ]
+            for _, mine in examples.groupby("seed")
+        ]
+    )
+    seed_excess = np.cumsum(seed_curves - 0.5, axis=1)
+    mean_excess = seed_excess.mean(0)
+    r = mean_excess / mean_excess[-1]
+    seed_r = r + (seed_excess - r * seed_excess[:, -1:]) / mean_excess[-1]  # the ratio's linearisation
+    assert np.allclose(seed_r.mean(0), r)
     for layer in range(2):
-        for metric, values in (("auroc", curves[:, layer]), ("R", r_curves[:, layer]), ("excess", excess[:, layer])):
+        for metric, per_seed, values in (
+            ("auroc", seed_curves[:, layer], curves[:, layer]),
+            ("R", seed_r[:, layer], r_curves[:, layer]),
+            ("excess", seed_excess[:, layer], excess[:, layer]),
+        ):
             row = summary.loc[(layer, metric)]
-            assert row["ci_low"] == pytest.approx(np.percentile(values, 2.5), abs=1e-12)
-            assert row["ci_high"] == pytest.approx(np.percentile(values, 97.5), abs=1e-12)
+            low, high = seed_interval(per_seed, within_sd_of(values))
+            assert row["ci_low"] == pytest.approx(low, abs=1e-12) and row["ci_high"] == pytest.approx(high, abs=1e-12)
 
 
 def test_summary_of_four_tasks_30_layers_5_seeds_200_inputs():

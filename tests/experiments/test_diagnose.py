@@ -24,7 +24,7 @@ from anchorlens.experiments.diagnose import (
 )
 from anchorlens.prompts import make_batch, prompt_settings, task_prompts
 from anchorlens.sampling import sample_demonstrations, sample_test_set
-from anchorlens.stats import resamples_for
+from anchorlens.stats import resamples_for, seed_interval, within_sd_of
 from anchorlens.tasks import get_task, load_split, task_from_files
 
 
@@ -315,5 +315,5 @@ def test_true_confusion_intervals_equal_a_loop_over_resamples():
                 weight += times
             boot[r] = total / weight
         row = summary.loc[(names[a], names[b])]
-        assert row["ci_low"] == pytest.approx(np.percentile(boot, 2.5), abs=1e-12)
-        assert row["ci_high"] == pytest.approx(np.percentile(boot, 97.5), abs=1e-12)
+        low, high = seed_interval([matrices[seed][a, b] for seed in resamples.seeds], within_sd_of(boot))
+        assert row["ci_low"] == pytest.approx(low, abs=1e-12) and row["ci_high"] == pytest.approx(high, abs=1e-12)

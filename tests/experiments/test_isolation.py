@@ -16,6 +16,7 @@ from anchorlens.experiments.isolation import (
     IsolationConfig,
     IsolationResult,
     isolation_layers,
+    k_at_depth_fractions,
     loyalty_of_settings,
     paper_settings,
     random_candidates,
@@ -94,6 +95,20 @@ def test_default_k_is_the_papers_1_3_5_7():
     assert IsolationConfig().k == (1, 3, 5, 7)
     with pytest.raises(InvalidConfigError, match="k repeats"):
         IsolationConfig(k=(1, 1))
+
+
+def test_depth_fractions_give_k_beside_the_absolute_ones(gpt2_like):
+    """Isolation's k is absolute: the paper's k = 5 is 5/48 of GPT2-XL's depth, 3 of SmolLM2's 30 layers and 2
+    of Gemma-3's 18. A depth fraction runs round(f x layers) layers beside the given k (each k once)."""
+    assert k_at_depth_fractions(48, [5 / 48]) == (5,)
+    assert k_at_depth_fractions(30, [5 / 48]) == (3,) and k_at_depth_fractions(18, [5 / 48]) == (2,)
+    assert k_at_depth_fractions(2, [0.1]) == (1,)  # at least one layer
+    with pytest.raises(InvalidConfigError, match=r"depth fractions must lie in \(0, 1\]"):
+        IsolationConfig(depth_fractions=(1.5,))
+    assert "depth_fractions" not in IsolationConfig().signature()  # a default run's manifest is unchanged
+    config = IsolationConfig(seeds=(3,), n_test=2, k=(1,), depth_fractions=(1.0, 0.5))
+    frame = run_isolation(gpt2_like, "sst2", config, progress=False).to_frame()
+    assert sorted(set(frame["k"])) == [1, 2]  # 0.5 of 2 layers is the given k = 1: run once
 
 
 def test_isolation_layers():

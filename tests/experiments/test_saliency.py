@@ -25,9 +25,9 @@ from anchorlens.experiments.saliency import (
 )
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import SaliencyRecorder, frozen_parameters, pattern_hook_name
-from anchorlens.prompts import build_prompt, label_logits, label_loss, make_batch, prompt_settings
+from anchorlens.prompts import Role, build_prompt, label_logits, label_loss, make_batch, prompt_settings
 from anchorlens.sampling import sample_test_set
-from anchorlens.stats import resamples_for
+from anchorlens.stats import resamples_for, seed_interval, within_sd_of
 from anchorlens.tasks import get_task, load_split
 
 
@@ -64,6 +64,29 @@ def test_region_weights_reproduce_the_spec_formula(batch):
         fast = (torch.from_numpy(saliency).float()[None] * weights[row]).sum((-1, -2)).double().numpy()
         expected = spec_formula(saliency, list(prompt.demonstration_label_positions), prompt.target_position)
         assert np.allclose(fast, expected, rtol=1e-5)
+
+
+def test_exclude_bos_leaves_the_bos_column_out_of_s_wp_and_s_ww(smol_tokenizer):
+    """With a BOS token (Gemma-3) S_wp and S_ww include its key column unless `exclude_bos`: then they are the
+    means over the pairs (i, j) with j ≥ 1, as on a model without BOS; S_pq is the same either way."""
+    demos = [("a dull , lifeless film ", 0), ("warm and funny ", 1)]
+    prompt = build_prompt(smol_tokenizer, "sst2", demos, "the best film of the year ", 1, prepend_bos=True)
+    batch = make_batch([prompt])
+    assert prompt.positions_with(Role.BOS) == (0,)
+    saliency = np.tril(np.random.default_rng(1).random((batch.seq_len, batch.seq_len)), -1)
+    saliency[:, 0] += 5.0  # a heavy attention sink on BOS
+    flows = {}
+    for exclude in (False, True):
+        weights = region_weights(batch, exclude_bos=exclude)[0]
+        flows[exclude] = (torch.from_numpy(saliency).float()[None] * weights).sum((-1, -2)).double().numpy()
+    labels, q = list(prompt.demonstration_label_positions), prompt.target_position
+    wp = np.mean([saliency[p, j] for p in labels for j in range(1, p)])
+    ww_pairs = [(i, j) for i in range(q + 1) for j in range(1, i) if not (i in labels or (i == q and j in labels))]
+    ww = np.mean([saliency[i, j] for i, j in ww_pairs])
+    assert np.allclose(flows[True], [wp, np.mean(saliency[q, labels]), ww], rtol=1e-5)
+    assert flows[False][1] == pytest.approx(flows[True][1]) and flows[False][0] > flows[True][0] + 0.1  # the sink
+    assert SaliencyConfig().exclude_bos is False  # the stated default: the BOS column is kept
+    assert "exclude_bos" not in SaliencyConfig().signature()  # a default run's manifest is unchanged
 
 
 @pytest.mark.parametrize("model_fixture", ["gpt2_like", "llama_like"])
@@ -314,17 +337,27 @@ def _looped_bootstrap(examples, n_resamples):
     return boot
 
 
+def _seed_points(examples):
+    """Per seed, the Fig. 3 statistic on every input once: [seed, layer, 3]."""
+    points = []
+    for _, mine in examples.groupby("seed"):
+        means = mine.groupby("layer")[list(REGIONS)].mean().to_numpy()
+        points.append(means / means.sum(1, keepdims=True))
+    return np.array(points)
+
+
 def test_summary_intervals_equal_a_loop_over_resamples():
-    """The vectorised bootstrap against the statistic recomputed resample by resample on the same draws."""
+    """The seed-level interval of the per-seed statistic, floored by the spread of the statistic recomputed
+    resample by resample on the same draws of each seed's inputs."""
     examples = _examples(n_seeds=2, n_inputs=6, n_layers=2, seed=1)
     result = SaliencyResult(_seed_rows(examples), SaliencyConfig(), examples)
     n_resamples = 40
     summary = result.summary_with_ci(n_resamples=n_resamples)
-    boot = _looped_bootstrap(examples, n_resamples)
+    boot, points = _looped_bootstrap(examples, n_resamples), _seed_points(examples)
     for row in summary.itertuples():
-        values = boot[:, row.layer, REGIONS.index(row.metric)]
-        assert row.ci_low == pytest.approx(np.percentile(values, 2.5), rel=1e-9)
-        assert row.ci_high == pytest.approx(np.percentile(values, 97.5), rel=1e-9)
+        region = REGIONS.index(row.metric)
+        low, high = seed_interval(points[:, row.layer, region], within_sd_of(boot[:, row.layer, region]))
+        assert row.ci_low == pytest.approx(low, rel=1e-9) and row.ci_high == pytest.approx(high, rel=1e-9)
 
 
 def test_flow_differences_are_taken_on_the_summarys_own_resamples():
@@ -335,13 +368,16 @@ def test_flow_differences_are_taken_on_the_summarys_own_resamples():
     assert set(differences["metric"]) == {"S_wp - S_pq", "S_wp - S_ww", "S_pq - S_ww"}
     assert len(differences) == 3 * 2 and (differences["n_seeds"] == 2).all()
     means = result.summary_with_ci(n_resamples=n_resamples).set_index(["layer", "metric"])["mean"]
-    boot = _looped_bootstrap(examples, n_resamples)
+    boot, points = _looped_bootstrap(examples, n_resamples), _seed_points(examples)
     for row in differences.itertuples():
         a, b = row.metric.split(" - ")
         assert row.mean == pytest.approx(means[(row.layer, a)] - means[(row.layer, b)], abs=1e-12)
-        values = boot[:, row.layer, REGIONS.index(a)] - boot[:, row.layer, REGIONS.index(b)]
-        assert row.ci_low == pytest.approx(np.percentile(values, 2.5), rel=1e-9)
-        assert row.ci_high == pytest.approx(np.percentile(values, 97.5), rel=1e-9)
+        i, j = REGIONS.index(a), REGIONS.index(b)
+        low, high = seed_interval(
+            points[:, row.layer, i] - points[:, row.layer, j],
+            within_sd_of(boot[:, row.layer, i] - boot[:, row.layer, j]),
+        )
+        assert row.ci_low == pytest.approx(low, rel=1e-9) and row.ci_high == pytest.approx(high, rel=1e-9)
     with pytest.raises(ValueError, match="unknown saliency flows"):
         flow_differences(examples, [("S_wp", "S_qq")])
 
@@ -351,7 +387,7 @@ def test_a_difference_is_clear_where_seeds_move_both_flows():
     own intervals overlap, while S_wp − S_pq is positive on every input and its interval lies above 0."""
     generator = np.random.default_rng(3)
     rows = []
-    for s, s_ww in enumerate([0.2, 3.0, 9.0]):
+    for s, s_ww in enumerate([2.0, 3.0, 4.0]):
         for example in range(20):
             s_pq = generator.uniform(0.9, 1.1)
             values = {"S_wp": s_pq + 0.15, "S_pq": s_pq, "S_ww": s_ww * generator.uniform(0.95, 1.05)}
