@@ -101,11 +101,6 @@ def test_rewrite_folder_redraws_inlined_figures_to_share_plotly_js(tmp_path, pyt
     assert (folder / "saliency.html").stat().st_size < 500_000 and (folder / "plotly.min.js").is_file()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the committed figures predate the shared plotly.min.js; the lead regenerates them with "
-    "anchorlens.outputs.rewrite_folder and then removes this mark",
-)
 def test_the_committed_results_hold_plotly_js_at_most_once_per_folder():
     results = DOCS.parents[1] / "results"
     assert results.is_dir()
