@@ -1,7 +1,7 @@
 """What a run command prints: the experiment's answer as text, with 95% intervals, never a spread of NaN.
 
-Each run command prints the summary means with the 95% two-level bootstrap intervals of the result's
-``summary_with_ci()`` (over seeds and test inputs; over the test inputs alone with one seed), then any summary
+Each run command prints the summary means with the 95% intervals (seed-level t, floored by the inputs' error) of
+the result's ``summary_with_ci()`` (over seeds; over the test inputs alone with one seed), then any summary
 value those intervals do not cover (compression's timing) as the mean and standard deviation over seeds, "one
 seed" where a standard deviation needs two. `anchorlens heads` prints its answer: the top heads of each flow
 and the causal check's verdict per k.
@@ -22,7 +22,8 @@ ONE_SEED = "one seed"
 #: per-example ``correct``).
 SUMMARY_ALIASES = {"accuracy": "correct"}
 INTERVAL_NOTE = (
-    "mean [95% interval] over seeds and test inputs (two-level bootstrap; with one seed, over the test inputs)"
+    "mean [95% interval] over seeds (seed-level t, floored by the test inputs' error; "
+    "with one seed, over the test inputs)"
 )
 
 

@@ -39,15 +39,16 @@ RUN_DETAILS = {
         "heads (text -> label words for wp, label words -> target for pq), and, as the control, in k random heads "
         "(--random-draws sets per input, averaged). Loyalty says how often the prediction (label loyalty) and its "
         "top-k vocabulary (word loyalty) stay as without blocking. Each input's top heads are ranked on the other "
-        "half of the inputs, never on itself. The gap is random - top loyalty per input with its 95% two-level "
-        "bootstrap interval; top_costs_more is 'yes' when that interval lies above 0 (blocking the top heads "
-        "costs more loyalty than random heads), 'no: less' when below 0, 'not shown' when it contains 0."
+        "half of the inputs, never on itself. The gap is random - top loyalty per input with its 95% interval "
+        "(seed-level t, floored by the inputs' error); top_costs_more is 'yes' when that interval lies above 0 "
+        "(blocking the top heads costs more loyalty than random heads), 'no: less' when below 0, 'not shown' when "
+        "it contains 0."
     ),
 }
 #: What every run command prints (after the first --help line).
 RUN_PRINTS = (
-    "It prints the summary means with 95% two-level bootstrap intervals (over seeds and test inputs; with one "
-    "seed over the test inputs alone), and writes the tables, figures and a README.md into --out."
+    "It prints the summary means with 95% intervals (seed-level t over seeds, floored by the test inputs' "
+    "error; with one seed over the test inputs alone), and writes the tables, figures and a README.md into --out."
 )
 
 

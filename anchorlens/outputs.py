@@ -33,7 +33,7 @@ OUTPUT_FILES: tuple[tuple[str, str], ...] = (
     ),
     (
         "{experiment}_summary.csv",
-        "every summary mean with a 95% two-level bootstrap interval over seeds and test inputs",
+        "every summary mean with a 95% seed-level t-interval floored by the test inputs' error",
     ),
     ("{figure}.html", "the figure (plotly); it opens offline with `plotly.min.js` beside it"),
     ("plotly.min.js", "plotly.js, once for every figure of the folder"),

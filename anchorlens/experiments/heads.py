@@ -432,7 +432,8 @@ class HeadsResult(ExperimentResult):
         if summary.empty:
             return summary
         keys = ["task", "model", "flow", "k", "metric"]
-        wide = summary.pivot_table(index=keys, columns="condition", values=["mean", "ci_low", "ci_high"])
+        # dropna=False: with one seed the intervals are NaN (no seed spread to measure), and their columns stay.
+        wide = summary.pivot_table(index=keys, columns="condition", values=["mean", "ci_low", "ci_high"], dropna=False)
         table = pd.DataFrame(index=wide.index)
         for condition, name in (("top", "top"), ("random", "random"), (GAP, "gap")):
             for column in ("mean", "ci_low", "ci_high"):
