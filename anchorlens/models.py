@@ -635,6 +635,19 @@ def _hf_folder_model(folder: Path, dtype: torch.dtype):
     return hf_model, tokenizer
 
 
+def _config_with_context_length(folder: Path, hf_cfg: dict[str, Any], work: Path) -> Path:
+    """The folder TransformerLens 3.9 should read `folder`'s config.json from: `folder` itself, or, for a GPT-2
+    config without ``n_ctx`` (GPT2Config stopped writing it; a folder saved by transformers 4.28 has only
+    ``n_positions``), a copy in `work` with ``n_ctx`` = ``n_positions``, since TransformerLens reads
+    ``config.n_ctx`` and both name the context length. The user's folder is never written."""
+    if hf_cfg.get("model_type") != "gpt2" or "n_ctx" in hf_cfg or "n_positions" not in hf_cfg:
+        return folder
+    config = json.loads((folder / "config.json").read_text())
+    config["n_ctx"] = hf_cfg["n_positions"]
+    (work / "config.json").write_text(json.dumps(config))
+    return work
+
+
 def _from_hf_folder(
     folder: Path,
     tl_name: str | None,
@@ -674,19 +687,17 @@ def _from_hf_folder(
         else:
             # TransformerLens has no official name for this checkpoint: build the config from the HF config.
             hf_cfg = hf_model.config.to_dict()
-            if "n_ctx" not in hf_cfg and "n_positions" in hf_cfg:
-                # TransformerLens reads a GPT-2 config's n_ctx, which GPT2Config stopped writing (a folder saved by
-                # transformers 4.28 has only n_positions); both name the context length.
-                hf_cfg["n_ctx"] = hf_cfg["n_positions"]
-            cfg = loading.get_pretrained_model_config(
-                str(folder),
-                hf_cfg=hf_cfg,
-                fold_ln=processing["fold_ln"],
-                device=device,
-                n_devices=n_devices,
-                default_prepend_bos=prepend_bos,
-                dtype=dtype,
-            )
+            with tempfile.TemporaryDirectory(prefix="anchorlens-config-") as work:
+                config_folder = _config_with_context_length(folder, hf_cfg, Path(work))
+                cfg = loading.get_pretrained_model_config(
+                    str(config_folder),
+                    hf_cfg=hf_cfg,
+                    fold_ln=processing["fold_ln"],
+                    device=device,
+                    n_devices=n_devices,
+                    default_prepend_bos=prepend_bos,
+                    dtype=dtype,
+                )
             state_dict = loading.get_pretrained_state_dict(str(folder), cfg, hf_model=hf_model, dtype=dtype)
             model = HookedTransformer(cfg, tokenizer, move_to_device=False)
             model.load_and_process_state_dict(state_dict, fold_value_biases=False, **processing)

@@ -9,7 +9,8 @@ saved once as a local Hugging Face folder. Each measurement then runs in a fresh
 imports what it needs, loads the folder and runs its work on the same SST-2 prompts (seed 42, one batch):
 
 * ``floor``: ``AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")``, then one forward
-  and backward of the label loss (parameters frozen, gradient to the embeddings, as saliency needs);
+  and backward of the label loss, unembedding the targets only (parameters frozen, gradient to the embeddings,
+  as saliency needs);
 * ``bridge`` / ``hooked``: ``anchorlens.load_model(folder, model_class=...)`` and `saliency_of_batch` on
   the same batch (``hooked`` only where the installed transformer-lens has HookedTransformer).
 
@@ -45,9 +46,11 @@ if mode == "floor":
     batch = make_batch(prompts, pad_token_id=tokenizer.pad_token_id or 0)
     with frozen_parameters(model):
         embeddings = model.get_input_embeddings()(batch.tokens).detach().requires_grad_(True)
-        logits = model(inputs_embeds=embeddings).logits
+        # The unembedding at the targets only, as anchorlens does: the floor is the cheapest faithful pass.
+        wanted = torch.unique(batch.target_positions)
+        logits = model(inputs_embeds=embeddings, logits_to_keep=wanted).logits
         rows = torch.arange(batch.size)
-        loss = label_loss(logits[rows, batch.target_positions], batch)
+        loss = label_loss(logits[rows, torch.searchsorted(wanted, batch.target_positions)], batch)
         loss.backward()
 else:
     from anchorlens.experiments.saliency import saliency_of_batch

@@ -549,3 +549,31 @@ def test_cli_runs_an_experiment_on_a_bridge_and_labels_its_results(tiny_folder, 
     )
     assert code == 0, capsys.readouterr().err
     assert set(pd.read_csv(out / "auroc.csv")["model"]) == {f"{tiny_folder}:bridge"}
+
+
+@pytest.mark.parametrize("model_class", CLASSES)
+def test_a_gpt2_folder_without_n_ctx_loads_and_equals_hugging_face(tmp_path, smol_tokenizer, model_class):
+    """A GPT-2 config.json with n_positions but no n_ctx (as transformers 4.28 and 5.x write it): TransformerLens
+    3.9 reads config.n_ctx, so the HookedTransformer is converted from a copy of the config that names it; the
+    bridge reads Hugging Face's config. Both give Hugging Face's log-probs; the folder is not written."""
+    import json
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(smol_tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=256)
+    hf_model = GPT2LMHeadModel(config).eval()
+    hf_model.save_pretrained(tmp_path)
+    smol_tokenizer.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved.pop("n_ctx", None)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    before = (tmp_path / "config.json").read_bytes()
+    model = _quiet_load(str(tmp_path), model_class, prepend_bos=False)
+    assert (tmp_path / "config.json").read_bytes() == before
+    assert model.cfg.n_ctx == 256
+    batch = _batch(model, n=2)
+    with torch.no_grad():
+        theirs = hf_model(batch.tokens).logits[torch.arange(batch.size), batch.target_positions]
+        ours = run_to_target(model, batch)
+    assert (ours.log_softmax(-1) - theirs.log_softmax(-1)).abs().max() < 1e-4
