@@ -924,10 +924,11 @@ def _load_bridge(
 
 def _official_model_name(name: str) -> str | None:
     """TransformerLens's official name for `name` (an alias resolved), or None if it knows none."""
-    try:
-        resolver = importlib.import_module("transformer_lens.supported_models")  # 4.x
-    except ImportError:
-        resolver = importlib.import_module("transformer_lens.loading_from_pretrained")  # 3.9
+    # 4.x resolves names in supported_models; 3.9 has that module too, without the resolver, which lives in
+    # loading_from_pretrained there.
+    resolver = importlib.import_module("transformer_lens.supported_models")
+    if not hasattr(resolver, "get_official_model_name"):
+        resolver = importlib.import_module("transformer_lens.loading_from_pretrained")
     try:
         return resolver.get_official_model_name(name)
     except ValueError:
