@@ -129,7 +129,7 @@ def _cmd_prompt(args: argparse.Namespace) -> int:
             example_index=query.index,
         )
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-    context = context_length(args.model)
+    context = context_length(args.model, getattr(args, "model_class", None))
     if context is not None and prompt.length > context:
         # Shown, not refused: looking at an over-long prompt is how one finds out how many shots fit.
         notes.append(

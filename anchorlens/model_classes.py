@@ -219,6 +219,9 @@ def check_hook_names(model: Model, hooks: Sequence[tuple[object, object]]) -> No
         )
 
 
+#: What results of a TransformerBridge are recorded under: the model's name and this suffix.
+BRIDGE_SUFFIX = ":bridge"
+
 #: What a model built from a config (no name) is recorded as: never the name of an offline or hub model.
 UNNAMED_MODEL = "unnamed-model"
 
@@ -241,7 +244,7 @@ def recorded_model_name(model: Model) -> str:
     name = getattr(cfg, "model_name", None)
     if not name or name == "custom":
         name = f"{UNNAMED_MODEL}({cfg.n_layers}L,{cfg.d_model}d,{cfg.n_heads}h)"
-    return f"{name}:bridge" if is_bridge(model) and not str(name).endswith(":bridge") else str(name)
+    return f"{name}{BRIDGE_SUFFIX}" if is_bridge(model) and not str(name).endswith(BRIDGE_SUFFIX) else str(name)
 
 
 #: Where `anchorlens.models.load_model` keeps a local folder's `model_files_sha256` on the loaded model.

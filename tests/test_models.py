@@ -61,18 +61,34 @@ def test_offline_model_settings():
 
 @integration
 def test_smollm2_config_from_hf(smol_model):
-    assert smol_model.cfg.rotary_base == 100000.0
+    from anchorlens.model_classes import is_bridge, model_class_of
+
+    if is_bridge(smol_model):  # the bridge rotates with Hugging Face's own rotary module and config
+        hf_config = smol_model.original_model.config
+        theta = (getattr(hf_config, "rope_parameters", None) or {}).get("rope_theta") or hf_config.rope_theta
+        assert theta == 100000.0
+    else:
+        assert smol_model.cfg.rotary_base == 100000.0
     assert smol_model.cfg.n_layers == 30 and smol_model.cfg.n_heads == 9 and smol_model.cfg.n_key_value_heads == 3
     assert smol_model.cfg.default_prepend_bos is False
-    spec = models.OFFLINE_MODELS["smollm2-135m"]  # what the CLI checks against before loading
-    assert (smol_model.cfg.n_ctx, smol_model.cfg.d_vocab) == (spec.n_ctx, spec.d_vocab)
+    # what the CLI checks against before loading
+    expected = (
+        models.context_length("smollm2-135m", model_class_of(smol_model)),
+        models.vocabulary_size("smollm2-135m"),
+    )
+    assert (smol_model.cfg.n_ctx, smol_model.cfg.d_vocab) == expected
 
 
 @integration
 def test_gemma_uses_bos(gemma_model):
+    from anchorlens.model_classes import model_class_of
+
     assert gemma_model.cfg.default_prepend_bos is True
-    spec = models.OFFLINE_MODELS["gemma-3-270m"]
-    assert (gemma_model.cfg.n_ctx, gemma_model.cfg.d_vocab) == (spec.n_ctx, spec.d_vocab)
+    expected = (
+        models.context_length("gemma-3-270m", model_class_of(gemma_model)),
+        models.vocabulary_size("gemma-3-270m"),
+    )
+    assert (gemma_model.cfg.n_ctx, gemma_model.cfg.d_vocab) == expected
     batch = _task_batch(gemma_model, n=1)
     assert batch.tokens[0, 0].item() == gemma_model.tokenizer.bos_token_id
 
@@ -282,7 +298,8 @@ def test_a_folder_that_is_not_a_model_is_one_line(tmp_path):
 
 
 def test_context_and_vocabulary_known_before_loading(tmp_path):
-    assert models.context_length("smollm2-135m") == 8192 and models.vocabulary_size("gemma-3-270m") == 262144
+    assert models.context_length("smollm2-135m") == 8192 and models.context_length("gemma-3-270m", "bridge") == 32768
+    assert models.context_length("gemma-3-270m", "hooked") == 8192 and models.vocabulary_size("gemma-3-270m") == 262144
     (tmp_path / "config.json").write_text('{"n_positions": 1024, "vocab_size": 50257}')
     assert models.context_length(str(tmp_path)) == 1024 and models.vocabulary_size(str(tmp_path)) == 50257
     assert models.context_length("gpt2") is None and models.vocabulary_size(str(tmp_path / "none")) is None
@@ -360,6 +377,10 @@ def test_canaries_on_smollm2(smol_model):
 
 
 @integration
+@pytest.mark.skipif(
+    not __import__("anchorlens").model_classes.has_hooked_transformer(),
+    reason="the transposed storage is a HookedTransformer's (transformer-lens 3.9)",
+)
 @pytest.mark.parametrize("model_name", ["gpt2_like", "llama_like"])
 def test_transposed_weight_storage_changes_no_number(request, model_name):
     """The loader's weight layout (no per-forward weight copies) gives bit-identical logits and gradients."""

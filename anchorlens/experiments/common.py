@@ -28,7 +28,13 @@ from anchorlens.errors import (
 )
 from anchorlens.files import atomic_write_bytes, parquet_bytes
 from anchorlens.hooks import verify_attention_hooks
-from anchorlens.model_classes import Model, recorded_model_files, recorded_model_name, warn_if_value_biases_folded
+from anchorlens.model_classes import (
+    BRIDGE_SUFFIX,
+    Model,
+    recorded_model_files,
+    recorded_model_name,
+    warn_if_value_biases_folded,
+)
 from anchorlens.prompts import Prompt, PromptBatch, Prompts, make_batch
 from anchorlens.runs import (
     DEFAULT_DTYPE,
@@ -169,9 +175,11 @@ class ExperimentConfig:
 
     def for_model(self: ConfigT, model: Model) -> ConfigT:
         """This config with ``model`` set to the loaded model's recorded name; refused if it names another, or
-        if the model's weights are not in ``dtype``."""
+        if the model's weights are not in ``dtype``. A config naming the model without its class suffix
+        (``"smollm2-135m"`` for the bridge recorded as ``"smollm2-135m:bridge"``) names that model: it is what
+        ``load_model(name)`` was given, whichever class the installed TransformerLens builds."""
         name = recorded_model_name(model)
-        if self.model is not None and self.model != name:
+        if self.model is not None and self.model not in (name, name.removesuffix(BRIDGE_SUFFIX)):
             raise InvalidConfigError(
                 f"the config names model {self.model!r}, but the model passed is {name!r}; results are recorded "
                 "under the model that made them: leave config.model unset (None) or load the model it names"

@@ -631,7 +631,9 @@ def test_cached_evaluation_on_gemma_beyond_its_sliding_window(gemma_model):
         sample_test_set(task, 42, n_test=2),
         **prompt_settings(gemma_model),
     )
-    assert min(p.length for p in prompts) > gemma_model.cfg.window_size
+    from anchorlens.kv_cache import sliding_window_layers
+
+    assert min(p.length for p in prompts) > sliding_window_layers(gemma_model)[1]
     assert shared_demonstrations(gemma_model, prompts) is not None
     beta = random_beta(gemma_model, task.num_classes, seed=0).mul(0.5)
     for chosen in (None, beta):
