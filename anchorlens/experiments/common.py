@@ -386,7 +386,7 @@ def checked_prompts(model: Model, prompts: Prompts, *, what: str, need_gold: str
     """`prompts` (a list of `Prompt`s, one `Prompt` or a `PromptBatch`) as a list, checked against `model`
     before any work: one set of label words, token ids in the model's vocabulary, lengths within its context,
     and, with `need_gold` (why the analysis needs it), a gold label on every prompt. The model's attention hooks
-    are verified too (`verify_attention_hooks`; cached on the model). `what` names the analysis in messages."""
+    are verified too (`verify_attention_hooks`; once per model). `what` names the analysis in messages."""
     if isinstance(prompts, PromptBatch):
         prompts = list(prompts.prompts)
     elif isinstance(prompts, Prompt):
