@@ -91,6 +91,7 @@ from anchorlens.errors import AnchorlensError, DataFileError
 from anchorlens.experiments import saved_files
 from anchorlens.experiments.auroc import cumulative_r
 from anchorlens.experiments.saliency import REGIONS, flow_differences
+from anchorlens.registry import in_paper_order
 from anchorlens.stats import LEVEL, means_with_ci, seed_interval, task_average_with_ci
 
 HOLDS, FAILS, UNCLEAR, NO_INTERVAL = "holds", "fails", "unclear", "no interval"
@@ -115,7 +116,8 @@ MAIN_K = 5
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 SUMMARY_COLUMNS = ("task", "model", "metric", "mean", "ci_low", "ci_high")
-EXPERIMENTS = ("saliency", "isolation", "auroc", "reweight", "compress", "diagnose")
+#: The paper's experiments in the order of its sections (the registry declares them).
+EXPERIMENTS = in_paper_order()
 #: The diagnosis correlation and its permutation p-value, as `DiagnoseResult.summary` names them (first pair
 #: present is used): a metric pair of diagnose_summary.csv, else columns of the summary of diagnose.csv.
 CORRELATIONS = (("pearson", "p_pearson"), ("spearman", "p_spearman"))
