@@ -18,7 +18,7 @@ from anchorlens.sampling import sample_demonstrations, sample_test_set
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--models", nargs="+", default=list(OFFLINE_MODELS))
 parser.add_argument("--tasks", nargs="+", default=list(paper.TASKS))
-parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+parser.add_argument("--seeds", type=int, nargs="+", default=list(paper.SEEDS[:1]))
 parser.add_argument("--n-test", type=int, default=100)
 parser.add_argument("--out", default="results")
 args = parser.parse_args()

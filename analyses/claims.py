@@ -91,7 +91,8 @@ from anchorlens.errors import AnchorlensError, DataFileError
 from anchorlens.experiments import saved_files
 from anchorlens.experiments.auroc import cumulative_r
 from anchorlens.experiments.saliency import REGIONS, flow_differences
-from anchorlens.stats import means_with_ci, seed_interval, task_average_with_ci
+from anchorlens.registry import in_paper_order
+from anchorlens.stats import LEVEL, means_with_ci, seed_interval, task_average_with_ci
 
 HOLDS, FAILS, UNCLEAR, NO_INTERVAL = "holds", "fails", "unclear", "no interval"
 #: An R_l check where the AUROC does not clearly rise: R_l is then no share of a rise, so the check cannot decide.
@@ -112,13 +113,11 @@ MIN_SEEDS_TO_DECIDE = 2
 #: Significance level of the diagnosis correlation's permutation test.
 P_VALUE_BELOW = 0.05
 MAIN_K = 5
-LEVEL = 0.95
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 SUMMARY_COLUMNS = ("task", "model", "metric", "mean", "ci_low", "ci_high")
-EXPERIMENTS = ("saliency", "isolation", "auroc", "reweight", "compress", "diagnose")
-#: Tasks in the paper's column order; others follow alphabetically.
-TASK_ORDER = ("sst2", "trec", "agnews", "emoc")
+#: The paper's experiments in the order of its sections (the registry declares them).
+EXPERIMENTS = in_paper_order()
 #: The diagnosis correlation and its permutation p-value, as `DiagnoseResult.summary` names them (first pair
 #: present is used): a metric pair of diagnose_summary.csv, else columns of the summary of diagnose.csv.
 CORRELATIONS = (("pearson", "p_pearson"), ("spearman", "p_spearman"))
@@ -386,7 +385,8 @@ class Claim:
 
 
 def task_key(task: str) -> tuple[int, str]:
-    return (TASK_ORDER.index(task), task) if task in TASK_ORDER else (len(TASK_ORDER), task)
+    """Tasks in the paper's column order (`anchorlens.paper.task_rank`); others follow alphabetically."""
+    return (paper.task_rank(task), task)
 
 
 @dataclass

@@ -58,8 +58,8 @@ def moved(results: Path, models: list[str]) -> pd.DataFrame:
 
 def averaged_over_tasks(table: pd.DataFrame) -> pd.DataFrame:
     """One row per model and method: the mean over its tasks (each task weighs the same, as in the paper's
-    Table 2); ``task`` lists the tasks with their seeds, tasks sharing their seeds together (``agnews (42 43),
-    emoc sst2 trec (42 43 44)``), and ``seeds`` is empty."""
+    Table 2); ``task`` lists the tasks with their seeds, tasks sharing their seeds together (``agnews (1 2),
+    emoc sst2 trec (1 2 3)``), and ``seeds`` is empty."""
     values = [f"{value}_{side}" for value in VALUES for side in ("before", "after")]
     grouped = table.groupby(["model", "method"], observed=True, sort=True)
     out = grouped[values].mean()

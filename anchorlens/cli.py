@@ -12,6 +12,7 @@ import typing
 import warnings
 from collections.abc import Collection, Iterable, Sequence
 
+from anchorlens import paper
 from anchorlens.errors import AnchorlensError
 
 EXIT_USER_ERROR = 2
@@ -398,8 +399,9 @@ def build_parser(wanted: Collection[str] | None = None) -> argparse.ArgumentPars
     prompt.add_argument(
         "--seed",
         type=int,
-        default=42,
-        help="seed of the demonstrations and of the test-set sample, as in the experiments' --seeds (default: 42)",
+        default=paper.SEEDS[0],
+        help="seed of the demonstrations and of the test-set sample, as in the experiments' --seeds "
+        f"(default: {paper.SEEDS[0]})",
     )
     prompt.add_argument("--shots", type=int, default=1, help="demonstrations per class")
     prompt.add_argument("--index", type=int, default=0, help="which test input of the seeded test set is the query")

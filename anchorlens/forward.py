@@ -8,6 +8,7 @@ as ``(hook name, function)`` pairs and act during the run.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -104,13 +105,18 @@ def final_label_logits(
     return final_logits(model, residual, label_token_ids)
 
 
+#: `_keeps_logits_of_positions` per model, held weakly (forgotten when the model is freed): the signature is read
+#: once per model, not per batch, and nothing is written onto the user's model.
+_KEEPS_LOGITS_OF_POSITIONS: weakref.WeakKeyDictionary[Model, bool] = weakref.WeakKeyDictionary()
+
+
 def _keeps_logits_of_positions(model: Model) -> bool:
     """Whether the wrapped Hugging Face model takes ``logits_to_keep`` (unembed only the positions asked for)."""
-    cached = model.__dict__.get("_anchorlens_logits_to_keep")
+    cached = _KEEPS_LOGITS_OF_POSITIONS.get(model)
     if cached is None:
         forward = getattr(getattr(model, "original_model", None), "forward", None)
         cached = forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
-        model.__dict__["_anchorlens_logits_to_keep"] = cached
+        _KEEPS_LOGITS_OF_POSITIONS[model] = cached
     return cached
 
 

@@ -11,6 +11,7 @@ reduce inside the hook, so a prompt leaves a few numbers per layer, never a full
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Literal, cast, get_args
@@ -575,8 +576,13 @@ class SaliencyRecorder:
 # ----------------------------------------------------------------------------------------------- canaries
 
 
-def verify_attention_hooks(model: Model) -> None:
-    """Prove on a short input that the attention hooks act, in every layer (cached on the model).
+#: The models `verify_attention_hooks` has passed, held weakly (a model is forgotten when it is freed): the
+#: check runs once per model and process, and nothing is written onto the user's model.
+_VERIFIED: weakref.WeakSet[Model] = weakref.WeakSet()
+
+
+def verify_attention_hooks(model: Model, *, again: bool = False) -> None:
+    """Prove on a short input that the attention hooks act, in every layer (once per model and process).
 
     Three checks, each a `HookError` naming the model class and the fix when it fails:
 
@@ -591,13 +597,15 @@ def verify_attention_hooks(model: Model) -> None:
 
     Args:
         model: a loaded HookedTransformer or TransformerBridge.
+        again: check a model that passed before once more (e.g. after its attention was replaced); by default a
+            model that passed in this process is not checked again.
 
     Raises:
         HookError: a check failed (the message names the model class and the fix).
     """
-    if getattr(model, "_anchorlens_hooks_verified", False):
+    require_attention_hooks(model)  # first: what is not a TransformerLens model (nor weakly referable) stops here
+    if not again and model in _VERIFIED:
         return
-    require_attention_hooks(model)
     kind = describe(model)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     device = next(model.parameters()).device
@@ -663,4 +671,4 @@ def verify_attention_hooks(model: Model) -> None:
             + ": the layer computes on without what the hook returned, so edits there would be silent no-ops "
             f"and saliency gradients would not arrive; {_LOAD_HINT}"
         )
-    model._anchorlens_hooks_verified = True
+    _VERIFIED.add(model)

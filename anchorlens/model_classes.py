@@ -247,7 +247,10 @@ def recorded_model_name(model: Model) -> str:
     return f"{name}{BRIDGE_SUFFIX}" if is_bridge(model) and not str(name).endswith(BRIDGE_SUFFIX) else str(name)
 
 
-#: Where `anchorlens.models.load_model` keeps a local folder's `model_files_sha256` on the loaded model.
+#: Where `anchorlens.models.load_model` keeps a local folder's `model_files_sha256` on the loaded model. Written
+#: only onto models `load_model` itself creates (never onto a model a user passes in), and kept on the model rather
+#: than in a side table so that it travels with a copy (``copy.deepcopy``): the hash is part of where the model
+#: came from.
 MODEL_FILES_KEY = "_anchorlens_model_files_sha256"
 
 

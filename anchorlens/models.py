@@ -984,6 +984,7 @@ def model_files_sha256(name: str) -> str | None:
 
 
 def _record_model_files(model: Model, name: str) -> None:
+    # only on a model load_model has just created, never on one a user passes in (model_classes.MODEL_FILES_KEY)
     model.__dict__[MODEL_FILES_KEY] = model_files_sha256(name)
 
 

@@ -7,6 +7,18 @@ from __future__ import annotations
 #: The paper's four tasks, in the order anchorlens registers and runs them (`anchorlens reproduce`'s default).
 TASKS = ("sst2", "agnews", "trec", "emoc")
 
+#: The paper's five seeds (each a demonstration set and test sample); anchorlens's defaults take the first few.
+SEEDS = (42, 43, 44, 45, 46)
+
+#: The paper's test inputs per task and seed.
+N_TEST = 1000
+
+
+def seeds_text(seeds: tuple[int, ...] = SEEDS) -> str:
+    """Seeds as a user types them after ``--seeds`` (``"42 43 44 45 46"``), for help texts and messages."""
+    return " ".join(map(str, seeds))
+
+
 #: The paper's name for each task, in the column order of its tables.
 TASK_LABELS = {"sst2": "SST-2", "trec": "TREC", "agnews": "AGNews", "emoc": "EmoC"}
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from anchorlens import paper
 from anchorlens.errors import InvalidConfigError
-from anchorlens.experiments.common import DTYPES, Dtype, ExperimentConfig, setting
+from anchorlens.experiments.common import Dtype, ExperimentConfig, restated, setting
 from anchorlens.models import DEFAULT_MODEL, OFFLINE_MODELS, weights_fingerprint
 
 
@@ -29,24 +29,37 @@ def _default_experiments() -> tuple[str, ...]:
     return tuple(name for name, spec in EXPERIMENTS.items() if spec.paper)
 
 
+#: The main job's sizes, where they differ from `ExperimentConfig`'s defaults: one of the paper's seeds and 20
+#: test inputs per task, so that every experiment on the four tasks fits 2 CPU cores (about 19 min, see
+#: `MEASURED_DEFAULT_SECONDS`). The paper's sizes are `paper.SEEDS` and `paper.N_TEST`.
+MAIN_JOB_SEEDS: tuple[int, ...] = paper.SEEDS[:1]
+MAIN_JOB_N_TEST = 20
+
+
 @dataclass(frozen=True)
 class ReproduceConfig:
-    """Sizes of the reproduction. The defaults are the README's main job: small enough for 2 CPU cores."""
+    """Sizes of the reproduction. The defaults are the README's main job: small enough for 2 CPU cores.
+
+    ``seeds``, ``n_test``, ``batch_size`` and ``dtype`` are `ExperimentConfig`'s settings, restated (help text,
+    option) and checked by it; only the main job's defaults (`MAIN_JOB_SEEDS`, `MAIN_JOB_N_TEST`) differ."""
 
     model: str = setting(DEFAULT_MODEL, "model name (see `anchorlens models`)")
     tasks: tuple[str, ...] = setting(
         paper.TASKS, "tasks (see `anchorlens tasks`); --task is the same option", aliases=("--task",)
     )
-    seeds: tuple[int, ...] = setting((42,), "seeds (paper: 42 43 44 45 46)")
-    n_test: int = setting(20, "test inputs per task and seed (paper: 1000)")
-    batch_size: int = setting(8, "prompts per forward pass (changes no number)")
+    seeds: tuple[int, ...] = restated(ExperimentConfig, "seeds", default=MAIN_JOB_SEEDS)
+    # a number: the expected time is scaled by it (in an experiment's config, None takes the whole split)
+    n_test: int = restated(
+        ExperimentConfig,
+        "n_test",
+        default=MAIN_JOB_N_TEST,
+        help_text=f"test inputs per task and seed, at most the task's 1000 (paper: {paper.N_TEST})",
+    )
+    batch_size: int = restated(ExperimentConfig, "batch_size")
     experiments: tuple[str, ...] = setting(
         help_text="a subset of the experiments", default_factory=_default_experiments, default_text="all six"
     )
-    dtype: Dtype = setting(
-        "float32",
-        "dtype the model is loaded and run in; each experiment records it and refuses to mix two in one folder",
-    )
+    dtype: Dtype = restated(ExperimentConfig, "dtype")
 
     def __post_init__(self) -> None:
         from anchorlens.orchestrate import EXPERIMENTS
@@ -54,8 +67,14 @@ class ReproduceConfig:
         unknown = [name for name in self.experiments if name not in EXPERIMENTS]
         if unknown:
             raise InvalidConfigError(f"unknown experiments {unknown}; choose from {', '.join(EXPERIMENTS)}")
-        if self.dtype not in DTYPES:
-            raise InvalidConfigError(f"unknown dtype {self.dtype!r}; use one of {', '.join(DTYPES)} (default float32)")
+        if self.n_test is None:
+            raise InvalidConfigError(
+                "ReproduceConfig.n_test must be a number of test inputs per task and seed "
+                f"(the paper's is {paper.N_TEST})"
+            )
+        # the experiments' own checks and normalisation (seeds as a tuple of ints), one source for both configs
+        checked = ExperimentConfig(seeds=self.seeds, n_test=self.n_test, batch_size=self.batch_size, dtype=self.dtype)
+        object.__setattr__(self, "seeds", checked.seeds)
 
 
 #: The one measured wall time of the default job (docs/reproduce.md, "Timing"): from a fresh clone on a 2-core
@@ -78,9 +97,10 @@ def help_description() -> str:
         "parts are kept and skipped on a rerun), and write OUT/report.md: each table beside the paper's, with "
         "links to the figures.\n\n"
         f"Defaults (the main job): model {defaults.model} in {defaults.dtype}; tasks {' '.join(defaults.tasks)}; "
-        f"seeds {' '.join(map(str, defaults.seeds))}; {defaults.n_test} test inputs per task and seed (--n-test); "
+        f"seeds {paper.seeds_text(defaults.seeds)}; {defaults.n_test} test inputs per task and seed (--n-test); "
         f"experiments {' '.join(defaults.experiments)}: {n_parts} (task, seed) parts per experiment, "
-        f"{n_parts * len(defaults.experiments)} in all. The paper's size: --seeds 42 43 44 45 46 --n-test 1000.\n\n"
+        f"{n_parts * len(defaults.experiments)} in all. The paper's size: --seeds {paper.seeds_text()} "
+        f"--n-test {paper.N_TEST}.\n\n"
         f"Expected time: the default job took {seconds} s (about {round(seconds / 60)} min) on "
         f"{MEASURED_DEFAULT_MACHINE} when last measured (commit {MEASURED_DEFAULT_COMMIT}). The time grows with "
         "the number of parts (tasks x seeds) and with --n-test. While it runs it prints each finished part and the "

@@ -142,7 +142,7 @@ def sample_demonstrations(
 
     Args:
         task: a task name or `Task`.
-        seed: the seed (the paper's 42 … 46).
+        seed: the seed (the paper's are `anchorlens.paper.SEEDS`).
         shots_per_class: demonstrations per class.
         extra_per_class: further examples per class, disjoint from the demonstrations (re-weighting trains on
             them).
@@ -178,7 +178,7 @@ def sample_test_set(
 
     Args:
         task: a task name or `Task`.
-        seed: the seed (the paper's 42 … 46).
+        seed: the seed (the paper's are `anchorlens.paper.SEEDS`).
         n_test: how many (default the task's ``max_test``, at most the split's rows).
         source: ``"local"`` or ``"hub"`` (`load_split`).
 

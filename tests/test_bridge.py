@@ -177,11 +177,49 @@ def test_start_at_layer_needs_a_hooked_transformer(tiny_models):
 # ----------------------------------------------------------------------------------------------- canaries
 
 
+def _count_passes(model, monkeypatch) -> list:
+    """Count the model's ``run_with_hooks`` calls (patched on its class, undone after the test)."""
+    passes: list = []
+    run_with_hooks = type(model).run_with_hooks
+
+    def counted(self, *args, **kwargs):
+        passes.append(self)
+        return run_with_hooks(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "run_with_hooks", counted)
+    return passes
+
+
 @pytest.mark.parametrize("model_and_batch", MODEL_AND_CLASS, indirect=True)
-def test_attention_hooks_verify(model_and_batch):
-    model, _ = model_and_batch
+def test_attention_hooks_verify(model_and_batch, monkeypatch):
+    """The check runs on this session's model even when an earlier test passed it (``again=True``): its three
+    passes through the model (hooks run, an edit moves the logits, a gradient arrives) run and pass, and leave no
+    hook, gradient or attribute behind; a model that passed is not checked again by default."""
+    model, batch = model_and_batch
     require_attention_hooks(model)
+    passes = _count_passes(model, monkeypatch)
+    verify_attention_hooks(model, again=True)
+    assert passes == [model] * 3
     verify_attention_hooks(model)
+    assert len(passes) == 3  # passed once: not run again
+    assert not [name for name, point in model.hook_dict.items() if point.fwd_hooks or point.bwd_hooks]
+    assert all(parameter.grad is None for parameter in model.parameters())
+    assert set(name for name in vars(model) if name.startswith("_anchorlens")) <= {models.MODEL_FILES_KEY}
+
+
+@pytest.mark.parametrize("model_class", CLASSES)
+def test_verified_models_are_not_kept_alive(tiny_folder, model_class):
+    """anchorlens remembers which models passed without holding them: a model freed by its user is freed."""
+    import gc
+    import weakref
+
+    model = _quiet_load(str(tiny_folder), model_class, prepend_bos=False)
+    verify_attention_hooks(model)
+    run_to_target(model, _batch(model, n=1))  # a bridge also remembers whether it takes logits_to_keep
+    freed = weakref.ref(model)
+    del model
+    gc.collect()
+    assert freed() is None
 
 
 @pytest.mark.parametrize("model_and_batch", MODEL_AND_CLASS, indirect=True)

@@ -329,9 +329,48 @@ def test_hooked_context_always_removes_hooks(model, batch):
         assert torch.equal(model(batch.tokens), plain)
 
 
-def test_verify_attention_hooks_accepts_a_hookable_model(model):
-    verify_attention_hooks(model)
+def test_verify_attention_hooks_checks_a_hookable_model_and_leaves_it_as_it_was(model, batch, monkeypatch):
+    """The session's model may have passed in an earlier test: ``again=True`` checks it anyway (its three passes
+    run), a second call without it runs none, and the model is as before: no hook left on a hook point, no
+    gradient, ``requires_grad`` restored, no attribute written onto it, the same logits."""
+    passes = []
+    run_with_hooks = type(model).run_with_hooks
+
+    def counted(self, *args, **kwargs):
+        passes.append(self)
+        return run_with_hooks(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "run_with_hooks", counted)
+    attributes = set(vars(model))
+    requires_grad = [parameter.requires_grad for parameter in model.parameters()]
+    with torch.no_grad():
+        before = model(batch.tokens)
     require_attention_hooks(model)
+    verify_attention_hooks(model, again=True)
+    assert passes == [model] * 3
+    verify_attention_hooks(model)
+    assert len(passes) == 3
+    assert not [name for name, point in model.hook_dict.items() if point.fwd_hooks or point.bwd_hooks]
+    assert [parameter.requires_grad for parameter in model.parameters()] == requires_grad
+    assert all(parameter.grad is None for parameter in model.parameters())
+    assert set(vars(model)) == attributes
+    with torch.no_grad():
+        assert torch.equal(model(batch.tokens), before)
+
+
+def test_a_model_that_passed_is_checked_again_when_asked(gpt2_like):
+    """A model broken after it passed: skipped by default (the check runs once per model), caught with
+    ``again=True``. A copy, so the session's model stays whole."""
+    import copy
+
+    broken = copy.deepcopy(gpt2_like)
+    verify_attention_hooks(broken)
+    for layer in range(broken.cfg.n_layers):  # the pattern is computed, hooked, then thrown away
+        point = broken.hook_dict[pattern_hook_name(layer)]
+        point.forward = lambda tensor, point=point: torch.ones_like(tensor) / tensor.shape[-1]
+    verify_attention_hooks(broken)
+    with pytest.raises(HookError):
+        verify_attention_hooks(broken, again=True)
 
 
 class _BypassedAttention(torch.nn.Module):

@@ -39,3 +39,44 @@ def test_markdown_table():
     import pandas as pd
 
     assert markdown_table(pd.DataFrame({"a": [1.0], "b": ["x"]})) == "| a | b |\n|---|---|\n| 1.000 | x |"
+
+
+def test_reproduce_settings_are_the_experiments_settings_with_the_main_jobs_defaults():
+    import dataclasses
+
+    from anchorlens.experiments.common import ExperimentConfig
+    from anchorlens.reproduce import MAIN_JOB_N_TEST, MAIN_JOB_SEEDS
+
+    mine = {field.name: field for field in dataclasses.fields(ReproduceConfig)}
+    theirs = {field.name: field for field in dataclasses.fields(ExperimentConfig)}
+    for name in ("seeds", "batch_size", "dtype"):  # help text, option and default come from ExperimentConfig
+        assert mine[name].metadata == theirs[name].metadata, name
+    assert mine["n_test"].metadata["flag"] == theirs["n_test"].metadata["flag"]
+    defaults, experiment_defaults = ReproduceConfig(), ExperimentConfig()
+    assert (defaults.seeds, defaults.n_test) == (MAIN_JOB_SEEDS, MAIN_JOB_N_TEST)
+    assert (defaults.batch_size, defaults.dtype) == (experiment_defaults.batch_size, experiment_defaults.dtype)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"seeds": ()}, "at least one seed"),
+        ({"seeds": (42, 42)}, "seeds repeat"),
+        ({"seeds": (-1,)}, "seeds must be 0 or more"),
+        ({"n_test": 0}, "n_test must be at least 1"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+    ],
+)
+def test_reproduce_settings_are_checked_as_the_experiments_are(values, message):
+    with pytest.raises(InvalidConfigError, match=message):
+        ReproduceConfig(**values)
+
+
+@pytest.mark.bad_input  # a list of numpy integers and a None, as a user's script may pass them
+def test_reproduce_seeds_are_normalised_and_n_test_must_be_a_number():
+    import numpy as np
+
+    seeds = ReproduceConfig(seeds=[np.int64(43), 44]).seeds  # type: ignore[arg-type]
+    assert seeds == (43, 44) and isinstance(seeds, tuple) and all(type(seed) is int for seed in seeds)
+    with pytest.raises(InvalidConfigError, match="n_test must be a number of test inputs per task and seed"):
+        ReproduceConfig(n_test=None)  # type: ignore[arg-type]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 
 import pandas as pd
 import pytest
@@ -142,22 +141,43 @@ def test_a_lock_never_follows_a_symlink(tmp_path):
     assert victim.read_text() == "precious"
 
 
-def test_a_second_run_waits_for_the_part_the_first_is_computing(tmp_path):
+def test_a_second_run_waits_for_the_part_the_first_is_computing(tmp_path, monkeypatch):
+    """Ordered by events, not by sleeping: the first run takes the lock, the second finds it taken and blocks,
+    and only then does the first write its part; the second then sees the part done instead of computing it."""
+    import fcntl
+    import types
+
+    import anchorlens.files
+
     store = _store(tmp_path)
     order = []
+    first_holds, second_blocked = threading.Event(), threading.Event()
+
+    def flock(descriptor, operation):
+        if threading.current_thread() is threading.main_thread():  # the second run: say when it has to wait
+            try:
+                fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                second_blocked.set()
+        fcntl.flock(descriptor, operation)
+
+    monkeypatch.setattr(anchorlens.files, "fcntl", types.SimpleNamespace(flock=flock, LOCK_EX=fcntl.LOCK_EX))
 
     def first():
         with store.lock("sst2", 42):
             order.append("first computes")
-            time.sleep(0.3)
+            first_holds.set()
+            second_blocked.wait(timeout=60)  # a bound, not an order: a broken lock fails the asserts below
             store.write_part("sst2", 42, ROWS, EXAMPLES)
 
     thread = threading.Thread(target=first)
     thread.start()
-    time.sleep(0.1)
+    assert first_holds.wait(timeout=60)
     with store.lock("sst2", 42):
         order.append("second sees done" if store.done("sst2", 42) else "second computes")
     thread.join()
+    assert second_blocked.is_set()  # the second run did wait for the lock
     assert order == ["first computes", "second sees done"]
 
 

@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
+from anchorlens import paper
 from anchorlens.errors import (
     DataFileError,
     InvalidConfigError,
@@ -70,6 +71,25 @@ def setting(
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
+def restated(
+    config_class: type,
+    name: str,
+    *,
+    default: Any = dataclasses.MISSING,
+    help_text: str | None = None,
+) -> Any:
+    """A field of another config that restates `config_class`'s field `name`: its help text, option and aliases
+    come from there, so the two cannot drift; `default` and `help_text` override, where the other config means
+    something else by the setting (`anchorlens.reproduce.ReproduceConfig`'s smaller main job)."""
+    source = {field.name: field for field in dataclasses.fields(config_class)}[name]
+    metadata = dict(source.metadata)
+    if help_text is not None:
+        metadata["help"] = help_text
+    if default is dataclasses.MISSING:
+        return dataclasses.field(default=source.default, default_factory=source.default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 def cli_flag(field: dataclasses.Field) -> str | None:
     """The command-line option of a config field made by `setting`, or None for a field set in Python only."""
     flag = field.metadata.get("flag")
@@ -111,9 +131,11 @@ class ExperimentConfig:
     model: str | None = setting(
         None, "the name results are recorded under; None takes the loaded model's, a name must be that", flag=None
     )
-    seeds: tuple[int, ...] = setting((42, 43, 44), "seeds (paper: 42 43 44 45 46)")
+    seeds: tuple[int, ...] = setting(paper.SEEDS[:3], f"seeds (paper: {paper.seeds_text()})")
     n_test: int | None = setting(
-        200, "test inputs per seed, at most the test split and the task's 1000 (paper 1000; None, in Python: all)"
+        200,
+        f"test inputs per seed, at most the test split and the task's 1000 (paper {paper.N_TEST}; None, in Python: "
+        "all)",
     )
     batch_size: int = setting(8, "prompts per forward pass (changes no number)")
     shots_per_class: int = setting(1, "demonstrations per class", flag="--shots")
@@ -138,9 +160,11 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
         if not self.seeds:
-            raise InvalidConfigError("give at least one seed (the paper uses 42 43 44 45 46)")
+            raise InvalidConfigError(f"give at least one seed (the paper uses {paper.seeds_text()})")
         if min(self.seeds) < 0:
-            raise InvalidConfigError(f"seeds must be 0 or more, got {min(self.seeds)} (the paper uses 42 43 44 45 46)")
+            raise InvalidConfigError(
+                f"seeds must be 0 or more, got {min(self.seeds)} (the paper uses {paper.seeds_text()})"
+            )
         if len(set(self.seeds)) != len(self.seeds):
             raise InvalidConfigError(f"seeds repeat: {self.seeds}; give each seed once")
         if self.n_test is not None and self.n_test < 1:
@@ -152,7 +176,9 @@ class ExperimentConfig:
         if self.shots_per_class < 1:
             raise InvalidConfigError(f"shots_per_class must be at least 1, got {self.shots_per_class}")
         if self.dtype not in DTYPES:
-            raise InvalidConfigError(f"unknown dtype {self.dtype!r}; use one of {', '.join(DTYPES)} (default float32)")
+            raise InvalidConfigError(
+                f"unknown dtype {self.dtype!r}; use one of {', '.join(DTYPES)} (default {DEFAULT_DTYPE})"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -368,7 +394,7 @@ def checked_prompts(model: Model, prompts: Prompts, *, what: str, need_gold: str
     """`prompts` (a list of `Prompt`s, one `Prompt` or a `PromptBatch`) as a list, checked against `model`
     before any work: one set of label words, token ids in the model's vocabulary, lengths within its context,
     and, with `need_gold` (why the analysis needs it), a gold label on every prompt. The model's attention hooks
-    are verified too (`verify_attention_hooks`; cached on the model). `what` names the analysis in messages."""
+    are verified too (`verify_attention_hooks`; once per model). `what` names the analysis in messages."""
     if isinstance(prompts, PromptBatch):
         prompts = list(prompts.prompts)
     elif isinstance(prompts, Prompt):
