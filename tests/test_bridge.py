@@ -615,3 +615,33 @@ def test_a_gpt2_folder_without_n_ctx_loads_and_equals_hugging_face(tmp_path, smo
         theirs = hf_model(batch.tokens).logits[torch.arange(batch.size), batch.target_positions]
         ours = run_to_target(model, batch)
     assert (ours.log_softmax(-1) - theirs.log_softmax(-1)).abs().max() < 1e-4
+
+
+def test_hooked_on_transformer_lens_4_is_one_line_naming_the_fix(tiny_folder, monkeypatch):
+    """transformer-lens 4.x has no HookedTransformer: asking for one names the fix (simulated on 3.9)."""
+    from anchorlens import model_classes
+
+    monkeypatch.setattr(model_classes, "_hooked_transformer_class", lambda: None)
+    assert model_classes.default_model_class() == "bridge"
+    with pytest.raises(
+        UnsupportedModelError, match=r"transformer-lens 4\.0 removed.*model_class='bridge'.*>=3\.9,<3\.10"
+    ):
+        models.load_model(str(tiny_folder), model_class="hooked")
+
+
+def test_a_bridge_that_ignores_the_cache_is_refused(tiny_models, monkeypatch):
+    """With transformers 5.24 and later the bridge's attention never stores into the cache it is given: the
+    cached demonstrations would be silently dropped, so anchorlens refuses instead of computing without them."""
+    from transformers import DynamicCache
+
+    from anchorlens import kv_cache
+
+    class IgnoredCache(DynamicCache):
+        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+            return key_states, value_states  # as if the attention never handed its keys and values over
+
+    monkeypatch.setattr(kv_cache, "_hugging_face_cache", IgnoredCache)
+    bridge = tiny_models["bridge"]
+    prompt = _batch(bridge).prompts[0]
+    with pytest.raises(UnsupportedModelError, match=r"did not fill the key/value cache.*transformers>=5\.0,<5\.24"):
+        kv_cache.cache_demonstrations(bridge, prompt.token_ids[: kv_cache.demonstration_length(prompt)])
