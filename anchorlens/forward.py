@@ -128,19 +128,25 @@ def bridge_logits_at(
     Hugging Face unembeds only the requested positions (``logits_to_keep``), so a 262k-token vocabulary
     (Gemma) is not multiplied out at every position; the numbers are those of the full logits.
     """
+    return _bridge_logits_of_rows(model, tokens, positions, fwd_hooks)
+
+
+def _bridge_logits_of_rows(model: Model, source: Tensor, positions: Tensor, fwd_hooks: Sequence) -> Tensor:
+    """`bridge_logits_at` from token ids [batch, seq] or input embeddings [batch, seq, d_model] (the bridge
+    passes a float input to Hugging Face as ``inputs_embeds``)."""
     check_hook_names(model, fwd_hooks)
-    positions = positions.to(tokens.device)
+    positions = positions.to(source.device)
     wanted = torch.unique(positions)  # sorted
     kwargs = {"logits_to_keep": wanted} if _keeps_logits_of_positions(model) else {}
-    logits = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), **kwargs)
-    rows = torch.arange(tokens.shape[0], device=logits.device)
+    logits = model.run_with_hooks(source, fwd_hooks=list(fwd_hooks), **kwargs)
+    rows = torch.arange(source.shape[0], device=logits.device)
     if kwargs and logits.shape[1] == wanted.numel():
         return logits[rows, torch.searchsorted(wanted, positions).to(logits.device)]
-    if logits.shape[1] == tokens.shape[1]:
+    if logits.shape[1] == source.shape[1]:
         return logits[rows, positions.to(logits.device)]
     raise HookError(
-        f"the TransformerBridge returned logits of shape {tuple(logits.shape)} for {tuple(tokens.shape)} tokens; "
-        "expected one row per token or per requested position"
+        f"the TransformerBridge returned logits of shape {tuple(logits.shape)} for an input of shape "
+        f"{tuple(source.shape)}; expected one row per token or per requested position"
     )
 
 
@@ -207,15 +213,7 @@ def logits_from_embeddings(
     (`input_embeddings`), passed as ``inputs_embeds``.
     """
     if is_bridge(model):
-        check_hook_names(model, fwd_hooks)
-        positions = batch.target_positions.to(embedded.device)
-        wanted = torch.unique(positions)  # sorted: Hugging Face unembeds these positions only
-        kwargs = {"logits_to_keep": wanted} if _keeps_logits_of_positions(model) else {}
-        logits = model.run_with_hooks(embedded, fwd_hooks=list(fwd_hooks), **kwargs)
-        rows = torch.arange(batch.size, device=logits.device)
-        if kwargs and logits.shape[1] == wanted.numel():
-            return logits[rows, torch.searchsorted(wanted, positions).to(logits.device)]
-        return logits[rows, positions.to(logits.device)]
+        return _bridge_logits_of_rows(model, embedded, batch.target_positions, fwd_hooks)
     return run_to_target(model, batch, fwd_hooks, start_at_layer=0, residual=embedded)
 
 
