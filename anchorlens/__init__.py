@@ -46,7 +46,7 @@ from anchorlens.hooks import (
     reweight_hooks,
     verify_attention_hooks,
 )
-from anchorlens.model_classes import Model, default_model_class, recorded_model_name
+from anchorlens.model_classes import Model, default_model_class, recorded_model_name, run_provenance
 from anchorlens.models import (
     DEFAULT_MODEL,
     OFFLINE_MODELS,
@@ -183,6 +183,7 @@ __all__ = [
     "list_models",
     "load_hf_model",
     "default_model_class",
+    "run_provenance",
     "load_model",
     "load_tokenizer",
     "model_from_hugging_face",

@@ -175,6 +175,60 @@ def model_class_of(model: object) -> str:
     return type(model).__name__
 
 
+def _package_version(name: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def device_name(device: object) -> str:
+    """What a device is as a reader of a result wants it: the GPU's product name for CUDA, else the device type
+    and the machine's processor (``"cpu (x86_64)"``)."""
+    import platform
+
+    import torch
+
+    device = torch.device(str(device))
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({platform.machine() or 'unknown machine'})"
+
+
+def run_provenance(model: object) -> dict[str, object]:
+    """What made a result besides its settings, written into every part record: the device of the model's
+    weights, the model class, the torch, transformer-lens and transformers versions, and the CPU threads torch
+    used. Results agree across these within float tolerance (docs/tested-versions.md), so they are recorded, not
+    part of the signature that refuses mixing.
+
+    Args:
+        model: the loaded model (any module with parameters; its first parameter's device is the one recorded).
+
+    Returns:
+        ``{"device", "model_class", "threads", "torch", "transformer_lens", "transformers"}``; a package that is
+        not installed is ``None``.
+
+    >>> import anchorlens as al
+    >>> sorted(al.run_provenance(object()))[:3]
+    ['device', 'model_class', 'threads']
+    """
+    import torch
+
+    parameters = getattr(model, "parameters", None)
+    first = next(iter(parameters()), None) if callable(parameters) else None
+    device = first.device if first is not None else torch.device("cpu")
+    return {
+        "device": device_name(device),
+        "model_class": model_class_of(model),
+        "threads": torch.get_num_threads(),
+        "torch": _package_version("torch"),
+        "transformer_lens": _package_version("transformer-lens"),
+        "transformers": _package_version("transformers"),
+    }
+
+
 def describe(model: object) -> str:
     """The class as a user reads it in an error message."""
     kind = model_class_of(model)

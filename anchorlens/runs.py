@@ -353,10 +353,18 @@ class ResultStore:
         atomic_write_text(self.out_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
 
     def write_part(
-        self, task: str, seed: int, rows: pd.DataFrame, examples: pd.DataFrame, *, seconds: float | None = None
+        self,
+        task: str,
+        seed: int,
+        rows: pd.DataFrame,
+        examples: pd.DataFrame,
+        *,
+        seconds: float | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> None:
         """Write the part's two files, then its record (which makes it finished). `seconds`: what computing it
-        took, kept in the record for progress estimates."""
+        took, kept in the record for progress estimates; `provenance`: the device, model class and package
+        versions that made it (`anchorlens.model_classes.run_provenance`), kept in the record."""
         check_folder(self.out_dir, self.experiment, self.config)  # another run may have claimed the folder
         self._write_manifest()
         rows_path, examples_path, record_path = self._files(task, seed)
@@ -381,6 +389,8 @@ class ResultStore:
             "examples_sha256": bytes_sha256(examples_data),
             "seconds": None if seconds is None else round(seconds, 3),
         }
+        if provenance is not None:
+            record["provenance"] = dict(provenance)
         atomic_write_text(record_path, json.dumps(record, indent=2, sort_keys=True))
         for listener in list(_PART_LISTENERS):
             listener(self.experiment, task, seed, seconds)

@@ -34,6 +34,7 @@ from anchorlens.model_classes import (
     Model,
     recorded_model_files,
     recorded_model_name,
+    run_provenance,
     warn_if_value_biases_folded,
 )
 from anchorlens.prompts import Prompt, PromptBatch, Prompts, make_batch
@@ -560,7 +561,14 @@ def run_seeds(
                 else:
                     began = time.perf_counter()
                     seed_rows, seed_examples = compute(seed)
-                    store.write_part(task.name, seed, seed_rows, seed_examples, seconds=time.perf_counter() - began)
+                    store.write_part(
+                        task.name,
+                        seed,
+                        seed_rows,
+                        seed_examples,
+                        seconds=time.perf_counter() - began,
+                        provenance=run_provenance(model),
+                    )
         rows.append(seed_rows)
         examples.append(seed_examples)
     return SeedRuns(pd.concat(rows, ignore_index=True), pd.concat(examples, ignore_index=True), config)

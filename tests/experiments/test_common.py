@@ -65,6 +65,23 @@ def test_rows_carry_the_name_of_the_model_that_made_them(llama_like, tmp_path):
     assert json.loads((tmp_path / "manifest.json").read_text())["model"] == name
 
 
+def test_each_part_records_the_device_class_and_versions_that_made_it(llama_like, tmp_path):
+    import importlib.metadata
+
+    import torch
+
+    from anchorlens.experiments import AurocConfig, run_auroc
+    from anchorlens.model_classes import model_class_of
+
+    run_auroc(llama_like, "sst2", AurocConfig(seeds=(42,), n_test=2), out=tmp_path, progress=False)
+    provenance = json.loads((tmp_path / "parts" / "auroc" / "sst2-seed42.json").read_text())["provenance"]
+    assert provenance["device"].startswith("cpu (")
+    assert provenance["model_class"] == model_class_of(llama_like) in ("hooked", "bridge")
+    assert provenance["torch"] == importlib.metadata.version("torch")
+    assert provenance["transformer_lens"] == importlib.metadata.version("transformer-lens")
+    assert provenance["threads"] == torch.get_num_threads()
+
+
 def test_a_config_naming_another_model_is_refused(llama_like):
     from anchorlens.experiments import AurocConfig, run_auroc
 
