@@ -26,7 +26,7 @@ SLOW_TESTS = {
     "test_every_script_writes_its_table_beside_the_others": "",
     "test_an_unusable_model_cache_is_one_line": "",
     "test_bad_input_exits_non_zero_with_one_line_and_no_traceback": "",
-    # A fresh interpreter importing anchorlens (4-12 s); the fast tier keeps the same check in tests/test_api.py's
+    # A fresh interpreter importing anchorlens (4-12 s); the fast tier keeps the same check in tests/unit/test_api.py's
     # test_importing_anchorlens_imports_no_experiment_figure_or_transformer_lens.
     "test_importing_the_model_type_does_not_import_transformer_lens": "",
 }

@@ -13,7 +13,7 @@ from anchorlens.cli import main
 from anchorlens.errors import InvalidConfigError
 from anchorlens.outputs import OUTPUT_FILES, folder_readme
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "index.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "experiments" / "index.md"
 
 
 def _files(folder: Path) -> set[str]:

@@ -17,7 +17,7 @@ from anchorlens.errors import DataFileError
 from anchorlens.experiments.saliency import SaliencyConfig, SaliencyResult
 from anchorlens.stats import means_with_ci
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 README = ROOT / "README.md"
 #: The folders the README's claims block is generated from.
 README_FOLDERS = ("docs/results/smollm2-135m", "docs/results/gemma-3-270m")

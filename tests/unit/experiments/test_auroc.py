@@ -305,7 +305,7 @@ def test_per_head_is_left_out_of_the_signature_at_its_default():
     }
     assert AurocConfig(model="smollm2-135m", per_head=True).signature()["per_head"] is True
     for model in ("smollm2-135m", "gemma-3-270m"):
-        manifest = Path(__file__).parents[2] / "docs" / "results" / model / "manifest.json"
+        manifest = Path(__file__).parents[3] / "docs" / "results" / model / "manifest.json"
         if manifest.is_file():
             committed = json.loads(manifest.read_text())["experiments"].get("auroc")
             if committed is not None:

@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-ANALYSES = Path(__file__).parents[1] / "analyses"
+ANALYSES = Path(__file__).parents[2] / "analyses"
 SCRIPTS = ("fig3_saliency", "fig4_isolation", "fig5_auroc", "fig6_diagnose", "table1_reweight", "table2_compress")
 #: Each script's own options, after the shared ones (a repeated option overrides), kept small: the tables and
 #: claims need a result per experiment, not the paper's sizes. Isolation's k = 5 is the claim's row; diagnosis
 #: tops every class up to 30 inputs (240 over both tasks), so it runs them in few batches (the batch size changes
-#: no number: tests/test_batch_invariance.py).
+#: no number: tests/unit/test_batch_invariance.py).
 SCRIPT_OPTIONS = {
     "fig4_isolation": ["--k", "5"],
     "fig6_diagnose": ["--batch-size", "16"],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import conftest
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 
 
 def test_every_slow_test_entry_names_a_test_that_exists():

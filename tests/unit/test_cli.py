@@ -316,7 +316,7 @@ def test_the_committed_results_still_resume():
     from anchorlens.orchestrate import EXPERIMENTS
     from anchorlens.runs import RESULTS_FORMAT_VERSION, check_folder
 
-    manifests = sorted(Path(__file__).parent.parent.glob("docs/results/*/manifest.json"))
+    manifests = sorted(Path(__file__).parents[2].glob("docs/results/*/manifest.json"))
     checked = 0
     for path in manifests:
         manifest = json.loads(path.read_text())

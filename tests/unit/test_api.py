@@ -610,7 +610,7 @@ def test_the_docstring_check_finds_what_is_missing():
 
 def test_importing_anchorlens_imports_no_experiment_figure_or_transformer_lens():
     # `import anchorlens` imports `Model` (anchorlens.model_classes), so this also checks that the `Model` type
-    # leaves TransformerLens unimported (the fast tier's stand-in for tests/test_types.py's own subprocess).
+    # leaves TransformerLens unimported (the fast tier's stand-in for tests/unit/test_types.py's own subprocess).
     code = (
         "import sys, anchorlens\n"
         "loaded = [m for m in ('plotly', 'anchorlens.experiments', 'anchorlens.plots', 'transformer_lens') "

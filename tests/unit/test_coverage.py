@@ -13,7 +13,7 @@ import pytest
 
 import anchorlens.stats
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 PAGE = ROOT / "docs" / "coverage.md"
 TABLE = ROOT / "docs" / "results" / "coverage.json"
 

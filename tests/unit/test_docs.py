@@ -15,7 +15,7 @@ import pytest
 
 import anchorlens
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 REFERENCE = ROOT / "docs" / "reference"
 README_LIMIT = 12_000

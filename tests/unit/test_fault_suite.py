@@ -37,7 +37,7 @@ import pytest
 
 from anchorlens.errors import AnchorlensError
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 EXPERIMENT = "isolation"
 TASKS = ("sst2",)
 SETTINGS = dict(seeds=(1, 2), n_test=4, batch_size=4, k=(1,))
@@ -382,7 +382,7 @@ def test_every_fault_of_a_reproduce_folder(tmp_path_factory, tiny_folder, tmp_pa
 
 def test_the_docs_state_the_count_of_cases(finished):
     """docs/bad-input.md states the count this suite tries (regenerate the sentence if a fault or reader is
-    added: `python -m pytest tests/test_fault_suite.py -k count` prints the expected text)."""
+    added: `python -m pytest tests/unit/test_fault_suite.py -k count` prints the expected text)."""
     base, others, _ = finished
     faults = fault_cases(base, others)
     # The files' sizes, and so the distinct truncation offsets, differ between the model classes: the docs give

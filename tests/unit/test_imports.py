@@ -194,7 +194,7 @@ def test_the_call_time_upward_imports_are_there():
 
 def test_every_module_has_a_layer():
     missing = sorted(set(MODULES) - set(LAYER_OF))
-    assert not missing, f"give these modules a layer in tests/test_imports.py LAYERS: {missing}"
+    assert not missing, f"give these modules a layer in tests/unit/test_imports.py LAYERS: {missing}"
 
 
 def test_imports_go_down_the_data_flow():
