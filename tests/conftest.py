@@ -1,9 +1,11 @@
-"""Shared fixtures: tiny random models built from a config (fast) and the real offline models (integration)."""
+"""The tiers (by folder) and the shared fixtures: tiny random models built from a config (fast) and the real
+offline models (integration)."""
 
 from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import jaxtyping
 import pytest
@@ -11,25 +13,30 @@ import pytest
 # torch and anchorlens are imported inside the fixtures: the pytest-xdist controller (`-n 2`, .ci/run) loads this
 # file but runs no test, and would otherwise spend seconds of a 2-core machine importing them.
 
-#: Fixtures that load a real offline model's weights: a test using one is in the slow tier (`integration`).
-REAL_MODEL_FIXTURES = frozenset({"smol_model", "gemma_model"})
+TESTS = Path(__file__).parent
+#: The fast tier: tiny random models built from a config, pure functions (and the package's doctests).
+UNIT = TESTS / "unit"
+#: The slow tier, marked `integration` by folder: the real offline models, whole commands in worker processes,
+#: the notebooks. Its `smoke/` folder, also marked `smoke`, runs in the README's test command.
+INTEGRATION = TESTS / "integration"
+SMOKE = INTEGRATION / "smoke"
+#: Fixtures that load a real offline model's weights (tests/integration/test_bridge.py adds the bridges).
+REAL_MODEL_FIXTURES = frozenset({"smol_model", "gemma_model", "smol_bridge", "gemma_bridge"})
 
 
-#: Tests in the slow tier for another reason than a real model fixture: whole commands in worker processes, or
-#: the Gemma-3 tokenizer (read from its GGUF, 30-40 s a load). Each took 14-86 s under load; the fast tier
-#: (`pytest -m "not integration"`) keeps to tiny models built in process.
-SLOW_TESTS = {
-    "test_prompt_json": "gemma-3-270m",  # parametrised: only the Gemma-3 cases are slow
-    "test_two_processes_merge_to_the_single_process_tables": "",
-    "test_a_failing_rank_stops_the_others_instead_of_hanging": "",
-    "test_reproduce_writes_report_manifest_and_tables": "",
-    "test_every_script_writes_its_table_beside_the_others": "",
-    "test_an_unusable_model_cache_is_one_line": "",
-    "test_bad_input_exits_non_zero_with_one_line_and_no_traceback": "",
-    # A fresh interpreter importing anchorlens (4-12 s); the fast tier keeps the same check in tests/unit/test_api.py's
-    # test_importing_anchorlens_imports_no_experiment_figure_or_transformer_lens.
-    "test_importing_the_model_type_does_not_import_transformer_lens": "",
-}
+def tier_problem(path: Path, fixturenames, marked_integration: bool) -> str | None:
+    """Why a test sits in the wrong tier, or None: a test under tests/ is in unit/ or integration/, and a unit
+    test neither loads a real offline model nor carries the `integration` mark (the folder gives the tier)."""
+    if TESTS not in path.parents:
+        return None  # the package's doctests: fast tier
+    if UNIT not in path.parents and INTEGRATION not in path.parents:
+        return "is outside tests/unit and tests/integration: put it in the tier it belongs to"
+    if UNIT in path.parents:
+        real = sorted(REAL_MODEL_FIXTURES & set(fixturenames))
+        if real or marked_integration:
+            why = f"loads {', '.join(real)}" if real else "is marked integration"
+            return f"{why} but sits in tests/unit (the fast tier): move it to the same path under tests/integration"
+    return None
 
 
 def pytest_configure(config):
@@ -43,13 +50,22 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark the slow tier `integration`: every test that loads real weights through a fixture, and the tests in
-    `SLOW_TESTS` (those whose id holds the given text). Tests that load a real model another way carry the
-    mark themselves."""
+    """The tier is the folder: mark every test under tests/integration `integration` (and under its smoke/
+    folder `smoke`), and refuse a test in the wrong folder (`tier_problem`) by name, so that a test added to
+    an old path or a real model in the fast tier cannot slip in unnoticed."""
+    problems = []
     for item in items:
-        slow = SLOW_TESTS.get(getattr(item, "originalname", item.name))
-        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) or (slow is not None and slow in item.name):
+        path = Path(item.path)
+        marked = item.get_closest_marker("integration") is not None
+        problem = tier_problem(path, getattr(item, "fixturenames", ()), marked)
+        if problem:
+            problems.append(f"{item.nodeid} {problem}")
+        if INTEGRATION in path.parents:
             item.add_marker(pytest.mark.integration)
+        if SMOKE in path.parents:
+            item.add_marker(pytest.mark.smoke)
+    if problems:
+        raise pytest.UsageError("tests in the wrong tier:\n" + "\n".join(problems))
 
 
 @pytest.fixture(autouse=True)

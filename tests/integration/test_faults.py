@@ -11,8 +11,6 @@ import time
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.integration
-
 
 def _command(folder, out):
     return [

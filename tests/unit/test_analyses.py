@@ -59,15 +59,6 @@ def analyses_out(tiny_folder, tmp_path_factory):
     return out / Path(tiny_folder).name
 
 
-def test_every_script_writes_its_table_beside_the_others(analyses_out, tiny_folder):
-    # Results go to OUT/<model folder's name>, not into the model's own folder (a path as the model name).
-    assert not any(Path(tiny_folder).glob("*.csv"))
-    for experiment in ("saliency", "isolation", "auroc", "diagnose", "reweight", "compress"):
-        frame = pd.read_csv(analyses_out / f"{experiment}.csv")
-        tasks = ["sst2"] if experiment == "reweight" else ["sst2", "trec"]
-        assert sorted(frame["task"].unique()) == tasks and set(frame["seed"]) == {1}
-
-
 def test_results_tables_prints_all_eight_tables_and_the_matrices(analyses_out, monkeypatch, capsys):
     run_script("results_tables", [str(analyses_out), "--matrices", "trec", "--heatmaps"], monkeypatch)
     printed = capsys.readouterr().out
@@ -203,3 +194,12 @@ def test_repository_compression_blocks_match_the_parts(monkeypatch, capsys):
         with pytest.raises(SystemExit) as stopped:
             run_script("compression_moved", [*options, "--check", page], monkeypatch)
         assert stopped.value.code == 0, capsys.readouterr().out
+
+
+def test_every_script_writes_its_table_beside_the_others(analyses_out, tiny_folder):
+    # Results go to OUT/<model folder's name>, not into the model's own folder (a path as the model name).
+    assert not any(Path(tiny_folder).glob("*.csv"))
+    for experiment in ("saliency", "isolation", "auroc", "diagnose", "reweight", "compress"):
+        frame = pd.read_csv(analyses_out / f"{experiment}.csv")
+        tasks = ["sst2"] if experiment == "reweight" else ["sst2", "trec"]
+        assert sorted(frame["task"].unique()) == tasks and set(frame["seed"]) == {1}

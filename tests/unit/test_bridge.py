@@ -3,8 +3,8 @@ TransformerBridge, they agree, and a model whose attention cannot be hooked fail
 
 Fast tests use tiny random models saved as local Hugging Face folders (GPT-NeoX, which both classes load; a
 Gemma-3 with a sliding window shorter than the prompt, which only the bridge loads from a bare folder).
-Integration tests run the same canaries on both offline models in both classes; each model and class is
-loaded once per session. Measured differences are printed (``pytest -s``) for the README's table.
+tests/integration/test_bridge.py runs the same canaries on both offline models in both classes. Measured
+differences are printed (``pytest -s``) for the README's table.
 """
 
 from __future__ import annotations
@@ -64,16 +64,6 @@ def tiny_models(tiny_folder):
     return {model_class: _quiet_load(str(tiny_folder), model_class, prepend_bos=False) for model_class in CLASSES}
 
 
-@pytest.fixture(scope="session")
-def smol_bridge():
-    return _quiet_load("smollm2-135m", "bridge")
-
-
-@pytest.fixture(scope="session")
-def gemma_bridge():
-    return _quiet_load("gemma-3-270m", "bridge")
-
-
 _FIXTURES = {
     ("smollm2-135m", "hooked"): "smol_model",
     ("smollm2-135m", "bridge"): "smol_bridge",
@@ -88,16 +78,9 @@ def _get(request, name, model_class):
     return request.getfixturevalue(_FIXTURES[(name, model_class)])
 
 
-_TINY = [pytest.param(("tiny-neox", model_class), id=f"tiny-neox-{model_class}") for model_class in CLASSES]
-_REAL = [
-    pytest.param((name, model_class), id=f"{name}-{model_class}", marks=pytest.mark.integration)
-    for name in ("smollm2-135m", "gemma-3-270m")
-    for model_class in CLASSES
-]
-MODEL_AND_CLASS = _TINY + _REAL
-MODELS = [pytest.param("tiny-neox", id="tiny-neox")] + [
-    pytest.param(name, id=name, marks=pytest.mark.integration) for name in ("smollm2-135m", "gemma-3-270m")
-]
+#: The canaries' cases here; tests/integration/test_bridge.py runs the same test bodies on the offline models.
+MODEL_AND_CLASS = [pytest.param(("tiny-neox", model_class), id=f"tiny-neox-{model_class}") for model_class in CLASSES]
+MODELS = [pytest.param("tiny-neox", id="tiny-neox")]
 
 
 def _batch(model, n=3):
@@ -449,23 +432,6 @@ def test_diagnose_rotates_the_keys_of_a_bridge_without_post_rotary_hooks(tiny_mo
     monkeypatch.setattr(diagnose_module, "_rotate_half_embedding", lambda vectors, cos, sin: vectors)
     with pytest.raises(HookError, match="do not give its attention scores"):
         run_diagnose(tiny_models["bridge"], "sst2", config, progress=False)
-
-
-@pytest.mark.integration
-@needs_hooked
-def test_diagnose_agrees_across_classes_on_smollm2(request):
-    from anchorlens.experiments import DiagnoseConfig, run_diagnose
-
-    config = DiagnoseConfig(seeds=(42,), n_test=4, batch_size=4)
-    frames = [
-        run_diagnose(_get(request, "smollm2-135m", c), "sst2", config, progress=False).to_frame() for c in CLASSES
-    ]
-    torch.testing.assert_close(
-        torch.tensor(frames[1]["predicted"].to_numpy()),
-        torch.tensor(frames[0]["predicted"].to_numpy()),
-        rtol=1e-3,
-        atol=1e-4,
-    )
 
 
 # ----------------------------------------------------------------------------- a bridge of a Gemma-3 folder

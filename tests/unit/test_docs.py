@@ -140,21 +140,25 @@ def test_site_builds_with_warnings_as_errors(tmp_path):
     assert not list(site.glob("results/*/parts")) and not list(site.rglob("*.parquet"))
 
 
-@pytest.mark.integration
-def test_readme_example_runs(tmp_path):
-    """The README's Python example, as printed, on the offline model it names."""
-    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.S | re.M)
-    assert blocks, "the README has a Python example"
-    script = tmp_path / "example.py"
-    script.write_text(blocks[0])
-    run = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    assert "n_examples" in run.stdout  # the summary with intervals was printed
-    assert (tmp_path / "runs" / "isolation" / "parts" / "isolation" / "sst2-seed42.json").is_file()
+def _test_names(path: Path) -> set[str]:
+    return set(re.findall(r"^def (test_\w+)\(", path.read_text(encoding="utf-8"), flags=re.M))
+
+
+def test_every_test_the_docs_name_is_where_they_say():
+    """`tests/...py::test_x` (and a following `::test_y`, in the same file) in README.md, docs/ and the package's
+    messages name a test that exists in that file: a test moved to another tier moves its references too."""
+    sources = [README, *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "anchorlens").rglob("*.py"))]
+    wrong = []
+    for source in sources:
+        if "results" in source.relative_to(ROOT).parts:
+            continue
+        for line in source.read_text(encoding="utf-8").splitlines():
+            path = None
+            for named, name in re.findall(r"(tests/[\w/]+\.py)?::(test_\w+)", line):
+                path = named or path
+                if path is None:
+                    continue
+                file = ROOT / path
+                if not file.is_file() or name not in _test_names(file):
+                    wrong.append(f"{source.relative_to(ROOT)}: {path}::{name}")
+    assert not wrong, "these test references name no test there:\n" + "\n".join(wrong)

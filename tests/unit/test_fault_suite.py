@@ -255,8 +255,7 @@ READERS: dict[str, Callable] = {
 # ------------------------------------------------------------------------------------------------ the fixture
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, gpt2_like, llama_like):
+def build_finished(tmp_path_factory, gpt2_like, llama_like):
     """(folders, reference): the finished folder, another run's (3 test inputs) and another model's."""
     root = tmp_path_factory.mktemp("fault-suite")
     base = root / "base"
@@ -275,6 +274,11 @@ def finished(tmp_path_factory, gpt2_like, llama_like):
         code, text, err = _claims_text(base)
     assert code == 0, err
     return base, others, Reference(result.frame, result.examples, text, saliency)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, gpt2_like, llama_like):
+    return build_finished(tmp_path_factory, gpt2_like, llama_like)
 
 
 def judge(fault: Fault, reader: str, model, finished, tmp_path, readers: dict[str, Callable] = READERS) -> str:
@@ -319,65 +323,6 @@ def test_a_seeded_sample_of_faults_times_readers(finished, gpt2_like, tmp_path):
     cases = random.Random(31).sample(_cases(finished), SAMPLE)
     outcomes = [judge(fault, reader, gpt2_like, finished, tmp_path) for fault, reader in cases]
     assert set(outcomes) <= {"identical", "recomputed", "refused"}
-
-
-@pytest.mark.integration
-def test_every_fault_times_every_reader(finished, gpt2_like, tmp_path):
-    """The slow tier: the whole product (the count is in docs/bad-input.md)."""
-    from collections import Counter
-
-    outcomes: Counter = Counter()
-    failures = []
-    for fault, reader in _cases(finished):
-        try:
-            outcomes[judge(fault, reader, gpt2_like, finished, tmp_path)] += 1
-        except AssertionError as error:
-            failures.append(str(error).splitlines()[0])
-    print(f"fault suite: {len(_cases(finished))} cases, outcomes {dict(outcomes)}, {len(failures)} failed")
-    assert not failures, "\n".join(failures[:30])
-
-
-@pytest.mark.integration
-def test_every_fault_of_a_reproduce_folder(tmp_path_factory, tiny_folder, tmp_path):
-    """The slow tier: `reproduce` (isolation only, `REPRODUCE_SETTINGS`) into a folder, every fault of its
-    ``OUT/isolation`` (and of another run's, with 3 test inputs, as replacements), then `reproduce` again."""
-    from collections import Counter
-
-    from anchorlens.experiments import IsolationResult
-    from anchorlens.reproduce import ReproduceConfig, reproduce
-
-    root = tmp_path_factory.mktemp("reproduce-faults")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        for name, n_test in (("base", REPRODUCE_SETTINGS["n_test"]), ("other-run", 3)):
-            config = ReproduceConfig(
-                model=str(tiny_folder),
-                tasks=TASKS,
-                experiments=(EXPERIMENT,),
-                **{**REPRODUCE_SETTINGS, "n_test": n_test},
-            )
-            reproduce(config, root / name, progress=False)
-        reference = IsolationResult.from_folder(root / "base" / EXPERIMENT)
-    base, others = root / "base" / EXPERIMENT, {"another run": root / "other-run" / EXPERIMENT}
-    finished = (base, others, Reference(reference.frame, reference.examples, "", pd.DataFrame()))
-    faults = fault_cases(base, others)
-    outcomes: Counter = Counter()
-    failures = []
-    for fault in faults:
-        try:
-            outcomes[
-                judge(fault, "reproduce", str(tiny_folder), finished, tmp_path, {"reproduce": read_reproduce})
-            ] += 1
-        except AssertionError as error:
-            failures.append(str(error).splitlines()[0])
-    print(f"reproduce fault suite: {len(faults)} cases, outcomes {dict(outcomes)}, {len(failures)} failed")
-    assert not failures, "\n".join(failures[:30])
-    from anchorlens.model_classes import default_model_class
-
-    line = "transformer-lens 4.x" if default_model_class() == "bridge" else "transformer-lens 3.9"
-    text = (ROOT / "docs" / "bad-input.md").read_text()
-    expected = f"{line}: {len(faults)} faults"
-    assert expected in text, f"docs/bad-input.md should say: {expected} (of a folder `reproduce` made)"
 
 
 def test_the_docs_state_the_count_of_cases(finished):

@@ -215,18 +215,6 @@ def test_renumbered_positions_would_be_caught(llama_like, gpt2_like):
         assert (naive - reference).abs().max() > 1e-3
 
 
-def test_on_the_real_model(smol_model):
-    prompts = prompts_for(smol_model, QUERIES[:2])
-    compressed, _ = compressed_logits(smol_model, prompts, range(demonstration_length(prompts[0])))
-    torch.testing.assert_close(compressed, full_logits(smol_model, prompts), atol=1e-4, rtol=0)
-    anchors, cache = compressed_logits(smol_model, prompts)
-    hook = query_blocked_from_dropped(prompts, cache.positions)
-    reference = full_logits(
-        smol_model, prompts, [(scores_hook_name(layer), hook) for layer in range(smol_model.cfg.n_layers)]
-    )
-    torch.testing.assert_close(anchors, reference, atol=1e-4, rtol=0)
-
-
 def test_batched_queries_equal_one_at_a_time(llama_like):
     prompts = prompts_for(llama_like)
     batched, cache = compressed_logits(llama_like, prompts)

@@ -389,13 +389,3 @@ def test_plot_heads_draws_layer_by_head_heatmaps(result, llama_like):
     assert np.allclose(np.asarray(s_pq.z)[1, 2], expected.loc[(1, 2)])
     assert "S_pq = %{z" in s_pq.hovertemplate and "rank" in s_pq.hovertemplate
     assert figure.layout.xaxis.title.text == "head" and figure.layout.yaxis.title.text == "layer"
-
-
-def test_a_real_model_ranks_its_heads_and_the_block_acts(smol_model):
-    """SmolLM2 (grouped-query attention, 30 layers x 9 heads): blocking the 10 top label -> target heads changes
-    the target's logits (word loyalty below 1 somewhere), and the table ranks all 270 heads."""
-    config = HeadsConfig(seeds=(42,), n_test=4, batch_size=4, top_k=(10,), random_draws=1)
-    result = run_heads(smol_model, "sst2", config, progress=False)
-    assert len(result.to_frame()) == 30 * 9
-    top = result.examples[(result.examples["condition"] == "top") & (result.examples["flow"] == "pq")]
-    assert (top["word_loyalty"] < 1).any()

@@ -40,7 +40,7 @@ from anchorlens.hooks import reweight_hooks
 from anchorlens.model_classes import recorded_model_name
 from anchorlens.paper import REWEIGHT_METHOD_LABELS
 from anchorlens.plots import plot_reweight
-from anchorlens.prompts import build_prompt, label_logits, make_batch, prompt_settings
+from anchorlens.prompts import build_prompt, label_logits, make_batch
 from anchorlens.sampling import sample_demonstrations, sample_test_set
 from anchorlens.tasks import get_task, load_split
 
@@ -616,27 +616,3 @@ def test_an_average_over_fewer_tasks_than_its_neighbours_is_left_blank():
     assert report.loc[["full", "part"], "Avg"].isna().all()
     paper_rows = report.loc[["paper, GPT2-XL"]].reset_index()
     assert not paper_rows["Avg"].isna().any()
-
-
-@pytest.mark.integration
-def test_cached_evaluation_on_gemma_beyond_its_sliding_window(gemma_model):
-    """Gemma-3's local layers attend 512 tokens back; AGNews 5-shot prompts are longer, so the cached path
-    must apply the window to original positions to equal the full prompts (vanilla and under β)."""
-    task = get_task("agnews")
-    config = ReweightConfig()
-    prompts = query_prompts(
-        gemma_model.tokenizer,
-        task,
-        five_shot_demonstrations(task, 42, config),
-        sample_test_set(task, 42, n_test=2),
-        **prompt_settings(gemma_model),
-    )
-    from anchorlens.kv_cache import sliding_window_layers
-
-    assert min(p.length for p in prompts) > sliding_window_layers(gemma_model)[1]
-    assert shared_demonstrations(gemma_model, prompts) is not None
-    beta = random_beta(gemma_model, task.num_classes, seed=0).mul(0.5)
-    for chosen in (None, beta):
-        full, _ = label_probabilities(gemma_model, prompts, 2, chosen)
-        cached, _ = label_probabilities(gemma_model, prompts, 2, chosen, prefix_cache=True)
-        torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4)
