@@ -125,6 +125,15 @@ def block_earlier_mask(batch: PromptBatch, rows: Sequence[Sequence[int]]) -> Boo
 
     Returns:
         [batch, query, key] boolean mask, for `isolation_hooks`.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> _, prompts = al.task_prompts(al.load_tokenizer("smollm2-135m"), "sst2", 42, n_test=1, prepend_bos=False)
+        >>> batch = al.make_batch(prompts)
+        >>> label = prompts[0].demonstration_label_positions[0]
+        >>> mask = al.block_earlier_mask(batch, [[label]])
+        >>> bool(mask[0, label, :label].all()), bool(mask[0, label, label:].any()), int(mask.sum()) == label
+        (True, False, True)
     """
     seq = batch.seq_len
     is_row = batch.position_mask(rows)  # [batch, query]

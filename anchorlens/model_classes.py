@@ -104,9 +104,10 @@ def default_model_class() -> str:
         ``"hooked"`` where the installed transformer-lens has HookedTransformer (3.9, the class the design
         names), else ``"bridge"`` (4.x, where the bridge is the only class).
 
-    >>> import anchorlens as al
-    >>> al.default_model_class() in ("hooked", "bridge")
-    True
+    Examples:
+        >>> import anchorlens as al
+        >>> al.default_model_class() in ("hooked", "bridge")
+        True
     """
     return "hooked" if has_hooked_transformer() else "bridge"
 
@@ -210,9 +211,10 @@ def run_provenance(model: object) -> dict[str, object]:
         ``{"device", "model_class", "threads", "torch", "transformer_lens", "transformers"}``; a package that is
         not installed is ``None``.
 
-    >>> import anchorlens as al
-    >>> sorted(al.run_provenance(object()))[:3]
-    ['device', 'model_class', 'threads']
+    Examples:
+        >>> import anchorlens as al
+        >>> sorted(al.run_provenance(object()))[:3]
+        ['device', 'model_class', 'threads']
     """
     import torch
 

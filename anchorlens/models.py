@@ -74,6 +74,11 @@ def cache_root() -> Path:
 
     Returns:
         The folder (``~/.cache/anchorlens`` when neither variable is set); it need not exist yet.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> al.converted_dir("smollm2-135m", verify=False).parent.parent == al.cache_root()
+        True
     """
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
@@ -422,6 +427,11 @@ def converted_dir(name: str, *, verify: bool = True) -> Path:
 
     Returns:
         The folder, under `cache_root`: ``model.safetensors``, config and tokenizer files and their manifest.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> al.converted_dir("smollm2-135m", verify=False).relative_to(al.cache_root()).as_posix()
+        'smollm2-135m/hf'
     """
     spec = _offline_spec(name)
     folder = cache_root() / name / "hf"
@@ -480,6 +490,11 @@ def load_tokenizer(name: str = DEFAULT_MODEL):
 
     Returns:
         tokenizer (transformers.PreTrainedTokenizerBase): the Hugging Face tokenizer.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> al.load_tokenizer("smollm2-135m")(" Positive").input_ids
+        [20085]
     """
     from transformers import AutoTokenizer
 
@@ -849,13 +864,14 @@ def model_from_hugging_face(
     Returns:
         The model in eval mode.
 
-    >>> from transformers import GPT2Config, GPT2LMHeadModel
-    >>> import anchorlens as al
-    >>> tokenizer = al.load_tokenizer("smollm2-135m")
-    >>> config = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=256, vocab_size=len(tokenizer))
-    >>> model = al.model_from_hugging_face(GPT2LMHeadModel(config), tokenizer)
-    >>> al.recorded_model_name(model).startswith("unnamed-model(2L,32d,4h)")
-    True
+    Examples:
+        >>> from transformers import GPT2Config, GPT2LMHeadModel
+        >>> import anchorlens as al
+        >>> tokenizer = al.load_tokenizer("smollm2-135m")
+        >>> config = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=256, vocab_size=len(tokenizer))
+        >>> model = al.model_from_hugging_face(GPT2LMHeadModel(config), tokenizer)
+        >>> al.recorded_model_name(model).startswith("unnamed-model(2L,32d,4h)")
+        True
     """
     model_class = default_model_class() if model_class is None else model_class
     if model_class not in MODEL_CLASSES:
@@ -1169,6 +1185,11 @@ def list_models() -> list[dict[str, str]]:
     Returns:
         One dict per offline model: ``name``, ``description``, ``prepend_bos``, ``installed`` (``yes`` or how to
         install it), ``converted`` and ``default`` (``yes`` for `DEFAULT_MODEL`), all strings.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> [row["name"] for row in al.list_models()]
+        ['smollm2-135m', 'gemma-3-270m']
     """
     rows = []
     for spec in OFFLINE_MODELS.values():

@@ -73,6 +73,11 @@ def label_tokens(tokenizer, task: Task | str) -> LabelTokens:
     Returns:
         `LabelTokens`: the words, the first token id of each (the label token the analyses read) and each word's
         full tokenization. Two words sharing a first token are a `LabelWordError`.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> al.label_tokens(al.load_tokenizer("smollm2-135m"), "sst2").token_ids
+        (26990, 20085)
     """
     task = get_task(task)
     token_ids, pieces = [], []
@@ -437,6 +442,16 @@ def build_prompt(
 
     A label word of several tokens is used through its first token (with a warning); label words sharing a
     first token are a `LabelWordError`.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> tokenizer = al.load_tokenizer("smollm2-135m")
+        >>> demonstrations, _ = al.sample_demonstrations("sst2", seed=42)
+        >>> prompt = al.build_prompt(tokenizer, "sst2", demonstrations, "a gem of a film", prepend_bos=False)
+        >>> prompt.text.endswith("Review: a gem of a film" + chr(10) + "Sentiment:")
+        True
+        >>> prompt.demonstration_label_positions, prompt.target_position
+        ((40, 55), 67)
     """
     model_or_tokenizer = _renamed(model_or_tokenizer, tokenizer, "tokenizer", "model_or_tokenizer", "build_prompt")
     query_text = _renamed(query, query_text, "query_text", "query", "build_prompt")
@@ -604,6 +619,13 @@ def make_batch(
         `PromptBatch`: ``tokens`` [batch, seq], ``lengths`` [batch], ``target_positions`` [batch],
         ``label_token_ids`` [class], ``gold`` [batch] (-1 where unknown) and ``label_mask`` [batch, class, seq]
         (True at each class's label positions), with the prompts themselves.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> _, prompts = al.task_prompts(al.load_tokenizer("smollm2-135m"), "sst2", 42, n_test=2, prepend_bos=False)
+        >>> batch = al.make_batch(prompts)
+        >>> batch.size, tuple(batch.tokens.shape) == (2, batch.seq_len)
+        (2, True)
     """
     if not prompts:
         raise InvalidConfigError(
@@ -644,6 +666,12 @@ def iter_batches(prompts: Sequence[Prompt], batch_size: int, **kwargs) -> Iterat
 
     Yields:
         One `PromptBatch` per `batch_size` consecutive prompts.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> _, prompts = al.task_prompts(al.load_tokenizer("smollm2-135m"), "sst2", 42, n_test=3, prepend_bos=False)
+        >>> [batch.size for batch in al.iter_batches(prompts, 2)]
+        [2, 1]
     """
     if batch_size < 1:
         raise InvalidConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -660,6 +688,15 @@ def target_logits(logits: Float[Tensor, "batch seq vocab"], batch: PromptBatch) 
 
     Returns:
         [batch, vocab]: the row of each prompt's target q.
+
+    Examples:
+        >>> import torch
+        >>> import anchorlens as al
+        >>> _, prompts = al.task_prompts(al.load_tokenizer("smollm2-135m"), "sst2", 42, n_test=2, prepend_bos=False)
+        >>> batch = al.make_batch(prompts)
+        >>> logits = torch.randn(batch.size, batch.seq_len, 49152)
+        >>> al.target_logits(logits, batch).shape
+        torch.Size([2, 49152])
     """
     rows = torch.arange(batch.size, device=logits.device)
     return logits[rows, batch.target_positions.to(logits.device)]
@@ -678,6 +715,16 @@ def label_logits(
 
     Returns:
         [batch, class]: column c is the logit of class c's label token; ``argmax(-1)`` is the prediction.
+
+    Examples:
+        >>> import torch
+        >>> import anchorlens as al
+        >>> _, prompts = al.task_prompts(al.load_tokenizer("smollm2-135m"), "sst2", 42, n_test=1, prepend_bos=False)
+        >>> batch = al.make_batch(prompts)
+        >>> logits = torch.zeros(1, batch.seq_len, 49152)
+        >>> logits[0, prompts[0].target_position, 20085] = 5.0  # " Positive" at the target
+        >>> al.label_logits(logits, batch)
+        tensor([[0., 5.]])
     """
     at_target = target_logits(logits, batch) if logits.ndim == 3 else logits
     return at_target[:, batch.label_token_ids.to(logits.device)]
@@ -748,6 +795,13 @@ def task_prompts(
     Returns:
         ``(demonstrations, prompts)``: the seed's demonstrations (`Example`s) and one `Prompt` per test input,
         prompt i's query being test input i of the seeded shuffle (its ``example_index`` the test row).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> tokenizer = al.load_tokenizer("smollm2-135m")
+        >>> examples, prompts = al.task_prompts(tokenizer, "sst2", 42, n_test=2, prepend_bos=False)
+        >>> len(prompts), prompts[0].num_classes
+        (2, 2)
     """
     from anchorlens.sampling import sample_demonstrations, sample_test_set
 

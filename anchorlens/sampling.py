@@ -151,6 +151,12 @@ def sample_demonstrations(
     Returns:
         ``(demonstrations, extras)``: `Example`s in the order the seeded walk meets them (classes interleaved);
         ``index`` is the row of the demonstration split.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> demonstrations, extra = al.sample_demonstrations("sst2", seed=42)
+        >>> [example.label for example in demonstrations], extra
+        ([0, 1], [])
     """
     task = get_task(task)
     dataset = load_split(task, task.demo_split, source=source)
@@ -184,6 +190,11 @@ def sample_test_set(
 
     Returns:
         `Example`s in the seed's shuffled order; ``index`` is the row of the test split.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> [example.text[:20] for example in al.sample_test_set("sst2", seed=42, n_test=2)]
+        ['it gets onto the scr', 'my big fat greek wed']
     """
     task = get_task(task)
     dataset = load_split(task, task.test_split, source=source)

@@ -237,6 +237,12 @@ def get_task(name_or_task: str | Task) -> Task:
 
     Returns:
         The `Task`; an unknown name is an `UnknownTaskError` listing the valid ones.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> task = al.get_task("sst2")
+        >>> task.label_words, task.class_names
+        ((' Negative', ' Positive'), ('negative', 'positive'))
     """
     if isinstance(name_or_task, Task):
         return name_or_task
@@ -254,6 +260,11 @@ def list_tasks() -> list[str]:
 
     Returns:
         The names: ``["sst2", "agnews", "trec", "emoc"]``, then any registered since.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> al.list_tasks()[:4]
+        ['sst2', 'agnews', 'trec', 'emoc']
     """
     return list(_REGISTRY)
 
@@ -328,6 +339,12 @@ def load_split(task: str | Task, split: str, *, source: Source = "local") -> dat
 
     Returns:
         The split's rows: ``text`` (str) and ``label`` (class id).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> split = al.load_split("sst2", "validation")
+        >>> len(split), split.column_names
+        (872, ['text', 'label'])
     """
     task = get_task(task)
     if source not in ("local", "hub"):

@@ -24,6 +24,21 @@ def test_bad_input_exits_non_zero_with_one_line_and_no_traceback():
     assert "unknown task 'nope'" in result.stderr and "sst2" in result.stderr
 
 
+@pytest.mark.smoke
+def test_reproduce_command_on_smollm2_runs_every_paper_experiment(tmp_path):
+    """The smoke set's one command: `anchorlens reproduce` on SmolLM2-135M at a tiny size, every experiment of
+    the paper through the real model's hooks into one folder, with a report beside the paper's numbers."""
+    out = tmp_path / "reproduce"
+    args = ["reproduce", "--model", "smollm2-135m", "--tasks", "sst2", "--n-test", "2", "--batch-size", "2"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for experiment in ("saliency", "isolation", "auroc", "diagnose", "reweight", "compress"):
+        frame = pd.read_csv(out / experiment / f"{experiment}.csv")
+        assert len(frame) > 0 and set(frame["task"]) == {"sst2"} and set(frame["seed"]) == {42}, experiment
+        assert f"## {experiment}" in report
+    assert "smollm2-135m" in report and (out / "reproduce-manifest.json").is_file()
+
+
 def test_auroc_command_writes_tables_and_resumes(tmp_path, capsys):
     out = tmp_path / "not" / "there" / "yet"
     args = [
