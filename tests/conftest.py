@@ -17,20 +17,22 @@ TESTS = Path(__file__).parent
 #: The fast tier: tiny random models built from a config, pure functions (and the package's doctests).
 UNIT = TESTS / "unit"
 #: The slow tier, marked `integration` by folder: the real offline models, whole commands in worker processes,
-#: the notebooks. Its `smoke/` folder, also marked `smoke`, runs in the README's test command.
+#: the notebooks. Its tests marked `smoke` run in the README's test command beside the fast tier.
 INTEGRATION = TESTS / "integration"
-SMOKE = INTEGRATION / "smoke"
 #: Fixtures that load a real offline model's weights (tests/integration/test_bridge.py adds the bridges).
 REAL_MODEL_FIXTURES = frozenset({"smol_model", "gemma_model", "smol_bridge", "gemma_bridge"})
 
 
-def tier_problem(path: Path, fixturenames, marked_integration: bool) -> str | None:
-    """Why a test sits in the wrong tier, or None: a test under tests/ is in unit/ or integration/, and a unit
-    test neither loads a real offline model nor carries the `integration` mark (the folder gives the tier)."""
+def tier_problem(path: Path, fixturenames, marked_integration: bool, marked_smoke: bool = False) -> str | None:
+    """Why a test sits in the wrong tier, or None: a test under tests/ is in unit/ or integration/, a unit test
+    neither loads a real offline model nor carries the `integration` mark (the folder gives the tier), and
+    `smoke` picks integration tests only (the fast tier runs in the README's command anyway)."""
     if TESTS not in path.parents:
         return None  # the package's doctests: fast tier
     if UNIT not in path.parents and INTEGRATION not in path.parents:
         return "is outside tests/unit and tests/integration: put it in the tier it belongs to"
+    if marked_smoke and INTEGRATION not in path.parents:
+        return "is marked smoke outside tests/integration: smoke picks integration tests for the README's command"
     if UNIT in path.parents:
         real = sorted(REAL_MODEL_FIXTURES & set(fixturenames))
         if real or marked_integration:
@@ -50,20 +52,19 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tier is the folder: mark every test under tests/integration `integration` (and under its smoke/
-    folder `smoke`), and refuse a test in the wrong folder (`tier_problem`) by name, so that a test added to
-    an old path or a real model in the fast tier cannot slip in unnoticed."""
+    """The tier is the folder: mark every test under tests/integration `integration`, and refuse a test in
+    the wrong folder (`tier_problem`) by name, so that a test added to an old path or a real model in the fast
+    tier cannot slip in unnoticed."""
     problems = []
     for item in items:
         path = Path(item.path)
         marked = item.get_closest_marker("integration") is not None
-        problem = tier_problem(path, getattr(item, "fixturenames", ()), marked)
+        smoke = item.get_closest_marker("smoke") is not None
+        problem = tier_problem(path, getattr(item, "fixturenames", ()), marked, smoke)
         if problem:
             problems.append(f"{item.nodeid} {problem}")
         if INTEGRATION in path.parents:
             item.add_marker(pytest.mark.integration)
-        if SMOKE in path.parents:
-            item.add_marker(pytest.mark.smoke)
     if problems:
         raise pytest.UsageError("tests in the wrong tier:\n" + "\n".join(problems))
 

@@ -72,6 +72,7 @@ def test_smollm2_config_from_hf(smol_model):
     assert (smol_model.cfg.n_ctx, smol_model.cfg.d_vocab) == expected
 
 
+@pytest.mark.smoke
 def test_gemma_uses_bos(gemma_model):
     from anchorlens.model_classes import model_class_of
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from anchorlens.experiments.heads import (
     HeadsConfig,
     run_heads,
 )
 
 
+@pytest.mark.smoke
 def test_a_real_model_ranks_its_heads_and_the_block_acts(smol_model):
     """SmolLM2 (grouped-query attention, 30 layers x 9 heads): blocking the 10 top label -> target heads changes
     the target's logits (word loyalty below 1 somewhere), and the table ranks all 270 heads."""
