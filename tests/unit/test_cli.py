@@ -1,4 +1,5 @@
-"""The command line: `anchorlens prompt --json` on all tasks and both offline tokenizers, and error exits."""
+"""The command line: `anchorlens prompt --json` on all tasks (SmolLM2-135M's tokenizer; Gemma-3's in
+tests/integration/test_cli.py), listings, generated options and error exits."""
 
 from __future__ import annotations
 
