@@ -1,10 +1,8 @@
-"""analyses/claims.py: the verdict rules on small synthetic summaries, the README block modes, and the
-repository README's claims block against the committed results."""
+"""anchorlens.claims (the package behind analyses/claims.py): the verdict rules on small synthetic summaries, the
+README block modes, and the repository README's claims block against the committed results."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anchorlens import paper
+from anchorlens import claims, paper
 from anchorlens.errors import DataFileError
 from anchorlens.experiments.saliency import SaliencyConfig, SaliencyResult
 from anchorlens.stats import means_with_ci
@@ -25,15 +23,6 @@ README_FOLDERS = ("docs/results/smollm2-135m", "docs/results/gemma-3-270m")
 RESULTS_PAGE = "docs/results.md"
 
 
-def load_claims():
-    spec = importlib.util.spec_from_file_location("claims", ROOT / "analyses" / "claims.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["claims"] = module  # dataclasses resolve the module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-claims = load_claims()
 MODEL = "tiny-model"
 
 
