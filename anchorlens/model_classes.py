@@ -211,8 +211,8 @@ def run_provenance(model: object) -> dict[str, object]:
         not installed is ``None``.
 
     >>> import anchorlens as al
-    >>> sorted(al.run_provenance(object()))[:3]
-    ['device', 'model_class', 'threads']
+    >>> "device" in al.run_provenance(object()) and "model_class" in al.run_provenance(object())
+    True
     """
     import torch
 

@@ -113,7 +113,7 @@ def judge(folders: Sequence[str | Path]) -> list[Claim]:
     """Every finding for every model of `folders` (results folders, one model each), judged by the rules above:
     what ``python analyses/claims.py FOLDER..`` prints, as `Claim` objects (``claim.verdict``, ``claim.checks``).
 
-    >>> judge(["docs/results/typo"])
+    >>> judge(["docs/results/typo"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     anchorlens.errors.DataFileError: no results folder docs/results/typo; ...
