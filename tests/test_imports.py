@@ -89,6 +89,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchorlens.claims.report",
                 "anchorlens.claims.blocks",
                 "anchorlens.claims.command",
+                "anchorlens.claims.provenance",
                 "anchorlens.claims",
             }
         ),
