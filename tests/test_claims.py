@@ -1131,3 +1131,50 @@ def test_repository_provenance_block_matches_the_records(monkeypatch, capsys):
 
     monkeypatch.chdir(ROOT)
     assert provenance.main([*README_FOLDERS, "--check", RESULTS_PAGE]) == 0, capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------- method choices (issue 28 §3)
+
+
+def test_claim_2_at_the_papers_depth_fraction_beside_k_5(tmp_path):
+    from anchorlens.claims import method_choices
+
+    # 30 layers (the saliency rows give the depth): 5/48 of 30 is k = 3.
+    write_summary(tmp_path / "a", "saliency", saliency_rows(n_layers=30))
+    write_summary(tmp_path / "a", "isolation", isolation_rows(ks=(3, 5)))
+    printed = method_choices.render_method_choices([tmp_path / "a"], [], "cmd")
+    assert f"| {MODEL} | 30 | reproduced, 2/2 tasks | 3 | reproduced, 2/2 tasks |" in printed
+    # 18 layers: k = 2, which the rows lack, so claim 2 there is not shown with how to run it.
+    write_summary(tmp_path / "b", "saliency", saliency_rows(n_layers=18))
+    write_summary(tmp_path / "b", "isolation", isolation_rows(ks=(5,)))
+    printed = method_choices.render_method_choices([tmp_path / "b"], [], "cmd")
+    assert (
+        f"| {MODEL} | 18 | reproduced, 2/2 tasks | 2 | not shown: no isolation rows at k=2 (run isolation with "
+        "--depth-fractions 0.1042) |"
+    ) in printed
+
+
+def test_saliency_without_bos_reports_how_far_s_wp_and_the_verdicts_move(tmp_path):
+    from anchorlens.claims import method_choices
+
+    write_summary(tmp_path / "default", "saliency", saliency_rows())
+    without = saliency_rows()
+    for row in without:  # leaving BOS out lowers S_wp in the shallow layers below S_pq (above S_ww): 1a partly
+        if row["metric"] == "S_wp" and row["layer"] < 3:
+            row["value"] = (0.2, 0.18, 0.22)
+    write_summary(tmp_path / "excluded", "saliency", without)
+    printed = method_choices.render_method_choices([tmp_path / "default"], [tmp_path / "excluded"], "cmd")
+    assert f"| {MODEL} | 1a | reproduced, 2/2 tasks | partly, 0/2 tasks, 2 partly | sst2 0.400, trec 0.400 |" in (
+        printed
+    )
+    assert f"| {MODEL} | 1b | reproduced, 2/2 tasks | reproduced, 2/2 tasks | sst2 0.400, trec 0.400 |" in printed
+    # Without a second folder the comparison is not shown, never guessed.
+    alone = method_choices.render_method_choices([tmp_path / "default"], [], "cmd")
+    assert f"| {MODEL} | 1a | reproduced, 2/2 tasks | not shown: no --exclude-bos saliency folder" in alone
+
+
+def test_repository_method_choices_block_matches_the_results(monkeypatch, capsys):
+    from anchorlens.claims import method_choices
+
+    monkeypatch.chdir(ROOT)
+    assert method_choices.main([*README_FOLDERS, "--check", RESULTS_PAGE]) == 0, capsys.readouterr().out

@@ -90,6 +90,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchorlens.claims.blocks",
                 "anchorlens.claims.command",
                 "anchorlens.claims.provenance",
+                "anchorlens.claims.method_choices",
                 "anchorlens.claims",
             }
         ),
