@@ -2,8 +2,9 @@
 main job's time is generated from the newest record made at the defaults.
 
     python benchmarks/reproduce_time.py [--out benchmarks/results] [--run-dir DIR] [-- REPRODUCE_OPTIONS..]
-    python benchmarks/reproduce_time.py --check README.md      # exit 1 when README's line is not the newest record's
-    python benchmarks/reproduce_time.py --write README.md
+    python benchmarks/reproduce_time.py --short --check README.md  # exit 1 when it is not the newest record's
+    python benchmarks/reproduce_time.py --short --write README.md
+    python benchmarks/reproduce_time.py --write docs/reproduce.md   # with the seconds per experiment
 
 The job runs in a subprocess (``python -m anchorlens.cli reproduce --out RUN_DIR --no-progress`` plus the options
 after ``--``, e.g. ``-- --tasks sst2 --n-test 2``) into a fresh folder (a temporary one unless ``--run-dir``
@@ -105,26 +106,32 @@ def newest_default_record(records_dir: Path) -> tuple[Path, dict] | None:
     return path, record
 
 
-def main_job_line(records_dir: Path) -> str:
-    """The README's sentence on the main job's time, from the newest record at the defaults."""
+def main_job_line(records_dir: Path, short: bool = False) -> str:
+    """The pages' sentence on the main job's time, from the newest record at the defaults (`short`: the README's
+    form, without the seconds per experiment)."""
     newest = newest_default_record(records_dir)
     if newest is None:
-        return (
-            "The main job's time awaits a record: `python benchmarks/reproduce_time.py` times it on an idle machine "
-            "and writes `benchmarks/results/reproduce-<commit>.json`, from which this line is generated."
-        )
+        return "The main job's time awaits a record (`python benchmarks/reproduce_time.py` writes one)."
     path, record = newest
     versions = record.get("versions") or {}
     found = record.get("machine") or {}
+    where = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+    line_of = (
+        f"transformer-lens {versions.get('transformer-lens', 'unknown')}, {record.get('model_class', 'class unknown')}"
+    )
+    memory = f"{record['peak_rss_bytes'] / 2**30:.1f} GiB"
+    if short:  # the README's length is capped (docs test): the essentials and the record
+        return (
+            f"Main job at commit {record['commit']} ({line_of}): {record['seconds']:.0f} s on "
+            f"{found.get('cpu_count')} CPU cores, peak memory {memory} ([record]({where}))."
+        )
     per_experiment = record.get("seconds_per_experiment") or {}
     parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in per_experiment.items())
     return (
-        f"At commit {record['commit']} (transformer-lens {versions.get('transformer-lens', 'unknown')}, "
-        f"{record.get('model_class', 'model class not recorded')}) the main job "
-        f"took {record['seconds']:.0f} s on {found.get('cpu_count')} CPU cores ({found.get('processor')})"
+        f"At commit {record['commit']} ({line_of}) the main job took {record['seconds']:.0f} s on "
+        f"{found.get('cpu_count')} CPU cores ({found.get('processor')})"
         + (f" ({parts})" if parts else "")
-        + f", peak resident memory {record['peak_rss_bytes'] / 2**30:.1f} GiB "
-        f"([{path.name}]({path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path}))."
+        + f", peak resident memory {memory} ([{path.name}]({where}))."
     )
 
 
@@ -138,13 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", metavar="PAGE", help="exit 1 (with a diff) when PAGE's main-job-time line is stale")
     mode.add_argument("--write", metavar="PAGE", help="replace PAGE's main-job-time line with the newest record's")
+    parser.add_argument("--short", action="store_true", help="the README's form: no seconds per experiment")
     args = parser.parse_args(own)
     out = Path(args.out)
     if args.check or args.write:
         from anchorlens.claims.blocks import check_block, write_block
         from anchorlens.errors import AnchorlensError
 
-        line = main_job_line(out)
+        line = main_job_line(out, args.short)
         try:
             if args.check:
                 return check_block(Path(args.check), line, BLOCK, "benchmarks/reproduce_time.py")

@@ -171,9 +171,14 @@ def test_the_main_job_line_is_the_newest_record_at_the_defaults(tmp_path):
     assert line.startswith("At commit bbbbbbb (transformer-lens 4.3.0, bridge) the main job took 900 s on 2 CPU cores")
     assert "(saliency 70 s, isolation 360 s), peak resident memory 3.0 GiB" in line
     assert "reproduce-bbbbbbb.json" in line
+    short = timing.main_job_line(tmp_path, short=True)
+    assert short.startswith("Main job at commit bbbbbbb (transformer-lens 4.3.0, bridge): 900 s on 2 CPU cores, peak")
+    assert "peak memory 3.0 GiB ([record](" in short and "saliency" not in short
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/reproduce.md"])
-def test_the_pages_main_job_line_is_the_newest_records(page, capsys):
+@pytest.mark.parametrize(
+    "options", [["--short", f"--check={ROOT / 'README.md'}"], [f"--check={ROOT / 'docs/reproduce.md'}"]]
+)
+def test_the_pages_main_job_line_is_the_newest_records(options, capsys):
     timing = load_reproduce_time()
-    assert timing.main([f"--check={ROOT / page}"]) == 0, capsys.readouterr().out
+    assert timing.main(options) == 0, capsys.readouterr().out

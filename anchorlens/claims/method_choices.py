@@ -9,8 +9,8 @@
   default one, findings 1a-1c are judged on both and the report says how far S_wp moves (per task, the largest
   change of its per-layer mean) and how the verdicts move; without such a folder, not shown.
 
-    python analyses/method_choices.py docs/results/smollm2-135m docs/results/gemma-3-270m \\
-        [--exclude-bos docs/results/gemma-3-270m-exclude-bos] [--check|--write docs/results.md]
+The command line, ``python analyses/method_choices.py FOLDER.. --exclude-bos FOLDER.. --check PAGE`` (or
+``--write PAGE``; without ``--exclude-bos`` the BOS rows are not shown), is `main`.
 """
 
 from __future__ import annotations
