@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from claims import check_block, write_block
 from scipy.optimize import brentq
 from scipy.special import expit, logit
 
+from anchorlens.claims import check_block, write_block
 from anchorlens.stats import LEVEL, means_with_ci, task_average_with_ci
 
 SEEDS = (3, 5)

@@ -48,6 +48,8 @@ COMPRESS_METHOD_LABELS = {
 
 #: Fig. 4's numbers of isolated layers (first or last k); a model shallower than 7 layers runs those it has.
 ISOLATION_K = (1, 3, 5, 7)
+#: GPT2-XL's layers: the paper's main k = 5 is 5/48 of its depth (isolation at a depth fraction).
+GPT2_XL_LAYERS = 48
 
 #: Table 1, GPT2-XL, accuracy %, mean of 5 seeds.
 REWEIGHT_TABLE = {

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).parents[2] / "benchmarks" / "bench.py"
+ROOT = Path(__file__).parents[2]
+BENCH = ROOT / "benchmarks" / "bench.py"
 
 
 def load_bench():
@@ -129,3 +130,55 @@ def test_summary_benchmark_times_every_saved_summary(llama_like, tmp_path, capsy
     assert "| results | saliency differences | 1 × 2 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         module.main([str(tmp_path / "empty"), "--out", str(out)])
+
+
+# ------------------------------------------------------------------------------------ the main job's time
+
+
+def load_reproduce_time():
+    spec = importlib.util.spec_from_file_location("reproduce_time", ROOT / "benchmarks" / "reproduce_time.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def timing_record(folder: Path, commit: str, started: str, seconds: float, options=(), dirty=False) -> None:
+    record = {
+        "commit": commit,
+        "uncommitted_changes": dirty,
+        "options": list(options),
+        "started": started,
+        "seconds": seconds,
+        "peak_rss_bytes": 3 * 2**30,
+        "machine": {"cpu_count": 2, "processor": "x86_64"},
+        "versions": {"transformer-lens": "4.3.0"},
+        "model_class": "bridge",
+        "seconds_per_experiment": {"saliency": 70.4, "isolation": 360.0},
+    }
+    name = f"reproduce-{commit}{'-options' if options else ''}.json"
+    (folder / name).write_text(json.dumps(record))
+
+
+def test_the_main_job_line_is_the_newest_record_at_the_defaults(tmp_path):
+    timing = load_reproduce_time()
+    assert timing.main_job_line(tmp_path).startswith("The main job's time awaits a record")
+    timing_record(tmp_path, "aaaaaaa", "2026-12-01T10:00:00+00:00", 1000.0)
+    timing_record(tmp_path, "bbbbbbb", "2026-12-02T10:00:00+00:00", 900.4)
+    # Newer, but not the main job: a run with options, or one made from a work tree with uncommitted changes.
+    timing_record(tmp_path, "ccccccc", "2026-12-03T10:00:00+00:00", 5.0, options=["--n-test", "2"])
+    timing_record(tmp_path, "ddddddd", "2026-12-04T10:00:00+00:00", 7.0, dirty=True)
+    line = timing.main_job_line(tmp_path)
+    assert line.startswith("At commit bbbbbbb (transformer-lens 4.3.0, bridge) the main job took 900 s on 2 CPU cores")
+    assert "(saliency 70 s, isolation 360 s), peak resident memory 3.0 GiB" in line
+    assert "reproduce-bbbbbbb.json" in line
+    short = timing.main_job_line(tmp_path, short=True)
+    assert short.startswith("Main job at commit bbbbbbb (transformer-lens 4.3.0, bridge): 900 s on 2 CPU cores, peak")
+    assert "peak memory 3.0 GiB ([record](" in short and "saliency" not in short
+
+
+@pytest.mark.parametrize(
+    "options", [["--short", f"--check={ROOT / 'README.md'}"], [f"--check={ROOT / 'docs/reproduce.md'}"]]
+)
+def test_the_pages_main_job_line_is_the_newest_records(options, capsys):
+    timing = load_reproduce_time()
+    assert timing.main(options) == 0, capsys.readouterr().out

@@ -1,10 +1,8 @@
-"""analyses/claims.py: the verdict rules on small synthetic summaries, the README block modes, and the
-repository README's claims block against the committed results."""
+"""anchorlens.claims (the package behind analyses/claims.py): the verdict rules on small synthetic summaries, the
+README block modes, and the repository README's claims block against the committed results."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anchorlens import paper
+from anchorlens import claims, paper
 from anchorlens.errors import DataFileError
 from anchorlens.experiments.saliency import SaliencyConfig, SaliencyResult
 from anchorlens.stats import means_with_ci
@@ -25,15 +23,6 @@ README_FOLDERS = ("docs/results/smollm2-135m", "docs/results/gemma-3-270m")
 RESULTS_PAGE = "docs/results.md"
 
 
-def load_claims():
-    spec = importlib.util.spec_from_file_location("claims", ROOT / "analyses" / "claims.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["claims"] = module  # dataclasses resolve the module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-claims = load_claims()
 MODEL = "tiny-model"
 
 
@@ -1061,3 +1050,131 @@ def test_a_damaged_auroc_examples_file_is_a_one_line_error(tmp_path):
     (tmp_path / "auroc_examples.parquet").write_bytes(b"not parquet")
     with pytest.raises(claims.DataFileError, match="rerun `anchorlens auroc`"):
         claims.Results.read([tmp_path])
+
+
+# ------------------------------------------------------------------------------- provenance of the parts
+
+
+def write_part_record(folder, experiment: str, task: str, seed: int, provenance: dict | None) -> None:
+    """A part record as `ResultStore.write_part` names it, with or without a provenance block."""
+    import json
+
+    record = {"experiment": experiment, "task": task, "seed": seed, "signature": {"model": MODEL}}
+    if provenance is not None:
+        record["provenance"] = provenance
+    path = folder / "parts" / experiment / f"{task}-seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def test_the_provenance_table_groups_parts_by_where_they_ran(tmp_path):
+    from anchorlens.claims import provenance
+
+    cpu = {"device": "cpu (x86_64)", "model_class": "hooked", "torch": "2.13.0", "transformer_lens": "3.9.0"}
+    gpu = {**cpu, "device": "cuda (NVIDIA H200)", "torch": None, "source": "backfilled from git history: x"}
+    for seed in (42, 43, 44):
+        write_part_record(tmp_path, "isolation", "trec", seed, {**cpu, "threads": 1})
+    write_part_record(tmp_path, "isolation", "sst2", 45, gpu)
+    write_part_record(tmp_path, "isolation", "sst2", 46, None)
+    printed = provenance.render_provenance([tmp_path], tmp_path / "no-records", "cmd")
+    assert f"| {MODEL} | isolation | cpu (x86_64) | hooked | 2.13.0 | 3.9.0 | 1 | trec 42-44 |" in printed
+    assert f"| {MODEL} | isolation | cuda (NVIDIA H200) | hooked | not recorded | 3.9.0 | not recorded | sst2 45 |" in (
+        printed
+    )
+    # A part without a provenance block is shown as such, never given the others' device.
+    assert (
+        f"| {MODEL} | isolation | not recorded | not recorded | not recorded | not recorded | not recorded | sst2 46 |"
+        in (printed)
+    )
+    assert "Of 5 part records, 3 carry the provenance their run wrote and 1 a block backfilled" in printed
+    assert "; 1 have none." in printed
+    # Two devices and no record comparing them: how closely they agree is not stated.
+    assert "No committed record compares parts computed on different devices" in printed
+    assert f"- {MODEL}: no committed record compares its parts across devices or model classes." in printed
+
+
+def test_the_provenance_block_states_a_recorded_comparison(tmp_path):
+    import json
+
+    from anchorlens.claims import provenance
+
+    write_part_record(tmp_path, "saliency", "sst2", 42, {"device": "cpu (x86_64)", "model_class": "hooked"})
+    record = {
+        "model": MODEL,
+        "model_class": "bridge",
+        "compared_with": "docs/results/x",
+        "versions": {"transformer-lens": "4.3.0", "torch": "2.13.0+cpu"},
+        "parts": {"saliency:sst2:42": {"rows": 10, "S_wp": {"max_abs_diff": 3e-7}, "predictions_differing": 2}},
+    }
+    (tmp_path / f"class-agreement-{MODEL}.json").write_text(json.dumps(record))
+    printed = provenance.render_provenance([tmp_path], tmp_path, "cmd")
+    assert "recomputed with model class bridge on transformer-lens 4.3.0, torch 2.13.0+cpu" in printed
+    assert "saliency sst2 42 (10 rows): largest absolute difference 3e-07, 2 predictions differing" in printed
+    assert "different devices" not in printed  # one device: nothing to compare across devices
+
+
+def test_every_committed_part_records_where_it_ran():
+    """Each committed part record says its device, model class and transformer-lens version (written by its run,
+    or backfilled from the git history with the commit that made it)."""
+    from anchorlens.claims import provenance
+
+    for folder in README_FOLDERS:
+        rows = provenance.part_provenance(ROOT / folder)
+        assert rows, folder
+        for row in rows:
+            assert row["device"] and row["model_class"] and row["transformer_lens"], row
+            assert row["source"] is None or str(row["source"]).startswith("backfilled from git history: made by commit")
+
+
+def test_repository_provenance_block_matches_the_records(monkeypatch, capsys):
+    from anchorlens.claims import provenance
+
+    monkeypatch.chdir(ROOT)
+    assert provenance.main([*README_FOLDERS, "--check", RESULTS_PAGE]) == 0, capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------- method choices (issue 28 §3)
+
+
+def test_claim_2_at_the_papers_depth_fraction_beside_k_5(tmp_path):
+    from anchorlens.claims import method_choices
+
+    # 30 layers (the saliency rows give the depth): 5/48 of 30 is k = 3.
+    write_summary(tmp_path / "a", "saliency", saliency_rows(n_layers=30))
+    write_summary(tmp_path / "a", "isolation", isolation_rows(ks=(3, 5)))
+    printed = method_choices.render_method_choices([tmp_path / "a"], [], "cmd")
+    assert f"| {MODEL} | 30 | reproduced, 2/2 tasks | 3 | reproduced, 2/2 tasks |" in printed
+    # 18 layers: k = 2, which the rows lack, so claim 2 there is not shown with how to run it.
+    write_summary(tmp_path / "b", "saliency", saliency_rows(n_layers=18))
+    write_summary(tmp_path / "b", "isolation", isolation_rows(ks=(5,)))
+    printed = method_choices.render_method_choices([tmp_path / "b"], [], "cmd")
+    assert (
+        f"| {MODEL} | 18 | reproduced, 2/2 tasks | 2 | not shown: no isolation rows at k=2 (run isolation with "
+        "--depth-fractions 0.1042) |"
+    ) in printed
+
+
+def test_saliency_without_bos_reports_how_far_s_wp_and_the_verdicts_move(tmp_path):
+    from anchorlens.claims import method_choices
+
+    write_summary(tmp_path / "default", "saliency", saliency_rows())
+    without = saliency_rows()
+    for row in without:  # leaving BOS out lowers S_wp in the shallow layers below S_pq (above S_ww): 1a partly
+        if row["metric"] == "S_wp" and row["layer"] < 3:
+            row["value"] = (0.2, 0.18, 0.22)
+    write_summary(tmp_path / "excluded", "saliency", without)
+    printed = method_choices.render_method_choices([tmp_path / "default"], [tmp_path / "excluded"], "cmd")
+    assert f"| {MODEL} | 1a | reproduced, 2/2 tasks | partly, 0/2 tasks, 2 partly | sst2 0.400, trec 0.400 |" in (
+        printed
+    )
+    assert f"| {MODEL} | 1b | reproduced, 2/2 tasks | reproduced, 2/2 tasks | sst2 0.400, trec 0.400 |" in printed
+    # Without a second folder the comparison is not shown, never guessed.
+    alone = method_choices.render_method_choices([tmp_path / "default"], [], "cmd")
+    assert f"| {MODEL} | 1a | reproduced, 2/2 tasks | not shown: no --exclude-bos saliency folder" in alone
+
+
+def test_repository_method_choices_block_matches_the_results(monkeypatch, capsys):
+    from anchorlens.claims import method_choices
+
+    monkeypatch.chdir(ROOT)
+    assert method_choices.main([*README_FOLDERS, "--check", RESULTS_PAGE]) == 0, capsys.readouterr().out

@@ -20,14 +20,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.util
 import io
 import os
 import random
 import re
 import shutil
 import stat
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -48,12 +46,9 @@ SAMPLE = 16
 
 
 def _claims_module():
-    if "claims" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("claims", ROOT / "analyses" / "claims.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["claims"] = module  # dataclasses resolve the module by name
-        spec.loader.exec_module(module)
-    return sys.modules["claims"]
+    from anchorlens import claims
+
+    return claims
 
 
 def _config(**changes):

@@ -72,6 +72,29 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             }
         ),
     ),
+    (
+        # the paper's findings judged on results folders: reads what experiments saved, over the registry's list
+        "claims",
+        frozenset(
+            {
+                "anchorlens.claims.rules",
+                "anchorlens.claims.inputs",
+                "anchorlens.claims.saliency",
+                "anchorlens.claims.isolation",
+                "anchorlens.claims.auroc",
+                "anchorlens.claims.arms",
+                "anchorlens.claims.reweight",
+                "anchorlens.claims.compress",
+                "anchorlens.claims.diagnose",
+                "anchorlens.claims.report",
+                "anchorlens.claims.blocks",
+                "anchorlens.claims.command",
+                "anchorlens.claims.provenance",
+                "anchorlens.claims.method_choices",
+                "anchorlens.claims",
+            }
+        ),
+    ),
     ("entry points", frozenset({"anchorlens.reproduce", "anchorlens.cli"})),
     ("public API", frozenset({"anchorlens"})),
 )
