@@ -292,7 +292,9 @@ def prepare_run(
     return prepare_runs(model, tasks, [Plan(experiment, config, out)], **loading)[0]
 
 
-def run_prepared(run: PreparedRun, task: Task, *, progress: bool, seeds: tuple[int, ...] | None = None):
+def run_prepared(
+    run: PreparedRun, task: Task, *, progress: bool, seeds: tuple[int, ...] | None = None
+) -> ExperimentResult:
     """Run a prepared experiment over the seeds of one task (all of the config's, or `seeds`), saving each
     (task, seed) part into the run's folder as it finishes; returns the experiment's result of those seeds.
 

@@ -8,6 +8,7 @@ versions, model name and weight hashes, seeds, sizes, wall time).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import platform
@@ -19,7 +20,7 @@ import pandas as pd
 
 from anchorlens import paper
 from anchorlens.errors import InvalidConfigError
-from anchorlens.experiments.common import Dtype, ExperimentConfig, restated, setting
+from anchorlens.experiments.common import ConfigT, Dtype, ExperimentConfig, restated, setting
 from anchorlens.models import DEFAULT_MODEL, OFFLINE_MODELS, weights_fingerprint
 
 
@@ -40,8 +41,9 @@ MAIN_JOB_N_TEST = 20
 class ReproduceConfig:
     """Sizes of the reproduction. The defaults are the README's main job: small enough for 2 CPU cores.
 
-    ``seeds``, ``n_test``, ``batch_size`` and ``dtype`` are `ExperimentConfig`'s settings, restated (help text,
-    option) and checked by it; only the main job's defaults (`MAIN_JOB_SEEDS`, `MAIN_JOB_N_TEST`) differ."""
+    ``seeds``, ``n_test``, ``batch_size`` and ``dtype`` are `ExperimentConfig`'s settings (`SHARED_SETTINGS`),
+    restated from its fields (help text, option) and checked by it; only the main job's defaults
+    (`MAIN_JOB_SEEDS`, `MAIN_JOB_N_TEST`) differ. `experiment_config` makes each experiment's config from them."""
 
     model: str = setting(DEFAULT_MODEL, "model name (see `anchorlens models`)")
     tasks: tuple[str, ...] = setting(
@@ -73,8 +75,22 @@ class ReproduceConfig:
                 f"(the paper's is {paper.N_TEST})"
             )
         # the experiments' own checks and normalisation (seeds as a tuple of ints), one source for both configs
-        checked = ExperimentConfig(seeds=self.seeds, n_test=self.n_test, batch_size=self.batch_size, dtype=self.dtype)
-        object.__setattr__(self, "seeds", checked.seeds)
+        object.__setattr__(self, "seeds", self.experiment_config(ExperimentConfig).seeds)
+
+    def experiment_config(self, config_class: type[ConfigT]) -> ConfigT:
+        """An experiment's config (`config_class`, its other fields at their defaults) with this reproduction's
+        values of the settings it restates from `ExperimentConfig` (`SHARED_SETTINGS`): the one place the two
+        configs meet."""
+        return config_class(**{name: getattr(self, name) for name in SHARED_SETTINGS})
+
+
+#: The settings `ReproduceConfig` restates from `ExperimentConfig` (same option, help and checks; ``model`` is
+#: not one: here it is the model to load, there the name results are recorded under).
+SHARED_SETTINGS: tuple[str, ...] = tuple(
+    field.name
+    for field in dataclasses.fields(ReproduceConfig)
+    if field.name in {other.name for other in dataclasses.fields(ExperimentConfig)} and field.name != "model"
+)
 
 
 #: The one measured wall time of the default job (docs/reproduce.md, "Timing"): from a fresh clone on a 2-core
@@ -240,9 +256,7 @@ def reproduce(
     plans = [
         Plan(
             EXPERIMENTS[name],
-            EXPERIMENTS[name].config_class(
-                seeds=config.seeds, n_test=config.n_test, batch_size=config.batch_size, dtype=config.dtype
-            ),
+            config.experiment_config(EXPERIMENTS[name].config_class),
             out / name,
         )
         for name in config.experiments
