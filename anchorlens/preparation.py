@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 
-from anchorlens.distributed import Process, init_distributed, place_rank
+from anchorlens.distributed import Process, init_distributed, place_rank, process_from_env
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
@@ -210,13 +210,13 @@ def prepare_runs(
     device: str | None = None,
     n_devices: int = 1,
     model_class: str | None = None,
-    before_load: Callable[[], None] | None = None,
+    join_launcher: bool = True,
 ) -> list[PreparedRun]:
     """Prepare one or more experiments on one model: each check once, in the order the data flows.
 
     1. the tasks are resolved (an unknown task fails before a model loads);
     2. for a model given by name, each folder is checked against the config that model will give (seconds,
-       before the model loads, minutes); `before_load` runs then (e.g. `anchorlens reproduce`'s own checks);
+       before the model loads, minutes);
     3. the model is loaded on this rank's device (its class: `anchorlens.model_classes.default_model_class`,
        unless `model_class` names one), or the loaded model is taken as it is;
     4. each config takes the model's recorded name and files (`ExperimentConfig.for_model`: a config naming
@@ -230,13 +230,15 @@ def prepare_runs(
         device: where a model loaded here goes (None: TransformerLens's choice; each rank's GPU when distributed).
         n_devices: split a model loaded here over this many GPUs.
         model_class: ``"hooked"`` or ``"bridge"`` for a model loaded here; None takes the default class.
-        before_load: called after the folders are checked and before a model loads.
+        join_launcher: join the process group of torchrun or accelerate launch, if launched by one (the runs by
+            name share their parts out over the ranks); a Python ``run_*`` call computes every part itself.
 
     Returns:
         One `PreparedRun` per plan, in order, sharing the model and tasks.
     """
     resolved = tuple(get_task(task) for task in tasks)
-    process = init_distributed()  # a no-op unless launched by torchrun / accelerate launch
+    # a no-op unless launched by torchrun / accelerate launch
+    process = init_distributed() if join_launcher else process_from_env()
     configs = [plan.config if plan.config is not None else plan.experiment.config_class() for plan in plans]
     checked: list[dict[str, Any] | None] = [None] * len(plans)
     if model is None or isinstance(model, str):
@@ -246,8 +248,6 @@ def prepare_runs(
                 expected = _expected(config, name, model_class).signature()
                 check_folder(plan.out, plan.experiment.name, expected)
                 checked[index] = expected
-        if before_load is not None:
-            before_load()
         model = load_model(
             name,
             device=place_rank(process, device, n_devices=n_devices),
@@ -255,8 +255,6 @@ def prepare_runs(
             model_class=model_class,
             dtype=torch_dtype(configs[0].dtype) if configs else None,
         )
-    elif before_load is not None:
-        before_load()
     prepared = []
     for index, (plan, config) in enumerate(zip(plans, configs)):
         config = config.for_model(model)
@@ -276,7 +274,7 @@ def prepare_run(
     out: str | Path | None = None,
     **loading: Any,
 ) -> PreparedRun:
-    """`prepare_runs` for one experiment (`loading`: its device, n_devices, model_class and before_load).
+    """`prepare_runs` for one experiment (`loading`: its device, n_devices, model_class and join_launcher).
 
     Args:
         experiment: the experiment's declaration.
@@ -324,5 +322,5 @@ def run_one(
     progress: bool,
 ) -> ExperimentResult:
     """What every ``run_<name>`` does: prepare the run (`prepare_run`) and run it over the task's seeds."""
-    run = prepare_run(experiment, model, [task], config, out)
+    run = prepare_run(experiment, model, [task], config, out, join_launcher=False)
     return run_prepared(run, run.tasks[0], progress=progress)
