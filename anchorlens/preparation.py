@@ -106,8 +106,8 @@ class Experiment(Generic[ConfigT, ResultT]):
     #: The first paragraph of ``run_<name>``'s docstring, and what its ``Returns:`` says.
     summary: str
     returns: str
-    #: Names of functions in `anchorlens.plots` that draw the result, the main figure (``plot_<name>``) first;
-    #: each is written as ``<function name without plot_>.html``.
+    #: The functions that draw the result, the main figure (``plot_<name>``) first: a name in `anchorlens.plots`,
+    #: or ``"module:function"`` for one elsewhere; each is written as ``<function name without plot_>.html``.
     figures: tuple[str, ...]
     #: The paper's section it reproduces (``"2.1"``); None for an experiment of anchorlens's own, which
     #: `anchorlens reproduce` does not run by default.
@@ -129,7 +129,7 @@ class Experiment(Generic[ConfigT, ResultT]):
 
     def figure_stems(self) -> dict[str, str]:
         """File stem → name of the `anchorlens.plots` function of every figure, the main one first."""
-        return {function.removeprefix("plot_"): function for function in self.figures}
+        return {function.rpartition(":")[2].removeprefix("plot_"): function for function in self.figures}
 
     def docstring(self) -> str:
         """``run_<name>``'s docstring: the declaration's summary and the arguments every run function shares."""

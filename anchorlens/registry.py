@@ -34,7 +34,13 @@ EXPERIMENTS: dict[str, Experiment] = _collected()
 def figures(name: str) -> dict[str, Callable]:
     """File stem → figure function (of `anchorlens.plots`) of every figure of the experiment `name`, its main
     figure (``<name>.html``) first."""
-    return {stem: getattr(plots, function) for stem, function in EXPERIMENTS[name].figure_stems().items()}
+    return {stem: _figure_function(function) for stem, function in EXPERIMENTS[name].figure_stems().items()}
+
+
+def _figure_function(function: str) -> Callable:
+    """A declared figure function: a name in `anchorlens.plots`, or ``"module:function"``."""
+    module, _, name = function.rpartition(":")
+    return getattr(importlib.import_module(module) if module else plots, name)
 
 
 def in_paper_order() -> tuple[str, ...]:

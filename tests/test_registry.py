@@ -146,6 +146,9 @@ def test_a_declaration_names_figures_that_exist():
         assert all(callable(getattr(plots, function)) for function in spec.figures)
         assert list(figures(name)) == stems
         assert dataclasses.is_dataclass(spec.config_class)
+    # a figure function outside anchorlens.plots, named "module:function"
+    elsewhere = dataclasses.replace(EXPERIMENTS["saliency"], figures=("anchorlens.plots:plot_saliency",))
+    assert list(elsewhere.figure_stems()) == ["saliency"]
 
 
 def test_in_paper_order_follows_the_papers_sections():
