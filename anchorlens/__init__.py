@@ -18,6 +18,8 @@ import importlib
 from typing import Any
 
 from anchorlens.activations import AnchorActivations, anchor_activations
+from anchorlens.catalog import declared as _declared
+from anchorlens.catalog import public_names as _public_names
 from anchorlens.errors import (
     AnchorlensError,
     DataFileError,
@@ -103,33 +105,9 @@ _LAZY: dict[str, str] = {
     "layer_rows": "anchorlens.experiments.common",
     "head_rows": "anchorlens.experiments.common",
     "head_grid": "anchorlens.experiments.common",
-    # The experiments over a task's seeds, and several tasks into a folder.
-    **dict.fromkeys(
-        [
-            "AurocConfig",
-            "AurocResult",
-            "CompressConfig",
-            "CompressResult",
-            "DiagnoseConfig",
-            "DiagnoseResult",
-            "HeadsConfig",
-            "HeadsResult",
-            "IsolationConfig",
-            "IsolationResult",
-            "ReweightConfig",
-            "ReweightResult",
-            "SaliencyConfig",
-            "SaliencyResult",
-            "run_auroc",
-            "run_compress",
-            "run_diagnose",
-            "run_heads",
-            "run_isolation",
-            "run_reweight",
-            "run_saliency",
-        ],
-        "anchorlens.experiments",
-    ),
+    # The experiments over a task's seeds (each experiment's config, result and run_<name>, as its module
+    # declares it: `anchorlens.catalog`), and several tasks into a folder.
+    **{name: "anchorlens.experiments" for entry in _declared().values() for name in _public_names(entry)},
     "run_experiment": "anchorlens.orchestrate",
     # Reading a results folder back.
     "load_result": "anchorlens.outputs",

@@ -13,39 +13,18 @@ import warnings
 from collections.abc import Collection, Iterable, Sequence
 
 from anchorlens import paper
+from anchorlens.catalog import declared
 from anchorlens.errors import AnchorlensError
 
 EXIT_USER_ERROR = 2
 #: What a shell reports for a process ended by SIGPIPE (128 + 13): the reader of its output went away.
 EXIT_BROKEN_PIPE = 141
 
-#: The commands that run an experiment (`anchorlens.orchestrate.EXPERIMENTS`), with their one-line help. Their
-#: options come from the experiment's config class.
-RUN_COMMANDS = {
-    "saliency": "saliency information flow S_wp, S_pq, S_ww per layer (paper Fig. 3)",
-    "isolation": "isolate label words in the first/last k layers: loyalty (Fig. 4)",
-    "auroc": "per-layer AUROC of target->label attention vs prediction, R_l (Fig. 5)",
-    "diagnose": "predicted vs true confusion from label-word key geometry (Fig. 6)",
-    "reweight": "anchor re-weighting vs vanilla ICL and contextual calibration (Table 1)",
-    "compress": "anchor-only context compression: loyalty, accuracy, speed-up (Tables 2-3)",
-    "heads": "rank heads by label-word flow (S_wp, S_pq per head, AUROC) and block the top k vs random heads",
-}
+#: The commands that run an experiment, with their one-line help, as each experiment's module declares them
+#: (read from the source, `anchorlens.catalog`, so that `anchorlens tasks` imports no experiment). Their options
+#: come from the experiment's config class.
+RUN_COMMANDS = {name: entry.help for name, entry in declared().items()}
 
-#: What each run command prints and, for `heads`, what its causal check is: the --help text after the first line.
-RUN_DETAILS = {
-    "heads": (
-        "It prints the top heads of each flow (seed means of S_wp, S_pq, S_ww and AUROC per head) and the causal "
-        "check's verdict table.\n\n"
-        "The causal check: for each flow and each k of --top-k, the flow's edges are blocked in the k top-ranked "
-        "heads (text -> label words for wp, label words -> target for pq), and, as the control, in k random heads "
-        "(--random-draws sets per input, averaged). Loyalty says how often the prediction (label loyalty) and its "
-        "top-k vocabulary (word loyalty) stay as without blocking. Each input's top heads are ranked on the other "
-        "half of the inputs, never on itself. The gap is random - top loyalty per input with its 95% interval "
-        "(seed-level t, floored by the inputs' error); top_costs_more is 'yes' when that interval lies above 0 "
-        "(blocking the top heads costs more loyalty than random heads), 'no: less' when below 0, 'not shown' when "
-        "it contains 0."
-    ),
-}
 #: What every run command prints (after the first --help line).
 RUN_PRINTS = (
     "It prints the summary means with 95% intervals (seed-level t over seeds, floored by the test inputs' "
@@ -302,38 +281,30 @@ def _add_device_split_argument(parser: argparse.ArgumentParser) -> None:
 def _run_experiment(args: argparse.Namespace, experiment: str) -> int:
     from pathlib import Path
 
-    from anchorlens.distributed import init_distributed, place_rank
-    from anchorlens.models import DEFAULT_MODEL, expected_recorded_name, load_model, model_files_sha256
-    from anchorlens.orchestrate import EXPERIMENTS, run_experiment, torch_dtype
-    from anchorlens.runs import check_folder
-    from anchorlens.tasks import get_task
+    from anchorlens.orchestrate import run_prepared_experiment
+    from anchorlens.preparation import prepare_run
+    from anchorlens.registry import EXPERIMENTS
 
     spec = EXPERIMENTS[experiment]
-    tasks = [get_task(name) for name in args.task]  # unknown tasks fail before the model loads
-    recorded = expected_recorded_name(args.model or DEFAULT_MODEL, args.model_class)
-    files = model_files_sha256(args.model or DEFAULT_MODEL)  # a local folder's config and weights, hashed
-    config = spec.config_class(model=recorded, model_files=files, **config_values(args, spec.config_class))
-    check_folder(args.out, experiment, config.signature())  # before the model loads (seconds), not after
-    process = init_distributed()  # a no-op unless launched by torchrun / accelerate launch
-    device = place_rank(process, args.device, n_devices=args.n_devices)
-    model = load_model(
+    run = prepare_run(  # tasks, model name, folder, model, hooks: each checked once, before any work
+        spec,
         args.model,
-        device=device,
+        args.task,
+        spec.config_class(**config_values(args, spec.config_class)),
+        args.out,
+        device=args.device,
         n_devices=args.n_devices,
         model_class=args.model_class,
-        dtype=torch_dtype(config.dtype),
     )
-    result = run_experiment(
-        experiment, model, tasks, config, args.out, progress=not args.no_progress, image_format=args.image_format
-    )
-    if not process.is_main:
+    result = run_prepared_experiment(run, progress=not args.no_progress, image_format=args.image_format)
+    if not run.process.is_main:
         return 0  # rank 0 prints the merged table once
     from anchorlens.answers import answer
 
     print(answer(result))
     out = Path(args.out)
     suffixes = ["html", *([args.image_format] if args.image_format else [])]
-    figures = ", ".join(str(out / f"{stem}.{suffix}") for stem in spec.figures(experiment) for suffix in suffixes)
+    figures = ", ".join(str(out / f"{stem}.{suffix}") for stem in spec.figure_stems() for suffix in suffixes)
     print(f"\nwrote {out / (experiment + '.csv')} (+ .parquet, _summary.csv), {figures}, {out / 'README.md'}")
     return 0
 
@@ -411,11 +382,11 @@ def build_parser(wanted: Collection[str] | None = None) -> argparse.ArgumentPars
     prompt.add_argument("--tokens", action="store_true", help="also list every token with its role")
     prompt.set_defaults(run=_cmd_prompt)
 
-    for name, description in RUN_COMMANDS.items():
-        command = command_parser(name, description, RUN_DETAILS.get(name, RUN_PRINTS))
+    for name, entry in declared().items():
+        command = command_parser(name, entry.help, entry.details or RUN_PRINTS)
         _add_run_arguments(command)
         if wanted is None or name in wanted:
-            from anchorlens.orchestrate import EXPERIMENTS
+            from anchorlens.registry import EXPERIMENTS
 
             add_config_options(command, EXPERIMENTS[name].config_class)
         command.set_defaults(run=lambda args, experiment=name: _run_experiment(args, experiment))
@@ -456,7 +427,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         check_device(device)
     word_top_k = getattr(args, "word_top_k", None)
     if word_top_k is not None:
-        from anchorlens.orchestrate import EXPERIMENTS
+        from anchorlens.registry import EXPERIMENTS
 
         fields = dataclasses.fields(EXPERIMENTS[args.command].config_class)
         default = next(field.default for field in fields if field.name == "word_top_k")

@@ -285,7 +285,8 @@ def run_shard(
     units = [(task, seed) for task in tasks for seed in config.seeds]
 
     def pending_on_disk() -> list[int]:
-        store = ResultStore(out, experiment, signature)  # checks the folder's settings, writes the manifest
+        # the run's preparation checked the folder against these settings (`anchorlens.preparation`)
+        store = ResultStore(out, experiment, signature, checked=True)
         return [index for index, (task, seed) in enumerate(units) if not store.done(task.name, seed)]
 
     # Sharding the pending parts (not all of them) keeps a resumed run balanced.

@@ -1,6 +1,6 @@
-"""Running experiments by name: the registry of the experiments (config, result, run function, figure) and
-`run_experiment`, which runs one over several tasks into a folder, resuming, and writes the combined table and
-figure. The command line, `anchorlens.reproduce` and the analyses scripts all go through here.
+"""Running experiments by name: `run_experiment` runs one over several tasks into a folder, resuming, and writes
+the combined table and figure. The command line, `anchorlens.reproduce` and the analyses scripts all go through
+here; the run itself is prepared once (`anchorlens.preparation.prepare_runs`).
 
 The experiments themselves (`anchorlens.experiments`) know nothing of figures, folders of several tasks or
 data-parallel launchers: those sit on this layer, above them.
@@ -8,24 +8,16 @@ data-parallel launchers: those sit on this layer, above them.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
-import torch
-
-from anchorlens.distributed import init_distributed, place_rank, run_shard
+from anchorlens.distributed import run_shard
 from anchorlens.experiments.common import ExperimentConfig, ExperimentResult, outputs_deferred
 from anchorlens.model_classes import Model
-from anchorlens.models import expected_recorded_name, load_model, model_files_sha256
 from anchorlens.outputs import write_outputs
+from anchorlens.preparation import PreparedRun, prepare_run, run_prepared, torch_dtype
 from anchorlens.registry import EXPERIMENTS
-from anchorlens.runs import check_folder
-from anchorlens.tasks import get_task
 
-
-def torch_dtype(name: str) -> torch.dtype:
-    """The torch dtype of a config's ``dtype`` name (``"bfloat16"`` → ``torch.bfloat16``)."""
-    return getattr(torch, name)
+__all__ = ["EXPERIMENTS", "run_experiment", "run_prepared_experiment", "torch_dtype"]
 
 
 def run_experiment(
@@ -49,8 +41,7 @@ def run_experiment(
     alone writes the combined table and figure; every rank returns the combined result (docs/scaling.md).
 
     Args:
-        name: the experiment, a key of `EXPERIMENTS` (``"saliency"``, ``"isolation"``, ``"auroc"``,
-            ``"diagnose"``, ``"reweight"``, ``"compress"``, ``"heads"``).
+        name: the experiment, a key of `EXPERIMENTS` (``"saliency"``, ``"isolation"``, ...).
         model: a loaded model, or a model name to load here.
         tasks (Iterable[str | Task]): the tasks, by name or as `Task`s.
         config: the experiment's config (its class in the registry, e.g. `SaliencyConfig`).
@@ -62,19 +53,27 @@ def run_experiment(
     Returns:
         The result of everything in `out` (its `to_frame`, `examples`, `summary_with_ci`).
     """
-    spec = EXPERIMENTS[name]
-    tasks = [get_task(task) for task in tasks]  # unknown tasks fail before a model loads
-    process = init_distributed()
-    if isinstance(model, str):
-        expected = dataclasses.replace(
-            config,
-            model=config.model or expected_recorded_name(model),
-            model_files=config.model_files or model_files_sha256(model),
-        )
-        check_folder(out, name, expected.signature())  # settings are checked before the model loads
-        model = load_model(model, device=place_rank(process, None), dtype=torch_dtype(config.dtype))
-    config = config.for_model(model)
-    check_folder(out, name, config.signature())
+    run = prepare_run(EXPERIMENTS[name], model, tasks, config, out)
+    return run_prepared_experiment(run, progress=progress, figure=figure, image_format=image_format)
+
+
+def run_prepared_experiment(
+    run: PreparedRun, *, progress: bool = True, figure: bool = True, image_format: str | None = None
+) -> ExperimentResult:
+    """`run_experiment` of a prepared run (`anchorlens.preparation.prepare_runs`): every task of the run into its
+    folder, this rank's share of the parts when distributed, then the folder's combined outputs (rank 0).
+
+    Args:
+        run: the prepared run; its folder must be set.
+        progress: show progress bars (on rank 0 only when distributed).
+        figure: also draw and save the experiment's figures.
+        image_format: also write each figure as ``"png"``, ``"svg"`` or ``"pdf"`` (needs kaleido).
+
+    Returns:
+        The result of everything in the run's folder.
+    """
+    name, process, out = run.experiment.name, run.process, run.out
+    assert out is not None, "an experiment run by name writes into a folder"
     progress = progress and process.is_main  # one set of progress bars, not one per rank
     with warnings.catch_warnings(), outputs_deferred():  # the combined outputs are written once, below
         warnings.filterwarnings("once", message="label word")
@@ -82,12 +81,12 @@ def run_experiment(
 
             def run_part(task, seed: int) -> None:
                 # One seed through the ordinary path: the part is computed exactly as in a single process.
-                spec.run(model, task, dataclasses.replace(config, seeds=(seed,)), out=out, progress=progress)
+                run_prepared(run, task, progress=progress, seeds=(seed,))
 
-            run_shard(name, run_part, tasks, config, out, process, progress=progress)
+            run_shard(name, run_part, run.tasks, run.config, out, process, progress=progress)
         else:
-            for task in tasks:
-                spec.run(model, task, config, out=out, progress=progress)
+            for task in run.tasks:
+                run_prepared(run, task, progress=progress)
     if process.is_main:
-        return write_outputs(name, out, config, figure=figure, image_format=image_format)
-    return spec.result_class.from_folder(out, config)
+        return write_outputs(name, out, run.config, figure=figure, image_format=image_format)
+    return run.experiment.result_class.from_folder(out, run.config)

@@ -61,14 +61,13 @@ def write_outputs(
     folder's ``README.md``. A read-only folder is read and summarised with a warning instead.
     """
     from anchorlens.plots import save_figure
-    from anchorlens.registry import EXPERIMENTS
+    from anchorlens.registry import EXPERIMENTS, figures
 
-    spec = EXPERIMENTS[experiment]
-    result = spec.result_class.from_folder(out, config)
+    result = EXPERIMENTS[experiment].result_class.from_folder(out, config)
     try:
         result.save(out)
         if figure:
-            for stem, plot in spec.figures(experiment).items():
+            for stem, plot in figures(experiment).items():
                 drawn = plot(result)
                 save_figure(drawn, Path(out) / stem, plotlyjs="beside")
                 if image_format is not None and image_format != "html":
@@ -138,7 +137,7 @@ def folder_readme(out: str | Path) -> str:
                 found = _columns_of(out / name)
                 columns = ", ".join(f"`{column}`" for column in found) if found is not None else "unreadable now"
                 lines.append(f"- `{name}`: {_described(pattern)}. Columns: {columns}.")
-        for stem in EXPERIMENTS[experiment].figures(experiment):
+        for stem in EXPERIMENTS[experiment].figure_stems():
             found = sorted(path.name for path in out.glob(f"{stem}.*") if path.suffix in (".html", ".png", ".svg"))
             found += sorted(path.name for path in out.glob(f"{stem}.pdf"))
             if found:

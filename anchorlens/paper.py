@@ -81,18 +81,3 @@ COMPRESS_SPEEDUP = {
     "GPT2-XL": {"sst2": 1.1, "trec": 1.5, "agnews": 2.5, "emoc": 1.4},
     "GPT-J": {"sst2": 1.5, "trec": 2.2, "agnews": 2.9, "emoc": 1.9},
 }
-
-#: The qualitative findings of the analysis figures.
-EXPECTED = {
-    "saliency": "S_wp dominates in shallow layers and decays; S_pq is small early and dominates deep layers; "
-    "both mostly above S_ww (Fig. 3, GPT2-XL and GPT-J).",
-    "isolation": "Isolating label words in the first 5 layers sharply lowers label and word loyalty; the last 5 "
-    "layers or random non-label words barely matter (Fig. 4).",
-    "auroc": "AUROC is about 0.5 in shallow layers and reaches about 0.8 in deep layers; R_l rises mainly in middle "
-    "and deep layers (Fig. 5).",
-    "diagnose": "Predicted confusion from label-key distances resembles the true confusion; on TREC, "
-    "Description-Entity is the most confused pair (Fig. 6).",
-    "reweight": "Anchor re-weighting raises 1-shot accuracy on every task, by 16.7 points on average (Table 1).",
-    "compress": "Hidden_anchor keeps the most loyalty of the compressed contexts and speeds inference up "
-    "1.1-2.9x (Tables 2-3).",
-}

@@ -1,97 +1,46 @@
-"""The registry of the experiments: per experiment its config and result classes, its run function, its figures
-and whether it reproduces a part of the paper. `anchorlens.orchestrate` runs experiments by name through it, and
-`anchorlens.outputs` writes and reads results folders through it (both sit beside it, above the experiments).
+"""The registry of the experiments, collected from their declarations: every module of `anchorlens.experiments`
+that declares ``EXPERIMENT = Experiment(...)`` (`anchorlens.preparation.Experiment`) is imported and its
+declaration kept under its name, in the declared order. Adding an experiment is adding its module; nothing here
+names one. `anchorlens.orchestrate` runs experiments by name through it, and `anchorlens.outputs` writes and reads
+results folders through it (both sit beside it, above the experiments).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from anchorlens.experiments import (
-    AurocConfig,
-    AurocResult,
-    CompressConfig,
-    CompressResult,
-    DiagnoseConfig,
-    DiagnoseResult,
-    HeadsConfig,
-    HeadsResult,
-    IsolationConfig,
-    IsolationResult,
-    ReweightConfig,
-    ReweightResult,
-    SaliencyConfig,
-    SaliencyResult,
-    run_auroc,
-    run_compress,
-    run_diagnose,
-    run_heads,
-    run_isolation,
-    run_reweight,
-    run_saliency,
-)
-from anchorlens.experiments.common import ExperimentConfig, ExperimentResult
-from anchorlens.plots import (
-    plot_auroc,
-    plot_compress,
-    plot_compress_by_task,
-    plot_diagnose,
-    plot_heads,
-    plot_isolation,
-    plot_isolation_by_k,
-    plot_reweight,
-    plot_saliency,
-)
+from anchorlens import plots
+from anchorlens.catalog import declared
+from anchorlens.preparation import Experiment
 
 
-@dataclass(frozen=True)
-class ExperimentSpec:
-    """What the registry knows of one experiment: its config and result classes, its run function over
-    (model, task, config), the function that draws its result (written as ``<experiment>.html``), further
-    figures (``<name>.html`` each), and the paper's section it reproduces (``"2.1"``; None for an experiment of
-    anchorlens's own, which `anchorlens reproduce` does not run by default)."""
-
-    config_class: type[ExperimentConfig]
-    result_class: type[ExperimentResult]
-    run: Callable
-    plot: Callable
-    section: str | None
-    more_plots: tuple[tuple[str, Callable], ...] = ()
-
-    @property
-    def paper(self) -> bool:
-        """Whether the experiment reproduces a part of the paper."""
-        return self.section is not None
-
-    def figures(self, name: str) -> dict[str, Callable]:
-        """File stem → figure function of every figure of the experiment `name`, its main figure first."""
-        return {name: self.plot, **dict(self.more_plots)}
+def _collected() -> dict[str, Experiment]:
+    """Each declared experiment by name, in the declared order (`anchorlens.catalog.declared` finds the modules
+    from their source; the declarations themselves are the imported modules' ``EXPERIMENT``)."""
+    experiments = {}
+    for name, entry in declared().items():
+        experiment = importlib.import_module(entry.module).EXPERIMENT
+        if experiment.name != name:
+            raise ImportError(f"{entry.module} declares {experiment.name!r}, its source says {name!r}")
+        experiments[name] = experiment
+    return experiments
 
 
-EXPERIMENTS: dict[str, ExperimentSpec] = {
-    "saliency": ExperimentSpec(SaliencyConfig, SaliencyResult, run_saliency, plot_saliency, section="2.1"),
-    "isolation": ExperimentSpec(
-        IsolationConfig,
-        IsolationResult,
-        run_isolation,
-        plot_isolation,
-        section="2.2",
-        more_plots=(("isolation_by_k", plot_isolation_by_k),),
-    ),
-    "auroc": ExperimentSpec(AurocConfig, AurocResult, run_auroc, plot_auroc, section="2.3"),
-    "diagnose": ExperimentSpec(DiagnoseConfig, DiagnoseResult, run_diagnose, plot_diagnose, section="3.3"),
-    "reweight": ExperimentSpec(ReweightConfig, ReweightResult, run_reweight, plot_reweight, section="3.1"),
-    "compress": ExperimentSpec(
-        CompressConfig,
-        CompressResult,
-        run_compress,
-        plot_compress,
-        section="3.2",
-        more_plots=(("compress_by_task", plot_compress_by_task),),
-    ),
-    "heads": ExperimentSpec(HeadsConfig, HeadsResult, run_heads, plot_heads, section=None),
-}
+#: Every experiment by name, in the order they run (`Experiment.order`).
+EXPERIMENTS: dict[str, Experiment] = _collected()
+
+
+def figures(name: str) -> dict[str, Callable]:
+    """File stem → figure function (of `anchorlens.plots`) of every figure of the experiment `name`, its main
+    figure (``<name>.html``) first."""
+    return {stem: _figure_function(function) for stem, function in EXPERIMENTS[name].figure_stems().items()}
+
+
+def _figure_function(function: str) -> Callable:
+    """A declared figure function: a name in `anchorlens.plots`, or ``"module:function"``."""
+    module, _, name = function.rpartition(":")
+    return getattr(importlib.import_module(module) if module else plots, name)
 
 
 def in_paper_order() -> tuple[str, ...]:

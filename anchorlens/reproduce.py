@@ -8,23 +8,24 @@ versions, model name and weight hashes, seeds, sizes, wall time).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from anchorlens import paper
 from anchorlens.errors import InvalidConfigError
-from anchorlens.experiments.common import Dtype, ExperimentConfig, restated, setting
+from anchorlens.experiments.common import ConfigT, Dtype, ExperimentConfig, restated, setting
 from anchorlens.models import DEFAULT_MODEL, OFFLINE_MODELS, weights_fingerprint
 
 
 def _default_experiments() -> tuple[str, ...]:
-    from anchorlens.orchestrate import EXPERIMENTS
+    from anchorlens.registry import EXPERIMENTS
 
     return tuple(name for name, spec in EXPERIMENTS.items() if spec.paper)
 
@@ -40,8 +41,9 @@ MAIN_JOB_N_TEST = 20
 class ReproduceConfig:
     """Sizes of the reproduction. The defaults are the README's main job: small enough for 2 CPU cores.
 
-    ``seeds``, ``n_test``, ``batch_size`` and ``dtype`` are `ExperimentConfig`'s settings, restated (help text,
-    option) and checked by it; only the main job's defaults (`MAIN_JOB_SEEDS`, `MAIN_JOB_N_TEST`) differ."""
+    ``seeds``, ``n_test``, ``batch_size`` and ``dtype`` are `ExperimentConfig`'s settings (`SHARED_SETTINGS`),
+    restated from its fields (help text, option) and checked by it; only the main job's defaults
+    (`MAIN_JOB_SEEDS`, `MAIN_JOB_N_TEST`) differ. `experiment_config` makes each experiment's config from them."""
 
     model: str = setting(DEFAULT_MODEL, "model name (see `anchorlens models`)")
     tasks: tuple[str, ...] = setting(
@@ -62,7 +64,7 @@ class ReproduceConfig:
     dtype: Dtype = restated(ExperimentConfig, "dtype")
 
     def __post_init__(self) -> None:
-        from anchorlens.orchestrate import EXPERIMENTS
+        from anchorlens.registry import EXPERIMENTS
 
         unknown = [name for name in self.experiments if name not in EXPERIMENTS]
         if unknown:
@@ -73,8 +75,22 @@ class ReproduceConfig:
                 f"(the paper's is {paper.N_TEST})"
             )
         # the experiments' own checks and normalisation (seeds as a tuple of ints), one source for both configs
-        checked = ExperimentConfig(seeds=self.seeds, n_test=self.n_test, batch_size=self.batch_size, dtype=self.dtype)
-        object.__setattr__(self, "seeds", checked.seeds)
+        object.__setattr__(self, "seeds", self.experiment_config(ExperimentConfig).seeds)
+
+    def experiment_config(self, config_class: type[ConfigT]) -> ConfigT:
+        """An experiment's config (`config_class`, its other fields at their defaults) with this reproduction's
+        values of the settings it restates from `ExperimentConfig` (`SHARED_SETTINGS`): the one place the two
+        configs meet."""
+        return config_class(**{name: getattr(self, name) for name in SHARED_SETTINGS})
+
+
+#: The settings `ReproduceConfig` restates from `ExperimentConfig` (same option, help and checks; ``model`` is
+#: not one: here it is the model to load, there the name results are recorded under).
+SHARED_SETTINGS: tuple[str, ...] = tuple(
+    field.name
+    for field in dataclasses.fields(ReproduceConfig)
+    if field.name in {other.name for other in dataclasses.fields(ExperimentConfig)} and field.name != "model"
+)
 
 
 #: The one measured wall time of the default job (docs/reproduce.md, "Timing"): from a fresh clone on a 2-core
@@ -135,35 +151,35 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _pending_parts(folder: Path, experiment: str, config, tasks) -> int:
-    """How many (task, seed) parts of `experiment` are not yet finished in `folder`."""
+def _pending_parts(folder: Path, run) -> int:
+    """How many (task, seed) parts of a prepared run are not yet finished in `folder`."""
     from anchorlens.runs import part_path
 
-    return sum(not part_path(folder, experiment, task.name, seed).is_file() for task in tasks for seed in config.seeds)
+    name = run.experiment.name
+    return sum(
+        not part_path(folder, name, task.name, seed).is_file() for task in run.tasks for seed in run.config.seeds
+    )
 
 
 def _report_section(name: str, result, out: Path) -> list[str]:
-    """The report's section of one experiment: its table, then links to every figure written into its folder
-    (the main ``<name>.html`` first, then the further figures, e.g. isolation across k) and to its table."""
-    lines = [f"## {name}", "", f"Paper: {paper.EXPECTED.get(name, '')}", "", markdown_table(result.report_table()), ""]
+    """The report's section of one experiment: the paper's finding (its declaration's expectation), its table,
+    then links to every figure written into its folder (the main ``<name>.html`` first, then the further
+    figures, e.g. isolation across k) and to its table."""
+    from anchorlens.registry import EXPERIMENTS
+
+    expectation = EXPERIMENTS[name].expectation
+    lines = [f"## {name}", "", f"Paper: {expectation}", "", markdown_table(result.report_table()), ""]
     figures = sorted((out / name).glob("*.html"), key=lambda path: (path.stem != name, path.name))
     links = [f"[{name}/{path.name}]({name}/{path.name})" for path in figures]
     lines += [f"Figures: {', '.join(links)}; table: [{name}/{name}.csv]({name}/{name}.csv)", ""]
     return lines
 
 
-#: Seconds per (task, seed) part at the default sizes (n_test 20, batch 8) on the default model: the estimate
-#: before a part of an experiment has been measured in the output folder, scaled linearly with n_test. The mean
-#: over the four tasks of `anchorlens reproduce --out DIR --no-progress` from a fresh clone at 03b1279 on a
-#: 2-core CPU with nothing else running (1122 s in all; docs/reproduce.md, "Timing").
-REFERENCE_PART_SECONDS: dict[str, float] = {
-    "saliency": 16.4,
-    "isolation": 89.5,
-    "auroc": 8.1,
-    "diagnose": 44.1,
-    "reweight": 54.7,
-    "compress": 61.6,
-}
+#: The n_test of each experiment's measured seconds per part (`Experiment.reference_part_seconds`: the estimate
+#: before a part of an experiment has been measured in the output folder, scaled linearly with n_test). Measured
+#: at the default sizes (n_test 20, batch 8) on the default model: the mean over the four tasks of
+#: `anchorlens reproduce --out DIR --no-progress` from a fresh clone at 03b1279 on a 2-core CPU with nothing else
+#: running (1122 s in all; docs/reproduce.md, "Timing").
 REFERENCE_N_TEST = 20
 
 
@@ -171,19 +187,21 @@ class RemainingTime:
     """Expected remaining time of a reproduction from measured per-part costs.
 
     A part's cost is the mean recorded compute time of that experiment's parts in the output folder (this
-    run's and earlier runs'); before any is measured, `REFERENCE_PART_SECONDS` scaled by n_test.
+    run's and earlier runs'); before any is measured, the declared `Experiment.reference_part_seconds` scaled
+    by n_test.
     """
 
     def __init__(self, config: ReproduceConfig, out: Path, pending: dict[str, int]):
         self.config, self.out, self.pending = config, out, dict(pending)
 
     def _cost(self, experiment: str) -> float | None:
+        from anchorlens.registry import EXPERIMENTS
         from anchorlens.runs import part_seconds
 
         measured = part_seconds(self.out / experiment, experiment)
         if measured:
             return sum(measured) / len(measured)
-        reference = REFERENCE_PART_SECONDS.get(experiment)
+        reference = EXPERIMENTS[experiment].reference_part_seconds
         return None if reference is None else reference * self.config.n_test / REFERENCE_N_TEST
 
     def seconds_left(self) -> tuple[float, list[str]]:
@@ -220,46 +238,34 @@ def reproduce(
     `device` and `n_devices` place the model (see `load_model`). Under torchrun or accelerate launch the ranks
     share each experiment's parts and rank 0 alone writes the report and manifest (docs/scaling.md).
     """
-    from anchorlens.distributed import init_distributed, place_rank
+    from anchorlens.distributed import init_distributed
     from anchorlens.files import atomic_write_text
-    from anchorlens.models import expected_recorded_name, load_model, model_files_sha256
-    from anchorlens.orchestrate import EXPERIMENTS, run_experiment, torch_dtype
-    from anchorlens.runs import check_folder, check_out_path, on_part_written
-    from anchorlens.tasks import get_task
+    from anchorlens.orchestrate import run_prepared_experiment
+    from anchorlens.preparation import Plan, prepare_runs
+    from anchorlens.registry import EXPERIMENTS
+    from anchorlens.runs import check_out_path, on_part_written
 
     out = check_out_path(out)
-    tasks = [get_task(task) for task in config.tasks]
     started = time.perf_counter()
-    process = init_distributed()
-
-    def experiment_config(name: str, model_name: str | None = None) -> ExperimentConfig:
-        return EXPERIMENTS[name].config_class(
-            model=model_name,
-            seeds=config.seeds,
-            n_test=config.n_test,
-            batch_size=config.batch_size,
-            dtype=config.dtype,
-        )
-
-    for name in config.experiments:  # settings are checked before the model loads
-        expected = replace(
-            experiment_config(name, expected_recorded_name(config.model)), model_files=model_files_sha256(config.model)
-        )
-        if (out / name).is_symlink():  # each experiment's folder is one anchorlens makes inside --out
+    for name in config.experiments:  # each experiment's folder is one anchorlens makes inside --out
+        if (out / name).is_symlink():
             raise InvalidConfigError(
                 f"{out / name} is a symbolic link; anchorlens does not follow links inside its output folders: "
                 "remove the link, or choose another --out"
             )
-        check_folder(out / name, name, expected.signature())
-    model = load_model(
-        config.model,
-        device=place_rank(process, device, n_devices=n_devices),
-        n_devices=n_devices,
-        dtype=torch_dtype(config.dtype),
-    )
+    plans = [
+        Plan(
+            EXPERIMENTS[name],
+            config.experiment_config(EXPERIMENTS[name].config_class),
+            out / name,
+        )
+        for name in config.experiments
+    ]
+    # tasks, folders (before the model loads), model, hooks: each checked once for all the experiments
+    runs = prepare_runs(config.model, config.tasks, plans, device=device, n_devices=n_devices)
+    process = runs[0].process if runs else init_distributed()
     timings, sections = {}, []
-    configs = {name: experiment_config(name) for name in config.experiments}
-    pending = {name: _pending_parts(out / name, name, configs[name], tasks) for name in config.experiments}
+    pending = {run.experiment.name: _pending_parts(out / run.experiment.name, run) for run in runs}
     estimate = RemainingTime(config, out, pending)
     if process.is_main:
         left, unknown = estimate.seconds_left()
@@ -268,11 +274,11 @@ def reproduce(
             f"[reproduce] {sum(pending.values())} parts to compute; expected about {_duration(left)}{more}", flush=True
         )
     with on_part_written(estimate.part_written if process.is_main else lambda *args: None):
-        for name in config.experiments:
+        for run in runs:
             began = time.perf_counter()
-            result = run_experiment(name, model, tasks, configs[name], out / name, progress=progress)
-            timings[name] = round(time.perf_counter() - began, 1)
-            sections += _report_section(name, result, out)
+            result = run_prepared_experiment(run, progress=progress)
+            timings[run.experiment.name] = round(time.perf_counter() - began, 1)
+            sections += _report_section(run.experiment.name, result, out)
     report = out / "report.md"
     if not process.is_main:
         return report

@@ -257,11 +257,12 @@ class ResultStore:
     first part, so a run refused later leaves no trace.
     """
 
-    def __init__(self, out_dir: str | Path, experiment: str, config: Mapping[str, Any]):
+    def __init__(self, out_dir: str | Path, experiment: str, config: Mapping[str, Any], *, checked: bool = False):
         self.out_dir = check_out_path(out_dir)
         self.experiment = experiment
         self.config = _normalised(config)
-        check_folder(self.out_dir, experiment, self.config)
+        if not checked:  # a prepared run's folder was checked against these settings before the model loaded
+            check_folder(self.out_dir, experiment, self.config)
 
     def part_path(self, task: str, seed: int) -> Path:
         return part_path(self.out_dir, self.experiment, task, seed)

@@ -1,60 +1,43 @@
 """Experiments: a frozen config → a run function over (model, task, config) → a result with `.to_frame()`
-and `.save(dir)`. `anchorlens.orchestrate` runs them by name over several tasks and draws their figures."""
+and `.save(dir)`. Each module declares its experiment once (``EXPERIMENT = Experiment(...)``,
+`anchorlens.preparation.Experiment`); `anchorlens.registry` collects the declarations and
+`anchorlens.orchestrate` runs them by name over several tasks and draws their figures.
+
+The config, result and run function of each experiment (``SaliencyConfig``, ``SaliencyResult``,
+``run_saliency``, ...) are imported from its module on first use.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
-from anchorlens.experiments.auroc import AurocConfig, AurocResult, run_auroc
-from anchorlens.experiments.compress import CompressConfig, CompressResult, run_compress
-from anchorlens.experiments.diagnose import DiagnoseConfig, DiagnoseResult, run_diagnose
-from anchorlens.experiments.heads import HeadsConfig, HeadsResult, run_heads
-from anchorlens.experiments.isolation import IsolationConfig, IsolationResult, run_isolation
-from anchorlens.experiments.reweight import ReweightConfig, ReweightResult, run_reweight
-from anchorlens.experiments.saliency import SaliencyConfig, SaliencyResult, run_saliency
+from anchorlens.catalog import declared, public_names
 
-#: Each experiment's result class by its name (``"saliency"``, ...): what reads its saved tables back.
-RESULT_CLASSES = {
-    result.experiment: result
-    for result in (
-        SaliencyResult,
-        IsolationResult,
-        AurocResult,
-        DiagnoseResult,
-        ReweightResult,
-        CompressResult,
-        HeadsResult,
-    )
-}
+#: Each public name of an experiment, and the module that declares it.
+_EXPORTS: dict[str, str] = {name: entry.module for entry in declared().values() for name in public_names(entry)}
+
+
+def __getattr__(name: str) -> Any:
+    """Import an experiment's config, result or run function from its module on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'anchorlens.experiments' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
 
 
 def saved_files(folder: str | Path, experiment: str) -> dict[str, bytes]:
     """File name → content of an experiment's combined tables in `folder`, verified against the parts they were
     made of and recomputed from them where they do not match (`ExperimentResult.saved_files`); for the analyses
     scripts, not part of the public API."""
-    return RESULT_CLASSES[experiment].saved_files(folder)
+    module = importlib.import_module(declared()[experiment].module)
+    return module.EXPERIMENT.result_class.saved_files(folder)
 
 
-__all__ = [
-    "AurocConfig",
-    "AurocResult",
-    "CompressConfig",
-    "CompressResult",
-    "DiagnoseConfig",
-    "DiagnoseResult",
-    "HeadsConfig",
-    "HeadsResult",
-    "IsolationConfig",
-    "IsolationResult",
-    "ReweightConfig",
-    "ReweightResult",
-    "SaliencyConfig",
-    "SaliencyResult",
-    "run_auroc",
-    "run_compress",
-    "run_diagnose",
-    "run_heads",
-    "run_isolation",
-    "run_reweight",
-    "run_saliency",
-]
+__all__ = sorted(_EXPORTS)

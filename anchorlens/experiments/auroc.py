@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -44,14 +43,14 @@ from threadpoolctl import threadpool_limits
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
+    Folder,
+    OneSeed,
     SeedOutput,
     checked_prompts,
     example_ids,
-    finish_run,
     gold_ids,
     in_prompt_order,
     per_head_rows,
-    run_seeds,
     setting,
     whole_layer_rows,
     with_head_column,
@@ -59,6 +58,7 @@ from anchorlens.experiments.common import (
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import LabelAttentionRecorder
 from anchorlens.model_classes import Model
+from anchorlens.preparation import Experiment
 from anchorlens.prompts import PromptBatch, Prompts, label_logits, task_prompts
 from anchorlens.stats import (
     BOOTSTRAP_SEED,
@@ -70,7 +70,7 @@ from anchorlens.stats import (
     strata,
     within_sd_of,
 )
-from anchorlens.tasks import Task, get_task
+from anchorlens.tasks import Task
 
 #: Resamples of the inputs behind the AUROC summary's floor: the full `anchorlens.stats.N_RESAMPLES` (1000).
 #: With the vectorised AUROC the summary of 4 tasks × 30 layers × 5 seeds × 200 inputs took 6.2 s of CPU time on
@@ -582,29 +582,8 @@ def seed_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return with_head_column(layers, rows_of(per_head_rows(frame), ["layer", "head"]))
 
 
-def run_auroc(
-    model: Model,
-    task: Task | str,
-    config: AurocConfig = AurocConfig(),
-    *,
-    out: str | Path | None = None,
-    progress: bool = True,
-) -> AurocResult:
-    """Per-layer AUROC (paper §2.3, Fig. 5) for each seed: `label_attention_auroc` on the seed's prompts
-    (`task_prompts`), and R_l over the seed-averaged curve.
-
-    Args:
-        model: a loaded HookedTransformer or TransformerBridge.
-        task: a task name or `Task`.
-        config: the settings; `config.model` left None takes the model's recorded name.
-        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
-        progress: show progress bars.
-
-    Returns:
-        `AurocResult`: per seed and layer the AUROC, with R_l of the task's seed-averaged curve (`to_frame`), and one
-        row per test input and layer (`examples`): `label_attention_auroc`'s ``examples``.
-    """
-    task = get_task(task)
+def seed_function(model: Model, task: Task, config: AurocConfig, out: Folder, progress: bool) -> OneSeed:
+    """The per-layer AUROC of one seed: `label_attention_auroc` on the seed's prompts (`task_prompts`)."""
 
     def one_seed(seed: int) -> SeedOutput:
         _, prompts = task_prompts(model, task, seed, n_test=config.n_test, shots_per_class=config.shots_per_class)
@@ -614,6 +593,29 @@ def run_auroc(
         # R is taken across seeds (`with_r`), not per seed.
         return SeedOutput(measured.layers.drop(columns="R"), measured.examples)
 
-    return finish_run(
-        AurocResult.from_run(run_seeds("auroc", model, task, config, one_seed, out=out, progress=progress)), out
-    )
+    return one_seed
+
+
+EXPERIMENT = Experiment(
+    name="auroc",
+    order=3,
+    help="per-layer AUROC of target->label attention vs prediction, R_l (Fig. 5)",
+    section="2.3",
+    expectation="AUROC is about 0.5 in shallow layers and reaches about 0.8 in deep layers; R_l rises mainly in middle "
+    "and deep layers (Fig. 5).",
+    reference_part_seconds=8.1,
+    config_class=AurocConfig,
+    result_class=AurocResult,
+    per_seed=seed_function,
+    figures=("plot_auroc",),
+    summary=(
+        "Per-layer AUROC (paper §2.3, Fig. 5) for each seed: `label_attention_auroc` on the seed's prompts "
+        "(`task_prompts`), and R_l over the seed-averaged curve."
+    ),
+    returns=(
+        "`AurocResult`: per seed and layer the AUROC, with R_l of the task's seed-averaged curve "
+        "(`to_frame`), and one row per test input and layer (`examples`): `label_attention_auroc`'s "
+        "``examples``."
+    ),
+)
+run_auroc = EXPERIMENT.run_function()

@@ -49,7 +49,7 @@ from anchorlens.runs import (
     write_combined_record,
 )
 from anchorlens.stats import means_with_ci
-from anchorlens.tasks import Task, get_task
+from anchorlens.tasks import Task
 
 
 def setting(
@@ -440,8 +440,9 @@ def checked_prompts(model: Model, prompts: Prompts, *, what: str, need_gold: str
                 f"{what} needs each prompt's gold label ({need_gold}), and prompt {index} has none; build it with "
                 "build_prompt(..., query_label=<label word or class id>)"
             )
-    verify_attention_hooks(model)
-    warn_if_value_biases_folded(model)
+    if _PREPARED_MODEL.get() is not model:  # a prepared run has verified and warned once already
+        verify_attention_hooks(model)
+        warn_if_value_biases_folded(model)
     return prompts
 
 
@@ -496,6 +497,11 @@ class SeedOutput:
     examples: pd.DataFrame
 
 
+#: An experiment's function of one seed, and the results folder a run may save into.
+OneSeed = Callable[[int], SeedOutput]
+Folder = str | Path | None
+
+
 @dataclass(frozen=True)
 class SeedRuns:
     """The rows and per-example rows of every requested seed, and the config (model name resolved)."""
@@ -517,7 +523,7 @@ def _tagged(frame: pd.DataFrame, task: str, model: str, seed: int) -> pd.DataFra
 def run_seeds(
     experiment: str,
     model: Model,
-    task: Task | str,
+    task: Task,
     config: ExperimentConfig,
     one_seed: Callable[[int], SeedOutput],
     *,
@@ -526,15 +532,14 @@ def run_seeds(
 ) -> SeedRuns:
     """Run `one_seed` for each seed not yet saved under `out`, writing each part as soon as it is done.
 
-    Returns the rows and per-example rows of all requested seeds (saved ones read back and verified), with
-    ``task``, ``model`` and ``seed`` columns first, and the config with the model's recorded name.
+    `model`, `task`, `config` and `out` are a prepared run's (`anchorlens.preparation.prepare_runs`: the task
+    resolved, the config with the model's recorded name, the folder checked, the hooks verified). Returns the
+    rows and per-example rows of all requested seeds (saved ones read back and verified), with ``task``,
+    ``model`` and ``seed`` columns first, and the config.
     """
-    task = get_task(task)
-    config = config.for_model(model)
-    model_name = recorded_model_name(model)  # = config.model, which for_model has set
-    verify_attention_hooks(model)
-    warn_if_value_biases_folded(model)
-    store = ResultStore(out, experiment, config.signature()) if out is not None else None
+    model_name = recorded_model_name(model)  # = config.model, which the preparation has set
+    # the preparation checked the folder against these settings: the store does not check it again
+    store = ResultStore(out, experiment, config.signature(), checked=True) if out is not None else None
     rows, examples = [], []
 
     def compute(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -572,6 +577,21 @@ def run_seeds(
         rows.append(seed_rows)
         examples.append(seed_examples)
     return SeedRuns(pd.concat(rows, ignore_index=True), pd.concat(examples, ignore_index=True), config)
+
+
+#: The model of the prepared run in progress (`anchorlens.preparation.run_prepared`): its hooks were verified
+#: and its biases warned of when the run was prepared, so the analyses it calls do not do it again.
+_PREPARED_MODEL: contextvars.ContextVar[Model | None] = contextvars.ContextVar("prepared_model", default=None)
+
+
+@contextlib.contextmanager
+def prepared_model(model: Model) -> Iterator[None]:
+    """Inside the block, `checked_prompts` leaves `model`'s hook check and bias warning to the preparation."""
+    token = _PREPARED_MODEL.set(model)
+    try:
+        yield
+    finally:
+        _PREPARED_MODEL.reset(token)
 
 
 #: Set while `anchorlens.orchestrate.run_experiment` runs task after task into one folder: it writes the combined

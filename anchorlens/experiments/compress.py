@@ -42,7 +42,6 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -56,14 +55,14 @@ from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
+    Folder,
+    OneSeed,
     SeedOutput,
     checked_prompts,
     device_of,
     example_ids,
-    finish_run,
     gold_ids,
     pad_token_id,
-    run_seeds,
     setting,
 )
 from anchorlens.forward import final_label_logits, final_logits, run_to_target
@@ -81,6 +80,7 @@ from anchorlens.kv_cache import (
 from anchorlens.metrics import correct, jaccard, label_agreement
 from anchorlens.model_classes import Model
 from anchorlens.paper import COMPRESS_METHOD_LABELS, COMPRESS_SPEEDUP, COMPRESS_TABLE, task_rank
+from anchorlens.preparation import Experiment
 from anchorlens.prompts import LabelTokens, Prompt, Prompts, Role, build_prompt, iter_batches, task_prompts
 from anchorlens.tasks import Task, get_task
 
@@ -618,38 +618,34 @@ def _order_key(column: pd.Series) -> pd.Series:
 # ------------------------------------------------------------------------------------------------------ run
 
 
-def run_compress(
-    model: Model,
-    task: Task | str,
-    config: CompressConfig = CompressConfig(),
-    *,
-    out: str | Path | None = None,
-    progress: bool = True,
-) -> CompressResult:
-    """Table 2 (and Table 3's speed-up) for one task (paper §3.2): `compress` with every method on each seed's
-    prompts (`task_prompts`), each seed saved when done.
-
-    Args:
-        model: a loaded HookedTransformer with learned or rotary positions (the key/value cache needs one).
-        task: a task name or `Task`.
-        config: the settings; `config.model` left None takes the model's recorded name.
-        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
-        progress: show progress bars.
-
-    Returns:
-        `CompressResult`: per seed and method the mean loyalties, accuracy, time per input, speed-up and tokens
-        kept (`to_frame`), and one row per test input and method (`examples`), the rows `compress` returns.
-    """
-    task = get_task(task)
+def seed_function(model: Model, task: Task, config: CompressConfig, out: Folder, progress: bool) -> OneSeed:
+    """Tables 2-3's rows of one seed (`evaluate_seed`); a model the key/value cache cannot serve is refused
+    before any work."""
     check_supported(model)
-    config = config.for_model(model)
-    run = run_seeds(
-        "compress",
-        model,
-        task,
-        config,
-        lambda seed: evaluate_seed(model, task, seed, config),
-        out=out,
-        progress=progress,
-    )
-    return finish_run(CompressResult.from_run(run), out)
+    return lambda seed: evaluate_seed(model, task, seed, config)
+
+
+EXPERIMENT = Experiment(
+    name="compress",
+    order=6,
+    help="anchor-only context compression: loyalty, accuracy, speed-up (Tables 2-3)",
+    section="3.2",
+    expectation="Hidden_anchor keeps the most loyalty of the compressed contexts and speeds inference up "
+    "1.1-2.9x (Tables 2-3).",
+    reference_part_seconds=61.6,
+    config_class=CompressConfig,
+    result_class=CompressResult,
+    per_seed=seed_function,
+    figures=("plot_compress", "plot_compress_by_task"),
+    summary=(
+        "Table 2 (and Table 3's speed-up) for one task (paper §3.2): `compress` with every method on each "
+        "seed's prompts (`task_prompts`), each seed saved when done."
+    ),
+    returns=(
+        "`CompressResult`: per seed and method the mean loyalties, accuracy, time per input, speed-up and "
+        "tokens kept (`to_frame`), and one row per test input and method (`examples`), the rows `compress` "
+        "returns."
+    ),
+    model_text="a loaded HookedTransformer with learned or rotary positions (the key/value cache needs one).",
+)
+run_compress = EXPERIMENT.run_function()

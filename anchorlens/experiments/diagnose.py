@@ -49,7 +49,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations, permutations
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -69,17 +68,18 @@ from anchorlens.experiments.auroc import weighted_auc
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
+    Folder,
+    OneSeed,
     SeedOutput,
     checked_prompts,
     example_ids,
-    finish_run,
     gold_ids,
     in_prompt_order,
-    run_seeds,
     setting,
 )
 from anchorlens.forward import run_to_target
 from anchorlens.model_classes import Model, describe, hooked_transformer_hint
+from anchorlens.preparation import Experiment
 from anchorlens.prompts import PromptBatch, Prompts, build_prompt, label_logits, label_tokens
 from anchorlens.sampling import Example, sample_demonstrations, test_indices
 from anchorlens.stats import (
@@ -621,29 +621,9 @@ class DiagnoseResult(ExperimentResult):
         return pd.DataFrame(rows, columns=columns)
 
 
-def run_diagnose(
-    model: Model,
-    task: Task | str,
-    config: DiagnoseConfig = DiagnoseConfig(),
-    *,
-    out: str | Path | None = None,
-    progress: bool = True,
-) -> DiagnoseResult:
-    """Predicted and true confusion (paper §3.3, Fig. 6) for each seed at `config.layer`: `anchor_keys` on the
-    seed's diagnosis inputs (`diagnosis_inputs`), each prompted with the seed's demonstrations.
-
-    Args:
-        model: a loaded HookedTransformer or TransformerBridge.
-        task: a task name or `Task`.
-        config: the settings; `config.model` left None takes the model's recorded name.
-        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
-        progress: show progress bars.
-
-    Returns:
-        `DiagnoseResult`: per seed one row per ordered class pair with its predicted and true confusion
-        (`to_frame`), and one row per input (`examples`): `AnchorKeys.examples` with the input's ``split``.
-    """
-    task = get_task(task)
+def seed_function(model: Model, task: Task, config: DiagnoseConfig, out: Folder, progress: bool) -> OneSeed:
+    """The predicted and true confusion of one seed at `config.layer` (checked against the model before any
+    work): `anchor_keys` on the seed's diagnosis inputs, each prompted with the seed's demonstrations."""
     layer = checked_layer(model, config.layer)
 
     def one_seed(seed: int) -> SeedOutput:
@@ -696,6 +676,28 @@ def run_diagnose(
         per_example.insert(1, "split", [item.split for item in inputs])
         return SeedOutput(rows, per_example)
 
-    return finish_run(
-        DiagnoseResult.from_run(run_seeds("diagnose", model, task, config, one_seed, out=out, progress=progress)), out
-    )
+    return one_seed
+
+
+EXPERIMENT = Experiment(
+    name="diagnose",
+    order=4,
+    help="predicted vs true confusion from label-word key geometry (Fig. 6)",
+    section="3.3",
+    expectation="Predicted confusion from label-key distances resembles the true confusion; on TREC, "
+    "Description-Entity is the most confused pair (Fig. 6).",
+    reference_part_seconds=44.1,
+    config_class=DiagnoseConfig,
+    result_class=DiagnoseResult,
+    per_seed=seed_function,
+    figures=("plot_diagnose",),
+    summary=(
+        "Predicted and true confusion (paper §3.3, Fig. 6) for each seed at `config.layer`: `anchor_keys` on "
+        "the seed's diagnosis inputs (`diagnosis_inputs`), each prompted with the seed's demonstrations."
+    ),
+    returns=(
+        "`DiagnoseResult`: per seed one row per ordered class pair with its predicted and true confusion "
+        "(`to_frame`), and one row per input (`examples`): `AnchorKeys.examples` with the input's ``split``."
+    ),
+)
+run_diagnose = EXPERIMENT.run_function()

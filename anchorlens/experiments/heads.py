@@ -44,7 +44,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -59,11 +58,11 @@ from anchorlens.experiments.auroc import layer_auroc
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
+    Folder,
+    OneSeed,
     SeedOutput,
     batches,
-    finish_run,
     option_name,
-    run_seeds,
     setting,
 )
 from anchorlens.experiments.isolation import draw_key
@@ -79,9 +78,10 @@ from anchorlens.hooks import (
 )
 from anchorlens.metrics import jaccard, label_agreement
 from anchorlens.model_classes import Model
+from anchorlens.preparation import Experiment
 from anchorlens.prompts import Prompt, PromptBatch, label_logits, label_loss, prompt_settings, task_prompts
 from anchorlens.stats import means_with_ci
-from anchorlens.tasks import Task, get_task
+from anchorlens.tasks import Task
 
 #: The two flows a head can carry, by the saliency that ranks it: text → label words (S_wp) and label words →
 #: target (S_pq).
@@ -451,30 +451,9 @@ class HeadsResult(ExperimentResult):
         return self.causal_check()
 
 
-def run_heads(
-    model: Model,
-    task: Task | str,
-    config: HeadsConfig = HeadsConfig(),
-    *,
-    out: str | Path | None = None,
-    progress: bool = True,
-) -> HeadsResult:
-    """Rank the heads by their label-word flow and block the top k of them against k random heads, per seed.
-
-    Args:
-        model: a loaded HookedTransformer or TransformerBridge.
-        task: a task name or `Task`.
-        config: the settings (`HeadsConfig`); the model's recorded name is filled in.
-        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
-        progress: show progress bars.
-
-    Returns:
-        `HeadsResult`: the head table per seed (`to_frame`) and the per-example loyalty rows (`examples`).
-
-    Raises:
-        InvalidConfigError: a `top_k` count the model's heads cannot match with random heads (before any work).
-    """
-    task = get_task(task)
+def seed_function(model: Model, task: Task, config: HeadsConfig, out: Folder, progress: bool) -> OneSeed:
+    """The head table and the causal check of one seed; `top_k` counts the model's heads cannot match with
+    random heads are refused before any work (`InvalidConfigError`)."""
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     check_head_counts(config, n_layers, n_heads)  # fail before any work
 
@@ -536,6 +515,30 @@ def run_heads(
         per_example = per_example.sort_values(["_flow", "k", "_condition", "draw", "example"], kind="stable")
         return SeedOutput(table, per_example.drop(columns=["_flow", "_condition"]).reset_index(drop=True))
 
-    return finish_run(
-        HeadsResult.from_run(run_seeds("heads", model, task, config, one_seed, out=out, progress=progress)), out
-    )
+    return one_seed
+
+
+EXPERIMENT = Experiment(
+    name="heads",
+    order=7,
+    help="rank heads by label-word flow (S_wp, S_pq per head, AUROC) and block the top k vs random heads",
+    details=(
+        "It prints the top heads of each flow (seed means of S_wp, S_pq, S_ww and AUROC per head) and the causal "
+        "check's verdict table.\n\n"
+        "The causal check: for each flow and each k of --top-k, the flow's edges are blocked in the k top-ranked "
+        "heads (text -> label words for wp, label words -> target for pq), and, as the control, in k random heads "
+        "(--random-draws sets per input, averaged). Loyalty says how often the prediction (label loyalty) and its "
+        "top-k vocabulary (word loyalty) stay as without blocking. Each input's top heads are ranked on the other "
+        "half of the inputs, never on itself. The gap is random - top loyalty per input with its 95% interval "
+        "(seed-level t, floored by the inputs' error); top_costs_more is 'yes' when that interval lies above 0 "
+        "(blocking the top heads costs more loyalty than random heads), 'no: less' when below 0, 'not shown' when "
+        "it contains 0."
+    ),
+    config_class=HeadsConfig,
+    result_class=HeadsResult,
+    per_seed=seed_function,
+    figures=("plot_heads",),
+    summary=("Rank the heads by their label-word flow and block the top k of them against k random heads, per seed."),
+    returns="`HeadsResult`: the head table per seed (`to_frame`) and the per-example loyalty rows (`examples`).",
+)
+run_heads = EXPERIMENT.run_function()

@@ -30,7 +30,6 @@ import hashlib
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,13 +42,13 @@ from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
+    Folder,
+    OneSeed,
     SeedOutput,
     checked_prompts,
     example_ids,
-    finish_run,
     gold_ids,
     in_prompt_order,
-    run_seeds,
     setting,
 )
 from anchorlens.forward import run_to_target
@@ -57,8 +56,9 @@ from anchorlens.hooks import block_earlier_mask, isolation_hooks
 from anchorlens.metrics import jaccard, label_agreement
 from anchorlens.model_classes import Model, supports_start_at_layer
 from anchorlens.paper import ISOLATION_K
+from anchorlens.preparation import Experiment
 from anchorlens.prompts import Prompt, PromptBatch, Prompts, Role, label_logits, task_prompts
-from anchorlens.tasks import Task, get_task
+from anchorlens.tasks import Task
 
 CONDITIONS = ("label_first", "label_last", "random_first", "random_last")
 
@@ -443,33 +443,12 @@ class IsolationResult(ExperimentResult):
         return grouped.agg(["mean", "std"]).reset_index()
 
 
-def run_isolation(
-    model: Model,
-    task: Task | str,
-    config: IsolationConfig = IsolationConfig(),
-    *,
-    out: str | Path | None = None,
-    progress: bool = True,
-) -> IsolationResult:
-    """Label and word loyalty under isolation (paper §2.2, Fig. 4) for each seed, k and condition: `isolation` on the
-    seed's prompts (`task_prompts`). The paper's default k = 1, 3, 5, 7 keeps the k a shallow model has.
-
-    Args:
-        model: a loaded HookedTransformer or TransformerBridge.
-        task: a task name or `Task`.
-        config: the settings; `config.model` left None takes the model's recorded name.
-        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
-        progress: show progress bars.
-
-    Returns:
-        `IsolationResult`: per seed, k and condition the mean loyalties (`to_frame`), and one row per test input, k
-        and condition (`examples`), the rows `isolation` returns for those prompts, in test-example order.
-    """
-    task = get_task(task)
-    requested = config
+def seed_function(model: Model, task: Task, config: IsolationConfig, out: Folder, progress: bool) -> OneSeed:
+    """The loyalties of one seed under isolation, for every k and condition; the k are checked against the
+    model's depth before any work. The results keep the requested settings, so a resumed run matches."""
     if config.k == ISOLATION_K:
-        # The paper's default on a shallow model: run the k it has rather than refuse the default. The results
-        # keep the requested settings (so a resumed run matches); the rows show which k ran.
+        # The paper's default on a shallow model: run the k it has rather than refuse the default. The rows
+        # show which k ran.
         config = dataclasses.replace(config, k=paper_k(model.cfg.n_layers))
     if config.depth_fractions:  # rows keep the absolute k; the fractions' k run beside the others
         config = dataclasses.replace(
@@ -504,7 +483,30 @@ def run_isolation(
         ]
         return SeedOutput(pd.DataFrame(rows), per_example)
 
-    return finish_run(
-        IsolationResult.from_run(run_seeds("isolation", model, task, requested, one_seed, out=out, progress=progress)),
-        out,
-    )
+    return one_seed
+
+
+EXPERIMENT = Experiment(
+    name="isolation",
+    order=2,
+    help="isolate label words in the first/last k layers: loyalty (Fig. 4)",
+    section="2.2",
+    expectation="Isolating label words in the first 5 layers sharply lowers label and word loyalty; the last 5 "
+    "layers or random non-label words barely matter (Fig. 4).",
+    reference_part_seconds=89.5,
+    config_class=IsolationConfig,
+    result_class=IsolationResult,
+    per_seed=seed_function,
+    figures=("plot_isolation", "plot_isolation_by_k"),
+    summary=(
+        "Label and word loyalty under isolation (paper §2.2, Fig. 4) for each seed, k and condition: "
+        "`isolation` on the seed's prompts (`task_prompts`). The paper's default k = 1, 3, 5, 7 keeps the k a "
+        "shallow model has."
+    ),
+    returns=(
+        "`IsolationResult`: per seed, k and condition the mean loyalties (`to_frame`), and one row per test "
+        "input, k and condition (`examples`), the rows `isolation` returns for those prompts, in test-example "
+        "order."
+    ),
+)
+run_isolation = EXPERIMENT.run_function()

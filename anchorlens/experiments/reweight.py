@@ -41,16 +41,16 @@ from anchorlens.errors import HookError, InvalidConfigError
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
+    Folder,
+    OneSeed,
     SeedOutput,
     batches,
     checked_prompts,
     device_of,
     dtype_of,
     example_ids,
-    finish_run,
     option_name,
     pad_token_id,
-    run_seeds,
     setting,
 )
 from anchorlens.forward import final_label_logits, run_to_target
@@ -77,6 +77,7 @@ from anchorlens.kv_cache import (
 from anchorlens.metrics import correct
 from anchorlens.model_classes import Model, recorded_model_name
 from anchorlens.paper import REWEIGHT_METHOD_LABELS, REWEIGHT_TABLE, TASK_LABELS, task_rank
+from anchorlens.preparation import Experiment
 from anchorlens.prompts import (
     LabelTokens,
     Prompt,
@@ -868,38 +869,33 @@ def evaluate_seed(model: Model, task: Task, seed: int, config: ReweightConfig, o
     return SeedOutput(rows, examples)
 
 
-def run_reweight(
-    model: Model,
-    task: Task | str,
-    config: ReweightConfig = ReweightConfig(),
-    *,
-    out: str | Path | None = None,
-    progress: bool = True,
-) -> ReweightResult:
-    """Table 1 for one task (paper §3.1): per seed, β fitted with `fit_beta` on the seed's extra examples and
-    applied with `apply_beta`, against vanilla 1-shot and 5-shot ICL and contextual calibration on the same test
-    inputs; each seed saved as soon as it is done, its β under ``out/beta/`` (`beta_path`).
+def seed_function(model: Model, task: Task, config: ReweightConfig, out: Folder, progress: bool) -> OneSeed:
+    """Table 1's rows of one seed (`evaluate_seed`); its β is saved under `out` with the model that fitted it
+    (the prepared config's)."""
+    return lambda seed: evaluate_seed(model, task, seed, config, out)
 
-    Args:
-        model: a loaded HookedTransformer or TransformerBridge (a bridge runs every prompt whole).
-        task: a task name or `Task`.
-        config: the settings; `config.model` left None takes the model's recorded name.
-        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
-        progress: show progress bars.
 
-    Returns:
-        `ReweightResult`: per seed and method the accuracy (`to_frame`), and one row per test input and method
-        (`examples`); the ``reweight`` rows are `apply_beta`'s for those prompts.
-    """
-    task = get_task(task)
-    config = config.for_model(model)  # the β files record the model that fitted them
-    run = run_seeds(
-        "reweight",
-        model,
-        task,
-        config,
-        lambda seed: evaluate_seed(model, task, seed, config, out),
-        out=out,
-        progress=progress,
-    )
-    return finish_run(ReweightResult.from_run(run), out)
+EXPERIMENT = Experiment(
+    name="reweight",
+    order=5,
+    help="anchor re-weighting vs vanilla ICL and contextual calibration (Table 1)",
+    section="3.1",
+    expectation="Anchor re-weighting raises 1-shot accuracy on every task, by 16.7 points on average (Table 1).",
+    reference_part_seconds=54.7,
+    config_class=ReweightConfig,
+    result_class=ReweightResult,
+    per_seed=seed_function,
+    figures=("plot_reweight",),
+    summary=(
+        "Table 1 for one task (paper §3.1): per seed, β fitted with `fit_beta` on the seed's extra examples "
+        "and applied with `apply_beta`, against vanilla 1-shot and 5-shot ICL and contextual calibration on "
+        "the same test inputs; each seed saved as soon as it is done, its β under ``out/beta/`` "
+        "(`beta_path`)."
+    ),
+    returns=(
+        "`ReweightResult`: per seed and method the accuracy (`to_frame`), and one row per test input and "
+        "method (`examples`); the ``reweight`` rows are `apply_beta`'s for those prompts."
+    ),
+    model_text="a loaded HookedTransformer or TransformerBridge (a bridge runs every prompt whole).",
+)
+run_reweight = EXPERIMENT.run_function()

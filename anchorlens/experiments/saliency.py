@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -42,14 +41,14 @@ from torch import Tensor
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
+    Folder,
+    OneSeed,
     SeedOutput,
     checked_prompts,
     example_ids,
-    finish_run,
     gold_ids,
     in_prompt_order,
     per_head_rows,
-    run_seeds,
     setting,
     whole_layer_rows,
     with_head_column,
@@ -57,6 +56,7 @@ from anchorlens.experiments.common import (
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import SaliencyRecorder, frozen_parameters
 from anchorlens.model_classes import Model
+from anchorlens.preparation import Experiment
 from anchorlens.prompts import (
     Prompt,
     PromptBatch,
@@ -541,29 +541,9 @@ class SaliencyResult(ExperimentResult):
         return frame.groupby(["task", "model", "depth"])[list(REGIONS)].mean().reset_index()
 
 
-def run_saliency(
-    model: Model,
-    task: Task | str,
-    config: SaliencyConfig = SaliencyConfig(),
-    *,
-    out: str | Path | None = None,
-    progress: bool = True,
-) -> SaliencyResult:
-    """Saliency flow (paper §2.1, Fig. 3) for each seed of `config`: `saliency` on the seed's prompts, each test
-    input with demonstrations drawn afresh (as the paper's code).
-
-    Args:
-        model: a loaded HookedTransformer or TransformerBridge.
-        task: a task name or `Task`.
-        config: the settings; `config.model` left None takes the model's recorded name.
-        out: a folder to save each (task, seed) part in as it finishes, and to resume from.
-        progress: show progress bars.
-
-    Returns:
-        `SaliencyResult`: per seed and layer the normalised S_wp, S_pq, S_ww (`to_frame`), and one row per test input
-        and layer (`examples`), the rows `saliency` returns for those prompts.
-    """
-    task = get_task(task)
+def seed_function(model: Model, task: Task, config: SaliencyConfig, out: Folder, progress: bool) -> OneSeed:
+    """The saliency of one seed: `saliency` on the seed's prompts, each test input with demonstrations drawn
+    afresh (as the paper's code)."""
 
     def one_seed(seed: int) -> SeedOutput:
         prompts = fresh_demonstration_prompts(
@@ -586,6 +566,28 @@ def run_saliency(
         )
         return SeedOutput(seed_rows(per_example), per_example)
 
-    return finish_run(
-        SaliencyResult.from_run(run_seeds("saliency", model, task, config, one_seed, out=out, progress=progress)), out
-    )
+    return one_seed
+
+
+EXPERIMENT = Experiment(
+    name="saliency",
+    order=1,
+    help="saliency information flow S_wp, S_pq, S_ww per layer (paper Fig. 3)",
+    section="2.1",
+    expectation="S_wp dominates in shallow layers and decays; S_pq is small early and dominates deep layers; "
+    "both mostly above S_ww (Fig. 3, GPT2-XL and GPT-J).",
+    reference_part_seconds=16.4,
+    config_class=SaliencyConfig,
+    result_class=SaliencyResult,
+    per_seed=seed_function,
+    figures=("plot_saliency",),
+    summary=(
+        "Saliency flow (paper §2.1, Fig. 3) for each seed of `config`: `saliency` on the seed's prompts, each "
+        "test input with demonstrations drawn afresh (as the paper's code)."
+    ),
+    returns=(
+        "`SaliencyResult`: per seed and layer the normalised S_wp, S_pq, S_ww (`to_frame`), and one row per "
+        "test input and layer (`examples`), the rows `saliency` returns for those prompts."
+    ),
+)
+run_saliency = EXPERIMENT.run_function()

@@ -11,6 +11,7 @@ import ast
 from pathlib import Path
 
 import anchorlens
+from anchorlens.catalog import declared
 
 PACKAGE = Path(anchorlens.__file__).parent
 
@@ -28,6 +29,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchorlens.stats",
                 "anchorlens.metrics",
                 "anchorlens.files",
+                # what the experiment modules declare, read from their source without importing them
+                "anchorlens.catalog",
                 # the model classes and the `Model` type every layer that takes a model annotates with
                 "anchorlens.model_classes",
             }
@@ -42,28 +45,17 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("kv cache", frozenset({"anchorlens.kv_cache"})),
     ("result store", frozenset({"anchorlens.runs"})),
     ("experiment framework", frozenset({"anchorlens.experiments.common"})),
-    (
-        "experiments",
-        frozenset(
-            {
-                "anchorlens.experiments.saliency",
-                "anchorlens.experiments.isolation",
-                "anchorlens.experiments.auroc",
-                "anchorlens.experiments.diagnose",
-                "anchorlens.experiments.reweight",
-                "anchorlens.experiments.compress",
-                "anchorlens.experiments.heads",
-                "anchorlens.flow",
-            }
-        ),
-    ),
+    # an experiment's declaration and the one preparation of every run (tasks, folder, model, hooks), with the
+    # data-parallel placement it loads a model with
+    ("run preparation", frozenset({"anchorlens.preparation", "anchorlens.distributed"})),
+    # every module that declares an experiment (found as the registry finds them), and one prompt's flow
+    ("experiments", frozenset({*(entry.module for entry in declared().values()), "anchorlens.flow"})),
     ("experiments package", frozenset({"anchorlens.experiments"})),
     (
         "figures and orchestration",
         frozenset(
             {
                 "anchorlens.plots",
-                "anchorlens.distributed",
                 "anchorlens.orchestrate",
                 "anchorlens.registry",
                 # a results folder's combined outputs (tables, figures, README.md), and the answers a command prints

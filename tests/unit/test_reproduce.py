@@ -58,3 +58,19 @@ def test_reproduce_seeds_are_normalised_and_n_test_must_be_a_number():
     assert seeds == (43, 44) and isinstance(seeds, tuple) and all(type(seed) is int for seed in seeds)
     with pytest.raises(InvalidConfigError, match="n_test must be a number of test inputs per task and seed"):
         ReproduceConfig(n_test=None)  # type: ignore[arg-type]
+
+
+def test_each_experiments_config_is_built_from_the_reproduction_settings():
+    from anchorlens.experiments.common import ExperimentConfig
+    from anchorlens.registry import EXPERIMENTS
+    from anchorlens.reproduce import SHARED_SETTINGS, ReproduceConfig
+
+    assert set(SHARED_SETTINGS) == {"seeds", "n_test", "batch_size", "dtype"}
+    config = ReproduceConfig(seeds=(7, 8), n_test=3, batch_size=2, dtype="bfloat16")
+    for spec in EXPERIMENTS.values():
+        built = config.experiment_config(spec.config_class)
+        assert isinstance(built, spec.config_class)
+        assert (built.seeds, built.n_test, built.batch_size, built.dtype) == ((7, 8), 3, 2, "bfloat16")
+        default = spec.config_class()
+        assert built.shots_per_class == default.shots_per_class and built.model is None
+    assert config.experiment_config(ExperimentConfig).seeds == (7, 8)
