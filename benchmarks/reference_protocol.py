@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from anchorlens.experiments.common import device_of, pad_token_id
-from anchorlens.experiments.saliency import region_weights
+from anchorlens.regions import region_weights
 from anchorlens.forward import input_embeddings
 from anchorlens.hooks import frozen_parameters
 from anchorlens.model_classes import is_bridge
