@@ -4,22 +4,18 @@ A result is reproducible only if each random draw is a pure function of a key th
 batching, order or how many other draws were made. The keys, all private generators (the global numpy and
 torch states are never touched):
 
-=============================  =======================================================  ==========================
-stream                         generator                                                used by
-=============================  =======================================================  ==========================
-demonstration rows             ``np.random.RandomState(seed).shuffle`` of the row ids     `anchorlens.sampling`
-test rows                      ``np.random.default_rng(seed).permutation(n_rows)``      `anchorlens.sampling`
-saliency's fresh demos         ``np.random.RandomState(seed)`` drawing rows per input,   saliency
-                               ``np.random.default_rng(seed)`` permuting their order
-diagnosis' extra queries       ``np.random.default_rng([seed, 1])``                     diagnose
-diagnosis' relabellings        ``np.random.default_rng(seed)`` (a fixed seed, 0)         diagnose
-a prompt's draw                ``np.random.default_rng([seed, example, index])``        isolation (index: layer),
-                                                                                        heads (index: draw)
-a compression draw             ``np.random.default_rng([seed, draw, COMPRESS_STREAM])``  compress
-re-weighting's epoch order     ``torch.Generator().manual_seed(seed)``                  reweight
-bootstrap resamples            ``np.random.default_rng([seed, crc32(stratum)])``        `anchorlens.stats`
-hook-check probe               ``torch.Generator().manual_seed(0)``                     `anchorlens.hooks`
-=============================  =======================================================  ==========================
+| stream | generator | used by |
+| --- | --- | --- |
+| demonstration rows | ``np.random.RandomState(seed).shuffle`` of the row ids | `anchorlens.sampling` |
+| test rows | ``np.random.default_rng(seed).permutation(n_rows)`` | `anchorlens.sampling` |
+| saliency's demos | ``np.random.RandomState(seed)`` (rows), ``np.random.default_rng(seed)`` (order) | saliency |
+| diagnosis' extra queries | ``np.random.default_rng([seed, DIAGNOSIS_STREAM])`` | diagnose |
+| diagnosis' relabellings | ``np.random.default_rng(seed)``, seed ``PERMUTATION_SEED`` (0) | diagnose |
+| a prompt's draw | ``np.random.default_rng([seed, example, index])`` (`draw_key`) | isolation (layer), heads (draw) |
+| a compression draw | ``np.random.default_rng([seed, draw, COMPRESS_STREAM])`` | compress |
+| re-weighting's epoch order | ``torch.Generator().manual_seed(seed)`` | reweight |
+| bootstrap resamples | ``np.random.default_rng([seed, crc32(stratum)])`` | `anchorlens.stats` |
+| hook-check probe | ``torch.Generator().manual_seed(0)`` | `anchorlens.hooks` |
 
 The first two equal the paper's reference code (`anchorlens.sampling`). numpy's ``SeedSequence`` ignores
 trailing zeros (``default_rng([seed, 0])`` is ``default_rng(seed)``, the test-row shuffle), so no key list ends

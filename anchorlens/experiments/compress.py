@@ -16,15 +16,15 @@ cue) and the lone space token an SST-2 sentence ends with (SPEC §8).
 Methods and metrics
 -------------------
 ``icl`` (the full prompt), ``text_anchor`` (a new plain-text prompt with each demonstration's text removed),
-``hidden_anchor`` (the cache at formatting, label and separator positions), ``hidden_random`` (the same, but
-each label position replaced by one random text token of its demonstration; draw 0) and ``hidden_random_top``
-(the best of ``random_draws`` such draws by label loyalty on the same test inputs, as the paper does; ties go to
-the lower draw). Draw ``d`` of seed ``s`` comes from its own generator, ``default_rng([s, d, COMPRESS_STREAM])``
-(`anchorlens.random_streams`), so no draw depends on how many draws or inputs there are or
-how they are batched (SPEC §8). Versus ICL, per test input: label loyalty (the predicted label equals ICL's),
-word loyalty (Jaccard of the top-k vocabulary tokens at the target) and correctness against gold; the seed rows
-are their means. Later tokens of a multi-token label word (``Role.LABEL_REST``) count as formatting, as in
-`Prompt.formatting_positions`, and stay in Hidden_anchor; a random draw drops them with the label.
+``hidden_anchor`` (the cache at formatting, label and separator positions), ``hidden_random`` (the same, but each
+label position replaced by one random text token of its demonstration; draw 0) and ``hidden_random_top`` (the best
+of ``random_draws`` such draws by label loyalty on the same test inputs, as the paper does; ties go to the lower
+draw). Draw ``d`` of seed ``s`` comes from its own generator, ``default_rng([s, d, COMPRESS_STREAM])``
+(`anchorlens.random_streams`), so no draw depends on how many draws or inputs there are or how they are batched
+(SPEC §8). Versus ICL, per test input: label loyalty (the predicted label equals ICL's), word loyalty (Jaccard of
+the top-k vocabulary tokens at the target) and correctness against gold; the seed rows are their means. Later
+tokens of a multi-token label word (``Role.LABEL_REST``) count as formatting, as in `Prompt.formatting_positions`,
+and stay in Hidden_anchor; a random draw drops them with the label.
 
 Speed
 -----

@@ -26,10 +26,10 @@ other half. So the check never blocks heads chosen on the very inputs it measure
 ranks on all of the seed's inputs.
 
 Random heads are drawn per test input and draw: ``np.random.default_rng([seed, example, draw])``
-(`anchorlens.random_streams.draw_key`) permutes all
-heads, and the first k of them not among that input's top k are blocked (so the control never overlaps the
-heads it is compared with). The key holds nothing about batching, so batch size 1 and 8 give the same numbers,
-and the k random heads of a draw are the first k of one permutation for every k.
+(`anchorlens.random_streams.draw_key`) permutes all heads, and the first k of them not among that input's top k
+are blocked (so the control never overlaps the heads it is compared with). The key holds nothing about batching,
+so batch size 1 and 8 give the same numbers, and the k random heads of a draw are the first k of one permutation
+for every k.
 
 Seed rows (`HeadsResult.to_frame`): one per (layer, head): S_wp, S_pq, S_ww (raw means over the seed's inputs),
 auroc, rank_wp, rank_pq (1 = most flow), n. Per-example rows (`HeadsResult.examples`): one per (test input,
