@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor
 
 from anchorlens.errors import HookError, InvalidConfigError, PromptTooLongError, TokenizationError
@@ -29,7 +29,10 @@ from anchorlens.hooks import Hook, frozen_parameters, pattern_hook_name, verify_
 from anchorlens.model_classes import Model, warn_if_value_biases_folded
 from anchorlens.prompts import Prompt, Role, label_logits, label_loss, make_batch
 
-REGIONS = ("S_wp", "S_pq", "S_ww")
+# The regions are a fact of the prompt (`anchorlens.regions`); their names here keep working.
+from anchorlens.regions import REGIONS as REGIONS
+from anchorlens.regions import region_masks as region_masks
+
 #: What a token is, as the figure and the tidy rows name it.
 ROLE_NAMES = ("text", "query text", "label word", "formatting", "target")
 _ROLE_OF = {
@@ -49,23 +52,6 @@ def role_names(prompt: Prompt) -> tuple[str, ...]:
     return tuple(
         "target" if position == prompt.target_position else _ROLE_OF[role] for position, role in enumerate(prompt.roles)
     )
-
-
-def region_masks(prompt: Prompt) -> Bool[Tensor, "region=3 query key"]:
-    """[3, query, key] boolean masks of the entries of I_l that S_wp, S_pq and S_ww average (SPEC §1).
-
-    S_wp: (p_k, j) for every label position p_k and j < p_k; S_pq: (q, p_k); S_ww: every other (i, j) with
-    j < i ≤ q. The diagonal is in none of them.
-    """
-    seq, q = prompt.length, prompt.target_position
-    masks = torch.zeros(3, seq, seq, dtype=torch.bool)
-    for p in prompt.demonstration_label_positions:
-        masks[0, p, :p] = True
-        masks[1, q, p] = True
-    below = torch.ones(seq, seq, dtype=torch.bool).tril(-1)
-    below[q + 1 :] = False
-    masks[2] = below & ~masks[0] & ~masks[1]
-    return masks
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,6 +24,7 @@ from torch import Tensor
 from anchorlens.errors import HookError, InvalidConfigError
 from anchorlens.model_classes import Model, check_hook_names, describe
 from anchorlens.prompts import PromptBatch
+from anchorlens.random_streams import probe_generator
 
 HookFn = Callable[[Tensor, object], Tensor | None]
 Hook = tuple[str, HookFn]
@@ -656,7 +657,7 @@ def verify_attention_hooks(model: Model, *, again: bool = False) -> None:
             f"TransformerLens hooks return (fused attention?); {_LOAD_HINT}"
         )
 
-    generator = torch.Generator().manual_seed(0)
+    generator = probe_generator()
     direction = torch.randn(seq, seq, generator=generator).to(device)  # not constant along rows: softmax would drop it
     probes = {name: torch.zeros((), device=device, requires_grad=True) for name in names}
 

@@ -56,6 +56,7 @@ positions masked out, on rotary and learned-position models.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -69,7 +70,7 @@ from anchorlens.errors import InvalidConfigError, UnsupportedModelError
 from anchorlens.forward import bridge_final_residual, final_logits
 from anchorlens.hooks import Hook, scores_hook_name
 from anchorlens.model_classes import Model, is_bridge
-from anchorlens.prompts import Prompt, Role
+from anchorlens.prompts import Prompt
 
 
 @dataclass(frozen=True)
@@ -213,13 +214,14 @@ def check_supported(model: Model) -> None:
 
 
 def demonstration_length(prompt: Prompt) -> int:
-    """Tokens before the query: the demonstrations and the newline after the last one."""
-    for position, role in enumerate(prompt.roles):
-        if role in (Role.QUERY_FORMAT, Role.QUERY_TEXT):
-            return position
-    raise InvalidConfigError(
-        "the prompt has no query tokens; build it with anchorlens.build_prompt or task_prompts, which mark the query"
+    """Deprecated: read ``prompt.demonstration_length`` (`Prompt.demonstration_length`), found once when the
+    prompt is made. Tokens before the query: the demonstrations and the newline after the last one."""
+    warnings.warn(
+        "anchorlens.kv_cache.demonstration_length(prompt) is deprecated: read prompt.demonstration_length",
+        FutureWarning,
+        stacklevel=2,
     )
+    return prompt.demonstration_length
 
 
 def cache_demonstrations(model: Model, demonstration_tokens: Sequence[int]) -> AnchorCache:

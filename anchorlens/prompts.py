@@ -149,12 +149,28 @@ class Prompt:
     example_index: int | None = None
     #: What `build_prompt` built it from (None for a prompt made another way); not part of equality.
     parts: PromptParts | None = field(default=None, compare=False, repr=False)
+    #: Position of the query's first token, None for a prompt without query tokens: found once from the roles
+    #: when the prompt is made (read it as `demonstration_length`); not an argument, not part of equality.
+    query_start: int | None = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not (len(self.token_ids) == len(self.roles) == len(self.demonstration_of_token)):
             raise ValueError("token_ids, roles and demonstration_of_token must have one entry per token")
         if self.target_position != len(self.token_ids) - 1:
             raise ValueError("the target must be the last token of the prompt")
+        query = (position for position, role in enumerate(self.roles) if role in (Role.QUERY_FORMAT, Role.QUERY_TEXT))
+        object.__setattr__(self, "query_start", next(query, None))  # frozen: set once, here
+
+    @property
+    def demonstration_length(self) -> int:
+        """Tokens before the query: the demonstrations and the newline after the last one (BOS included). What
+        a key/value cache of the demonstrations holds, and where the query starts."""
+        if self.query_start is None:
+            raise InvalidConfigError(
+                "the prompt has no query tokens; build it with anchorlens.build_prompt or task_prompts, which mark "
+                "the query"
+            )
+        return self.query_start
 
     @property
     def length(self) -> int:
@@ -191,6 +207,15 @@ class Prompt:
     @property
     def demonstration_text_positions(self) -> tuple[int, ...]:
         return self.positions_with(Role.TEXT)
+
+    @cached_property
+    def text_positions_by_demonstration(self) -> tuple[tuple[int, ...], ...]:
+        """Each demonstration's text positions (prompt order), in demonstration order: what a random stand-in
+        for its label word is drawn from."""
+        grouped: list[list[int]] = [[] for _ in self.demonstration_labels]
+        for position in self.demonstration_text_positions:
+            grouped[self.demonstration_of_token[position]].append(position)
+        return tuple(tuple(positions) for positions in grouped)
 
     def tokens(self, tokenizer) -> list[str]:
         return tokenizer.convert_ids_to_tokens(list(self.token_ids))

@@ -10,7 +10,8 @@ The paper's numbers depend on which rows a seed picks, so the random streams are
 * test inputs: ``default_rng(seed).permutation(n)[:n_test]``, which is exactly what Hugging Face
   ``Dataset.shuffle(seed=seed).select(range(n_test))`` picks.
 
-Private generators are used, so the global numpy state is never touched and sampling is pure.
+Private generators are used (`anchorlens.random_streams`, which owns every seeded stream), so the global numpy
+state is never touched and sampling is pure.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from anchorlens.errors import EmptyClassError, InvalidConfigError
+from anchorlens.random_streams import shuffled_demonstration_rows, shuffled_test_rows
 from anchorlens.tasks import Source, Task, get_task, load_split
 
 if TYPE_CHECKING:
@@ -75,8 +77,7 @@ def demonstration_indices(
     num_classes = _check_count("num_classes", num_classes, 1)
     shots_per_class = _check_count("shots_per_class", shots_per_class, 1)
     extra_per_class = _check_count("extra_per_class", extra_per_class, 0)
-    indices = list(range(len(labels)))
-    np.random.RandomState(seed).shuffle(indices)
+    indices = shuffled_demonstration_rows(seed, len(labels))
 
     demonstrations: list[int] = []
     extras: list[int] = []
@@ -118,7 +119,7 @@ def test_indices(n_rows: int, seed: int, n_test: int | None = None) -> list[int]
     seed = _check_seed(seed)
     n_rows = _check_count("n_rows", n_rows, 1)
     n_test = n_rows if n_test is None else _check_count("n_test", n_test, 1)
-    return [int(i) for i in np.random.default_rng(seed).permutation(n_rows)[: min(n_test, n_rows)]]
+    return [int(i) for i in shuffled_test_rows(seed, n_rows)[: min(n_test, n_rows)]]
 
 
 test_indices.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name

@@ -45,12 +45,13 @@ Summaries are long tables: the grouping columns, then ``metric, mean, ci_low, ci
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
+
+from anchorlens.random_streams import bootstrap_generator
 
 #: Resamples of the inputs within each seed (for ``within_sd`` of statistics that are not means), and the
 #: interval's coverage.
@@ -133,11 +134,6 @@ def average_interval(
     return float(np.nanmean(per_seed)), low, high
 
 
-def _generator(stratum: tuple, seed: int) -> np.random.Generator:
-    key = zlib.crc32("|".join(str(part) for part in stratum).encode())
-    return np.random.default_rng([seed, key])
-
-
 class TwoLevelResamples:
     """Resamples of the test inputs within each seed of a stratum, seeds held fixed (module docstring).
 
@@ -178,7 +174,7 @@ def resamples_for(
     """The resamples of one stratum and the column index of each (seed, unit)."""
     units = frame[["seed", unit]].drop_duplicates().sort_values(["seed", unit]).reset_index(drop=True)
     index_of = {(s, u): i for i, (s, u) in enumerate(zip(units["seed"], units[unit]))}
-    return TwoLevelResamples(units["seed"].to_numpy(), n_resamples, _generator(stratum_key, seed)), index_of
+    return TwoLevelResamples(units["seed"].to_numpy(), n_resamples, bootstrap_generator(stratum_key, seed)), index_of
 
 
 def means_with_ci(

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 import torch
 
 from anchorlens.experiments.common import device_of, pad_token_id
-from anchorlens.experiments.saliency import region_weights
 from anchorlens.forward import input_embeddings
 from anchorlens.hooks import frozen_parameters
 from anchorlens.model_classes import is_bridge
 from anchorlens.prompts import Prompt, label_loss, make_batch
+from anchorlens.regions import region_weights
 
 
 def reference_protocol_saliency(model, prompts: Sequence[Prompt]) -> torch.Tensor:

@@ -36,8 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 from einops import rearrange, repeat
-from jaxtyping import Bool, Float, Int
-from sklearn.metrics import roc_auc_score
+from jaxtyping import Float, Int
 from threadpoolctl import threadpool_limits
 
 from anchorlens.experiments.common import (
@@ -57,6 +56,11 @@ from anchorlens.experiments.common import (
 )
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import LabelAttentionRecorder
+
+# The AUROC measures live in `anchorlens.metrics` (heads and diagnose use them too); their old names here keep
+# working, FewPromptsWarning (public API) included.
+from anchorlens.metrics import FewPromptsWarning as FewPromptsWarning
+from anchorlens.metrics import layer_auroc, warn_if_few_prompts_per_class, weighted_auc
 from anchorlens.model_classes import Model
 from anchorlens.preparation import Experiment
 from anchorlens.prompts import PromptBatch, Prompts, label_logits, task_prompts
@@ -99,20 +103,6 @@ def attention_and_prediction(
     return attention.cpu(), label_logits(logits, batch).argmax(-1).cpu()
 
 
-def layer_auroc(attention: np.ndarray, predicted: np.ndarray) -> float:
-    """AUROC of one layer's [example, class] attention against the predicted classes."""
-    kept = np.unique(predicted)
-    if len(kept) < 2:
-        return float("nan")
-    scores = attention[:, kept]
-    if len(kept) == 2:
-        return float(roc_auc_score(predicted == kept[1], scores[:, 1]))
-    scores = scores / scores.sum(1, keepdims=True).clip(min=1e-30)
-    index_of = {label: index for index, label in enumerate(kept)}
-    targets = np.array([index_of[label] for label in predicted])
-    return float(roc_auc_score(targets, scores, multi_class="ovo", labels=list(range(len(kept)))))
-
-
 def cumulative_excess(auroc: np.ndarray) -> np.ndarray:
     """Σ_{i≤l} (AUC_i − 0.5) from one AUROC curve over layers (NaN layers count as 0.5, i.e. contribute
     nothing): R_l's numerator, and at the last layer its denominator. A 2-d array is a curve per row."""
@@ -138,30 +128,6 @@ def r_pseudo_values(
     mean_excess = np.nanmean(seed_excess, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return r + (seed_excess - r * seed_excess[:, -1:]) / mean_excess[-1]
-
-
-def weighted_auc(
-    scores: Float[np.ndarray, " example"],
-    positive: Bool[np.ndarray, " example"],
-    weights: Float[np.ndarray, "resample example"],
-) -> Float[np.ndarray, " resample"]:
-    """Binary AUROC of `scores` [example] for the `positive` [example] rows under each row of `weights`
-    [resample, example].
-
-    With integer weights it equals ``roc_auc_score`` on the rows repeated that often: the weighted share of
-    (positive, negative) pairs ranked correctly, ties counting one half. The pair comparison is computed once
-    and every resample is one matrix product. NaN where a resample holds no positive or no negative row.
-    """
-    positive = np.asarray(positive, dtype=bool)
-    positive_scores, negative_scores = scores[positive], scores[~positive]
-    # beats[i, j]: positive i ranked above negative j (1), tied (1/2) or below (0).
-    above = positive_scores[:, None] > negative_scores[None]
-    beats = above + 0.5 * (positive_scores[:, None] == negative_scores[None])
-    positive_weights, negative_weights = weights[:, positive], weights[:, ~positive]
-    correct = ((positive_weights @ beats) * negative_weights).sum(1)
-    pairs = positive_weights.sum(1) * negative_weights.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, correct / np.where(pairs > 0, pairs, 1), np.nan)
 
 
 def _kept_groups(
@@ -435,10 +401,6 @@ def attention_rows(
 MIN_PROMPTS_PER_CLASS = 10
 
 
-class FewPromptsWarning(UserWarning):
-    """A number rests on fewer prompts per class than it needs to be read as more than noise."""
-
-
 @dataclass(frozen=True)
 class LabelAttentionAuroc:
     """What `label_attention_auroc` returns: the per-prompt rows and, beside them, the per-layer numbers.
@@ -512,22 +474,6 @@ def measure_label_attention(
     return LabelAttentionAuroc(
         with_head_column(layers.examples, heads.examples), with_head_column(numbers, head_numbers)
     )
-
-
-def warn_if_few_prompts_per_class(
-    labels: Int[np.ndarray, " example"], what: str, minimum: int, risk: str = "it can swing far"
-) -> None:
-    """One line (`FewPromptsWarning`) when the rarest class among `labels` (predicted or gold classes, one per
-    prompt) has fewer than `minimum` prompts; `risk` says what can go wrong then."""
-    classes, counts = np.unique(labels, return_counts=True)
-    if len(classes) and counts.min() < minimum:
-        shown = ", ".join(f"class {c}: {n}" for c, n in zip(classes.tolist(), counts.tolist()))
-        warnings.warn(
-            f"{what} rests on {counts.min()} prompt(s) in its rarest class ({shown}), fewer than {minimum} per "
-            f"class: {risk}; give more prompts",
-            FewPromptsWarning,
-            stacklevel=3,
-        )
 
 
 def label_attention_auroc(

@@ -16,15 +16,15 @@ cue) and the lone space token an SST-2 sentence ends with (SPEC §8).
 Methods and metrics
 -------------------
 ``icl`` (the full prompt), ``text_anchor`` (a new plain-text prompt with each demonstration's text removed),
-``hidden_anchor`` (the cache at formatting, label and separator positions), ``hidden_random`` (the same, but
-each label position replaced by one random text token of its demonstration; draw 0) and
-``hidden_random_top`` (the best of ``random_draws`` such draws by label loyalty on the same test inputs, as
-the paper does; ties go to the lower draw). Draw ``d`` of seed ``s`` comes from its own generator,
-``np.random.default_rng([s, d, DRAW_STREAM])``, so no draw depends on how many draws or inputs there are or
-how they are batched (SPEC §8). Versus ICL, per test input: label loyalty (the predicted label equals ICL's),
-word loyalty (Jaccard of the top-k vocabulary tokens at the target) and correctness against gold; the seed rows
-are their means. Later tokens of a multi-token label word (``Role.LABEL_REST``) count as formatting, as in
-`Prompt.formatting_positions`, and stay in Hidden_anchor; a random draw drops them with the label.
+``hidden_anchor`` (the cache at formatting, label and separator positions), ``hidden_random`` (the same, but each
+label position replaced by one random text token of its demonstration; draw 0) and ``hidden_random_top`` (the best
+of ``random_draws`` such draws by label loyalty on the same test inputs, as the paper does; ties go to the lower
+draw). Draw ``d`` of seed ``s`` comes from its own generator, ``default_rng([s, d, COMPRESS_STREAM])``
+(`anchorlens.random_streams`), so no draw depends on how many draws or inputs there are or how they are batched
+(SPEC §8). Versus ICL, per test input: label loyalty (the predicted label equals ICL's), word loyalty (Jaccard of
+the top-k vocabulary tokens at the target) and correctness against gold; the seed rows are their means. Later
+tokens of a multi-token label word (``Role.LABEL_REST``) count as formatting, as in `Prompt.formatting_positions`,
+and stay in Hidden_anchor; a random draw drops them with the label.
 
 Speed
 -----
@@ -71,7 +71,6 @@ from anchorlens.kv_cache import (
     CacheStack,
     cache_demonstrations,
     check_supported,
-    demonstration_length,
     pad_queries,
     query_tokens,
     run_queries_with_caches,
@@ -82,6 +81,7 @@ from anchorlens.model_classes import Model
 from anchorlens.paper import COMPRESS_METHOD_LABELS, COMPRESS_SPEEDUP, COMPRESS_TABLE, task_rank
 from anchorlens.preparation import Experiment
 from anchorlens.prompts import LabelTokens, Prompt, Prompts, Role, build_prompt, iter_batches, task_prompts
+from anchorlens.random_streams import COMPRESS_STREAM, compress_draw_generator
 from anchorlens.tasks import Task, get_task
 
 #: Methods in the order of the paper's Table 2 (their names there: `anchorlens.paper.COMPRESS_METHOD_LABELS`).
@@ -117,7 +117,7 @@ class CompressConfig(ExperimentConfig):
 
 def anchor_positions(prompt: Prompt) -> tuple[int, ...]:
     """What Hidden_anchor keeps: formatting, separators, BOS and the label words of the demonstrations."""
-    end = demonstration_length(prompt)
+    end = prompt.demonstration_length
     kept = set(prompt.formatting_positions) | set(prompt.demonstration_label_positions)
     return tuple(sorted(p for p in kept if p < end))
 
@@ -125,29 +125,24 @@ def anchor_positions(prompt: Prompt) -> tuple[int, ...]:
 def random_positions(prompt: Prompt, generator: np.random.Generator) -> tuple[int, ...]:
     """What a Hidden_random draw keeps: the anchors with each label position replaced by one random text token
     of the same demonstration (a demonstration without text tokens keeps none in its place)."""
-    end = demonstration_length(prompt)
     labels = set(prompt.demonstration_label_positions)
     # The rest of a multi-token label word would leak the label: it goes with the label position.
     kept = [p for p in anchor_positions(prompt) if p not in labels and prompt.roles[p] != Role.LABEL_REST]
     for label_position in prompt.demonstration_label_positions:
-        demonstration = prompt.demonstration_of_token[label_position]
-        text = [
-            p for p in range(end) if prompt.roles[p] == Role.TEXT and prompt.demonstration_of_token[p] == demonstration
-        ]
+        text = prompt.text_positions_by_demonstration[prompt.demonstration_of_token[label_position]]
         if text:
             kept.append(int(generator.choice(text)))
     return tuple(sorted(kept))
 
 
-#: Last entry of every draw's generator key. Non-zero because numpy's SeedSequence ignores trailing zeros:
-#: ``default_rng([seed, 0])`` is ``default_rng(seed)``, the generator that shuffles the seed's test set.
-DRAW_STREAM = 5
+#: Last entry of every draw's generator key (`anchorlens.random_streams.COMPRESS_STREAM`).
+DRAW_STREAM = COMPRESS_STREAM
 
 
 def draw_positions(prompt: Prompt, seed: int, draw: int) -> tuple[int, ...]:
     """Hidden_random draw `draw` of seed `seed`: its own generator keyed by (seed, draw), so a draw is the same
     however many draws are made, in whatever order or batches (SPEC §8)."""
-    return random_positions(prompt, np.random.default_rng([seed, draw, DRAW_STREAM]))
+    return random_positions(prompt, compress_draw_generator(seed, draw))
 
 
 def build_anchor_cache(model: Model, prompt: Prompt, keep_positions: Sequence[int] | None = None) -> AnchorCache:
@@ -165,7 +160,7 @@ def build_anchor_cache(model: Model, prompt: Prompt, keep_positions: Sequence[in
         ``[1, kept, kv_head, d_head]`` each, with their original positions; run a query against it with
         `run_query_with_cache` (its tokens from `query_tokens`).
     """
-    full = cache_demonstrations(model, prompt.token_ids[: demonstration_length(prompt)])
+    full = cache_demonstrations(model, prompt.token_ids[: prompt.demonstration_length])
     return full.keep(anchor_positions(prompt) if keep_positions is None else keep_positions)
 
 
@@ -361,7 +356,7 @@ def compress_group(
     label_ids = torch.tensor(prompts[0].label_token_ids)
     n_batches = -(-len(prompts) // config.batch_size)
 
-    full = cache_demonstrations(model, prompts[0].token_ids[: demonstration_length(prompts[0])])
+    full = cache_demonstrations(model, prompts[0].token_ids[: prompts[0].demonstration_length])
     chunks = [prompts[i : i + config.batch_size] for i in range(0, len(prompts), config.batch_size)]
     queries = [pad_queries([query_tokens(p, full) for p in chunk], pad_token_id=pad, device=device) for chunk in chunks]
 
@@ -392,7 +387,7 @@ def compress_group(
         outcomes["hidden_random_top"] = (draw_outcome(best), draws[best].n_kept)
     if "text_anchor" in methods:
         text_prompts = [text_anchor_of(model, prompt) for prompt in prompts]
-        outcomes["text_anchor"] = (run(full_prompts(text_prompts)), demonstration_length(text_prompts[0]))
+        outcomes["text_anchor"] = (run(full_prompts(text_prompts)), text_prompts[0].demonstration_length)
     if "hidden_anchor" in methods:
         anchors = full.keep(anchor_positions(prompts[0]))
         outcomes["hidden_anchor"] = (run(cached(anchors)), anchors.n_kept)
@@ -454,7 +449,7 @@ def compress(
         )
     groups: dict[tuple[int, ...], list[int]] = {}
     for place, prompt in enumerate(prompts):
-        length = demonstration_length(prompt)
+        length = prompt.demonstration_length
         if length == 0:
             raise InvalidConfigError(
                 f"prompt {place} has no demonstrations, so there is nothing to compress; build it with demonstrations"

@@ -64,7 +64,6 @@ from torch import Tensor
 
 from anchorlens.activations import label_means, target_rows
 from anchorlens.errors import EmptyClassError, HookError, InvalidConfigError
-from anchorlens.experiments.auroc import weighted_auc
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
@@ -78,9 +77,11 @@ from anchorlens.experiments.common import (
     setting,
 )
 from anchorlens.forward import run_to_target
+from anchorlens.metrics import warn_if_few_prompts_per_class, weighted_auc
 from anchorlens.model_classes import Model, describe, hooked_transformer_hint
 from anchorlens.preparation import Experiment
 from anchorlens.prompts import PromptBatch, Prompts, build_prompt, label_logits, label_tokens
+from anchorlens.random_streams import relabelling_generator, shuffled_diagnosis_rows
 from anchorlens.sampling import Example, sample_demonstrations, test_indices
 from anchorlens.stats import (
     BOOTSTRAP_SEED,
@@ -169,8 +170,7 @@ def diagnosis_inputs(
         demo_labels = np.asarray(demo.data.column("label").to_pylist())
         demo_texts = demo.data.column("text")
         excluded = set(int(row) for row in demonstration_rows)
-        # Its own stream (not the one the demonstrations were drawn with), keyed by the seed.
-        for i in np.random.default_rng([seed, 1]).permutation(demo.num_rows):
+        for i in shuffled_diagnosis_rows(seed, demo.num_rows):
             label = int(demo_labels[i])
             if 0 <= label and counts[label] < min_per_class and int(i) not in excluded:
                 chosen.append(DiagnosisInput(Example(demo_texts[int(i)].as_py(), label, int(i)), task.demo_split))
@@ -353,8 +353,6 @@ class AnchorKeys:
 
         With fewer than `MIN_PER_CLASS` prompts of some gold class (the diagnosis's own minimum), a one-line
         `FewPromptsWarning` says the matrix rests on too little (on 2 a class, AUROCs of 1 are common)."""
-        from anchorlens.experiments.auroc import warn_if_few_prompts_per_class
-
         gold = self.examples["gold"].to_numpy()
         if (gold < 0).any():
             raise InvalidConfigError(
@@ -492,7 +490,7 @@ def mantel_test(
     if n_classes <= EXACT_UP_TO:
         relabellings = np.array(list(permutations(range(n_classes))))  # the identity is the first
     else:  # the identity, then random relabellings: p = (1 + hits among them) / (1 + n_permutations)
-        generator = np.random.default_rng(seed)
+        generator = relabelling_generator(seed)
         drawn = [generator.permutation(n_classes) for _ in range(n_permutations)]
         relabellings = np.vstack([np.arange(n_classes), *drawn])
     permuted = predicted[relabellings[:, first], relabellings[:, second]][:, usable]  # [relabelling, pair]
@@ -569,7 +567,7 @@ class DiagnoseResult(ExperimentResult):
         """The true confusion of each ordered class pair (seed mean, as `matrices`) with a seed-level interval
         (`anchorlens.stats.seed_interval`), floored by the spread over resamples of each seed's inputs: each seed's
         AUROC of p_a / p_b recomputed on its drawn inputs of gold a or b (count-weighted,
-        `anchorlens.experiments.auroc.weighted_auc`), averaged over the seeds. The predicted confusion has no interval:
+        `anchorlens.metrics.weighted_auc`), averaged over the seeds. The predicted confusion has no interval:
         it comes from the keys and a PCA of all the seed's queries, which the per-example rows do not hold. Long form:
         ``task, model, class_a, class_b, metric, mean, ci_low, ci_high, n_seeds, n_examples`` (n_examples: inputs of
         gold a or b over the seeds)."""

@@ -6,7 +6,7 @@ Per seed, on the seed's prompts (one fixed set of demonstrations, as in isolatio
    S_ww from I_{l,h} = |A_{h,l} ⊙ ∂L/∂A_{h,l}| (`anchorlens.hooks.SaliencyRecorder` with ``per_head``; the
    paper sums heads before the absolute value, for one head the order does not matter) and its
    target→label attention A_{l,h}(q, p_c), whose AUROC against the prediction is computed as in §2.3
-   (`anchorlens.experiments.auroc.layer_auroc`). Heads are ranked over all layers by the mean over test
+   (`anchorlens.metrics.layer_auroc`). Heads are ranked over all layers by the mean over test
    inputs of S_wp (text → label flow, flow ``"wp"``) and of S_pq (label → target flow, flow ``"pq"``), largest
    first (ties by layer, then head).
 2. **Check causally.** For each flow and each count k of `HeadsConfig.top_k`, that flow's edges are blocked on
@@ -25,10 +25,11 @@ in order of test row index, alternate between two halves, and each input's top h
 other half. So the check never blocks heads chosen on the very inputs it measures. The head table (`to_frame`)
 ranks on all of the seed's inputs.
 
-Random heads are drawn per test input and draw: ``np.random.default_rng([seed, example, draw])`` permutes all
-heads, and the first k of them not among that input's top k are blocked (so the control never overlaps the
-heads it is compared with). The key holds nothing about batching, so batch size 1 and 8 give the same numbers,
-and the k random heads of a draw are the first k of one permutation for every k.
+Random heads are drawn per test input and draw: ``np.random.default_rng([seed, example, draw])``
+(`anchorlens.random_streams.draw_key`) permutes all heads, and the first k of them not among that input's top k
+are blocked (so the control never overlaps the heads it is compared with). The key holds nothing about batching,
+so batch size 1 and 8 give the same numbers, and the k random heads of a draw are the first k of one permutation
+for every k.
 
 Seed rows (`HeadsResult.to_frame`): one per (layer, head): S_wp, S_pq, S_ww (raw means over the seed's inputs),
 auroc, rank_wp, rank_pq (1 = most flow), n. Per-example rows (`HeadsResult.examples`): one per (test input,
@@ -54,7 +55,6 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from anchorlens.errors import InvalidConfigError
-from anchorlens.experiments.auroc import layer_auroc
 from anchorlens.experiments.common import (
     ExperimentConfig,
     ExperimentResult,
@@ -65,8 +65,6 @@ from anchorlens.experiments.common import (
     option_name,
     setting,
 )
-from anchorlens.experiments.isolation import draw_key
-from anchorlens.experiments.saliency import REGIONS, region_weights
 from anchorlens.forward import run_to_target
 from anchorlens.hooks import (
     LabelAttentionRecorder,
@@ -76,10 +74,12 @@ from anchorlens.hooks import (
     head_isolation_hooks,
     target_to_label_mask,
 )
-from anchorlens.metrics import jaccard, label_agreement
+from anchorlens.metrics import jaccard, label_agreement, layer_auroc
 from anchorlens.model_classes import Model
 from anchorlens.preparation import Experiment
 from anchorlens.prompts import Prompt, PromptBatch, label_logits, label_loss, prompt_settings, task_prompts
+from anchorlens.random_streams import prompt_generator
+from anchorlens.regions import REGIONS, region_weights
 from anchorlens.stats import means_with_ci
 from anchorlens.tasks import Task
 
@@ -226,7 +226,7 @@ def random_heads(prompt: Prompt, seed: int, draw: int, n_total: int, excluded: S
     Returns:
         k flat head indices (``layer × n_heads + head``) in the permutation's order.
     """
-    permutation = np.random.default_rng(draw_key(prompt, seed, draw)).permutation(n_total)
+    permutation = prompt_generator(prompt, seed, draw).permutation(n_total)
     never = {int(head) for head in excluded}
     return [int(head) for head in permutation if int(head) not in never][:k]
 

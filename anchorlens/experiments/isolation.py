@@ -13,11 +13,12 @@ the token preceding the target (positions < q - 1, so neither the target q nor t
 other than label positions and other than a BOS (whose row has nothing earlier to block).
 
 Each draw is keyed by (seed, test example, layer): ``np.random.default_rng([seed, prompt.example_index,
-layer])``. So the draws do not depend on how prompts are batched or in which order batches run (batch size 1
-and 8 give the same table), a resumed run never mixes draws, and a layer gets the same draw whatever k and
-whether it is isolated as one of the first or one of the last k layers. A prompt without an ``example_index``
-(built outside `task_prompts`, e.g. for a benchmark) is keyed by its content instead: ``[seed, layer, *w]``
-with w the eight 32-bit words of the SHA-256 of its token ids, just as independent of batching.
+layer])`` (`anchorlens.random_streams.draw_key`). So the draws do not depend on how prompts are batched or in
+which order batches run (batch size 1 and 8 give the same table), a resumed run never mixes draws, and a layer
+gets the same draw whatever k and whether it is isolated as one of the first or one of the last k layers. A
+prompt without an ``example_index`` (built outside `task_prompts`, e.g. for a benchmark) is keyed by its content
+instead: ``[seed, layer, *w]`` with w the eight 32-bit words of the SHA-256 of its token ids, just as
+independent of batching.
 
 Everything is forward-only. Each seed leaves one row per (k, condition) and one per-example row per
 (test input, k, condition): example, gold, base_prediction, prediction, label_loyalty (0/1), word_loyalty.
@@ -26,7 +27,6 @@ Everything is forward-only. Each seed leaves one row per (k, condition) and one 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,6 +58,10 @@ from anchorlens.model_classes import Model, supports_start_at_layer
 from anchorlens.paper import ISOLATION_K
 from anchorlens.preparation import Experiment
 from anchorlens.prompts import Prompt, PromptBatch, Prompts, Role, label_logits, task_prompts
+
+# draw_key's home was this module; it stays importable from here.
+from anchorlens.random_streams import draw_key as draw_key
+from anchorlens.random_streams import prompt_generator
 from anchorlens.tasks import Task
 
 CONDITIONS = ("label_first", "label_last", "random_first", "random_last")
@@ -106,23 +110,12 @@ def random_candidates(prompt: Prompt) -> list[int]:
     return [p for p in range(prompt.target_position - 1) if p not in anchors and prompt.roles[p] != Role.BOS]
 
 
-def draw_key(prompt: Prompt, seed: int, layer: int) -> list[int]:
-    """The entropy a random draw is seeded with: (seed, test example, layer), never anything about batching.
-
-    Without an example index the prompt's token ids stand in for it (a different length of key, so the two
-    kinds cannot coincide)."""
-    if prompt.example_index is not None:
-        return [seed, prompt.example_index, layer]
-    digest = hashlib.sha256(np.asarray(prompt.token_ids, dtype=np.int64).tobytes()).digest()
-    return [seed, layer, *np.frombuffer(digest, dtype=np.uint32).tolist()]
-
-
 def random_positions(prompt: Prompt, seed: int, layer: int) -> tuple[int, ...]:
     """The random control's rows for one prompt in one layer: as many as it has label positions (fewer only if
     there are not that many candidates), drawn by a generator keyed by (seed, example, layer)."""
     candidates = random_candidates(prompt)
     count = min(len(prompt.demonstration_label_positions), len(candidates))
-    generator = np.random.default_rng(draw_key(prompt, seed, layer))
+    generator = prompt_generator(prompt, seed, layer)
     return tuple(sorted(int(p) for p in generator.choice(candidates, size=count, replace=False)))
 
 

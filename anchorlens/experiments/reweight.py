@@ -69,7 +69,6 @@ from anchorlens.kv_cache import (
     AnchorCache,
     cache_demonstrations,
     check_supported,
-    demonstration_length,
     pad_queries,
     rotary_table_size,
     run_query_with_cache,
@@ -90,6 +89,7 @@ from anchorlens.prompts import (
     make_batch,
     prompt_settings,
 )
+from anchorlens.random_streams import epoch_order_generator
 from anchorlens.sampling import Example, sample_demonstrations, sample_test_set
 from anchorlens.tasks import Task, get_task
 
@@ -358,7 +358,7 @@ def fit_beta(
             f"overflows {beta.dtype}; use a learning rate below 1 (paper 0.01)"
         )
     optimizer = torch.optim.Adam([beta], lr=learning_rate)
-    generator = torch.Generator().manual_seed(seed)
+    generator = epoch_order_generator(seed)
     loss_of = cached_prefix_loss if prefix_cache and supports_prefix_cache(model) else full_prompt_loss
     with frozen_parameters(model):
         losses = [loss_of(model, prompt, variant) for prompt in prompts]
@@ -640,7 +640,7 @@ def shared_demonstrations(model: Model, prompts: Sequence[Prompt]) -> AnchorCach
     tokenization that merges them into the query), or positions beyond the model's rotary table."""
     if not prompts or not supports_prefix_cache(model):
         return None
-    length = demonstration_length(prompts[0])
+    length = prompts[0].demonstration_length
     demonstrations = prompts[0].token_ids[:length]
     if any(p.token_ids[:length] != demonstrations or p.target_position < length for p in prompts):
         return None

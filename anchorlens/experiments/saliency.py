@@ -32,7 +32,6 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import torch
 from einops import rearrange, repeat
 from jaxtyping import Float, Int
 from threadpoolctl import threadpool_limits
@@ -61,13 +60,18 @@ from anchorlens.prompts import (
     Prompt,
     PromptBatch,
     Prompts,
-    Role,
     build_prompt,
     label_logits,
     label_loss,
     label_tokens,
     prompt_settings,
 )
+from anchorlens.random_streams import fresh_demonstration_streams
+
+# The regions are a fact of the prompt (`anchorlens.regions`; heads and flow use them too); their names here keep
+# working (docs/hooks.md imports region_weights from this module).
+from anchorlens.regions import REGIONS as REGIONS
+from anchorlens.regions import region_weights as region_weights
 from anchorlens.sampling import sample_test_set
 from anchorlens.stats import (
     BOOTSTRAP_SEED,
@@ -80,8 +84,6 @@ from anchorlens.stats import (
     within_sd_of,
 )
 from anchorlens.tasks import Task, get_task, load_split
-
-REGIONS = ("S_wp", "S_pq", "S_ww")
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,8 @@ def fresh_demonstration_prompts(
     train_labels = np.asarray(load_split(task, task.demo_split).data.column("label").to_pylist())
     train_texts = load_split(task, task.demo_split)["text"]
     rows_of_class = [np.flatnonzero(train_labels == label) for label in range(task.num_classes)]
-    generator = np.random.RandomState(seed)
-    order = np.random.default_rng(seed).permutation(task.num_classes * shots_per_class)
+    generator, ordering = fresh_demonstration_streams(seed)
+    order = ordering.permutation(task.num_classes * shots_per_class)
     labels = label_tokens(tokenizer, task)
     prompts = []
     for example in sample_test_set(task, seed, n_test=n_test):
@@ -145,34 +147,6 @@ def fresh_demonstration_prompts(
             )
         )
     return prompts
-
-
-def region_weights(batch: PromptBatch, *, exclude_bos: bool = False) -> Float[Tensor, "batch region=3 query key"]:
-    """Weight maps whose weighted sums of I_l are S_wp, S_pq, S_ww (each set's entries weigh 1/count).
-
-    A model that prepends a BOS token (Gemma-3; not the paper's GPT-2) has one more key column, which S_wp and
-    S_ww include by default: every row attends to it, often heavily (an attention sink). `exclude_bos` leaves
-    that column out of both sets, so S_wp and S_ww are means over the same (i, j) pairs as on a model without
-    BOS; S_pq (target → label words) never contains it."""
-    seq = batch.seq_len
-    weights = torch.zeros(batch.size, 3, seq, seq)
-    lower = torch.ones(seq, seq).tril(-1)  # i > j: the diagonal never counts
-    for row, prompt in enumerate(batch.prompts):
-        q = prompt.target_position
-        wp, pq = torch.zeros(seq, seq), torch.zeros(seq, seq)
-        for p in prompt.demonstration_label_positions:
-            wp[p, :p] = 1
-            pq[q, p] = 1
-        ww = lower.clone()
-        ww[q + 1 :] = 0  # rows after the target (padding) are outside every set
-        ww = ww - wp - pq
-        if exclude_bos:
-            for bos in prompt.positions_with(Role.BOS):
-                wp[:, bos] = 0
-                ww[:, bos] = 0
-        for index, mask in enumerate((wp, pq, ww)):
-            weights[row, index] = mask / mask.sum().clamp(min=1)
-    return weights.to(batch.tokens.device)
 
 
 def saliency_and_prediction(

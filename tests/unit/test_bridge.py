@@ -368,7 +368,6 @@ def test_keep_all_compression_equals_the_full_prompt(model_and_batch):
     the full prompt's logits: on a bridge Hugging Face's cache, which its attention extends (transformers < 5.24)."""
     from anchorlens.kv_cache import (
         cache_demonstrations,
-        demonstration_length,
         pad_queries,
         query_tokens,
         run_query_with_cache,
@@ -376,7 +375,7 @@ def test_keep_all_compression_equals_the_full_prompt(model_and_batch):
 
     model, batch = model_and_batch
     prompts = batch.prompts
-    length = demonstration_length(prompts[0])
+    length = prompts[0].demonstration_length
     assert all(p.token_ids[:length] == prompts[0].token_ids[:length] for p in prompts)
     cache = cache_demonstrations(model, prompts[0].token_ids[:length])
     tokens, lengths = pad_queries([query_tokens(p, cache) for p in prompts], pad_token_id=0, device=batch.tokens.device)
@@ -610,4 +609,4 @@ def test_a_bridge_that_ignores_the_cache_is_refused(tiny_models, monkeypatch):
     bridge = tiny_models["bridge"]
     prompt = _batch(bridge).prompts[0]
     with pytest.raises(UnsupportedModelError, match=r"did not fill the key/value cache.*transformers>=5\.0,<5\.24"):
-        kv_cache.cache_demonstrations(bridge, prompt.token_ids[: kv_cache.demonstration_length(prompt)])
+        kv_cache.cache_demonstrations(bridge, prompt.token_ids[: prompt.demonstration_length])

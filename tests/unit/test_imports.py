@@ -29,6 +29,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchorlens.stats",
                 "anchorlens.metrics",
                 "anchorlens.files",
+                # every seeded random stream, keyed as the results depend on
+                "anchorlens.random_streams",
                 # what the experiment modules declare, read from their source without importing them
                 "anchorlens.catalog",
                 # the model classes and the `Model` type every layer that takes a model annotates with
@@ -39,6 +41,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("tasks", frozenset({"anchorlens.tasks"})),
     ("sampling", frozenset({"anchorlens.sampling"})),
     ("prompts", frozenset({"anchorlens.prompts"})),
+    # the saliency regions of a prompt, from its tracked positions
+    ("regions", frozenset({"anchorlens.regions"})),
     ("model loading", frozenset({"anchorlens.models"})),
     ("forward", frozenset({"anchorlens.forward", "anchorlens.activations"})),
     ("hooks", frozenset({"anchorlens.hooks"})),
@@ -292,3 +296,61 @@ def test_the_checks_see_imports_inside_functions_and_private_names():
         "anchorlens.sampling uses anchorlens.metrics._helper at line 6",
     ]
     assert upward_imports("anchorlens.cli", "from anchorlens.tasks import get_task\n") == []
+
+
+#: The modules of the "experiments" layer: none may import from another (a helper two of them need moves down to
+#: `anchorlens.metrics`, `anchorlens.regions`, `anchorlens.random_streams` or `anchorlens.experiments.common`).
+EXPERIMENTS_LAYER = dict(LAYERS)["experiments"]
+
+
+def sibling_imports(module: str, source: str | None = None) -> list[str]:
+    """Imports of `module` from another module of the experiments layer (a sibling)."""
+    return [
+        f"{module} imports {imported if name is None else f'{name} from {imported}'} at line {line}"
+        for line, imported, name in imports_of(module, source)
+        if _target(imported) in EXPERIMENTS_LAYER and _target(imported) != module
+    ]
+
+
+def test_no_experiment_leans_on_a_sibling():
+    leaning = [found for module in sorted(EXPERIMENTS_LAYER) for found in sibling_imports(module)]
+    assert not leaning, "experiments importing from sibling experiments:\n" + "\n".join(leaning)
+    # the check sees a sibling import, at the top or inside a function
+    source = "def f():\n    from anchorlens.experiments.auroc import layer_auroc\n"
+    assert sibling_imports("anchorlens.experiments.heads", source) == [
+        "anchorlens.experiments.heads imports layer_auroc from anchorlens.experiments.auroc at line 2"
+    ]
+
+
+#: Calls that create a seeded random generator: only `anchorlens.random_streams` makes them.
+GENERATOR_CALLS = {"default_rng", "RandomState", "Generator", "SeedSequence", "manual_seed", "seed", "Random"}
+
+
+def generator_calls(module: str, source: str | None = None) -> list[str]:
+    """``np.random.default_rng(...)``, ``torch.Generator()``, ``torch.manual_seed(...)``, ``random.Random(...)``
+    and the like in `module`: attribute calls on numpy, torch or random (a method of a generator object, such
+    as ``generator.permutation``, is not one)."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8") if source is None else source)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in GENERATOR_CALLS:
+            owner = ast.unparse(node.func.value)
+            if owner.split(".")[0] in {"np", "numpy", "torch", "random"} or owner.endswith("Generator()"):
+                found.append(f"{module} line {node.lineno}: {ast.unparse(node.func)}")
+    return found
+
+
+def test_one_module_owns_every_seeded_random_stream():
+    elsewhere = [
+        found for module in sorted(set(MODULES) - {"anchorlens.random_streams"}) for found in generator_calls(module)
+    ]
+    assert not elsewhere, "seeded generators outside anchorlens.random_streams:\n" + "\n".join(elsewhere)
+    assert generator_calls("anchorlens.random_streams")  # the check does see the ones there
+    source = (
+        "import numpy as np\nimport torch\ng = np.random.default_rng([1, 2])\nt = torch.Generator().manual_seed(0)\n"
+    )
+    assert generator_calls("anchorlens.sampling", source) == [
+        "anchorlens.sampling line 3: np.random.default_rng",
+        "anchorlens.sampling line 4: torch.Generator().manual_seed",
+        "anchorlens.sampling line 4: torch.Generator",
+    ]

@@ -159,3 +159,55 @@ def test_target_logits_equal_the_full_forward_at_the_targets(request, model_name
         labels_only, final_logits(model, residual)[:, batch.label_token_ids], rtol=1e-5, atol=1e-5
     )
     assert fired  # the unembedding's hook point still runs
+
+
+def _query_start_by_scanning(prompt) -> int:
+    """How `anchorlens.kv_cache.demonstration_length` found it before it became a fact of the prompt."""
+    return next(p for p, role in enumerate(prompt.roles) if role in (Role.QUERY_FORMAT, Role.QUERY_TEXT))
+
+
+@pytest.mark.parametrize("task_name", TASKS)
+def test_demonstration_length_is_found_once_and_equals_the_cache_modules_scan(tokenizer_and_bos, task_name):
+    from anchorlens import kv_cache
+
+    tokenizer, bos = tokenizer_and_bos
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, prompts = task_prompts(tokenizer, get_task(task_name), 42, prepend_bos=bos, n_test=3, shots_per_class=2)
+    for prompt in prompts:
+        length = prompt.demonstration_length
+        assert length == prompt.query_start == _query_start_by_scanning(prompt)
+        assert prompt.roles[length - 1] == Role.SEPARATOR  # the newline after the last demonstration
+        assert max(prompt.demonstration_label_positions) < length <= prompt.target_position
+        # the old function still answers, with a FutureWarning naming the new place
+        with pytest.warns(FutureWarning, match="prompt.demonstration_length"):
+            assert kv_cache.demonstration_length(prompt) == length
+    # derived from the roles, so not part of the repr (nor of equality)
+    assert "query_start" not in repr(prompts[0])
+
+
+def test_a_prompt_without_query_tokens_has_no_demonstration_length():
+    from anchorlens.errors import InvalidConfigError
+    from anchorlens.prompts import Prompt
+
+    prompt = Prompt("t", "", (5, 6, 7), (Role.TEXT, Role.LABEL, Role.FORMAT), (0, 0, 0), (0,), (1,), 2, (6, 9))
+    assert prompt.query_start is None
+    with pytest.raises(InvalidConfigError, match="no query tokens"):
+        _ = prompt.demonstration_length
+
+
+def test_text_positions_by_demonstration_are_each_demonstrations_text(smol_tokenizer):
+    demos = [("a dull , lifeless film ", 0), ("warm and funny ", 1), ("a mess ", 0)]
+    prompt = build_prompt(smol_tokenizer, "sst2", demos, "tedious ", 0, prepend_bos=False)
+    grouped = prompt.text_positions_by_demonstration
+    assert len(grouped) == len(demos)
+    for demonstration, positions in enumerate(grouped):
+        # the scan compression's random draw used before: text tokens of that demonstration, in prompt order
+        scanned = [
+            p
+            for p in range(prompt.demonstration_length)
+            if prompt.roles[p] == Role.TEXT and prompt.demonstration_of_token[p] == demonstration
+        ]
+        assert list(positions) == scanned and scanned
+        text = smol_tokenizer.decode([prompt.token_ids[p] for p in positions])
+        assert demos[demonstration][0].strip().split()[0] in text

@@ -5,9 +5,6 @@ from __future__ import annotations
 import torch
 
 from anchorlens.hooks import scores_hook_name
-from anchorlens.kv_cache import (
-    demonstration_length,
-)
 from tests.unit.experiments.test_compress import (  # the unit tier's helpers
     QUERIES,
     compressed_logits,
@@ -19,7 +16,7 @@ from tests.unit.experiments.test_compress import (  # the unit tier's helpers
 
 def test_on_the_real_model(smol_model):
     prompts = prompts_for(smol_model, QUERIES[:2])
-    compressed, _ = compressed_logits(smol_model, prompts, range(demonstration_length(prompts[0])))
+    compressed, _ = compressed_logits(smol_model, prompts, range(prompts[0].demonstration_length))
     torch.testing.assert_close(compressed, full_logits(smol_model, prompts), atol=1e-4, rtol=0)
     anchors, cache = compressed_logits(smol_model, prompts)
     hook = query_blocked_from_dropped(prompts, cache.positions)

@@ -33,7 +33,6 @@ from anchorlens.hooks import scores_hook_name
 from anchorlens.kv_cache import (
     CacheStack,
     cache_demonstrations,
-    demonstration_length,
     pad_queries,
     query_tokens,
     run_queries_with_caches,
@@ -143,7 +142,7 @@ def compressed_logits(model, prompts, keep=None):
 
 def query_blocked_from_dropped(prompts, kept):
     """The reference: the full prompt where query rows may not attend to the dropped demonstration positions."""
-    end = demonstration_length(prompts[0])
+    end = prompts[0].demonstration_length
     dropped = torch.tensor([p not in set(kept) for p in range(end)])
     seq = max(p.length for p in prompts)
     blocked = torch.zeros(seq, seq, dtype=torch.bool)
@@ -162,7 +161,7 @@ def query_blocked_from_dropped(prompts, kept):
 def test_keeping_every_position_equals_the_full_prompt(name, request):
     model = request.getfixturevalue(name)
     prompts = prompts_for(model)
-    everything = range(demonstration_length(prompts[0]))
+    everything = range(prompts[0].demonstration_length)
     compressed, cache = compressed_logits(model, prompts, everything)
     assert cache.n_kept == cache.demonstration_length
     torch.testing.assert_close(compressed, full_logits(model, prompts), atol=1e-4, rtol=0)
@@ -247,7 +246,7 @@ def test_other_demonstrations_are_refused(gpt2_like):
 
 
 def draw_caches(model, prompts, seed=0, n_draws=4):
-    full = cache_demonstrations(model, prompts[0].token_ids[: demonstration_length(prompts[0])])
+    full = cache_demonstrations(model, prompts[0].token_ids[: prompts[0].demonstration_length])
     return [full.keep(draw_positions(prompts[0], seed, draw)) for draw in range(n_draws)]
 
 
@@ -312,7 +311,7 @@ def test_best_draw_is_the_most_loyal_and_the_lowest_on_a_tie():
 
 def test_anchor_positions_are_formatting_labels_and_separators(smol_tokenizer):
     prompt = build_prompt(smol_tokenizer, "sst2", DEMOS, "fine ", prepend_bos=False)
-    end = demonstration_length(prompt)
+    end = prompt.demonstration_length
     kept = anchor_positions(prompt)
     assert prompt.roles[end] == Role.QUERY_FORMAT and prompt.roles[end - 1] == Role.SEPARATOR
     assert set(prompt.demonstration_label_positions) <= set(kept)
@@ -401,7 +400,7 @@ def test_hidden_anchor_keeps_exactly_template_label_and_newline_tokens(tokenizer
     kept = anchor_positions(prompt)
     assert decoded(tokenizer, prompt, kept) == KEPT_TOKENS[tokenizer_name, task]
     # The first word of every demonstration (a class cue on TREC) carries the template's space and is dropped.
-    dropped = set(decoded(tokenizer, prompt, set(range(demonstration_length(prompt))) - set(kept)))
+    dropped = set(decoded(tokenizer, prompt, set(range(prompt.demonstration_length)) - set(kept)))
     assert ({" What", " Who", " Where"} if task == "trec" else {" a", " warm", " tedious", " "}) <= dropped
 
 
@@ -412,7 +411,7 @@ def test_formatting_tokens_are_the_templates_fixed_pieces_and_disjoint_from_text
     prefix, middle, _ = get_task(task).template_parts()
     formatting, text = set(prompt.formatting_positions), set(prompt.demonstration_text_positions)
     assert not formatting & text and not set(anchor_positions(prompt)) & text
-    end = demonstration_length(prompt)
+    end = prompt.demonstration_length
     assert formatting | text | set(prompt.demonstration_label_positions) == set(range(end))
     for demonstration in range(len(prompt.demonstration_labels)):
         pieces = [
@@ -492,7 +491,7 @@ def cache_of_ids(prompt):
     """A stand-in cache holding only the demonstration tokens (enough for `query_tokens`)."""
     from anchorlens.kv_cache import AnchorCache
 
-    end = demonstration_length(prompt)
+    end = prompt.demonstration_length
     return AnchorCache((), (), (), prompt.token_ids[:end])
 
 
