@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from claims import check_block, write_block
 
+from anchorlens.claims.blocks import check_block, write_block
 from anchorlens.experiments.compress import METHODS
 from anchorlens.models import OFFLINE_MODELS
 from anchorlens.paper import COMPRESS_METHOD_LABELS

@@ -119,6 +119,10 @@ class Experiment(Generic[ConfigT, ResultT]):
     reference_part_seconds: float | None = None
     #: The command line's --help text after the first line; None says what every run command prints.
     details: str | None = None
+    #: The per-example column naming the arms the experiment compares on the same test inputs (isolation's
+    #: conditions, the methods of re-weighting and compression): the claims judge those arms by their paired
+    #: difference (`anchorlens.claims.rules.PAIRED_ARMS`); None where the experiment compares no arms.
+    paired_arm: str | None = None
     #: What ``run_<name>`` accepts as its model.
     model_text: str = "a loaded HookedTransformer or TransformerBridge."
 

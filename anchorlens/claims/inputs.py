@@ -59,7 +59,7 @@ class Results:
                     results.add(experiment, summary, folder)
                     found_model = True
             seed_models = []
-            for experiment in ("compress", "diagnose", "auroc"):  # seed rows: speed-up, correlation, 3b held out
+            for experiment in EXPERIMENTS:  # seed rows (compression's speed-up, diagnosis's correlation, 3b held out)
                 rows = files.get(f"{experiment}.csv")
                 if rows is not None:
                     frame = pd.read_csv(io.BytesIO(rows), dtype={column: str for column in TEXT_COLUMNS})

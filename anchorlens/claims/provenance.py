@@ -52,7 +52,7 @@ def part_provenance(folder: str | Path) -> list[dict[str, object]]:
 
 
 def seeds_by_task(rows: Iterable[dict[str, object]]) -> str:
-    """Tasks with their seeds as ranges ("sst2 42-46, trec 42-44"), in the paper's task order."""
+    """Tasks with their seeds as ranges (``sst2 1-5, trec 1-3``), in the paper's task order."""
     seeds: dict[str, list[int]] = {}
     for row in rows:
         seeds.setdefault(str(row["task"]), []).append(int(row["seed"]))  # type: ignore[call-overload]

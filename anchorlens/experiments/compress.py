@@ -630,6 +630,7 @@ EXPERIMENT = Experiment(
     reference_part_seconds=61.6,
     config_class=CompressConfig,
     result_class=CompressResult,
+    paired_arm="method",
     per_seed=seed_function,
     figures=("plot_compress", "plot_compress_by_task"),
     summary=(

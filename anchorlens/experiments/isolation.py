@@ -489,6 +489,7 @@ EXPERIMENT = Experiment(
     reference_part_seconds=89.5,
     config_class=IsolationConfig,
     result_class=IsolationResult,
+    paired_arm="condition",
     per_seed=seed_function,
     figures=("plot_isolation", "plot_isolation_by_k"),
     summary=(

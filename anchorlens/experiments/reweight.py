@@ -884,6 +884,7 @@ EXPERIMENT = Experiment(
     reference_part_seconds=54.7,
     config_class=ReweightConfig,
     result_class=ReweightResult,
+    paired_arm="method",
     per_seed=seed_function,
     figures=("plot_reweight",),
     summary=(

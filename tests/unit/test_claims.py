@@ -1178,3 +1178,38 @@ def test_repository_method_choices_block_matches_the_results(monkeypatch, capsys
 
     monkeypatch.chdir(ROOT)
     assert method_choices.main([*README_FOLDERS, "--check", RESULTS_PAGE]) == 0, capsys.readouterr().out
+
+
+def test_all_claims_joins_one_group_module_per_experiment_in_the_papers_order():
+    """Each group of findings lives in its own module, one per experiment, and `all_claims` asks them in the
+    order of the paper's sections (the registry's order)."""
+    from anchorlens.claims import auroc, compress, diagnose, isolation, report, reweight, saliency
+    from anchorlens.registry import in_paper_order
+
+    groups = (saliency, isolation, auroc, reweight, compress, diagnose)
+    assert report.FINDINGS == tuple(getattr(group, f"{name}_claims") for group, name in zip(groups, in_paper_order()))
+    assert [group.__name__.rpartition(".")[2] for group in groups] == list(in_paper_order())
+
+
+def test_arms_compared_on_the_same_inputs_come_from_the_declarations():
+    from anchorlens.claims import arms, rules
+    from anchorlens.registry import EXPERIMENTS
+
+    assert rules.PAIRED_ARMS == {"isolation": "condition", "reweight": "method", "compress": "method"}
+    assert all(EXPERIMENTS[name].paired_arm == column for name, column in rules.PAIRED_ARMS.items())
+    assert callable(arms.paired_arms) and callable(arms.method_checks)
+
+
+def test_a_generated_block_is_checked_and_rewritten_between_its_markers(tmp_path, capsys):
+    from anchorlens.claims import blocks
+    from anchorlens.errors import DataFileError
+
+    page = tmp_path / "page.md"
+    page.write_text("intro\n<!-- x:start -->\nold\n<!-- x:end -->\noutro\n")
+    assert blocks.check_block(page, "new", "x") == 1 and "+new" in capsys.readouterr().out
+    blocks.write_block(page, "new", "x")
+    assert page.read_text() == "intro\n<!-- x:start -->\nnew\n<!-- x:end -->\noutro\n"
+    assert blocks.check_block(page, "new", "x") == 0
+    page.write_text("no markers\n")
+    with pytest.raises(DataFileError, match="needs exactly one"):
+        blocks.check_block(page, "new", "x")

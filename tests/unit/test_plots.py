@@ -404,7 +404,7 @@ def test_an_experiment_run_writes_every_figure_sharing_one_plotly_js(tmp_path, l
 
     config = IsolationConfig(seeds=(1,), n_test=2, k=(1, 2), batch_size=2)
     run_experiment("isolation", llama_like, ["sst2"], config, tmp_path, progress=False)
-    assert list(EXPERIMENTS["isolation"].figures("isolation")) == ["isolation", "isolation_by_k"]
+    assert list(EXPERIMENTS["isolation"].figure_stems()) == ["isolation", "isolation_by_k"]
     for stem in ("isolation", "isolation_by_k"):
         html = (tmp_path / f"{stem}.html").read_text(encoding="utf-8")
         sources = re.findall(r"<script[^>]*\bsrc\s*=\s*\"([^\"]*)\"", html, flags=re.I)

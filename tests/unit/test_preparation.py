@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import anchorlens as al
+from anchorlens import preparation
 from anchorlens.cli import main
 from anchorlens.experiments.common import ExperimentConfig
 from anchorlens.hooks import verify_attention_hooks
@@ -99,8 +100,8 @@ def test_a_python_run_checks_each_thing_once(counted, tmp_path, gpt2_like):
 
 
 def test_the_counting_sees_a_check_made_twice(counted, gpt2_like):
-    verify_attention_hooks_in_package = sys.modules["anchorlens.preparation"].verify_attention_hooks
+    verify_attention_hooks_in_package = preparation.verify_attention_hooks
     verify_attention_hooks_in_package(gpt2_like)
     verify_attention_hooks_in_package(gpt2_like)
-    sys.modules["anchorlens.preparation"].get_task("sst2")
+    preparation.get_task("sst2")
     assert counted["hooks"] == 2 and counted["task"] == 1
