@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the committed results (issue 13.5) for one model: the paper's 5 seeds x 200 test inputs for the
-# analyses, seeds 42-44 x 200 for re-weighting and compression. Every command resumes from the finished parts
-# in docs/results/<model>/parts, so this can be stopped and rerun at any point.
+# analyses and the methods alike (re-weighting and compression ran at seeds 42-44 until the third wave). Every
+# command resumes from the finished parts in docs/results/<model>/parts, so this can be stopped and rerun.
 #   usage: scripts/regenerate.sh MODEL [OUT_ROOT]     (one thread per model: OMP_NUM_THREADS=1 is set here)
 set -euo pipefail
 MODEL=${1:?give a model, e.g. smollm2-135m}
@@ -9,7 +9,7 @@ OUT=${2:-docs/results}/$MODEL
 ANCHORLENS=${ANCHORLENS:-anchorlens}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 ANALYSIS_SEEDS=(42 43 44 45 46)  # saliency, AUROC, diagnosis, isolation (the paper's 5 seeds)
-METHOD_SEEDS=(42 43 44)          # re-weighting, compression
+METHOD_SEEDS=(42 43 44 45 46)    # re-weighting, compression (the paper's 5 seeds too)
 # Breadth first: the whole job takes about a day of CPU per model, so an interrupted regeneration should leave
 # every experiment with some parts rather than some experiments with all of them. Pass 1 runs one seed of every
 # experiment on the three short-prompt tasks, pass 2 three seeds, pass 3 every seed and AG News (prompts 3-4x
