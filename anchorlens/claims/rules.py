@@ -48,7 +48,7 @@ ACCURACY_METRICS = ("correct", "accuracy")
 COMPRESSED = ("text_anchor", "hidden_random", "hidden_random_top", "hidden_anchor")
 #: Experiments whose compared arms are measured on the same test inputs, and the per-example column naming the
 #: arm: their checks are judged on the paired difference when ``<experiment>_examples.parquet`` is present.
-PAIRED_ARMS = {name: DECLARED[name].paired_arm for name in EXPERIMENTS if DECLARED[name].paired_arm is not None}
+PAIRED_ARMS: dict[str, str] = {name: arm for name in EXPERIMENTS if (arm := DECLARED[name].paired_arm) is not None}
 #: The saliency comparisons of findings 1a-1c, each judged on the paired difference of the two flows.
 FLOW_COMPARISONS = (("S_wp", "S_pq"), ("S_wp", "S_ww"), ("S_pq", "S_wp"), ("S_pq", "S_ww"))
 
