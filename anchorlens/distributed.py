@@ -271,11 +271,13 @@ def run_shard(
     process: Process,
     *,
     progress: bool = False,
+    folder_checked: bool = False,
 ) -> None:
     """Compute this rank's share of the (task, seed) parts of `experiment` missing from `out`.
 
     `run_part(task, seed)` computes and writes one part. Returns on every rank once all parts are on disk,
-    so rank 0 can merge them.
+    so rank 0 can merge them. `folder_checked`: the run's preparation has checked `out` against these settings
+    (`anchorlens.preparation`), so rank 0 does not check it again.
     """
     from tqdm.auto import tqdm
 
@@ -285,8 +287,8 @@ def run_shard(
     units = [(task, seed) for task in tasks for seed in config.seeds]
 
     def pending_on_disk() -> list[int]:
-        # the run's preparation checked the folder against these settings (`anchorlens.preparation`)
-        store = ResultStore(out, experiment, signature, checked=True)
+        # rank 0 checks the folder against these settings, unless a run's preparation did (`anchorlens.preparation`)
+        store = ResultStore(out, experiment, signature, checked=folder_checked)
         return [index for index, (task, seed) in enumerate(units) if not store.done(task.name, seed)]
 
     # Sharding the pending parts (not all of them) keeps a resumed run balanced.

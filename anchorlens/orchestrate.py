@@ -83,7 +83,7 @@ def run_prepared_experiment(
                 # One seed through the ordinary path: the part is computed exactly as in a single process.
                 run_prepared(run, task, progress=progress, seeds=(seed,))
 
-            run_shard(name, run_part, run.tasks, run.config, out, process, progress=progress)
+            run_shard(name, run_part, run.tasks, run.config, out, process, progress=progress, folder_checked=True)
         else:
             for task in run.tasks:
                 run_prepared(run, task, progress=progress)
