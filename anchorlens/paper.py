@@ -48,6 +48,8 @@ COMPRESS_METHOD_LABELS = {
 
 #: Fig. 4's numbers of isolated layers (first or last k); a model shallower than 7 layers runs those it has.
 ISOLATION_K = (1, 3, 5, 7)
+#: Fig. 4's main result (§2.2's text): isolation in the first or last 5 layers.
+ISOLATION_MAIN_K = 5
 #: GPT2-XL's layers: the paper's main k = 5 is 5/48 of its depth (isolation at a depth fraction).
 GPT2_XL_LAYERS = 48
 

@@ -125,6 +125,11 @@ class Experiment(Generic[ConfigT, ResultT]):
     paired_arm: str | None = None
     #: What ``run_<name>`` accepts as its model.
     model_text: str = "a loaded HookedTransformer or TransformerBridge."
+    #: The main job's lighter settings: config field -> the value `anchorlens reproduce` uses in place of the
+    #: config's default unless ``--full`` (`anchorlens.reproduce.ReproduceConfig.settings_of`), so that every
+    #: experiment on the four tasks fits minutes of 2 CPU cores: the paper's main setting where the full run
+    #: sweeps several (isolation at k = 5 alone), fewer random draws. The report names each beside its full value.
+    main_job: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def paper(self) -> bool:

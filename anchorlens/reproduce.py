@@ -15,6 +15,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -22,6 +23,9 @@ from anchorlens import paper
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.common import ConfigT, Dtype, ExperimentConfig, restated, setting
 from anchorlens.models import DEFAULT_MODEL, OFFLINE_MODELS, weights_fingerprint
+
+if TYPE_CHECKING:
+    from anchorlens.preparation import Experiment
 
 
 def _default_experiments() -> tuple[str, ...]:
@@ -31,8 +35,9 @@ def _default_experiments() -> tuple[str, ...]:
 
 
 #: The main job's sizes, where they differ from `ExperimentConfig`'s defaults: one of the paper's seeds and 20
-#: test inputs per task, so that every experiment on the four tasks fits 2 CPU cores (about 19 min, see
-#: `MEASURED_DEFAULT_SECONDS`). The paper's sizes are `paper.SEEDS` and `paper.N_TEST`.
+#: test inputs per task, so that every experiment on the four tasks fits minutes of 2 CPU cores (with each
+#: experiment's lighter settings, `Experiment.main_job`; the measured time: `measured_main_job`). The paper's
+#: sizes are `paper.SEEDS` and `paper.N_TEST`.
 MAIN_JOB_SEEDS: tuple[int, ...] = paper.SEEDS[:1]
 MAIN_JOB_N_TEST = 20
 
@@ -43,7 +48,8 @@ class ReproduceConfig:
 
     ``seeds``, ``n_test``, ``batch_size`` and ``dtype`` are `ExperimentConfig`'s settings (`SHARED_SETTINGS`),
     restated from its fields (help text, option) and checked by it; only the main job's defaults
-    (`MAIN_JOB_SEEDS`, `MAIN_JOB_N_TEST`) differ. `experiment_config` makes each experiment's config from them."""
+    (`MAIN_JOB_SEEDS`, `MAIN_JOB_N_TEST`) differ. `experiment_config` makes each experiment's config from them,
+    `settings_of` adds an experiment's lighter main-job settings unless ``full``."""
 
     model: str = setting(DEFAULT_MODEL, "model name (see `anchorlens models`)")
     tasks: tuple[str, ...] = setting(
@@ -62,6 +68,11 @@ class ReproduceConfig:
         help_text="a subset of the experiments", default_factory=_default_experiments, default_text="all six"
     )
     dtype: Dtype = restated(ExperimentConfig, "dtype")
+    full: bool = setting(
+        False,
+        "run every experiment at its full settings rather than the main job's lighter ones (listed in the report: "
+        f"isolation at the paper's k = {paper.ISOLATION_MAIN_K} alone, fewer random draws, ...)",
+    )
 
     def __post_init__(self) -> None:
         from anchorlens.registry import EXPERIMENTS
@@ -83,6 +94,18 @@ class ReproduceConfig:
         configs meet."""
         return config_class(**{name: getattr(self, name) for name in SHARED_SETTINGS})
 
+    def lighter_settings(self, experiment: Experiment) -> dict[str, Any]:
+        """The settings `experiment` runs with here in place of its config's defaults: its main-job settings
+        (`Experiment.main_job`), none with `full`."""
+        return {} if self.full else dict(experiment.main_job)
+
+    def settings_of(self, experiment: Experiment) -> ExperimentConfig:
+        """The config `experiment` runs with in this reproduction: the shared settings (`experiment_config`)
+        and, unless `full`, the experiment's lighter main-job settings."""
+        return dataclasses.replace(
+            self.experiment_config(experiment.config_class), **self.lighter_settings(experiment)
+        )
+
 
 #: The settings `ReproduceConfig` restates from `ExperimentConfig` (same option, help and checks; ``model`` is
 #: not one: here it is the model to load, there the name results are recorded under).
@@ -93,34 +116,53 @@ SHARED_SETTINGS: tuple[str, ...] = tuple(
 )
 
 
-#: The one measured wall time of the default job (docs/reproduce.md, "Timing"): from a fresh clone on a 2-core
-#: CPU machine with nothing else running, ``/usr/bin/time anchorlens reproduce --out DIR --no-progress``, at
-#: `MEASURED_DEFAULT_COMMIT`.
-MEASURED_DEFAULT_SECONDS = 1122
-MEASURED_DEFAULT_COMMIT = "03b1279"
-MEASURED_DEFAULT_MACHINE = "2 CPU cores"
+#: The newest measured wall time of the main job, copied into the package from its record in
+#: ``benchmarks/results/reproduce-<commit>.json`` by ``benchmarks/reproduce_time.py`` (a test checks the copy).
+MAIN_JOB_TIME_FILE = Path(__file__).parent / "data" / "main_job_time.json"
+
+
+def measured_main_job() -> dict[str, Any] | None:
+    """The newest measured main job (commit, seconds, CPU cores, peak memory, transformer-lens line), or None
+    where none has been recorded."""
+    if not MAIN_JOB_TIME_FILE.is_file():
+        return None
+    return json.loads(MAIN_JOB_TIME_FILE.read_text(encoding="utf-8"))
 
 
 def help_description() -> str:
     """What ``anchorlens reproduce --help`` says before the options: what it does, its default sizes (read from
-    `ReproduceConfig`, so they cannot drift), and its expected time (the measured run, and how the time is
-    estimated while it runs)."""
+    `ReproduceConfig` and the declarations, so they cannot drift), and its expected time (the newest measured
+    run, and how the time is estimated while it runs)."""
+    from anchorlens.registry import EXPERIMENTS
+
     defaults = ReproduceConfig()
     n_parts = len(defaults.tasks) * len(defaults.seeds)
-    seconds = MEASURED_DEFAULT_SECONDS
+    lighter = [
+        f"{name} {lighter_text(EXPERIMENTS[name], values)}"
+        for name in defaults.experiments
+        if (values := defaults.lighter_settings(EXPERIMENTS[name]))
+    ]
+    measured = measured_main_job()
+    timing = (
+        "Expected time: not measured yet."
+        if measured is None
+        else f"Expected time: the default job took {measured['seconds']:.0f} s (about {round(measured['seconds'] / 60)} "
+        f"min) on {measured['cpu_count']} CPU cores when last measured (commit {measured['commit']}, "
+        f"transformer-lens {measured['transformer_lens']})."
+    )
     return (
         "Run every analysis and method of the paper on one model into --out, resumably (finished (task, seed) "
         "parts are kept and skipped on a rerun), and write OUT/report.md: each table beside the paper's, with "
         "links to the figures.\n\n"
-        f"Defaults (the main job): model {defaults.model} in {defaults.dtype}; tasks {' '.join(defaults.tasks)}; "
-        f"seeds {paper.seeds_text(defaults.seeds)}; {defaults.n_test} test inputs per task and seed (--n-test); "
-        f"experiments {' '.join(defaults.experiments)}: {n_parts} (task, seed) parts per experiment, "
+        f"Defaults (the main job, a smoke size): model {defaults.model} in {defaults.dtype}; tasks "
+        f"{' '.join(defaults.tasks)}; seeds {paper.seeds_text(defaults.seeds)}; {defaults.n_test} test inputs per "
+        f"task and seed (--n-test); experiments {' '.join(defaults.experiments)}, lighter where listed ("
+        f"{'; '.join(lighter)}; --full runs the full settings): {n_parts} (task, seed) parts per experiment, "
         f"{n_parts * len(defaults.experiments)} in all. The paper's size: --seeds {paper.seeds_text()} "
-        f"--n-test {paper.N_TEST}.\n\n"
-        f"Expected time: the default job took {seconds} s (about {round(seconds / 60)} min) on "
-        f"{MEASURED_DEFAULT_MACHINE} when last measured (commit {MEASURED_DEFAULT_COMMIT}). The time grows with "
-        "the number of parts (tasks x seeds) and with --n-test. While it runs it prints each finished part and the "
-        'expected remaining time, from the compute time recorded in each finished part (docs/reproduce.md, "Timing").'
+        f"--n-test {paper.N_TEST} --full.\n\n"
+        f"{timing} The time grows with the number of parts (tasks x seeds), with --n-test and with --full. While it "
+        "runs it prints each finished part and the expected remaining time, from the compute time recorded in each "
+        'finished part (docs/reproduce.md, "Timing").'
     )
 
 
@@ -137,6 +179,41 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def size_text(config: ReproduceConfig) -> str:
+    """The report's paragraph on the run's size: whether its numbers are at a smoke size (fewer seeds or test
+    inputs than the paper's, or the experiments' lighter main-job settings), which, and the full sizes."""
+    from anchorlens.registry import EXPERIMENTS
+
+    smaller = []
+    if len(config.seeds) < len(paper.SEEDS):
+        smaller.append(f"{len(config.seeds)} of the paper's {len(paper.SEEDS)} seeds")
+    if config.n_test < paper.N_TEST:
+        smaller.append(f"{config.n_test} test inputs per task and seed, not {paper.N_TEST}")
+    lighter = {name: config.lighter_settings(EXPERIMENTS[name]) for name in config.experiments}
+    smaller += [f"{name} {lighter_text(EXPERIMENTS[name], values)}" for name, values in lighter.items() if values]
+    paper_size = f"`--seeds {paper.seeds_text()} --n-test {paper.N_TEST} --full`"
+    if not smaller:
+        return f"Size: the paper's ({paper_size})."
+    return (
+        f"Size: a smoke test, not the paper's: {'; '.join(smaller)}. Read the tables as a check that every "
+        f"experiment runs and points the paper's way, not as its numbers; the paper's size is {paper_size}, and "
+        "docs/results.md has anchorlens's committed results at larger sizes."
+    )
+
+
+def _setting_text(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def lighter_text(experiment: Experiment, lighter: dict[str, Any]) -> str:
+    """``k 5 (full: 1 3 5 7)``: each lighter setting of `experiment` beside its config's default."""
+    defaults = experiment.config_class()
+    return ", ".join(
+        f"{name} {_setting_text(value)} (full: {_setting_text(getattr(defaults, name))})"
+        for name, value in lighter.items()
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -161,14 +238,18 @@ def _pending_parts(folder: Path, run) -> int:
     )
 
 
-def _report_section(name: str, result, out: Path) -> list[str]:
-    """The report's section of one experiment: the paper's finding (its declaration's expectation), its table,
-    then links to every figure written into its folder (the main ``<name>.html`` first, then the further
-    figures, e.g. isolation across k) and to its table."""
+def _report_section(name: str, result, out: Path, lighter: dict[str, Any]) -> list[str]:
+    """The report's section of one experiment: the paper's finding (its declaration's expectation), the lighter
+    settings it ran with (`ReproduceConfig.lighter_settings`, beside their full values), its table, then links
+    to every figure written into its folder (the main ``<name>.html`` first, then the further figures, e.g.
+    isolation across k) and to its table."""
     from anchorlens.registry import EXPERIMENTS
 
-    expectation = EXPERIMENTS[name].expectation
-    lines = [f"## {name}", "", f"Paper: {expectation}", "", markdown_table(result.report_table()), ""]
+    experiment = EXPERIMENTS[name]
+    lines = [f"## {name}", "", f"Paper: {experiment.expectation}", ""]
+    if lighter:
+        lines += [f"Main-job settings (smoke size): {lighter_text(experiment, lighter)}; `--full` runs the full ones.", ""]
+    lines += [markdown_table(result.report_table()), ""]
     figures = sorted((out / name).glob("*.html"), key=lambda path: (path.stem != name, path.name))
     links = [f"[{name}/{path.name}]({name}/{path.name})" for path in figures]
     lines += [f"Figures: {', '.join(links)}; table: [{name}/{name}.csv]({name}/{name}.csv)", ""]
@@ -177,10 +258,9 @@ def _report_section(name: str, result, out: Path) -> list[str]:
 
 #: The n_test of each experiment's measured seconds per part (`Experiment.reference_part_seconds`: the estimate
 #: before a part of an experiment has been measured in the output folder, scaled linearly with n_test). Measured
-#: at the default sizes (n_test 20, batch 8) on the default model: the mean over the four tasks of
-#: `anchorlens reproduce --out DIR --no-progress` from a fresh clone at 03b1279 on a 2-core CPU with nothing else
-#: running (1122 s in all; docs/reproduce.md, "Timing").
-REFERENCE_N_TEST = 20
+#: at the main job's sizes and lighter settings (n_test 20, batch 8) on the default model: the mean over the four
+#: tasks of the measured main job (`measured_main_job`, docs/reproduce.md, "Timing").
+REFERENCE_N_TEST = MAIN_JOB_N_TEST
 
 
 class RemainingTime:
@@ -201,7 +281,10 @@ class RemainingTime:
         measured = part_seconds(self.out / experiment, experiment)
         if measured:
             return sum(measured) / len(measured)
-        reference = EXPERIMENTS[experiment].reference_part_seconds
+        declared = EXPERIMENTS[experiment]
+        if self.config.lighter_settings(declared) != declared.main_job:
+            return None  # measured at the main job's lighter settings only (--full runs more)
+        reference = declared.reference_part_seconds
         return None if reference is None else reference * self.config.n_test / REFERENCE_N_TEST
 
     def seconds_left(self) -> tuple[float, list[str]]:
@@ -253,14 +336,7 @@ def reproduce(
                 f"{out / name} is a symbolic link; anchorlens does not follow links inside its output folders: "
                 "remove the link, or choose another --out"
             )
-    plans = [
-        Plan(
-            EXPERIMENTS[name],
-            config.experiment_config(EXPERIMENTS[name].config_class),
-            out / name,
-        )
-        for name in config.experiments
-    ]
+    plans = [Plan(EXPERIMENTS[name], config.settings_of(EXPERIMENTS[name]), out / name) for name in config.experiments]
     # tasks, folders (before the model loads), model, hooks: each checked once for all the experiments
     runs = prepare_runs(config.model, config.tasks, plans, device=device, n_devices=n_devices)
     process = runs[0].process if runs else init_distributed()
@@ -278,7 +354,7 @@ def reproduce(
             began = time.perf_counter()
             result = run_prepared_experiment(run, progress=progress)
             timings[run.experiment.name] = round(time.perf_counter() - began, 1)
-            sections += _report_section(run.experiment.name, result, out)
+            sections += _report_section(run.experiment.name, result, out, config.lighter_settings(run.experiment))
     report = out / "report.md"
     if not process.is_main:
         return report
@@ -299,6 +375,8 @@ def reproduce(
         f"Tasks {', '.join(config.tasks)}; seeds {', '.join(map(str, config.seeds))}; {config.n_test} test inputs per "
         f"task and seed. Wall time of this run: {wall} s (finished parts of earlier runs are reused, not timed).",
         "Versions and weight hashes: [reproduce-manifest.json](reproduce-manifest.json).",
+        "",
+        size_text(config),
         "",
     ]
     atomic_write_text(report, "\n".join(header + sections))

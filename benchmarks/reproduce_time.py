@@ -5,6 +5,7 @@ main job's time is generated from the newest record made at the defaults.
     python benchmarks/reproduce_time.py --short --check README.md  # exit 1 when it is not the newest record's
     python benchmarks/reproduce_time.py --short --write README.md
     python benchmarks/reproduce_time.py --write docs/reproduce.md   # with the seconds per experiment
+    python benchmarks/reproduce_time.py --package  # copy it into the package (`anchorlens reproduce --help`)
 
 The job runs in a subprocess (``python -m anchorlens.cli reproduce --out RUN_DIR --no-progress`` plus the options
 after ``--``, e.g. ``-- --tasks sst2 --n-test 2``) into a fresh folder (a temporary one unless ``--run-dir``
@@ -106,6 +107,28 @@ def newest_default_record(records_dir: Path) -> tuple[Path, dict] | None:
     return path, record
 
 
+#: The package's copy of the newest record's essentials, read by ``anchorlens reproduce --help``.
+PACKAGE_RECORD = ROOT / "anchorlens" / "data" / "main_job_time.json"
+
+
+def package_record(records_dir: Path) -> dict[str, object] | None:
+    """What the package keeps of the newest record at the defaults (`anchorlens.reproduce.measured_main_job`),
+    with the record's path; None where there is none."""
+    newest = newest_default_record(records_dir)
+    if newest is None:
+        return None
+    path, record = newest
+    return {
+        "commit": record["commit"],
+        "seconds": record["seconds"],
+        "peak_rss_bytes": record["peak_rss_bytes"],
+        "cpu_count": (record.get("machine") or {}).get("cpu_count"),
+        "transformer_lens": (record.get("versions") or {}).get("transformer-lens"),
+        "model_class": record.get("model_class"),
+        "record": path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path),
+    }
+
+
 def main_job_line(records_dir: Path, short: bool = False) -> str:
     """The pages' sentence on the main job's time, from the newest record at the defaults (`short`: the README's
     form, without the seconds per experiment)."""
@@ -145,9 +168,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", metavar="PAGE", help="exit 1 (with a diff) when PAGE's main-job-time line is stale")
     mode.add_argument("--write", metavar="PAGE", help="replace PAGE's main-job-time line with the newest record's")
+    mode.add_argument("--package", action="store_true", help=f"write the newest record's essentials to {PACKAGE_RECORD}")
     parser.add_argument("--short", action="store_true", help="the README's form: no seconds per experiment")
     args = parser.parse_args(own)
     out = Path(args.out)
+    if args.package:
+        essentials = package_record(out)
+        if essentials is None:
+            print(f"reproduce_time.py: error: no record at the defaults in {out}; run the job first", file=sys.stderr)
+            return 2
+        PACKAGE_RECORD.write_text(json.dumps(essentials, indent=2) + "\n")
+        print(f"{PACKAGE_RECORD}: {essentials['seconds']} s at {essentials['commit']}")
+        return 0
     if args.check or args.write:
         from anchorlens.claims.blocks import check_block, write_block
         from anchorlens.errors import AnchorlensError

@@ -55,7 +55,7 @@ from anchorlens.forward import run_to_target
 from anchorlens.hooks import block_earlier_mask, isolation_hooks
 from anchorlens.metrics import jaccard, label_agreement
 from anchorlens.model_classes import Model, supports_start_at_layer
-from anchorlens.paper import ISOLATION_K
+from anchorlens.paper import ISOLATION_K, ISOLATION_MAIN_K
 from anchorlens.preparation import Experiment
 from anchorlens.prompts import Prompt, PromptBatch, Prompts, Role, label_logits, task_prompts
 
@@ -65,6 +65,8 @@ from anchorlens.random_streams import prompt_generator
 from anchorlens.tasks import Task
 
 CONDITIONS = ("label_first", "label_last", "random_first", "random_last")
+#: The main job's isolation: the paper's main result, k = 5, alone (`anchorlens reproduce --full`: every k).
+MAIN_JOB_K = (ISOLATION_MAIN_K,)
 
 
 @dataclass(frozen=True)
@@ -297,14 +299,13 @@ def with_depth_fractions(ks: Sequence[int], n_layers: int, fractions: Sequence[f
     return tuple(dict.fromkeys([*ks, *k_at_depth_fractions(n_layers, fractions)]))
 
 
-def paper_k(n_layers: int) -> tuple[int, ...]:
-    """The paper's k = 1, 3, 5, 7, with a warning keeping those a shallow model has (at least its depth)."""
-    if max(ISOLATION_K) <= n_layers:
-        return ISOLATION_K
-    kept = tuple(k for k in ISOLATION_K if k <= n_layers) or (n_layers,)
-    warnings.warn(
-        f"the model has {n_layers} layers: isolation runs k = {kept} of the paper's {ISOLATION_K}", stacklevel=3
-    )
+def paper_k(n_layers: int, ks: tuple[int, ...] = ISOLATION_K) -> tuple[int, ...]:
+    """The paper's k (1, 3, 5, 7, or the main job's 5 alone), with a warning keeping those a shallow model has
+    (at least its depth)."""
+    if max(ks) <= n_layers:
+        return ks
+    kept = tuple(k for k in ks if k <= n_layers) or (n_layers,)
+    warnings.warn(f"the model has {n_layers} layers: isolation runs k = {kept} of the paper's {ks}", stacklevel=3)
     return kept
 
 
@@ -439,10 +440,10 @@ class IsolationResult(ExperimentResult):
 def seed_function(model: Model, task: Task, config: IsolationConfig, out: Folder, progress: bool) -> OneSeed:
     """The loyalties of one seed under isolation, for every k and condition; the k are checked against the
     model's depth before any work. The results keep the requested settings, so a resumed run matches."""
-    if config.k == ISOLATION_K:
-        # The paper's default on a shallow model: run the k it has rather than refuse the default. The rows
-        # show which k ran.
-        config = dataclasses.replace(config, k=paper_k(model.cfg.n_layers))
+    if config.k in (ISOLATION_K, MAIN_JOB_K):
+        # The paper's default (or the main job's k = 5) on a shallow model: run the k it has rather than refuse a
+        # default. The rows show which k ran.
+        config = dataclasses.replace(config, k=paper_k(model.cfg.n_layers, config.k))
     if config.depth_fractions:  # rows keep the absolute k; the fractions' k run beside the others
         config = dataclasses.replace(
             config, k=with_depth_fractions(config.k, model.cfg.n_layers, config.depth_fractions)
@@ -487,6 +488,7 @@ EXPERIMENT = Experiment(
     expectation="Isolating label words in the first 5 layers sharply lowers label and word loyalty; the last 5 "
     "layers or random non-label words barely matter (Fig. 4).",
     reference_part_seconds=89.5,
+    main_job={"k": MAIN_JOB_K},
     config_class=IsolationConfig,
     result_class=IsolationResult,
     paired_arm="condition",

@@ -182,3 +182,17 @@ def test_the_main_job_line_is_the_newest_record_at_the_defaults(tmp_path):
 def test_the_pages_main_job_line_is_the_newest_records(options, capsys):
     timing = load_reproduce_time()
     assert timing.main(options) == 0, capsys.readouterr().out
+
+
+def test_the_package_keeps_the_newest_records_time(tmp_path):
+    """``anchorlens reproduce --help`` quotes the package's copy of the newest record: the copy is that record's
+    (or both are absent), and its essentials come from the record."""
+    from anchorlens.reproduce import measured_main_job
+
+    timing = load_reproduce_time()
+    assert timing.package_record(ROOT / "benchmarks" / "results") == measured_main_job()
+    timing_record(tmp_path, "aaaaaaa", "2026-12-01T10:00:00+00:00", 471.2)
+    essentials = timing.package_record(tmp_path)
+    assert essentials is not None
+    assert (essentials["commit"], essentials["seconds"], essentials["cpu_count"]) == ("aaaaaaa", 471.2, 2)
+    assert (essentials["transformer_lens"], essentials["model_class"]) == ("4.3.0", "bridge")

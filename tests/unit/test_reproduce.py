@@ -74,3 +74,54 @@ def test_each_experiments_config_is_built_from_the_reproduction_settings():
         default = spec.config_class()
         assert built.shots_per_class == default.shots_per_class and built.model is None
     assert config.experiment_config(ExperimentConfig).seeds == (7, 8)
+
+
+def test_the_main_job_runs_each_experiments_lighter_settings_and_full_runs_the_defaults():
+    from anchorlens.paper import ISOLATION_K
+    from anchorlens.registry import EXPERIMENTS
+
+    light, full = ReproduceConfig(n_test=3), ReproduceConfig(n_test=3, full=True)
+    isolation, compress = EXPERIMENTS["isolation"], EXPERIMENTS["compress"]
+    assert light.settings_of(isolation).k == (5,) and full.settings_of(isolation).k == ISOLATION_K
+    assert light.settings_of(compress).random_draws < full.settings_of(compress).random_draws == 20
+    for spec in EXPERIMENTS.values():
+        made = light.settings_of(spec)
+        assert made.n_test == 3  # the shared settings stay
+        assert {name: getattr(made, name) for name in spec.main_job} == spec.main_job
+        assert full.settings_of(spec) == full.experiment_config(spec.config_class)
+        assert full.lighter_settings(spec) == {}
+
+
+def test_the_report_says_which_numbers_are_at_a_smoke_size():
+    from anchorlens.reproduce import size_text
+
+    smoke = size_text(ReproduceConfig())
+    assert smoke.startswith("Size: a smoke test, not the paper's: 1 of the paper's 5 seeds; 20 test inputs")
+    assert "isolation k 5 (full: 1 3 5 7)" in smoke and "compress random_draws 5 (full: 20)" in smoke
+    assert "--seeds 42 43 44 45 46 --n-test 1000 --full" in smoke
+    paper_size = ReproduceConfig(seeds=(42, 43, 44, 45, 46), n_test=1000, full=True)
+    assert size_text(paper_size).startswith("Size: the paper's")
+    assert "isolation" in size_text(ReproduceConfig(seeds=(42, 43, 44, 45, 46), n_test=1000))
+
+
+def test_the_time_estimate_does_not_apply_the_main_jobs_measurements_to_a_full_run(tmp_path):
+    from anchorlens.reproduce import RemainingTime
+
+    pending = {"isolation": 4, "saliency": 4}
+    light = RemainingTime(ReproduceConfig(), tmp_path, pending).seconds_left()
+    full = RemainingTime(ReproduceConfig(full=True), tmp_path, pending).seconds_left()
+    assert light[0] > 0 and light[1] == []
+    # saliency has no lighter settings: its reference holds; isolation's was measured at k = 5 only
+    assert full[1] == ["isolation"] and 0 < full[0] < light[0]
+
+
+def test_the_help_lists_the_lighter_settings_and_the_measured_time():
+    from anchorlens.reproduce import help_description, measured_main_job
+
+    text = help_description()
+    assert "isolation k 5 (full: 1 3 5 7)" in text and "--full" in text
+    measured = measured_main_job()
+    if measured is None:
+        assert "Expected time: not measured yet." in text
+    else:
+        assert f"took {measured['seconds']:.0f} s" in text and measured["commit"] in text

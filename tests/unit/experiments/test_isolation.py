@@ -310,7 +310,8 @@ def test_the_run_blocks_exactly_the_keyed_random_rows(gpt2_like):
 
 def test_the_paper_default_k_on_a_shallow_model_runs_the_k_it_has(gpt2_like):
     """A 2-layer model cannot isolate 3, 5 or 7 layers: the default runs k = 1 with a warning (an explicit
-    k that is too large is still an error), and the result keeps the requested settings for resuming."""
+    k that is too large is still an error, but for the main job's k = 5), and the result keeps the requested
+    settings for resuming."""
     from anchorlens.paper import ISOLATION_K
 
     with pytest.warns(UserWarning, match=r"the model has 2 layers: isolation runs k = \(1,\)"):
@@ -318,3 +319,7 @@ def test_the_paper_default_k_on_a_shallow_model_runs_the_k_it_has(gpt2_like):
     assert set(result.frame["k"]) == {1} and result.config.k == ISOLATION_K
     with pytest.raises(InvalidConfigError, match="k=3 is more than the model's 2 layers"):
         run_isolation(gpt2_like, "sst2", IsolationConfig(seeds=(3,), n_test=2, k=(1, 3)), progress=False)
+    # the main job's k = 5 alone (`anchorlens reproduce` on any model) runs the model's depth instead
+    with pytest.warns(UserWarning, match=r"the model has 2 layers: isolation runs k = \(2,\) of the paper's \(5,\)"):
+        result = run_isolation(gpt2_like, "sst2", IsolationConfig(seeds=(3,), n_test=2, k=(5,)), progress=False)
+    assert set(result.frame["k"]) == {2}
