@@ -25,6 +25,7 @@ the offline models still need no hub. See `anchorlens.model_classes`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -39,7 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -898,6 +899,165 @@ def model_from_hugging_face(
             )
     model.cfg.model_name = "custom"  # recorded as unnamed-model(...): see recorded_model_name
     return model
+
+
+#: The architectures `random_model` builds, each named by the family whose layer layout it copies.
+RANDOM_ARCHITECTURES = ("llama", "gpt2")
+
+
+@functools.cache
+def _shared_tokenizer(name: str):
+    """`load_tokenizer`, once per process: every random model over one offline tokenizer shares it, as models
+    loaded together share nothing else but would each pay the tokenizer load (most of a tiny model's cost)."""
+    return load_tokenizer(name)
+
+
+def random_model(
+    tokenizer_of: str = "smollm2-135m",
+    *,
+    architecture: Literal["llama", "gpt2"] = "llama",
+    n_layers: int = 2,
+    d_model: int = 32,
+    n_heads: int = 4,
+    d_head: int = 8,
+    d_mlp: int = 64,
+    n_ctx: int = 512,
+    n_key_value_heads: int | None = None,
+    seed: int = 0,
+    model_class: str | None = None,
+) -> Model:
+    """A model with random weights at a given shape over an offline model's tokenizer, on the CPU: to try the
+    API without loading weights (the fast tests and the examples run on it), and to time the analyses at a
+    paper model's shape.
+
+    ``"llama"`` has RMSNorm, rotary positions, a gated MLP and grouped-query attention (like SmolLM2);
+    ``"gpt2"`` has LayerNorm, learned positions and value biases, drawn from N(0, 0.5) rather than left at
+    zero so that folding them away would show in the numbers. The weights are drawn at HookedTransformer's
+    initialisation scale (0.8 / sqrt(d_model)): at Hugging Face's 0.02 a shallow random model gives nearly the
+    same distribution for every prompt. Prompts start without BOS. Models built over the same tokenizer share
+    one tokenizer object.
+
+    Args:
+        tokenizer_of: the offline model (`OFFLINE_MODELS`) whose tokenizer, and vocabulary size, the model gets.
+        architecture: ``"llama"`` or ``"gpt2"``.
+        n_layers: layers.
+        d_model: width of the residual stream.
+        n_heads: attention heads per layer.
+        d_head: width of each head.
+        d_mlp: hidden width of the MLP.
+        n_ctx: longest prompt, in tokens.
+        n_key_value_heads: key/value heads of ``"llama"`` (grouped-query attention); default half of
+            ``n_heads`` when that is even, else ``n_heads``. ``"gpt2"`` has one per head.
+        seed: the seed of the random weights: the same seed and shape give the same model.
+        model_class: ``"hooked"`` or ``"bridge"``; default `default_model_class` (the bridge on
+            transformer-lens 4.x).
+
+    Returns:
+        The model in eval mode, recorded as ``unnamed-model(...)`` (`recorded_model_name`).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> model.cfg.n_layers, model.cfg.d_model, model.cfg.d_vocab == len(model.tokenizer)
+        (2, 32, True)
+    """
+    if architecture not in RANDOM_ARCHITECTURES:
+        raise InvalidConfigError(
+            f"unknown architecture {architecture!r} for random_model; use one of {', '.join(RANDOM_ARCHITECTURES)}"
+        )
+    if n_key_value_heads is None:
+        n_key_value_heads = n_heads // 2 if n_heads % 2 == 0 else n_heads
+    if n_heads % n_key_value_heads:
+        raise InvalidConfigError(
+            f"n_heads={n_heads} is not a multiple of n_key_value_heads={n_key_value_heads}; pass "
+            "n_key_value_heads dividing n_heads (grouped-query attention shares each key/value head evenly)"
+        )
+    model_class = default_model_class() if model_class is None else model_class
+    if model_class not in MODEL_CLASSES:
+        raise InvalidConfigError(
+            f"unknown model_class {model_class!r}; use 'hooked' (HookedTransformer) or 'bridge' (TransformerBridge)"
+        )
+    check_model_class_available(model_class)
+    shape = dict(n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp, n_ctx=n_ctx)
+    tokenizer = _shared_tokenizer(tokenizer_of)
+    build = _random_bridge if model_class == "bridge" else _random_hooked_transformer
+    return build(tokenizer, architecture, shape, n_key_value_heads, seed)
+
+
+def _random_hooked_transformer(tokenizer, architecture: str, shape: dict[str, int], n_key_value_heads: int, seed: int):
+    """`random_model` as a HookedTransformer, initialised by TransformerLens from the config's seed."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    common: dict[str, Any] = dict(**shape, d_vocab=len(tokenizer), seed=seed, device="cpu")
+    if architecture == "llama":
+        cfg = HookedTransformerConfig(
+            **common,
+            act_fn="silu",
+            normalization_type="RMS",
+            positional_embedding_type="rotary",
+            rotary_dim=shape["d_head"],
+            n_key_value_heads=n_key_value_heads,
+            gated_mlp=True,
+            final_rms=True,
+            default_prepend_bos=False,
+        )
+    else:
+        cfg = HookedTransformerConfig(**common, act_fn="gelu", normalization_type="LN", default_prepend_bos=False)
+    model = HookedTransformer(cfg)
+    with torch.no_grad():  # value biases are zero at init; make them matter so folding them would show
+        for block in model.blocks:
+            if hasattr(block.attn, "b_V") and block.attn.b_V is not None:
+                block.attn.b_V.normal_(0, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # set_tokenizer's notes on padding and BOS, which the prompts set
+        model.set_tokenizer(tokenizer)
+    return model.eval()
+
+
+def _random_bridge(tokenizer, architecture: str, shape: dict[str, int], n_key_value_heads: int, seed: int):
+    """`random_model` as a Hugging Face model with random weights, wrapped as a TransformerBridge."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    # HookedTransformer's own initialisation scale, not Hugging Face's 0.02 (see random_model).
+    scale = {"initializer_range": 0.8 / shape["d_model"] ** 0.5}
+    hf_model: Any
+    if architecture == "llama":
+        config = LlamaConfig(
+            **scale,
+            vocab_size=len(tokenizer),
+            hidden_size=shape["d_model"],
+            intermediate_size=shape["d_mlp"],
+            num_hidden_layers=shape["n_layers"],
+            num_attention_heads=shape["n_heads"],
+            num_key_value_heads=n_key_value_heads,
+            head_dim=shape["d_head"],
+            max_position_embeddings=shape["n_ctx"],
+            tie_word_embeddings=False,
+        )
+        hf_model = LlamaForCausalLM(config)
+    else:
+        if shape["n_heads"] * shape["d_head"] != shape["d_model"]:
+            raise InvalidConfigError(
+                f"a 'gpt2' bridge needs n_heads * d_head == d_model (GPT-2's attention has no separate head "
+                f"width), got {shape['n_heads']} * {shape['d_head']} != {shape['d_model']}; change d_head"
+            )
+        special = {"bos_token_id": tokenizer.bos_token_id or 0, "eos_token_id": tokenizer.eos_token_id or 0}
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=shape["d_model"],
+            n_layer=shape["n_layers"],
+            n_head=shape["n_heads"],
+            n_inner=shape["d_mlp"],
+            n_positions=shape["n_ctx"],
+            **special,
+            **scale,
+        )
+        hf_model = GPT2LMHeadModel(config)
+        with torch.no_grad():  # value biases are zero at init; make them matter so folding them would show
+            for block in hf_model.transformer.h:
+                block.attn.c_attn.bias[2 * config.n_embd :].normal_(0, 0.5)
+    return model_from_hugging_face(hf_model, tokenizer, model_class="bridge", prepend_bos=False, device="cpu")
 
 
 def _bridge_from_hub(name: str, *, prepend_bos: bool | None, device: str | None, dtype: torch.dtype, **kwargs: Any):
