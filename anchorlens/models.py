@@ -59,6 +59,7 @@ from anchorlens.model_classes import (
     model_class_of,
     warn_if_value_biases_folded,
 )
+from anchorlens.random_streams import random_weights_stream
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +253,13 @@ def cache_problem(folder: Path, *, check_hashes: bool = True) -> str | None:
 
     Returns:
         None when the folder can be used, else one line saying why not (it is then rebuilt on use).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import anchorlens as al
+        >>> al.cache_problem(Path(tempfile.mkdtemp()))  # an empty folder
+        'its manifest anchorlens-manifest.json is missing or unreadable'
     """
     if not folder.is_dir():
         return "it does not exist" if not folder.is_symlink() and not folder.exists() else "it is not a folder"
@@ -397,6 +405,11 @@ def tokenizer_dir(name: str, *, verify: bool = True) -> Path:
 
     Returns:
         The folder, under `cache_root`.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> al.tokenizer_dir("smollm2-135m").name
+        'tokenizer'
     """
     spec = _offline_spec(name)
     folder = cache_root() / name / "tokenizer"
@@ -478,6 +491,11 @@ def weights_fingerprint(name: str) -> dict[str, str]:
 
     Returns:
         ``source_gguf_sha256`` and the sha256 of every file of the converted folder, by file name.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> "source_gguf_sha256" in al.weights_fingerprint("smollm2-135m")  # "" until the model is first converted
+        True
     """
     manifest = _read_manifest(converted_dir(name, verify=False)) or {}
     return {"source_gguf_sha256": manifest.get("source_gguf_sha256", ""), **manifest.get("sha256", {})}
@@ -537,6 +555,16 @@ def load_hf_model(name: str = DEFAULT_MODEL):
     Returns:
         model_and_tokenizer (tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]): the
             model in float32 and eval mode, and its tokenizer.
+
+    Examples:
+        >>> import tempfile, transformers, anchorlens as al
+        >>> folder = tempfile.mkdtemp()  # a folder of yours; an offline name loads its converted weights
+        >>> config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2)
+        >>> transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+        >>> _ = al.load_tokenizer("smollm2-135m").save_pretrained(folder)
+        >>> model, tokenizer = al.load_hf_model(folder)
+        >>> type(model).__name__, model.dtype, model.training
+        ('GPT2LMHeadModel', torch.float32, False)
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -988,7 +1016,9 @@ def _random_hooked_transformer(tokenizer, architecture: str, shape: dict[str, in
     """`random_model` as a HookedTransformer, initialised by TransformerLens from the config's seed."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    common: dict[str, Any] = dict(**shape, d_vocab=len(tokenizer), seed=seed, device="cpu")
+    # The seed goes to random_weights_stream, not the config: a config's seed would also reseed the global numpy
+    # and Python generators (the weights are drawn from torch's alone, the same either way).
+    common: dict[str, Any] = dict(**shape, d_vocab=len(tokenizer), device="cpu")
     if architecture == "llama":
         cfg = HookedTransformerConfig(
             **common,
@@ -1003,11 +1033,12 @@ def _random_hooked_transformer(tokenizer, architecture: str, shape: dict[str, in
         )
     else:
         cfg = HookedTransformerConfig(**common, act_fn="gelu", normalization_type="LN", default_prepend_bos=False)
-    model = HookedTransformer(cfg)
-    with torch.no_grad():  # value biases are zero at init; make them matter so folding them would show
-        for block in model.blocks:
-            if hasattr(block.attn, "b_V") and block.attn.b_V is not None:
-                block.attn.b_V.normal_(0, 0.5)
+    with random_weights_stream(seed):
+        model = HookedTransformer(cfg)
+        with torch.no_grad():  # value biases are zero at init; make them matter so folding them would show
+            for block in model.blocks:
+                if hasattr(block.attn, "b_V") and block.attn.b_V is not None:
+                    block.attn.b_V.normal_(0, 0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # set_tokenizer's notes on padding and BOS, which the prompts set
         model.set_tokenizer(tokenizer)
@@ -1018,10 +1049,10 @@ def _random_bridge(tokenizer, architecture: str, shape: dict[str, int], n_key_va
     """`random_model` as a Hugging Face model with random weights, wrapped as a TransformerBridge."""
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(seed)
     # HookedTransformer's own initialisation scale, not Hugging Face's 0.02 (see random_model).
-    scale = {"initializer_range": 0.8 / shape["d_model"] ** 0.5}
+    scale: dict[str, Any] = {"initializer_range": 0.8 / shape["d_model"] ** 0.5}
     hf_model: Any
+    config: Any
     if architecture == "llama":
         config = LlamaConfig(
             **scale,
@@ -1035,14 +1066,18 @@ def _random_bridge(tokenizer, architecture: str, shape: dict[str, int], n_key_va
             max_position_embeddings=shape["n_ctx"],
             tie_word_embeddings=False,
         )
-        hf_model = LlamaForCausalLM(config)
+        with random_weights_stream(seed):
+            hf_model = LlamaForCausalLM(config)
     else:
         if shape["n_heads"] * shape["d_head"] != shape["d_model"]:
             raise InvalidConfigError(
                 f"a 'gpt2' bridge needs n_heads * d_head == d_model (GPT-2's attention has no separate head "
                 f"width), got {shape['n_heads']} * {shape['d_head']} != {shape['d_model']}; change d_head"
             )
-        special = {"bos_token_id": tokenizer.bos_token_id or 0, "eos_token_id": tokenizer.eos_token_id or 0}
+        special: dict[str, Any] = {
+            "bos_token_id": tokenizer.bos_token_id or 0,
+            "eos_token_id": tokenizer.eos_token_id or 0,
+        }
         config = GPT2Config(
             vocab_size=len(tokenizer),
             n_embd=shape["d_model"],
@@ -1053,10 +1088,11 @@ def _random_bridge(tokenizer, architecture: str, shape: dict[str, int], n_key_va
             **special,
             **scale,
         )
-        hf_model = GPT2LMHeadModel(config)
-        with torch.no_grad():  # value biases are zero at init; make them matter so folding them would show
-            for block in hf_model.transformer.h:
-                block.attn.c_attn.bias[2 * config.n_embd :].normal_(0, 0.5)
+        with random_weights_stream(seed):
+            hf_model = GPT2LMHeadModel(config)
+            with torch.no_grad():  # value biases are zero at init; make them matter so folding them would show
+                for block in hf_model.transformer.h:
+                    block.attn.c_attn.bias[2 * config.n_embd :].normal_(0, 0.5)
     return model_from_hugging_face(hf_model, tokenizer, model_class="bridge", prepend_bos=False, device="cpu")
 
 
@@ -1263,6 +1299,12 @@ def load_model(
 
     Returns:
         The model, on `device`, in eval mode, with ``cfg.model_name`` the name its results are recorded under.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.load_model(al.random_model())  # a model you built, checked; or al.load_model("smollm2-135m")
+        >>> model.cfg.n_layers, model.training
+        (2, False)
     """
     if is_hooked_transformer(name) or is_bridge(name):
         return _already_loaded(

@@ -210,6 +210,11 @@ def test_random_model_is_the_same_for_a_seed_and_differs_across_seeds():
         first, again, other = (models.random_model(architecture="gpt2", seed=seed)(tokens) for seed in (1, 1, 2))
     assert torch.equal(first, again)
     assert not torch.allclose(first, other)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    models.random_model(seed=5)
+    assert torch.equal(torch.rand(3), expected)  # the caller's global generator is left as it was
 
 
 @pytest.mark.bad_input  # an architecture outside the Literal, on purpose
