@@ -935,9 +935,12 @@ RANDOM_ARCHITECTURES = ("llama", "gpt2")
 
 @functools.cache
 def _shared_tokenizer(name: str):
-    """`load_tokenizer`, once per process: every random model over one offline tokenizer shares it, as models
-    loaded together share nothing else but would each pay the tokenizer load (most of a tiny model's cost)."""
-    return load_tokenizer(name)
+    """The offline model's tokenizer as TransformerLens keeps it (``add_bos_token=True``; the prompts decide BOS
+    themselves), loaded once per process and shared by every random model over it: given a tokenizer without
+    that flag, both model classes load it again from its folder (most of a tiny model's build time)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir(name), add_bos_token=True)
 
 
 def random_model(
@@ -963,7 +966,7 @@ def random_model(
     zero so that folding them away would show in the numbers. The weights are drawn at HookedTransformer's
     initialisation scale (0.8 / sqrt(d_model)): at Hugging Face's 0.02 a shallow random model gives nearly the
     same distribution for every prompt. Prompts start without BOS. Models built over the same tokenizer share
-    one tokenizer object.
+    one tokenizer object (loaded once per process).
 
     Args:
         tokenizer_of: the offline model (`OFFLINE_MODELS`) whose tokenizer, and vocabulary size, the model gets.
