@@ -1,6 +1,7 @@
 """anchorlens: label words as anchors -- information-flow analyses of in-context learning on TransformerLens.
 
-``import anchorlens as al`` gives every public name (``__all__``): loading models and tasks, building prompts
+``import anchorlens as al`` gives every public name (``__all__``): loading models (or building one with random
+weights, `random_model`) and tasks, building prompts
 (also from your own text), the hook recipes and recorders, the analyses of any list of prompts (`saliency`,
 `isolation`, `label_attention_auroc`, `anchor_keys`, `compress`, `fit_beta` / `apply_beta`), one prompt's
 whole flow (`prompt_flow`, `plot_flow`), activations at the anchors (`anchor_activations`), the experiments
@@ -61,6 +62,7 @@ from anchorlens.models import (
     load_model,
     load_tokenizer,
     model_from_hugging_face,
+    random_model,
     tokenizer_dir,
     weights_fingerprint,
 )
@@ -165,6 +167,7 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "model_from_hugging_face",
+    "random_model",
     "recorded_model_name",
     "tokenizer_dir",
     "weights_fingerprint",

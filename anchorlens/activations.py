@@ -104,6 +104,14 @@ def anchor_activations(
         `AnchorActivations` ``(labels, target)``: ``labels`` ``[layer, batch, class, *rest]`` (each class's
         label positions averaged, `label_means`) and ``target`` ``[layer, batch, *rest]`` (`target_rows`);
         ``*rest`` is ``d_model`` for the residual stream, ``head, d_head`` for keys, queries and values.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> batch = al.make_batch(al.task_prompts(model, "sst2", 42, n_test=2)[1])
+        >>> labels, target = al.anchor_activations(model.run_with_cache(batch.tokens)[1], batch)
+        >>> tuple(labels.shape), tuple(target.shape)  # [layer, batch, class, d_model], [layer, batch, d_model]
+        ((2, 2, 2, 32), (2, 2, 32))
     """
     n_layers = int(cache.model.cfg.n_layers)
     chosen = list(range(n_layers)) if layers is None else [int(layer) for layer in layers]

@@ -217,6 +217,13 @@ def prompt_flow(model: Model, prompt: Prompt, *, abs_per_head: bool = False) -> 
         `PromptFlow` on the CPU: tokens, roles, ``saliency`` [layer, query, key] (float32, diagonal 0) and the
         per-layer means ``S_wp``, ``S_pq``, ``S_ww`` [layer] (float64), the label words, gold class and
         prediction; ``to_frame()`` gives tidy rows, `anchorlens.plots.plot_flow` draws it.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> flow = al.prompt_flow(model, al.task_prompts(model, "sst2", 42, n_test=1)[1][0])
+        >>> flow.saliency.shape[0], flow.saliency.shape[1] == flow.saliency.shape[2]  # [layer, query, key]
+        (2, True)
     """
     _check_prompt(model, prompt)
     verify_attention_hooks(model)

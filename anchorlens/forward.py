@@ -47,6 +47,13 @@ def run_to_target(
     Returns:
         [batch, vocab]: the full-vocabulary logits at each prompt's target; `label_logits` takes the C label
         columns.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> batch = al.make_batch(al.task_prompts(model, "sst2", 42, n_test=2)[1])
+        >>> tuple(al.run_to_target(model, batch).shape) == (2, model.cfg.d_vocab)
+        True
     """
     if (start_at_layer is None) != (residual is None):
         raise InvalidConfigError(

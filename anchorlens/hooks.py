@@ -87,6 +87,15 @@ def hooked(model: Model, fwd_hooks: Sequence[Hook] = (), bwd_hooks: Sequence[Hoo
 
     Yields:
         The model with the hooks attached (``with hooked(model, hooks) as hooked_model: ...``).
+
+    Examples:
+        >>> import torch, anchorlens as al
+        >>> model, shapes = al.random_model(), []
+        >>> record = ("blocks.0.attn.hook_pattern", lambda pattern, hook: shapes.append(tuple(pattern.shape)))
+        >>> with al.hooked(model, [record]), torch.no_grad():
+        ...     _ = model(torch.tensor([[1, 2, 3]]))
+        >>> shapes  # [batch, head, query, key]
+        [(1, 4, 3, 3)]
     """
     check_hook_names(model, list(fwd_hooks) + list(bwd_hooks))
     with model.hooks(fwd_hooks=list(fwd_hooks), bwd_hooks=list(bwd_hooks)) as hooked_model:
@@ -103,6 +112,15 @@ def frozen_parameters(model: Model) -> Iterator[None]:
     Yields:
         No value; use it as ``with frozen_parameters(model): ...``. Every parameter's ``requires_grad`` is
         back as it was afterwards, also on error.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> with al.frozen_parameters(model):
+        ...     print(any(parameter.requires_grad for parameter in model.parameters()))
+        False
+        >>> all(parameter.requires_grad for parameter in model.parameters())
+        True
     """
     previous = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
     try:
@@ -161,6 +179,12 @@ def isolation_hooks(blocked_by_layer: Mapping[int, Bool[Tensor, "batch query key
     Returns:
         ``(hook name, function)`` pairs on each layer's ``hook_attn_scores``: a blocked entry gets the most
         negative score, so its attention after softmax is exactly 0. Pass them as ``fwd_hooks``.
+
+    Examples:
+        >>> import torch, anchorlens as al
+        >>> blocked = torch.zeros(1, 5, 5, dtype=torch.bool)  # [batch, query, key]: True where attention is cut
+        >>> [name for name, _ in al.isolation_hooks({0: blocked, 1: blocked})]
+        ['blocks.0.attn.hook_attn_scores', 'blocks.1.attn.hook_attn_scores']
     """
     return [(scores_hook_name(layer), isolate_hook(mask)) for layer, mask in sorted(blocked_by_layer.items())]
 
@@ -436,6 +460,15 @@ def reweight_hooks(
     Returns:
         ``(hook name, function)`` pairs on ``hook_pattern`` (or ``hook_attn_scores``) of each layer; pass them as
         ``fwd_hooks``.
+
+    Examples:
+        >>> import torch, anchorlens as al
+        >>> model = al.random_model()
+        >>> batch = al.make_batch(al.task_prompts(model, "sst2", 42, n_test=2)[1])
+        >>> beta = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, 2)  # [layer, head, class]
+        >>> reweighted = al.run_to_target(model, batch, al.reweight_hooks(beta, batch))
+        >>> torch.allclose(reweighted, al.run_to_target(model, batch))  # exp(0) = 1 leaves the attention as it is
+        True
     """
     check_variant(variant)
     _check_beta_for(beta, model, batch.label_mask.shape[1])
@@ -612,6 +645,10 @@ def verify_attention_hooks(model: Model, *, again: bool = False) -> None:
 
     Raises:
         HookError: a check failed (the message names the model class and the fix).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> al.verify_attention_hooks(al.random_model())  # silent; a HookError naming the fix where a hook does not act
     """
     require_attention_hooks(model)  # first: what is not a TransformerLens model (nor weakly referable) stops here
     if not again and model in _VERIFIED:

@@ -234,6 +234,14 @@ def cache_demonstrations(model: Model, demonstration_tokens: Sequence[int]) -> A
     Returns:
         `AnchorCache` of every position: per layer keys and values [1, kept, kv_head, d_head];
         ``keep(positions)`` prunes it.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> prompt = al.task_prompts(model, "sst2", 42, n_test=1)[1][0]
+        >>> cache = al.cache_demonstrations(model, prompt.token_ids[: prompt.demonstration_length])
+        >>> len(cache.positions) == prompt.demonstration_length, tuple(cache.keys[0].shape[2:])  # [kv_head, d_head]
+        (True, (2, 8))
     """
     check_supported(model)
     device = next(model.parameters()).device
@@ -294,6 +302,14 @@ def query_tokens(prompt: Prompt, cache: AnchorCache | CacheStack) -> tuple[int, 
 
     Returns:
         The token ids from position ``cache.demonstration_length`` to the end (the query, target last).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> prompt = al.task_prompts(model, "sst2", 42, n_test=1)[1][0]
+        >>> cache = al.cache_demonstrations(model, prompt.token_ids[: prompt.demonstration_length])
+        >>> al.query_tokens(prompt, cache) == prompt.token_ids[prompt.demonstration_length :]
+        True
     """
     if prompt.token_ids[: cache.demonstration_length] != cache.demonstration_tokens:
         raise InvalidConfigError(
@@ -494,5 +510,14 @@ def run_query_with_cache(
 
     Returns:
         [batch, ...]: `readout` of each query's last token; by default the full-vocabulary logits [batch, vocab].
+
+    Examples:
+        >>> import torch, anchorlens as al
+        >>> model = al.random_model()
+        >>> prompt = al.task_prompts(model, "sst2", 42, n_test=1)[1][0]
+        >>> cache = al.build_anchor_cache(model, prompt)  # the anchors of the demonstrations
+        >>> logits = al.run_query_with_cache(model, cache, torch.tensor([al.query_tokens(prompt, cache)]))
+        >>> tuple(logits.shape) == (1, model.cfg.d_vocab)
+        True
     """
     return run_queries_with_caches(model, CacheStack.of([cache]), tokens, lengths, fwd_hooks, readout)[0]

@@ -295,6 +295,11 @@ def recorded_model_name(model: Model) -> str:
     Returns:
         The name: what an experiment's results record as ``model``, and what `save_beta` takes as ``model_name``
         (`load_beta` refuses a β recorded under another).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> al.recorded_model_name(al.random_model(n_layers=3))  # doctest: +ELLIPSIS
+        'unnamed-model(3L,32d,4h)...'
     """
     cfg = model.cfg
     name = getattr(cfg, "model_name", None)

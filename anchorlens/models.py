@@ -25,6 +25,7 @@ the offline models still need no hub. See `anchorlens.model_classes`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -39,7 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -58,6 +59,7 @@ from anchorlens.model_classes import (
     model_class_of,
     warn_if_value_biases_folded,
 )
+from anchorlens.random_streams import random_weights_stream
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +253,13 @@ def cache_problem(folder: Path, *, check_hashes: bool = True) -> str | None:
 
     Returns:
         None when the folder can be used, else one line saying why not (it is then rebuilt on use).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import anchorlens as al
+        >>> al.cache_problem(Path(tempfile.mkdtemp()))  # an empty folder
+        'its manifest anchorlens-manifest.json is missing or unreadable'
     """
     if not folder.is_dir():
         return "it does not exist" if not folder.is_symlink() and not folder.exists() else "it is not a folder"
@@ -396,6 +405,11 @@ def tokenizer_dir(name: str, *, verify: bool = True) -> Path:
 
     Returns:
         The folder, under `cache_root`.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> al.tokenizer_dir("smollm2-135m").name
+        'tokenizer'
     """
     spec = _offline_spec(name)
     folder = cache_root() / name / "tokenizer"
@@ -477,6 +491,11 @@ def weights_fingerprint(name: str) -> dict[str, str]:
 
     Returns:
         ``source_gguf_sha256`` and the sha256 of every file of the converted folder, by file name.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> "source_gguf_sha256" in al.weights_fingerprint("smollm2-135m")  # "" until the model is first converted
+        True
     """
     manifest = _read_manifest(converted_dir(name, verify=False)) or {}
     return {"source_gguf_sha256": manifest.get("source_gguf_sha256", ""), **manifest.get("sha256", {})}
@@ -536,6 +555,16 @@ def load_hf_model(name: str = DEFAULT_MODEL):
     Returns:
         model_and_tokenizer (tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]): the
             model in float32 and eval mode, and its tokenizer.
+
+    Examples:
+        >>> import tempfile, transformers, anchorlens as al
+        >>> folder = tempfile.mkdtemp()  # a folder of yours; an offline name loads its converted weights
+        >>> config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2)
+        >>> transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+        >>> _ = al.load_tokenizer("smollm2-135m").save_pretrained(folder)
+        >>> model, tokenizer = al.load_hf_model(folder)
+        >>> type(model).__name__, model.dtype, model.training
+        ('GPT2LMHeadModel', torch.float32, False)
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -900,6 +929,176 @@ def model_from_hugging_face(
     return model
 
 
+#: The architectures `random_model` builds, each named by the family whose layer layout it copies.
+RANDOM_ARCHITECTURES = ("llama", "gpt2")
+
+
+@functools.cache
+def _shared_tokenizer(name: str):
+    """The offline model's tokenizer as TransformerLens keeps it (``add_bos_token=True``; the prompts decide BOS
+    themselves), loaded once per process and shared by every random model over it: given a tokenizer without
+    that flag, both model classes load it again from its folder (most of a tiny model's build time)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir(name), add_bos_token=True)
+
+
+def random_model(
+    tokenizer_of: str = "smollm2-135m",
+    *,
+    architecture: Literal["llama", "gpt2"] = "llama",
+    n_layers: int = 2,
+    d_model: int = 32,
+    n_heads: int = 4,
+    d_head: int = 8,
+    d_mlp: int = 64,
+    n_ctx: int = 512,
+    n_key_value_heads: int | None = None,
+    seed: int = 0,
+    model_class: str | None = None,
+) -> Model:
+    """A model with random weights at a given shape over an offline model's tokenizer, on the CPU: to try the
+    API without loading weights (the fast tests and the examples run on it), and to time the analyses at a
+    paper model's shape.
+
+    ``"llama"`` has RMSNorm, rotary positions, a gated MLP and grouped-query attention (like SmolLM2);
+    ``"gpt2"`` has LayerNorm, learned positions and value biases, drawn from N(0, 0.5) rather than left at
+    zero so that folding them away would show in the numbers. The weights are drawn at HookedTransformer's
+    initialisation scale (0.8 / sqrt(d_model)): at Hugging Face's 0.02 a shallow random model gives nearly the
+    same distribution for every prompt. Prompts start without BOS. Models built over the same tokenizer share
+    one tokenizer object (loaded once per process).
+
+    Args:
+        tokenizer_of: the offline model (`OFFLINE_MODELS`) whose tokenizer, and vocabulary size, the model gets.
+        architecture: ``"llama"`` or ``"gpt2"``.
+        n_layers: layers.
+        d_model: width of the residual stream.
+        n_heads: attention heads per layer.
+        d_head: width of each head.
+        d_mlp: hidden width of the MLP.
+        n_ctx: longest prompt, in tokens.
+        n_key_value_heads: key/value heads of ``"llama"`` (grouped-query attention); default half of
+            ``n_heads`` when that is even, else ``n_heads``. ``"gpt2"`` has one per head.
+        seed: the seed of the random weights: the same seed and shape give the same model.
+        model_class: ``"hooked"`` or ``"bridge"``; default `default_model_class` (the bridge on
+            transformer-lens 4.x).
+
+    Returns:
+        The model in eval mode, recorded as ``unnamed-model(...)`` (`recorded_model_name`).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> model.cfg.n_layers, model.cfg.d_model, model.cfg.d_vocab == len(model.tokenizer)
+        (2, 32, True)
+    """
+    if architecture not in RANDOM_ARCHITECTURES:
+        raise InvalidConfigError(
+            f"unknown architecture {architecture!r} for random_model; use one of {', '.join(RANDOM_ARCHITECTURES)}"
+        )
+    if n_key_value_heads is None:
+        n_key_value_heads = n_heads // 2 if n_heads % 2 == 0 else n_heads
+    if n_heads % n_key_value_heads:
+        raise InvalidConfigError(
+            f"n_heads={n_heads} is not a multiple of n_key_value_heads={n_key_value_heads}; pass "
+            "n_key_value_heads dividing n_heads (grouped-query attention shares each key/value head evenly)"
+        )
+    model_class = default_model_class() if model_class is None else model_class
+    if model_class not in MODEL_CLASSES:
+        raise InvalidConfigError(
+            f"unknown model_class {model_class!r}; use 'hooked' (HookedTransformer) or 'bridge' (TransformerBridge)"
+        )
+    check_model_class_available(model_class)
+    shape = dict(n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp, n_ctx=n_ctx)
+    tokenizer = _shared_tokenizer(tokenizer_of)
+    build = _random_bridge if model_class == "bridge" else _random_hooked_transformer
+    return build(tokenizer, architecture, shape, n_key_value_heads, seed)
+
+
+def _random_hooked_transformer(tokenizer, architecture: str, shape: dict[str, int], n_key_value_heads: int, seed: int):
+    """`random_model` as a HookedTransformer, initialised by TransformerLens from the config's seed."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    # The seed goes to random_weights_stream, not the config: a config's seed would also reseed the global numpy
+    # and Python generators (the weights are drawn from torch's alone, the same either way).
+    common: dict[str, Any] = dict(**shape, d_vocab=len(tokenizer), device="cpu")
+    if architecture == "llama":
+        cfg = HookedTransformerConfig(
+            **common,
+            act_fn="silu",
+            normalization_type="RMS",
+            positional_embedding_type="rotary",
+            rotary_dim=shape["d_head"],
+            n_key_value_heads=n_key_value_heads,
+            gated_mlp=True,
+            final_rms=True,
+            default_prepend_bos=False,
+        )
+    else:
+        cfg = HookedTransformerConfig(**common, act_fn="gelu", normalization_type="LN", default_prepend_bos=False)
+    with random_weights_stream(seed):
+        model = HookedTransformer(cfg)
+        with torch.no_grad():  # value biases are zero at init; make them matter so folding them would show
+            for block in model.blocks:
+                if hasattr(block.attn, "b_V") and block.attn.b_V is not None:
+                    block.attn.b_V.normal_(0, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # set_tokenizer's notes on padding and BOS, which the prompts set
+        model.set_tokenizer(tokenizer)
+    return model.eval()
+
+
+def _random_bridge(tokenizer, architecture: str, shape: dict[str, int], n_key_value_heads: int, seed: int):
+    """`random_model` as a Hugging Face model with random weights, wrapped as a TransformerBridge."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    # HookedTransformer's own initialisation scale, not Hugging Face's 0.02 (see random_model).
+    scale: dict[str, Any] = {"initializer_range": 0.8 / shape["d_model"] ** 0.5}
+    hf_model: Any
+    config: Any
+    if architecture == "llama":
+        config = LlamaConfig(
+            **scale,
+            vocab_size=len(tokenizer),
+            hidden_size=shape["d_model"],
+            intermediate_size=shape["d_mlp"],
+            num_hidden_layers=shape["n_layers"],
+            num_attention_heads=shape["n_heads"],
+            num_key_value_heads=n_key_value_heads,
+            head_dim=shape["d_head"],
+            max_position_embeddings=shape["n_ctx"],
+            tie_word_embeddings=False,
+        )
+        with random_weights_stream(seed):
+            hf_model = LlamaForCausalLM(config)
+    else:
+        if shape["n_heads"] * shape["d_head"] != shape["d_model"]:
+            raise InvalidConfigError(
+                f"a 'gpt2' bridge needs n_heads * d_head == d_model (GPT-2's attention has no separate head "
+                f"width), got {shape['n_heads']} * {shape['d_head']} != {shape['d_model']}; change d_head"
+            )
+        special: dict[str, Any] = {
+            "bos_token_id": tokenizer.bos_token_id or 0,
+            "eos_token_id": tokenizer.eos_token_id or 0,
+        }
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=shape["d_model"],
+            n_layer=shape["n_layers"],
+            n_head=shape["n_heads"],
+            n_inner=shape["d_mlp"],
+            n_positions=shape["n_ctx"],
+            **special,
+            **scale,
+        )
+        with random_weights_stream(seed):
+            hf_model = GPT2LMHeadModel(config)
+            with torch.no_grad():  # value biases are zero at init; make them matter so folding them would show
+                for block in hf_model.transformer.h:
+                    block.attn.c_attn.bias[2 * config.n_embd :].normal_(0, 0.5)
+    return model_from_hugging_face(hf_model, tokenizer, model_class="bridge", prepend_bos=False, device="cpu")
+
+
 def _bridge_from_hub(name: str, *, prepend_bos: bool | None, device: str | None, dtype: torch.dtype, **kwargs: Any):
     """A hub name as a `TransformerBridge` (needs the hub or the local HF cache; remote code never trusted)."""
     from transformer_lens.model_bridge import TransformerBridge
@@ -1103,6 +1302,12 @@ def load_model(
 
     Returns:
         The model, on `device`, in eval mode, with ``cfg.model_name`` the name its results are recorded under.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.load_model(al.random_model())  # a model you built, checked; or al.load_model("smollm2-135m")
+        >>> model.cfg.n_layers, model.training
+        (2, False)
     """
     if is_hooked_transformer(name) or is_bridge(name):
         return _already_loaded(

@@ -52,6 +52,13 @@ def run_experiment(
 
     Returns:
         The result of everything in `out` (its `to_frame`, `examples`, `summary_with_ci`).
+
+    Examples:
+        >>> import tempfile, anchorlens as al
+        >>> config = al.AurocConfig(seeds=(42,), n_test=2)
+        >>> result = al.run_experiment("auroc", al.random_model(), ["sst2"], config, tempfile.mkdtemp(), progress=False)
+        >>> result.to_frame().shape
+        (2, 8)
     """
     run = prepare_run(EXPERIMENTS[name], model, tasks, config, out)
     return run_prepared_experiment(run, progress=progress, figure=figure, image_format=image_format)

@@ -165,6 +165,13 @@ def load_result(directory: str | Path, experiment: str | None = None) -> Experim
 
     Raises:
         InvalidConfigError: no results there, an unknown experiment, or several in the folder and none named.
+
+    Examples:
+        >>> import tempfile, anchorlens as al
+        >>> out = tempfile.mkdtemp()
+        >>> _ = al.run_auroc(al.random_model(), "sst2", al.AurocConfig(seeds=(42,), n_test=2), out=out, progress=False)
+        >>> type(al.load_result(out)).__name__, al.load_result(out).to_frame().shape
+        ('AurocResult', (2, 8))
     """
     from anchorlens.registry import EXPERIMENTS
 

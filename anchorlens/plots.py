@@ -920,6 +920,13 @@ def plot_flow(
 
     Returns:
         A plotly figure (`anchorlens.plots.save_figure` writes it as self-contained HTML).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> figure = al.plot_flow(model, al.task_prompts(model, "sst2", 42, n_test=1)[1][0])
+        >>> type(figure).__name__
+        'Figure'
     """
     import numpy as np
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,9 @@ class Experiment(Generic[ConfigT, ResultT]):
     #: experiment on the four tasks fits minutes of 2 CPU cores: the paper's main setting where the full run
     #: sweeps several (isolation at k = 5 alone), fewer random draws. The report names each beside its full value.
     main_job: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The ``>>>`` lines of ``run_<name>``'s example (its docstring's ``Examples:`` section, run as a doctest):
+    #: the typical call on `anchorlens.random_model` at small settings.
+    example: str = ""
 
     @property
     def paper(self) -> bool:
@@ -145,7 +149,10 @@ class Experiment(Generic[ConfigT, ResultT]):
         arguments = _RUN_ARGUMENTS.format(
             model=self.model_text, config=self.config_class.__name__, returns=self.returns
         )
-        return f"{self.summary}\n\n{arguments}"
+        if not self.example:
+            return f"{self.summary}\n\n{arguments}"
+        example = textwrap.indent(textwrap.dedent(self.example).strip(), "    ")
+        return f"{self.summary}\n\n{arguments}\nExamples:\n{example}\n"
 
     def run_function(self) -> RunFunction[ConfigT, ResultT]:
         """The public ``run_<name>(model, task, config=<Config>(), *, out=None, progress=True)``: `run_one`."""

@@ -768,6 +768,14 @@ def label_loss(
 
     Returns:
         The loss: a scalar, or [batch] with ``reduction="none"``.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> batch = al.make_batch(al.task_prompts(model, "sst2", 42, n_test=2)[1])
+        >>> loss = al.label_loss(al.run_to_target(model, batch), batch, reduction="none")
+        >>> tuple(loss.shape), bool((loss > 0).all())
+        ((2,), True)
     """
     if bool((batch.gold < 0).any()):
         raise InvalidConfigError(
@@ -788,6 +796,11 @@ def prompt_settings(model: Model) -> dict:
     Returns:
         ``{"prepend_bos": ..., "max_length": ...}``: keyword arguments for `build_prompt` and `task_prompts`
         given a tokenizer rather than the model.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> al.prompt_settings(al.random_model())
+        {'prepend_bos': False, 'max_length': 512}
     """
     return {"prepend_bos": bool(model.cfg.default_prepend_bos), "max_length": int(model.cfg.n_ctx)}
 

@@ -16,6 +16,7 @@ torch states are never touched):
 | re-weighting's epoch order | ``torch.Generator().manual_seed(seed)`` | reweight |
 | bootstrap resamples | ``np.random.default_rng([seed, crc32(stratum)])`` | `anchorlens.stats` |
 | hook-check probe | ``torch.Generator().manual_seed(0)`` | `anchorlens.hooks` |
+| a random model's weights | ``torch.manual_seed(seed)`` in ``torch.random.fork_rng`` | `anchorlens.models` |
 
 The first two equal the paper's reference code (`anchorlens.sampling`). numpy's ``SeedSequence`` ignores
 trailing zeros (``default_rng([seed, 0])`` is ``default_rng(seed)``, the test-row shuffle), so no key list ends
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -121,3 +124,13 @@ def bootstrap_generator(stratum: tuple, seed: int) -> np.random.Generator:
 def probe_generator() -> torch.Generator:
     """The CPU generator of `anchorlens.hooks.verify_attention_hooks`' random probe directions (seed 0)."""
     return torch.Generator().manual_seed(0)
+
+
+@contextmanager
+def random_weights_stream(seed: int) -> Iterator[None]:
+    """The global torch generator seeded with `seed` for the block, and restored afterwards: the weights of
+    `anchorlens.models.random_model`, which the model constructors (Hugging Face's and TransformerLens's) draw
+    from the global state, taking no generator of their own."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -218,6 +218,13 @@ def register_task(task: Task, *, overwrite: bool = False) -> Task:
 
     Returns:
         The task, now reachable by name (`get_task`, ``--task`` on the CLI of this process).
+
+    Examples:
+        >>> import dataclasses, anchorlens as al
+        >>> sst2 = al.get_task("sst2")
+        >>> words = dataclasses.replace(sst2, name="sst2-lowercase", label_words=(" negative", " positive"))
+        >>> al.register_task(words).name in al.list_tasks()
+        True
     """
     if not isinstance(task, Task):
         raise TaskDefinitionError(f"register_task expects a Task, got {type(task).__name__}")
@@ -476,6 +483,15 @@ def task_from_files(
 
     Returns:
         The `Task`, loading like the built-in ones (`load_split`, `task_prompts`, the experiments).
+
+    Examples:
+        >>> import pathlib, tempfile, anchorlens as al
+        >>> data = pathlib.Path(tempfile.mkdtemp()) / "reviews.csv"
+        >>> _ = data.write_text("text,label\\ngreat fun,1\\ndull and slow,0\\n")
+        >>> template = "Review: {text}\\nSentiment:{label}"
+        >>> task = al.task_from_files("reviews", template, [" bad", " good"], ["bad", "good"], data, data)
+        >>> list(al.load_split(task, "test")["label"])
+        [1, 0]
     """
     task = Task(
         name=name,

@@ -4,7 +4,6 @@ offline models (integration)."""
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import jaxtyping
@@ -99,91 +98,21 @@ def gemma_tokenizer():
     return load_tokenizer("gemma-3-270m")
 
 
-def tiny_model(tokenizer, *, llama_like: bool = False, seed: int = 0):
-    """A 2-layer random model over a real tokenizer's vocabulary, in the installed transformer-lens's default
-    class: a HookedTransformer on 3.9, a TransformerBridge on 4.x (`anchorlens.default_model_class`).
+@pytest.fixture(scope="session")
+def gpt2_like():
+    """A 2-layer GPT-2-like random model (LayerNorm, learned positions, value biases) over SmolLM2's tokenizer,
+    in the installed transformer-lens's default class (`anchorlens.random_model`)."""
+    from anchorlens.models import random_model
 
-    ``llama_like`` gives RMSNorm, rotary positions and grouped-query attention (like SmolLM2); otherwise a
-    GPT-2-like model with LayerNorm, learned positions and value biases.
-    """
-    from anchorlens.model_classes import default_model_class
-
-    if default_model_class() == "bridge":
-        return tiny_bridge(tokenizer, llama_like=llama_like, seed=seed)
-    import torch
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    common = dict(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=512, d_vocab=len(tokenizer), seed=seed)
-    if llama_like:
-        cfg = HookedTransformerConfig(
-            **common,
-            act_fn="silu",
-            normalization_type="RMS",
-            positional_embedding_type="rotary",
-            rotary_dim=8,
-            n_key_value_heads=2,
-            gated_mlp=True,
-            final_rms=True,
-            default_prepend_bos=False,
-        )
-    else:
-        cfg = HookedTransformerConfig(**common, act_fn="gelu", normalization_type="LN", default_prepend_bos=False)
-    model = HookedTransformer(cfg)
-    with torch.no_grad():  # value biases are zero at init; make them matter so folding traps would show
-        for block in model.blocks:
-            if hasattr(block.attn, "b_V") and block.attn.b_V is not None:
-                block.attn.b_V.normal_(0, 0.5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.set_tokenizer(tokenizer)
-    return model.eval()
-
-
-def tiny_bridge(tokenizer, *, llama_like: bool = False, seed: int = 0):
-    """The same shapes as Hugging Face models with random weights, wrapped as a TransformerBridge."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    from anchorlens.models import model_from_hugging_face
-
-    torch.manual_seed(seed)
-    # HookedTransformer's own initialisation scale (0.8 / sqrt(d_model)), not Hugging Face's 0.02, under which a
-    # 2-layer random model gives nearly the same distribution for every prompt.
-    scale = {"initializer_range": 0.8 / 32**0.5}
-    if llama_like:
-        config = LlamaConfig(
-            **scale,
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=8,
-            max_position_embeddings=512,
-            tie_word_embeddings=False,
-        )
-        hf_model = LlamaForCausalLM(config)
-    else:
-        special = {"bos_token_id": tokenizer.bos_token_id or 0, "eos_token_id": tokenizer.eos_token_id or 0}
-        config = GPT2Config(
-            vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_inner=64, n_positions=512, **special, **scale
-        )
-        hf_model = GPT2LMHeadModel(config)
-        with torch.no_grad():  # value biases are zero at init; make them matter so folding traps would show
-            for block in hf_model.transformer.h:
-                block.attn.c_attn.bias[2 * config.n_embd :].normal_(0, 0.5)
-    return model_from_hugging_face(hf_model, tokenizer, model_class="bridge", prepend_bos=False, device="cpu")
+    return random_model("smollm2-135m", architecture="gpt2")
 
 
 @pytest.fixture(scope="session")
-def gpt2_like(smol_tokenizer):
-    return tiny_model(smol_tokenizer)
+def llama_like():
+    """The same with RMSNorm, rotary positions and grouped-query attention, like SmolLM2."""
+    from anchorlens.models import random_model
 
-
-@pytest.fixture(scope="session")
-def llama_like(smol_tokenizer):
-    return tiny_model(smol_tokenizer, llama_like=True)
+    return random_model("smollm2-135m", architecture="llama")
 
 
 @pytest.fixture(scope="session")

@@ -504,6 +504,14 @@ def label_attention_auroc(
         have ``head`` and ``level`` columns after ``layer`` (``head`` empty and ``level`` = ``"layer"`` on the
         whole-layer rows), followed by one row per head (``R`` empty: it accumulates whole layers);
         ``head_grid(result.layers, "auroc")`` lays the heads' AUROC out as [layer, head].
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> _, prompts = al.task_prompts(model, "sst2", 42, n_test=2)
+        >>> result = al.label_attention_auroc(model, prompts)
+        >>> len(result.examples), tuple(result.layers.columns)
+        (4, ('layer', 'auroc', 'R', 'n', 'classes_kept'))
     """
     measured = measure_label_attention(model, prompts, per_head=per_head, batch_size=batch_size, progress=progress)
     predicted = whole_layer_rows(measured.examples).groupby("example", sort=False)["prediction"].first()
@@ -543,6 +551,13 @@ def seed_function(model: Model, task: Task, config: AurocConfig, out: Folder, pr
 
 
 EXPERIMENT = Experiment(
+    example="""
+        >>> import anchorlens as al
+        >>> config = al.AurocConfig(seeds=(42,), n_test=2)
+        >>> result = al.run_auroc(al.random_model(), "sst2", config, progress=False)
+        >>> result.to_frame().shape
+        (2, 8)
+    """,
     name="auroc",
     order=3,
     help="per-layer AUROC of target->label attention vs prediction, R_l (Fig. 5)",

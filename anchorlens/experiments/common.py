@@ -304,6 +304,14 @@ def whole_layer_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         The whole-layer rows, without the ``head`` and ``level`` columns.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> _, prompts = al.task_prompts(model, "sst2", 42, n_test=2)
+        >>> frame = al.saliency(model, prompts, per_head=True)
+        >>> len(al.layer_rows(frame))  # 2 prompts x 2 layers
+        4
     """
     if "head" not in frame.columns:
         return frame
@@ -320,6 +328,14 @@ def per_head_rows(frame: pd.DataFrame) -> pd.DataFrame:
     Returns:
         The rows of single heads, ``head`` as int, without the ``level`` column; no rows for a frame without
         per-head rows.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> _, prompts = al.task_prompts(model, "sst2", 42, n_test=2)
+        >>> frame = al.saliency(model, prompts, per_head=True)
+        >>> len(al.head_rows(frame))  # 2 prompts x 2 layers x 4 heads
+        16
     """
     if "head" not in frame.columns:
         return frame.iloc[0:0].assign(head=pd.Series(dtype="int64"))
@@ -361,6 +377,14 @@ def head_grid(
     Returns:
         A DataFrame indexed by ``layer`` with one column per ``head`` (the mean over seeds or prompts), or, with
         `per_example`, a NumPy array [example, layer, head].
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> _, prompts = al.task_prompts(model, "sst2", 42, n_test=2)
+        >>> frame = al.saliency(model, prompts, per_head=True)
+        >>> al.head_grid(frame, "S_pq").shape  # [layer, head]
+        (2, 4)
     """
     if value not in frame.columns:
         raise InvalidConfigError(f"the frame has no column {value!r}; its columns are {list(frame.columns)}")

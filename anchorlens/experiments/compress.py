@@ -159,6 +159,14 @@ def build_anchor_cache(model: Model, prompt: Prompt, keep_positions: Sequence[in
         `AnchorCache`: every layer's keys (before rotary) and values at the kept positions,
         ``[1, kept, kv_head, d_head]`` each, with their original positions; run a query against it with
         `run_query_with_cache` (its tokens from `query_tokens`).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> prompt = al.task_prompts(model, "sst2", 42, n_test=1)[1][0]
+        >>> cache = al.build_anchor_cache(model, prompt)
+        >>> len(cache.positions) < prompt.demonstration_length  # only the anchors are kept
+        True
     """
     full = cache_demonstrations(model, prompt.token_ids[: prompt.demonstration_length])
     return full.keep(anchor_positions(prompt) if keep_positions is None else keep_positions)
@@ -431,6 +439,14 @@ def compress(
         against ICL), ``correct`` (NaN without a gold label), ``seconds_per_input`` (the method's query-side time
         per input over all prompts; NaN for the untimed random draws), ``demo_tokens`` and ``kept_tokens`` (the
         prompt's demonstration tokens and how many the method keeps).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> _, prompts = al.task_prompts(model, "sst2", 42, n_test=2)
+        >>> frame = al.compress(model, prompts, ["icl", "hidden_anchor"])
+        >>> frame.groupby("method", sort=False)["label_loyalty"].size().to_dict()
+        {'icl': 2, 'hidden_anchor': 2}
     """
     check_supported(model)
     prompts = checked_prompts(model, prompts, what="compress")
@@ -621,6 +637,13 @@ def seed_function(model: Model, task: Task, config: CompressConfig, out: Folder,
 
 
 EXPERIMENT = Experiment(
+    example="""
+        >>> import anchorlens as al
+        >>> config = al.CompressConfig(seeds=(42,), n_test=2, random_draws=1, timing_repeats=1)
+        >>> result = al.run_compress(al.random_model(), "sst2", config, progress=False)
+        >>> result.to_frame().shape
+        (5, 12)
+    """,
     name="compress",
     order=6,
     help="anchor-only context compression: loyalty, accuracy, speed-up (Tables 2-3)",

@@ -391,6 +391,14 @@ def anchor_keys(
         ``probabilities`` [prompt, class] (float32, CPU, rows in the order given) and the per-example frame
         ``examples`` (``example, gold, prediction, p_0 … p_{C-1}``); ``predicted_confusion()`` and
         ``true_confusion()`` give the diagnosis's two matrices over these prompts.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> _, prompts = al.task_prompts(model, "sst2", 42, n_test=2)
+        >>> keys = al.anchor_keys(model, prompts)
+        >>> tuple(keys.keys.shape), tuple(keys.queries.shape)  # heads × d_head = 4 × 8
+        ((2, 2, 32), (2, 32))
     """
     layer = checked_layer(model, layer)
     prompts = checked_prompts(model, prompts, what="anchor_keys")
@@ -678,6 +686,13 @@ def seed_function(model: Model, task: Task, config: DiagnoseConfig, out: Folder,
 
 
 EXPERIMENT = Experiment(
+    example="""
+        >>> import anchorlens as al
+        >>> config = al.DiagnoseConfig(seeds=(42,), n_test=2, n_components=2, min_per_class=2)
+        >>> result = al.run_diagnose(al.random_model(), "sst2", config, progress=False)
+        >>> result.to_frame().shape
+        (4, 11)
+    """,
     name="diagnose",
     order=4,
     help="predicted vs true confusion from label-word key geometry (Fig. 6)",

@@ -519,6 +519,13 @@ def seed_function(model: Model, task: Task, config: HeadsConfig, out: Folder, pr
 
 
 EXPERIMENT = Experiment(
+    example="""
+        >>> import anchorlens as al
+        >>> config = al.HeadsConfig(seeds=(42,), n_test=2, top_k=(1,), random_draws=1)
+        >>> result = al.run_heads(al.random_model(), "sst2", config, progress=False)
+        >>> result.to_frame().shape
+        (8, 12)
+    """,
     name="heads",
     order=7,
     help="rank heads by label-word flow (S_wp, S_pq per head, AUROC) and block the top k vs random heads",

@@ -361,6 +361,14 @@ def isolation(
         (``example_index`` or position in the list), ``gold`` (-1 where unknown), ``k``, ``condition``,
         ``base_prediction`` (un-isolated), ``prediction`` (isolated), ``label_loyalty`` (1.0 where the two
         agree), ``word_loyalty`` (Jaccard overlap of the top-`word_top_k` tokens at the target).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> _, prompts = al.task_prompts(model, "sst2", 42, n_test=2)
+        >>> frame = al.isolation(model, prompts, k=1)
+        >>> sorted(frame["condition"].unique())
+        ['label_first', 'label_last', 'random_first', 'random_last']
     """
     prompts = checked_prompts(model, prompts, what="isolation")
     n_layers = int(model.cfg.n_layers)
@@ -481,6 +489,13 @@ def seed_function(model: Model, task: Task, config: IsolationConfig, out: Folder
 
 
 EXPERIMENT = Experiment(
+    example="""
+        >>> import anchorlens as al
+        >>> config = al.IsolationConfig(seeds=(42,), n_test=2, k=(1,))
+        >>> result = al.run_isolation(al.random_model(), "sst2", config, progress=False)
+        >>> result.to_frame().shape
+        (4, 8)
+    """,
     name="isolation",
     order=2,
     help="isolate label words in the first/last k layers: loyalty (Fig. 4)",

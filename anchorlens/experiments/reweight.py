@@ -342,6 +342,14 @@ def fit_beta(
     Returns:
         β [layer, head, class] (float32, on the model's device, no gradient); apply it with `apply_beta` or
         `anchorlens.hooks.reweight_hooks`, save it with `save_beta`.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> _, prompts = al.task_prompts(model, "sst2", 42, n_test=2)
+        >>> beta = al.fit_beta(model, prompts, epochs=1)
+        >>> tuple(beta.shape)  # [layer, head, class]
+        (2, 4, 2)
     """
     learning_rate = check_learning_rate(learning_rate)
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
@@ -467,6 +475,14 @@ def save_beta(
 
     Returns:
         The path written (a crash never leaves half a file).
+
+    Examples:
+        >>> import tempfile, torch, anchorlens as al
+        >>> path = al.beta_path(tempfile.mkdtemp(), "sst2", 42)
+        >>> beta = torch.zeros(2, 4, 2)  # [layer, head, class], e.g. from fit_beta
+        >>> words = (" Negative", " Positive")  # the task's label words, in class order
+        >>> al.save_beta(path, beta, task="sst2", model_name="my-model", label_words=words, variant="pattern").name
+        'sst2-seed42.safetensors'
     """
     from safetensors.torch import save
 
@@ -511,6 +527,16 @@ def load_beta(
     Returns:
         ``(beta, metadata)``: β [layer, head, class] (float32, CPU) and the recorded ``format``, ``task``,
         ``model_name``, ``label_words`` (a tuple) and ``variant``.
+
+    Examples:
+        >>> import tempfile, torch, anchorlens as al
+        >>> path = al.beta_path(tempfile.mkdtemp(), "sst2", 42)
+        >>> words = (" Negative", " Positive")
+        >>> _ = al.save_beta(path, torch.zeros(2, 4, 2), task="sst2", model_name="my-model", label_words=words,
+        ...                  variant="pattern")
+        >>> beta, metadata = al.load_beta(path, task="sst2")  # checks the task's label words (model=: its name)
+        >>> tuple(beta.shape), metadata["model_name"]
+        ((2, 4, 2), 'my-model')
     """
     from safetensors import SafetensorError, safe_open
 
@@ -575,6 +601,11 @@ def beta_path(out: str | Path, task: str, seed: int) -> Path:
 
     Returns:
         ``out/beta/<task>-seed<seed>.safetensors``.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> al.beta_path("results", "sst2", 42).as_posix()
+        'results/beta/sst2-seed42.safetensors'
     """
     return Path(out) / "beta" / f"{task}-seed{seed}.safetensors"
 
@@ -721,6 +752,14 @@ def apply_beta(
         One row per prompt, in the order given: ``example`` (``example_index`` or position), ``gold`` (-1 where
         unknown), ``prediction`` (argmax of the re-weighted label probabilities), ``correct`` (1.0 / 0.0; NaN
         without a gold label) and ``p_0 … p_{C-1}`` (softmax over the C label logits).
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> _, prompts = al.task_prompts(model, "sst2", 42, n_test=2)
+        >>> beta = al.fit_beta(model, prompts, epochs=1)
+        >>> tuple(al.apply_beta(model, prompts, beta).columns)
+        ('example', 'gold', 'prediction', 'correct', 'p_0', 'p_1')
     """
     check_variant(variant, _flag("variant"))
     prompts = checked_prompts(model, prompts, what="apply_beta")
@@ -876,6 +915,13 @@ def seed_function(model: Model, task: Task, config: ReweightConfig, out: Folder,
 
 
 EXPERIMENT = Experiment(
+    example="""
+        >>> import anchorlens as al
+        >>> config = al.ReweightConfig(seeds=(42,), n_test=2, epochs=1, extra_per_class=1, five_shot_agnews=2)
+        >>> result = al.run_reweight(al.random_model(), "sst2", config, progress=False)
+        >>> result.to_frame().shape
+        (4, 6)
+    """,
     name="reweight",
     order=5,
     help="anchor re-weighting vs vanilla ICL and contextual calibration (Table 1)",

@@ -240,6 +240,14 @@ def saliency(
         the list), ``gold``, ``layer``, ``prediction`` (argmax of the label logits), ``S_wp``, ``S_pq``,
         ``S_ww`` (un-normalised; the paper normalises their means over prompts per layer). With `per_head`, a
         ``head`` column after ``layer``: empty on these rows, followed by one row per prompt, layer and head.
+
+    Examples:
+        >>> import anchorlens as al
+        >>> model = al.random_model()
+        >>> _, prompts = al.task_prompts(model, "sst2", 42, n_test=2)
+        >>> frame = al.saliency(model, prompts)
+        >>> len(frame), {"S_wp", "S_pq", "S_ww"} <= set(frame.columns)  # 2 prompts x 2 layers
+        (4, True)
     """
     prompts = checked_prompts(
         model, prompts, what="saliency", need_gold="its loss is the cross-entropy of the gold label word"
@@ -544,6 +552,13 @@ def seed_function(model: Model, task: Task, config: SaliencyConfig, out: Folder,
 
 
 EXPERIMENT = Experiment(
+    example="""
+        >>> import anchorlens as al
+        >>> config = al.SaliencyConfig(seeds=(42,), n_test=2)
+        >>> result = al.run_saliency(al.random_model(), "sst2", config, progress=False)
+        >>> result.to_frame().shape
+        (2, 11)
+    """,
     name="saliency",
     order=1,
     help="saliency information flow S_wp, S_pq, S_ww per layer (paper Fig. 3)",

@@ -177,3 +177,49 @@ def test_context_and_vocabulary_known_before_loading(tmp_path):
     (tmp_path / "config.json").write_text('{"n_positions": 1024, "vocab_size": 50257}')
     assert models.context_length(str(tmp_path)) == 1024 and models.vocabulary_size(str(tmp_path)) == 50257
     assert models.context_length("gpt2") is None and models.vocabulary_size(str(tmp_path / "none")) is None
+
+
+# ------------------------------------------------------------------------ random models (no weights loaded)
+
+
+def test_random_model_has_the_shape_asked_for_in_the_default_class():
+    import torch
+
+    from anchorlens.model_classes import default_model_class, model_class_of
+
+    model = models.random_model(architecture="llama", n_layers=3, d_model=48, n_heads=6, d_head=8, d_mlp=96)
+    assert model_class_of(model) == default_model_class()
+    cfg = model.cfg
+    assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp) == (3, 48, 6, 8, 96)
+    assert cfg.n_key_value_heads == 3  # half the heads by default
+    assert cfg.d_vocab == len(models.load_tokenizer("smollm2-135m"))
+    assert cfg.default_prepend_bos is False
+    with torch.no_grad():
+        logits = model(torch.tensor([[1, 2, 3]]))
+    assert tuple(logits.shape) == (1, 3, cfg.d_vocab)
+    gpt2 = models.random_model(architecture="gpt2")
+    assert gpt2.cfg.normalization_type in ("LN", "LNPre")  # LayerNorm, not the llama architecture's RMSNorm
+    assert not torch.equal(gpt2.blocks[0].attn.b_V, torch.zeros_like(gpt2.blocks[0].attn.b_V))
+
+
+def test_random_model_is_the_same_for_a_seed_and_differs_across_seeds():
+    import torch
+
+    tokens = torch.tensor([[5, 60, 700, 8000]])
+    with torch.no_grad():
+        first, again, other = (models.random_model(architecture="gpt2", seed=seed)(tokens) for seed in (1, 1, 2))
+    assert torch.equal(first, again)
+    assert not torch.allclose(first, other)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    models.random_model(seed=5)
+    assert torch.equal(torch.rand(3), expected)  # the caller's global generator is left as it was
+
+
+@pytest.mark.bad_input  # an architecture outside the Literal, on purpose
+def test_random_model_refuses_an_unknown_architecture_or_uneven_key_value_heads():
+    with pytest.raises(InvalidConfigError, match=r"unknown architecture 'mistral' for random_model; use one of llama"):
+        models.random_model(architecture="mistral")  # type: ignore[arg-type]
+    with pytest.raises(InvalidConfigError, match="n_heads=4 is not a multiple of n_key_value_heads=3"):
+        models.random_model(n_key_value_heads=3)
