@@ -102,9 +102,7 @@ class ReproduceConfig:
     def settings_of(self, experiment: Experiment) -> ExperimentConfig:
         """The config `experiment` runs with in this reproduction: the shared settings (`experiment_config`)
         and, unless `full`, the experiment's lighter main-job settings."""
-        return dataclasses.replace(
-            self.experiment_config(experiment.config_class), **self.lighter_settings(experiment)
-        )
+        return dataclasses.replace(self.experiment_config(experiment.config_class), **self.lighter_settings(experiment))
 
 
 #: The settings `ReproduceConfig` restates from `ExperimentConfig` (same option, help and checks; ``model`` is
@@ -143,13 +141,14 @@ def help_description() -> str:
         if (values := defaults.lighter_settings(EXPERIMENTS[name]))
     ]
     measured = measured_main_job()
-    timing = (
-        "Expected time: not measured yet."
-        if measured is None
-        else f"Expected time: the default job took {measured['seconds']:.0f} s (about {round(measured['seconds'] / 60)} "
-        f"min) on {measured['cpu_count']} CPU cores when last measured (commit {measured['commit']}, "
-        f"transformer-lens {measured['transformer_lens']})."
-    )
+    timing = "Expected time: not measured yet."
+    if measured is not None:
+        seconds = measured["seconds"]
+        timing = (
+            f"Expected time: the default job took {seconds:.0f} s (about {round(seconds / 60)} min) on "
+            f"{measured['cpu_count']} CPU cores when last measured (commit {measured['commit']}, transformer-lens "
+            f"{measured['transformer_lens']})."
+        )
     return (
         "Run every analysis and method of the paper on one model into --out, resumably (finished (task, seed) "
         "parts are kept and skipped on a rerun), and write OUT/report.md: each table beside the paper's, with "
@@ -248,7 +247,8 @@ def _report_section(name: str, result, out: Path, lighter: dict[str, Any]) -> li
     experiment = EXPERIMENTS[name]
     lines = [f"## {name}", "", f"Paper: {experiment.expectation}", ""]
     if lighter:
-        lines += [f"Main-job settings (smoke size): {lighter_text(experiment, lighter)}; `--full` runs the full ones.", ""]
+        smoke = lighter_text(experiment, lighter)
+        lines += [f"Main-job settings (smoke size): {smoke}; `--full` runs the full ones.", ""]
     lines += [markdown_table(result.report_table()), ""]
     figures = sorted((out / name).glob("*.html"), key=lambda path: (path.stem != name, path.name))
     links = [f"[{name}/{path.name}]({name}/{path.name})" for path in figures]

@@ -168,7 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", metavar="PAGE", help="exit 1 (with a diff) when PAGE's main-job-time line is stale")
     mode.add_argument("--write", metavar="PAGE", help="replace PAGE's main-job-time line with the newest record's")
-    mode.add_argument("--package", action="store_true", help=f"write the newest record's essentials to {PACKAGE_RECORD}")
+    mode.add_argument(
+        "--package", action="store_true", help=f"write the newest record's essentials to {PACKAGE_RECORD}"
+    )
     parser.add_argument("--short", action="store_true", help="the README's form: no seconds per experiment")
     args = parser.parse_args(own)
     out = Path(args.out)

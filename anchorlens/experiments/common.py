@@ -276,6 +276,14 @@ def _groups(prompts: list[Prompt], batch_size: int, max_tokens: int | None) -> l
     return groups
 
 
+#: Default cap on batch size x padded length of the gradient experiments (saliency, heads): their backward pass
+#: holds every layer's activations, about 1.1 MiB a token on Gemma-3-270m in float32. Measured peak resident
+#: memory of `saliency` on 8 AG News prompts of Gemma-3 (306 tokens at most): 2.74 GiB at a cap of 768, 3.25 GiB
+#: at 1024, 3.90 GiB at 1536, so 1024 keeps the main job under 4 GiB; batching does not pay on a CPU (one prompt
+#: at a time is as fast, docs/benchmarks.md), so raise it only on a GPU. It changes no number.
+MAX_BATCH_TOKENS = 1024
+
+
 def batches(
     model: Model, prompts: list[Prompt], batch_size: int, *, progress: bool = False, max_tokens: int | None = None
 ) -> Iterator[PromptBatch]:

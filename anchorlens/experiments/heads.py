@@ -56,6 +56,7 @@ from torch import Tensor
 
 from anchorlens.errors import InvalidConfigError
 from anchorlens.experiments.common import (
+    MAX_BATCH_TOKENS,
     ExperimentConfig,
     ExperimentResult,
     Folder,
@@ -105,7 +106,9 @@ class HeadsConfig(ExperimentConfig):
     random_draws: int = setting(3, "random head sets per test input and count (an input's loyalty is their mean)")
     word_top_k: int = setting(5, "top-k vocabulary tokens compared by word loyalty (paper 5)")
     max_batch_tokens: int = setting(
-        1536, "cap on batch size x padded length: the backward pass holds every layer's attention maps", flag=None
+        MAX_BATCH_TOKENS,
+        "cap on batch size x padded length: the backward pass holds every layer's activations",
+        flag=None,
     )
 
     RESUMABLE_FIELDS: ClassVar[tuple[str, ...]] = ("seeds", "batch_size", "max_batch_tokens")

@@ -38,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from anchorlens.experiments.common import (
+    MAX_BATCH_TOKENS,
     ExperimentConfig,
     ExperimentResult,
     Folder,
@@ -92,7 +93,9 @@ class SaliencyConfig(ExperimentConfig):
 
     abs_per_head: bool = setting(False, "use sum_h |A*dL/dA| instead of the paper's |sum_h A*dL/dA|")
     max_batch_tokens: int = setting(
-        1536, "cap on batch size x padded length: the backward pass holds every layer's attention maps", flag=None
+        MAX_BATCH_TOKENS,
+        "cap on batch size x padded length: the backward pass holds every layer's activations",
+        flag=None,
     )
     per_head: bool = setting(False, "also one row per (layer, head), |A_h*dL/dA_h| per head, with a head column")
     exclude_bos: bool = setting(
