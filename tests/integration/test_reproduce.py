@@ -20,6 +20,12 @@ def test_reproduce_writes_report_manifest_and_tables(tmp_path, tiny_folder):
     for figure in tmp_path.glob("*/*.html"):  # every figure written is linked, e.g. isolation across k
         assert f"({figure.parent.name}/{figure.name})" in text, figure
     assert "(isolation/isolation_by_k.html)" in text and "(compress/compress_by_task.html)" in text
+    # the main job's lighter settings ran, and the report says so in its header and in each section
+    assert "Size: a smoke test, not the paper's: 1 of the paper's 5 seeds; 2 test inputs" in text
+    assert "Main-job settings (smoke size): k 5 (full: 1 3 5 7)" in text
+    import pandas as pd
+
+    assert set(pd.read_csv(tmp_path / "isolation" / "isolation.csv")["k"]) == {5}
     manifest = json.loads((tmp_path / "reproduce-manifest.json").read_text())
     assert manifest["config"]["n_test"] == 2 and "torch" in manifest["versions"]
     parts = sorted(p.stat().st_mtime_ns for p in tmp_path.glob("*/parts/*/*.csv"))
