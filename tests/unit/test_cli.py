@@ -352,15 +352,20 @@ def test_reproduce_help_states_defaults_sizes_and_the_measured_time(capsys):
         main(["reproduce", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert (
-        f"Defaults (the main job): model {DEFAULT_MODEL} in float32; tasks sst2 agnews trec emoc; seeds 42; 20 test"
-        in (shown)
+        f"Defaults (the main job, a smoke size): model {DEFAULT_MODEL} in float32; tasks sst2 agnews trec emoc; "
+        "seeds 42; 20 test" in shown
     )
-    assert (
-        "experiments saliency isolation auroc diagnose reweight compress: 4 (task, seed) parts per experiment, 24"
-        in (shown)
-    )
-    assert "The paper's size: --seeds 42 43 44 45 46 --n-test 1000" in shown
-    assert "the default job took 1122 s (about 19 min) on 2 CPU cores when last measured (commit 03b1279)" in shown
+    assert "experiments saliency isolation auroc diagnose reweight compress, lighter where listed (" in shown
+    assert "isolation k 5 (full: 1 3 5 7)" in shown and "--full runs the full settings" in shown
+    assert ": 4 (task, seed) parts per experiment, 24 in all" in shown
+    assert "The paper's size: --seeds 42 43 44 45 46 --n-test 1000 --full" in shown
+    from anchorlens.reproduce import measured_main_job
+
+    measured = measured_main_job()
+    if measured is None:
+        assert "Expected time: not measured yet." in shown
+    else:
+        assert f"the default job took {measured['seconds']:.0f} s" in shown and f"(commit {measured['commit']}" in shown
     assert "prints each finished part and the expected remaining time" in shown
 
 

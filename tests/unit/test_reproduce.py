@@ -113,15 +113,3 @@ def test_the_time_estimate_does_not_apply_the_main_jobs_measurements_to_a_full_r
     assert light[0] > 0 and light[1] == []
     # saliency has no lighter settings: its reference holds; isolation's was measured at k = 5 only
     assert full[1] == ["isolation"] and 0 < full[0] < light[0]
-
-
-def test_the_help_lists_the_lighter_settings_and_the_measured_time():
-    from anchorlens.reproduce import help_description, measured_main_job
-
-    text = help_description()
-    assert "isolation k 5 (full: 1 3 5 7)" in text and "--full" in text
-    measured = measured_main_job()
-    if measured is None:
-        assert "Expected time: not measured yet." in text
-    else:
-        assert f"took {measured['seconds']:.0f} s" in text and measured["commit"] in text
