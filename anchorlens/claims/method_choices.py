@@ -28,6 +28,7 @@ from anchorlens.claims.rules import MAIN_K, NOT_SHOWN, Claim
 from anchorlens.claims.saliency import saliency_claims
 from anchorlens.errors import AnchorlensError
 from anchorlens.experiments.isolation import k_at_depth_fractions
+from anchorlens.models import OFFLINE_MODELS
 
 #: The paper's main k as a share of its model's depth.
 PAPER_DEPTH_FRACTION = MAIN_K / paper.GPT2_XL_LAYERS
@@ -98,6 +99,12 @@ def exclude_bos_lines(default: Results, excluded: Results | None) -> list[str]:
     ]
     for model in default.models:
         base = saliency_claims(default, model)
+        if model in OFFLINE_MODELS and not OFFLINE_MODELS[model].prepend_bos:
+            # prompts without a BOS token have no column to leave out: --exclude-bos gives the same numbers
+            for claim in base:
+                same = f"the same: {model}'s prompts have no BOS token"
+                lines.append(f"| {model} | {claim.number} | {verdict_text(claim, '')} | {same} | 0 (no BOS) |")
+            continue
         has_other = excluded is not None and model in excluded.models
         other = {c.number: c for c in saliency_claims(excluded, model)} if excluded is not None and has_other else {}
         moves = swp_moves(default, excluded, model) if excluded is not None and has_other else {}

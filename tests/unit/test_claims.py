@@ -1173,6 +1173,20 @@ def test_saliency_without_bos_reports_how_far_s_wp_and_the_verdicts_move(tmp_pat
     assert f"| {MODEL} | 1a | reproduced, 2/2 tasks | not shown: no --exclude-bos saliency folder" in alone
 
 
+def test_a_model_whose_prompts_have_no_bos_reads_the_same_without_it(tmp_path):
+    """SmolLM2's prompts carry no BOS token (`OFFLINE_MODELS`): --exclude-bos has no column to leave out, so its
+    verdicts are the default's, said as such rather than "not shown"."""
+    from anchorlens.claims import method_choices
+
+    rows = [{**row, "model": "smollm2-135m"} for row in saliency_rows()]
+    write_summary(tmp_path / "default", "saliency", rows)
+    printed = method_choices.render_method_choices([tmp_path / "default"], [], "cmd")
+    assert (
+        "| smollm2-135m | 1a | reproduced, 2/2 tasks | the same: smollm2-135m's prompts have no BOS token | 0 (no BOS) |"
+        in printed
+    )
+
+
 def test_repository_method_choices_block_matches_the_results(monkeypatch, capsys):
     from anchorlens.claims import method_choices
 
