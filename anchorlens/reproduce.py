@@ -258,8 +258,9 @@ def _report_section(name: str, result, out: Path, lighter: dict[str, Any]) -> li
 
 #: The n_test of each experiment's measured seconds per part (`Experiment.reference_part_seconds`: the estimate
 #: before a part of an experiment has been measured in the output folder, scaled linearly with n_test). Measured
-#: at the main job's sizes and lighter settings (n_test 20, batch 8) on the default model: the mean over the four
-#: tasks of the measured main job (`measured_main_job`, docs/reproduce.md, "Timing").
+#: at the main job's sizes and lighter settings (n_test 20, batch 8) on the default model: a quarter of each
+#: experiment's seconds (four tasks) in the measured main job's record (`measured_main_job`; 377 s in all at
+#: b831c6e, benchmarks/results/reproduce-b831c6e.json).
 REFERENCE_N_TEST = MAIN_JOB_N_TEST
 
 

@@ -564,7 +564,7 @@ EXPERIMENT = Experiment(
     section="2.3",
     expectation="AUROC is about 0.5 in shallow layers and reaches about 0.8 in deep layers; R_l rises mainly in middle "
     "and deep layers (Fig. 5).",
-    reference_part_seconds=8.1,
+    reference_part_seconds=4.3,
     config_class=AurocConfig,
     result_class=AurocResult,
     per_seed=seed_function,

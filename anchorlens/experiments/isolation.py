@@ -502,7 +502,7 @@ EXPERIMENT = Experiment(
     section="2.2",
     expectation="Isolating label words in the first 5 layers sharply lowers label and word loyalty; the last 5 "
     "layers or random non-label words barely matter (Fig. 4).",
-    reference_part_seconds=89.5,
+    reference_part_seconds=19.5,
     main_job={"k": MAIN_JOB_K},
     config_class=IsolationConfig,
     result_class=IsolationResult,

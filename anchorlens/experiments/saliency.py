@@ -568,7 +568,7 @@ EXPERIMENT = Experiment(
     section="2.1",
     expectation="S_wp dominates in shallow layers and decays; S_pq is small early and dominates deep layers; "
     "both mostly above S_ww (Fig. 3, GPT2-XL and GPT-J).",
-    reference_part_seconds=16.4,
+    reference_part_seconds=9.5,
     config_class=SaliencyConfig,
     result_class=SaliencyResult,
     per_seed=seed_function,
