@@ -1182,8 +1182,8 @@ def test_a_model_whose_prompts_have_no_bos_reads_the_same_without_it(tmp_path):
     write_summary(tmp_path / "default", "saliency", rows)
     printed = method_choices.render_method_choices([tmp_path / "default"], [], "cmd")
     assert (
-        "| smollm2-135m | 1a | reproduced, 2/2 tasks | the same: smollm2-135m's prompts have no BOS token | 0 (no BOS) |"
-        in printed
+        "| smollm2-135m | 1a | reproduced, 2/2 tasks | the same: smollm2-135m's prompts have no BOS token "
+        "| 0 (no BOS) |" in printed
     )
 
 
