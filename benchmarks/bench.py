@@ -52,6 +52,7 @@ from anchorlens.experiments.saliency import SaliencyConfig, fresh_demonstration_
 from anchorlens.forward import final_logits, final_residual, input_embeddings, logits_from_embeddings, run_to_target
 from anchorlens.hooks import block_earlier_mask, frozen_parameters, isolation_hooks
 from anchorlens.kv_cache import pad_queries, query_tokens, run_query_with_cache
+from anchorlens.model_classes import run_provenance
 from anchorlens.models import DEFAULT_MODEL, load_model
 from anchorlens.prompts import Prompt, PromptBatch, iter_batches, label_loss, prompt_settings, task_prompts
 from anchorlens.sampling import sample_demonstrations, sample_test_set
@@ -374,6 +375,8 @@ def run(
         else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.platform(),
+        # which model class, transformer-lens and torch made the numbers (the two lines time differently)
+        "provenance": run_provenance(model),
         **{section: {} for section in SECTIONS},
     }
     for task in tasks:
