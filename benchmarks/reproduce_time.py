@@ -154,7 +154,7 @@ def main_job_line(records_dir: Path, short: bool = False) -> str:
         f"At commit {record['commit']} ({line_of}) the main job took {record['seconds']:.0f} s on "
         f"{found.get('cpu_count')} CPU cores ({found.get('processor')})"
         + (f" ({parts})" if parts else "")
-        + f", peak resident memory {memory} ([{path.name}]({where}))."
+        + f", peak resident memory {memory} (`{where}`)."
     )
 
 
