@@ -59,24 +59,31 @@ def layer_auroc(attention: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def weighted_auc(
-    scores: Float[np.ndarray, " example"],
+    scores: Float[np.ndarray, "*layer example"],
     positive: Bool[np.ndarray, " example"],
     weights: Float[np.ndarray, "resample example"],
-) -> Float[np.ndarray, " resample"]:
+) -> Float[np.ndarray, "*layer resample"]:
     """Binary AUROC of `scores` [example] for the `positive` [example] rows under each row of `weights`
-    [resample, example].
+    [resample, example]; scores of several layers at once, [layer, example], give [layer, resample], each
+    layer's row what it gives alone.
 
     With integer weights it equals ``roc_auc_score`` on the rows repeated that often: the weighted share of
     (positive, negative) pairs ranked correctly, ties counting one half. The pair comparison is computed once
     and every resample is one matrix product. NaN where a resample holds no positive or no negative row.
     """
     positive = np.asarray(positive, dtype=bool)
-    positive_scores, negative_scores = scores[positive], scores[~positive]
-    # beats[i, j]: positive i ranked above negative j (1), tied (1/2) or below (0).
-    above = positive_scores[:, None] > negative_scores[None]
-    beats = above + 0.5 * (positive_scores[:, None] == negative_scores[None])
+    positive_scores, negative_scores = scores[..., positive], scores[..., ~positive]
+    # beats[..., i, j]: positive i ranked above negative j (1), tied (1/2) or below (0).
+    above = positive_scores[..., :, None] > negative_scores[..., None, :]
+    beats = above + 0.5 * (positive_scores[..., :, None] == negative_scores[..., None, :])
     positive_weights, negative_weights = weights[:, positive], weights[:, ~positive]
-    correct = ((positive_weights @ beats) * negative_weights).sum(1)
+    # One matrix product per layer: a stacked product may round differently from the single layer's.
+    correct = np.stack(
+        [
+            ((positive_weights @ layer_beats) * negative_weights).sum(1)
+            for layer_beats in beats.reshape(-1, *beats.shape[-2:])
+        ]
+    ).reshape(*beats.shape[:-2], weights.shape[0])
     pairs = positive_weights.sum(1) * negative_weights.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(pairs > 0, correct / np.where(pairs > 0, pairs, 1), np.nan)

@@ -70,6 +70,13 @@ else:
         # import hook off it), and the classes are looked up once.
         @no_type_check
         def __instancecheck__(cls, instance):
+            # A model's class has a transformer_lens class among its bases; anything else is answered without
+            # importing transformer_lens (seconds). beartype probes each annotation with builtin objects when
+            # it wraps a function, which would otherwise import the model classes on importing anchorlens.
+            if not any(
+                getattr(base, "__module__", "").startswith("transformer_lens") for base in type(instance).__mro__
+            ):
+                return False
             return isinstance(instance, _model_classes())
 
     class Model(metaclass=_EitherModelClass):

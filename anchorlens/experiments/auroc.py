@@ -148,35 +148,41 @@ def _kept_groups(
 
 
 def resampled_layer_auroc(
-    attention: Float[np.ndarray, "example class"],
+    attention: Float[np.ndarray, "*layer example class"],
     predicted: Int[np.ndarray, " example"],
     counts: Float[np.ndarray, "resample example"],
     groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
-) -> Float[np.ndarray, " resample"]:
+) -> Float[np.ndarray, "*layer resample"]:
     """`layer_auroc` of one layer's [example, class] attention under each row of `counts` [resample, example] (how often
     each input is drawn): the classes kept, the renormalisation and the one-vs-one average follow the drawn
     inputs, as if `layer_auroc` ran on the repeated rows. [resample], NaN where fewer than two classes are kept.
-    `groups` (from `_kept_groups`) may be passed to reuse them across layers: they depend on predictions only."""
-    groups = _kept_groups(predicted, counts, attention.shape[1]) if groups is None else groups
-    result = np.full(counts.shape[0], np.nan)
+    Several layers' attention at once, [layer, example, class], gives [layer, resample], each layer's row what
+    it gives alone (the kept classes depend on the predictions only: one pass over them serves every layer).
+    `groups` (from `_kept_groups`) may be passed to reuse them: they depend on predictions only."""
+    groups = _kept_groups(predicted, counts, attention.shape[-1]) if groups is None else groups
+    result = np.full((*attention.shape[:-2], counts.shape[0]), np.nan)
     for resamples, kept, inputs in groups:
         weights = counts[np.ix_(resamples, inputs)]
         target = predicted[inputs]
-        scores = attention[np.ix_(inputs, kept)]
+        scores = attention[..., inputs, :][..., kept]
         if len(kept) == 2:
-            result[resamples] = weighted_auc(scores[:, 1], target == kept[1], weights)
+            result[..., resamples] = weighted_auc(scores[..., 1], target == kept[1], weights)
             continue
-        scores = scores / scores.sum(1, keepdims=True).clip(min=1e-30)
+        scores = scores / scores.sum(-1, keepdims=True).clip(min=1e-30)
         pair_scores = []
         # Hand & Till one-vs-one, as roc_auc_score(multi_class="ovo"): each pair's two AUROCs on its inputs.
         for a in range(len(kept)):
             for b in range(a + 1, len(kept)):
                 pair = (target == kept[a]) | (target == kept[b])
                 pair_weights = weights[:, pair]
-                a_vs_b = weighted_auc(scores[pair, a], target[pair] == kept[a], pair_weights)
-                b_vs_a = weighted_auc(scores[pair, b], target[pair] == kept[b], pair_weights)
+                a_vs_b = weighted_auc(scores[..., pair, a], target[pair] == kept[a], pair_weights)
+                b_vs_a = weighted_auc(scores[..., pair, b], target[pair] == kept[b], pair_weights)
                 pair_scores.append((a_vs_b + b_vs_a) / 2)
-        result[resamples] = np.mean(pair_scores, axis=0)
+        # Averaged layer by layer: numpy's order of summing the pairs depends on the array's shape, and a layer's
+        # AUROC should not depend on the layers computed with it.
+        by_pair = np.stack(pair_scores, axis=-2)  # [*layer, pair, resample]
+        layer_means = [np.mean(layer, axis=0) for layer in by_pair.reshape(-1, *by_pair.shape[-2:])]
+        result[..., resamples] = np.stack(layer_means).reshape(*by_pair.shape[:-2], len(resamples))
     return result
 
 
@@ -276,20 +282,16 @@ class AurocResult(ExperimentResult):
                 seed_counts = resamples.counts[:, members]
                 drawn = resamples.seed_draws[:, position].astype(float)
                 groups = _kept_groups(predicted[members], seed_counts, n_classes)
-                for index in range(len(layers)):
-                    seed_attention = attention[members, index]
-                    boot = resampled_layer_auroc(seed_attention, predicted[members], seed_counts, groups)
+                # [layer, example, class]: every layer in one pass over the kept-class groups.
+                seed_attention = rearrange(attention[members], "example layer label -> layer example label")
+                boots = resampled_layer_auroc(seed_attention, predicted[members], seed_counts, groups)
+                for index, boot in enumerate(boots):
                     use = (drawn > 0) & np.isfinite(boot)
                     curves[use, index] += drawn[use] * boot[use]
                     weights[use, index] += drawn[use]
                 # The same AUROC with every input once (equal to `layer_auroc`, which is sklearn's and slower).
                 once = np.ones((1, len(members)))
-                point.append(
-                    [
-                        resampled_layer_auroc(attention[members, index], predicted[members], once)[0]
-                        for index in range(len(layers))
-                    ]
-                )
+                point.append(list(resampled_layer_auroc(seed_attention, predicted[members], once)[:, 0]))
             with np.errstate(invalid="ignore", divide="ignore"):
                 curves = curves / weights
             # Mean over the seeds where the AUROC is defined, as the seed rows' mean (NaN if it is in none).

@@ -1,17 +1,13 @@
-"""The documentation: the site builds with warnings as errors, every public module has a reference page, and the
-README stays a short entry point whose links and commands work."""
+"""The documentation: every public module has a reference page, and the README stays a short entry point whose
+links and commands work (the site's strict build is .ci/run's docs step; its content checks are in
+tests/integration/test_docs.py)."""
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import pkgutil
 import re
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 import anchorlens
 
@@ -118,30 +114,6 @@ def test_every_page_is_in_the_nav():
 
 def _installed(*modules: str) -> bool:
     return all(importlib.util.find_spec(module) is not None for module in modules)
-
-
-@pytest.mark.skipif(
-    not _installed("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"),
-    reason="mkdocs, mkdocs-material or mkdocstrings-python is not installed: pip install -e '.[docs]'",
-)
-def test_site_builds_with_warnings_as_errors(tmp_path):
-    site = tmp_path / "site"
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # material's banner about MkDocs 2.0: not a build warning
-    build = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
-    # The API reference is rendered from the docstrings, not left as directives.
-    hooks_page = (site / "reference" / "hooks" / "index.html").read_text(encoding="utf-8")
-    assert "reweight_hooks" in hooks_page and ":::" not in hooks_page
-    # Result folders stay out of the site; the archived first wave's report is in it.
-    assert (site / "results" / "format1" / "RESULTS" / "index.html").is_file()
-    assert not list(site.glob("results/*/parts")) and not list(site.rglob("*.parquet"))
 
 
 def _test_names(path: Path) -> set[str]:

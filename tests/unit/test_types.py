@@ -45,6 +45,24 @@ def test_model_is_either_class_and_nothing_else(gpt2_like, tiny_folder):
     assert not isinstance(object(), Model) and not isinstance(None, Model)
 
 
+def test_model_answers_other_objects_without_looking_up_the_model_classes(gpt2_like, monkeypatch):
+    """beartype probes each annotation with builtin objects when it wraps a function: answered without
+    `_model_classes`, which imports transformer_lens's model classes (seconds per process in the test run)."""
+    looked_up = []
+    classes = anchorlens.model_classes._model_classes()
+
+    def recording_lookup():
+        looked_up.append(True)
+        return classes
+
+    monkeypatch.setattr(anchorlens.model_classes, "_model_classes", recording_lookup)
+    assert (
+        not isinstance(object(), Model) and not isinstance(None, Model) and not isinstance(torch.nn.Linear(1, 1), Model)
+    )
+    assert not looked_up
+    assert isinstance(gpt2_like, Model) and looked_up
+
+
 @pytest.mark.bad_input  # this test checks the marker itself
 def test_a_bad_input_test_runs_unchecked():
     assert jaxtyping.config.jaxtyping_disable

@@ -106,6 +106,28 @@ def test_resampled_auroc_equals_layer_auroc_on_the_drawn_rows(n_classes):
         assert values[row] == pytest.approx(layer_auroc(attention[rows], predicted[rows]), abs=1e-12, nan_ok=True)
 
 
+@pytest.mark.parametrize("n_classes", [2, 6])
+def test_resampled_auroc_of_stacked_layers_is_each_layers_own_exactly(n_classes):
+    """The summary passes every layer at once: each layer's row is, to the bit, what that layer gives alone
+    (resamples keeping few classes included, where numpy's summation order follows the array's shape)."""
+    generator = np.random.default_rng(1)
+    attention = generator.random((30, 37, n_classes))  # [layer, example, class]
+    predicted = generator.integers(0, n_classes, 37)
+    counts = generator.multinomial(37, np.full(37, 1 / 37), size=300).astype(float)
+    counts[1, predicted > 1] = 0  # two classes kept
+    stacked = resampled_layer_auroc(attention, predicted, counts)
+    assert stacked.shape == (30, 300)
+    for layer in range(30):
+        assert np.array_equal(
+            stacked[layer], resampled_layer_auroc(attention[layer], predicted, counts), equal_nan=True
+        )
+    assert np.array_equal(
+        weighted_auc(attention[..., 0], predicted == 0, counts)[3],
+        weighted_auc(attention[3, :, 0], predicted == 0, counts),
+        equal_nan=True,
+    )
+
+
 def test_per_example_rows_recompute_every_seed_auroc(llama_like):
     result = run_auroc(llama_like, "trec", AurocConfig(seeds=(1, 2), n_test=16, batch_size=4), progress=False)
     examples, layers = result.examples, llama_like.cfg.n_layers
