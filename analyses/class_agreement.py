@@ -3,7 +3,14 @@ the committed per-example rows (issue 26.5: are the committed results, made on t
 HookedTransformer, still the numbers of the default line?).
 
     python analyses/class_agreement.py docs/results/smollm2-135m --parts saliency:sst2:42 auroc:sst2:42 \\
-        [--n-test 200] [--out benchmarks/results]
+        [--n-test 200] [--out benchmarks/results] [--name class-agreement-smollm2-135m.json]
+
+With ``--n-test`` below the committed parts' count, the first inputs of each part are recomputed (a seed's test
+inputs are the first ``n_test`` rows of its shuffle, so they are the committed part's first inputs) and compared
+with those inputs' committed rows: a cheap check that a change to the code leaves the committed numbers as they
+are (issue 27: every committed number byte-identical). Only experiments whose rows of an input do not depend on
+the other inputs qualify: not diagnosis (its PCA is fitted on all of a seed's queries), and compression without
+its Hidden_random-top rows (the best draw is chosen over the inputs).
 
 Each part ``EXPERIMENT:TASK:SEED`` is run afresh (`anchorlens.run_experiment` into a temporary folder, the
 committed part's settings) on the model the folder's manifest names, loaded in `anchorlens.default_model_class`,
@@ -30,13 +37,27 @@ COMPARED = {
     "auroc": tuple(f"att_{i}" for i in range(6)),
     "isolation": ("label_loyalty", "word_loyalty"),
     "diagnose": ("predicted",),
+    "reweight": ("correct",),
+    "compress": ("label_loyalty", "word_loyalty", "correct"),
 }
+#: Rows of a committed part that depend on the part's other inputs, by experiment: left out of a subset check.
+DEPENDS_ON_OTHER_INPUTS = {"compress": ("method", "hidden_random_top")}
 #: Columns that identify a row within a part.
 KEYS = ("example", "layer", "condition", "k", "method", "head")
 
 
-def compare_part(committed: pd.DataFrame, fresh: pd.DataFrame, experiment: str) -> dict:
+def compare_part(committed: pd.DataFrame, fresh: pd.DataFrame, experiment: str, subset: bool = False) -> dict:
+    """Per compared column the largest absolute and relative difference, the rows compared, the predictions
+    that differ, and whether the two are identical. `subset`: compare only the committed rows of the inputs
+    `fresh` holds (its first inputs), leaving out rows that depend on the other inputs."""
     keys = [k for k in KEYS if k in committed.columns and k in fresh.columns]
+    if subset:
+        if experiment == "diagnose":
+            raise SystemExit("class_agreement: a diagnosis part cannot be checked on a subset (PCA over all inputs)")
+        committed = committed[committed["example"].isin(set(fresh["example"]))]
+        if experiment in DEPENDS_ON_OTHER_INPUTS:
+            column, value = DEPENDS_ON_OTHER_INPUTS[experiment]
+            committed, fresh = committed[committed[column] != value], fresh[fresh[column] != value]
     joined = committed.merge(fresh, on=keys, suffixes=("_committed", "_fresh"), validate="one_to_one")
     if len(joined) != len(committed) or len(joined) != len(fresh):
         raise SystemExit(
@@ -60,6 +81,9 @@ def compare_part(committed: pd.DataFrame, fresh: pd.DataFrame, experiment: str) 
         }
     if "prediction_committed" in joined:
         report["predictions_differing"] = int((joined["prediction_committed"] != joined["prediction_fresh"]).sum())
+    report["identical"] = report.get("predictions_differing", 0) == 0 and all(
+        value["max_abs_diff"] == 0.0 for value in report.values() if isinstance(value, dict)
+    )
     return report
 
 
@@ -69,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--parts", nargs="+", required=True, help="EXPERIMENT:TASK:SEED, e.g. saliency:sst2:42")
     parser.add_argument("--n-test", type=int, default=200, help="test inputs per seed the committed parts used")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", default=None, help="the report's file name (default class-agreement-<model>.json)")
     args = parser.parse_args(argv)
 
     import anchorlens as al
@@ -84,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         "model": model_name,
         "model_class": al.default_model_class(),
         "compared_with": str(args.folder),
+        "n_test": args.n_test,
         "versions": {p: importlib.metadata.version(p) for p in ("transformer-lens", "transformers", "torch")},
         "parts": {},
     }
@@ -97,10 +123,11 @@ def main(argv: list[str] | None = None) -> dict:
             config = EXPERIMENTS[experiment].config_class(seeds=(int(seed),), n_test=args.n_test)
             al.run_experiment(experiment, model, [task], config, out, progress=False, figure=False)
             fresh = pd.read_parquet(Path(out) / f"{experiment}_examples.parquet")
-        report["parts"][spec] = compare_part(committed, fresh, experiment)
+        subset = fresh["example"].nunique() < committed["example"].nunique()
+        report["parts"][spec] = compare_part(committed, fresh, experiment, subset=subset)
         print(spec, json.dumps(report["parts"][spec]), file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / f"class-agreement-{model_name}.json"
+    target = args.out / (args.name or f"class-agreement-{model_name}.json")
     target.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return report
