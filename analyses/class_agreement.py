@@ -31,16 +31,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: The per-example columns compared, per experiment (what the claims are computed from).
-COMPARED = {
-    "saliency": ("S_wp", "S_pq", "S_ww"),
-    "auroc": tuple(f"att_{i}" for i in range(6)),
-    "isolation": ("label_loyalty", "word_loyalty"),
-    "diagnose": ("predicted",),
-    "reweight": ("correct",),
-    "compress": ("label_loyalty", "word_loyalty", "correct"),
-}
-#: Rows of a committed part that depend on the part's other inputs, by experiment: left out of a subset check.
+
+def compared_columns(experiment: str, frame: pd.DataFrame) -> tuple[str, ...]:
+    """The per-example values the claims are computed from: the result class's ``example_values``, else (AUROC,
+    diagnosis) the per-class columns (``att_<class>``, ``p_<class>``)."""
+    from anchorlens.registry import EXPERIMENTS
+
+    declared = EXPERIMENTS[experiment].result_class.example_values
+    return declared or tuple(column for column in frame.columns if column.startswith(("att_", "p_")))
+
+
+#: Rows of a committed part that depend on the part's other inputs, as (column, value): left out of a subset
+#: check (compression's best random draw is chosen over the inputs).
 DEPENDS_ON_OTHER_INPUTS = {"compress": ("method", "hidden_random_top")}
 #: Columns that identify a row within a part.
 KEYS = ("example", "layer", "condition", "k", "method", "head")
@@ -65,7 +67,7 @@ def compare_part(committed: pd.DataFrame, fresh: pd.DataFrame, experiment: str, 
             f"{len(joined)} match on {keys}: not the same inputs"
         )
     report: dict = {"rows": len(joined)}
-    for column in COMPARED[experiment]:
+    for column in compared_columns(experiment, committed):
         if f"{column}_committed" not in joined:
             continue
         ours = joined[f"{column}_fresh"].to_numpy(dtype=float)

@@ -203,3 +203,39 @@ def test_every_script_writes_its_table_beside_the_others(analyses_out, tiny_fold
         frame = pd.read_csv(analyses_out / f"{experiment}.csv")
         tasks = ["sst2"] if experiment == "reweight" else ["sst2", "trec"]
         assert sorted(frame["task"].unique()) == tasks and set(frame["seed"]) == {1}
+
+
+def test_class_agreement_compares_the_first_inputs_and_leaves_out_rows_that_depend_on_the_others(monkeypatch):
+    """A subset check joins the committed rows of the recomputed inputs only, drops compression's best draw
+    (chosen over all inputs), refuses diagnosis (PCA over all inputs) and says whether the two are identical."""
+    monkeypatch.syspath_prepend(str(ANALYSES))
+    import class_agreement
+
+    def rows(examples, loyalty):
+        methods = ("hidden_anchor", "hidden_random_top")
+        return pd.DataFrame(
+            [
+                {
+                    "example": e,
+                    "method": m,
+                    "prediction": 1,
+                    "label_loyalty": loyalty,
+                    "word_loyalty": 0.5,
+                    "correct": 1,
+                }
+                for e in examples
+                for m in methods
+            ]
+        )
+
+    committed, fresh = rows(range(10), 1.0), rows(range(3), 1.0)
+    fresh.loc[fresh["method"] == "hidden_random_top", "label_loyalty"] = 0.0  # another best draw on 3 inputs
+    report = class_agreement.compare_part(committed, fresh, "compress", subset=True)
+    assert report["rows"] == 3 and report["identical"]
+    fresh.loc[0, "word_loyalty"] = 0.25
+    changed = class_agreement.compare_part(committed, fresh, "compress", subset=True)
+    assert not changed["identical"] and changed["word_loyalty"]["max_abs_diff"] == 0.25
+    with pytest.raises(SystemExit, match="not the same inputs"):
+        class_agreement.compare_part(committed, fresh, "compress")  # without subset: not the same inputs
+    with pytest.raises(SystemExit, match="PCA over all inputs"):
+        class_agreement.compare_part(committed, fresh, "diagnose", subset=True)
