@@ -4,8 +4,8 @@
     python analyses/method_choices.py docs/results/smollm2-135m docs/results/gemma-3-270m
     python analyses/method_choices.py docs/results/smollm2-135m docs/results/gemma-3-270m --check docs/results.md
     python analyses/method_choices.py docs/results/smollm2-135m docs/results/gemma-3-270m \\
-        --exclude-bos docs/results/smollm2-135m-exclude-bos docs/results/gemma-3-270m-exclude-bos \\
-        --write docs/results.md
+        --exclude-bos docs/results/gemma-3-270m-exclude-bos \\
+        --depth-fraction docs/results/gemma-3-270m-depth-fraction --write docs/results.md
 """
 
 from __future__ import annotations

@@ -155,6 +155,8 @@ class OfflineModel:
     #: ``prompt`` command warns of a prompt past the context; ``--word-top-k`` is checked against the vocabulary).
     n_ctx: int
     d_vocab: int
+    #: ``cfg.n_layers``, known without loading (the k of isolation at a depth fraction, `scripts/regenerate.sh`).
+    n_layers: int
     #: A bridge's ``cfg.n_ctx`` where it differs from the HookedTransformer's: the Hugging Face config's context.
     bridge_n_ctx: int | None = None
 
@@ -173,6 +175,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             rope_theta=100000.0,
             n_ctx=8192,
             d_vocab=49152,
+            n_layers=30,
         ),
         OfflineModel(
             name="gemma-3-270m",
@@ -185,6 +188,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             rope_theta=1000000.0,
             n_ctx=8192,  # TransformerLens 3.9's default for a Gemma 3 HookedTransformer
             d_vocab=262144,
+            n_layers=18,
             bridge_n_ctx=32768,  # the Hugging Face config's max_position_embeddings (trained to 32K)
         ),
     )

@@ -12,6 +12,7 @@ there are at least two seeds, else none ("one seed: no interval"). A bar is neve
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -842,7 +843,10 @@ def save_figure(
         if plotlyjs == "beside":
             _write_plotly_js(base.parent)
         include = True if plotlyjs == "inline" else PLOTLY_JS
-        atomic_write_text(path, figure.to_html(include_plotlyjs=include, full_html=True))
+        # plotly names the figure's div with a random id unless given one: a fixed id keeps a rerun's file
+        # byte-identical, so a results folder under git changes only where a number does
+        div_id = "anchorlens-" + re.sub(r"[^A-Za-z0-9_-]", "-", base.name)
+        atomic_write_text(path, figure.to_html(include_plotlyjs=include, full_html=True, div_id=div_id))
         return [str(path)]
     try:
         image = figure.to_image(format=format, scale=2 if format == "png" else 1)

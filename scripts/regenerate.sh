@@ -7,6 +7,7 @@ set -euo pipefail
 MODEL=${1:?give a model, e.g. smollm2-135m}
 OUT=${2:-docs/results}/$MODEL
 ANCHORLENS=${ANCHORLENS:-anchorlens}
+PYTHON=${PYTHON:-python}  # the Python that has anchorlens (to list the method-choice runs below)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 ANALYSIS_SEEDS=(42 43 44 45 46)  # saliency, AUROC, diagnosis, isolation (the paper's 5 seeds)
 METHOD_SEEDS=(42 43 44 45 46)    # re-weighting, compression (the paper's 5 seeds too)
@@ -26,4 +27,12 @@ for pass in 1 3 5; do
     esac
     $ANCHORLENS $experiment --task $TASKS --model "$MODEL" --n-test 200 --seeds "${seeds[@]}" --out "$OUT"
   done
+done
+# Method choices (issue 28 §3), each into a second folder beside the default one, judged by
+# analyses/method_choices.py: isolation at the k of the paper's depth fraction (5/48 of the layers) where it is not
+# among the default k, and saliency without the BOS column where the model's prompts start with one.
+"$PYTHON" -c 'import sys; from anchorlens.claims.method_choices import second_folder_commands as c; print(*c(*sys.argv[1:]), sep="\n")' \
+  "$MODEL" "$OUT" | while read -r command; do
+  # shellcheck disable=SC2086  # a command of space-separated arguments without quoting
+  $ANCHORLENS $command </dev/null  # the commands must not read the list being read here
 done

@@ -2,15 +2,17 @@
 
 * **Isolation's k at the paper's depth fraction.** The paper's k = 5 is 5/48 of GPT2-XL's depth; on a model of
   L layers that is k = round(5/48 · L), at least 1 (`anchorlens.experiments.isolation.k_at_depth_fractions`:
-  3 of SmolLM2's 30 layers, 2 of Gemma-3's 18). Claim 2 is judged at both the absolute k = 5 and that k; where
-  the isolation rows lack the k (run ``anchorlens isolation --depth-fractions 0.1042``), it is not shown.
+  3 of SmolLM2's 30 layers, 2 of Gemma-3's 18). Claim 2 is judged at both the absolute k = 5 and that k. The
+  rows at that k come from the default folder or from a second folder per model (``--depth-fraction FOLDER``,
+  e.g. made by ``anchorlens isolation --k 2``), judged beside the default's; where neither holds the k (run
+  ``anchorlens isolation --depth-fractions 0.1042``), it is not shown.
 * **The BOS column in saliency.** S_wp and S_ww include the attention to a prepended BOS token by default;
   ``--exclude-bos`` leaves it out. Given a second folder per model made with ``--exclude-bos`` beside the
   default one, findings 1a-1c are judged on both and the report says how far S_wp moves (per task, the largest
   change of its per-layer mean) and how the verdicts move; without such a folder, not shown.
 
-The command line, ``python analyses/method_choices.py FOLDER.. --exclude-bos FOLDER.. --check PAGE`` (or
-``--write PAGE``; without ``--exclude-bos`` the BOS rows are not shown), is `main`.
+The command line, ``python analyses/method_choices.py FOLDER.. --exclude-bos FOLDER.. --depth-fraction FOLDER..
+--check PAGE`` (or ``--write PAGE``; without ``--exclude-bos`` the BOS rows are not shown), is `main`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from anchorlens.claims.inputs import Results, estimates
 from anchorlens.claims.isolation import isolation_claims
 from anchorlens.claims.rules import MAIN_K, NOT_SHOWN, Claim
 from anchorlens.claims.saliency import saliency_claims
-from anchorlens.errors import AnchorlensError
+from anchorlens.errors import AnchorlensError, UnknownModelError
 from anchorlens.experiments.isolation import k_at_depth_fractions
 from anchorlens.models import OFFLINE_MODELS
 
@@ -53,8 +55,9 @@ def verdict_text(claim: Claim | None, missing: str) -> str:
     return f"{claim.verdict}, {claim.holds}"
 
 
-def depth_fraction_lines(results: Results) -> list[str]:
-    """Per model: claim 2 at the absolute k = 5 and at k = round(5/48 · layers)."""
+def depth_fraction_lines(results: Results, isolated: Results) -> list[str]:
+    """Per model of `results`: claim 2 at the absolute k = 5 and at k = round(5/48 · layers), judged on the
+    isolation rows of `isolated` (the default folders, and any second folders holding other k)."""
     lines = [
         f"| model | layers | claim 2 at k = {MAIN_K} | k at {MAIN_K}/{paper.GPT2_XL_LAYERS} of the depth | "
         "claim 2 at that k |",
@@ -62,7 +65,7 @@ def depth_fraction_lines(results: Results) -> list[str]:
     ]
     for model in results.models:
         layers = model_layers(results, model)
-        judged = {claim.number: claim for claim in isolation_claims(results, model)}
+        judged = {claim.number: claim for claim in isolation_claims(isolated, model)}
         at_main = verdict_text(judged.get(f"2 (k={MAIN_K})"), f"no isolation rows at k={MAIN_K}")
         if layers is None:
             lines.append(f"| {model} | unknown | {at_main} | - | {NOT_SHOWN}: the folder gives no depth |")
@@ -70,7 +73,8 @@ def depth_fraction_lines(results: Results) -> list[str]:
         (k,) = k_at_depth_fractions(layers, (PAPER_DEPTH_FRACTION,))
         at_fraction = verdict_text(
             judged.get(f"2 (k={k})"),
-            f"no isolation rows at k={k} (run isolation with --depth-fractions {PAPER_DEPTH_FRACTION:.4f})",
+            f"no isolation rows at k={k} (run isolation with --depth-fractions {PAPER_DEPTH_FRACTION:.4f}, or "
+            f"--k {k} into a folder passed as --depth-fraction)",
         )
         lines.append(f"| {model} | {layers} | {at_main} | {k} | {at_fraction} |")
     return lines
@@ -115,15 +119,51 @@ def exclude_bos_lines(default: Results, excluded: Results | None) -> list[str]:
     return lines
 
 
-def render_method_choices(folders: Sequence[str | Path], exclude_bos: Sequence[str | Path], command: str) -> str:
+def second_folder_commands(model: str, out: str | Path) -> list[str]:
+    """The ``anchorlens`` commands (without the leading ``anchorlens``) that make an offline model's second
+    folders beside its default folder `out`, as `scripts/regenerate.sh` runs them: isolation at the k of the
+    paper's depth fraction into ``OUT-depth-fraction`` where that k is not among the default k (1 3 5 7), and
+    saliency without the BOS column into ``OUT-exclude-bos`` where the model's prompts start with one. The
+    settings are the default folder's (5 seeds, 200 test inputs, the four tasks).
+
+    >>> second_folder_commands("gemma-3-270m", "docs/results/gemma-3-270m")[0].split(" --out ")[1]
+    'docs/results/gemma-3-270m-depth-fraction'
+    """
+    if model not in OFFLINE_MODELS:
+        raise UnknownModelError(
+            f"no offline model {model!r}: its depth and BOS are not known before loading; use one of "
+            f"{sorted(OFFLINE_MODELS)}"
+        )
+    offline = OFFLINE_MODELS[model]
+    seeds = " ".join(str(seed) for seed in paper.SEEDS)
+    common = f"--task {' '.join(paper.TASK_LABELS)} --model {model} --n-test 200 --seeds {seeds}"
+    commands = []
+    (k,) = k_at_depth_fractions(offline.n_layers, (PAPER_DEPTH_FRACTION,))
+    if k not in paper.ISOLATION_K:
+        commands.append(f"isolation {common} --k {k} --out {out}-depth-fraction")
+    if offline.prepend_bos:
+        commands.append(f"saliency {common} --exclude-bos --out {out}-exclude-bos")
+    return commands
+
+
+def render_method_choices(
+    folders: Sequence[str | Path],
+    exclude_bos: Sequence[str | Path],
+    command: str,
+    depth_fraction: Sequence[str | Path] = (),
+) -> str:
+    """The block: `folders` are the default results, `exclude_bos` saliency folders made with ``--exclude-bos``,
+    `depth_fraction` isolation folders holding the k at the paper's depth fraction (read beside `folders`; a k
+    both hold is refused as two folders holding one result)."""
     default = Results.read([str(folder) for folder in folders])
     excluded = Results.read([str(folder) for folder in exclude_bos]) if exclude_bos else None
+    isolated = Results.read([str(folder) for folder in [*folders, *depth_fraction]]) if depth_fraction else default
     lines = [
         f"Generated by `{command}` by the rules of `anchorlens.claims`; do not edit by hand.",
         "",
         f"Isolation at the paper's depth fraction ({MAIN_K}/{paper.GPT2_XL_LAYERS} = {PAPER_DEPTH_FRACTION:.4f}):",
         "",
-        *depth_fraction_lines(default),
+        *depth_fraction_lines(default, isolated),
         "",
         "Saliency with and without the BOS column (S_wp and S_ww include it by default):",
         "",
@@ -133,12 +173,20 @@ def render_method_choices(folders: Sequence[str | Path], exclude_bos: Sequence[s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python analyses/method_choices.py FOLDER.. [--exclude-bos FOLDER..] [--check|--write PAGE]``: 0, 1 when
-    a checked block is stale, 2 on bad input (a one-line error)."""
+    """``python analyses/method_choices.py FOLDER.. [--exclude-bos FOLDER..] [--depth-fraction FOLDER..]
+    [--check|--write PAGE]``: 0, 1 when a checked block is stale, 2 on bad input (a one-line error)."""
     parser = argparse.ArgumentParser(description="Claim 2 at the paper's depth fraction; 1a-1c without BOS.")
     parser.add_argument("folders", nargs="+", help="results folders, e.g. docs/results/smollm2-135m")
     parser.add_argument(
         "--exclude-bos", nargs="+", default=[], metavar="FOLDER", help="saliency folders made with --exclude-bos"
+    )
+    parser.add_argument(
+        "--depth-fraction",
+        nargs="+",
+        default=[],
+        metavar="FOLDER",
+        help="isolation folders at the k of the paper's depth fraction (e.g. `anchorlens isolation --k 2` on an "
+        "18-layer model), read beside FOLDER",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", metavar="PAGE", help="exit 1 (with a diff) when PAGE's block is stale")
@@ -149,10 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "python analyses/method_choices.py",
             *args.folders,
             *(["--exclude-bos", *args.exclude_bos] if args.exclude_bos else []),
+            *(["--depth-fraction", *args.depth_fraction] if args.depth_fraction else []),
         ]
     )
     try:
-        printed = render_method_choices(args.folders, args.exclude_bos, command)
+        printed = render_method_choices(args.folders, args.exclude_bos, command, args.depth_fraction)
         if args.check:
             return check_block(Path(args.check), printed, BLOCK, "analyses/method_choices.py")
         if args.write:

@@ -62,7 +62,8 @@ def test_smollm2_config_from_hf(smol_model):
         assert theta == 100000.0
     else:
         assert smol_model.cfg.rotary_base == 100000.0
-    assert smol_model.cfg.n_layers == 30 and smol_model.cfg.n_heads == 9 and smol_model.cfg.n_key_value_heads == 3
+    assert smol_model.cfg.n_layers == models.OFFLINE_MODELS["smollm2-135m"].n_layers == 30
+    assert smol_model.cfg.n_heads == 9 and smol_model.cfg.n_key_value_heads == 3
     assert smol_model.cfg.default_prepend_bos is False
     # what the CLI checks against before loading
     expected = (
@@ -77,6 +78,7 @@ def test_gemma_uses_bos(gemma_model):
     from anchorlens.model_classes import model_class_of
 
     assert gemma_model.cfg.default_prepend_bos is True
+    assert gemma_model.cfg.n_layers == models.OFFLINE_MODELS["gemma-3-270m"].n_layers
     expected = (
         models.context_length("gemma-3-270m", model_class_of(gemma_model)),
         models.vocabulary_size("gemma-3-270m"),

@@ -101,6 +101,18 @@ def test_rewrite_folder_redraws_inlined_figures_to_share_plotly_js(tmp_path, pyt
     assert (folder / "saliency.html").stat().st_size < 500_000 and (folder / "plotly.min.js").is_file()
 
 
+def test_a_figure_saved_twice_is_byte_identical(tmp_path, python_and_cli_folders):
+    """A rerun into a folder under git rewrites its figures: they change only where the data do (plotly's div
+    id would otherwise be random on every write)."""
+    from anchorlens.plots import plot_saliency, save_figure
+
+    python_folder, _ = python_and_cli_folders
+    figure = plot_saliency(al.load_result(python_folder))
+    first = Path(save_figure(figure, tmp_path / "one" / "saliency", plotlyjs="beside")[0]).read_bytes()
+    second = Path(save_figure(figure, tmp_path / "two" / "saliency", plotlyjs="beside")[0]).read_bytes()
+    assert first == second and b'id="anchorlens-saliency"' in first
+
+
 def test_the_committed_results_hold_plotly_js_at_most_once_per_folder():
     results = DOCS.parents[1] / "results"
     assert results.is_dir()
