@@ -64,6 +64,13 @@ def cell(value: object) -> str:
     return "not recorded" if value is None else str(value)
 
 
+def model_in(folder: str | Path, model: object) -> str:
+    """The model column of a folder's rows: the model, and the folder's name where it is another (a second folder
+    beside the default one, e.g. ``gemma-3-270m (folder gemma-3-270m-exclude-bos)``)."""
+    name = Path(folder).name
+    return cell(model) if name == str(model) else f"{cell(model)} (folder {name})"
+
+
 def where_table(folders: Sequence[str | Path]) -> list[str]:
     """Per model × experiment × (device, class, torch, transformer-lens): the parts, as tasks with their seeds."""
     lines = [
@@ -75,7 +82,7 @@ def where_table(folders: Sequence[str | Path]) -> list[str]:
         rows = part_provenance(folder)
         groups: dict[tuple, list[dict[str, object]]] = {}
         for row in rows:
-            key = (row["model"], row["experiment"], *(row[name] for name in WHERE))
+            key = (model_in(folder, row["model"]), row["experiment"], *(row[name] for name in WHERE))
             groups.setdefault(key, []).append(row)
         for key in sorted(groups, key=lambda k: (order.get(str(k[1]), len(order)), str(k[1]), [str(v) for v in k])):
             members = groups[key]
@@ -107,32 +114,34 @@ def sources(folders: Sequence[str | Path]) -> list[str]:
 
 def agreement_lines(folders: Sequence[str | Path], records_dir: str | Path) -> list[str]:
     """One line per committed comparison record of a folder's model: what was compared and the largest
-    differences it recorded; a line saying so where a model has none."""
+    differences it recorded; a line saying so where a model has none. A model is stated once, though a second
+    folder beside its default one (e.g. ``--exclude-bos``) holds parts of it too."""
     lines = []
-    for folder in folders:
-        models = {row["model"] for row in part_provenance(folder)}
-        for model in sorted(str(m) for m in models):
-            path = Path(records_dir) / AGREEMENT_FILE.format(model=model)
-            if not path.is_file():
-                lines.append(f"- {model}: no committed record compares its parts across devices or model classes.")
-                continue
-            record = json.loads(path.read_text())
-            versions = record.get("versions") or {}
-            parts = []
-            for name, measured in (record.get("parts") or {}).items():
-                largest = max(
-                    (value["max_abs_diff"] for value in measured.values() if isinstance(value, dict)), default=None
-                )
-                differing = measured.get("predictions_differing")
-                parts.append(
-                    f"{name.replace(':', ' ')} ({measured.get('rows')} rows): largest absolute difference "
-                    f"{largest:.2g}, {differing} predictions differing"
-                )
-            lines.append(
-                f"- {model}: recomputed with model class {record.get('model_class')} on transformer-lens "
-                f"{versions.get('transformer-lens')}, torch {versions.get('torch')}, against "
-                f"`{record.get('compared_with')}` ({path.as_posix()}): " + "; ".join(parts) + "."
+    models = dict.fromkeys(
+        model for folder in folders for model in sorted({str(row["model"]) for row in part_provenance(folder)})
+    )
+    for model in models:
+        path = Path(records_dir) / AGREEMENT_FILE.format(model=model)
+        if not path.is_file():
+            lines.append(f"- {model}: no committed record compares its parts across devices or model classes.")
+            continue
+        record = json.loads(path.read_text())
+        versions = record.get("versions") or {}
+        parts = []
+        for name, measured in (record.get("parts") or {}).items():
+            largest = max(
+                (value["max_abs_diff"] for value in measured.values() if isinstance(value, dict)), default=None
             )
+            differing = measured.get("predictions_differing")
+            parts.append(
+                f"{name.replace(':', ' ')} ({measured.get('rows')} rows): largest absolute difference "
+                f"{largest:.2g}, {differing} predictions differing"
+            )
+        lines.append(
+            f"- {model}: recomputed with model class {record.get('model_class')} on transformer-lens "
+            f"{versions.get('transformer-lens')}, torch {versions.get('torch')}, against "
+            f"`{record.get('compared_with')}` ({path.as_posix()}): " + "; ".join(parts) + "."
+        )
     return lines
 
 
