@@ -258,8 +258,9 @@ def test_a_float32_config_keeps_the_signature_it_had_before_dtype_existed(experi
 
 
 def test_the_committed_results_still_resume():
-    """Every experiment in the committed results folders: its signature is that of a default config (float32)
-    and the folder accepts it (`check_folder` reads only)."""
+    """Every experiment in the committed results folders: its signature is that of a default config (float32),
+    or in a second folder beside the default one (``gemma-3-270m-exclude-bos``) that of its own settings, and the
+    folder accepts it (`check_folder` reads only)."""
     from pathlib import Path
 
     from anchorlens.orchestrate import EXPERIMENTS
@@ -274,7 +275,11 @@ def test_the_committed_results_still_resume():
         for experiment, signature in manifest["experiments"].items():
             config_class = EXPERIMENTS[experiment].config_class
             assert config_class.from_signature(signature).dtype == "float32"
-            config = config_class(model=signature["model"], n_test=signature["n_test"])
+            if path.parent.name == signature["model"]:  # the model's own folder: the default settings
+                config = config_class(model=signature["model"], n_test=signature["n_test"])
+            else:
+                assert path.parent.name.startswith(f"{signature['model']}-"), path  # named after its model
+                config = config_class.from_signature(signature)
             assert json.loads(json.dumps(config.signature())) == signature, (path, experiment)
             check_folder(path.parent, experiment, config.signature())
             checked += 1
