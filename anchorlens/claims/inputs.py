@@ -84,6 +84,28 @@ class Results:
                     results.note_model(model, folder)
         return results
 
+    def on_tasks(self, experiment: str, model: str, tasks: Iterable[str]) -> Results:
+        """These results with `model`'s rows of `experiment` kept for `tasks` only (every other row as it is): to
+        judge two folders of one model on the tasks both hold, so a verdict compares like with like."""
+        kept = set(tasks)
+
+        def only(frame: pd.DataFrame, rows_of: str) -> pd.DataFrame:
+            if frame.empty or rows_of != experiment or "task" not in frame.columns:
+                return frame
+            other = (frame["model"].astype(str) != model) | frame["task"].astype(str).isin(kept)
+            return frame[other].reset_index(drop=True)
+
+        return Results(
+            folders=list(self.folders),
+            summaries={name: only(frame, name) for name, frame in self.summaries.items()},
+            seed_rows={name: only(frame, name) for name, frame in self.seed_rows.items()},
+            models=list(self.models),
+            folders_of={model: list(folders) for model, folders in self.folders_of.items()},
+            predictions=only(self.predictions, "auroc"),
+            examples={name: only(frame, name) for name, frame in self.examples.items()},
+            flows=only(self.flows, "saliency"),
+        )
+
     def add(self, experiment: str, summary: pd.DataFrame, folder: Path) -> None:
         for model in summary["model"].astype(str).unique():
             self.note_model(model, folder)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from anchorlens import paper
 from anchorlens.claims.blocks import check_block, write_block
-from anchorlens.claims.inputs import Results, estimates
+from anchorlens.claims.inputs import Results, estimates, tasks_of
 from anchorlens.claims.isolation import isolation_claims
 from anchorlens.claims.rules import MAIN_K, NOT_SHOWN, Claim
 from anchorlens.claims.saliency import saliency_claims
@@ -55,28 +55,41 @@ def verdict_text(claim: Claim | None, missing: str) -> str:
     return f"{claim.verdict}, {claim.holds}"
 
 
+def tasks_held(results: Results, experiment: str, model: str, **where: object) -> list[str]:
+    """The tasks of `model`'s `experiment` summary (its rows matching `where`, e.g. ``k=2``), in the paper's order."""
+    part, _ = results.of(experiment, model)
+    for column, value in where.items():
+        part = part[part[column] == value] if column in part.columns else part.iloc[0:0]
+    return tasks_of(part) if not part.empty else []
+
+
 def depth_fraction_lines(results: Results, isolated: Results) -> list[str]:
     """Per model of `results`: claim 2 at the absolute k = 5 and at k = round(5/48 · layers), judged on the
-    isolation rows of `isolated` (the default folders, and any second folders holding other k)."""
+    isolation rows of `isolated` (the default folders, and any second folders holding other k). Where the rows at
+    that k cover fewer tasks than k = 5's, both are judged on the tasks the k holds, so they compare like with
+    like; the table names the tasks."""
     lines = [
-        f"| model | layers | claim 2 at k = {MAIN_K} | k at {MAIN_K}/{paper.GPT2_XL_LAYERS} of the depth | "
-        "claim 2 at that k |",
-        "|---|---|---|---|---|",
+        f"| model | layers | tasks judged | claim 2 at k = {MAIN_K} | k at {MAIN_K}/{paper.GPT2_XL_LAYERS} of the "
+        "depth | claim 2 at that k |",
+        "|---|---|---|---|---|---|",
     ]
     for model in results.models:
         layers = model_layers(results, model)
-        judged = {claim.number: claim for claim in isolation_claims(isolated, model)}
+        k = k_at_depth_fractions(layers, (PAPER_DEPTH_FRACTION,))[0] if layers is not None else None
+        tasks = tasks_held(isolated, "isolation", model, k=k) or tasks_held(isolated, "isolation", model)
+        compared = isolated.on_tasks("isolation", model, tasks)
+        judged = {claim.number: claim for claim in isolation_claims(compared, model)}
         at_main = verdict_text(judged.get(f"2 (k={MAIN_K})"), f"no isolation rows at k={MAIN_K}")
-        if layers is None:
-            lines.append(f"| {model} | unknown | {at_main} | - | {NOT_SHOWN}: the folder gives no depth |")
+        named = " ".join(tasks) or "-"
+        if layers is None or k is None:
+            lines.append(f"| {model} | unknown | {named} | {at_main} | - | {NOT_SHOWN}: the folder gives no depth |")
             continue
-        (k,) = k_at_depth_fractions(layers, (PAPER_DEPTH_FRACTION,))
         at_fraction = verdict_text(
             judged.get(f"2 (k={k})"),
             f"no isolation rows at k={k} (run isolation with --depth-fractions {PAPER_DEPTH_FRACTION:.4f}, or "
             f"--k {k} into a folder passed as --depth-fraction)",
         )
-        lines.append(f"| {model} | {layers} | {at_main} | {k} | {at_fraction} |")
+        lines.append(f"| {model} | {layers} | {named} | {at_main} | {k} | {at_fraction} |")
     return lines
 
 
@@ -96,26 +109,32 @@ def swp_moves(default: Results, excluded: Results, model: str) -> dict[str, floa
 
 
 def exclude_bos_lines(default: Results, excluded: Results | None) -> list[str]:
-    """Per model × finding 1a-1c: the verdict with the BOS column and without, and how far S_wp moves."""
+    """Per model × finding 1a-1c: the verdict with the BOS column and without, and how far S_wp moves. Where the
+    second folder holds fewer tasks than the default one, both are judged on the tasks it holds (named)."""
     lines = [
-        "| model | finding | with BOS (default) | without BOS (--exclude-bos) | largest change of S_wp's layer mean |",
-        "|---|---|---|---|---|",
+        "| model | finding | tasks judged | with BOS (default) | without BOS (--exclude-bos) | largest change of "
+        "S_wp's layer mean |",
+        "|---|---|---|---|---|---|",
     ]
     for model in default.models:
-        base = saliency_claims(default, model)
         if model in OFFLINE_MODELS and not OFFLINE_MODELS[model].prepend_bos:
             # prompts without a BOS token have no column to leave out: --exclude-bos gives the same numbers
-            for claim in base:
+            named = " ".join(tasks_held(default, "saliency", model)) or "-"
+            for claim in saliency_claims(default, model):
                 same = f"the same: {model}'s prompts have no BOS token"
-                lines.append(f"| {model} | {claim.number} | {verdict_text(claim, '')} | {same} | 0 (no BOS) |")
+                lines.append(
+                    f"| {model} | {claim.number} | {named} | {verdict_text(claim, '')} | {same} | 0 (no BOS) |"
+                )
             continue
-        has_other = excluded is not None and model in excluded.models
-        other = {c.number: c for c in saliency_claims(excluded, model)} if excluded is not None and has_other else {}
-        moves = swp_moves(default, excluded, model) if excluded is not None and has_other else {}
+        tasks = tasks_held(excluded, "saliency", model) if excluded is not None else []
+        compared = default.on_tasks("saliency", model, tasks) if tasks else default
+        other = {c.number: c for c in saliency_claims(excluded, model)} if excluded is not None and tasks else {}
+        moves = swp_moves(compared, excluded, model) if excluded is not None and tasks else {}
         moved = ", ".join(f"{task} {value:.3f}" for task, value in sorted(moves.items())) or "-"
-        for claim in base:
+        named = " ".join(tasks or tasks_held(default, "saliency", model)) or "-"
+        for claim in saliency_claims(compared, model):
             without = verdict_text(other.get(claim.number), "no --exclude-bos saliency folder for this model")
-            lines.append(f"| {model} | {claim.number} | {verdict_text(claim, '')} | {without} | {moved} |")
+            lines.append(f"| {model} | {claim.number} | {named} | {verdict_text(claim, '')} | {without} | {moved} |")
     return lines
 
 

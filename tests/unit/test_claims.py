@@ -1172,19 +1172,24 @@ def test_claim_2_at_the_papers_depth_fraction_beside_k_5(tmp_path):
     write_summary(tmp_path / "a", "saliency", saliency_rows(n_layers=30))
     write_summary(tmp_path / "a", "isolation", isolation_rows(ks=(3, 5)))
     printed = method_choices.render_method_choices([tmp_path / "a"], [], "cmd")
-    assert f"| {MODEL} | 30 | reproduced, 2/2 tasks | 3 | reproduced, 2/2 tasks |" in printed
+    assert f"| {MODEL} | 30 | sst2 trec | reproduced, 2/2 tasks | 3 | reproduced, 2/2 tasks |" in printed
     # 18 layers: k = 2, which the rows lack, so claim 2 there is not shown with how to run it.
     write_summary(tmp_path / "b", "saliency", saliency_rows(n_layers=18))
     write_summary(tmp_path / "b", "isolation", isolation_rows(ks=(5,)))
     printed = method_choices.render_method_choices([tmp_path / "b"], [], "cmd")
     assert (
-        f"| {MODEL} | 18 | reproduced, 2/2 tasks | 2 | not shown: no isolation rows at k=2 (run isolation with "
-        "--depth-fractions 0.1042, or --k 2 into a folder passed as --depth-fraction) |"
+        f"| {MODEL} | 18 | sst2 trec | reproduced, 2/2 tasks | 2 | not shown: no isolation rows at k=2 (run "
+        "isolation with --depth-fractions 0.1042, or --k 2 into a folder passed as --depth-fraction) |"
     ) in printed
     # A second folder holding k = 2 alone (`anchorlens isolation --k 2`) is judged beside the default's k = 5.
     write_summary(tmp_path / "b-k2", "isolation", isolation_rows(ks=(2,)))
     printed = method_choices.render_method_choices([tmp_path / "b"], [], "cmd", [tmp_path / "b-k2"])
-    assert f"| {MODEL} | 18 | reproduced, 2/2 tasks | 2 | reproduced, 2/2 tasks |" in printed
+    assert f"| {MODEL} | 18 | sst2 trec | reproduced, 2/2 tasks | 2 | reproduced, 2/2 tasks |" in printed
+    # k = 2 on one task so far (a regeneration under way): k = 5 is judged on that task too, like with like.
+    one_task = [row for row in isolation_rows(ks=(2,)) if row["task"] == "sst2"]
+    write_summary(tmp_path / "b-k2-sst2", "isolation", one_task)
+    printed = method_choices.render_method_choices([tmp_path / "b"], [], "cmd", [tmp_path / "b-k2-sst2"])
+    assert f"| {MODEL} | 18 | sst2 | reproduced, 1/1 task | 2 | reproduced, 1/1 task |" in printed
     # A k both folders hold is two folders holding one result: refused, not averaged.
     write_summary(tmp_path / "b-k5", "isolation", isolation_rows(ks=(5,)))
     with pytest.raises(DataFileError, match="two folders hold isolation results"):
@@ -1201,13 +1206,19 @@ def test_saliency_without_bos_reports_how_far_s_wp_and_the_verdicts_move(tmp_pat
             row["value"] = (0.2, 0.18, 0.22)
     write_summary(tmp_path / "excluded", "saliency", without)
     printed = method_choices.render_method_choices([tmp_path / "default"], [tmp_path / "excluded"], "cmd")
-    assert f"| {MODEL} | 1a | reproduced, 2/2 tasks | partly, 0/2 tasks, 2 partly | sst2 0.400, trec 0.400 |" in (
-        printed
-    )
-    assert f"| {MODEL} | 1b | reproduced, 2/2 tasks | reproduced, 2/2 tasks | sst2 0.400, trec 0.400 |" in printed
+    assert (
+        f"| {MODEL} | 1a | sst2 trec | reproduced, 2/2 tasks | partly, 0/2 tasks, 2 partly | sst2 0.400, trec 0.400 |"
+    ) in printed
+    assert (
+        f"| {MODEL} | 1b | sst2 trec | reproduced, 2/2 tasks | reproduced, 2/2 tasks | sst2 0.400, trec 0.400 |"
+    ) in printed
+    # A second folder holding one task so far: the default is judged on that task too.
+    write_summary(tmp_path / "excluded-sst2", "saliency", [row for row in without if row["task"] == "sst2"])
+    printed = method_choices.render_method_choices([tmp_path / "default"], [tmp_path / "excluded-sst2"], "cmd")
+    assert f"| {MODEL} | 1a | sst2 | reproduced, 1/1 task | partly, 0/1 task, 1 partly | sst2 0.400 |" in printed
     # Without a second folder the comparison is not shown, never guessed.
     alone = method_choices.render_method_choices([tmp_path / "default"], [], "cmd")
-    assert f"| {MODEL} | 1a | reproduced, 2/2 tasks | not shown: no --exclude-bos saliency folder" in alone
+    assert f"| {MODEL} | 1a | sst2 trec | reproduced, 2/2 tasks | not shown: no --exclude-bos saliency folder" in alone
 
 
 def test_a_model_whose_prompts_have_no_bos_reads_the_same_without_it(tmp_path):
@@ -1219,9 +1230,33 @@ def test_a_model_whose_prompts_have_no_bos_reads_the_same_without_it(tmp_path):
     write_summary(tmp_path / "default", "saliency", rows)
     printed = method_choices.render_method_choices([tmp_path / "default"], [], "cmd")
     assert (
-        "| smollm2-135m | 1a | reproduced, 2/2 tasks | the same: smollm2-135m's prompts have no BOS token "
+        "| smollm2-135m | 1a | sst2 trec | reproduced, 2/2 tasks | the same: smollm2-135m's prompts have no BOS token "
         "| 0 (no BOS) |" in printed
     )
+
+
+def test_results_on_tasks_keeps_one_models_rows_of_one_experiment_for_those_tasks():
+    """`Results.on_tasks` narrows every table of the experiment (summaries, seed rows, per-example rows, flows)
+    for the model, and leaves other models and other experiments whole."""
+    from anchorlens.claims.inputs import Results
+
+    def frame(models=(MODEL, "other")):
+        return pd.DataFrame([{"model": m, "task": t, "seed": 42} for m in models for t in ("sst2", "trec", "emoc")])
+
+    results = Results(
+        folders=[],
+        summaries={"saliency": frame(), "isolation": frame()},
+        seed_rows={"saliency": frame()},
+        examples={"isolation": frame()},
+        flows=frame(),
+    )
+    narrowed = results.on_tasks("saliency", MODEL, ["trec"])
+    kept = narrowed.summaries["saliency"]
+    assert sorted(kept[kept["model"] == MODEL]["task"]) == ["trec"] and (kept["model"] == "other").sum() == 3
+    assert sorted(narrowed.seed_rows["saliency"].query("model == @MODEL")["task"]) == ["trec"]
+    assert sorted(narrowed.flows.query("model == @MODEL")["task"]) == ["trec"]
+    assert len(narrowed.summaries["isolation"]) == 6 and len(narrowed.examples["isolation"]) == 6
+    assert len(results.summaries["saliency"]) == 6  # the original is left as it was
 
 
 def test_the_second_folders_a_regeneration_makes_follow_from_the_models_depth_and_bos():
